@@ -1,0 +1,196 @@
+"""Stage beam search cost, measured side by side in one run.
+
+Usage::
+
+    python bench/beam.py [--tokens 64] [--repeat 3] [--threads 2]
+
+On the BENCH random-weight pair (n_embd 512, 8 layers, 256 image tokens), whose text
+never closes a stage early, so every candidate spends exactly ``--tokens`` per stage.
+Prints, as ratios to a greedy single pass measured in the same run:
+
+* stage beam N=2 and N=4 with each selection strategy;
+* the hardware limit for N=4: one prefill plus the same number of decode steps as raw
+  batches of 4 sequences, with no sampling and no Python logic between steps;
+* the naive N=4 search (candidates one after another, image and prompt re-encoded for
+  every candidate, as the reference code does);
+* image encodes per question and the process's peak RSS.
+
+Each figure is the median of ``--repeat`` interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.engine import Bitmap, Engine, EngineSettings  # noqa: E402
+from models.events import AnswerFinished, SearchResult  # noqa: E402
+from models.images import PreparedImage, load_image  # noqa: E402
+from models.sampling import Sampler, SamplingSettings, mix_seed  # noqa: E402
+from models.search import SearchSettings, StageSearch  # noqa: E402
+from models.stages import STAGES, parse_answer, stage_grammar, user_text  # noqa: E402
+from models.tiny_vlm import BENCH, write_tiny_pair  # noqa: E402
+
+QUESTION = "How many shapes are red, and which one is largest?"
+
+
+def make_image(folder: Path) -> PreparedImage:
+    path = folder / "scene.png"
+    img = Image.new("RGB", (320, 240), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(6):
+        draw.ellipse((20 + 45 * i, 40, 60 + 45 * i, 80 + 10 * i), fill=("red", "blue")[i % 2])
+    img.save(path)
+    return load_image(path)
+
+
+def search(engine: Engine, image: PreparedImage, beam: int, select: str,
+           tokens: int) -> SearchResult:
+    settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1)
+    for event in StageSearch(engine, settings).run(image, QUESTION):
+        if isinstance(event, AnswerFinished):
+            return event.result
+    raise RuntimeError("the search ended without a result")
+
+
+def hardware_limit(engine: Engine, image: PreparedImage, beam: int, steps: int) -> None:
+    """One prefill, then ``steps`` raw decodes of ``beam`` sequences: no sampling at all."""
+    engine.clear()
+    engine.cancel_event = threading.Event()
+    with Bitmap(image) as bitmap:
+        prompt = engine.tokenize_prompt(engine.chat_prompt(user_text(QUESTION, engine.stage_mode)),
+                                        bitmap)
+        pos = engine.eval_prompt(prompt, 0)
+        prompt.close()
+    for seq in range(1, beam + 1):
+        engine.copy_seq(0, seq)
+    seqs = list(range(1, beam + 1))
+    token = engine.tokenize("a")[0]
+    for step in range(steps):
+        engine.decode([token] * beam, [pos + step] * beam, seqs, [True] * beam)
+    engine.clear()
+
+
+def naive(engine: Engine, image: PreparedImage, beam: int, tokens: int) -> int:
+    """The reference code's way: each candidate re-encodes the image and the whole prefix.
+
+    Candidates are generated one after another and chosen by mean log-probability.
+    Returns the number of image encodes.
+    """
+    engine.cancel_event = threading.Event()
+    sampling = SamplingSettings()
+    encodes0 = engine.stats.image_encodes
+    answer = ""
+    with Bitmap(image) as bitmap:
+        base = engine.chat_prompt(user_text(QUESTION, engine.stage_mode))
+        for s_no, stage in enumerate(STAGES):
+            best_text, best_score = "", -np.inf
+            for cand in range(beam):
+                engine.clear()
+                prompt = engine.tokenize_prompt(base, bitmap)
+                pos = engine.eval_prompt(prompt, 0)
+                prompt.close()
+                index = -1
+                if answer:
+                    prefix = engine.tokenize(answer)
+                    index = engine.eval_tokens([(0, pos, prefix)])[0]
+                    pos += len(prefix)
+                sampler = Sampler(engine.vocab, sampling, mix_seed(1, s_no, cand),
+                                  stage_grammar(stage))
+                text, logp = b"", 0.0
+                for _ in range(tokens):
+                    tok = sampler.sample(engine.ctx, index)
+                    logp += engine.token_logprob(index, tok)
+                    text += engine.piece(tok)
+                    if stage.close_tag.encode() in text:
+                        break
+                    engine.decode([tok], [pos], [0], [True])
+                    pos, index = pos + 1, 0
+                sampler.close()
+                if logp / tokens > best_score:
+                    best_text, best_score = text.decode("utf-8", "replace"), logp / tokens
+            if stage.close_tag not in best_text:
+                best_text += stage.close_tag
+            answer += best_text
+    engine.clear()
+    assert parse_answer(answer).stages
+    return engine.stats.image_encodes - encodes0
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per stage (default 64)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs (default 3)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
+    pair = write_tiny_pair(folder, BENCH)
+    image = make_image(folder)
+    settings = EngineSettings(n_ctx=16384, n_seq_max=10, threads=args.threads)
+    with Engine(pair.model, pair.mmproj, settings) as engine:
+        search(engine, image, 1, "logprob", 4)  # warm-up
+        probe = search(engine, image, 4, "logprob", args.tokens)
+        steps = probe.timings.decode_steps
+        runs: dict[str, Callable[[], object]] = {
+            "greedy (N=1)": lambda: search(engine, image, 1, "logprob", args.tokens),
+            "stage beam N=2, logprob": lambda: search(engine, image, 2, "logprob", args.tokens),
+            "stage beam N=2, judge": lambda: search(engine, image, 2, "judge", args.tokens),
+            "stage beam N=4, logprob": lambda: search(engine, image, 4, "logprob", args.tokens),
+            "stage beam N=4, judge": lambda: search(engine, image, 4, "judge", args.tokens),
+            "hardware limit N=4 (raw batches)": lambda: hardware_limit(engine, image, 4, steps),
+            "naive N=4, logprob (reference way)": lambda: naive(engine, image, 4, args.tokens),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeat):
+            for name, fn in runs.items():
+                times[name].append(timed(fn))
+        judged = search(engine, image, 4, "judge", args.tokens)
+        naive_encodes = naive(engine, image, 4, args.tokens)
+
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    base = med["greedy (N=1)"]
+    print(f"BENCH pair: n_embd {BENCH.n_embd}, {BENCH.n_layer} layers, "
+          f"{BENCH.n_image_tokens} image tokens; {args.tokens} tokens per stage; "
+          f"median of {args.repeat}; threads {engine.settings.threads or 'auto'}")
+    print(f"{'run':<38}{'seconds':>9}{'x greedy':>10}")
+    for name, t in med.items():
+        print(f"{name:<38}{t:>9.3f}{t / base:>10.2f}")
+    limit, lp4, j4 = (med["hardware limit N=4 (raw batches)"], med["stage beam N=4, logprob"],
+                      med["stage beam N=4, judge"])
+    nv = med["naive N=4, logprob (reference way)"]
+    print()
+    print(f"decode steps of the N=4 search: {steps} (the hardware limit ran the same)")
+    checks = [
+        ("N=4 logprob / hardware limit", lp4 / limit, "<= 1.15", lp4 / limit <= 1.15),
+        ("N=4 judge / N=4 logprob", j4 / lp4, "<= 1.50", j4 / lp4 <= 1.5),
+        ("naive N=4 / N=4 logprob", nv / lp4, ">= 3.00", nv / lp4 >= 3.0),
+    ]
+    for label, value, target, ok in checks:
+        print(f"{label:<38}{value:>9.2f}   target {target}  {'met' if ok else 'MISSED'}")
+    print(f"image encodes per question: ours {judged.timings.image_encodes} (N=4, judge), "
+          f"naive {naive_encodes}")
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak RSS: {peak_kib / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

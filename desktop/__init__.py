@@ -1,0 +1,1 @@
+"""Stagewise front ends: the command line and (later) the PySide6 window."""

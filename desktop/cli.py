@@ -1,0 +1,221 @@
+"""The ``stagewise`` command.
+
+``stagewise ask`` answers one question about one image in the terminal, streaming the
+four stages, or printing one JSON object with ``--json``. Bad input ends with a one-line
+message on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from models.errors import StagewiseError
+from models.events import (
+    AnswerFinished,
+    CandidateFinished,
+    Event,
+    JudgeVerdict,
+    JudgingStarted,
+    SearchResult,
+    SegmentChosen,
+    SegmentStarted,
+    TokenStreamed,
+)
+from models.sampling_settings import SamplingSettings
+from models.search_settings import SELECTIONS, STRATEGIES, SearchSettings, sequences_needed
+from models.stages import StageParser
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stagewise",
+        description="Answer questions about images with visible, staged reasoning.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ask = sub.add_parser("ask", help="answer one question about one image")
+    ask.add_argument("--image", required=True, type=Path, help="the image file")
+    ask.add_argument("--question", required=True, help="the question")
+    ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
+    ask.add_argument("--mmproj", type=Path,
+                     help="projector GGUF (default: the one beside --model)")
+    ask.add_argument("--beam", type=_positive, default=1,
+                     help="candidates per stage; 1 is a single pass (default 1)")
+    ask.add_argument("--select", choices=SELECTIONS, default="judge",
+                     help="how a candidate is chosen (default judge)")
+    ask.add_argument("--strategy", choices=STRATEGIES, default="stage",
+                     help="search granularity (default stage)")
+    ask.add_argument("--max-stage-tokens", type=_positive, default=256,
+                     help="token budget per stage (default 256)")
+    ask.add_argument("--temperature", type=float, default=0.6)
+    ask.add_argument("--top-p", type=float, default=0.9)
+    ask.add_argument("--seed", type=int, default=0)
+    ask.add_argument("--threads", type=_positive, help="CPU threads (default: auto)")
+    ask.add_argument("--gpu-layers", type=int, default=-1,
+                     help="layers to offload to the GPU: -1 all (default), 0 none")
+    ask.add_argument("--ctx", type=_positive, default=8192, help="context size (default 8192)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        print("\nThe window arrives with the desktop app; use `stagewise ask` for now.",
+              file=sys.stderr)
+        return 0
+    try:
+        return _ask(args)
+    except StagewiseError as error:
+        print(f"stagewise: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, MemoryError) as error:
+        print(f"stagewise: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _ask(args: argparse.Namespace) -> int:
+    # imported here so that `stagewise --help` does not load llama.cpp
+    from models.defaults import default_model, find_mmproj
+    from models.engine import Engine, EngineSettings
+    from models.images import load_image
+    from models.search import StageSearch
+
+    image = load_image(args.image)  # before the model: a bad image fails fast
+    model, mmproj = args.model, args.mmproj
+    if model is None:
+        fallback = default_model()
+        model, mmproj = fallback.model, mmproj or fallback.mmproj
+        print(f"stagewise: {fallback.note}", file=sys.stderr)
+    elif mmproj is None:
+        mmproj = find_mmproj(model)
+        if mmproj is None:
+            raise StagewiseError(f"{model}: no projector given and none found beside it; "
+                                 "pass --mmproj")
+    engine_settings = EngineSettings(n_ctx=args.ctx, n_seq_max=sequences_needed(args.beam),
+                                     threads=args.threads, gpu_layers=args.gpu_layers)
+    settings = SearchSettings(
+        strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
+        max_stage_tokens=args.max_stage_tokens,
+        sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
+    )
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        with Engine(model, mmproj, engine_settings) as engine:
+            search = StageSearch(engine, settings)
+            printer = None if args.json else _StagePrinter(sys.stdout, sys.stderr, args.beam)
+            result = None
+            for event in search.run(image, args.question, cancel):
+                if printer:
+                    printer.show(event)
+                if isinstance(event, AnswerFinished):
+                    result = event.result
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result is not None
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_CANCELLED if result.status == "cancelled" else 0
+
+
+class _StagePrinter:
+    """Streams the chosen text under stage headers; progress goes to stderr."""
+
+    def __init__(self, out: TextIO, err: TextIO, beam: int) -> None:
+        self.out, self.err, self.beam = out, err, beam
+        self.parser = StageParser()
+        self.stage = None
+        self.tokens = 0
+        self.tty = err.isatty()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, SegmentStarted):
+            self.tokens = 0
+            self._write(event.prefix)
+            if self.beam > 1:
+                what = event.unit.title if event.unit else "answer"
+                self._progress(f"{what}: sampling {event.n_candidates} candidates")
+        elif isinstance(event, TokenStreamed):
+            self.tokens += 1
+            if self.beam == 1:
+                self._write(event.text)
+            elif self.tty and self.tokens % 8 == 0:
+                self._progress(f"sampling: {self.tokens} tokens")
+        elif isinstance(event, JudgingStarted):
+            self._progress(f"judging: {event.n_comparisons} comparisons")
+        elif isinstance(event, JudgeVerdict):
+            v = event.verdict
+            self._progress(f"judge: {v.first} vs {v.second} -> {v.winner}")
+        elif isinstance(event, CandidateFinished):
+            pass
+        elif isinstance(event, SegmentChosen) and self.beam > 1:
+            self._write(event.text)
+            self._note(f"[chose candidate {event.candidate + 1} of {self.beam}]")
+        elif isinstance(event, AnswerFinished):
+            self._finish(event.result)
+
+    def _write(self, text: str) -> None:
+        for delta in self.parser.feed(text):
+            self._emit(delta.stage, delta.text)
+        self.out.flush()
+
+    def _emit(self, stage: object, text: str) -> None:
+        if stage is None:
+            return
+        if stage is not self.stage:
+            self.stage = stage
+            self.out.write(f"\n== {stage.title} ==\n")
+            text = text.lstrip()
+        self.out.write(text)
+
+    def _note(self, text: str) -> None:
+        self._clear()
+        self.err.write(f"\n{text}\n")
+        self.err.flush()
+
+    def _progress(self, text: str) -> None:
+        if self.tty:
+            self.err.write(f"\r\x1b[K{text}")
+            self.err.flush()
+
+    def _clear(self) -> None:
+        if self.tty:
+            self.err.write("\r\x1b[K")
+
+    def _finish(self, result: SearchResult) -> None:
+        for delta in self.parser.finish():
+            self._emit(delta.stage, delta.text)
+        self.out.write("\n")
+        self.out.flush()
+        t = result.timings
+        self._clear()
+        state = "cancelled" if result.status == "cancelled" else "done"
+        self.err.write(
+            f"{state} in {t.total_s:.2f} s · {t.generated_tokens} tokens generated · "
+            f"{t.tokens_per_s:.1f} tok/s · {t.image_encodes} image encode(s)\n"
+        )
+        self.err.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The model used when the user names none.
+
+Until the trained demo model ships, this is the tiny random-weight pair from
+:mod:`models.tiny_vlm`, written once into the data folder. Its answers are noise, but
+it exercises the whole path (image encode, four stages, beam search) offline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.paths import data_dir
+from models.tiny_vlm import TINY, write_tiny_pair
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    model: Path
+    mmproj: Path
+    note: str
+
+
+def default_model() -> DefaultModel:
+    """The fallback pair, built on first use (about 2 MB, under a second)."""
+    folder = data_dir() / "models" / "tiny-random"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    model, mmproj = folder / "tiny-model.gguf", folder / "tiny-mmproj.gguf"
+    if not (model.is_file() and mmproj.is_file()):
+        # write beside, then rename: a crash never leaves a half-written default model
+        staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
+        pair = write_tiny_pair(staging, TINY)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(pair.mmproj, mmproj)
+        os.replace(pair.model, model)
+        shutil.rmtree(staging, ignore_errors=True)
+    return DefaultModel(
+        model, mmproj,
+        "no model given: using the built-in tiny random-weight model, whose answers are "
+        "noise; pass --model and --mmproj to use a real one",
+    )
+
+
+def find_mmproj(model: Path) -> Path | None:
+    """A projector lying beside ``model`` (a GGUF with "mmproj" in its name), if exactly one."""
+    found = [p for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != model]
+    return found[0] if len(found) == 1 else None

@@ -1,0 +1,543 @@
+"""The llama.cpp engine: one text model, its projector, and one context with many sequences.
+
+This is a thin owner of native handles over the low-level bindings
+(``llama_cpp.llama_cpp`` and ``llama_cpp.mtmd_cpp``). It knows nothing of stages or
+beams; :mod:`models.search` drives it. One thread at a time may use an engine.
+
+Sequences share one unified KV cache: a prompt evaluated once into a sequence can be
+forked into others with :meth:`Engine.copy_seq` at no cost, and tokens of many
+sequences decode together in one :meth:`Engine.decode` call.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from llama_cpp import llama_cpp as lc
+from llama_cpp import mtmd_cpp as mtmd
+
+from models.errors import Cancelled, EngineError
+from models.gguf_check import check_pair
+from models.images import PreparedImage
+from models.stages import StageMode
+
+log = logging.getLogger("stagewise.llama")
+
+FlashAttention = Literal["auto", "on", "off"]
+_FLASH = {
+    "auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+STAGE_MODE_KEY = "stagewise.stage_mode"
+
+
+def default_threads() -> int:
+    """Threads for generation: every core on small machines, half of them on large ones."""
+    cores = os.cpu_count() or 1
+    return cores if cores <= 4 else cores // 2
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a model is loaded.
+
+    Attributes:
+        n_ctx: Context size in tokens, shared by all sequences (unified KV cache).
+        n_batch: Largest number of tokens handed to one decode call.
+        n_seq_max: Most sequences alive at once (beam width, judges, the prefix).
+        threads: CPU threads; ``None`` picks :func:`default_threads`.
+        gpu_layers: Layers offloaded to the GPU: -1 all, 0 none. CPU builds ignore it.
+        flash_attn: Flash attention: "auto", "on" or "off".
+    """
+
+    n_ctx: int = 8192
+    n_batch: int = 512
+    n_seq_max: int = 16
+    threads: int | None = None
+    gpu_layers: int = -1
+    flash_attn: FlashAttention = "auto"
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine was created; the search reads differences."""
+
+    image_encodes: int = 0
+    prompt_tokens: int = 0
+    decode_calls: int = 0
+    decoded_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a tokenized prompt: text tokens, or an image's embeddings."""
+
+    is_image: bool
+    n_pos: int
+    n_tokens: int
+    tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class TokenizedPrompt:
+    """A prompt split by libmtmd into text and image chunks; owns the native chunks."""
+
+    handle: mtmd.mtmd_input_chunks_p
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def n_pos(self) -> int:
+        return sum(c.n_pos for c in self.chunks)
+
+    @property
+    def media_end(self) -> int:
+        """Index of the first chunk after the last image (0 when there is no image)."""
+        last = max((i for i, c in enumerate(self.chunks) if c.is_image), default=-1)
+        return last + 1
+
+    @property
+    def shared_pos(self) -> int:
+        """Positions up to the end of the last image: the part shared with other prompts."""
+        return sum(c.n_pos for c in self.chunks[: self.media_end])
+
+    def tail_tokens(self) -> list[int]:
+        """Text tokens after the last image."""
+        return [t for c in self.chunks[self.media_end :] for t in c.tokens]
+
+    def close(self) -> None:
+        if self.handle:
+            mtmd.mtmd_input_chunks_free(self.handle)
+            self.handle = None
+
+
+class Bitmap:
+    """An image handed to libmtmd; keep it for as long as prompts about it are built."""
+
+    def __init__(self, image: PreparedImage) -> None:
+        data = (ctypes.c_ubyte * len(image.rgb)).from_buffer_copy(image.rgb)
+        self.handle = mtmd.mtmd_bitmap_init(image.width, image.height, data)
+        if not self.handle:
+            raise EngineError(f"{image.source}: libmtmd could not take the image")
+        self.image = image
+
+    def close(self) -> None:
+        if self.handle:
+            mtmd.mtmd_bitmap_free(self.handle)
+            self.handle = None
+
+    def __enter__(self) -> Bitmap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _NativeLog:
+    """Routes llama.cpp's and libmtmd's log lines to :mod:`logging`, keeping the last errors."""
+
+    def __init__(self) -> None:
+        self.recent: collections.deque[str] = collections.deque(maxlen=20)
+        self._partial = ""
+        self._lock = threading.Lock()
+        self.callback = lc.llama_log_callback(self._on_log)
+
+    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        piece = text.decode("utf-8", "replace") if text else ""
+        with self._lock:
+            self._partial += piece
+            if not self._partial.endswith("\n"):
+                return
+            line, self._partial = self._partial.strip(), ""
+        if not line:
+            return
+        if level >= 4 or level == 2:  # GGML_LOG_LEVEL_ERROR=4, WARN=3, INFO=2 in ggml's enum
+            self.recent.append(line)
+        log.debug("%s", line)
+
+    def last_error(self) -> str:
+        errors = [line for line in self.recent if "error" in line.lower() or "fail" in line.lower()]
+        return errors[-1] if errors else (self.recent[-1] if self.recent else "")
+
+
+_native_log = _NativeLog()
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        lc.llama_log_set(_native_log.callback, ctypes.c_void_p(0))
+        mtmd.mtmd_log_set(_native_log.callback, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(_native_log.callback, ctypes.c_void_p(0))
+        lc.llama_backend_init()
+        _backend_ready = True
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this build of llama.cpp can offload layers (CUDA, Metal, Vulkan...)."""
+    _init_backend()
+    return bool(lc.llama_supports_gpu_offload())
+
+
+class Engine:
+    """A loaded vision-language model: text GGUF + mmproj GGUF, one multi-sequence context.
+
+    Use as a context manager, or call :meth:`close`; native memory is freed at once.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        mmproj_path: str | os.PathLike[str],
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        self.model_path = Path(model_path)
+        self.mmproj_path = Path(mmproj_path)
+        self.stats = EngineStats()
+        self.cancel_event = threading.Event()
+        self._model = self._ctx = self._mctx = None
+        self._batch: lc.llama_batch | None = None
+        self._pieces: dict[int, bytes] = {}
+        text_info, _ = check_pair(self.model_path, self.mmproj_path)
+        self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
+        _init_backend()
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        s = self.settings
+        threads = s.threads or default_threads()
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = s.gpu_layers if s.gpu_layers >= 0 else 999
+        self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        if not self._model:
+            raise EngineError(
+                f"{self.model_path}: llama.cpp could not load the model"
+                + _reason(_native_log.last_error())
+            )
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = s.n_ctx
+        cparams.n_batch = s.n_batch
+        cparams.n_ubatch = s.n_batch
+        cparams.n_seq_max = s.n_seq_max
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = True
+        cparams.flash_attn_type = _FLASH[s.flash_attn]
+        cparams.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            raise EngineError(
+                f"{self.model_path}: llama.cpp could not create a context of {s.n_ctx} tokens"
+                + _reason(_native_log.last_error())
+            )
+        self._abort_cb = lc.ggml_abort_callback(lambda _data: self.cancel_event.is_set())
+        lc.llama_set_abort_callback(self._ctx, self._abort_cb, ctypes.c_void_p(0))
+        self._memory = lc.llama_get_memory(self._ctx)
+
+        mp = mtmd.mtmd_context_params_default()
+        mp.use_gpu = s.gpu_layers != 0
+        mp.n_threads = threads
+        mp.print_timings = False
+        mp.warmup = False
+        mp.flash_attn_type = _FLASH[s.flash_attn]
+        self._mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, mp)
+        if not self._mctx:
+            raise EngineError(
+                f"{self.mmproj_path}: libmtmd could not load the projector"
+                + _reason(_native_log.last_error())
+            )
+        if not mtmd.mtmd_support_vision(self._mctx):
+            raise EngineError(f"{self.mmproj_path}: the projector has no vision encoder")
+        self._batch = lc.llama_batch_init(s.n_batch, 0, s.n_seq_max)
+        self.media_marker = mtmd.mtmd_default_marker().decode()
+
+    def close(self) -> None:
+        """Free every native resource; safe to call twice."""
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self._mctx:
+            mtmd.mtmd_free(self._mctx)
+            self._mctx = None
+        if self._ctx:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            lc.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- model facts ----------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> lc.llama_context_p:
+        if not self._ctx:
+            raise EngineError("the engine is closed")
+        return self._ctx
+
+    @property
+    def vocab(self) -> lc.llama_vocab_p:
+        return self._vocab
+
+    @property
+    def name(self) -> str:
+        return self.meta("general.name") or self.model_path.stem
+
+    @property
+    def stage_mode(self) -> StageMode:
+        """Native when the model says it is a LLaVA-CoT fine-tune, else prompted."""
+        return StageMode.NATIVE if self._declared_mode == "native" else StageMode.PROMPTED
+
+    @property
+    def uses_mrope(self) -> bool:
+        return bool(mtmd.mtmd_decode_use_mrope(self._mctx))
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(4096)
+        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    # -- text -----------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        """Tokenize text, parsing special tokens (chat markers, stage tags)."""
+        raw = text.encode("utf-8")
+        cap = len(raw) + 16
+        buf = (lc.llama_token * cap)()
+        n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, True)
+        if n < 0:
+            cap = -n
+            buf = (lc.llama_token * cap)()
+            n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, True)
+        if n < 0:
+            raise EngineError("llama.cpp could not tokenize the text")
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (special tokens render as their text)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        out = buf.raw[: max(n, 0)]
+        self._pieces[token] = out
+        return out
+
+    def chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
+        """Render one user turn with the model's own chat template, ending at the reply."""
+        content = f"{self.media_marker}\n{user_text}" if with_image else user_text
+        template = lc.llama_model_chat_template(self._model, None)
+        msg = (lc.llama_chat_message * 1)()
+        msg[0].role = b"user"
+        msg[0].content = content.encode("utf-8")
+        size = len(content) * 2 + 1024
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = lc.llama_chat_apply_template(template, msg, 1, True, buf, size)
+            if n < 0:
+                raise EngineError(
+                    f"{self.model_path}: llama.cpp does not know this model's chat template"
+                )
+            if n <= size:
+                return buf.raw[:n].decode("utf-8")
+            size = n + 1
+        raise EngineError("the chat template output kept growing")
+
+    # -- prompts with images --------------------------------------------------------------
+
+    def tokenize_prompt(self, prompt: str, bitmap: Bitmap | None) -> TokenizedPrompt:
+        """Split a prompt into text and image chunks (preprocessing, not encoding, the image)."""
+        handle = mtmd.mtmd_input_chunks_init()
+        text = mtmd.mtmd_input_text()
+        raw = prompt.encode("utf-8")
+        text.text = raw
+        text.text_len = len(raw)
+        text.add_special = True
+        text.parse_special = True
+        n_bitmaps = 1 if bitmap is not None else 0
+        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * max(n_bitmaps, 1))()
+        if bitmap is not None:
+            bitmaps[0] = bitmap.handle
+        rc = mtmd.mtmd_tokenize(self._mctx, handle, ctypes.byref(text), bitmaps, n_bitmaps)
+        result = TokenizedPrompt(handle)
+        if rc != 0:
+            result.close()
+            problem = {1: "the number of images does not match the prompt's markers",
+                       2: "the image could not be preprocessed"}.get(rc, f"error {rc}")
+            raise EngineError(f"libmtmd could not tokenize the prompt: {problem}")
+        for i in range(mtmd.mtmd_input_chunks_size(handle)):
+            chunk = mtmd.mtmd_input_chunks_get(handle, i)
+            kind = mtmd.mtmd_input_chunk_get_type(chunk)
+            n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+            n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
+            tokens: tuple[int, ...] = ()
+            if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                count = ctypes.c_size_t(0)
+                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+                tokens = tuple(ptr[: count.value])
+            result.chunks.append(Chunk(kind != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT, n_pos, n_tokens,
+                                       tokens))
+        return result
+
+    def eval_prompt(self, prompt: TokenizedPrompt, seq_id: int) -> int:
+        """Evaluate a whole prompt into ``seq_id`` from position 0; return the next position.
+
+        The logits of the last token are left at output index -1.
+        """
+        self._check_cancel()
+        new_n_past = lc.llama_pos(0)
+        rc = mtmd.mtmd_helper_eval_chunks(
+            self._mctx, self.ctx, prompt.handle, 0, seq_id, self.settings.n_batch, True,
+            ctypes.byref(new_n_past),
+        )
+        self.stats.image_encodes += sum(c.is_image for c in prompt.chunks)
+        self.stats.prompt_tokens += sum(c.n_tokens for c in prompt.chunks)
+        if rc != 0:
+            self._check_cancel()
+            raise EngineError(f"evaluating the prompt failed (libmtmd error {rc})"
+                              + _reason(_native_log.last_error()))
+        return int(new_n_past.value)
+
+    # -- sequences ------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every sequence."""
+        lc.llama_memory_clear(self._memory, True)
+
+    def copy_seq(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Make ``dst`` share ``src``'s cache cells in positions [p0, p1) (no copying of data)."""
+        lc.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
+
+    def remove_seq(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:
+        lc.llama_memory_seq_rm(self._memory, seq_id, p0, p1)
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def decode(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seq_ids: Sequence[int],
+        logits: Sequence[bool],
+    ) -> None:
+        """Decode one batch: token ``i`` goes to sequence ``seq_ids[i]`` at ``positions[i]``.
+
+        Raises:
+            Cancelled: the cancel event was set (checked before and during the decode).
+            EngineError: the context is full, or llama.cpp failed.
+        """
+        n = len(tokens)
+        if n == 0:
+            return
+        if n > self.settings.n_batch:
+            raise EngineError(f"batch of {n} tokens exceeds n_batch {self.settings.n_batch}")
+        self._check_cancel()
+        b = self._batch
+        for i in range(n):
+            b.token[i] = tokens[i]
+            b.pos[i] = positions[i]
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq_ids[i]
+            b.logits[i] = logits[i]
+        b.n_tokens = n
+        rc = lc.llama_decode(self.ctx, b)
+        self.stats.decode_calls += 1
+        self.stats.decoded_tokens += n
+        if rc == 0:
+            return
+        if rc == 2 or self.cancel_event.is_set():
+            raise Cancelled()
+        if rc == 1:
+            raise EngineError(
+                f"the context of {self.settings.n_ctx} tokens is full: raise the context size "
+                "or lower the beam width or tokens per stage"
+            )
+        raise EngineError(f"llama_decode failed ({rc})" + _reason(_native_log.last_error()))
+
+    def eval_tokens(self, jobs: Sequence[tuple[int, int, Sequence[int]]]) -> dict[int, int]:
+        """Evaluate token runs for several sequences, batched; logits only at each run's end.
+
+        Args:
+            jobs: ``(seq_id, first_position, tokens)`` for each sequence; tokens non-empty.
+
+        Returns:
+            For each sequence, the batch position of its last token, where its logits are
+            read; valid until the next decode. All final tokens go into the last batch so
+            that every position holds.
+        """
+        pending: list[tuple[int, int, int]] = []  # (token, pos, seq) except each last token
+        last: list[tuple[int, int, int]] = []
+        for seq, start, toks in jobs:
+            if not toks:
+                raise EngineError("eval_tokens needs at least one token per sequence")
+            pending += [(t, start + i, seq) for i, t in enumerate(toks[:-1])]
+            last.append((toks[-1], start + len(toks) - 1, seq))
+        if len(last) > self.settings.n_batch:
+            raise EngineError("more sequences than fit one batch")
+        step = self.settings.n_batch
+        for i in range(0, len(pending), step):
+            part = pending[i : i + step]
+            self.decode([p[0] for p in part], [p[1] for p in part], [p[2] for p in part],
+                        [False] * len(part))
+        self.decode([p[0] for p in last], [p[1] for p in last], [p[2] for p in last],
+                    [True] * len(last))
+        return {seq: i for i, (_, _, seq) in enumerate(last)}
+
+    def logits(self, index: int) -> np.ndarray:
+        """The logits of the token at batch position ``index`` (-1: the last one with logits).
+
+        A view, valid until the next decode.
+        """
+        ptr = lc.llama_get_logits_ith(self.ctx, index)
+        if not ptr:
+            raise EngineError(f"no logits at output {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def token_logprob(self, index: int, token: int) -> float:
+        """log p(token) under the raw model distribution at output ``index``."""
+        row = self.logits(index)
+        top = float(row.max())
+        return float(row[token]) - top - float(np.log(np.exp(row - top).sum()))
+
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+
+def _reason(text: str) -> str:
+    return f" ({text})" if text else ""

@@ -1,0 +1,223 @@
+"""Plain, frozen events the search yields; front ends turn them into output or Qt signals.
+
+A run yields, in order: :class:`RunStarted`, :class:`PromptEvaluated`, then per segment
+(a stage, a sentence, or a whole answer) :class:`SegmentStarted`, many
+:class:`TokenStreamed`, one :class:`CandidateFinished` per candidate, any
+:class:`CorrectnessChecked` and :class:`JudgeVerdict`, then :class:`SegmentChosen`; finally
+exactly one :class:`AnswerFinished` holding the whole :class:`SearchResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models.stages import STAGES, Stage
+
+Finish = Literal["closed", "eog", "length", "cancelled"]
+Status = Literal["finished", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled continuation for a segment.
+
+    Attributes:
+        unit: The stage this segment belongs to, or None for a whole answer (best-of-N).
+        segment: Index of the segment in the run (0, 1, ...).
+        index: The candidate's number within its segment.
+        text: Everything it generated, tags included.
+        n_tokens: Tokens generated.
+        mean_logprob: Mean log-probability of its tokens under the model (temperature 1).
+        finish: Why it stopped: its closing tag, end of generation, the token limit, or a cancel.
+        tokens: The token ids it sampled (end-of-generation excluded).
+    """
+
+    unit: Stage | None
+    segment: int
+    index: int
+    text: str
+    n_tokens: int
+    mean_logprob: float
+    finish: Finish
+    tokens: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One pairwise judgement of the knockout tournament."""
+
+    unit: Stage | None
+    segment: int
+    round: int
+    first: int
+    second: int
+    winner: int
+    reason: str
+    text: str
+    forced: bool = False  # the judge ran out of tokens and was asked for the digit directly
+
+
+@dataclass(frozen=True)
+class Check:
+    """The text-only correctness check of a reasoning candidate."""
+
+    segment: int
+    candidate: int
+    correct: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Timings:
+    total_s: float = 0.0
+    prompt_s: float = 0.0
+    judge_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    image_encodes: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    decode_steps: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        gen = self.total_s - self.prompt_s - self.judge_s
+        return self.generated_tokens / gen if gen > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    question: str
+    strategy: str
+    beam: int
+    select: str
+    seed: int
+    mode: str
+    status: Status
+    answer_text: str
+    stages: dict[Stage, str]
+    candidates: tuple[Candidate, ...]
+    chosen: tuple[tuple[int, int], ...]  # (segment, candidate index) of each winner
+    verdicts: tuple[Verdict, ...]
+    checks: tuple[Check, ...]
+    timings: Timings
+
+    @property
+    def conclusion(self) -> str:
+        return self.stages.get(Stage.CONCLUSION, "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON-ready data (the shape ``stagewise ask --json`` prints)."""
+        chosen = set(self.chosen)
+        by_unit: dict[str, list[dict[str, Any]]] = {}
+        for c in self.candidates:
+            key = c.unit.value if c.unit else "answer"
+            by_unit.setdefault(key, []).append({
+                "segment": c.segment, "index": c.index, "text": c.text,
+                "chosen": (c.segment, c.index) in chosen, "tokens": c.n_tokens,
+                "mean_logprob": round(c.mean_logprob, 4), "finish": c.finish,
+            })
+        t = self.timings
+        return {
+            "question": self.question,
+            "status": self.status,
+            "strategy": self.strategy, "beam": self.beam, "select": self.select,
+            "seed": self.seed, "mode": self.mode,
+            "stages": {s.value: self.stages.get(s, "") for s in STAGES},
+            "answer_text": self.answer_text,
+            "candidates": by_unit,
+            "verdicts": [
+                {"unit": v.unit.value if v.unit else "answer", "segment": v.segment,
+                 "round": v.round, "pair": [v.first, v.second], "winner": v.winner,
+                 "reason": v.reason, "forced": v.forced}
+                for v in self.verdicts
+            ],
+            "checks": [
+                {"segment": c.segment, "candidate": c.candidate, "correct": c.correct}
+                for c in self.checks
+            ],
+            "timings": {
+                "total_s": round(t.total_s, 4), "prompt_s": round(t.prompt_s, 4),
+                "judge_s": round(t.judge_s, 4),
+                "stage_s": {k: round(v, 4) for k, v in t.stage_s.items()},
+                "image_encodes": t.image_encodes, "prompt_tokens": t.prompt_tokens,
+                "generated_tokens": t.generated_tokens, "decode_steps": t.decode_steps,
+                "tokens_per_s": round(t.tokens_per_s, 2),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    question: str
+    strategy: str
+    beam: int
+    select: str
+    mode: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class PromptEvaluated:
+    n_tokens: int
+    n_positions: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SegmentStarted:
+    unit: Stage | None
+    segment: int
+    n_candidates: int
+    prefix: str = ""  # text written before sampling (a prompted stage's open tag)
+
+
+@dataclass(frozen=True)
+class TokenStreamed:
+    unit: Stage | None
+    segment: int
+    candidate: int
+    text: str
+
+
+@dataclass(frozen=True)
+class CandidateFinished:
+    candidate: Candidate
+
+
+@dataclass(frozen=True)
+class JudgingStarted:
+    unit: Stage | None
+    segment: int
+    n_comparisons: int
+
+
+@dataclass(frozen=True)
+class CorrectnessChecked:
+    check: Check
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class SegmentChosen:
+    unit: Stage | None
+    segment: int
+    candidate: int
+    text: str
+    scores: tuple[float, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AnswerFinished:
+    result: SearchResult
+
+
+Event = (
+    RunStarted | PromptEvaluated | SegmentStarted | TokenStreamed | CandidateFinished
+    | JudgingStarted | CorrectnessChecked | JudgeVerdict | SegmentChosen | AnswerFinished
+)

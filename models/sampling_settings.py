@@ -1,0 +1,29 @@
+"""How candidates pick tokens; importable without loading llama.cpp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one candidate picks its tokens.
+
+    Attributes:
+        temperature: Softmax temperature; 0 or less means greedy.
+        top_p: Nucleus sampling mass; 1.0 turns it off.
+        top_k: Keep the k most likely tokens; 0 turns it off.
+        min_p: Drop tokens below this fraction of the best one; 0 turns it off.
+    """
+
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 0
+    min_p: float = 0.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+GREEDY = SamplingSettings(temperature=0.0, top_p=1.0)

@@ -1,0 +1,587 @@
+"""Stage-level beam search (LLaVA-CoT) and its baselines, over one :class:`Engine`.
+
+The answer grows segment by segment: a stage (stage-level beam search), a sentence
+(sentence-level beam search) or the whole answer (best-of-N). For each segment:
+
+1. the chosen text so far (the *root* sequence) is forked into N candidate sequences,
+   which share its cache cells: the image and question are evaluated once per question;
+2. every candidate samples its first token from the root's last logits, then all live
+   candidates decode together, one batch per step, each with its own sampler chain;
+3. one candidate is chosen, by mean log-probability or by the model judging pairs in a
+   knockout tournament (pairs of a round judged in one batch, each judge prompt forked
+   from the cached image prefix);
+4. the winner's sequence becomes the new root; the others are dropped.
+
+:meth:`StageSearch.run` yields :mod:`models.events` and ends with one
+:class:`~models.events.AnswerFinished`, also when cancelled.
+"""
+
+from __future__ import annotations
+
+import codecs
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from models import judge as judging
+from models.engine import Bitmap, Engine, TokenizedPrompt
+from models.errors import Cancelled, EngineError, StagewiseError
+from models.events import (
+    AnswerFinished,
+    Candidate,
+    CandidateFinished,
+    Check,
+    CorrectnessChecked,
+    Event,
+    Finish,
+    JudgeVerdict,
+    JudgingStarted,
+    PromptEvaluated,
+    RunStarted,
+    SearchResult,
+    SegmentChosen,
+    SegmentStarted,
+    Timings,
+    TokenStreamed,
+    Verdict,
+)
+from models.images import PreparedImage
+from models.sampling import GREEDY, Sampler, mix_seed
+from models.search_settings import SELECTIONS, STRATEGIES, SearchSettings, sequences_needed
+from models.stages import (
+    STAGES,
+    Stage,
+    StageMode,
+    StageParser,
+    answer_grammar,
+    parse_answer,
+    sentence_end,
+    stage_end,
+    stage_grammar,
+    user_text,
+)
+
+
+@dataclass
+class _Stream:
+    """A sequence being generated: a candidate, or a judge writing its verdict."""
+
+    seq: int
+    pos: int
+    index: int
+    sampler: Sampler
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    logprob_sum: float = 0.0
+    n_scored: int = 0
+    finish: Finish | None = None
+    pending: list[int] = field(default_factory=list)  # sampled or forced, not yet in the cache
+    parser: StageParser | None = None  # whole answers only: which stage the stream is in
+    stage_tokens: int = 0  # tokens spent in the current stage (whole answers only)
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob_sum / self.n_scored if self.n_scored else float("-inf")
+
+
+@dataclass(frozen=True)
+class _Segment:
+    unit: Stage | None
+    grammar: str | None
+    stop: Callable[[str], int | None]
+    max_tokens: int
+    prefix: str = ""  # text the search writes before sampling (a prompted stage's open tag)
+    whole: bool = False  # a whole answer: enforce the per-stage budget inside it
+
+
+class StageSearch:
+    """Runs searches on an engine, one question at a time (not thread-safe)."""
+
+    def __init__(self, engine: Engine, settings: SearchSettings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or SearchSettings()
+        s = self.settings
+        if s.beam < 1:
+            raise StagewiseError("the beam width must be at least 1")
+        if s.strategy not in STRATEGIES:
+            raise StagewiseError(f"unknown strategy {s.strategy!r}: use one of {STRATEGIES}")
+        if s.select not in SELECTIONS:
+            raise StagewiseError(f"unknown selection {s.select!r}: use one of {SELECTIONS}")
+        if sequences_needed(s.beam) > engine.settings.n_seq_max:
+            raise StagewiseError(
+                f"beam width {s.beam} needs {sequences_needed(s.beam)} sequences, but the "
+                f"engine was loaded with n_seq_max={engine.settings.n_seq_max}"
+            )
+        self.mode = s.mode or engine.stage_mode
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self, image: PreparedImage, question: str,
+            cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Answer ``question`` about ``image``, yielding events; the last is AnswerFinished."""
+        s, engine = self.settings, self.engine
+        engine.cancel_event = cancel or threading.Event()
+        self._reset(question)
+        start = time.perf_counter()
+        stats0 = (engine.stats.image_encodes, engine.stats.prompt_tokens,
+                  engine.stats.decode_calls)
+        yield RunStarted(question, s.strategy, s.beam, s.select, self.mode.value, s.seed)
+        status = "finished"
+        prompt: TokenizedPrompt | None = None
+        try:
+            engine.clear()
+            with Bitmap(image) as bitmap:
+                self._bitmap = bitmap
+                prompt = engine.tokenize_prompt(
+                    engine.chat_prompt(user_text(question, self.mode)), bitmap)
+                self._prefix = prompt
+                self._root_seq = self._alloc()
+                self._root_pos = engine.eval_prompt(prompt, self._root_seq)
+                self._prompt_s = time.perf_counter() - start
+                yield PromptEvaluated(sum(c.n_tokens for c in prompt.chunks), prompt.n_pos,
+                                      self._prompt_s)
+                for segment in self._plan():
+                    yield from self._run_segment(segment)
+        except Cancelled:
+            status = "cancelled"
+        finally:
+            if prompt is not None:
+                prompt.close()
+            self._bitmap = None
+            self._release_all()
+        timings = Timings(
+            total_s=time.perf_counter() - start,
+            prompt_s=self._prompt_s,
+            judge_s=self._judge_s,
+            stage_s=dict(self._stage_s),
+            image_encodes=engine.stats.image_encodes - stats0[0],
+            prompt_tokens=engine.stats.prompt_tokens - stats0[1],
+            generated_tokens=self._generated,
+            decode_steps=engine.stats.decode_calls - stats0[2],
+        )
+        parsed = parse_answer(self._answer)
+        yield AnswerFinished(SearchResult(
+            question=question, strategy=s.strategy, beam=s.beam, select=s.select,
+            seed=s.seed, mode=self.mode.value, status=status, answer_text=self._answer,
+            stages={st: parsed.stages.get(st, "") for st in STAGES},
+            candidates=tuple(self._candidates), chosen=tuple(self._chosen),
+            verdicts=tuple(self._verdicts), checks=tuple(self._checks), timings=timings,
+        ))
+
+    def _reset(self, question: str) -> None:
+        self._question = question
+        self._free = list(range(self.engine.settings.n_seq_max))
+        self._streams_alive: list[_Stream] = []
+        self._answer = ""
+        self._pending: list[int] = []
+        self._segment_no = 0
+        self._candidates: list[Candidate] = []
+        self._chosen: list[tuple[int, int]] = []
+        self._verdicts: list[Verdict] = []
+        self._checks: list[Check] = []
+        self._stage_s: dict[str, float] = {}
+        self._prompt_s = self._judge_s = 0.0
+        self._generated = 0
+        self._stage_tokens: dict[Stage, int] = {}
+
+    # -- what to generate -----------------------------------------------------------------
+
+    def _plan(self) -> Iterator[_Segment]:
+        """The segments of this run, in order.
+
+        In prompted mode the search writes each stage's open tag itself, so candidates
+        generate only the content and the close tag; a native model writes its own tags.
+        """
+        s, prompted = self.settings, self.mode is StageMode.PROMPTED
+        if s.strategy == "best-of-n":
+            yield _Segment(None, answer_grammar(opened=True) if prompted else None,
+                           lambda t: stage_end(t, Stage.CONCLUSION), 4 * s.max_stage_tokens,
+                           Stage.SUMMARY.open_tag if prompted else "", whole=True)
+            return
+        if s.strategy == "stage":
+            for stage in STAGES:
+                yield _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
+                               lambda t, st=stage: stage_end(t, st), s.max_stage_tokens,
+                               self._open(stage) if prompted else "")
+            return
+        # sentence: segments end at a sentence boundary or the stage's closing tag
+        while True:
+            parsed = parse_answer(self._answer)
+            open_stages = [st for st in STAGES if st not in parsed.closed]
+            if not open_stages:
+                return
+            stage = open_stages[0]
+            opened = stage.open_tag in self._answer
+            prefix = self._open(stage) if prompted and not opened else ""
+            budget = s.max_stage_tokens - self._stage_tokens.get(stage, 0)
+            yield _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
+                           lambda t, st=stage, o=opened or prompted: _sentence_stop(t, st, o),
+                           budget, prefix)
+
+    def _open(self, stage: Stage) -> str:
+        return stage.open_tag if not self._answer else f"\n\n{stage.open_tag}"
+
+    # -- one segment ----------------------------------------------------------------------
+
+    def _run_segment(self, seg: _Segment) -> Iterator[Event]:
+        s, engine = self.settings, self.engine
+        no = self._segment_no
+        t0 = time.perf_counter()
+        yield SegmentStarted(seg.unit, no, s.beam, seg.prefix)
+        if seg.prefix:
+            self._answer += seg.prefix
+            self._pending += engine.tokenize(seg.prefix)
+        index = self._refresh_root()
+        streams = []
+        for i in range(s.beam):
+            seq = self._alloc()
+            engine.copy_seq(self._root_seq, seq)
+            sampler = Sampler(engine.vocab, s.sampling, mix_seed(s.seed, no, i), seg.grammar)
+            stream = _Stream(seq, self._root_pos, i, sampler)
+            if seg.whole:
+                stream.parser = StageParser()
+                stream.parser.feed(self._answer)
+            streams.append(stream)
+            self._streams_alive.append(stream)
+        for stream in streams:
+            self._sample(stream, index, seg)
+            if stream.text:
+                yield TokenStreamed(seg.unit, no, stream.index, stream.text)
+        yield from self._generate(streams, seg, no)
+        candidates = [self._record(st, seg.unit, no) for st in streams]
+        self._generated += sum(st.n_scored for st in streams)
+        self._candidates += candidates
+        for c in candidates:
+            yield CandidateFinished(c)
+
+        if len(streams) == 1:
+            winner, scores = 0, (candidates[0].mean_logprob,)
+        elif s.select == "logprob":
+            scores = tuple(c.mean_logprob for c in candidates)
+            winner = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        else:
+            tj = time.perf_counter()
+            winner = yield from self._tournament(seg.unit, no, candidates)
+            self._judge_s += time.perf_counter() - tj
+            scores = tuple(float(sum(v.winner == c.index for v in self._verdicts
+                                     if v.segment == no)) for c in candidates)
+        self._commit(streams[winner], seg)
+        self._chosen.append((no, winner))
+        seconds = time.perf_counter() - t0
+        key = seg.unit.value if seg.unit else "answer"
+        self._stage_s[key] = self._stage_s.get(key, 0.0) + seconds
+        self._segment_no += 1
+        yield SegmentChosen(seg.unit, no, winner, candidates[winner].text, scores, seconds)
+
+    def _generate(self, streams: list[_Stream], seg: _Segment, no: int) -> Iterator[Event]:
+        """Decode all live streams together, one batch per step, until all stop."""
+        engine = self.engine
+        while live := [st for st in streams if st.finish is None]:
+            tokens, positions, seqs, logits, last = [], [], [], [], []
+            for st in live:
+                n = len(st.pending)
+                tokens += st.pending
+                positions += range(st.pos, st.pos + n)
+                seqs += [st.seq] * n
+                logits += [False] * (n - 1) + [True]
+                last.append(len(tokens) - 1)  # logits are read by batch position
+            engine.decode(tokens, positions, seqs, logits)
+            for st, index in zip(live, last, strict=True):
+                st.pos += len(st.pending)
+                st.pending = []
+                before = len(st.text)
+                self._sample(st, index, seg)
+                if len(st.text) > before:
+                    yield TokenStreamed(seg.unit, no, st.index, st.text[before:])
+
+    def _sample(self, st: _Stream, index: int, seg: _Segment) -> None:
+        """Sample the stream's next token from output ``index`` and decide whether it ends."""
+        engine = self.engine
+        token = st.sampler.sample(engine.ctx, index)
+        st.logprob_sum += engine.token_logprob(index, token)
+        st.n_scored += 1
+        if engine.is_eog(token):
+            st.finish = "eog"
+            st.text += st.decoder.decode(b"", final=True)
+            return
+        st.tokens.append(token)
+        st.pending = [token]
+        piece = st.decoder.decode(engine.piece(token))
+        st.text += piece
+        if seg.stop(st.text) is not None:
+            st.finish = "closed"
+        elif len(st.tokens) >= seg.max_tokens:
+            st.finish = "length"
+        elif st.parser is not None:
+            self._keep_stage_budget(st, piece, seg)
+
+    def _keep_stage_budget(self, st: _Stream, piece: str, seg: _Segment) -> None:
+        """In a whole answer, close a stage that spent its budget and open the next one.
+
+        The stream gets a fresh sampler whose grammar starts inside the next stage: forcing
+        tokens through an existing grammar that might reject them would abort llama.cpp.
+        """
+        parser = st.parser
+        stage = parser.current
+        parser.feed(piece)
+        st.stage_tokens = st.stage_tokens + 1 if parser.current is stage else 0
+        stage = parser.current
+        over = st.stage_tokens >= self.settings.max_stage_tokens
+        if not over or stage is None or stage.next is None or st.text.endswith("<"):
+            return
+        forced = f"{stage.close_tag}\n\n{stage.next.open_tag}"
+        parser.feed(forced)
+        st.text += forced
+        st.pending += self.engine.tokenize(forced)
+        st.stage_tokens = 0
+        if seg.grammar is not None:
+            st.sampler.close()
+            st.sampler = Sampler(self.engine.vocab, self.settings.sampling,
+                                 mix_seed(self.settings.seed, self._segment_no, st.index,
+                                          len(st.tokens)),
+                                 answer_grammar(stage.next, opened=True))
+
+    def _record(self, st: _Stream, unit: Stage | None, no: int) -> Candidate:
+        return Candidate(unit, no, st.index, st.text, len(st.tokens), st.mean_logprob,
+                         st.finish or "cancelled", tuple(st.tokens))
+
+    # -- root bookkeeping -----------------------------------------------------------------
+
+    def _refresh_root(self) -> int:
+        """Decode the root's pending tokens; return the output index of its last logits."""
+        if not self._pending:
+            return -1  # the prompt's last logits are still in place
+        index = self.engine.eval_tokens([(self._root_seq, self._root_pos, self._pending)])
+        self._root_pos += len(self._pending)
+        self._pending = []
+        return index[self._root_seq]
+
+    def _commit(self, winner: _Stream, seg: _Segment) -> None:
+        """Make the winner the root; drop the others and the old root."""
+        for st in list(self._streams_alive):
+            if st is not winner:
+                self._drop(st)
+        self._streams_alive.remove(winner)
+        winner.sampler.close()
+        self._release(self._root_seq)
+        self._root_seq, self._root_pos = winner.seq, winner.pos
+        self._pending = winner.pending
+        self._answer += winner.text
+        if seg.unit is not None:
+            self._stage_tokens[seg.unit] = self._stage_tokens.get(seg.unit, 0) + len(
+                winner.tokens)
+        if winner.finish != "closed":
+            self._close_cut_stage(seg)
+
+    def _close_cut_stage(self, seg: _Segment) -> None:
+        """Keep the four-stage structure: close a stage that its token budget cut off.
+
+        In sentence-level search a segment may end without closing its stage; the stage is
+        closed only once the stage's whole budget is spent.
+        """
+        parser = StageParser()
+        parser.feed(self._answer)
+        stage = parser.current
+        if stage is None:
+            return
+        if self.settings.strategy == "sentence" and \
+                self._stage_tokens.get(stage, 0) < self.settings.max_stage_tokens:
+            return
+        self._answer += stage.close_tag
+        self._pending += self.engine.tokenize(stage.close_tag)
+
+    def _alloc(self) -> int:
+        if not self._free:
+            raise EngineError("out of sequences: raise n_seq_max")
+        return self._free.pop(0)
+
+    def _release(self, seq: int) -> None:
+        self.engine.remove_seq(seq)
+        self._free.append(seq)
+
+    def _drop(self, st: _Stream) -> None:
+        st.sampler.close()
+        self._release(st.seq)
+        if st in self._streams_alive:
+            self._streams_alive.remove(st)
+
+    def _release_all(self) -> None:
+        for st in list(self._streams_alive):
+            st.sampler.close()
+        self._streams_alive = []
+        self.engine.clear()
+
+    # -- judging --------------------------------------------------------------------------
+
+    def _tournament(self, unit: Stage | None, no: int,
+                    candidates: list[Candidate]) -> Iterator[Event]:
+        """Knockout: pairs of a round are judged together; winners meet until one is left."""
+        s = self.settings
+        rng = random.Random(mix_seed(s.seed, no, 0x5EED))
+        responses = [self._response_text(unit, c) for c in candidates]
+        hint = self._hint(unit)
+        pool = list(range(len(candidates)))
+        rng.shuffle(pool)
+        yield JudgingStarted(unit, no, len(pool) - 1)
+        correct: dict[int, bool] = {}
+        if unit is Stage.REASONING and s.check_reasoning:
+            checks = self._check_reasoning(no, responses)
+            self._checks += checks
+            for c in checks:
+                correct[c.candidate] = c.correct
+                yield CorrectnessChecked(c)
+        round_no = 0
+        while len(pool) > 1:
+            pairs = [(pool[i], pool[i + 1]) for i in range(0, len(pool) - 1, 2)]
+            bye = [pool[-1]] if len(pool) % 2 else []
+            to_judge = []
+            verdicts: dict[tuple[int, int], Verdict] = {}
+            for a, b in pairs:
+                if correct and correct[a] != correct[b]:
+                    loser = b if correct[a] else a
+                    verdicts[(a, b)] = Verdict(
+                        unit, no, round_no, a, b, a if correct[a] else b,
+                        f"response {loser} failed the correctness check", "", False)
+                else:
+                    to_judge.append((a, b))
+            for pair, v in zip(to_judge, self._judge_pairs(unit, no, round_no, to_judge,
+                                                           responses, hint), strict=True):
+                verdicts[pair] = v
+            for pair in pairs:
+                self._verdicts.append(verdicts[pair])
+                yield JudgeVerdict(verdicts[pair])
+            pool = [verdicts[p].winner for p in pairs] + bye
+            round_no += 1
+        return pool[0]
+
+    def _response_text(self, unit: Stage | None, c: Candidate) -> str:
+        if unit is None:
+            return c.text.strip()
+        return parse_answer(self._answer + c.text).stages.get(unit, "") or c.text.strip()
+
+    def _hint(self, unit: Stage | None) -> str:
+        stages = parse_answer(self._answer).stages
+        if unit is Stage.REASONING:
+            return stages.get(Stage.CAPTION, "")
+        if unit is Stage.CONCLUSION:
+            return f"{stages.get(Stage.CAPTION, '')}\n{stages.get(Stage.REASONING, '')}".strip()
+        return ""
+
+    def _judge_pairs(self, unit: Stage | None, no: int, round_no: int,
+                     pairs: list[tuple[int, int]], responses: list[str],
+                     hint: str) -> list[Verdict]:
+        """Judge several pairs at once, each forked from the cached image prefix."""
+        if not pairs:
+            return []
+        engine = self.engine
+        shared = self._prefix.shared_pos
+        streams, jobs = [], []
+        try:
+            for k, (a, b) in enumerate(pairs):
+                text = judging.judge_text(unit, self._question, responses[a], responses[b], hint)
+                tail = self._tail_after_image(engine.chat_prompt(text))
+                seq = self._alloc()
+                engine.copy_seq(self._root_seq, seq, 0, shared)
+                stream = _Stream(seq, shared + len(tail), k,
+                                 Sampler(engine.vocab, GREEDY, 0, judging.VERDICT_GRAMMAR))
+                streams.append(stream)
+                jobs.append((seq, shared, tail))
+            index = engine.eval_tokens(jobs)
+            seg = _Segment(unit, None, _verdict_stop, self.settings.max_judge_tokens)
+            for st in streams:
+                self._sample(st, index[st.seq], seg)
+            for _ in self._generate(streams, seg, no):
+                pass
+            forced = self._force_choice([st for st in streams
+                                         if judging.parse_verdict(st.text).choice is None])
+            verdicts = []
+            for (a, b), st in zip(pairs, streams, strict=True):
+                parsed = judging.parse_verdict(st.text)
+                choice = parsed.choice or forced[st.seq]
+                text = st.text if parsed.choice else (
+                    f"{st.text}{judging.FORCED_SUFFIX}{choice}.")
+                verdicts.append(Verdict(unit, no, round_no, a, b, a if choice == 1 else b,
+                                        parsed.reason, text, parsed.choice is None))
+            return verdicts
+        finally:
+            for st in streams:
+                st.sampler.close()
+                self._release(st.seq)
+
+    def _tail_after_image(self, prompt_text: str) -> list[int]:
+        """Tokens of a prompt after the image, checking its start matches the cached prefix."""
+        tp = self.engine.tokenize_prompt(prompt_text, self._bitmap)
+        try:
+            mine, cached = tp.chunks[: tp.media_end], self._prefix.chunks[: self._prefix.media_end]
+            if mine != cached:
+                raise EngineError("the chat template puts different text before the image in "
+                                  "judge prompts, so the cached image cannot be shared")
+            return tp.tail_tokens()
+        finally:
+            tp.close()
+
+    def _force_choice(self, streams: list[_Stream]) -> dict[int, int]:
+        """For judges out of budget, append the verdict phrase and compare "1" against "2"."""
+        if not streams:
+            return {}
+        engine = self.engine
+        suffix = engine.tokenize(judging.FORCED_SUFFIX)
+        one, two = engine.tokenize("1")[-1], engine.tokenize("2")[-1]
+        jobs = []
+        for st in streams:
+            jobs.append((st.seq, st.pos, st.pending + suffix))
+        index = engine.eval_tokens(jobs)
+        choice = {}
+        for st in streams:
+            row = engine.logits(index[st.seq])
+            choice[st.seq] = 1 if row[one] >= row[two] else 2
+        return choice
+
+    def _check_reasoning(self, no: int, responses: list[str]) -> list[Check]:
+        """Ask, text only, whether each reasoning is correct assuming the caption is true."""
+        engine = self.engine
+        caption = parse_answer(self._answer).stages.get(Stage.CAPTION, "")
+        seqs, samplers, jobs = [], [], []
+        try:
+            for reasoning in responses:
+                text = judging.check_text(self._question, caption, reasoning)
+                tokens = engine.tokenize(engine.chat_prompt(text, with_image=False),
+                                         add_special=True)
+                seq = self._alloc()
+                seqs.append(seq)
+                samplers.append(Sampler(engine.vocab, GREEDY, 0, judging.CHECK_GRAMMAR))
+                jobs.append((seq, 0, tokens))
+            index = engine.eval_tokens(jobs)
+            checks = []
+            for i, (seq, sampler) in enumerate(zip(seqs, samplers, strict=True)):
+                token = sampler.sample(engine.ctx, index[seq])
+                answer = engine.piece(token).decode("utf-8", "replace")
+                checks.append(Check(no, i, answer.strip().lower().startswith("y"), answer))
+            return checks
+        finally:
+            for seq in seqs:
+                self._release(seq)
+            for sampler in samplers:
+                sampler.close()
+
+
+def _verdict_stop(text: str) -> int | None:
+    return len(text) if judging.parse_verdict(text).choice is not None else None
+
+
+def _sentence_stop(text: str, stage: Stage, opened: bool) -> int | None:
+    """Where a sentence-level segment ends: the stage's close tag or a sentence boundary."""
+    end = stage_end(text, stage)
+    if end is not None:
+        return end
+    if opened:
+        return sentence_end(text)
+    start = text.find(stage.open_tag)
+    if start < 0:
+        return None
+    inner = sentence_end(text[start + len(stage.open_tag):])
+    return None if inner is None else start + len(stage.open_tag) + inner

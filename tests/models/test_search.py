@@ -1,0 +1,178 @@
+"""Stage-level beam search through real llama.cpp on the tiny random-weight pair."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from models.engine import Engine
+from models.errors import StagewiseError
+from models.events import (
+    AnswerFinished,
+    CandidateFinished,
+    Event,
+    JudgeVerdict,
+    SearchResult,
+    SegmentChosen,
+    TokenStreamed,
+)
+from models.images import PreparedImage
+from models.sampling_settings import GREEDY
+from models.search import SearchSettings, StageSearch
+from models.stages import STAGES, Stage
+
+QUESTION = "How many red circles are there?"
+
+
+def run(engine: Engine, image: PreparedImage, cancel: threading.Event | None = None,
+        **settings: object) -> tuple[list[Event], SearchResult]:
+    search = StageSearch(engine, SearchSettings(**{"max_stage_tokens": 12, **settings}))
+    events = list(search.run(image, QUESTION, cancel))
+    assert isinstance(events[-1], AnswerFinished)
+    assert sum(isinstance(e, AnswerFinished) for e in events) == 1
+    return events, events[-1].result
+
+
+@pytest.mark.parametrize(("strategy", "beam", "select"), [
+    ("stage", 1, "logprob"),
+    ("stage", 3, "logprob"),
+    ("stage", 2, "judge"),
+    ("sentence", 2, "logprob"),
+    ("best-of-n", 2, "judge"),
+])
+def test_prompted_mode_always_yields_four_stages(engine, image, strategy, beam, select):
+    _, result = run(engine, image, strategy=strategy, beam=beam, select=select, seed=3)
+    assert result.status == "finished"
+    for stage in STAGES:
+        assert result.stages[stage].strip(), f"{stage} is empty in {result.answer_text!r}"
+        assert result.answer_text.count(stage.open_tag) == 1
+        assert result.answer_text.count(stage.close_tag) == 1
+    order = [result.answer_text.index(s.open_tag) for s in STAGES]
+    assert order == sorted(order)
+
+
+def test_each_stage_has_n_candidates_and_one_winner(engine, image):
+    events, result = run(engine, image, beam=3, select="logprob", seed=1)
+    for stage in STAGES:
+        mine = [c for c in result.candidates if c.unit is stage]
+        assert [c.index for c in mine] == [0, 1, 2]
+    assert len(result.chosen) == 4
+    chosen = [e for e in events if isinstance(e, SegmentChosen)]
+    assert [e.unit for e in chosen] == list(STAGES)
+    for event in chosen:  # logprob picks the best mean log-probability
+        best = max(event.scores)
+        assert event.scores[event.candidate] == best
+    # candidates differ: each has its own seed
+    texts = {c.text for c in result.candidates if c.unit is Stage.CAPTION}
+    assert len(texts) > 1
+
+
+def test_streamed_tokens_add_up_to_each_candidate(engine, image):
+    events, result = run(engine, image, beam=2, select="logprob", seed=5)
+    streamed: dict[tuple[int, int], str] = {}
+    for e in events:
+        if isinstance(e, TokenStreamed):
+            streamed[(e.segment, e.candidate)] = streamed.get((e.segment, e.candidate), "") + e.text
+    finished = [e.candidate for e in events if isinstance(e, CandidateFinished)]
+    assert len(finished) == 8
+    for c in finished:
+        assert streamed[(c.segment, c.index)] == c.text
+
+
+def test_greedy_forks_match_a_fresh_single_sequence_run(engine, image):
+    _, single = run(engine, image, beam=1, sampling=GREEDY)
+    _, forked = run(engine, image, beam=3, select="logprob", sampling=GREEDY)
+    assert forked.answer_text == single.answer_text
+    for stage in STAGES:
+        reference = next(c for c in single.candidates if c.unit is stage)
+        for c in (c for c in forked.candidates if c.unit is stage):
+            assert c.tokens == reference.tokens
+
+
+def test_a_fixed_seed_reproduces_the_whole_search(engine, image):
+    _, a = run(engine, image, beam=3, select="judge", seed=11)
+    _, b = run(engine, image, beam=3, select="judge", seed=11)
+    _, c = run(engine, image, beam=3, select="judge", seed=12)
+    assert a.answer_text == b.answer_text
+    assert [x.text for x in a.candidates] == [x.text for x in b.candidates]
+    assert [(v.first, v.second, v.winner, v.text) for v in a.verdicts] == \
+           [(v.first, v.second, v.winner, v.text) for v in b.verdicts]
+    assert [x.text for x in a.candidates] != [x.text for x in c.candidates]
+
+
+def test_the_judge_runs_a_tournament_and_records_verdicts(engine, image):
+    events, result = run(engine, image, beam=4, select="judge", seed=2)
+    verdicts = [e.verdict for e in events if isinstance(e, JudgeVerdict)]
+    assert verdicts == list(result.verdicts)
+    for stage in STAGES:  # a knockout of 4 takes 3 comparisons
+        mine = [v for v in verdicts if v.unit is stage]
+        assert len(mine) == 3
+        assert all(v.winner in (v.first, v.second) for v in mine)
+        assert max(v.round for v in mine) == 1
+    for segment, winner in result.chosen:  # the winner won the final
+        final = max((v for v in verdicts if v.segment == segment), key=lambda v: v.round)
+        assert final.winner == winner
+    # reasoning candidates got the text-only correctness check
+    assert sorted(c.candidate for c in result.checks) == [0, 1, 2, 3]
+    for v in verdicts:
+        if not v.reason.startswith("response"):
+            assert v.text.startswith("Since ") and "I choose response" in v.text
+
+
+def test_the_image_is_encoded_once_per_question_even_with_a_judge(engine, image):
+    before = engine.stats.image_encodes
+    _, result = run(engine, image, beam=4, select="judge", seed=4)
+    assert result.timings.image_encodes == 1
+    assert engine.stats.image_encodes - before == 1
+
+
+def test_cancel_stops_within_one_decode_step(engine, image):
+    cancel = threading.Event()
+    search = StageSearch(engine, SearchSettings(beam=2, select="logprob", max_stage_tokens=40))
+    calls_at_cancel = None
+    events = []
+    for event in search.run(image, QUESTION, cancel):
+        events.append(event)
+        if isinstance(event, TokenStreamed) and event.unit is Stage.CAPTION \
+                and calls_at_cancel is None:
+            cancel.set()
+            calls_at_cancel = engine.stats.decode_calls
+    result = events[-1].result
+    assert result.status == "cancelled"
+    assert engine.stats.decode_calls == calls_at_cancel  # not one more decode
+    assert result.stages[Stage.SUMMARY]  # what was chosen before the cancel is kept
+    # the engine is usable afterwards
+    _, again = run(engine, image, beam=1)
+    assert again.status == "finished"
+
+
+def test_cancel_reaches_llama_decode_through_the_abort_callback(engine, image, monkeypatch):
+    from models.errors import Cancelled
+
+    engine.clear()
+    tokens = engine.tokenize("hello there " * 20)
+    engine.cancel_event = threading.Event()
+    engine.cancel_event.set()
+    monkeypatch.setattr(engine, "_check_cancel", lambda: None)  # only the C callback remains
+    with pytest.raises(Cancelled):
+        engine.decode(tokens, list(range(len(tokens))), [0] * len(tokens),
+                      [False] * len(tokens))
+    engine.cancel_event = threading.Event()
+    engine.clear()
+
+
+def test_a_beam_wider_than_the_engine_allows_is_refused(engine):
+    with pytest.raises(StagewiseError, match="n_seq_max"):
+        StageSearch(engine, SearchSettings(beam=8))
+
+
+def test_result_json_has_the_documented_shape(engine, image):
+    _, result = run(engine, image, beam=2, select="judge", seed=9)
+    data = result.to_json()
+    assert set(data["stages"]) == {"summary", "caption", "reasoning", "conclusion"}
+    assert all(len(data["candidates"][s]) == 2 for s in data["stages"])
+    assert all(sum(c["chosen"] for c in data["candidates"][s]) == 1 for s in data["stages"])
+    assert len(data["verdicts"]) == 4
+    assert data["timings"]["image_encodes"] == 1
+    assert data["timings"]["total_s"] > 0

@@ -1,0 +1,48 @@
+"""Shared pytest fixtures.
+
+Fixtures that build model files are session-scoped: each is built once per test
+run into a temporary folder. Add new shared fixtures here; keep them small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from models.engine import Engine, EngineSettings
+from models.images import PreparedImage, load_image
+from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> TinyPair:
+    """The TINY random-weight text model and projector (about 2 MB), written once."""
+    return write_tiny_pair(tmp_path_factory.mktemp("tiny_pair"), TINY)
+
+
+@pytest.fixture(scope="session")
+def image_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small PNG with a few coloured shapes."""
+    path = tmp_path_factory.mktemp("images") / "shapes.png"
+    image = Image.new("RGB", (96, 64), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, 40, 40), fill="red")
+    draw.rectangle((50, 20, 90, 60), fill="blue")
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def image(image_file: Path) -> PreparedImage:
+    return load_image(image_file)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_pair: TinyPair) -> Iterator[Engine]:
+    """One engine on the tiny pair, shared by a test module (loading costs ~50 ms)."""
+    with Engine(tiny_pair.model, tiny_pair.mmproj,
+                EngineSettings(n_ctx=4096, n_seq_max=12, threads=2)) as loaded:
+        yield loaded

@@ -1,0 +1,138 @@
+"""`stagewise ask` as a person runs it: a real process, real llama.cpp, real files.
+
+Every bad input runs in its own process, so that a C-level abort would show up as a
+signal instead of taking the test run down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from tests.models.test_images import write_header_only_png
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stagewise(*args: str | Path, data_dir: Path | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if data_dir is not None:
+        env["STAGEWISE_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+    )
+
+
+def ask(pair: TinyPair, image: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return stagewise("ask", "--model", pair.model, "--mmproj", pair.mmproj, "--image", image,
+                     "--question", "How many circles?", "--max-stage-tokens", "10", *extra)
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("stagewise: error: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_json_output_has_stages_candidates_verdicts_and_timings(tiny_pair, image_file):
+    result = ask(tiny_pair, image_file, "--beam", "2", "--select", "judge", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data["stages"]) == ["summary", "caption", "reasoning", "conclusion"]
+    assert all(text.strip() for text in data["stages"].values())
+    for stage in data["stages"]:
+        assert len(data["candidates"][stage]) == 2
+        assert sum(c["chosen"] for c in data["candidates"][stage]) == 1
+    assert len(data["verdicts"]) == 4
+    assert data["timings"]["image_encodes"] == 1
+    assert data["status"] == "finished"
+
+
+def test_streaming_output_shows_the_four_stage_headers(tiny_pair, image_file):
+    result = ask(tiny_pair, image_file)
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("== ")]
+    assert headers == ["== Summary ==", "== Caption ==", "== Reasoning ==", "== Conclusion =="]
+    assert "<SUMMARY>" not in result.stdout
+    assert "1 image encode" in result.stderr
+
+
+def test_without_a_model_the_built_in_one_answers_and_says_so(image_file, tmp_path):
+    result = stagewise("ask", "--image", image_file, "--question", "What is red?",
+                       "--max-stage-tokens", "6", "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "random-weight" in result.stderr
+    assert json.loads(result.stdout)["stages"]["conclusion"]
+    assert list((tmp_path / "models" / "tiny-random").glob("*.gguf"))
+
+
+def test_the_projector_beside_the_model_is_found(tmp_path, image_file):
+    pair = write_tiny_pair(tmp_path, TINY)
+    result = stagewise("ask", "--model", pair.model, "--image", image_file, "--question", "Hi?",
+                       "--max-stage-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+
+
+# -- bad input: one line on stderr, exit status 2, never a traceback or a core dump ----------
+
+def test_missing_image(tiny_pair, tmp_path):
+    assert_clean_failure(ask(tiny_pair, tmp_path / "nope.png"), "nope.png")
+
+
+def test_corrupt_image(tiny_pair, image_file, tmp_path):
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(image_file.read_bytes()[:200])
+    assert_clean_failure(ask(tiny_pair, cut), "cut.png")
+
+
+def test_text_file_named_png(tiny_pair, tmp_path):
+    fake = tmp_path / "notes.png"
+    fake.write_text("these are not pixels\n")
+    assert_clean_failure(ask(tiny_pair, fake), "notes.png")
+
+
+def test_huge_image_is_refused_before_decoding(tiny_pair, tmp_path):
+    huge = write_header_only_png(tmp_path / "huge.png", 30000, 30000)
+    result = ask(tiny_pair, huge)
+    assert_clean_failure(result, "huge.png", "too large")
+
+
+def test_truncated_gguf(tmp_path, image_file):
+    pair = write_tiny_pair(tmp_path, TINY)
+    data = pair.model.read_bytes()
+    pair.model.write_bytes(data[: len(data) // 2])
+    assert_clean_failure(ask(pair, image_file), str(pair.model.name), "truncated")
+
+
+def test_projector_of_the_wrong_width(tmp_path, image_file):
+    pair = write_tiny_pair(tmp_path, TINY, mmproj_n_embd=TINY.n_embd * 2)
+    assert_clean_failure(ask(pair, image_file), pair.mmproj.name)
+
+
+def test_projector_without_image_mean(tmp_path, image_file):
+    pair = write_tiny_pair(tmp_path, TINY, _omit_mmproj={"clip.vision.image_mean"})
+    assert_clean_failure(ask(pair, image_file), pair.mmproj.name, "image_mean")
+
+
+def test_model_and_projector_swapped(tiny_pair, image_file):
+    swapped = TinyPair(model=tiny_pair.mmproj, mmproj=tiny_pair.model)
+    assert_clean_failure(ask(swapped, image_file))
+
+
+@pytest.mark.parametrize("args", [["--beam", "0"], ["--select", "vote"]])
+def test_bad_options_are_usage_errors(tiny_pair, image_file, args):
+    result = ask(tiny_pair, image_file, *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

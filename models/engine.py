@@ -39,6 +39,7 @@ _FLASH = {
     "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
 }
 STAGE_MODE_KEY = "stagewise.stage_mode"
+_GGML_LOG_WARN, _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 4, 5  # enum ggml_log_level
 
 
 def default_threads() -> int:
@@ -148,19 +149,22 @@ class _NativeLog:
     def __init__(self) -> None:
         self.recent: collections.deque[str] = collections.deque(maxlen=20)
         self._partial = ""
+        self._level = 0
         self._lock = threading.Lock()
         self.callback = lc.llama_log_callback(self._on_log)
 
     def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         piece = text.decode("utf-8", "replace") if text else ""
         with self._lock:
+            if level != _GGML_LOG_CONT:
+                self._level = level
             self._partial += piece
             if not self._partial.endswith("\n"):
                 return
             line, self._partial = self._partial.strip(), ""
         if not line:
             return
-        if level >= 4 or level == 2:  # GGML_LOG_LEVEL_ERROR=4, WARN=3, INFO=2 in ggml's enum
+        if self._level in (_GGML_LOG_WARN, _GGML_LOG_ERROR):
             self.recent.append(line)
         log.debug("%s", line)
 
@@ -302,6 +306,11 @@ class Engine:
         if not self._ctx:
             raise EngineError("the engine is closed")
         return self._ctx
+
+    @property
+    def n_ctx(self) -> int:
+        """The context size llama.cpp actually allocated (it rounds the request up)."""
+        return int(lc.llama_n_ctx(self.ctx))
 
     @property
     def vocab(self) -> lc.llama_vocab_p:
@@ -484,7 +493,7 @@ class Engine:
             raise Cancelled()
         if rc == 1:
             raise EngineError(
-                f"the context of {self.settings.n_ctx} tokens is full: raise the context size "
+                f"the context of {self.n_ctx} tokens is full: raise the context size "
                 "or lower the beam width or tokens per stage"
             )
         raise EngineError(f"llama_decode failed ({rc})" + _reason(_native_log.last_error()))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-
 from llama_cpp import llama_cpp as lc
 
 from models.errors import EngineError
@@ -52,7 +50,7 @@ class Sampler:
     def close(self) -> None:
         if self._chain:
             lc.llama_sampler_free(self._chain)
-            self._chain = ctypes.c_void_p(0).value
+            self._chain = None
 
     def __del__(self) -> None:
         self.close()

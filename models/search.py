@@ -489,8 +489,8 @@ class StageSearch:
                 stream = _Stream(seq, shared + len(tail), k,
                                  Sampler(engine.vocab, GREEDY, 0, judging.VERDICT_GRAMMAR))
                 streams.append(stream)
-                jobs.append((seq, shared, tail))
-            index = engine.eval_tokens(jobs)
+                jobs.append(tail)
+            index = self._eval_shared([st.seq for st in streams], shared, jobs)
             seg = _Segment(unit, None, _verdict_stop, self.settings.max_judge_tokens)
             for st in streams:
                 self._sample(st, index[st.seq], seg)
@@ -554,8 +554,8 @@ class StageSearch:
                 seq = self._alloc()
                 seqs.append(seq)
                 samplers.append(Sampler(engine.vocab, GREEDY, 0, judging.CHECK_GRAMMAR))
-                jobs.append((seq, 0, tokens))
-            index = engine.eval_tokens(jobs)
+                jobs.append(tokens)
+            index = self._eval_shared(seqs, 0, jobs)
             checks = []
             for i, (seq, sampler) in enumerate(zip(seqs, samplers, strict=True)):
                 token = sampler.sample(engine.ctx, index[seq])
@@ -567,6 +567,32 @@ class StageSearch:
                 self._release(seq)
             for sampler in samplers:
                 sampler.close()
+
+
+    def _eval_shared(self, seqs: list[int], start: int,
+                     runs: list[list[int]]) -> dict[int, int]:
+        """Evaluate one token run per sequence, all from ``start``, sharing their common prefix.
+
+        Judge prompts of a round share the question and hint; correctness checks share the
+        question and caption. The common part is evaluated once and its cells are shared.
+        """
+        engine = self.engine
+        common = _common_prefix(runs)[: min(map(len, runs)) - 1]  # each keeps one token
+        if len(seqs) > 1 and common:
+            engine.eval_tokens([(seqs[0], start, common)])
+            for seq in seqs[1:]:
+                engine.copy_seq(seqs[0], seq, start, start + len(common))
+            start, runs = start + len(common), [run[len(common):] for run in runs]
+        return engine.eval_tokens([(seq, start, run) for seq, run in zip(seqs, runs,
+                                                                           strict=True)])
+
+
+def _common_prefix(runs: list[list[int]]) -> list[int]:
+    first = runs[0]
+    n = 0
+    while n < len(first) and all(len(r) > n and r[n] == first[n] for r in runs):
+        n += 1
+    return first[:n]
 
 
 def _verdict_stop(text: str) -> int | None:

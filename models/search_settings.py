@@ -36,7 +36,7 @@ class SearchSettings:
     select: Selection = "judge"
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     max_stage_tokens: int = 256
-    max_judge_tokens: int = 48
+    max_judge_tokens: int = 32
     seed: int = 0
     mode: StageMode | None = None
     check_reasoning: bool = True

@@ -69,7 +69,7 @@ def test_each_stage_has_n_candidates_and_one_winner(engine, image):
 
 
 def test_streamed_tokens_add_up_to_each_candidate(engine, image):
-    events, result = run(engine, image, beam=2, select="logprob", seed=5)
+    events, _result = run(engine, image, beam=2, select="logprob", seed=5)
     streamed: dict[tuple[int, int], str] = {}
     for e in events:
         if isinstance(e, TokenStreamed):

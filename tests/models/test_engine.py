@@ -1,0 +1,97 @@
+"""The engine's own contract, through real llama.cpp on the tiny pair."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.engine import Bitmap, Engine, EngineSettings
+from models.errors import EngineError, ModelFileError
+from models.stages import StageMode
+from models.tiny_vlm import TINY, token_id
+
+
+def test_close_frees_everything_and_is_idempotent(tiny_pair):
+    engine = Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=512, n_seq_max=2))
+    engine.close()
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        _ = engine.ctx
+
+
+def test_the_context_manager_closes(tiny_pair):
+    with Engine(tiny_pair.model, tiny_pair.mmproj,
+                EngineSettings(n_ctx=512, n_seq_max=2)) as engine:
+        assert engine.name
+    with pytest.raises(EngineError):
+        _ = engine.ctx
+
+
+def test_a_bad_pair_is_refused_before_llama_cpp(tiny_pair):
+    with pytest.raises(ModelFileError, match="projector"):
+        Engine(tiny_pair.mmproj, tiny_pair.model)
+
+
+def test_model_facts(engine):
+    assert engine.stage_mode is StageMode.PROMPTED
+    assert not engine.uses_mrope
+    prompt = engine.chat_prompt("What is red?")
+    assert prompt.startswith("<|im_start|>user\n" + engine.media_marker)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert engine.tokenize("<SUMMARY>") == [token_id("<SUMMARY>")]
+    assert engine.piece(token_id("</CONCLUSION>")) == b"</CONCLUSION>"
+
+
+def test_a_prompt_splits_into_text_image_text(engine, image):
+    with Bitmap(image) as bitmap:
+        prompt = engine.tokenize_prompt(engine.chat_prompt("Hi?"), bitmap)
+    try:
+        kinds = [c.is_image for c in prompt.chunks]
+        assert kinds == [False, True, False]
+        assert prompt.chunks[1].n_tokens == TINY.n_image_tokens
+        assert prompt.shared_pos == prompt.chunks[0].n_pos + TINY.n_image_tokens
+        assert prompt.tail_tokens() == list(prompt.chunks[2].tokens)
+    finally:
+        prompt.close()
+
+
+def test_forked_sequences_decode_in_one_batch_and_match_a_single_one(engine, image):
+    """Two sequences forked from one prompt give the logits of the prompt alone."""
+    with Bitmap(image) as bitmap:
+        prompt = engine.tokenize_prompt(engine.chat_prompt("Hi?"), bitmap)
+    try:
+        engine.clear()
+        pos = engine.eval_prompt(prompt, 0)
+        token = engine.tokenize("a")[0]
+        engine.decode([token], [pos], [0], [True])
+        alone = engine.logits(0).copy()
+        engine.clear()
+        encodes = engine.stats.image_encodes
+        engine.eval_prompt(prompt, 0)
+        assert engine.stats.image_encodes == encodes + 1
+        engine.copy_seq(0, 1)
+        engine.copy_seq(0, 2)
+        engine.remove_seq(0)
+        engine.decode([token, token], [pos, pos], [1, 2], [True, True])
+        for index in (0, 1):
+            assert abs(engine.logits(index) - alone).max() < 1e-3
+    finally:
+        prompt.close()
+        engine.clear()
+
+
+def test_eval_tokens_returns_where_each_sequence_logits_are(engine):
+    engine.clear()
+    runs = [(0, 0, engine.tokenize("one two three")), (1, 0, engine.tokenize("four"))]
+    index = engine.eval_tokens(runs)
+    assert index == {0: 0, 1: 1}
+    assert engine.logits(index[0]).shape == (engine.n_vocab,)
+    engine.clear()
+
+
+def test_a_full_context_is_a_clear_error(tiny_pair):
+    with Engine(tiny_pair.model, tiny_pair.mmproj,
+                EngineSettings(n_ctx=256, n_batch=64, n_seq_max=1)) as engine:
+        tokens = engine.tokenize("x " * 40)[:60]
+        with pytest.raises(EngineError, match=f"context of {engine.n_ctx} tokens is full"):
+            for start in range(0, engine.n_ctx + 60, 60):
+                engine.decode(tokens, list(range(start, start + 60)), [0] * 60, [False] * 60)

@@ -204,6 +204,11 @@ def main() -> None:
     ]
     for label, value, target, ok in checks:
         print(f"{label:<38}{value:>9.2f}   target {target}  {'met' if ok else 'MISSED'}")
+    jt = judged.timings
+    forced = sum(v.forced for v in judged.verdicts)
+    print(f"N=4 judge run: {jt.judge_s:.2f} s of {jt.total_s:.2f} s judging; "
+          f"{forced} of {len(judged.verdicts)} verdicts used the whole reason budget "
+          f"({SearchSettings().max_judge_tokens} tokens) and were asked for the digit")
     print(f"image encodes per question: ours {judged.timings.image_encodes} (N=4, judge), "
           f"naive {naive_encodes}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -29,7 +29,13 @@ from models.events import (
     TokenStreamed,
 )
 from models.sampling_settings import SamplingSettings
-from models.search_settings import SELECTIONS, STRATEGIES, SearchSettings, sequences_needed
+from models.search_settings import (
+    MAX_BEAM,
+    SELECTIONS,
+    STRATEGIES,
+    SearchSettings,
+    sequences_needed,
+)
 from models.stages import StageParser
 
 EXIT_ERROR = 2
@@ -48,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
-    ask.add_argument("--beam", type=_positive, default=1,
-                     help="candidates per stage; 1 is a single pass (default 1)")
+    ask.add_argument("--beam", type=_beam, default=1,
+                     help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
+                          "(default 1)")
     ask.add_argument("--select", choices=SELECTIONS, default="judge",
                      help="how a candidate is chosen (default judge)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="stage",
@@ -65,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--ctx", type=_positive, default=8192, help="context size (default 8192)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
+
+
+def _beam(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_BEAM:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -145,6 +159,7 @@ class _StagePrinter:
         self.out, self.err, self.beam = out, err, beam
         self.parser = StageParser()
         self.stage = None
+        self.held = ""
         self.tokens = 0
         self.tty = err.isatty()
 
@@ -180,13 +195,17 @@ class _StagePrinter:
         self.out.flush()
 
     def _emit(self, stage: object, text: str) -> None:
+        """Write a stage's text; blank space at its end waits until more of it comes."""
         if stage is None:
             return
         if stage is not self.stage:
-            self.stage = stage
+            self.stage, self.held = stage, ""
             self.out.write(f"\n== {stage.title} ==\n")
             text = text.lstrip()
-        self.out.write(text)
+        text = self.held + text
+        body = text.rstrip()
+        self.held = text[len(body):]
+        self.out.write(body)
 
     def _note(self, text: str) -> None:
         self._clear()

@@ -44,16 +44,19 @@ class ParsedVerdict:
 
 def judge_text(stage: Stage | None, question: str, first: str, second: str,
                hint: str = "") -> str:
-    """The user turn of a pairwise judgement (the image goes before it)."""
+    """The user turn of a pairwise judgement (the image goes before it).
+
+    The task comes first and the two responses last, so that the judgements of one
+    question share everything up to "Response 1" in the cache.
+    """
     ask = _ASK[stage] if stage else _ASK_WHOLE
-    parts = [f"Question: {question.strip()}"]
+    parts = [
+        f"{ask} Answer in the form \"Since <reason>, I choose response <1 or 2>.\"",
+        f"Question: {question.strip()}",
+    ]
     if hint:
         parts.append(f"Hint: {hint.strip()}")
-    parts += [
-        f"Response 1: {first.strip()}",
-        f"Response 2: {second.strip()}",
-        f"{ask} Answer in the form \"Since <reason>, I choose response <1 or 2>.\"",
-    ]
+    parts += [f"Response 1: {first.strip()}", f"Response 2: {second.strip()}"]
     return "\n\n".join(parts)
 
 

@@ -49,7 +49,13 @@ from models.events import (
 )
 from models.images import PreparedImage
 from models.sampling import GREEDY, Sampler, mix_seed
-from models.search_settings import SELECTIONS, STRATEGIES, SearchSettings, sequences_needed
+from models.search_settings import (
+    MAX_BEAM,
+    SELECTIONS,
+    STRATEGIES,
+    SearchSettings,
+    sequences_needed,
+)
 from models.stages import (
     STAGES,
     Stage,
@@ -96,6 +102,7 @@ class _Segment:
     max_tokens: int
     prefix: str = ""  # text the search writes before sampling (a prompted stage's open tag)
     whole: bool = False  # a whole answer: enforce the per-stage budget inside it
+    tail_stop: bool = True  # the stop is a close tag: it can only complete in the last piece
 
 
 class StageSearch:
@@ -105,8 +112,8 @@ class StageSearch:
         self.engine = engine
         self.settings = settings or SearchSettings()
         s = self.settings
-        if s.beam < 1:
-            raise StagewiseError("the beam width must be at least 1")
+        if not 1 <= s.beam <= MAX_BEAM:
+            raise StagewiseError(f"the beam width must be between 1 and {MAX_BEAM}")
         if s.strategy not in STRATEGIES:
             raise StagewiseError(f"unknown strategy {s.strategy!r}: use one of {STRATEGIES}")
         if s.select not in SELECTIONS:
@@ -220,7 +227,7 @@ class StageSearch:
             budget = s.max_stage_tokens - self._stage_tokens.get(stage, 0)
             yield _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
                            lambda t, st=stage, o=opened or prompted: _sentence_stop(t, st, o),
-                           budget, prefix)
+                           budget, prefix, tail_stop=False)
 
     def _open(self, stage: Stage) -> str:
         return stage.open_tag if not self._answer else f"\n\n{stage.open_tag}"
@@ -312,7 +319,9 @@ class StageSearch:
         st.pending = [token]
         piece = st.decoder.decode(engine.piece(token))
         st.text += piece
-        if seg.stop(st.text) is not None:
+        # a close tag can only complete in the newest piece: look at the tail, not the whole
+        seen = st.text[-(len(piece) + _TAG_WINDOW):] if seg.tail_stop else st.text
+        if seg.stop(seen) is not None:
             st.finish = "closed"
         elif len(st.tokens) >= seg.max_tokens:
             st.finish = "length"
@@ -435,28 +444,51 @@ class StageSearch:
                 correct[c.candidate] = c.correct
                 yield CorrectnessChecked(c)
         round_no = 0
-        while len(pool) > 1:
-            pairs = [(pool[i], pool[i + 1]) for i in range(0, len(pool) - 1, 2)]
-            bye = [pool[-1]] if len(pool) % 2 else []
-            to_judge = []
-            verdicts: dict[tuple[int, int], Verdict] = {}
-            for a, b in pairs:
-                if correct and correct[a] != correct[b]:
-                    loser = b if correct[a] else a
-                    verdicts[(a, b)] = Verdict(
-                        unit, no, round_no, a, b, a if correct[a] else b,
-                        f"response {loser} failed the correctness check", "", False)
-                else:
-                    to_judge.append((a, b))
-            for pair, v in zip(to_judge, self._judge_pairs(unit, no, round_no, to_judge,
-                                                           responses, hint), strict=True):
-                verdicts[pair] = v
-            for pair in pairs:
-                self._verdicts.append(verdicts[pair])
-                yield JudgeVerdict(verdicts[pair])
-            pool = [verdicts[p].winner for p in pairs] + bye
-            round_no += 1
+        donors: list[tuple[int, list[int]]] = []  # judge sequences whose cells can be reused
+        first_and_won: set[int] = set()
+        try:
+            while len(pool) > 1:
+                pool = yield from self._round(unit, no, round_no, pool, correct, responses,
+                                              hint, donors, first_and_won)
+                round_no += 1
+        finally:
+            for seq, _ in donors:
+                self._release(seq)
         return pool[0]
+
+    def _round(self, unit: Stage | None, no: int, round_no: int, pool: list[int],
+               correct: dict[int, bool], responses: list[str], hint: str,
+               donors: list[tuple[int, list[int]]],
+               first_and_won: set[int]) -> Iterator[Event]:
+        """One round of the knockout; returns the next pool."""
+        pairs = []
+        for i in range(0, len(pool) - 1, 2):
+            a, b = pool[i], pool[i + 1]
+            # a winner that was "Response 1" keeps that place: its judge prompt's start,
+            # its own text included, is already in the cache
+            pairs.append((b, a) if b in first_and_won and a not in first_and_won
+                         else (a, b))
+        bye = [pool[-1]] if len(pool) % 2 else []
+        to_judge = []
+        verdicts: dict[tuple[int, int], Verdict] = {}
+        for a, b in pairs:
+            if correct and correct[a] != correct[b]:
+                loser = b if correct[a] else a
+                verdicts[(a, b)] = Verdict(
+                    unit, no, round_no, a, b, a if correct[a] else b,
+                    f"response {loser} failed the correctness check", "", False)
+            else:
+                to_judge.append((a, b))
+        judged = self._judge_pairs(unit, no, round_no, to_judge, responses, hint, donors)
+        for pair, v in zip(to_judge, judged, strict=True):
+            verdicts[pair] = v
+        first_and_won.clear()
+        for pair in pairs:
+            self._verdicts.append(verdicts[pair])
+            if verdicts[pair].winner == pair[0] and verdicts[pair].text:
+                first_and_won.add(pair[0])
+            yield JudgeVerdict(verdicts[pair])
+        return [verdicts[p].winner for p in pairs] + bye
 
     def _response_text(self, unit: Stage | None, c: Candidate) -> str:
         if unit is None:
@@ -472,9 +504,13 @@ class StageSearch:
         return ""
 
     def _judge_pairs(self, unit: Stage | None, no: int, round_no: int,
-                     pairs: list[tuple[int, int]], responses: list[str],
-                     hint: str) -> list[Verdict]:
-        """Judge several pairs at once, each forked from the cached image prefix."""
+                     pairs: list[tuple[int, int]], responses: list[str], hint: str,
+                     donors: list[tuple[int, list[int]]]) -> list[Verdict]:
+        """Judge several pairs at once, each forked from the cached image prefix.
+
+        Each judge sequence stays in ``donors`` afterwards (the caller releases them), so
+        that a later round can reuse its cells.
+        """
         if not pairs:
             return []
         engine = self.engine
@@ -490,8 +526,10 @@ class StageSearch:
                                  Sampler(engine.vocab, GREEDY, 0, judging.VERDICT_GRAMMAR))
                 streams.append(stream)
                 jobs.append(tail)
-            index = self._eval_shared([st.seq for st in streams], shared, jobs)
-            seg = _Segment(unit, None, _verdict_stop, self.settings.max_judge_tokens)
+            index = self._eval_shared([st.seq for st in streams], shared, jobs, donors)
+            donors += [(st.seq, tail) for st, tail in zip(streams, jobs, strict=True)]
+            seg = _Segment(unit, None, _verdict_stop, self.settings.max_judge_tokens,
+                           tail_stop=False)
             for st in streams:
                 self._sample(st, index[st.seq], seg)
             for _ in self._generate(streams, seg, no):
@@ -510,7 +548,8 @@ class StageSearch:
         finally:
             for st in streams:
                 st.sampler.close()
-                self._release(st.seq)
+                if all(seq != st.seq for seq, _ in donors):
+                    self._release(st.seq)
 
     def _tail_after_image(self, prompt_text: str) -> list[int]:
         """Tokens of a prompt after the image, checking its start matches the cached prefix."""
@@ -569,22 +608,42 @@ class StageSearch:
                 sampler.close()
 
 
-    def _eval_shared(self, seqs: list[int], start: int,
-                     runs: list[list[int]]) -> dict[int, int]:
-        """Evaluate one token run per sequence, all from ``start``, sharing their common prefix.
+    def _eval_shared(self, seqs: list[int], start: int, runs: list[list[int]],
+                     donors: list[tuple[int, list[int]]] = ()) -> dict[int, int]:
+        """Evaluate one token run per sequence, all from ``start``, reusing what is cached.
 
-        Judge prompts of a round share the question and hint; correctness checks share the
-        question and caption. The common part is evaluated once and its cells are shared.
+        A run whose start another sequence (a *donor*) already holds copies those cells;
+        otherwise the runs' common prefix (the judge's task, question and hint; the
+        check's question and caption) is evaluated once and shared.
+
+        Returns:
+            The batch position of each sequence's last token, where its logits are.
         """
         engine = self.engine
-        common = _common_prefix(runs)[: min(map(len, runs)) - 1]  # each keeps one token
-        if len(seqs) > 1 and common:
-            engine.eval_tokens([(seqs[0], start, common)])
-            for seq in seqs[1:]:
-                engine.copy_seq(seqs[0], seq, start, start + len(common))
-            start, runs = start + len(common), [run[len(common):] for run in runs]
-        return engine.eval_tokens([(seq, start, run) for seq, run in zip(seqs, runs,
-                                                                           strict=True)])
+        limit = min(map(len, runs)) - 1  # each run keeps one token to produce logits
+        common = len(_common_prefix(runs)[:limit]) if len(runs) > 1 else 0
+        done = [0] * len(runs)
+        group = []
+        for i, run in enumerate(runs):
+            best, donor = 0, None
+            for seq, tokens in donors:
+                n = min(len(_common_prefix([run, tokens])), len(run) - 1)
+                if n > best:
+                    best, donor = n, seq
+            if donor is not None and best >= common:
+                engine.copy_seq(donor, seqs[i], start, start + best)
+                done[i] = best
+            elif common:
+                group.append(i)
+        if group:
+            lead = seqs[group[0]]
+            engine.eval_tokens([(lead, start, runs[group[0]][:common])])
+            for i in group:
+                if seqs[i] != lead:
+                    engine.copy_seq(lead, seqs[i], start, start + common)
+                done[i] = common
+        return engine.eval_tokens([(seq, start + n, run[n:])
+                                   for seq, run, n in zip(seqs, runs, done, strict=True)])
 
 
 def _common_prefix(runs: list[list[int]]) -> list[int]:
@@ -593,6 +652,9 @@ def _common_prefix(runs: list[list[int]]) -> list[int]:
     while n < len(first) and all(len(r) > n and r[n] == first[n] for r in runs):
         n += 1
     return first[:n]
+
+
+_TAG_WINDOW = 48  # longer than any tag the parser accepts, blanks inside included
 
 
 def _verdict_stop(text: str) -> int | None:

@@ -42,6 +42,9 @@ class SearchSettings:
     check_reasoning: bool = True
 
 
+MAX_BEAM = 16  # past this, time and memory grow without a benefit the paper measured
+
+
 def sequences_needed(beam: int) -> int:
     """Sequences a search of this beam width keeps alive at most (root, candidates, checks)."""
     return 2 * beam + 1

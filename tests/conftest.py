@@ -6,6 +6,7 @@ run into a temporary folder. Add new shared fixtures here; keep them small.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,20 @@ from PIL import Image, ImageDraw
 
 from models.engine import Engine, EngineSettings
 from models.images import PreparedImage, load_image
+from models.paths import DATA_DIR_ENV
 from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test, and every process a test starts, out of the user's data folder."""
+    old = os.environ.get(DATA_DIR_ENV)
+    os.environ[DATA_DIR_ENV] = str(tmp_path_factory.mktemp("data"))
+    yield
+    if old is None:
+        os.environ.pop(DATA_DIR_ENV, None)
+    else:
+        os.environ[DATA_DIR_ENV] = old
 
 
 @pytest.fixture(scope="session")

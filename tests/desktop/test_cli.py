@@ -131,7 +131,8 @@ def test_model_and_projector_swapped(tiny_pair, image_file):
     assert_clean_failure(ask(swapped, image_file))
 
 
-@pytest.mark.parametrize("args", [["--beam", "0"], ["--select", "vote"]])
+@pytest.mark.parametrize("args", [["--beam", "0"], ["--beam", "500"], ["--select", "vote"],
+                                  ["--max-stage-tokens", "x"]])
 def test_bad_options_are_usage_errors(tiny_pair, image_file, args):
     result = ask(tiny_pair, image_file, *args)
     assert result.returncode == 2

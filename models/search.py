@@ -129,7 +129,15 @@ class StageSearch:
 
     def run(self, image: PreparedImage, question: str,
             cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Answer ``question`` about ``image``, yielding events; the last is AnswerFinished."""
+        """Answer ``question`` about ``image``, yielding events.
+
+        The last event is :class:`AnswerFinished`, also when ``cancel`` is set mid-run (its
+        result's status says "cancelled" and keeps what was chosen so far).
+
+        Raises:
+            EngineError: llama.cpp failed (the context is full, say); nothing is yielded
+                after it.
+        """
         s, engine = self.settings, self.engine
         engine.cancel_event = cancel or threading.Event()
         self._reset(question)
@@ -223,8 +231,11 @@ class StageSearch:
                 return
             stage = open_stages[0]
             opened = stage.open_tag in self._answer
-            prefix = self._open(stage) if prompted and not opened else ""
             budget = s.max_stage_tokens - self._stage_tokens.get(stage, 0)
+            if budget <= 0:  # a model that never wrote this stage's tags: close it anyway
+                self._force_text(("" if opened else self._open(stage)) + stage.close_tag)
+                continue
+            prefix = self._open(stage) if prompted and not opened else ""
             yield _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
                            lambda t, st=stage, o=opened or prompted: _sentence_stop(t, st, o),
                            budget, prefix, tail_stop=False)
@@ -239,9 +250,7 @@ class StageSearch:
         no = self._segment_no
         t0 = time.perf_counter()
         yield SegmentStarted(seg.unit, no, s.beam, seg.prefix)
-        if seg.prefix:
-            self._answer += seg.prefix
-            self._pending += engine.tokenize(seg.prefix)
+        self._force_text(seg.prefix)
         index = self._refresh_root()
         streams = []
         for i in range(s.beam):
@@ -400,8 +409,13 @@ class StageSearch:
         if self.settings.strategy == "sentence" and \
                 self._stage_tokens.get(stage, 0) < self.settings.max_stage_tokens:
             return
-        self._answer += stage.close_tag
-        self._pending += self.engine.tokenize(stage.close_tag)
+        self._force_text(stage.close_tag)
+
+    def _force_text(self, text: str) -> None:
+        """Append text the search writes itself (tags) to the answer and the root's input."""
+        if text:
+            self._answer += text
+            self._pending += self.engine.tokenize(text)
 
     def _alloc(self) -> int:
         if not self._free:

@@ -187,6 +187,10 @@ def test_native_mode_asks_the_question_alone_and_never_breaks(engine, tmp_path, 
     native = write_tiny_pair(tmp_path, TINY, stage_mode="native")
     with Engine(native.model, native.mmproj, EngineSettings(n_ctx=4096, n_seq_max=5)) as eng:
         assert eng.stage_mode.value == "native"
+        # this random model never writes a tag: every strategy must still end
+        for strategy in ("sentence", "best-of-n"):
+            _, other = run(eng, image, strategy=strategy, beam=2, select="logprob")
+            assert other.status == "finished"
         events, result = run(eng, image, beam=2, select="judge", seed=1)
     assert result.status == "finished" and result.mode == "native"
     assert all(c.finish in ("closed", "length", "eog") for c in result.candidates)

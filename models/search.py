@@ -163,6 +163,9 @@ class StageSearch:
                     yield from self._run_segment(segment)
         except Cancelled:
             status = "cancelled"
+            if self._in_flight is not None:  # keep what the candidates had written
+                streams, unit, no = self._in_flight
+                self._candidates += [self._record(st, unit, no) for st in streams]
         finally:
             if prompt is not None:
                 prompt.close()
@@ -202,6 +205,7 @@ class StageSearch:
         self._prompt_s = self._judge_s = 0.0
         self._generated = 0
         self._stage_tokens: dict[Stage, int] = {}
+        self._in_flight: tuple[list[_Stream], Stage | None, int] | None = None
 
     # -- what to generate -----------------------------------------------------------------
 
@@ -267,7 +271,9 @@ class StageSearch:
             self._sample(stream, index, seg)
             if stream.text:
                 yield TokenStreamed(seg.unit, no, stream.index, stream.text)
+        self._in_flight = (streams, seg.unit, no)
         yield from self._generate(streams, seg, no)
+        self._in_flight = None
         candidates = [self._record(st, seg.unit, no) for st in streams]
         self._generated += sum(st.n_scored for st in streams)
         self._candidates += candidates

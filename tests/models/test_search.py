@@ -142,6 +142,9 @@ def test_cancel_stops_within_one_decode_step(engine, image):
     assert result.status == "cancelled"
     assert engine.stats.decode_calls == calls_at_cancel  # not one more decode
     assert result.stages[Stage.SUMMARY]  # what was chosen before the cancel is kept
+    in_flight = [c for c in result.candidates if c.unit is Stage.CAPTION]
+    assert [c.finish for c in in_flight] == ["cancelled", "cancelled"]
+    assert all(c.text for c in in_flight)  # and what the candidates had written
     # the engine is usable afterwards
     _, again = run(engine, image, beam=1)
     assert again.status == "finished"

@@ -151,9 +151,10 @@ class StageSearch:
             engine.clear()
             with Bitmap(image) as bitmap:
                 self._bitmap = bitmap
-                prompt = engine.tokenize_prompt(
-                    engine.chat_prompt(user_text(question, self.mode)), bitmap)
+                prompt_text = engine.chat_prompt(user_text(question, self.mode))
+                prompt = engine.tokenize_prompt(prompt_text, bitmap)
                 self._prefix = prompt
+                self._learn_image_end(prompt_text, prompt)
                 self._root_seq = self._alloc()
                 self._root_pos = engine.eval_prompt(prompt, self._root_seq)
                 self._prompt_s = time.perf_counter() - start
@@ -571,9 +572,25 @@ class StageSearch:
                 if all(seq != st.seq for seq, _ in donors):
                     self._release(st.seq)
 
+    def _learn_image_end(self, prompt_text: str, prompt: TokenizedPrompt) -> None:
+        """Note the tokens libmtmd puts after the image (e.g. ``<|vision_end|>``).
+
+        libmtmd tokenizes them apart from the text that follows the media marker, so a
+        judge prompt's tokens after the image are these plus that text's own tokens: no
+        second pass over the image is needed. This holds if it holds for the question.
+        """
+        before, _, after = prompt_text.rpartition(self.engine.media_marker)
+        own, tail = self.engine.tokenize(after), prompt.tail_tokens()
+        fits = len(own) <= len(tail) and tail[len(tail) - len(own):] == own
+        self._before_image = before
+        self._image_end = tail[: len(tail) - len(own)] if fits else None
+
     def _tail_after_image(self, prompt_text: str) -> list[int]:
-        """Tokens of a prompt after the image, checking its start matches the cached prefix."""
-        tp = self.engine.tokenize_prompt(prompt_text, self._bitmap)
+        """Tokens of a prompt after the image; its start must match the cached prefix."""
+        before, _, after = prompt_text.rpartition(self.engine.media_marker)
+        if self._image_end is not None and before == self._before_image:
+            return self._image_end + self.engine.tokenize(after)
+        tp = self.engine.tokenize_prompt(prompt_text, self._bitmap)  # preprocesses the image
         try:
             mine, cached = tp.chunks[: tp.media_end], self._prefix.chunks[: self._prefix.media_end]
             if mine != cached:

@@ -201,3 +201,23 @@ def test_native_mode_asks_the_question_alone_and_never_breaks(engine, tmp_path, 
     prompt_tokens = [next(e.n_tokens for e in evs if isinstance(e, PromptEvaluated))
                      for evs in (events, prompted_events)]
     assert prompt_tokens[0] < prompt_tokens[1]  # no instruction for a native model
+
+
+def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypatch):
+    """Their tokens after the image equal what libmtmd gives, without re-tokenizing it."""
+    calls = []
+    original = engine.tokenize_prompt
+    monkeypatch.setattr(engine, "tokenize_prompt",
+                        lambda *a: calls.append(a) or original(*a))
+    search = StageSearch(engine, SearchSettings(beam=2, select="judge", max_stage_tokens=6))
+    assert isinstance(list(search.run(image, QUESTION))[-1], AnswerFinished)
+    assert len(calls) == 1  # the question only
+    from models.engine import Bitmap
+
+    text = engine.chat_prompt("Which response is better?\n\nResponse 1: a\n\nResponse 2: b")
+    with Bitmap(image) as bitmap:
+        search._bitmap = bitmap
+        fast = search._tail_after_image(text)
+        search._image_end = None  # force libmtmd's own tokenization
+        slow = search._tail_after_image(text)
+    assert fast == slow

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--gpu-layers", type=int, default=-1,
                      help="layers to offload to the GPU: -1 all (default), 0 none")
     ask.add_argument("--ctx", type=_positive, default=8192, help="context size (default 8192)")
+    ask.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
+                     help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
 
@@ -125,7 +127,8 @@ def _ask(args: argparse.Namespace) -> int:
             raise StagewiseError(f"{model}: no projector given and none found beside it; "
                                  "pass --mmproj")
     engine_settings = EngineSettings(n_ctx=args.ctx, n_seq_max=sequences_needed(args.beam),
-                                     threads=args.threads, gpu_layers=args.gpu_layers)
+                                     threads=args.threads, gpu_layers=args.gpu_layers,
+                                     flash_attn=args.flash_attn)
     settings = SearchSettings(
         strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,

@@ -61,7 +61,7 @@ def test_json_output_has_stages_candidates_verdicts_and_timings(tiny_pair, image
 
 
 def test_streaming_output_shows_the_four_stage_headers(tiny_pair, image_file):
-    result = ask(tiny_pair, image_file)
+    result = ask(tiny_pair, image_file, "--flash-attn", "off", "--threads", "1")
     assert result.returncode == 0, result.stderr
     headers = [line for line in result.stdout.splitlines() if line.startswith("== ")]
     assert headers == ["== Summary ==", "== Caption ==", "== Reasoning ==", "== Conclusion =="]

@@ -19,7 +19,6 @@ from typing import TextIO
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
-    CandidateFinished,
     Event,
     JudgeVerdict,
     JudgingStarted,
@@ -184,8 +183,6 @@ class _StagePrinter:
         elif isinstance(event, JudgeVerdict):
             v = event.verdict
             self._progress(f"judge: {v.first} vs {v.second} -> {v.winner}")
-        elif isinstance(event, CandidateFinished):
-            pass
         elif isinstance(event, SegmentChosen) and self.beam > 1:
             self._write(event.text)
             self._note(f"[chose candidate {event.candidate + 1} of {self.beam}]")

@@ -497,7 +497,7 @@ class StageSearch:
                 loser = b if correct[a] else a
                 verdicts[(a, b)] = Verdict(
                     unit, no, round_no, a, b, a if correct[a] else b,
-                    f"response {loser} failed the correctness check", "", False)
+                    f"candidate {loser + 1} failed the correctness check", "", False)
             else:
                 to_judge.append((a, b))
         judged = self._judge_pairs(unit, no, round_no, to_judge, responses, hint, donors)

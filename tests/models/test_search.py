@@ -116,7 +116,10 @@ def test_the_judge_runs_a_tournament_and_records_verdicts(engine, image):
     # reasoning candidates got the text-only correctness check
     assert sorted(c.candidate for c in result.checks) == [0, 1, 2, 3]
     for v in verdicts:
-        if "correctness check" not in v.reason:
+        if not v.text:  # decided by the correctness check, not by a judge call
+            loser = v.second if v.winner == v.first else v.first
+            assert v.reason == f"candidate {loser + 1} failed the correctness check"
+        else:
             assert v.text.startswith("Since ") and "I choose response" in v.text
 
 

@@ -144,6 +144,29 @@ def naive(engine: Engine, image: PreparedImage, beam: int, tokens: int) -> int:
     return engine.stats.image_encodes - encodes0
 
 
+class DecodeClock:
+    """Times the engine's llama_decode calls: prompt-sized batches apart from steps."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.original = engine, engine.decode
+        self.prefill_s = self.step_s = 0.0
+        self.prefill_tokens = 0
+        engine.decode = self._decode  # type: ignore[method-assign]
+
+    def _decode(self, tokens: list[int], *rest: object) -> None:
+        start = time.perf_counter()
+        self.original(tokens, *rest)
+        spent = time.perf_counter() - start
+        if len(tokens) > 16:  # judge and check prompts; steps carry one token per sequence
+            self.prefill_s += spent
+            self.prefill_tokens += len(tokens)
+        else:
+            self.step_s += spent
+
+    def close(self) -> None:
+        self.engine.decode = self.original  # type: ignore[method-assign]
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -180,7 +203,13 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, fn in runs.items():
                 times[name].append(timed(fn))
+        clock = DecodeClock(engine)
+        plain = search(engine, image, 4, "logprob", args.tokens)
+        plain_decode_s = clock.step_s + clock.prefill_s
+        clock.prefill_s = clock.step_s = 0.0
         judged = search(engine, image, 4, "judge", args.tokens)
+        judge_prefill_s, judge_prefill_tokens = clock.prefill_s, clock.prefill_tokens
+        clock.close()
         naive_encodes = naive(engine, image, 4, args.tokens)
 
     med = {name: statistics.median(ts) for name, ts in times.items()}
@@ -204,11 +233,16 @@ def main() -> None:
     ]
     for label, value, target, ok in checks:
         print(f"{label:<38}{value:>9.2f}   target {target}  {'met' if ok else 'MISSED'}")
+    outside = plain.timings.total_s - plain.timings.prompt_s - plain_decode_s
+    print(f"N=4 logprob run: {outside / plain.timings.total_s:.0%} of its time is outside "
+          "llama_decode (sampling, bookkeeping)")
     jt = judged.timings
     forced = sum(v.forced for v in judged.verdicts)
     print(f"N=4 judge run: {jt.judge_s:.2f} s of {jt.total_s:.2f} s judging; "
           f"{forced} of {len(judged.verdicts)} verdicts used the whole reason budget "
-          f"({SearchSettings().max_judge_tokens} tokens) and were asked for the digit")
+          f"({SearchSettings().max_judge_tokens} tokens) and were asked for the digit; "
+          f"reading the judge and check prompts ({judge_prefill_tokens} tokens) took "
+          f"{judge_prefill_s:.2f} s of the judging")
     print(f"image encodes per question: ours {judged.timings.image_encodes} (N=4, judge), "
           f"naive {naive_encodes}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

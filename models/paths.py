@@ -1,4 +1,8 @@
-"""Where Stagewise keeps its files; ``STAGEWISE_DATA_DIR`` redirects them (tests use it)."""
+"""Where Stagewise keeps its files.
+
+``STAGEWISE_DATA_DIR`` redirects the data folder (models, history) and
+``STAGEWISE_CONFIG_DIR`` the config folder (settings); tests point both at temporary folders.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,21 @@ from pathlib import Path
 import platformdirs
 
 DATA_DIR_ENV = "STAGEWISE_DATA_DIR"
+CONFIG_DIR_ENV = "STAGEWISE_CONFIG_DIR"
 
 
 def data_dir() -> Path:
     """The user's Stagewise data folder (models, history), created on first use."""
-    override = os.environ.get(DATA_DIR_ENV)
-    path = Path(override) if override else Path(platformdirs.user_data_dir("stagewise", False))
+    return _folder(DATA_DIR_ENV, platformdirs.user_data_dir("stagewise", False))
+
+
+def config_dir() -> Path:
+    """The user's Stagewise config folder (settings), created on first use."""
+    return _folder(CONFIG_DIR_ENV, platformdirs.user_config_dir("stagewise", False))
+
+
+def _folder(env: str, default: str) -> Path:
+    override = os.environ.get(env)
+    path = Path(override) if override else Path(default)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -15,20 +15,22 @@ from PIL import Image, ImageDraw
 
 from models.engine import Engine, EngineSettings
 from models.images import PreparedImage, load_image
-from models.paths import DATA_DIR_ENV
+from models.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
 from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep every test, and every process a test starts, out of the user's data folder."""
-    old = os.environ.get(DATA_DIR_ENV)
-    os.environ[DATA_DIR_ENV] = str(tmp_path_factory.mktemp("data"))
+def _private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test, and every process a test starts, out of the user's folders."""
+    old = {env: os.environ.get(env) for env in (DATA_DIR_ENV, CONFIG_DIR_ENV)}
+    for env in old:
+        os.environ[env] = str(tmp_path_factory.mktemp(env.lower()))
     yield
-    if old is None:
-        os.environ.pop(DATA_DIR_ENV, None)
-    else:
-        os.environ[DATA_DIR_ENV] = old
+    for env, value in old.items():
+        if value is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = value
 
 
 @pytest.fixture(scope="session")

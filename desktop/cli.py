@@ -109,22 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _ask(args: argparse.Namespace) -> int:
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.defaults import default_model, find_mmproj
+    from models.defaults import resolve_pair
     from models.engine import Engine, EngineSettings
     from models.images import load_image
     from models.search import StageSearch
 
     image = load_image(args.image)  # before the model: a bad image fails fast
-    model, mmproj = args.model, args.mmproj
-    if model is None:
-        fallback = default_model()
-        model, mmproj = fallback.model, mmproj or fallback.mmproj
-        print(f"stagewise: {fallback.note}", file=sys.stderr)
-    elif mmproj is None:
-        mmproj = find_mmproj(model)
-        if mmproj is None:
-            raise StagewiseError(f"{model}: no projector given and none found beside it; "
-                                 "pass --mmproj")
+    pair = resolve_pair(args.model, args.mmproj)
+    model, mmproj = pair.model, pair.mmproj
+    if pair.note:
+        print(f"stagewise: {pair.note}", file=sys.stderr)
     engine_settings = EngineSettings(n_ctx=args.ctx, n_seq_max=sequences_needed(args.beam),
                                      threads=args.threads, gpu_layers=args.gpu_layers,
                                      flash_attn=args.flash_attn)

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.errors import StagewiseError
 from models.paths import data_dir
 from models.tiny_vlm import TINY, write_tiny_pair
 
@@ -48,3 +49,19 @@ def find_mmproj(model: Path) -> Path | None:
     """A projector lying beside ``model`` (a GGUF with "mmproj" in its name), if exactly one."""
     found = [p for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != model]
     return found[0] if len(found) == 1 else None
+
+
+def resolve_pair(model: Path | None, mmproj: Path | None) -> DefaultModel:
+    """The files to load for a user's choice: the built-in pair when no model is named,
+    else the model with its named projector or the one beside it.
+
+    Raises:
+        StagewiseError: A model is named, no projector is, and none lies beside it.
+    """
+    if model is None:
+        fallback = default_model()
+        return DefaultModel(fallback.model, mmproj or fallback.mmproj, fallback.note)
+    found = mmproj or find_mmproj(model)
+    if found is None:
+        raise StagewiseError(f"{model}: no projector chosen and none found beside it")
+    return DefaultModel(model, found, "")

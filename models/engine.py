@@ -16,7 +16,7 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -207,8 +207,25 @@ class Engine:
         model_path: str | os.PathLike[str],
         mmproj_path: str | os.PathLike[str],
         settings: EngineSettings | None = None,
+        progress: Callable[[float], bool] | None = None,
     ) -> None:
+        """Validate the pair, then load it.
+
+        Args:
+            model_path: The text model GGUF.
+            mmproj_path: Its projector GGUF.
+            settings: Context and hardware settings.
+            progress: Called with 0.0 to 1.0 while the weights load; returning False
+                stops loading, and the constructor raises :class:`Cancelled`.
+
+        Raises:
+            ModelFileError: A file is missing, truncated or does not match the other.
+            EngineError: llama.cpp or libmtmd refused a file.
+            Cancelled: ``progress`` returned False.
+        """
         self.settings = settings or EngineSettings()
+        self._progress = progress
+        self._load_cancelled = False
         self.model_path = Path(model_path)
         self.mmproj_path = Path(mmproj_path)
         self.stats = EngineStats()
@@ -232,7 +249,12 @@ class Engine:
         threads = s.threads or default_threads()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = s.gpu_layers if s.gpu_layers >= 0 else 999
+        if self._progress is not None:
+            self._progress_cb = lc.llama_progress_callback(self._on_progress)
+            mparams.progress_callback = self._progress_cb
         self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        if not self._model and self._load_cancelled:
+            raise Cancelled("loading the model was cancelled")
         if not self._model:
             raise EngineError(
                 f"{self.model_path}: llama.cpp could not load the model"
@@ -277,6 +299,15 @@ class Engine:
             raise EngineError(f"{self.mmproj_path}: the projector has no vision encoder")
         self._batch = lc.llama_batch_init(s.n_batch, 0, s.n_seq_max)
         self.media_marker = mtmd.mtmd_default_marker().decode()
+
+    def _on_progress(self, value: float, _data: ctypes.c_void_p) -> bool:
+        try:
+            go_on = bool(self._progress(value)) if self._progress else True
+        except Exception:  # an exception must not unwind through C
+            log.exception("the load progress callback failed")
+            go_on = True
+        self._load_cancelled = not go_on
+        return go_on
 
     def close(self) -> None:
         """Free every native resource; safe to call twice."""

@@ -38,5 +38,5 @@ class EngineError(StagewiseError):
 class Cancelled(StagewiseError):
     """The user stopped the run; whatever was produced so far is kept."""
 
-    def __init__(self) -> None:
-        super().__init__("cancelled")
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)

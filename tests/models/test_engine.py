@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.engine import Bitmap, Engine, EngineSettings
-from models.errors import EngineError, ModelFileError
+from models.errors import Cancelled, EngineError, ModelFileError
 from models.stages import StageMode
 from models.tiny_vlm import TINY, token_id
 
@@ -95,3 +95,16 @@ def test_a_full_context_is_a_clear_error(tiny_pair):
         with pytest.raises(EngineError, match=f"context of {engine.n_ctx} tokens is full"):
             for start in range(0, engine.n_ctx + 60, 60):
                 engine.decode(tokens, list(range(start, start + 60)), [0] * 60, [False] * 60)
+
+
+def test_load_progress_is_reported_and_can_cancel_the_load(tiny_pair):
+    seen: list[float] = []
+    with Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=512, threads=1),
+                progress=lambda p: seen.append(p) or True):
+        pass
+    assert seen and seen[-1] == pytest.approx(1.0)
+    assert seen == sorted(seen)
+
+    with pytest.raises(Cancelled, match="cancelled"):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=512, threads=1),
+               progress=lambda p: False)

@@ -1,0 +1,522 @@
+"""The settings dialog: model files, search, hardware and display.
+
+:class:`SettingsDialog` edits an :class:`~models.app_settings.AppSettings` and hands
+the edited copy back from :meth:`SettingsDialog.settings`; it neither reads nor saves
+the settings file, the caller does. Model files are checked as soon as they are
+chosen (the GGUF header only, a fraction of a second) and a problem is shown under
+the field; OK stays disabled, with a line saying why, until both files are usable.
+
+The file pickers call :meth:`SettingsDialog.set_model_file` and
+:meth:`SettingsDialog.set_projector_file`, which tests call directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from models.app_settings import (
+    CTX_MAX,
+    CTX_MIN,
+    GPU_LAYERS_MAX,
+    MAX_STAGE_TOKENS_MAX,
+    MAX_STAGE_TOKENS_MIN,
+    SCHEMA_VERSION,
+    TEMPERATURE_MAX,
+    THREADS_MAX,
+    AppSettings,
+)
+from models.defaults import find_mmproj
+from models.errors import ModelFileError
+from models.gguf_check import check_pair, check_projector, check_text_model
+from models.search_settings import MAX_BEAM, SELECTIONS, STRATEGIES, Selection, Strategy
+
+__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SELECTION_LABELS", "STRATEGY_LABELS",
+           "SettingsDialog"]
+
+STRATEGY_LABELS: dict[Strategy, str] = {
+    "stage": "Stage by stage (recommended)",
+    "sentence": "Sentence by sentence",
+    "best-of-n": "Best of N whole answers",
+}
+SELECTION_LABELS: dict[Selection, str] = {
+    "judge": "The model judges pairs",
+    "logprob": "Highest mean log-probability",
+}
+GPU_AUTO, GPU_CPU, GPU_LAYERS = range(3)  # rows of the GPU layers combo
+GGUF_FILTER = "GGUF model files (*.gguf);;All files (*)"
+_DEFAULT_GPU_LAYER_COUNT = 32
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+class _FileField(QWidget):
+    """A read-only path, a "Choose…" button, a reset button and an inline error."""
+
+    def __init__(self, what: str, reset_text: str, reset_tip: str, tip: str,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.what = what
+        self.tip = tip
+        self.edit = QLineEdit(self)
+        self.edit.setReadOnly(True)
+        self.edit.setAccessibleName(what)
+        self.edit.setToolTip(tip)
+        self.choose_button = QPushButton("Choose…", self)
+        self.choose_button.setAccessibleName(f"Choose the {what.lower()}")
+        self.choose_button.setToolTip(f"Pick the {what.lower()} (a .gguf file) from disk.")
+        self.reset_button = QPushButton(reset_text, self)
+        self.reset_button.setAccessibleName(reset_text)
+        self.reset_button.setToolTip(reset_tip)
+        self.error = QLabel(self)
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.setStyleSheet("color: #c62828;")
+        self.error.setAccessibleName(f"{what} problem")
+        self.error.setToolTip(f"Why the {what.lower()} cannot be used.")
+        self.error.hide()
+
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.choose_button)
+        row.addWidget(self.reset_button)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(row)
+        column.addWidget(self.error)
+
+    def show_path(self, path: Path | None, placeholder: str) -> None:
+        self.edit.setText("" if path is None else str(path))
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.setToolTip(f"{self.tip}\n{path if path is not None else placeholder}")
+        self.edit.setCursorPosition(len(self.edit.text()))  # the file name is what matters
+
+    def show_error(self, message: str | None) -> None:
+        self.error.setText(message or "")
+        self.error.setVisible(bool(message))
+        self.edit.setAccessibleDescription(message or "")
+
+
+class SettingsDialog(QDialog):
+    """Edits the app's settings; :meth:`settings` returns the edited values.
+
+    Args:
+        settings: The values to start from; window geometry and state pass through
+            unchanged.
+        parent: The owning window.
+    """
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(560)
+        self._original = settings
+        self._model: Path | None = None
+        self._mmproj: Path | None = None
+        self._mmproj_auto = False  # the projector was filled in from beside the model
+        self._model_problem: str | None = None
+        self._mmproj_problem: str | None = None
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_model_group())
+        layout.addWidget(self._build_search_group())
+        layout.addWidget(self._build_hardware_group())
+        layout.addWidget(self._build_display_group())
+        layout.addStretch(1)
+
+        self.status_label = QLabel(self)
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #c62828;")
+        self.status_label.setAccessibleName("Why OK is unavailable")
+        self.status_label.setToolTip("What must be fixed before the settings can be applied.")
+        self.status_label.hide()
+        layout.addWidget(self.status_label)
+
+        buttons = QDialogButtonBox.StandardButton
+        self.button_box = QDialogButtonBox(
+            buttons.Ok | buttons.Cancel | buttons.RestoreDefaults, self
+        )
+        self.ok_button = self.button_box.button(buttons.Ok)
+        self.ok_button.setAccessibleName("OK")
+        self.ok_button.setToolTip("Apply these settings.")
+        cancel = self.button_box.button(buttons.Cancel)
+        cancel.setAccessibleName("Cancel")
+        cancel.setToolTip("Close without changing the settings.")
+        self.restore_button = self.button_box.button(buttons.RestoreDefaults)
+        self.restore_button.setAccessibleName("Restore defaults")
+        self.restore_button.setToolTip("Put every setting in this dialog back to its default.")
+        self.restore_button.clicked.connect(self.restore_defaults)
+        self.button_box.accepted.connect(self.accept)
+        self.button_box.rejected.connect(self.reject)
+        layout.addWidget(self.button_box)
+
+        self._load(settings)
+
+    # ------------------------------------------------------------------ building
+
+    def _build_model_group(self) -> QGroupBox:
+        group = QGroupBox("Model", self)
+        form = QFormLayout(group)
+        self.model_field = _FileField(
+            "Model file", "Use built-in model",
+            "Go back to the built-in tiny model (random weights: its answers are noise).",
+            "The language model: a .gguf file.",
+            group,
+        )
+        self.model_field.choose_button.clicked.connect(self._choose_model)
+        self.model_field.reset_button.clicked.connect(lambda: self.set_model_file(None))
+        self.projector_field = _FileField(
+            "Projector file", "Automatic",
+            "Use the projector (mmproj) file lying beside the model.",
+            "The vision projector (mmproj) that belongs to the model: a .gguf file.",
+            group,
+        )
+        self.projector_field.choose_button.clicked.connect(self._choose_projector)
+        self.projector_field.reset_button.clicked.connect(lambda: self.set_projector_file(None))
+        self._add_row(form, "&Model file:", self.model_field, self.model_field.edit)
+        self._add_row(form, "&Projector file:", self.projector_field, self.projector_field.edit)
+        # short aliases for callers and tests
+        self.model_edit, self.model_error = self.model_field.edit, self.model_field.error
+        self.projector_edit = self.projector_field.edit
+        self.projector_error = self.projector_field.error
+        return group
+
+    def _build_search_group(self) -> QGroupBox:
+        group = QGroupBox("Search", self)
+        form = QFormLayout(group)
+
+        self.beam_spin = QSpinBox(group)
+        self.beam_spin.setRange(1, MAX_BEAM)
+        self.beam_spin.setSpecialValueText("1 (single pass)")
+        self._describe(self.beam_spin, "Beam width",
+                       f"Candidates sampled for each stage, 1 to {MAX_BEAM}; 1 = single pass. "
+                       "Wider beams are slower and use more memory.")
+        self.beam_spin.valueChanged.connect(self._update_enabled)
+
+        self.select_combo = QComboBox(group)
+        for key in SELECTIONS:
+            self.select_combo.addItem(SELECTION_LABELS[key], key)
+        self._describe(self.select_combo, "Selection",
+                       "How the best candidate is chosen when the beam is wider than 1.")
+
+        self.strategy_combo = QComboBox(group)
+        for key in STRATEGIES:
+            self.strategy_combo.addItem(STRATEGY_LABELS[key], key)
+        self._describe(self.strategy_combo, "Strategy",
+                       "What a candidate is: one stage (the paper's method), one sentence, "
+                       "or a whole answer (best of N).")
+
+        self.temperature_spin = QDoubleSpinBox(group)
+        self.temperature_spin.setRange(0.0, TEMPERATURE_MAX)
+        self.temperature_spin.setDecimals(2)
+        self.temperature_spin.setSingleStep(0.05)
+        self._describe(self.temperature_spin, "Temperature",
+                       f"Sampling temperature, 0 to {TEMPERATURE_MAX:g}; 0 always takes the "
+                       "most likely token, higher values vary more.")
+
+        self.top_p_spin = QDoubleSpinBox(group)
+        self.top_p_spin.setRange(0.0, 1.0)
+        self.top_p_spin.setDecimals(2)
+        self.top_p_spin.setSingleStep(0.05)
+        self._describe(self.top_p_spin, "Top-p",
+                       "Nucleus sampling: keep the most likely tokens making up this share "
+                       "of the probability; 1 turns it off.")
+
+        self.max_tokens_spin = QSpinBox(group)
+        self.max_tokens_spin.setRange(MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX)
+        self.max_tokens_spin.setSingleStep(16)
+        self.max_tokens_spin.setSuffix(" tokens")
+        self._describe(self.max_tokens_spin, "Max tokens per stage",
+                       f"Token budget of each stage, {MAX_STAGE_TOKENS_MIN} to "
+                       f"{MAX_STAGE_TOKENS_MAX}; a whole answer has four stages.")
+
+        self._add_row(form, "&Beam width:", self.beam_spin)
+        self._add_row(form, "Se&lection:", self.select_combo)
+        self._add_row(form, "S&trategy:", self.strategy_combo)
+        self._add_row(form, "Temperat&ure:", self.temperature_spin)
+        self._add_row(form, "T&op-p:", self.top_p_spin)
+        self._add_row(form, "Max tokens per &stage:", self.max_tokens_spin)
+        return group
+
+    def _build_hardware_group(self) -> QGroupBox:
+        group = QGroupBox("Hardware", self)
+        form = QFormLayout(group)
+
+        gpu_row = QWidget(group)
+        self.gpu_combo = QComboBox(gpu_row)
+        self.gpu_combo.insertItem(GPU_AUTO, "Auto (offload every layer that fits)")
+        self.gpu_combo.insertItem(GPU_CPU, "CPU only")
+        self.gpu_combo.insertItem(GPU_LAYERS, "Number of layers")
+        self._describe(self.gpu_combo, "GPU layers",
+                       "How much of the model runs on the GPU. Builds without GPU support "
+                       "ignore this.")
+        self.gpu_spin = QSpinBox(gpu_row)
+        self.gpu_spin.setRange(1, GPU_LAYERS_MAX)
+        self.gpu_spin.setSuffix(" layers")
+        self._describe(self.gpu_spin, "Number of GPU layers",
+                       "Layers offloaded to the GPU when \"Number of layers\" is chosen.")
+        self.gpu_combo.currentIndexChanged.connect(self._update_enabled)
+        row = QHBoxLayout(gpu_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.gpu_combo, 1)
+        row.addWidget(self.gpu_spin)
+
+        self.threads_spin = QSpinBox(group)
+        self.threads_spin.setRange(0, THREADS_MAX)
+        self.threads_spin.setSpecialValueText("Automatic")
+        self._describe(self.threads_spin, "Threads",
+                       "CPU threads for generation. Automatic uses every core on small "
+                       "machines and half of them on large ones.")
+
+        self.ctx_spin = QSpinBox(group)
+        self.ctx_spin.setRange(CTX_MIN, CTX_MAX)
+        self.ctx_spin.setSingleStep(1024)
+        self.ctx_spin.setSuffix(" tokens")
+        self._describe(self.ctx_spin, "Context size",
+                       f"Tokens the model can hold at once, shared by all candidates, "
+                       f"{CTX_MIN} to {CTX_MAX}. Larger needs more memory.")
+
+        self._add_row(form, "&GPU layers:", gpu_row, self.gpu_combo)
+        self._add_row(form, "T&hreads:", self.threads_spin)
+        self._add_row(form, "Conte&xt size:", self.ctx_spin)
+        return group
+
+    def _build_display_group(self) -> QGroupBox:
+        group = QGroupBox("Display", self)
+        form = QFormLayout(group)
+        self.collapse_check = QCheckBox(
+            "&Collapse Summary, Caption and Reasoning by default", group
+        )
+        self._describe(self.collapse_check, "Collapse Summary, Caption and Reasoning by default",
+                       "Start each answer with only the Conclusion open; the other stages "
+                       "open with a click.")
+        form.addRow(self.collapse_check)
+        return group
+
+    @staticmethod
+    def _describe(widget: QWidget, name: str, tip: str) -> None:
+        widget.setAccessibleName(name)
+        widget.setToolTip(tip)
+
+    @staticmethod
+    def _add_row(form: QFormLayout, text: str, field: QWidget,
+                 buddy: QWidget | None = None) -> None:
+        label = QLabel(text, form.parentWidget())
+        label.setBuddy(buddy or field)
+        form.addRow(label, field)
+
+    # ------------------------------------------------------------------ values
+
+    def _load(self, settings: AppSettings) -> None:
+        self._model, self._mmproj = settings.model, settings.mmproj
+        self._mmproj_auto = (
+            settings.model is not None
+            and settings.mmproj is not None
+            and settings.mmproj.parent == settings.model.parent
+        )
+        self.beam_spin.setValue(settings.beam)
+        self.select_combo.setCurrentIndex(max(0, self.select_combo.findData(settings.select)))
+        self.strategy_combo.setCurrentIndex(
+            max(0, self.strategy_combo.findData(settings.strategy))
+        )
+        self.temperature_spin.setValue(settings.temperature)
+        self.top_p_spin.setValue(settings.top_p)
+        self.max_tokens_spin.setValue(settings.max_stage_tokens)
+        if settings.gpu_layers < 0:
+            self.gpu_combo.setCurrentIndex(GPU_AUTO)
+            self.gpu_spin.setValue(_DEFAULT_GPU_LAYER_COUNT)
+        elif settings.gpu_layers == 0:
+            self.gpu_combo.setCurrentIndex(GPU_CPU)
+            self.gpu_spin.setValue(_DEFAULT_GPU_LAYER_COUNT)
+        else:
+            self.gpu_combo.setCurrentIndex(GPU_LAYERS)
+            self.gpu_spin.setValue(settings.gpu_layers)
+        self.threads_spin.setValue(settings.threads or 0)
+        self.ctx_spin.setValue(settings.n_ctx)
+        self.collapse_check.setChecked(settings.stages_collapsed)
+        self._update_enabled()
+        self._files_changed()
+
+    def settings(self) -> AppSettings:
+        """The settings as edited; window geometry and state as they were given."""
+        gpu = self.gpu_combo.currentIndex()
+        gpu_layers = -1 if gpu == GPU_AUTO else 0 if gpu == GPU_CPU else self.gpu_spin.value()
+        return replace(
+            self._original,
+            version=SCHEMA_VERSION,
+            model=self._model,
+            mmproj=self._mmproj,
+            beam=self.beam_spin.value(),
+            select=self.select_combo.currentData(),
+            strategy=self.strategy_combo.currentData(),
+            temperature=round(self.temperature_spin.value(), 2),
+            top_p=round(self.top_p_spin.value(), 2),
+            max_stage_tokens=self.max_tokens_spin.value(),
+            gpu_layers=gpu_layers,
+            threads=self.threads_spin.value() or None,
+            n_ctx=self.ctx_spin.value(),
+            stages_collapsed=self.collapse_check.isChecked(),
+        )
+
+    def restore_defaults(self) -> None:
+        """Puts every field back to its default (the window layout is kept)."""
+        self._load(AppSettings())
+
+    def problems(self) -> list[str]:
+        """The messages shown under the file fields; empty when OK is available."""
+        return [p for p in (self._model_problem, self._mmproj_problem) if p]
+
+    def is_valid(self) -> bool:
+        """Whether the settings can be applied (OK is enabled)."""
+        return not self.problems()
+
+    # ------------------------------------------------------------------ files
+
+    def set_model_file(self, path: Path | str | None) -> None:
+        """Takes ``path`` as the model file, or the built-in model for None.
+
+        When no projector is chosen (or the current one was found beside the
+        previous model) the projector beside the new model is filled in. The
+        files are checked at once and a problem is shown under its field.
+        """
+        if path is None:
+            self._model, self._mmproj, self._mmproj_auto = None, None, False
+        else:
+            self._model = Path(path)
+            if self._mmproj is None or self._mmproj_auto:
+                found = self._beside(self._model)
+                self._mmproj, self._mmproj_auto = found, found is not None
+        self._files_changed()
+
+    def set_projector_file(self, path: Path | str | None) -> None:
+        """Takes ``path`` as the projector file, or None for the one beside the model."""
+        self._mmproj = None if path is None else Path(path)
+        self._mmproj_auto = False
+        self._files_changed()
+
+    def _choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose the model file", self._start_folder(self._model), GGUF_FILTER
+        )
+        if path:
+            self.set_model_file(Path(path))
+
+    def _choose_projector(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose the projector file", self._start_folder(self._mmproj or self._model),
+            GGUF_FILTER,
+        )
+        if path:
+            self.set_projector_file(Path(path))
+
+    @staticmethod
+    def _start_folder(path: Path | None) -> str:
+        return str(path.parent) if path is not None else str(Path.home())
+
+    @staticmethod
+    def _beside(model: Path) -> Path | None:
+        with contextlib.suppress(OSError):
+            return find_mmproj(model)
+        return None
+
+    def _files_changed(self) -> None:
+        model, mmproj = self._model, self._mmproj
+        beside = self._beside(model) if model is not None and mmproj is None else None
+        self.model_field.show_path(
+            model, "Built-in tiny model (random weights: its answers are noise)"
+        )
+        if model is None:
+            placeholder = "The built-in model's projector"
+        elif beside is not None:
+            placeholder = f"Automatic: {beside.name}"
+        else:
+            placeholder = "Automatic: none found beside the model"
+        self.projector_field.show_path(mmproj, placeholder)
+        self.model_field.reset_button.setEnabled(model is not None)
+        self.projector_field.reset_button.setEnabled(mmproj is not None)
+        self._model_problem, self._mmproj_problem = self._check_files(model, mmproj or beside)
+        self.model_field.show_error(self._model_problem)
+        self.projector_field.show_error(self._mmproj_problem)
+        self._update_ok()
+
+    @staticmethod
+    def _check_files(model: Path | None,
+                     mmproj: Path | None) -> tuple[str | None, str | None]:
+        """Problems with the model and the projector (None where there is none)."""
+
+        def describe(error: ModelFileError, field: Path) -> str:
+            return _sentence(error.problem) if error.path == field else str(error)
+
+        if model is None:
+            if mmproj is None:
+                return None, None
+            return None, ("The built-in model brings its own projector: choose a model file "
+                          "as well, or press Automatic.")
+        if mmproj is None:
+            try:
+                check_text_model(model)
+                model_problem = None
+            except ModelFileError as error:
+                model_problem = describe(error, model)
+            return model_problem, ("No projector (mmproj) file was found beside the model; "
+                                   "choose one.")
+        try:
+            check_pair(model, mmproj)
+        except ModelFileError as error:
+            if error.path != model:
+                return None, describe(error, mmproj)
+            model_problem = describe(error, model)
+            try:
+                check_projector(mmproj)
+            except ModelFileError as projector_error:
+                return model_problem, describe(projector_error, mmproj)
+            return model_problem, None
+        return None, None
+
+    # ------------------------------------------------------------------ state
+
+    def _update_enabled(self) -> None:
+        self.select_combo.setEnabled(self.beam_spin.value() > 1)
+        self.gpu_spin.setEnabled(self.gpu_combo.currentIndex() == GPU_LAYERS)
+
+    def _update_ok(self) -> None:
+        broken = [
+            what for what, problem in (("model file", self._model_problem),
+                                       ("projector file", self._mmproj_problem))
+            if problem
+        ]
+        self.ok_button.setEnabled(not broken)
+        if broken:
+            self.status_label.setText(
+                f"OK is unavailable: the {' and the '.join(broken)} cannot be used "
+                "(see the message above)."
+            )
+        self.status_label.setVisible(bool(broken))

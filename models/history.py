@@ -1,0 +1,865 @@
+"""Every question asked, saved as it is answered: SQLite (WAL) plus content-addressed images.
+
+A :class:`History` works on one folder (by default ``data_dir() / "history"``)::
+
+    history.sqlite3        runs, candidates, verdicts and checks (journal_mode=WAL)
+    images/ab/abcdef….png  each original image once, named by the SHA-256 of its bytes
+    thumbs/abcdef….png     a thumbnail (at most 160 px a side) made from the prepared pixels
+
+Each instance owns one sqlite3 connection, opened lazily by the first thread that uses it;
+use one instance per thread (the GUI thread reads and deletes, the engine thread writes).
+Every write is its own transaction and commits at once, so a crash or a kill loses nothing
+already recorded. A run that was still ``"running"`` when its writer died is marked
+``"interrupted"`` by an instance opened with ``recover=True`` (the GUI does this once at
+startup, before it starts any engine thread).
+
+Failures to write (a full disk, a read-only folder, a locked database) become
+:class:`~models.errors.StagewiseError` with a message for people; the instance stays usable.
+
+Qt-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, get_args
+
+from PIL import Image
+
+from models.errors import StagewiseError
+from models.events import (
+    AnswerFinished,
+    Candidate,
+    CandidateFinished,
+    Check,
+    CorrectnessChecked,
+    Event,
+    JudgeVerdict,
+    RunStarted,
+    SearchResult,
+    SegmentChosen,
+    SegmentStarted,
+    Timings,
+    TokenStreamed,
+    Verdict,
+)
+from models.images import PreparedImage
+from models.paths import data_dir
+from models.stages import STAGES, Stage, parse_answer
+
+__all__ = [
+    "DATABASE_NAME",
+    "MIME_TYPES",
+    "SCHEMA_VERSION",
+    "THUMBNAIL_SIZE",
+    "History",
+    "HistoryEntry",
+    "RunNotFound",
+    "RunRecordStatus",
+    "StoredRun",
+    "describe_error",
+    "image_extension",
+    "write_atomic",
+]
+
+RunRecordStatus = Literal["running", "finished", "cancelled", "failed", "interrupted"]
+RUN_RECORD_STATUSES: tuple[RunRecordStatus, ...] = get_args(RunRecordStatus)
+
+DATABASE_NAME = "history.sqlite3"
+SCHEMA_VERSION = 1
+THUMBNAIL_SIZE = 160
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another connection's write to finish before giving up."""
+
+MIME_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "ico": "image/vnd.microsoft.icon",
+    "qoi": "image/qoi",
+    "jp2": "image/jp2",
+    "j2k": "image/jp2",
+    "avif": "image/avif",
+    "ppm": "image/x-portable-anymap",
+    "bin": "application/octet-stream",
+}
+"""MIME type of each extension :func:`image_extension` gives."""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One row of the history list.
+
+    Attributes:
+        id: The run's id.
+        created: When the question was asked (timezone-aware, UTC).
+        question: The question.
+        model: The model's display name.
+        status: Where the run stands or how it ended.
+        conclusion: The chosen conclusion so far (``""`` if none yet).
+        thumbnail: The thumbnail file, or None if it is missing.
+    """
+
+    id: int
+    created: datetime
+    question: str
+    model: str
+    status: RunRecordStatus
+    conclusion: str
+    thumbnail: Path | None
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One run read back from the history.
+
+    Attributes:
+        entry: Its list row.
+        image_path: The stored copy of the original image bytes.
+        image_name: The original file name, or a label such as ``"<clipboard>"``.
+        settings: The JSON-able settings given to :meth:`History.start`.
+        error: The failure message of a failed run, ``""`` otherwise.
+        result: The search result rebuilt from the saved rows (partial for a run that did not
+            finish; its ``status`` is ``"cancelled"`` for failed, interrupted and running runs,
+            whose true status is in ``entry.status``). Candidates have no ``tokens``.
+    """
+
+    entry: HistoryEntry
+    image_path: Path
+    image_name: str
+    settings: dict[str, Any]
+    error: str
+    result: SearchResult
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the original image bytes."""
+        return self.image_path.name.split(".", 1)[0]
+
+
+class RunNotFound(StagewiseError, KeyError):
+    """The run is not (or no longer) in the history."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is not in the history (it may have been deleted)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Version 0 → 1: the first schema."""
+    _execute_all(db, """
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            ext TEXT NOT NULL,
+            size INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created TEXT NOT NULL,
+            question TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT NOT NULL DEFAULT '',
+            image TEXT NOT NULL REFERENCES images(sha256),
+            image_name TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            strategy TEXT,
+            beam INTEGER,
+            selection TEXT,
+            seed INTEGER,
+            mode TEXT,
+            answer_text TEXT NOT NULL DEFAULT '',
+            conclusion TEXT NOT NULL DEFAULT '',
+            stages TEXT,
+            timings TEXT
+        );
+        CREATE INDEX runs_image ON runs(image);
+        CREATE INDEX runs_status ON runs(status);
+        CREATE TABLE candidates (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            segment INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            unit TEXT,
+            text TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            mean_logprob REAL,
+            finish TEXT NOT NULL,
+            chosen INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (run, segment, idx)
+        );
+        CREATE TABLE verdicts (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            unit TEXT,
+            segment INTEGER NOT NULL,
+            round INTEGER NOT NULL,
+            pair_first INTEGER NOT NULL,
+            pair_second INTEGER NOT NULL,
+            winner INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            text TEXT NOT NULL,
+            forced INTEGER NOT NULL
+        );
+        CREATE INDEX verdicts_run ON verdicts(run);
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            segment INTEGER NOT NULL,
+            candidate INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX checks_run ON checks(run);
+    """)
+
+
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema}
+"""Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
+
+To change the schema: add the step for the current version and raise ``SCHEMA_VERSION``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+
+_SQLITE_REASONS: dict[int, str] = {
+    sqlite3.SQLITE_FULL: "disk full",
+    sqlite3.SQLITE_READONLY: "the history database is read-only",
+    sqlite3.SQLITE_BUSY: "the history database is locked by another program",
+    sqlite3.SQLITE_LOCKED: "the history database is locked",
+    sqlite3.SQLITE_IOERR: "a disk error occurred",
+    sqlite3.SQLITE_CORRUPT: "the history database is damaged",
+    sqlite3.SQLITE_NOTADB: "the history database is not a database file",
+    sqlite3.SQLITE_CANTOPEN: "the history database cannot be opened",
+    sqlite3.SQLITE_PERM: "permission denied",
+}
+
+_OS_REASONS: dict[int, str] = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the disk is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def describe_error(error: sqlite3.Error | OSError) -> str:
+    """A short explanation of a database or file error, for people (e.g. ``"disk full"``)."""
+    if isinstance(error, OSError):
+        reason = _OS_REASONS.get(error.errno or 0) or error.strerror or str(error)
+        return f"{reason} ({error.filename})" if error.filename else reason
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in _SQLITE_REASONS:
+        return _SQLITE_REASONS[code & 0xFF]
+    return str(error) or type(error).__name__
+
+
+@contextmanager
+def _errors(action: str) -> Iterator[None]:
+    """Turn sqlite3 and OS errors into a StagewiseError saying ``could not {action}: …``."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        raise StagewiseError(f"could not {action}: {describe_error(error)}") from error
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def image_extension(data: bytes) -> str:
+    """The file extension (no dot) for encoded image bytes, from their signature.
+
+    Args:
+        data: The encoded image.
+
+    Returns:
+        One of the keys of :data:`MIME_TYPES`; ``"bin"`` for an unknown signature.
+    """
+    signatures = (
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"\xff\xd8\xff", "jpg"),
+        (b"GIF87a", "gif"),
+        (b"GIF89a", "gif"),
+        (b"II*\x00", "tiff"),
+        (b"MM\x00*", "tiff"),
+        (b"BM", "bmp"),
+        (b"qoif", "qoi"),
+        (b"\x00\x00\x01\x00", "ico"),
+        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jp2"),
+        (b"\xff\x4f\xff\x51", "j2k"),
+    )
+    for magic, ext in signatures:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        return "avif"
+    if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
+        return "ppm"
+    return "bin"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Args:
+        path: The file to write; its folder is created if needed.
+        data: The whole content.
+
+    Raises:
+        OSError: It could not be written; ``path`` is then unchanged.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _thumbnail_png(image: PreparedImage) -> bytes:
+    """A PNG thumbnail (at most THUMBNAIL_SIZE a side) made from the prepared RGB pixels."""
+    picture = Image.frombytes("RGB", (image.width, image.height), image.rgb)
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+def _jsonable(value: Any) -> Any:
+    """Fallback for json.dumps: enums by value, dataclasses as dicts, anything else as text."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _fold(text: str | None) -> str:
+    """Case-folded text, for case-insensitive search (registered in SQLite)."""
+    return (text or "").casefold()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any, keeping the error that caused it."""
+    if db.in_transaction:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _unit(value: str | None) -> Stage | None:
+    return Stage(value) if value is not None else None
+
+
+def _unit_value(unit: Stage | None) -> str | None:
+    return unit.value if unit is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# The history
+
+
+class History:
+    """The saved runs in one folder. See the module docstring for the layout and threading."""
+
+    def __init__(self, folder: Path | None = None, *, recover: bool = False) -> None:
+        """Open (creating or migrating as needed) the history in ``folder``.
+
+        Args:
+            folder: The history folder; default ``data_dir() / "history"``.
+            recover: Mark every run still ``"running"`` as ``"interrupted"``. Pass it only
+                when no other instance is writing a run (the GUI passes it once at startup):
+                such a run's writer is gone.
+
+        Raises:
+            StagewiseError: The folder or database cannot be created or opened, or was written
+                by a newer version of Stagewise.
+        """
+        self.folder = Path(folder) if folder is not None else data_dir() / "history"
+        self._conn: sqlite3.Connection | None = None
+        self._owner: int | None = None
+        self._closed = False
+        self._prefixes: dict[tuple[int, int], str] = {}
+        with _errors(f"open the history in {self.folder}"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            setup = self._open()
+            try:
+                self._migrate(setup)
+                if recover:
+                    setup.execute("UPDATE runs SET status = 'interrupted' "
+                                  "WHERE status = 'running'")
+            finally:
+                setup.close()
+
+    # -- paths ----------------------------------------------------------------------------
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database file."""
+        return self.folder / DATABASE_NAME
+
+    def image_path(self, sha256: str, ext: str) -> Path:
+        """Where the original image with this SHA-256 and extension is stored."""
+        return self.folder / "images" / sha256[:2] / f"{sha256}.{ext}"
+
+    def thumbnail_path(self, sha256: str) -> Path:
+        """Where the thumbnail of the image with this SHA-256 is stored."""
+        return self.folder / "thumbs" / f"{sha256}.png"
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.database, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.create_function("sw_fold", 1, _fold, deterministic=True)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StagewiseError(
+                    f"the history was written by a newer version of Stagewise (schema "
+                    f"{version}, this version reads up to {SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                while version < SCHEMA_VERSION:
+                    _MIGRATIONS[version](db)
+                    version += 1
+                db.execute(f"PRAGMA user_version = {version:d}")
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        """This instance's connection, opened by (and owned by) the first thread to use it."""
+        if self._closed:
+            raise StagewiseError("the history is closed")
+        if self._conn is None:
+            with _errors(f"open the history in {self.folder}"):
+                self._conn = self._open()
+            self._owner = threading.get_ident()
+        elif self._owner != threading.get_ident():
+            raise RuntimeError("a History is used by one thread only; open another History "
+                               "on the same folder in this thread")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, action: str, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction (a write one takes the write lock at once); errors explained."""
+        db = self._connection()
+        with _errors(action):
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def _write(self, action: str = "save to history"
+               ) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction(action, write=True)
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction("read the history", write=False)
+
+    def close(self) -> None:
+        """Close the connection; the instance cannot be used afterwards. Safe to repeat."""
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def start(self, image: PreparedImage, original: bytes, image_name: str, question: str,
+              model: str, settings: dict[str, Any]) -> int:
+        """Save a new run, status ``"running"``, with its image and thumbnail.
+
+        Args:
+            image: The prepared image (its pixels make the thumbnail).
+            original: The original encoded image bytes, stored as they are.
+            image_name: The original file name, or a label such as ``"<clipboard>"``.
+            question: The question.
+            model: The model's display name (e.g. its file name).
+            settings: JSON-able settings to keep with the run (enums are saved by value,
+                dataclasses as dicts, other unknown values as text).
+
+        Returns:
+            The new run's id.
+
+        Raises:
+            StagewiseError: The run or its image could not be saved (e.g. disk full).
+            ValueError: ``original`` is not the image's bytes (its SHA-256 differs).
+        """
+        sha = hashlib.sha256(original).hexdigest()
+        if sha != image.sha256:
+            raise ValueError("the original bytes do not match the prepared image's SHA-256")
+        ext = image_extension(original)
+        settings_json = json.dumps(settings, default=_jsonable, ensure_ascii=False)
+        with self._write() as db:  # files are written under the write lock: see delete()
+            self._store_image(db, image, original, ext)
+            cursor = db.execute(
+                "INSERT INTO runs (created, question, model, status, image, image_name, "
+                "settings) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (_now(), question, model, sha, image_name, settings_json))
+            run_id = cursor.lastrowid
+        assert run_id is not None
+        return run_id
+
+    def _store_image(self, db: sqlite3.Connection, image: PreparedImage, original: bytes,
+                     ext: str) -> None:
+        """Write the image and its thumbnail unless they are there already; add its row."""
+        sha = image.sha256
+        path = self.image_path(sha, ext)
+        if not path.is_file():
+            write_atomic(path, original)
+        thumb = self.thumbnail_path(sha)
+        if not thumb.is_file():
+            write_atomic(thumb, _thumbnail_png(image))
+        db.execute("INSERT OR IGNORE INTO images (sha256, ext, size) VALUES (?, ?, ?)",
+                   (sha, ext, len(original)))
+
+    def record(self, run_id: int, event: Event) -> None:
+        """Save what ``event`` adds to the run; each saving call commits before returning.
+
+        Saved: :class:`RunStarted` (the search parameters), :class:`CandidateFinished`,
+        :class:`JudgeVerdict`, :class:`CorrectnessChecked`, :class:`SegmentChosen` (marks the
+        winner, extends the chosen answer) and :class:`AnswerFinished` (the final status, the
+        answer, its stages and timings; candidates, verdicts and checks are replaced by the
+        result's). :class:`SegmentStarted` is remembered in memory (its prefix becomes part of
+        the answer when the segment is chosen). Other events cost nothing. Events for a run
+        that was deleted are dropped.
+
+        Args:
+            run_id: The run, from :meth:`start`.
+            event: The search's event.
+
+        Raises:
+            StagewiseError: The event could not be saved (e.g. disk full).
+        """
+        if isinstance(event, TokenStreamed):
+            return
+        match event:
+            case SegmentStarted(segment=no, prefix=prefix):
+                self._prefixes[(run_id, no)] = prefix
+            case RunStarted():
+                self._update_run(run_id, "strategy = ?, beam = ?, selection = ?, seed = ?, "
+                                 "mode = ?", (event.strategy, event.beam, event.select,
+                                              event.seed, event.mode))
+            case CandidateFinished(candidate=c):
+                self._insert_rows(run_id, [c], [], [])
+            case JudgeVerdict(verdict=v):
+                self._insert_rows(run_id, [], [v], [])
+            case CorrectnessChecked(check=check):
+                self._insert_rows(run_id, [], [], [check])
+            case SegmentChosen():
+                self._choose(run_id, event)
+            case AnswerFinished(result=result):
+                self._finish(run_id, result)
+
+    def fail(self, run_id: int, message: str) -> None:
+        """Mark the run ``"failed"`` with the error message.
+
+        Raises:
+            StagewiseError: It could not be saved.
+        """
+        self._update_run(run_id, "status = 'failed', error = ?", (message,))
+
+    def _update_run(self, run_id: int, assignments: str, values: tuple[Any, ...]) -> None:
+        with self._write() as db:
+            db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id))
+
+    @staticmethod
+    def _exists(db: sqlite3.Connection, run_id: int) -> bool:
+        return db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def _insert_rows(self, run_id: int, candidates: Iterable[Candidate],
+                     verdicts: Iterable[Verdict], checks: Iterable[Check]) -> None:
+        with self._write() as db:
+            if self._exists(db, run_id):
+                self._insert(db, run_id, candidates, verdicts, checks, chosen=set())
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, run_id: int, candidates: Iterable[Candidate],
+                verdicts: Iterable[Verdict], checks: Iterable[Check],
+                chosen: set[tuple[int, int]]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO candidates (run, segment, idx, unit, text, n_tokens, "
+            "mean_logprob, finish, chosen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, c.segment, c.index, _unit_value(c.unit), c.text, c.n_tokens,
+              c.mean_logprob, c.finish, (c.segment, c.index) in chosen) for c in candidates])
+        db.executemany(
+            "INSERT INTO verdicts (run, unit, segment, round, pair_first, pair_second, winner, "
+            "reason, text, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, _unit_value(v.unit), v.segment, v.round, v.first, v.second, v.winner,
+              v.reason, v.text, v.forced) for v in verdicts])
+        db.executemany(
+            "INSERT INTO checks (run, segment, candidate, correct, text) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, c.segment, c.candidate, c.correct, c.text) for c in checks])
+
+    def _choose(self, run_id: int, event: SegmentChosen) -> None:
+        prefix = self._prefixes.pop((run_id, event.segment), "")
+        with self._write() as db:
+            row = db.execute("SELECT answer_text FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return
+            answer = row["answer_text"] + prefix + event.text
+            db.execute("UPDATE candidates SET chosen = (idx = ?) WHERE run = ? AND segment = ?",
+                       (event.candidate, run_id, event.segment))
+            db.execute("UPDATE runs SET answer_text = ?, conclusion = ? WHERE id = ?",
+                       (answer, parse_answer(answer).conclusion, run_id))
+
+    def _finish(self, run_id: int, result: SearchResult) -> None:
+        self._prefixes = {k: v for k, v in self._prefixes.items() if k[0] != run_id}
+        stages = json.dumps({s.value: result.stages.get(s, "") for s in STAGES},
+                            ensure_ascii=False)
+        timings = json.dumps(dataclasses.asdict(result.timings))
+        with self._write() as db:
+            if not self._exists(db, run_id):
+                return
+            db.execute(
+                "UPDATE runs SET status = ?, strategy = ?, beam = ?, selection = ?, seed = ?, "
+                "mode = ?, answer_text = ?, conclusion = ?, stages = ?, timings = ? "
+                "WHERE id = ?",
+                (result.status, result.strategy, result.beam, result.select, result.seed,
+                 result.mode, result.answer_text, result.conclusion, stages, timings, run_id))
+            for table in ("candidates", "verdicts", "checks"):
+                db.execute(f"DELETE FROM {table} WHERE run = ?", (run_id,))
+            self._insert(db, run_id, result.candidates, result.verdicts, result.checks,
+                         chosen=set(result.chosen))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def entries(self, search: str = "", limit: int = 500) -> list[HistoryEntry]:
+        """The saved runs, newest first.
+
+        Args:
+            search: Keep only runs whose question or conclusion contains this text (ignoring
+                case, Unicode-aware); ``""`` keeps all.
+            limit: At most this many entries.
+
+        Returns:
+            The entries.
+
+        Raises:
+            StagewiseError: The history cannot be read.
+        """
+        query = ("SELECT id, created, question, model, status, conclusion, image FROM runs")
+        params: list[Any] = []
+        if search:
+            query += (" WHERE instr(sw_fold(question), ?) > 0"
+                      " OR instr(sw_fold(conclusion), ?) > 0")
+            params += [_fold(search)] * 2
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(max(0, limit))
+        with self._read() as db:
+            rows = db.execute(query, params).fetchall()
+        return [self._entry(row) for row in rows]
+
+    def _entry(self, row: sqlite3.Row) -> HistoryEntry:
+        thumb = self.thumbnail_path(row["image"])
+        return HistoryEntry(
+            id=row["id"],
+            created=datetime.fromisoformat(row["created"]),
+            question=row["question"],
+            model=row["model"],
+            status=row["status"],
+            conclusion=row["conclusion"],
+            thumbnail=thumb if thumb.is_file() else None,
+        )
+
+    def load(self, run_id: int) -> StoredRun:
+        """One run with everything saved about it.
+
+        Args:
+            run_id: The run's id.
+
+        Returns:
+            The run; see :class:`StoredRun` for what an unfinished run holds.
+
+        Raises:
+            RunNotFound: There is no such run (a StagewiseError and a KeyError).
+            StagewiseError: The history cannot be read.
+        """
+        with self._read() as db:
+            row = db.execute("SELECT runs.*, images.ext FROM runs JOIN images "
+                             "ON images.sha256 = runs.image WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            candidates = db.execute("SELECT * FROM candidates WHERE run = ? ORDER BY id",
+                                    (run_id,)).fetchall()
+            verdicts = db.execute("SELECT * FROM verdicts WHERE run = ? ORDER BY id",
+                                  (run_id,)).fetchall()
+            checks = db.execute("SELECT * FROM checks WHERE run = ? ORDER BY id",
+                                (run_id,)).fetchall()
+        settings = json.loads(row["settings"])
+        return StoredRun(
+            entry=self._entry(row),
+            image_path=self.image_path(row["image"], row["ext"]),
+            image_name=row["image_name"],
+            settings=settings,
+            error=row["error"],
+            result=_result(row, settings, candidates, verdicts, checks),
+        )
+
+    # -- deleting -------------------------------------------------------------------------
+
+    def delete(self, run_ids: Iterable[int]) -> None:
+        """Delete runs, and the image and thumbnail files no remaining run uses.
+
+        Unknown ids are ignored. Files are removed under the database's write lock, after
+        checking again that no run uses them, so a run started meanwhile keeps its image.
+
+        Raises:
+            StagewiseError: The runs or files could not be deleted.
+        """
+        ids = sorted({int(i) for i in run_ids})
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        with self._write("delete from the history") as db:
+            shas = [r[0] for r in db.execute(
+                f"SELECT DISTINCT image FROM runs WHERE id IN ({marks})", ids)]
+            db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+            db.executemany("DELETE FROM images WHERE sha256 = ? AND NOT EXISTS "
+                           "(SELECT 1 FROM runs WHERE image = ?)", [(s, s) for s in shas])
+        if shas:
+            self._remove_orphan_files(shas)
+
+    def _remove_orphan_files(self, shas: list[str]) -> None:
+        with self._write("delete from the history") as db:
+            for sha in shas:
+                if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone():
+                    continue  # asked again since: a run uses it
+                for path in (self.folder / "images" / sha[:2]).glob(f"{sha}.*"):
+                    path.unlink(missing_ok=True)
+                self.thumbnail_path(sha).unlink(missing_ok=True)
+
+
+def _result(row: sqlite3.Row, settings: dict[str, Any], candidates: list[sqlite3.Row],
+            verdicts: list[sqlite3.Row], checks: list[sqlite3.Row]) -> SearchResult:
+    """Rebuild a run's SearchResult from its rows."""
+    answer = row["answer_text"]
+    if row["stages"] is not None:
+        saved = json.loads(row["stages"])
+        stages = {s: saved.get(s.value, "") for s in STAGES}
+    else:
+        parsed = parse_answer(answer).stages
+        stages = {s: parsed.get(s, "") for s in STAGES}
+    status = row["status"] if row["status"] in ("finished", "cancelled") else "cancelled"
+    return SearchResult(
+        question=row["question"],
+        strategy=_column(row, "strategy", settings, "strategy", ""),
+        beam=_column(row, "beam", settings, "beam", 0),
+        select=_column(row, "selection", settings, "select", ""),
+        seed=_column(row, "seed", settings, "seed", 0),
+        mode=_column(row, "mode", settings, "mode", ""),
+        status=status,
+        answer_text=answer,
+        stages=stages,
+        candidates=tuple(_candidate(c) for c in candidates),
+        chosen=tuple(sorted((c["segment"], c["idx"]) for c in candidates if c["chosen"])),
+        verdicts=tuple(_verdict(v) for v in verdicts),
+        checks=tuple(Check(c["segment"], c["candidate"], bool(c["correct"]), c["text"])
+                     for c in checks),
+        timings=_timings(row["timings"]),
+    )
+
+
+def _column(row: sqlite3.Row, name: str, settings: dict[str, Any], key: str,
+            default: Any) -> Any:
+    """A search parameter: from the run row, else the settings the run started with."""
+    value = row[name]
+    if value is not None:
+        return value
+    fallback = settings.get(key)
+    return fallback if isinstance(fallback, type(default)) else default
+
+
+def _candidate(row: sqlite3.Row) -> Candidate:
+    logprob = row["mean_logprob"]
+    return Candidate(
+        unit=_unit(row["unit"]), segment=row["segment"], index=row["idx"], text=row["text"],
+        n_tokens=row["n_tokens"], mean_logprob=float("nan") if logprob is None else logprob,
+        finish=row["finish"])
+
+
+def _verdict(row: sqlite3.Row) -> Verdict:
+    return Verdict(
+        unit=_unit(row["unit"]), segment=row["segment"], round=row["round"],
+        first=row["pair_first"], second=row["pair_second"], winner=row["winner"],
+        reason=row["reason"], text=row["text"], forced=bool(row["forced"]))
+
+
+def _timings(text: str | None) -> Timings:
+    if text is None:
+        return Timings()
+    data = json.loads(text)
+    known = {f.name for f in dataclasses.fields(Timings)}
+    return Timings(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,604 @@
+"""The candidates of one stage, side by side, and why one of them was kept.
+
+:class:`CandidatesView` sits inside a stage card when its "Candidates" toggle is on. It shows
+one segment at a time (the stage's latest by default; a stepper moves between segments when a
+stage has several, as in sentence-level search): the N candidates as columns, each with its
+text, a "Chosen" badge on the winner and a one-line footer, then the judge's verdicts or the
+log-probability comparison that decided.
+
+The module also holds the small widgets the stage cards share: :class:`GrowingText` (read-only,
+selectable text that grows with its content), :class:`ElidedLabel` and :class:`Chip`. Colours
+come from the palette only, so light and dark system palettes both work.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QFont,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QTextCursor,
+    QTextOption,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from models.events import Verdict
+from models.run_view import CandidateView, SegmentView, StageView
+from models.stages import Stage
+
+COLUMN_MIN_WIDTH = 200
+COLUMN_MAX_WIDTH = 420
+FORCED_NOTE = "(judge ran out of words; asked directly)"
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+
+
+def signed(value: float) -> str:
+    """``value`` with two decimals and a true minus sign (``"−0.84"``)."""
+    return f"{value:.2f}".replace("-", "\u2212")
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration for people: ``"0.8 s"``, ``"12 s"``, ``"2 min 5 s"``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 candidate"``, ``"3 candidates"``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def finish_text(candidate: CandidateView, stage: Stage, whole: bool) -> str:
+    """Why a candidate stopped, in words."""
+    match candidate.finish:
+        case "closed":
+            if whole:
+                return "finished its answer"
+            if stage.close_tag in candidate.raw:
+                return "closed its stage"
+            return "finished its sentence"
+        case "eog":
+            return "end of text"
+        case "length":
+            return "token limit"
+        case "cancelled":
+            return "stopped"
+    return "writing…" if not candidate.finished else ""
+
+
+def verdict_line(verdict: Verdict) -> str:
+    """One verdict, 1-based: ``"Round 1 · 1 vs 3 → 3: <reason>"``."""
+    line = (f"Round {verdict.round + 1} · {verdict.first + 1} vs {verdict.second + 1} "
+            f"→ {verdict.winner + 1}")
+    reason = " ".join(verdict.reason.split())
+    if reason:
+        line += f": {reason}"
+    if verdict.forced:
+        line += f" {FORCED_NOTE}"
+    return line
+
+
+def why_lines(segment: SegmentView, select: str | None) -> list[str]:
+    """Why ``segment``'s winner won (or how it will be chosen), as short lines."""
+    n = len(segment.candidates)
+    if n < 2:
+        return []
+    if select == "logprob":
+        return _logprob_lines(segment)
+    lines = []
+    for check in segment.checks:
+        verb = "passed" if check.correct else "failed"
+        lines.append(f"Candidate {check.candidate + 1} {verb} the correctness check")
+    lines += [verdict_line(v) for v in sorted(segment.verdicts, key=lambda v: v.round)]
+    if segment.chosen is None:
+        if segment.n_comparisons and len(segment.verdicts) < segment.n_comparisons:
+            lines.append(f"Judging: {len(segment.verdicts)} of "
+                         f"{plural(segment.n_comparisons, 'comparison')} done")
+        elif not lines:
+            lines.append("The judge compares the candidates in pairs once they are written.")
+    elif not segment.verdicts:
+        lines.append(f"Candidate {segment.chosen + 1} was kept.")
+    return lines
+
+
+def _logprob_lines(segment: SegmentView) -> list[str]:
+    scores = [c.score if c.score is not None else c.mean_logprob for c in segment.candidates]
+    if segment.chosen is None:
+        return ["The candidate with the highest mean log-probability is kept "
+                "once all are written."]
+    best = scores[segment.chosen]
+    others = sorted((s for i, s in enumerate(scores) if i != segment.chosen and s is not None),
+                    reverse=True)
+    if best is None:
+        return [f"Candidate {segment.chosen + 1} was kept."]
+    line = f"Highest mean log-probability: {signed(best)}"
+    if others:
+        line += " vs " + ", ".join(signed(s) for s in others)
+    return [line]
+
+
+# --------------------------------------------------------------------------------------------
+# Shared small widgets
+
+
+def small_font(widget: QWidget, scale: float = 0.9) -> QFont:
+    """The widget's font, scaled (smaller for metadata text by default)."""
+    font = QFont(widget.font())
+    if font.pointSizeF() > 0:
+        font.setPointSizeF(font.pointSizeF() * scale)
+    else:
+        font.setPixelSize(max(1, round(font.pixelSize() * scale)))
+    return font
+
+
+def bold_font(widget: QWidget, scale: float = 1.0) -> QFont:
+    font = small_font(widget, scale) if scale != 1.0 else QFont(widget.font())
+    font.setBold(True)
+    return font
+
+
+class GrowingText(QTextEdit):
+    """Read-only, selectable, word-wrapped plain text that grows with its content.
+
+    It has no scrollbar of its own: its height follows the text's, and wheel events go to the
+    enclosing scroll area. :meth:`set_text` is cheap when nothing changed, and appends when
+    the new text continues the old one (a stream), so a selection survives while text grows.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, muted: bool = False,
+                 placeholder: str = "") -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._muted = muted
+        self._muting = False
+        self.setReadOnly(True)
+        self.setAcceptRichText(False)
+        self.setUndoRedoEnabled(False)
+        self.setTabChangesFocus(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(0)
+        self.viewport().setAutoFillBackground(False)
+        self.viewport().setCursor(Qt.CursorShape.IBeamCursor)
+        self.document().setDocumentMargin(0)
+        self.setPlaceholderText(placeholder)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        if muted:
+            self.setFont(small_font(self))
+            self._apply_muted()
+        self._fit()
+
+    def text(self) -> str:
+        """The text shown (as given to :meth:`set_text`)."""
+        return self._text
+
+    def set_text(self, text: str) -> None:
+        """Show ``text``; nothing happens when it did not change."""
+        if text == self._text:
+            return
+        old, self._text = self._text, text
+        if old and text.startswith(old):
+            cursor = QTextCursor(self.document())
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(text[len(old):])
+        else:
+            self.setPlainText(text)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()  # never scrolls itself: let the enclosing scroll area have it
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if not hasattr(self, "_muting"):  # during construction
+            return
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.FontChange):
+            if event.type() == QEvent.Type.PaletteChange:
+                self._apply_muted()
+            self._fit()
+
+    def _apply_muted(self) -> None:
+        """Muted text takes the palette's placeholder colour (again after a theme change)."""
+        if not self._muted or self._muting:
+            return
+        self._muting = True
+        try:
+            palette = self.palette()
+            muted = palette.color(QPalette.ColorRole.PlaceholderText)
+            if palette.color(QPalette.ColorRole.Text) != muted:
+                palette.setColor(QPalette.ColorRole.Text, muted)
+                self.setPalette(palette)
+        finally:
+            self._muting = False
+
+    def _fit(self) -> None:
+        margins = self.contentsMargins()
+        height = (math.ceil(self.document().size().height()) + margins.top() + margins.bottom()
+                  + 2 * self.frameWidth())
+        height = max(height, self.fontMetrics().lineSpacing())
+        if self.minimumHeight() != height or self.maximumHeight() != height:
+            self.setFixedHeight(height)
+
+
+class ElidedLabel(QLabel):
+    """One line of text, elided at the right to the width it gets."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setWordWrap(False)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        text = " ".join(text.split())
+        if text != self._full:
+            self._full = text
+            self._elide()
+            self.updateGeometry()
+
+    def sizeHint(self) -> QSize:
+        margins = self.contentsMargins()
+        full = getattr(self, "_full", "")
+        width = self.fontMetrics().horizontalAdvance(full) + margins.left() + margins.right()
+        return QSize(width + 2, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        margins = self.contentsMargins()
+        width = self.fontMetrics().horizontalAdvance("M…") + margins.left() + margins.right()
+        return QSize(min(width, self.sizeHint().width()), hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and hasattr(self, "_full"):
+            self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                              max(width, 0))
+        if shown != self.text():
+            self.setText(shown)
+
+
+class Chip(ElidedLabel):
+    """A small rounded label (a status, or the "Chosen" badge when ``accent``)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, *,
+                 accent: bool = False) -> None:
+        super().__init__(parent)
+        self._accent = accent
+        self.setFont(small_font(self))
+        self.setContentsMargins(8, 1, 8, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        if accent:
+            self.setForegroundRole(QPalette.ColorRole.HighlightedText)
+        self.set_full_text(text)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        rect = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
+        radius = rect.height() / 2
+        if self._accent:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
+        else:
+            painter.setPen(palette.color(QPalette.ColorRole.Mid))
+            painter.setBrush(palette.color(QPalette.ColorRole.Window))
+        painter.drawRoundedRect(rect, radius, radius)
+        painter.end()
+        super().paintEvent(event)
+
+
+def muted_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    """A small label in the palette's placeholder colour, for metadata."""
+    label = QLabel(text, parent)
+    label.setFont(small_font(label))
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label
+
+
+# --------------------------------------------------------------------------------------------
+# Columns
+
+
+class CandidateColumn(QWidget):
+    """One candidate: "Candidate 2", a Chosen badge if it won, its text and a footer."""
+
+    def __init__(self, number: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumWidth(COLUMN_MIN_WIDTH)
+        self.setMaximumWidth(COLUMN_MAX_WIDTH)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        top = QHBoxLayout()
+        top.setSpacing(6)
+        self.header = QLabel(self)
+        self.header.setFont(bold_font(self, 0.95))
+        self.badge = Chip("Chosen", self, accent=True)
+        self.badge.setToolTip("This candidate was kept; the next step continues from it.")
+        self.badge.hide()
+        top.addWidget(self.header)
+        top.addWidget(self.badge)
+        top.addStretch(1)
+        layout.addLayout(top)
+        self.text = GrowingText(self, placeholder="Nothing written yet.")
+        layout.addWidget(self.text)
+        self.footer = muted_label("", self)
+        layout.addWidget(self.footer)
+        self.number = -1
+        self.set_number(number)
+
+    def set_number(self, number: int) -> None:
+        """Show this column as candidate ``number`` (1-based)."""
+        if number == self.number:
+            return
+        self.number = number
+        self.header.setText(f"Candidate {number}")
+        self.text.setAccessibleName(f"Candidate {number} text")
+
+    @property
+    def chosen(self) -> bool:
+        return not self.badge.isHidden()
+
+    def show_candidate(self, segment: SegmentView, candidate: CandidateView, stage: Stage,
+                       select: str | None) -> None:
+        self.set_number(candidate.index + 1)
+        self.text.set_text(segment.content(candidate, stage))
+        self.badge.setHidden(not candidate.won)
+        parts = []
+        if candidate.finished:
+            parts.append(plural(candidate.n_tokens, "token"))
+            if candidate.mean_logprob is not None:
+                parts.append(f"mean log-prob {signed(candidate.mean_logprob)}")
+            finish = finish_text(candidate, stage, segment.whole)
+            if finish:
+                parts.append(finish)
+            if select == "logprob" and candidate.score is not None:
+                parts.append(f"score {signed(candidate.score)}")
+        else:
+            parts.append("writing…")
+        footer = " · ".join(parts)
+        if footer != self.footer.text():
+            self.footer.setText(footer)
+
+
+class _ColumnsArea(QScrollArea):
+    """Columns in a row, scrolled sideways when they do not fit; as tall as its content."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.viewport().setAutoFillBackground(False)
+        self.inner = QWidget()
+        self.row = QHBoxLayout(self.inner)
+        self.row.setContentsMargins(0, 0, 0, 0)
+        self.row.setSpacing(20)
+        self.row.addStretch(0)
+        self.setWidget(self.inner)
+        self.inner.setAutoFillBackground(False)  # after setWidget, which turns it on
+        self.inner.installEventFilter(self)
+        self.setAccessibleName("Candidates")
+
+    def add_column(self, column: CandidateColumn) -> None:
+        self.row.insertWidget(self.row.count() - 1, column, 1, Qt.AlignmentFlag.AlignTop)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.inner and event.type() in (QEvent.Type.LayoutRequest,
+                                                      QEvent.Type.Resize):
+            self._fit()
+        return super().eventFilter(watched, event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        minimum = self.row.minimumSize().width()
+        width = max(self.viewport().width(), minimum)
+        if self.row.hasHeightForWidth():  # wrapped footers: their height depends on width
+            height = self.row.totalHeightForWidth(width)
+        else:
+            height = self.row.sizeHint().height()
+        if minimum > self.viewport().width() + 1:
+            height += self.horizontalScrollBar().sizeHint().height()
+        height += 2 * self.frameWidth()
+        if self.minimumHeight() != height or self.maximumHeight() != height:
+            self.setFixedHeight(height)
+
+
+# --------------------------------------------------------------------------------------------
+# The view
+
+
+class CandidatesView(QWidget):
+    """A stage's candidates for one segment, side by side, and why the winner won.
+
+    Signals:
+        segment_changed(int): the user stepped to another segment (0-based within the stage).
+    """
+
+    segment_changed = Signal(int)
+
+    def __init__(self, stage: Stage, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.stage = stage
+        self._view: StageView | None = None
+        self._select: str | None = None
+        self._strategy: str | None = None
+        self._index = 0
+        self._follow = True  # show the latest segment as new ones start
+        self._columns: list[CandidateColumn] = []
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.setSpacing(8)
+
+        self.stepper = QWidget(self)
+        step = QHBoxLayout(self.stepper)
+        step.setContentsMargins(0, 0, 0, 0)
+        step.setSpacing(4)
+        self.previous_button = QToolButton(self.stepper)
+        self.previous_button.setArrowType(Qt.ArrowType.LeftArrow)
+        self.previous_button.setAutoRaise(True)
+        self.previous_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.previous_button.clicked.connect(lambda: self.set_segment_index(self._index - 1))
+        self.next_button = QToolButton(self.stepper)
+        self.next_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.next_button.setAutoRaise(True)
+        self.next_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.next_button.clicked.connect(lambda: self.set_segment_index(self._index + 1))
+        self.segment_label = muted_label("", self.stepper)
+        self.segment_label.setWordWrap(False)
+        step.addWidget(self.previous_button)
+        step.addWidget(self.segment_label)
+        step.addWidget(self.next_button)
+        step.addStretch(1)
+        self.stepper.hide()
+        layout.addWidget(self.stepper)
+
+        self.columns_area = _ColumnsArea(self)
+        layout.addWidget(self.columns_area)
+
+        self.why_title = muted_label("Why it won", self)
+        self.why_title.setFont(bold_font(self, 0.9))
+        layout.addWidget(self.why_title)
+        self.why = GrowingText(self, muted=True)
+        self.why.setAccessibleName(f"Why the {stage.title.lower()} candidate won")
+        layout.addWidget(self.why)
+        self._set_unit_words("Segment")
+
+    # -- reading (tests, the card) ---------------------------------------------------------
+
+    def columns(self) -> list[CandidateColumn]:
+        """The columns shown, in candidate order."""
+        return [c for c in self._columns if not c.isHidden()]
+
+    def segment_index(self) -> int:
+        """The segment shown, 0-based among the stage's segments."""
+        return self._index
+
+    def segment(self) -> SegmentView | None:
+        if self._view is None or not self._view.segments:
+            return None
+        return self._view.segments[self._index]
+
+    def why_text(self) -> str:
+        return self.why.text()
+
+    # -- updating --------------------------------------------------------------------------
+
+    def show_stage(self, view: StageView, select: str | None = None,
+                   strategy: str | None = None) -> None:
+        """Show ``view``'s segments (cheap to call again as candidates stream)."""
+        if view is not self._view:
+            self._follow = True
+        self._view, self._select, self._strategy = view, select, strategy
+        n = len(view.segments)
+        if self._follow or self._index >= n:
+            self._index = max(n - 1, 0)
+            self._follow = True
+        self._render()
+
+    def set_segment_index(self, index: int) -> None:
+        """Show the stage's segment ``index`` (0-based; clamped)."""
+        n = len(self._view.segments) if self._view is not None else 0
+        index = min(max(index, 0), max(n - 1, 0))
+        self._follow = index == n - 1
+        if index != self._index:
+            self._index = index
+            self._render()
+            self.segment_changed.emit(index)
+
+    def _set_unit_words(self, word: str) -> None:
+        self._unit = word
+        self.previous_button.setAccessibleName(f"Previous {word.lower()}")
+        self.previous_button.setToolTip(f"Show the previous {word.lower()}'s candidates")
+        self.next_button.setAccessibleName(f"Next {word.lower()}")
+        self.next_button.setToolTip(f"Show the next {word.lower()}'s candidates")
+
+    def _render(self) -> None:
+        view = self._view
+        segments = view.segments if view is not None else []
+        word = "Sentence" if self._strategy == "sentence" else "Segment"
+        if word != self._unit:
+            self._set_unit_words(word)
+        many = len(segments) > 1
+        self.stepper.setVisible(many)
+        if many:
+            label = f"{word} {self._index + 1} of {len(segments)}"
+            if label != self.segment_label.text():
+                self.segment_label.setText(label)
+            self.previous_button.setEnabled(self._index > 0)
+            self.next_button.setEnabled(self._index < len(segments) - 1)
+        segment = segments[self._index] if segments else None
+        candidates = segment.candidates if segment is not None else []
+        while len(self._columns) < len(candidates):
+            column = CandidateColumn(len(self._columns) + 1, self.columns_area.inner)
+            self._columns.append(column)
+            self.columns_area.add_column(column)
+        for k, column in enumerate(self._columns):
+            if k < len(candidates) and segment is not None:
+                column.show_candidate(segment, candidates[k], self.stage, self._select)
+                column.setHidden(False)
+            elif not column.isHidden():
+                column.hide()
+        lines = why_lines(segment, self._select) if segment is not None else []
+        title = "Why it won" if segment is not None and segment.chosen is not None \
+            else "How one is chosen"
+        if title != self.why_title.text():
+            self.why_title.setText(title)
+        self.why_title.setVisible(bool(lines))
+        self.why.setVisible(bool(lines))
+        self.why.set_text("\n".join(lines))

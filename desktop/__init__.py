@@ -1,1 +1,1 @@
-"""Stagewise front ends: the command line and (later) the PySide6 window."""
+"""Stagewise front ends: the PySide6 window and the command line."""

@@ -44,8 +44,21 @@ EXIT_CANCELLED = 130
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stagewise",
-        description="Answer questions about images with visible, staged reasoning.",
+        description="Answer questions about images with visible, staged reasoning. "
+                    "With no command, opens the window.",
     )
+    window = parser.add_argument_group("the window")
+    window.add_argument("--self-test", action="store_true",
+                        help="open the window, answer a built-in question about a built-in "
+                             "image, exit 0 only if all four stages arrived")
+    window.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="with --self-test: save a screenshot of the window at the end")
+    window.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="with --self-test: give up after this long (default 300)")
+    window.add_argument("--model", dest="window_model", type=Path, metavar="GGUF",
+                        help="text model GGUF for this session (default: the one in Settings)")
+    window.add_argument("--mmproj", dest="window_mmproj", type=Path, metavar="GGUF",
+                        help="projector GGUF for this session")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question about one image")
     ask.add_argument("--image", required=True, type=Path, help="the image file")
@@ -93,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        print("\nThe window arrives with the desktop app; use `stagewise ask` for now.",
-              file=sys.stderr)
-        return 0
+        if args.screenshot and not args.self_test:
+            parser.error("--screenshot goes with --self-test")
+        from desktop.app import WindowOptions, run_window
+
+        return run_window(WindowOptions(
+            self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
+            mmproj=args.window_mmproj, timeout_s=args.timeout))
     try:
         return _ask(args)
     except StagewiseError as error:

@@ -1,14 +1,284 @@
-"""The engine's own thread: loads the model and runs questions, one job at a time."""
+"""The engine's own thread: loads the model and answers questions, one job at a time.
+
+:class:`EngineHost` lives in the GUI thread and owns a QThread running an
+:class:`EngineWorker`. Jobs go to the worker through a queued signal, so they run one at a
+time in the order asked; the worker sends the core's frozen events back as Signals, and no
+widget is touched off the GUI thread. Stop sets the job's ``threading.Event``, which the
+engine's abort callback reads during every decode step.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QThread
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from models.app_settings import AppSettings
+from models.errors import Cancelled, StagewiseError
+from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+
+if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
+    from models.engine import Engine
+    from models.history import History
+    from models.images import PreparedImage
+
+log = logging.getLogger("stagewise.worker")
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+_stuck: list[QObject] = []  # threads that outlived their bound: never destroyed while running
+
+FLUSH_S = 0.02
+"""Streamed tokens are sent to the GUI in batches at most this often."""
 
 
 def running_threads() -> list[QThread]:
     """Engine threads started by this process that are still running (tests check it)."""
     return [t for t in list(_threads) if t.isRunning()]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the status bar says about the loaded model."""
+
+    name: str
+    model: Path
+    mmproj: Path
+    note: str  # "" for a model the user chose; a warning for the built-in one
+    gpu_offload: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AskJob:
+    """One question: the original image bytes, the question and the settings to use."""
+
+    image_data: bytes
+    image_name: str
+    question: str
+    settings: AppSettings
+    seed: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+class EngineWorker(QObject):
+    """Runs in the engine thread; owns the engine and the history writer."""
+
+    model_loading = Signal(str)
+    model_progress = Signal(float)
+    model_loaded = Signal(object)  # LoadedModel
+    model_failed = Signal(str)
+    run_started = Signal(int)  # the history id, or -1 when it could not be saved
+    events = Signal(list)  # core events, in order, batched
+    run_failed = Signal(str)
+    run_finished = Signal(object)  # SearchResult
+    notice = Signal(str)  # something went wrong but the answer goes on
+    idle = Signal(object)  # the finished job's cancel event
+
+    def __init__(self, history_folder: Path | None = None) -> None:
+        super().__init__()
+        self._history_folder = history_folder
+        self._history: History | None = None
+        self._engine: Engine | None = None
+        self._engine_key: tuple | None = None
+        self._loaded: LoadedModel | None = None
+
+    # -- jobs (engine thread) -------------------------------------------------------------
+
+    @Slot(object, object)
+    def load(self, settings: AppSettings, cancel: threading.Event) -> None:
+        """Load the model the settings name, unless it is loaded already."""
+        try:
+            self._ensure_engine(settings, cancel)
+        except Cancelled:
+            self.model_failed.emit("loading the model was stopped")
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+        finally:
+            self.idle.emit(cancel)
+
+    @Slot(object)
+    def ask(self, job: AskJob) -> None:
+        """Answer one question; every outcome ends with run_finished or run_failed."""
+        run_id = -1
+        try:
+            from models.images import load_image
+
+            image = load_image(job.image_data, name=job.image_name)
+            engine = self._ensure_engine(job.settings, job.cancel)
+            run_id = self._start_record(job, image)
+            self.run_started.emit(run_id)
+            self._run(engine, job, image, run_id)
+        except Cancelled:
+            self._fail(run_id, "stopped before the answer began")
+        except StagewiseError as error:
+            self._fail(run_id, str(error))
+        except (OSError, MemoryError) as error:
+            self._fail(run_id, f"{type(error).__name__}: {error}")
+        finally:
+            self.idle.emit(job.cancel)
+
+    @Slot()
+    def shut_down(self) -> None:
+        """Free the engine and close the history (runs in the engine thread)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _run(self, engine: Engine, job: AskJob, image: PreparedImage, run_id: int) -> None:
+        from models.search import StageSearch
+
+        search = StageSearch(engine, job.settings.search_settings(seed=job.seed))
+        batch: list[Event] = []
+        last_flush = time.perf_counter()
+        result: SearchResult | None = None
+        for event in search.run(image, job.question, job.cancel):
+            batch.append(event)
+            self._record(run_id, event)
+            now = time.perf_counter()
+            if not isinstance(event, TokenStreamed) or now - last_flush >= FLUSH_S:
+                self.events.emit(batch)
+                batch, last_flush = [], now
+            if isinstance(event, AnswerFinished):
+                result = event.result
+        if batch:
+            self.events.emit(batch)
+        self.run_finished.emit(result)
+
+    def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Engine:
+        from models.defaults import resolve_pair
+        from models.engine import Engine, supports_gpu_offload
+
+        pair = resolve_pair(settings.model, settings.mmproj)
+        engine_settings = settings.engine_settings()
+        key = (pair.model, pair.mmproj, engine_settings)
+        if self._engine is not None and self._engine_key == key:
+            return self._engine
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = self._engine_key = self._loaded = None
+        self.model_loading.emit(pair.model.name)
+        start = time.perf_counter()
+
+        def progress(value: float) -> bool:
+            self.model_progress.emit(value)
+            return not cancel.is_set()
+
+        self._engine = Engine(pair.model, pair.mmproj, engine_settings, progress=progress)
+        self._engine_key = key
+        self._loaded = LoadedModel(pair.model.name, pair.model, pair.mmproj, pair.note,
+                                   supports_gpu_offload() and settings.gpu_layers != 0,
+                                   time.perf_counter() - start)
+        self.model_loaded.emit(self._loaded)
+        return self._engine
+
+    def _history_store(self) -> History:
+        if self._history is None:
+            from models.history import History
+
+            self._history = History(self._history_folder)
+        return self._history
+
+    def _start_record(self, job: AskJob, image: PreparedImage) -> int:
+        assert self._loaded is not None
+        try:
+            return self._history_store().start(
+                image, job.image_data, job.image_name, job.question, self._loaded.name,
+                _settings_record(job.settings))
+        except StagewiseError as error:
+            self.notice.emit(f"This answer will not be saved: {error}")
+            return -1
+
+    def _record(self, run_id: int, event: Event) -> None:
+        if run_id < 0 or isinstance(event, TokenStreamed):
+            return
+        try:
+            self._history_store().record(run_id, event)
+        except StagewiseError as error:
+            self.notice.emit(f"History: {error}")
+
+    def _fail(self, run_id: int, message: str) -> None:
+        if run_id >= 0:
+            try:
+                self._history_store().fail(run_id, message)
+            except StagewiseError as error:
+                log.warning("could not record the failure: %s", error)
+        self.run_failed.emit(message)
+
+
+def _settings_record(settings: AppSettings) -> dict[str, object]:
+    """The settings a run was asked with, as saved beside it (window state left out)."""
+    return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}
+
+
+class EngineHost(QObject):
+    """The GUI thread's handle on the engine thread."""
+
+    _load = Signal(object, object)
+    _ask = Signal(object)
+
+    def __init__(self, history_folder: Path | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("stagewise-engine")
+        self.worker = EngineWorker(history_folder)
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load)
+        self._ask.connect(self.worker.ask)
+        # finished is emitted by the engine thread itself as its loop ends: the engine is
+        # freed there, after the last job, whatever was still queued
+        self.thread.finished.connect(self.worker.shut_down, Qt.ConnectionType.DirectConnection)
+        self._cancels: list[threading.Event] = []
+        self.worker.idle.connect(self._forget_finished)
+        _threads.add(self.thread)
+        self.thread.start()
+
+    def load(self, settings: AppSettings) -> threading.Event:
+        """Queue a model load; set the returned event to stop it."""
+        cancel = threading.Event()
+        self._cancels.append(cancel)
+        self._load.emit(settings, cancel)
+        return cancel
+
+    def ask(self, job: AskJob) -> None:
+        """Queue a question; :meth:`stop` or ``job.cancel`` stops it."""
+        self._cancels.append(job.cancel)
+        self._ask.emit(job)
+
+    def stop(self) -> None:
+        """Stop every queued or running job; the engine sees it within one decode step."""
+        for cancel in self._cancels:
+            cancel.set()
+
+    def shut_down(self, timeout_ms: int = 5000) -> bool:
+        """Stop, free the engine and end the thread; True if it ended within the bound.
+
+        A thread still running after the bound (an image encode cannot be interrupted) is
+        kept referenced, so Qt never destroys it while it runs; the caller should then end
+        the process with :func:`os._exit` once its own files are closed.
+        """
+        if not self.thread.isRunning():
+            return True
+        self.stop()
+        self.thread.quit()
+        ended = self.thread.wait(timeout_ms)
+        if not ended:
+            log.warning("the engine thread did not stop within %d ms", timeout_ms)
+            _stuck.extend((self.thread, self.worker))
+        return ended
+
+    @Slot(object)
+    def _forget_finished(self, cancel: threading.Event) -> None:
+        if cancel in self._cancels:
+            self._cancels.remove(cancel)

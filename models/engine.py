@@ -460,6 +460,11 @@ class Engine:
         The logits of the last token are left at output index -1.
         """
         self._check_cancel()
+        needed = sum(c.n_tokens for c in prompt.chunks)
+        if needed >= self.n_ctx:  # libmtmd would only say "failed to eval chunk"
+            raise EngineError(
+                f"the image and question need {needed} tokens but the context holds "
+                f"{self.n_ctx}: raise the context size")
         new_n_past = lc.llama_pos(0)
         rc = mtmd.mtmd_helper_eval_chunks(
             self._mctx, self.ctx, prompt.handle, 0, seq_id, self.settings.n_batch, True,

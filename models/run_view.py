@@ -204,8 +204,9 @@ class RunView:
                 return self._stages_of(unit)
             case AnswerFinished(result=result):
                 self.result = result
-                for stage in STAGES:
-                    self.stages[stage].text = result.stages.get(stage, "").strip()
+                for stage in STAGES:  # a stopped stage keeps what its leader had written
+                    final = result.stages.get(stage, "").strip()
+                    self.stages[stage].text = final or self.stages[stage].text
                     key = stage.value if result.strategy != "best-of-n" else "answer"
                     if key in result.timings.stage_s:
                         self.stages[stage].seconds = result.timings.stage_s[key]

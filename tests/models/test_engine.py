@@ -108,3 +108,15 @@ def test_load_progress_is_reported_and_can_cancel_the_load(tiny_pair):
     with pytest.raises(Cancelled, match="cancelled"):
         Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=512, threads=1),
                progress=lambda p: False)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_libmtmd(tiny_pair, image):
+    with Engine(tiny_pair.model, tiny_pair.mmproj,
+                EngineSettings(n_ctx=256, n_batch=64, n_seq_max=1)) as engine, \
+            Bitmap(image) as bitmap:
+        prompt = engine.tokenize_prompt(engine.chat_prompt("word " * 300), bitmap)
+        try:
+            with pytest.raises(EngineError, match="raise the context size"):
+                engine.eval_prompt(prompt, 0)
+        finally:
+            prompt.close()

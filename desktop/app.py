@@ -1,0 +1,73 @@
+"""Starting the window: ``stagewise`` with no command, and ``stagewise --self-test``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from models.app_settings import AppSettings, load_settings
+
+SELF_TEST_QUESTION = "How many red circles are there?"
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """What the command line asked of the window."""
+
+    self_test: bool = False
+    screenshot: Path | None = None
+    model: Path | None = None
+    mmproj: Path | None = None
+    timeout_s: float = 300.0
+
+
+def example_image() -> Path:
+    """The built-in image the self-test asks about."""
+    return Path(str(resources.files("models") / "data" / "example.png"))
+
+
+def run_window(options: WindowOptions) -> int:
+    """Open the window (and run the self-test when asked); returns the exit status."""
+    from PySide6.QtWidgets import QApplication
+
+    from desktop import worker
+    from desktop.main_window import MainWindow
+    from desktop.self_test import SelfTest
+
+    logging.basicConfig(level=logging.WARNING, format="stagewise: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Stagewise")
+    app.setOrganizationName("Stagewise")
+    app.setApplicationDisplayName("Stagewise")
+    settings = _with_model(load_settings(), options)
+    window = MainWindow(settings)
+    window.show()
+    status = EXIT_OK
+    if options.self_test:
+        test = SelfTest(window, example_image(), SELF_TEST_QUESTION, options.screenshot,
+                        options.timeout_s)
+        test.start()
+        app.exec()
+        status = test.status
+        print(test.report, file=sys.stderr if status else sys.stdout)
+    else:
+        app.exec()
+    if worker.running_threads():  # the engine did not stop within the bound: do not hang
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _with_model(settings: AppSettings, options: WindowOptions) -> AppSettings:
+    if options.model is None and options.mmproj is None:
+        return settings
+    from dataclasses import replace
+
+    return replace(settings, model=options.model or settings.model,
+                   mmproj=options.mmproj)

@@ -1,0 +1,169 @@
+"""The sidebar of past questions: search, select to restore, delete, export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QIcon, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from models.errors import StagewiseError
+from models.history import History, HistoryEntry
+
+_STATUS_WORDS = {
+    "running": "answering…",
+    "finished": "",
+    "cancelled": "stopped",
+    "failed": "failed",
+    "interrupted": "interrupted",
+}
+
+
+class HistoryPanel(QWidget):
+    """Lists saved runs, newest first. Reads through its own :class:`History` connection."""
+
+    run_selected = Signal(int)
+    export_requested = Signal(list)  # run ids
+    deleted = Signal(list)  # run ids
+
+    def __init__(self, history: History, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.history = history
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search questions and answers")
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search history")
+        self.list = QListWidget()
+        self.list.setAccessibleName("Past questions")
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setIconSize(QSize(40, 40))
+        self.list.setUniformItemSizes(True)
+        self.list.setWordWrap(False)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.empty = QLabel("Questions you ask are kept here.")
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setForegroundRole(self.empty.foregroundRole().PlaceholderText)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.empty, 1)
+        self.setMinimumWidth(180)
+
+        self.delete_action = QAction("Delete", self)
+        self.delete_action.setShortcut(QKeySequence.StandardKey.Delete)
+        self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.delete_action.triggered.connect(self.delete_selected)
+        self.export_action = QAction("Export…", self)
+        self.export_action.triggered.connect(
+            lambda: self.export_requested.emit(self.selected_ids()))
+        self.list.addAction(self.delete_action)
+
+        self._debounce = QTimer(self, singleShot=True, interval=150)
+        self._debounce.timeout.connect(self.refresh)
+        self.search.textChanged.connect(self._debounce.start)
+        self.list.itemSelectionChanged.connect(self._emit_selected)
+        self.list.customContextMenuRequested.connect(self._menu)
+        self._thumbs: dict[str, QIcon] = {}
+        self.refresh()
+
+    def selected_ids(self) -> list[int]:
+        return [item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()]
+
+    def refresh(self, select: int | None = None) -> None:
+        """Reload the list (keeping the selection, or selecting ``select``)."""
+        keep = {select} if select is not None else set(self.selected_ids())
+        try:
+            entries = self.history.entries(self.search.text().strip())
+        except StagewiseError as error:
+            self.empty.setText(f"History cannot be read: {error}")
+            entries = []
+        self.list.blockSignals(True)
+        self.list.clear()
+        for entry in entries:
+            item = self._item(entry)
+            self.list.addItem(item)
+            if entry.id in keep:
+                item.setSelected(True)
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
+        self.list.setVisible(bool(entries))
+        self.empty.setVisible(not entries)
+        if not entries and self.search.text().strip():
+            self.empty.setText("No past question matches.")
+        elif not entries:
+            self.empty.setText("Questions you ask are kept here.")
+
+    def delete_selected(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        what = "this question" if len(ids) == 1 else f"these {len(ids)} questions"
+        answer = QMessageBox.question(
+            self, "Delete from history", f"Delete {what} and their answers?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(ids)
+
+    def delete(self, ids: list[int]) -> None:
+        try:
+            self.history.delete(ids)
+        except StagewiseError as error:
+            QMessageBox.warning(self, "Delete from history", str(error))
+            return
+        self.refresh()
+        self.deleted.emit(ids)
+
+    def _item(self, entry: HistoryEntry) -> QListWidgetItem:
+        status = _STATUS_WORDS.get(entry.status, entry.status)
+        when = _when(entry.created)
+        detail = " · ".join(part for part in (when, status) if part)
+        item = QListWidgetItem(f"{entry.question}\n{detail}")
+        item.setData(Qt.ItemDataRole.UserRole, entry.id)
+        tip = entry.question + (f"\n\n{entry.conclusion}" if entry.conclusion else "")
+        item.setToolTip(f"{tip}\n\n{entry.model} · {detail}")
+        if entry.thumbnail is not None:
+            item.setIcon(self._thumb(str(entry.thumbnail)))
+        return item
+
+    def _thumb(self, path: str) -> QIcon:
+        if path not in self._thumbs:
+            self._thumbs[path] = QIcon(QPixmap(path))
+        return self._thumbs[path]
+
+    def _emit_selected(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) == 1:
+            self.run_selected.emit(ids[0])
+
+    def _menu(self, pos: object) -> None:
+        if not self.selected_ids():
+            return
+        menu = QMenu(self)
+        menu.addAction(self.export_action)
+        menu.addAction(self.delete_action)
+        menu.exec(self.list.mapToGlobal(pos))
+
+
+def _when(created: datetime) -> str:
+    local = created.astimezone()
+    now = datetime.now().astimezone()
+    if local.date() == now.date():
+        return local.strftime("%H:%M")
+    if local.year == now.year:
+        return local.strftime("%d %b")
+    return local.strftime("%d %b %Y")

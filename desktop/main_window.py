@@ -1,0 +1,517 @@
+"""The main window: history | image and question | the four stage cards."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.history_panel import HistoryPanel
+from desktop.image_pane import ImageInput, ImagePane
+from desktop.question_box import QuestionBox
+from desktop.settings_dialog import SettingsDialog
+from desktop.stage_cards import ReasoningPanel
+from desktop.worker import AskJob, EngineHost, LoadedModel
+from models.app_settings import AppSettings, save_settings
+from models.errors import StagewiseError
+from models.events import Event, SearchResult
+from models.export import export
+from models.history import History
+from models.run_view import RunStatus, RunView
+from models.stages import STAGES, Stage
+
+RENDER_MS = 33
+"""Stage cards are re-rendered at most this often while tokens stream."""
+
+SHUTDOWN_MS = 5000
+"""How long closing the window waits for the engine to stop."""
+
+_STATUS_OF_RECORD = {
+    "finished": RunStatus.FINISHED,
+    "cancelled": RunStatus.CANCELLED,
+    "failed": RunStatus.FAILED,
+    "interrupted": RunStatus.INTERRUPTED,
+    "running": RunStatus.INTERRUPTED,
+}
+
+_EXPORT_FILTERS = "Markdown (*.md);;HTML page (*.html);;JSON (*.json)"
+
+
+class MainWindow(QMainWindow):
+    """The Stagewise window. ``settings_path``/``history_folder`` default to the user's."""
+
+    answer_done = Signal(object)  # the RunView of a run that ended (finished, stopped, failed)
+
+    def __init__(self, settings: AppSettings, settings_path: Path | None = None,
+                 history_folder: Path | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.settings_path = settings_path
+        self.setWindowTitle("Stagewise")
+        self.setMinimumSize(760, 480)
+
+        self.history = History(history_folder, recover=True)
+        self.host = EngineHost(history_folder, self)
+        self.view = RunView()  # the live run
+        self.shown = self.view  # what the cards show: the live run or a past one
+        self.loaded: LoadedModel | None = None
+        self.busy = False
+        self.live_run_id = -1
+        self._dirty: set[Stage] = set()
+
+        self._build_widgets()
+        self._build_menus()
+        self._connect()
+        self._restore_window_state()
+        self.reasoning.set_collapsed_default(settings.stages_collapsed)
+        self.reasoning.show_run(self.shown)
+        self._load_cancel = self.host.load(settings)
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        self.image_pane = ImagePane()
+        self.question_box = QuestionBox()
+        self.question_box.beam.setValue(self.settings.beam)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("Message")
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.hide()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.image_pane, 1)
+        left_layout.addWidget(self.message)
+        left_layout.addWidget(self.question_box)
+
+        self.reasoning = ReasoningPanel()
+        self.history_panel = HistoryPanel(self.history)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.history_panel)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.reasoning)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([200, 420, 480])
+        container = QWidget()
+        layout = QVBoxLayout(container)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.addWidget(self.splitter)
+        self.setCentralWidget(container)
+
+        bar = self.statusBar()
+        self.model_label = QLabel("No model loaded")
+        self.model_label.setAccessibleName("Model")
+        self.timing_label = QLabel()
+        self.timing_label.setAccessibleName("Timings")
+        self.progress = QProgressBar()
+        self.progress.setAccessibleName("Progress")
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        bar.addWidget(self.model_label)
+        bar.addWidget(self.timing_label, 1)
+        bar.addPermanentWidget(self.progress)
+
+        self._render_timer = QTimer(self, singleShot=True, interval=RENDER_MS)
+        self._render_timer.timeout.connect(self._render)
+
+    def _build_menus(self) -> None:
+        def action(menu: object, text: str, slot: object, shortcut: object = None,
+                   tip: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            if tip:
+                act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        action(file_menu, "&Open Image…", self.open_image, QKeySequence.StandardKey.Open)
+        action(file_menu, "&Paste Image", self.image_pane.paste_from_clipboard,
+               QKeySequence.StandardKey.Paste)
+        file_menu.addSeparator()
+        self.export_action = action(file_menu, "&Export Selected…", self.export_selected,
+                                    "Ctrl+E", "Export the selected past questions")
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        ask_menu = bar.addMenu("&Question")
+        self.ask_action = action(ask_menu, "&Ask", self._ask_from_box, "Ctrl+Return")
+        self.stop_action = action(ask_menu, "&Stop", self.stop, "Esc")
+        self.stop_action.setEnabled(False)
+        action(ask_menu, "&New Question", self.new_question, QKeySequence.StandardKey.New)
+        action(ask_menu, "&Copy Answer", self.copy_answer, "Ctrl+Shift+C")
+        ask_menu.addSeparator()
+        action(ask_menu, "&Wider Beam", lambda: self.question_box.beam.stepUp(), "Ctrl+]")
+        action(ask_menu, "&Narrower Beam", lambda: self.question_box.beam.stepDown(), "Ctrl+[")
+
+        view_menu = bar.addMenu("&View")
+        action(view_menu, "Zoom &In", self.image_pane.zoom_in, QKeySequence.StandardKey.ZoomIn)
+        action(view_menu, "Zoom &Out", self.image_pane.zoom_out,
+               QKeySequence.StandardKey.ZoomOut)
+        action(view_menu, "&Fit Image", self.image_pane.zoom_fit, "Ctrl+0")
+        action(view_menu, "&Actual Size", self.image_pane.zoom_actual, "Ctrl+1")
+        view_menu.addSeparator()
+        self.history_action = action(view_menu, "&History", self._toggle_history, "Ctrl+H")
+        self.history_action.setCheckable(True)
+        self.history_action.setChecked(True)
+        action(view_menu, "&Search History", self._focus_search, QKeySequence.StandardKey.Find)
+        self.collapse_action = action(view_menu, "&Collapse Summary, Caption, Reasoning",
+                                      self._toggle_collapsed, "Ctrl+Shift+K")
+        self.collapse_action.setCheckable(True)
+        self.collapse_action.setChecked(self.settings.stages_collapsed)
+
+        settings_menu = bar.addMenu("&Settings")
+        prefs = action(settings_menu, "&Preferences…", self.open_settings,
+                       QKeySequence.StandardKey.Preferences)
+        if prefs.shortcut().isEmpty():
+            prefs.setShortcut(QKeySequence("Ctrl+,"))
+
+        help_menu = bar.addMenu("&Help")
+        action(help_menu, "&About Stagewise", self._about, "F1")
+
+    def _connect(self) -> None:
+        w = self.host.worker
+        w.model_loading.connect(self._on_model_loading)
+        w.model_progress.connect(self._on_model_progress)
+        w.model_loaded.connect(self._on_model_loaded)
+        w.model_failed.connect(self._on_model_failed)
+        w.run_started.connect(self._on_run_started)
+        w.events.connect(self._on_events)
+        w.run_failed.connect(self._on_run_failed)
+        w.run_finished.connect(self._on_run_finished)
+        w.notice.connect(self.show_message)
+        self.image_pane.image_changed.connect(self._on_image)
+        self.question_box.ask_requested.connect(self.ask)
+        self.question_box.stop_requested.connect(self.stop)
+        self.question_box.beam_changed.connect(self._on_beam)
+        self.history_panel.run_selected.connect(self.show_past_run)
+        self.history_panel.export_requested.connect(self.export_runs)
+        self.history_panel.deleted.connect(self._on_deleted)
+
+    # -- asking ---------------------------------------------------------------------------
+
+    def ask(self, question: str) -> bool:
+        """Ask ``question`` about the current image; False (with a message) if it cannot."""
+        image = self.image_pane.current()
+        if self.busy:
+            self.show_message("An answer is already being written: stop it first.")
+            return False
+        if image is None:
+            self.show_message("Drop, paste or open an image first.")
+            return False
+        if not question.strip():
+            self.show_message("Type a question first.")
+            return False
+        self.hide_message()
+        self.view = RunView()
+        self.shown = self.view
+        self.reasoning.show_run(self.shown)
+        self._set_busy(True)
+        self.timing_label.setText("Reading the image…")
+        self.live_run_id = -1
+        job = AskJob(image.data, image.name, question.strip(), self.settings,
+                     seed=random.randrange(2**31))
+        self.host.ask(job)
+        return True
+
+    def stop(self) -> None:
+        if self.busy:
+            self.timing_label.setText("Stopping…")
+        self.host.stop()
+
+    def new_question(self) -> None:
+        if self.busy:
+            return
+        self.question_box.set_question("")
+        self.question_box.edit.setFocus()
+        self.view = RunView()
+        self.shown = self.view
+        self.reasoning.show_run(self.shown)
+        self.history_panel.list.clearSelection()
+
+    def copy_answer(self) -> None:
+        text = self.shown.conclusion
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            self.statusBar().showMessage("Answer copied", 2000)
+
+    def _ask_from_box(self) -> None:
+        self.ask(self.question_box.question())
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.question_box.set_busy(busy)
+        self.stop_action.setEnabled(busy)
+        self.ask_action.setEnabled(not busy)
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(busy)
+
+    # -- worker signals -------------------------------------------------------------------
+
+    def _on_model_loading(self, name: str) -> None:
+        self.loaded = None
+        self.model_label.setText(f"Loading {name}…")
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.show()
+
+    def _on_model_progress(self, value: float) -> None:
+        if self.progress.maximum():
+            self.progress.setValue(round(value * 100))
+
+    def _on_model_loaded(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        where = "GPU" if loaded.gpu_offload else "CPU"
+        self.model_label.setText(f"{loaded.name} · {where}")
+        self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
+                                    f"loaded in {loaded.seconds:.1f} s")
+        if loaded.note:
+            self.model_label.setText(f"{loaded.name} · {where} · built-in test model")
+            self.model_label.setToolTip(
+                "The built-in tiny model has random weights: its answers are noise. "
+                "Choose a real model in Settings → Preferences.")
+        if not self.busy:
+            self.progress.hide()
+        else:
+            self.progress.setRange(0, 0)
+
+    def _on_model_failed(self, message: str) -> None:
+        self.model_label.setText("No model loaded")
+        if not self.busy:
+            self.progress.hide()
+        self.show_message(f"The model could not be loaded: {message}")
+
+    def _on_run_started(self, run_id: int) -> None:
+        self.live_run_id = run_id
+        self.history_panel.refresh(select=run_id)
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            self._dirty |= self.view.apply(event)
+        if self.shown is self.view and not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render(self) -> None:
+        if self.shown is self.view and self._dirty:
+            self.reasoning.update_stages(self.view, self._dirty)
+        self._dirty = set()
+        self._show_timings(self.view)
+
+    def _on_run_failed(self, message: str) -> None:
+        self.view.fail(message)
+        self._end_run()
+        self.show_message(f"The answer failed: {message}")
+
+    def _on_run_finished(self, result: SearchResult) -> None:
+        self._end_run()
+        if result.status == "cancelled":
+            self.statusBar().showMessage("Stopped; what was written is kept", 4000)
+
+    def _end_run(self) -> None:
+        self._render_timer.stop()
+        self._dirty = set(STAGES)
+        self._render()
+        self._set_busy(False)
+        self.history_panel.refresh(select=self.live_run_id if self.live_run_id >= 0 else None)
+        self.answer_done.emit(self.view)
+
+    def _show_timings(self, view: RunView) -> None:
+        parts = [f"{v.stage.title} {v.seconds:.1f} s" for v in view.stages.values()
+                 if v.seconds is not None]
+        if view.result is not None:
+            t = view.result.timings
+            parts.append(f"total {t.total_s:.1f} s")
+            if t.tokens_per_s:
+                parts.append(f"{t.tokens_per_s:.0f} tokens/s")
+        elif view.status is RunStatus.RUNNING:
+            active = [v.stage.title for v in view.stages.values()
+                      if v.status.value in ("sampling", "judging")]
+            if active:
+                parts.append(f"{', '.join(active)}…")
+        if view.error:
+            parts.append("failed")
+        self.timing_label.setText(" · ".join(parts))
+
+    # -- image ----------------------------------------------------------------------------
+
+    def open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open Image", "",
+            "Images (*.png *.jpg *.jpeg *.gif *.webp *.bmp *.tif *.tiff *.ppm *.ico *.qoi "
+            "*.jp2 *.avif);;All files (*)")
+        if path:
+            self.image_pane.open_file(Path(path))
+
+    def _on_image(self, image: ImageInput) -> None:
+        self.question_box.set_image_ready(True)
+        if not self.busy and self.shown is not self.view:  # leaving a past run
+            self.view = RunView()
+            self.shown = self.view
+            self.reasoning.show_run(self.shown)
+            self.history_panel.list.clearSelection()
+
+    # -- history --------------------------------------------------------------------------
+
+    def show_past_run(self, run_id: int) -> None:
+        """Restore a saved run: its image, question and every stage, candidate and verdict."""
+        if run_id == self.live_run_id and self.busy:
+            self.shown = self.view
+            self.reasoning.show_run(self.shown)
+            return
+        if self.busy:
+            self.statusBar().showMessage("Stop the answer to look at past questions", 3000)
+            return
+        try:
+            stored = self.history.load(run_id)
+            data = stored.image_path.read_bytes()
+        except (StagewiseError, OSError) as error:
+            self.show_message(f"That question cannot be restored: {error}")
+            return
+        view = RunView.from_result(stored.result, _STATUS_OF_RECORD[stored.entry.status],
+                                   stored.error)
+        self.image_pane.set_image_bytes(data, stored.image_name)
+        self.question_box.set_question(stored.entry.question)
+        self.view = self.shown = view
+        self.reasoning.show_run(view)
+        self._show_timings(view)
+        if stored.error:
+            self.show_message(f"This answer failed: {stored.error}")
+        elif view.status is RunStatus.INTERRUPTED:
+            self.show_message("This answer was interrupted when Stagewise closed.")
+        else:
+            self.hide_message()
+
+    def export_selected(self) -> None:
+        self.export_runs(self.history_panel.selected_ids())
+
+    def export_runs(self, ids: list[int], path: Path | None = None) -> Path | None:
+        """Export saved runs; asks for a file when ``path`` is None."""
+        if not ids:
+            self.show_message("Select one or more past questions to export.")
+            return None
+        if path is None:
+            name, _ = QFileDialog.getSaveFileName(self, "Export", "stagewise.md",
+                                                  _EXPORT_FILTERS)
+            if not name:
+                return None
+            path = Path(name)
+        try:
+            runs = [self.history.load(run_id) for run_id in ids]
+            written = export(runs, path)
+        except (StagewiseError, OSError) as error:
+            self.show_message(f"Export failed: {error}")
+            return None
+        self.statusBar().showMessage(f"Exported {len(ids)} to {written}", 4000)
+        return written
+
+    def _on_deleted(self, ids: list[int]) -> None:
+        if self.shown is not self.view or self.live_run_id in ids:
+            self.new_question()
+
+    def _toggle_history(self) -> None:
+        self.history_panel.setVisible(self.history_action.isChecked())
+
+    def _focus_search(self) -> None:
+        self.history_action.setChecked(True)
+        self.history_panel.show()
+        self.history_panel.search.setFocus()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, settings: AppSettings) -> None:
+        """Use new settings from now on (and load another model if they name one)."""
+        old = self.settings
+        self.settings = settings
+        self.question_box.beam.setValue(settings.beam)
+        self.reasoning.set_collapsed_default(settings.stages_collapsed)
+        self.collapse_action.setChecked(settings.stages_collapsed)
+        self._save_settings()
+        changed = (old.model, old.mmproj) != (settings.model, settings.mmproj)
+        if changed or old.engine_settings() != settings.engine_settings():
+            self._load_cancel = self.host.load(settings)  # runs after a running answer
+
+    def _on_beam(self, beam: int) -> None:
+        if beam != self.settings.beam:
+            self.settings = dataclasses.replace(self.settings, beam=beam)
+
+    def _toggle_collapsed(self) -> None:
+        collapsed = self.collapse_action.isChecked()
+        self.settings = dataclasses.replace(self.settings, stages_collapsed=collapsed)
+        self.reasoning.set_collapsed_default(collapsed)
+        self.reasoning.show_run(self.shown)
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.settings, self.settings_path)
+        except (StagewiseError, OSError) as error:
+            self.show_message(f"Settings could not be saved: {error}")
+
+    def _restore_window_state(self) -> None:
+        if self.settings.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
+        else:
+            self.resize(1280, 800)
+        if self.settings.window_state:
+            self.splitter.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+
+    # -- messages -------------------------------------------------------------------------
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.show()
+
+    def hide_message(self) -> None:
+        self.message.hide()
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self, "About Stagewise",
+            "<b>Stagewise</b><br>Answers questions about images in four visible stages "
+            "(Summary, Caption, Reasoning, Conclusion) with a local vision model, "
+            "sampling candidates per stage and keeping the best (LLaVA-CoT).<br><br>"
+            "Everything runs on this computer; nothing is sent anywhere.")
+
+    # -- closing --------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings = dataclasses.replace(
+            self.settings,
+            window_geometry=bytes(self.saveGeometry().toBase64()).decode(),
+            window_state=bytes(self.splitter.saveState().toBase64()).decode(),
+        )
+        self._save_settings()
+        self._render_timer.stop()
+        self.host.shut_down(SHUTDOWN_MS)
+        self.history.close()
+        event.accept()
+
+    @property
+    def engine_stopped(self) -> bool:
+        return not self.host.thread.isRunning()

@@ -1,0 +1,111 @@
+"""The question row: a text box (Enter asks, Shift+Enter is a new line), Ask, Stop, beam."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from models.search_settings import MAX_BEAM
+
+
+class _QuestionEdit(QPlainTextEdit):
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class QuestionBox(QWidget):
+    """Emits ``ask_requested(question)`` and ``stop_requested``; shows busy state."""
+
+    ask_requested = Signal(str)
+    stop_requested = Signal()
+    beam_changed = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.edit = _QuestionEdit()
+        self.edit.setPlaceholderText("Ask about the image…  (Enter asks, Shift+Enter: new line)")
+        self.edit.setAccessibleName("Question")
+        self.edit.setTabChangesFocus(True)
+        line = self.edit.fontMetrics().lineSpacing()
+        self.edit.setFixedHeight(line * 3 + 16)
+
+        self.beam = QSpinBox()
+        self.beam.setRange(1, MAX_BEAM)
+        self.beam.setAccessibleName("Beam width")
+        self.beam.setToolTip("Candidates sampled per stage; the best is kept. 1 = single pass.")
+        beam_label = QLabel("&Beam")
+        beam_label.setBuddy(self.beam)
+
+        self.ask_button = QPushButton("&Ask")
+        self.ask_button.setAccessibleName("Ask")
+        self.ask_button.setToolTip("Ask the question about the image (Enter)")
+        self.ask_button.setDefault(True)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName("Stop")
+        self.stop_button.setToolTip("Stop the answer (Esc); what was written is kept")
+        self.stop_button.setEnabled(False)
+
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(beam_label)
+        row.addWidget(self.beam)
+        row.addStretch(1)
+        row.addWidget(self.stop_button)
+        row.addWidget(self.ask_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit)
+        layout.addLayout(row)
+
+        self.edit.submitted.connect(self._submit)
+        self.ask_button.clicked.connect(self._submit)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.beam.valueChanged.connect(self.beam_changed)
+        self.edit.textChanged.connect(self._update_buttons)
+        self._busy = False
+        self._image_ready = False
+        self._update_buttons()
+
+    def question(self) -> str:
+        return self.edit.toPlainText().strip()
+
+    def set_question(self, text: str) -> None:
+        self.edit.setPlainText(text)
+
+    def set_busy(self, busy: bool) -> None:
+        """While answering: Ask is off, Stop is on (the question stays editable)."""
+        self._busy = busy
+        self._update_buttons()
+
+    def set_image_ready(self, ready: bool) -> None:
+        self._image_ready = ready
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.ask_button.setEnabled(not self._busy and self._image_ready and bool(self.question()))
+        self.stop_button.setEnabled(self._busy)
+        if not self._image_ready:
+            self.ask_button.setToolTip("Drop, paste or open an image first")
+        elif not self.question():
+            self.ask_button.setToolTip("Type a question first")
+        else:
+            self.ask_button.setToolTip("Ask the question about the image (Enter)")
+
+    def _submit(self) -> None:
+        if self.ask_button.isEnabled():
+            self.ask_requested.emit(self.question())

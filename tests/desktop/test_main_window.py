@@ -1,0 +1,288 @@
+"""The real window, offscreen, with the tiny model through real llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from desktop.main_window import MainWindow
+from models.app_settings import AppSettings
+from models.run_view import RunStatus, RunView
+from models.stages import STAGES, Stage
+
+ANSWER_MS = 60_000
+
+
+@pytest.fixture
+def settings(tiny_pair) -> AppSettings:
+    return replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=2,
+                   max_stage_tokens=16, select="judge", threads=2, n_ctx=4096)
+
+
+@pytest.fixture
+def folders(tmp_path) -> dict[str, Path]:
+    return {"settings_path": tmp_path / "config" / "settings.json",
+            "history_folder": tmp_path / "history"}
+
+
+@pytest.fixture
+def make_window(qtbot, folders):
+    windows: list[MainWindow] = []
+
+    def make(settings: AppSettings) -> MainWindow:
+        window = MainWindow(settings, **folders)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def drop_files(widget, paths: list[Path]) -> None:
+    """A real drag and drop of files onto ``widget``, as the platform delivers it."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(pos.toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, drop)
+
+
+def ask_by_keyboard(qtbot, window: MainWindow, question: str) -> None:
+    edit = window.question_box.edit
+    edit.setFocus()
+    qtbot.keyClicks(edit, question)
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+
+
+def wait_answer(qtbot, window: MainWindow) -> RunView:
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        pass
+    return blocker.args[0]
+
+
+def test_drop_ask_and_all_four_stages_stream_in(qtbot, make_window, settings, image_file):
+    window = make_window(settings)
+    drop_files(window.image_pane, [image_file])
+    assert window.image_pane.current() is not None
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        ask_by_keyboard(qtbot, window, "How many red circles?")
+        assert window.busy and window.question_box.stop_button.isEnabled()
+    view: RunView = blocker.args[0]
+    assert view.status is RunStatus.FINISHED
+    for stage in STAGES:
+        card = window.reasoning.card(stage)
+        assert view.stages[stage].text
+        assert view.stages[stage].text in card.text_shown()
+        assert len(view.stages[stage].segments[-1].candidates) == 2
+    assert not window.busy and not window.question_box.stop_button.isEnabled()
+    assert "total" in window.timing_label.text()
+    assert window.model_label.text().startswith(settings.model.name)
+
+
+def test_the_candidates_view_shows_n_candidates_and_the_winner(
+        qtbot, make_window, settings, image_file):
+    window = make_window(replace(settings, beam=3))
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
+        window.ask("What is red?")
+    card = window.reasoning.card(Stage.CAPTION)
+    card.candidates_button.click()
+    view = card.candidates_view
+    assert view.isVisible()
+    assert len(view.columns()) == 3
+    assert sum(column.chosen for column in view.columns()) == 1
+    assert "Round 1" in view.why_text()  # the judge's verdicts, with their reasons
+
+
+def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, image_file):
+    window = make_window(replace(settings, max_stage_tokens=256, beam=2))
+    window.image_pane.open_file(image_file)
+    window.ask("Describe everything.")
+    qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    view: RunView = blocker.args[0]
+    assert view.status is RunStatus.CANCELLED
+    assert view.stages[Stage.SUMMARY].text
+    assert view.stages[Stage.CONCLUSION].status.value in ("waiting", "stopped")
+    assert window.history.entries()[0].status == "cancelled"
+
+
+def test_closing_mid_answer_stops_the_engine_thread(qtbot, make_window, settings, image_file):
+    window = make_window(replace(settings, max_stage_tokens=256))
+    window.image_pane.open_file(image_file)
+    window.ask("Describe everything.")
+    qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
+    window.close()
+    assert window.engine_stopped
+
+
+def test_history_survives_a_new_window_and_restores_the_full_view(
+        qtbot, make_window, settings, image_file):
+    window = make_window(settings)
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("Which shape is blue?")
+    live: RunView = blocker.args[0]
+    window.close()
+
+    again = make_window(settings)
+    entries = again.history.entries()
+    assert [e.question for e in entries] == ["Which shape is blue?"]
+    assert again.history_panel.list.count() == 1
+    again.history_panel.list.item(0).setSelected(True)
+    assert again.question_box.question() == "Which shape is blue?"
+    assert again.image_pane.current() is not None
+    assert again.image_pane.current().data == image_file.read_bytes()
+    for stage in STAGES:
+        assert again.shown.stages[stage].text == live.stages[stage].text
+        assert live.stages[stage].text in again.reasoning.card(stage).text_shown()
+        restored, original = again.shown.stages[stage].segments, live.stages[stage].segments
+        assert [len(s.candidates) for s in restored] == [len(s.candidates) for s in original]
+        assert [s.chosen for s in restored] == [s.chosen for s in original]
+        assert [[v.reason for v in s.verdicts] for s in restored] == \
+               [[v.reason for v in s.verdicts] for s in original]
+
+
+def test_export_writes_readable_files(qtbot, make_window, settings, image_file, tmp_path):
+    window = make_window(settings)
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("What colour is the circle?")
+    view: RunView = blocker.args[0]
+    ids = [e.id for e in window.history.entries()]
+    data = json.loads(window.export_runs(ids, tmp_path / "out.json").read_text())
+    assert data["runs"][0]["question"] == "What colour is the circle?"
+    assert data["runs"][0]["result"]["stages"]["conclusion"] == view.conclusion
+    html = window.export_runs(ids, tmp_path / "out.html").read_text()
+    assert "data:image/png;base64," in html and "What colour is the circle?" in html
+    markdown = window.export_runs(ids, tmp_path / "out.md").read_text()
+    assert "What colour is the circle?" in markdown
+
+
+def test_bad_drops_say_why_and_keep_the_image(qtbot, make_window, settings, image_file,
+                                              tmp_path):
+    window = make_window(settings)
+    drop_files(window.image_pane, [image_file])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    drop_files(window.image_pane, [notes])
+    assert "not an image" in window.image_pane.message()
+    assert window.image_pane.current().data == image_file.read_bytes()
+    drop_files(window.image_pane, [tmp_path])
+    assert "folder" in window.image_pane.message()
+
+
+def test_asking_without_an_image_says_so(qtbot, make_window, settings):
+    window = make_window(settings)
+    assert not window.ask("What is this?")
+    assert "image" in window.message.text()
+    assert not window.question_box.ask_button.isEnabled()
+
+
+def test_a_failed_run_is_shown_and_saved_as_failed(qtbot, make_window, settings, image_file):
+    window = make_window(replace(settings, n_ctx=2048, max_stage_tokens=1024, beam=4))
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("Describe everything.")
+    view: RunView = blocker.args[0]
+    assert view.status is RunStatus.FAILED
+    assert "full" in view.error
+    assert "failed" in window.message.text()
+    assert window.history.entries()[0].status == "failed"
+
+
+def test_settings_and_window_geometry_are_remembered(qtbot, make_window, settings, folders):
+    window = make_window(settings)
+    window.resize(780, 520)  # the offscreen screen is 800 × 600
+    window.question_box.beam.setValue(5)
+    window.close()
+    from models.app_settings import load_settings
+
+    saved = load_settings(folders["settings_path"])
+    assert saved.beam == 5
+    assert saved.window_geometry
+    again = make_window(saved)
+    assert again.question_box.beam.value() == 5
+    assert (again.width(), again.height()) == (780, 520)
+
+
+def _run(args: list[str], tmp_path: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               STAGEWISE_DATA_DIR=str(tmp_path / "data"),
+               STAGEWISE_CONFIG_DIR=str(tmp_path / "config"))
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_self_test_answers_and_saves_a_screenshot(tiny_pair, tmp_path):
+    shot = tmp_path / "window.png"
+    done = _run([sys.executable, "-m", "desktop", "--self-test", "--screenshot", str(shot),
+                 "--model", str(tiny_pair.model), "--mmproj", str(tiny_pair.mmproj)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "all four stages arrived" in done.stdout
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "QThread" not in done.stderr
+
+
+def test_self_test_fails_on_a_broken_model(tiny_pair, tmp_path):
+    broken = tmp_path / "broken-model.gguf"
+    broken.write_bytes(tiny_pair.model.read_bytes()[:5000])
+    done = _run([sys.executable, "-m", "desktop", "--self-test", "--model", str(broken),
+                 "--mmproj", str(tiny_pair.mmproj), "--timeout", "60"], tmp_path)
+    assert done.returncode == 1
+    assert "could not be loaded" in done.stderr
+
+
+def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from dataclasses import replace
+        from pathlib import Path
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+        from desktop.main_window import MainWindow
+        from models.app_settings import AppSettings
+        from models.stages import Stage
+        app = QApplication([])
+        settings = replace(AppSettings(), model=Path({str(tiny_pair.model)!r}),
+                           mmproj=Path({str(tiny_pair.mmproj)!r}), beam=2,
+                           max_stage_tokens=256)
+        window = MainWindow(settings)
+        window.show()
+        window.image_pane.open_file({str(image_file)!r})
+        window.ask("Describe everything.")
+        window.answer_done.connect(lambda view: (print("ended", view.status), app.quit()))
+        def close_when_streaming():
+            if window.view.stages[Stage.SUMMARY].text:
+                window.close()
+                print("closed while", window.view.status.value)
+                app.quit()
+            else:
+                QTimer.singleShot(5, close_when_streaming)
+        QTimer.singleShot(5, close_when_streaming)
+        app.exec()
+        del window
+        print("exited cleanly")
+    """)
+    done = _run([sys.executable, "-c", script], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "closed while running" in done.stdout and "exited cleanly" in done.stdout
+    assert "QThread" not in done.stderr and "Destroyed" not in done.stderr

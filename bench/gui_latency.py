@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 TARGET_MS = 50.0
@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64, help="token budget per stage")
     parser.add_argument("--seconds", type=float, default=3.0, help="idle measurement length")
+    parser.add_argument("--candidates", action="store_true",
+                        help="open every card's candidates view as soon as it has candidates")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
@@ -84,42 +86,57 @@ def main() -> int:
     from desktop.app import SELF_TEST_QUESTION, example_image
     from desktop.main_window import MainWindow
     from models.app_settings import AppSettings
+    from models.stages import STAGES
     from models.tiny_vlm import BENCH, TINY, write_tiny_pair
 
     pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (kept alive)
     settings = replace(AppSettings(), model=pair.model, mmproj=pair.mmproj, beam=args.beam,
                        max_stage_tokens=args.tokens, select="judge")
     window = MainWindow(settings)
     window.show()
     recorder = GapRecorder()
 
-    def wait(condition: object, limit_s: float) -> None:
-        end = time.monotonic() + limit_s
-        while not condition() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.001)
+    def run_loop(seconds: float, until: object = None) -> None:
+        """Run the real event loop for ``seconds``, or until the signal ``until`` fires."""
+        loop = QEventLoop()
+        QTimer.singleShot(round(seconds * 1000), loop.quit)
+        if until is not None:
+            until.connect(loop.quit)
+        loop.exec()
 
-    wait(lambda: window.loaded is not None, 60)
+    if window.loaded is None:
+        run_loop(60, window.host.worker.model_loaded)
     window.image_pane.open_file(example_image())
 
     recorder.start()
-    wait(lambda: False, args.seconds)
+    run_loop(args.seconds)
     idle = list(recorder.stop())
 
     done: list[object] = []
     window.answer_done.connect(done.append)
+    opener = QTimer(interval=20)
+    if args.candidates:
+        def open_candidates() -> None:
+            for stage in STAGES:
+                card = window.reasoning.card(stage)
+                if card.candidates_button.isEnabled() and not card.candidates_button.isChecked():
+                    card.set_candidates_open(True)
+        opener.timeout.connect(open_candidates)
+        opener.start()
     streamed = time.perf_counter()
     recorder.start()
     window.ask(SELF_TEST_QUESTION)
-    wait(lambda: bool(done), 600)
+    run_loop(600, window.answer_done)
     busy = list(recorder.stop())
+    opener.stop()
     seconds = time.perf_counter() - streamed
     view = done[0] if done else None
     tokens = view.result.timings.generated_tokens if view and view.result else 0
     window.close()
 
-    print(f"model {args.model}, beam {args.beam}, {args.tokens} tokens per stage, "
+    shown = ", candidates views open" if args.candidates else ""
+    print(f"model {args.model}, beam {args.beam}, {args.tokens} tokens per stage{shown}, "
           f"{tokens} tokens generated in {seconds:.1f} s ({tokens / seconds:.0f}/s)")
     print(f"idle window      {summary(idle)}")
     print(f"while answering  {summary(busy)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +23,7 @@ class WindowOptions:
     screenshot: Path | None = None
     model: Path | None = None
     mmproj: Path | None = None
+    beam: int | None = None
     timeout_s: float = 300.0
 
 
@@ -44,7 +45,7 @@ def run_window(options: WindowOptions) -> int:
     app.setApplicationName("Stagewise")
     app.setOrganizationName("Stagewise")
     app.setApplicationDisplayName("Stagewise")
-    settings = _with_model(load_settings(), options)
+    settings = _for_session(load_settings(), options)
     window = MainWindow(settings)
     window.show()
     status = EXIT_OK
@@ -64,10 +65,11 @@ def run_window(options: WindowOptions) -> int:
     return status
 
 
-def _with_model(settings: AppSettings, options: WindowOptions) -> AppSettings:
-    if options.model is None and options.mmproj is None:
-        return settings
-    from dataclasses import replace
-
-    return replace(settings, model=options.model or settings.model,
-                   mmproj=options.mmproj)
+def _for_session(settings: AppSettings, options: WindowOptions) -> AppSettings:
+    """The saved settings with this session's command-line choices on top."""
+    if options.model is not None or options.mmproj is not None:
+        settings = replace(settings, model=options.model or settings.model,
+                           mmproj=options.mmproj)
+    if options.beam is not None:
+        settings = replace(settings, beam=options.beam)
+    return settings

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text model GGUF for this session (default: the one in Settings)")
     window.add_argument("--mmproj", dest="window_mmproj", type=Path, metavar="GGUF",
                         help="projector GGUF for this session")
+    window.add_argument("--beam", dest="window_beam", type=_beam, metavar="N",
+                        help="candidates per stage for this session (default: Settings)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question about one image")
     ask.add_argument("--image", required=True, type=Path, help="the image file")
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_window(WindowOptions(
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
-            mmproj=args.window_mmproj, timeout_s=args.timeout))
+            mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout))
     try:
         return _ask(args)
     except StagewiseError as error:

@@ -763,6 +763,14 @@ class ImagePane(QWidget):
             return self._refuse("The clipboard is empty: copy an image or an image file first")
         return self._take_mime(mime, _PASTE, CLIPBOARD_NAME)
 
+    def paste_mime(self, mime: QMimeData) -> ImageInput | None:
+        """Take an image pasted or dropped somewhere else (the question box passes it on).
+
+        Returns:
+            The image taken, or None if refused (the message says why).
+        """
+        return self._take_mime(mime, _PASTE, CLIPBOARD_NAME)
+
     # ---------------------------------------------------------------------------- zoom
 
     def zoom_in(self) -> None:

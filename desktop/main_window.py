@@ -206,6 +206,7 @@ class MainWindow(QMainWindow):
         self.question_box.ask_requested.connect(self.ask)
         self.question_box.stop_requested.connect(self.stop)
         self.question_box.beam_changed.connect(self._on_beam)
+        self.question_box.image_pasted.connect(self.image_pane.paste_mime)
         self.history_panel.run_selected.connect(self.show_past_run)
         self.history_panel.export_requested.connect(self.export_runs)
         self.history_panel.deleted.connect(self._on_deleted)
@@ -319,10 +320,13 @@ class MainWindow(QMainWindow):
         self._dirty = set()
         self._show_timings(self.view)
 
-    def _on_run_failed(self, message: str) -> None:
-        self.view.fail(message)
+    def _on_run_failed(self, message: str, cancelled: bool) -> None:
+        self.view.end(RunStatus.CANCELLED if cancelled else RunStatus.FAILED, message)
         self._end_run()
-        self.show_message(f"The answer failed: {message}")
+        if cancelled:
+            self.statusBar().showMessage("Stopped before the answer began", 4000)
+        else:
+            self.show_message(f"The answer failed: {message}")
 
     def _on_run_finished(self, result: SearchResult) -> None:
         self._end_run()

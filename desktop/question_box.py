@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -19,6 +19,16 @@ from models.search_settings import MAX_BEAM
 
 class _QuestionEdit(QPlainTextEdit):
     submitted = Signal()
+    image_pasted = Signal(QMimeData)  # an image (or image file) pasted or dropped here
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return _is_image(source) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if _is_image(source):
+            self.image_pasted.emit(source)
+        else:
+            super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -28,10 +38,21 @@ class _QuestionEdit(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+def _is_image(mime: QMimeData) -> bool:
+    """Image data or local files: meant for the image pane, not the question's text."""
+    if mime.hasImage():
+        return True
+    return mime.hasUrls() and all(url.isLocalFile() for url in mime.urls())
+
+
 class QuestionBox(QWidget):
-    """Emits ``ask_requested(question)`` and ``stop_requested``; shows busy state."""
+    """Emits ``ask_requested(question)`` and ``stop_requested``; shows busy state.
+
+    An image pasted or dropped onto the question is passed on as ``image_pasted``.
+    """
 
     ask_requested = Signal(str)
+    image_pasted = Signal(QMimeData)
     stop_requested = Signal()
     beam_changed = Signal(int)
 
@@ -73,6 +94,7 @@ class QuestionBox(QWidget):
         layout.addLayout(row)
 
         self.edit.submitted.connect(self._submit)
+        self.edit.image_pasted.connect(self.image_pasted)
         self.ask_button.clicked.connect(self._submit)
         self.stop_button.clicked.connect(self.stop_requested)
         self.beam.valueChanged.connect(self.beam_changed)

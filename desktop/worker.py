@@ -75,7 +75,7 @@ class EngineWorker(QObject):
     model_failed = Signal(str)
     run_started = Signal(int)  # the history id, or -1 when it could not be saved
     events = Signal(list)  # core events, in order, batched
-    run_failed = Signal(str)
+    run_failed = Signal(str, bool)  # the message; True if it was stopped, not broken
     run_finished = Signal(object)  # SearchResult
     notice = Signal(str)  # something went wrong but the answer goes on
     idle = Signal(object)  # the finished job's cancel event
@@ -95,10 +95,8 @@ class EngineWorker(QObject):
         """Load the model the settings name, unless it is loaded already."""
         try:
             self._ensure_engine(settings, cancel)
-        except Cancelled:
-            self.model_failed.emit("loading the model was stopped")
-        except StagewiseError as error:
-            self.model_failed.emit(str(error))
+        except StagewiseError:
+            pass  # model_failed has said why
         finally:
             self.idle.emit(cancel)
 
@@ -115,7 +113,7 @@ class EngineWorker(QObject):
             self.run_started.emit(run_id)
             self._run(engine, job, image, run_id)
         except Cancelled:
-            self._fail(run_id, "stopped before the answer began")
+            self._fail(run_id, "stopped before the answer began", cancelled=True)
         except StagewiseError as error:
             self._fail(run_id, str(error))
         except (OSError, MemoryError) as error:
@@ -159,7 +157,11 @@ class EngineWorker(QObject):
         from models.defaults import resolve_pair
         from models.engine import Engine, supports_gpu_offload
 
-        pair = resolve_pair(settings.model, settings.mmproj)
+        try:
+            pair = resolve_pair(settings.model, settings.mmproj)
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+            raise
         engine_settings = settings.engine_settings()
         key = (pair.model, pair.mmproj, engine_settings)
         if self._engine is not None and self._engine_key == key:
@@ -174,7 +176,14 @@ class EngineWorker(QObject):
             self.model_progress.emit(value)
             return not cancel.is_set()
 
-        self._engine = Engine(pair.model, pair.mmproj, engine_settings, progress=progress)
+        try:
+            self._engine = Engine(pair.model, pair.mmproj, engine_settings, progress=progress)
+        except Cancelled:
+            self.model_failed.emit("loading the model was stopped")
+            raise
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+            raise
         self._engine_key = key
         self._loaded = LoadedModel(pair.model.name, pair.model, pair.mmproj, pair.note,
                                    supports_gpu_offload() and settings.gpu_layers != 0,
@@ -207,13 +216,13 @@ class EngineWorker(QObject):
         except StagewiseError as error:
             self.notice.emit(f"History: {error}")
 
-    def _fail(self, run_id: int, message: str) -> None:
+    def _fail(self, run_id: int, message: str, cancelled: bool = False) -> None:
         if run_id >= 0:
             try:
                 self._history_store().fail(run_id, message)
             except StagewiseError as error:
                 log.warning("could not record the failure: %s", error)
-        self.run_failed.emit(message)
+        self.run_failed.emit(message, cancelled)
 
 
 def _settings_record(settings: AppSettings) -> dict[str, object]:

@@ -214,10 +214,11 @@ class RunView:
                 return set(STAGES)
         return set()
 
-    def fail(self, message: str) -> set[Stage]:
-        """The run ended with an error (the search raised; nothing more will come)."""
+    def end(self, status: RunStatus, message: str = "") -> set[Stage]:
+        """The run ended without an :class:`AnswerFinished` (it failed, or was stopped
+        before the search began); nothing more will come."""
         self.error = message
-        self._end(RunStatus.FAILED)
+        self._end(status)
         return set(STAGES)
 
     # -- reading --------------------------------------------------------------------------

@@ -286,3 +286,41 @@ def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tm
     assert done.returncode == 0, done.stderr
     assert "closed while running" in done.stdout and "exited cleanly" in done.stdout
     assert "QThread" not in done.stderr and "Destroyed" not in done.stderr
+
+
+def test_an_image_pasted_into_the_question_goes_to_the_image(qtbot, make_window, settings,
+                                                             image_file):
+    window = make_window(settings)
+    edit = window.question_box.edit
+    edit.setFocus()
+    qtbot.keyClicks(edit, "What is this?")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image_file))])
+    QApplication.clipboard().setMimeData(mime)
+    edit.paste()
+    assert window.image_pane.current().data == image_file.read_bytes()
+    assert window.question_box.question() == "What is this?"
+    QApplication.clipboard().setText("red?")
+    edit.paste()
+    assert window.question_box.question() == "What is this?red?"
+
+
+def test_a_broken_model_is_reported_and_asking_says_why(qtbot, settings, folders, image_file,
+                                                         tmp_path):
+    broken = tmp_path / "broken-model.gguf"
+    broken.write_bytes(settings.model.read_bytes()[:5000])
+    window = MainWindow(replace(settings, model=broken), **folders)
+    qtbot.addWidget(window)
+    try:
+        qtbot.waitUntil(lambda: "could not be loaded" in window.message.text(),
+                        timeout=ANSWER_MS)
+        assert "broken-model.gguf" in window.message.text()
+        assert window.model_label.text() == "No model loaded"
+        window.image_pane.open_file(image_file)
+        with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+            window.ask("What is this?")
+        assert blocker.args[0].status is RunStatus.FAILED
+        assert "failed" in window.message.text() and "broken-model.gguf" in window.message.text()
+        assert not window.busy
+    finally:
+        window.close()

@@ -19,15 +19,13 @@ truncated JPEG, GIF, BMP or ICO as grey, where :func:`models.images.load_image` 
 
 from __future__ import annotations
 
-import functools
-import io
 import math
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image
 from PySide6.QtCore import (
     QBuffer,
     QByteArray,
@@ -73,8 +71,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models import images as _images
 from models.errors import ImageError
+from models.images import decode_preview, image_suffixes, inspect_image, read_image_file
 
 __all__ = ["CLIPBOARD_NAME", "DROPPED_NAME", "MAX_DISPLAY_SIDE", "ImageInput", "ImagePane"]
 
@@ -175,13 +173,13 @@ def _load_file(path: Path, action: _Action) -> _Loaded:
     try:
         is_folder = stat.S_ISDIR(path.stat().st_mode)
     except (OSError, ValueError):
-        is_folder = False  # _read_file says what is wrong
+        is_folder = False  # read_image_file says what is wrong
     if is_folder:
         raise _Refused(f"{name} is a folder: {action.imperative} an image file")
     try:
-        data = _images._read_file(path)
+        data = read_image_file(path, name)
     except ImageError as error:
-        raise _Refused(f"{name}: {error.problem}") from None
+        raise _Refused(str(error)) from None
     return _load_bytes(data, name, path)
 
 
@@ -192,60 +190,28 @@ def _load_bytes(data: bytes, name: str, path: Path | None) -> _Loaded:
         _Refused: The data is empty, too large, not a readable image, or corrupt.
     """
     try:
-        _images._check_byte_count(name, len(data))
+        header = inspect_image(data, name)
+        display = _decode_for_display(data, name, header.format)
     except ImageError as error:
         raise _Refused(str(error)) from None
-    image_format, header_size = _inspect(data, name)
-    display = _decode_for_display(data, name, image_format)
-    width, height = _upright_size(header_size, display)
+    width, height = _upright_size((header.width, header.height), display)
     image_input = ImageInput(
-        data=data, name=name, path=path, width=width, height=height, format=image_format
+        data=data, name=name, path=path, width=width, height=height, format=header.format
     )
     return _Loaded(input=image_input, display=display)
-
-
-def _inspect(data: bytes, name: str) -> tuple[str, tuple[int, int]]:
-    """The format and header size of ``data``, read without decoding the pixels.
-
-    Raises:
-        _Refused: Not an image Pillow reads here, or more pixels than models.images allows.
-    """
-    try:
-        with Image.open(io.BytesIO(data), formats=_images._available_formats()) as opened:
-            image_format, size = opened.format or "?", opened.size
-    except Image.UnidentifiedImageError:
-        raise _Refused(f"{name} is not an image Stagewise can read ({_images._READABLE})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        problem = _images._too_large_message(str(error), _images.MAX_PIXELS)
-        raise _Refused(f"{name}: {problem}") from None
-    except _images._DECODE_ERRORS as error:
-        raise _Refused(f"{name}: the image data is corrupt or truncated ({error})") from None
-    try:
-        _images._check_pixels(name, size, _images.MAX_PIXELS)
-    except ImageError as error:
-        raise _Refused(str(error)) from None
-    return image_format, size
 
 
 def _decode_for_display(data: bytes, name: str, image_format: str) -> QImage:
     """Decode ``data`` upright, its longer side at most :data:`MAX_DISPLAY_SIDE`.
 
     Raises:
-        _Refused: The pixel data is corrupt or truncated.
+        ImageError: The pixel data is corrupt or truncated.
     """
     if image_format in _QT_FORMATS:
         image = _decode_with_qt(data)
         if image is not None:
             return image
-    try:
-        return _decode_with_pillow(data)
-    except MemoryError:
-        raise _Refused(f"{name}: not enough memory to decode the image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        problem = _images._too_large_message(str(error), _images.MAX_PIXELS)
-        raise _Refused(f"{name}: {problem}") from None
-    except _images._DECODE_ERRORS as error:
-        raise _Refused(f"{name}: the image data is corrupt or truncated ({error})") from None
+    return _to_qimage(decode_preview(data, name, MAX_DISPLAY_SIDE))
 
 
 def _decode_with_qt(data: bytes) -> QImage | None:
@@ -268,34 +234,9 @@ def _decode_with_qt(data: bytes) -> QImage | None:
     return None if image.isNull() else image
 
 
-def _decode_with_pillow(data: bytes) -> QImage:
-    """Decode with Pillow (JPEG reduced while decoding), upright, as a QImage."""
-    image = Image.open(io.BytesIO(data), formats=_images._available_formats())
-    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    if image.format in ("JPEG", "MPO"):
-        image.draft("RGB", _display_size(image.size))
-    image.load()
-    if max(image.size) > MAX_DISPLAY_SIDE:
-        image.thumbnail(
-            (MAX_DISPLAY_SIDE, MAX_DISPLAY_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0
-        )
-    if orientation in range(2, 9):
-        image = ImageOps.exif_transpose(image)
-    return _to_qimage(image)
-
-
-def _display_size(size: tuple[int, int]) -> tuple[int, int]:
-    """``size`` shrunk (keeping the aspect ratio) to fit :data:`MAX_DISPLAY_SIDE`."""
-    scale = min(1.0, MAX_DISPLAY_SIDE / max(size))
-    return max(1, math.ceil(size[0] * scale)), max(1, math.ceil(size[1] * scale))
-
-
 def _to_qimage(image: Image.Image) -> QImage:
-    """A QImage copy of a decoded Pillow image, keeping transparency."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        image = _images._to_rgb(image)  # scales high bit depths instead of clipping
-    has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
+    """A QImage copy of an RGB or RGBA Pillow image (what decode_preview returns)."""
+    has_alpha = image.mode == "RGBA"
     channels = 4 if has_alpha else 3
     image_format = QImage.Format.Format_RGBA8888 if has_alpha else QImage.Format.Format_RGB888
     raw = image.tobytes()
@@ -337,16 +278,9 @@ def _has_image_data(mime: QMimeData) -> bool:
     return mime.hasImage() or any(mime.hasFormat(kind) for kind in _RAW_IMAGE_TYPES)
 
 
-@functools.cache
-def _image_suffixes() -> frozenset[str]:
-    """File name endings of the formats models.images reads."""
-    formats = set(_images._available_formats())
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats)
-
-
 def _looks_like_image(path: Path) -> bool:
     """Whether a dragged path probably is an image (by its name only: nothing is read)."""
-    return path.suffix.lower() in _image_suffixes()
+    return path.suffix.lower() in image_suffixes()
 
 
 def _percent(scale: float) -> str:

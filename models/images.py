@@ -8,6 +8,7 @@ filters) are read, never changed. The original file is only read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -26,8 +27,14 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "MAX_SIDE",
+    "READABLE_FORMATS",
+    "ImageHeader",
     "PreparedImage",
+    "decode_preview",
+    "image_suffixes",
+    "inspect_image",
     "load_image",
+    "read_image_file",
 ]
 
 MAX_PIXELS = 64_000_000
@@ -57,7 +64,8 @@ _FORMATS = (
 """Formats Pillow may try, in this order. Formats with weak signatures (TGA) or that run
 external programs (EPS runs Ghostscript) are left out."""
 
-_READABLE = "PNG, JPEG, GIF, WebP, BMP, TIFF, PPM, ICO, QOI, JPEG 2000, AVIF"
+READABLE_FORMATS = "PNG, JPEG, GIF, WebP, BMP, TIFF, PPM, ICO, QOI, JPEG 2000, AVIF"
+"""The formats Stagewise reads, as a person would list them."""
 
 # Exceptions Pillow's decoders raise on broken data, besides the ones named in the code.
 # Warning is there for programs that turn warnings into errors: Pillow warns about bad data.
@@ -127,7 +135,7 @@ def load_image(
         The prepared image.
 
     Raises:
-        ImageError: The file is missing or unreadable, is not an image Pillow can read here, is
+        ImageError: The file is missing or unreadable, is not an image Stagewise can read here, is
             corrupt or truncated, or is too large.
         ValueError: ``max_pixels`` or ``max_side`` is not positive.
     """
@@ -148,6 +156,99 @@ def load_image(
     )
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding its pixels."""
+
+    format: str  # Pillow's name: "PNG", "JPEG", ...
+    width: int  # as stored, before any EXIF orientation
+    height: int
+
+
+def read_image_file(path: str | os.PathLike[str], name: str | None = None) -> bytes:
+    """The bytes of an image file, refusing folders, devices, empty and oversized files.
+
+    Args:
+        path: The file.
+        name: How to name it in messages (default: the whole path).
+
+    Raises:
+        ImageError: The file cannot be read or is refused.
+    """
+    path = Path(os.fspath(path))
+    return _read_file(path, name or str(path))
+
+
+def inspect_image(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> ImageHeader:
+    """Check encoded image bytes as far as can be done without decoding the pixels.
+
+    Refuses what :func:`load_image` would refuse before decoding: an empty or oversized
+    input, a format Stagewise does not read, a header that cannot be parsed, too many pixels.
+
+    Raises:
+        ImageError: Named ``name``, saying why.
+    """
+    _check_byte_count(name, len(data))
+    try:
+        with Image.open(io.BytesIO(data), formats=_available_formats()) as opened:
+            header = ImageHeader(opened.format or "?", *opened.size)
+    except Image.UnidentifiedImageError:
+        raise ImageError(
+            name, f"not an image Stagewise can read (readable formats: {READABLE_FORMATS})"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(name, _too_large_message(str(error), max_pixels)) from None
+    except _DECODE_ERRORS as error:
+        raise ImageError(name, f"the image data is corrupt or truncated ({error})") from None
+    _check_pixels(name, (header.width, header.height), max_pixels)
+    return header
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """File name endings (".png", ".jpg", ...) of the formats Stagewise reads."""
+    formats = set(_available_formats())
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats)
+
+
+def decode_preview(data: bytes, name: str, max_side: int) -> Image.Image:
+    """Decode an image to show it: upright, its longer side at most ``max_side``.
+
+    Transparency is kept (mode RGBA or RGB); high bit depths are scaled to 8 bits. JPEG is
+    reduced while decoding, so a huge photo never exists at full size in memory.
+
+    Raises:
+        ImageError: The data is not a readable image, is corrupt, or is too large.
+    """
+    try:
+        image = Image.open(io.BytesIO(data), formats=_available_formats())
+        _check_pixels(name, image.size, MAX_PIXELS)
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        if image.format in ("JPEG", "MPO"):
+            _draft(image, max_side)
+        image.load()
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if orientation in range(2, 9):
+            image = ImageOps.exif_transpose(image)
+        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+            image = _high_depth_to_l(image)
+        alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+        return image.convert("RGBA" if alpha else "RGB")
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError(
+            name, f"not an image Stagewise can read (readable formats: {READABLE_FORMATS})"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(name, _too_large_message(str(error), MAX_PIXELS)) from None
+    except MemoryError:
+        raise ImageError(name, "not enough memory to decode the image") from None
+    except _DECODE_ERRORS as error:
+        raise ImageError(name, f"the image data is corrupt or truncated ({error})") from None
+
+
 # --------------------------------------------------------------------------------------------
 # Reading
 
@@ -160,7 +261,7 @@ def _read_source(source: str | os.PathLike[str] | bytes, name: str | None) -> tu
         _check_byte_count(label, len(data))
         return label, data
     path = Path(os.fspath(source))
-    return str(path), _read_file(path)
+    return str(path), _read_file(path, str(path))
 
 
 def _check_byte_count(label: str, size: int) -> None:
@@ -175,9 +276,8 @@ def _check_byte_count(label: str, size: int) -> None:
         )
 
 
-def _read_file(path: Path) -> bytes:
-    """The whole content of ``path``, or an ImageError saying why it cannot be read."""
-    label = str(path)
+def _read_file(path: Path, label: str) -> bytes:
+    """The whole content of ``path``, or an ImageError (naming ``label``) saying why not."""
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -217,7 +317,7 @@ def _decode(
         raise
     except Image.UnidentifiedImageError:
         raise ImageError(
-            label, f"not an image Pillow can read (readable formats: {_READABLE})"
+            label, f"not an image Stagewise can read (readable formats: {READABLE_FORMATS})"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(label, _too_large_message(str(error), max_pixels)) from None

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from desktop.image_pane import (
     ImageInput,
     ImagePane,
 )
+from tests.models.test_images import save, write_header_only_png
 
 COPY_OR_MOVE = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
 
@@ -46,27 +45,6 @@ def noisy(size: tuple[int, int], seed: int = 0) -> Image.Image:
     """An RGB image of random pixels (so that its encoding is not tiny)."""
     rng = random.Random(seed)
     return Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
-
-
-def save(image: Image.Image, path: Path, **options: object) -> Path:
-    image.save(path, **options)
-    return path
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def write_header_only_png(path: Path, width: int, height: int) -> Path:
-    """A valid PNG header claiming ``width``×``height`` (1-bit grey) with almost no pixel data."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + png_chunk(b"IEND", b"")
-    )
-    return path
 
 
 def truncated(source: Path, target: Path) -> Path:
@@ -229,7 +207,8 @@ def test_text_file_is_refused_and_the_image_kept(
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture\n")
     message = refused_drop(qtbot, pane, file_mime(notes))
-    assert message.startswith("notes.txt is not an image Stagewise can read (PNG, JPEG, ")
+    assert message.startswith(
+        "notes.txt: not an image Stagewise can read (readable formats: PNG, JPEG, ")
     assert pane.current() == first
     assert pane.caption().startswith("first.png")
     pane.dismiss_message()
@@ -272,7 +251,7 @@ def test_several_files_none_an_image(
     b.write_text("b")
     message = refused_drop(qtbot, pane, file_mime(a, b))
     assert message.startswith("2 files dropped: none is an image Stagewise can read.")
-    assert "a.txt is not an image" in message
+    assert "a.txt: not an image" in message
     assert pane.current() == first
 
 

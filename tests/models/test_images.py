@@ -21,7 +21,15 @@ from PIL import Image
 
 import models.images as images
 from models.errors import ImageError, StagewiseError
-from models.images import MAX_PIXELS, PreparedImage, load_image
+from models.images import (
+    MAX_PIXELS,
+    ImageHeader,
+    PreparedImage,
+    decode_preview,
+    inspect_image,
+    load_image,
+    read_image_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -274,7 +282,7 @@ def test_pillow_global_state_is_left_alone(tmp_path: Path) -> None:
 def test_text_file_named_png(tmp_path: Path) -> None:
     path = tmp_path / "notes.png"
     path.write_text("this is not an image\n")
-    with pytest.raises(ImageError, match="not an image Pillow can read") as caught:
+    with pytest.raises(ImageError, match="not an image Stagewise can read") as caught:
         load_image(path)
     assert caught.value.source == str(path)
     assert str(path) in str(caught.value)
@@ -282,7 +290,7 @@ def test_text_file_named_png(tmp_path: Path) -> None:
 
 def test_random_bytes(tmp_path: Path) -> None:
     data = random.Random(1).randbytes(5000)
-    with pytest.raises(ImageError, match="not an image Pillow can read"):
+    with pytest.raises(ImageError, match="not an image Stagewise can read"):
         load_image(data)
     path = tmp_path / "random.jpg"
     path.write_bytes(data)
@@ -293,7 +301,7 @@ def test_random_bytes(tmp_path: Path) -> None:
 def test_eps_is_not_handed_to_ghostscript(tmp_path: Path) -> None:
     path = tmp_path / "doc.eps"
     path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
-    with pytest.raises(ImageError, match="not an image Pillow can read"):
+    with pytest.raises(ImageError, match="not an image Stagewise can read"):
         load_image(path)
 
 
@@ -440,4 +448,32 @@ def test_bad_files_do_not_crash_the_interpreter(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert "900,000,000 pixels" in lines[0]
-    assert "not an image Pillow can read" in lines[1]
+    assert "not an image Stagewise can read" in lines[1]
+
+
+def test_inspect_image_reads_the_header_only(tmp_path):
+    huge = write_header_only_png(tmp_path / "huge.png", 20_000, 20_000)
+    with pytest.raises(ImageError, match="too large"):
+        inspect_image(huge.read_bytes(), "huge.png")
+    small = write_header_only_png(tmp_path / "small.png", 300, 200)
+    assert inspect_image(small.read_bytes(), "small.png") == ImageHeader("PNG", 300, 200)
+    with pytest.raises(ImageError, match=r"notes\.txt: not an image Stagewise can read"):
+        inspect_image(b"just words", "notes.txt")
+    with pytest.raises(ImageError, match="the file is empty"):
+        inspect_image(b"", "empty.png")
+
+
+def test_decode_preview_keeps_alpha_and_shrinks(tmp_path):
+    rgba = save(Image.new("RGBA", (1000, 500), (255, 0, 0, 128)), tmp_path / "a.png")
+    preview = decode_preview(rgba.read_bytes(), "a.png", 100)
+    assert (preview.mode, preview.size) == ("RGBA", (100, 50))
+    data = rgba.read_bytes()
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        decode_preview(data[: len(data) // 2], "a.png", 100)
+
+
+def test_read_image_file_names_the_file_as_asked(tmp_path):
+    with pytest.raises(ImageError, match=r"^gone\.png: no such file$"):
+        read_image_file(tmp_path / "gone.png", "gone.png")
+    with pytest.raises(ImageError, match="this is a folder"):
+        read_image_file(tmp_path)

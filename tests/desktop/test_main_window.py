@@ -324,3 +324,22 @@ def test_a_broken_model_is_reported_and_asking_says_why(qtbot, settings, folders
         assert not window.busy
     finally:
         window.close()
+
+
+def test_new_settings_load_the_new_model_and_are_saved(qtbot, make_window, settings, folders,
+                                                       tmp_path):
+    from models.app_settings import load_settings
+    from models.tiny_vlm import TINY, write_tiny_pair
+
+    window = make_window(settings)
+    other = write_tiny_pair(tmp_path / "other", TINY, seed=1)
+    renamed = other.model.with_name("other-model.gguf")
+    other.model.rename(renamed)
+    with qtbot.waitSignal(window.host.worker.model_loaded, timeout=ANSWER_MS) as blocker:
+        window.apply_settings(replace(settings, model=renamed, mmproj=other.mmproj,
+                                      stages_collapsed=True))
+    assert blocker.args[0].name == "other-model.gguf"
+    assert window.model_label.text().startswith("other-model.gguf")
+    assert window.reasoning.card(Stage.SUMMARY).is_collapsed()
+    assert not window.reasoning.card(Stage.CONCLUSION).is_collapsed()
+    assert load_settings(folders["settings_path"]).model == renamed

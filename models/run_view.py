@@ -126,7 +126,8 @@ class RunView:
         self.started: RunStarted | None = None
         self.result: SearchResult | None = None
         self.error = ""
-        self.stages: dict[Stage, StageView] = {s: StageView(s) for s in STAGES}
+        self._stages: dict[Stage, StageView] = {s: StageView(s) for s in STAGES}
+        self._texts_stale = False
         self.segments: list[SegmentView] = []
         self._committed = ""  # the chosen answer so far, the search's open tags included
 
@@ -161,7 +162,7 @@ class RunView:
                 seg = SegmentView(no, unit, prefix, [CandidateView(i) for i in range(n)])
                 self.segments.append(seg)
                 for stage in self._stages_of(unit):
-                    view = self.stages[stage]
+                    view = self._stages[stage]
                     view.segments.append(seg)
                     view.status = StageStatus.SAMPLING
                 return self._refresh(unit)
@@ -178,7 +179,7 @@ class RunView:
             case JudgingStarted(unit=unit, segment=no, n_comparisons=n):
                 self._segment(no).n_comparisons = n
                 for stage in self._stages_of(unit):
-                    self.stages[stage].status = StageStatus.JUDGING
+                    self._stages[stage].status = StageStatus.JUDGING
                 return self._stages_of(unit)
             case CorrectnessChecked(check=check):
                 seg = self._segment(check.segment)
@@ -197,19 +198,20 @@ class RunView:
                     cv.score = scores[k] if k < len(scores) else None
                 self._committed += seg.prefix + seg.candidates[i].raw
                 for stage in self._stages_of(unit):
-                    view = self.stages[stage]
+                    view = self._stages[stage]
                     view.status = StageStatus.CHOSEN
                     view.seconds = (view.seconds or 0.0) + seconds
                 self._refresh_all()
                 return self._stages_of(unit)
             case AnswerFinished(result=result):
                 self.result = result
+                live = self.stages  # brought up to date before the result's texts win
                 for stage in STAGES:  # a stopped stage keeps what its leader had written
                     final = result.stages.get(stage, "").strip()
-                    self.stages[stage].text = final or self.stages[stage].text
+                    live[stage].text = final or live[stage].text
                     key = stage.value if result.strategy != "best-of-n" else "answer"
                     if key in result.timings.stage_s:
-                        self.stages[stage].seconds = result.timings.stage_s[key]
+                        self._stages[stage].seconds = result.timings.stage_s[key]
                 self._end(RunStatus(result.status))
                 return set(STAGES)
         return set()
@@ -224,8 +226,15 @@ class RunView:
     # -- reading --------------------------------------------------------------------------
 
     @property
+    def stages(self) -> dict[Stage, StageView]:
+        """Each stage's card state, texts up to date."""
+        if self._texts_stale:
+            self._recompute_texts()
+        return self._stages
+
+    @property
     def conclusion(self) -> str:
-        return self.stages[Stage.CONCLUSION].text
+        return self._stages[Stage.CONCLUSION].text
 
     @property
     def done(self) -> bool:
@@ -236,7 +245,7 @@ class RunView:
     def _end(self, status: RunStatus) -> None:
         self.status = status
         if status is not RunStatus.FINISHED:
-            for view in self.stages.values():
+            for view in self._stages.values():
                 if view.status in (StageStatus.SAMPLING, StageStatus.JUDGING):
                     view.status = StageStatus.STOPPED
 
@@ -251,8 +260,17 @@ class RunView:
         return set(STAGES) if unit is None else {unit}
 
     def _refresh(self, unit: Stage | None) -> set[Stage]:
-        """Recompute card texts from the chosen answer plus the leading candidate's stream."""
-        stages = self._stages_of(unit)
+        """Mark the card texts out of date; they are recomputed when next read, so a burst
+        of streamed tokens costs one parse per render, not one per token."""
+        self._texts_stale = True
+        return self._stages_of(unit)
+
+    def _refresh_all(self) -> None:
+        self._refresh(None)
+
+    def _recompute_texts(self) -> None:
+        """Card texts: the chosen answer so far plus the leading candidate's stream."""
+        self._texts_stale = False
         text = self._committed
         seg = self.segments[-1] if self.segments else None
         if seg is not None and seg.chosen is None and seg.candidates:
@@ -261,11 +279,7 @@ class RunView:
         parser.feed(text)
         parser.finish()
         for stage in STAGES:
-            self.stages[stage].text = parser.contents[stage].strip()
-        return stages
-
-    def _refresh_all(self) -> None:
-        self._refresh(None)
+            self._stages[stage].text = parser.contents[stage].strip()
 
 
 def replay(result: SearchResult) -> Iterator[Event]:

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
 
     # -- worker signals -------------------------------------------------------------------
 
+    @Slot(str)
     def _on_model_loading(self, name: str) -> None:
         self.loaded = None
         self.model_label.setText(f"Loading {name}…")
@@ -278,10 +279,12 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.show()
 
+    @Slot(float)
     def _on_model_progress(self, value: float) -> None:
         if self.progress.maximum():
             self.progress.setValue(round(value * 100))
 
+    @Slot(object)
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         where = "GPU" if loaded.gpu_offload else "CPU"
@@ -298,16 +301,19 @@ class MainWindow(QMainWindow):
         else:
             self.progress.setRange(0, 0)
 
+    @Slot(str)
     def _on_model_failed(self, message: str) -> None:
         self.model_label.setText("No model loaded")
         if not self.busy:
             self.progress.hide()
         self.show_message(f"The model could not be loaded: {message}")
 
+    @Slot(int)
     def _on_run_started(self, run_id: int) -> None:
         self.live_run_id = run_id
         self.history_panel.refresh(select=run_id)
 
+    @Slot(list)
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
             self._dirty |= self.view.apply(event)
@@ -320,6 +326,7 @@ class MainWindow(QMainWindow):
         self._dirty = set()
         self._show_timings(self.view)
 
+    @Slot(str, bool)
     def _on_run_failed(self, message: str, cancelled: bool) -> None:
         self.view.end(RunStatus.CANCELLED if cancelled else RunStatus.FAILED, message)
         self._end_run()
@@ -328,6 +335,7 @@ class MainWindow(QMainWindow):
         else:
             self.show_message(f"The answer failed: {message}")
 
+    @Slot(object)
     def _on_run_finished(self, result: SearchResult) -> None:
         self._end_run()
         if result.status == "cancelled":
@@ -487,6 +495,7 @@ class MainWindow(QMainWindow):
 
     # -- messages -------------------------------------------------------------------------
 
+    @Slot(str)
     def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.message.show()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
 from desktop.main_window import MainWindow
@@ -41,6 +41,7 @@ class SelfTest(QObject):
         if not self.window.ask(self.question):
             self._finish(1, f"self-test: could not ask: {self.window.message.text()}")
 
+    @Slot(object)
     def _done(self, view: RunView) -> None:
         missing = [s.title for s in STAGES if not view.stages[s].text.strip()]
         if view.status is not RunStatus.FINISHED:
@@ -54,6 +55,7 @@ class SelfTest(QObject):
             self._finish(0, f"self-test: all four stages arrived{took}; "
                             f"conclusion: {view.conclusion[:80]!r}")
 
+    @Slot(str)
     def _model_failed(self, message: str) -> None:
         self._finish(1, f"self-test: the model could not be loaded: {message}")
 

@@ -21,13 +21,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.errors import StagewiseError
+from models.files import write_atomic
 from models.paths import config_dir
 from models.sampling_settings import SamplingSettings
 from models.search_settings import (
@@ -453,18 +453,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> None:
     """
     path = settings_path() if path is None else Path(path)
     text = json.dumps(settings.validated().to_json(), indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _move_aside(path: Path, repaired: AppSettings) -> None:

@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 from models.errors import StagewiseError
 from models.events import Candidate, Check, SearchResult, Verdict
-from models.history import MIME_TYPES, StoredRun, describe_error, write_atomic
+from models.files import write_atomic
+from models.history import MIME_TYPES, StoredRun, describe_error
 from models.stages import Stage
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "ExportFormat", "export", "to_html", "to_json",

@@ -27,9 +27,7 @@ import errno
 import hashlib
 import io
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -58,6 +56,7 @@ from models.events import (
     TokenStreamed,
     Verdict,
 )
+from models.files import write_atomic
 from models.images import PreparedImage
 from models.paths import data_dir
 from models.stages import STAGES, Stage, parse_answer
@@ -333,29 +332,6 @@ def image_extension(data: bytes) -> str:
     if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
         return "ppm"
     return "bin"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Args:
-        path: The file to write; its folder is created if needed.
-        data: The whole content.
-
-    Raises:
-        OSError: It could not be written; ``path`` is then unchanged.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _thumbnail_png(image: PreparedImage) -> bytes:

@@ -8,6 +8,7 @@ filters) are read, never changed. The original file is only read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -16,6 +17,7 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,17 +191,9 @@ def inspect_image(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> Im
         ImageError: Named ``name``, saying why.
     """
     _check_byte_count(name, len(data))
-    try:
-        with Image.open(io.BytesIO(data), formats=_available_formats()) as opened:
-            header = ImageHeader(opened.format or "?", *opened.size)
-    except Image.UnidentifiedImageError:
-        raise ImageError(
-            name, f"not an image Stagewise can read (readable formats: {READABLE_FORMATS})"
-        ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(name, _too_large_message(str(error), max_pixels)) from None
-    except _DECODE_ERRORS as error:
-        raise ImageError(name, f"the image data is corrupt or truncated ({error})") from None
+    with _pillow_errors(name, max_pixels), \
+            Image.open(io.BytesIO(data), formats=_available_formats()) as opened:
+        header = ImageHeader(opened.format or "?", *opened.size)
     _check_pixels(name, (header.width, header.height), max_pixels)
     return header
 
@@ -220,7 +214,7 @@ def decode_preview(data: bytes, name: str, max_side: int) -> Image.Image:
     Raises:
         ImageError: The data is not a readable image, is corrupt, or is too large.
     """
-    try:
+    with _pillow_errors(name, MAX_PIXELS):
         image = Image.open(io.BytesIO(data), formats=_available_formats())
         _check_pixels(name, image.size, MAX_PIXELS)
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
@@ -235,18 +229,6 @@ def decode_preview(data: bytes, name: str, max_side: int) -> Image.Image:
             image = _high_depth_to_l(image)
         alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
         return image.convert("RGBA" if alpha else "RGB")
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError(
-            name, f"not an image Stagewise can read (readable formats: {READABLE_FORMATS})"
-        ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(name, _too_large_message(str(error), MAX_PIXELS)) from None
-    except MemoryError:
-        raise ImageError(name, "not enough memory to decode the image") from None
-    except _DECODE_ERRORS as error:
-        raise ImageError(name, f"the image data is corrupt or truncated ({error})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,16 +285,11 @@ def _read_file(path: Path, label: str) -> bytes:
 # Decoding
 
 
-def _decode(
-    label: str, data: bytes, max_pixels: int, max_side: int
-) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode ``data`` into an upright RGB image, reduced on decode where the format allows.
-
-    Returns:
-        The image and the original (upright) size.
-    """
+@contextlib.contextmanager
+def _pillow_errors(label: str, max_pixels: int) -> Iterator[None]:
+    """Turn what Pillow raises on unreadable, broken or huge images into ImageError."""
     try:
-        return _decode_image(label, data, max_pixels, max_side)
+        yield
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -325,6 +302,18 @@ def _decode(
         raise ImageError(label, "not enough memory to decode the image") from None
     except _DECODE_ERRORS as error:
         raise ImageError(label, f"the image data is corrupt or truncated ({error})") from None
+
+
+def _decode(
+    label: str, data: bytes, max_pixels: int, max_side: int
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``data`` into an upright RGB image, reduced on decode where the format allows.
+
+    Returns:
+        The image and the original (upright) size.
+    """
+    with _pillow_errors(label, max_pixels):
+        return _decode_image(label, data, max_pixels, max_side)
 
 
 def _decode_image(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.app_settings import AppSettings, load_settings
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QWidget
 
 SELF_TEST_QUESTION = "How many red circles are there?"
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -48,6 +53,7 @@ def run_window(options: WindowOptions) -> int:
     settings = _for_session(load_settings(), options)
     window = MainWindow(settings)
     window.show()
+    _close_on_interrupt(window)
     status = EXIT_OK
     if options.self_test:
         test = SelfTest(window, example_image(), SELF_TEST_QUESTION, options.screenshot,
@@ -63,6 +69,18 @@ def run_window(options: WindowOptions) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _close_on_interrupt(window: QWidget) -> None:
+    """Ctrl+C in the terminal closes the window the normal way (stopping the engine, saving
+    the settings) instead of a traceback. Qt's loop runs no Python code on its own, so a
+    timer wakes it to let the signal handler run."""
+    from PySide6.QtCore import QTimer
+
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    waker = QTimer(window, interval=200)
+    waker.timeout.connect(lambda: None)
+    waker.start()
 
 
 def _for_session(settings: AppSettings, options: WindowOptions) -> AppSettings:

@@ -343,3 +343,26 @@ def test_new_settings_load_the_new_model_and_are_saved(qtbot, make_window, setti
     assert window.reasoning.card(Stage.SUMMARY).is_collapsed()
     assert not window.reasoning.card(Stage.CONCLUSION).is_collapsed()
     assert load_settings(folders["settings_path"]).model == renamed
+
+
+def test_ctrl_c_in_the_terminal_closes_the_window_cleanly(tiny_pair, tmp_path):
+    import signal
+    import time
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               STAGEWISE_DATA_DIR=str(tmp_path / "data"),
+               STAGEWISE_CONFIG_DIR=str(tmp_path / "config"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desktop", "--model", str(tiny_pair.model), "--mmproj",
+         str(tiny_pair.mmproj)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    database = tmp_path / "data" / "history" / "history.sqlite3"
+    deadline = time.monotonic() + 60
+    while not database.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the event loop is running
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "QThread" not in err
+    assert (tmp_path / "config" / "settings.json").is_file()

@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         self.reasoning.set_collapsed_default(settings.stages_collapsed)
         self.reasoning.show_run(self.shown)
         self._load_cancel = self.host.load(settings)
+        if self.history.notice:
+            self.show_message(self.history.notice)
 
     # -- construction ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import errno
 import hashlib
 import io
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -287,6 +288,12 @@ def describe_error(error: sqlite3.Error | OSError) -> str:
     return str(error) or type(error).__name__
 
 
+def _is_damaged(error: BaseException | None) -> bool:
+    """Whether SQLite says the file is not a database or is corrupt (not merely locked)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 @contextmanager
 def _errors(action: str) -> Iterator[None]:
     """Turn sqlite3 and OS errors into a StagewiseError saying ``could not {action}: …``."""
@@ -390,19 +397,46 @@ class History:
 
         Args:
             folder: The history folder; default ``data_dir() / "history"``.
-            recover: Mark every run still ``"running"`` as ``"interrupted"``. Pass it only
-                when no other instance is writing a run (the GUI passes it once at startup):
-                such a run's writer is gone.
+            recover: The app's own opening, once at startup, when no other instance is
+                writing a run: every run still ``"running"`` is marked ``"interrupted"``
+                (its writer is gone); a damaged database is kept aside and a new one
+                started; any other failure leaves this history off (each call raises
+                StagewiseError) instead of raising here. :attr:`notice` says what happened.
 
         Raises:
-            StagewiseError: The folder or database cannot be created or opened, or was written
-                by a newer version of Stagewise.
+            StagewiseError: Without ``recover``: the folder or database cannot be created or
+                opened, or was written by a newer version of Stagewise.
         """
         self.folder = Path(folder) if folder is not None else data_dir() / "history"
         self._conn: sqlite3.Connection | None = None
         self._owner: int | None = None
         self._closed = False
         self._prefixes: dict[tuple[int, int], str] = {}
+        self._off = ""  # why the history is off ("" when it works)
+        self.notice = ""  # what the app should tell the person about opening it
+        try:
+            self._set_up(recover)
+        except StagewiseError as error:
+            if not recover:
+                raise
+            if _is_damaged(error.__cause__):
+                try:
+                    kept = self._keep_damaged()
+                except OSError as move_error:
+                    self._off = f"{error} (and it could not be moved aside: {move_error})"
+                    self.notice = f"History is off: {self._off}"
+                    return
+                self.notice = (f"The history database was damaged. It was kept as {kept.name} "
+                               "and a new history was started.")
+                try:
+                    self._set_up(recover)
+                    return
+                except StagewiseError as again:
+                    error = again
+            self._off = str(error)
+            self.notice = f"History is off: {error}"
+
+    def _set_up(self, recover: bool) -> None:
         with _errors(f"open the history in {self.folder}"):
             self.folder.mkdir(parents=True, exist_ok=True)
             setup = self._open()
@@ -413,6 +447,16 @@ class History:
                                   "WHERE status = 'running'")
             finally:
                 setup.close()
+
+    def _keep_damaged(self) -> Path:
+        """Move a damaged database (and its WAL files) aside, never deleting it."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        kept = self.database.with_name(f"{DATABASE_NAME}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.database.with_name(DATABASE_NAME + suffix)
+            if source.exists():
+                os.replace(source, kept.with_name(kept.name + suffix))
+        return kept
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -468,6 +512,8 @@ class History:
         """This instance's connection, opened by (and owned by) the first thread to use it."""
         if self._closed:
             raise StagewiseError("the history is closed")
+        if self._off:
+            raise StagewiseError(self._off)
         if self._conn is None:
             with _errors(f"open the history in {self.folder}"):
                 self._conn = self._open()

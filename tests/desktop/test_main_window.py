@@ -362,7 +362,20 @@ def test_ctrl_c_in_the_terminal_closes_the_window_cleanly(tiny_pair, tmp_path):
         time.sleep(0.05)
     time.sleep(0.5)  # the event loop is running
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "Traceback" not in err and "QThread" not in err
     assert (tmp_path / "config" / "settings.json").is_file()
+
+
+def test_a_damaged_history_is_set_aside_and_the_window_still_answers(
+        qtbot, make_window, settings, folders, image_file):
+    folders["history_folder"].mkdir(parents=True)
+    (folders["history_folder"] / "history.sqlite3").write_bytes(b"not sqlite at all" * 100)
+    window = make_window(settings)
+    assert "damaged" in window.message.text()
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("Still working?")
+    assert blocker.args[0].status is RunStatus.FINISHED
+    assert [e.question for e in window.history.entries()] == ["Still working?"]

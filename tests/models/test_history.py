@@ -468,3 +468,33 @@ def test_a_closed_history_refuses_work_and_wrong_bytes_are_refused(image, tmp_pa
     history.close()
     with pytest.raises(StagewiseError, match="closed"):
         history.entries()
+
+
+def test_the_app_keeps_a_damaged_database_aside_and_starts_anew(tmp_path):
+    folder = tmp_path / "history"
+    folder.mkdir()
+    garbage = os.urandom(8192)
+    (folder / "history.sqlite3").write_bytes(garbage)
+    with pytest.raises(StagewiseError, match="not a database"):
+        History(folder)
+    history = History(folder, recover=True)
+    try:
+        assert "damaged" in history.notice
+        assert history.entries() == []
+        kept = [p for p in folder.iterdir() if p.name.startswith("history.sqlite3.damaged-")]
+        assert len(kept) == 1 and kept[0].read_bytes() == garbage
+    finally:
+        history.close()
+
+
+def test_a_history_that_cannot_open_is_off_but_does_not_stop_the_app(tmp_path):
+    folder = tmp_path / "history"
+    with History(folder) as history, history._write() as db:
+        db.execute("PRAGMA user_version = 99")
+    history = History(folder, recover=True)
+    try:
+        assert history.notice.startswith("History is off:") and "newer" in history.notice
+        with pytest.raises(StagewiseError, match="newer version"):
+            history.entries()
+    finally:
+        history.close()

@@ -113,7 +113,7 @@ def test_the_candidates_view_shows_n_candidates_and_the_winner(
 
 
 def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, max_stage_tokens=256, beam=2))
+    window = make_window(replace(settings, max_stage_tokens=1024, beam=2, n_ctx=16384))
     window.image_pane.open_file(image_file)
     window.ask("Describe everything.")
     qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
@@ -127,7 +127,7 @@ def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, im
 
 
 def test_closing_mid_answer_stops_the_engine_thread(qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, max_stage_tokens=256))
+    window = make_window(replace(settings, max_stage_tokens=1024, n_ctx=16384))
     window.image_pane.open_file(image_file)
     window.ask("Describe everything.")
     qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
@@ -168,10 +168,17 @@ def test_export_writes_readable_files(qtbot, make_window, settings, image_file, 
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
         window.ask("What colour is the circle?")
     view: RunView = blocker.args[0]
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
+        window.ask("And the square?")
     ids = [e.id for e in window.history.entries()]
+    assert len(ids) == 2
+    window.history_panel.list.selectAll()
+    assert sorted(window.history_panel.selected_ids()) == sorted(ids)
     data = json.loads(window.export_runs(ids, tmp_path / "out.json").read_text())
-    assert data["runs"][0]["question"] == "What colour is the circle?"
-    assert data["runs"][0]["result"]["stages"]["conclusion"] == view.conclusion
+    questions = {run["question"]: run for run in data["runs"]}
+    assert set(questions) == {"What colour is the circle?", "And the square?"}
+    assert questions["What colour is the circle?"]["result"]["stages"]["conclusion"] == \
+        view.conclusion
     html = window.export_runs(ids, tmp_path / "out.html").read_text()
     assert "data:image/png;base64," in html and "What colour is the circle?" in html
     markdown = window.export_runs(ids, tmp_path / "out.md").read_text()
@@ -264,7 +271,7 @@ def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tm
         app = QApplication([])
         settings = replace(AppSettings(), model=Path({str(tiny_pair.model)!r}),
                            mmproj=Path({str(tiny_pair.mmproj)!r}), beam=2,
-                           max_stage_tokens=256)
+                           max_stage_tokens=1024, n_ctx=16384)
         window = MainWindow(settings)
         window.show()
         window.image_pane.open_file({str(image_file)!r})

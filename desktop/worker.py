@@ -9,6 +9,7 @@ engine's abort callback reads during every decode step.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from models.app_settings import AppSettings
 from models.errors import Cancelled, StagewiseError
 from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from models.search_settings import MAX_BEAM, sequences_needed
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
     from models.engine import Engine
@@ -162,7 +164,10 @@ class EngineWorker(QObject):
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise
-        engine_settings = settings.engine_settings()
+        # room for the widest beam: with a unified KV cache more sequences cost no memory,
+        # and changing the beam width never reloads the model
+        engine_settings = dataclasses.replace(settings.engine_settings(),
+                                              n_seq_max=sequences_needed(MAX_BEAM))
         key = (pair.model, pair.mmproj, engine_settings)
         if self._engine is not None and self._engine_key == key:
             return self._engine

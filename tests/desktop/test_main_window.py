@@ -386,3 +386,19 @@ def test_a_damaged_history_is_set_aside_and_the_window_still_answers(
         window.ask("Still working?")
     assert blocker.args[0].status is RunStatus.FINISHED
     assert [e.question for e in window.history.entries()] == ["Still working?"]
+
+
+def test_changing_the_beam_width_does_not_reload_the_model(qtbot, make_window, settings,
+                                                           image_file):
+    window = make_window(replace(settings, beam=1))
+    loads: list[str] = []
+    window.host.worker.model_loading.connect(loads.append)
+    window.image_pane.open_file(image_file)
+    for beam in (1, 4, 16):
+        window.question_box.beam.setValue(beam)
+        with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+            window.ask("How many?")
+        view: RunView = blocker.args[0]
+        assert view.status is RunStatus.FINISHED
+        assert len(view.stages[Stage.SUMMARY].segments[-1].candidates) == beam
+    assert loads == []

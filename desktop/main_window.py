@@ -378,8 +378,10 @@ class MainWindow(QMainWindow):
         if path:
             self.image_pane.open_file(Path(path))
 
-    def _on_image(self, image: ImageInput) -> None:
-        self.question_box.set_image_ready(True)
+    def _on_image(self, image: ImageInput | None) -> None:
+        self.question_box.set_image_ready(image is not None)
+        if image is None:
+            return
         if not self.busy and self.shown is not self.view:  # leaving a past run
             self.view = RunView()
             self.shown = self.view

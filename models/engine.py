@@ -25,7 +25,10 @@ import numpy as np
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
+from models.chat_template import ChatTemplateError
 from models.errors import Cancelled, EngineError
+from models.families import GENERIC, FamilyAdapter, detect_family
+from models.families.base import chat_template
 from models.gguf_check import check_pair
 from models.images import PreparedImage
 from models.stages import StageMode
@@ -233,8 +236,11 @@ class Engine:
         self._model = self._ctx = self._mctx = None
         self._batch: lc.llama_batch | None = None
         self._pieces: dict[int, bytes] = {}
-        text_info, _ = check_pair(self.model_path, self.mmproj_path)
+        text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
+        self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)
+        self._chat_template = chat_template(text_info.metadata)
+        self._bos_text = self._eos_text = ""
         _init_backend()
         try:
             self._load()
@@ -262,6 +268,7 @@ class Engine:
             )
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        self._bos_text, self._eos_text = self._template_specials()
 
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = s.n_ctx
@@ -360,6 +367,21 @@ class Engine:
     def uses_mrope(self) -> bool:
         return bool(mtmd.mtmd_decode_use_mrope(self._mctx))
 
+    @property
+    def family(self) -> str:
+        """The model family's adapter name ("qwen2.5-vl", "gemma3", ..., "generic")."""
+        return self.adapter.name
+
+    @property
+    def stop_texts(self) -> tuple[str, ...]:
+        """Text of the tokens that end the assistant's turn for this family."""
+        return self.adapter.stop_tokens
+
+    @property
+    def max_image_pixels(self) -> int:
+        """Largest image handed to libmtmd; larger ones are downscaled before encoding."""
+        return self.adapter.max_image_pixels
+
     def meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(4096)
         n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
@@ -399,7 +421,56 @@ class Engine:
         return out
 
     def chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
-        """Render one user turn with the model's own chat template, ending at the reply."""
+        """Render one user turn with the model's own chat template, ending at the reply.
+
+        The model family's adapter (:attr:`family`, picked from the GGUF metadata at load)
+        renders the Jinja template stored in the GGUF, with the media marker where that
+        family's template puts the image. The generic adapter, and a model without a
+        template, use llama.cpp's ``llama_chat_apply_template`` with the marker first;
+        a template llama.cpp does not know is then rendered here, the same way.
+        If the family's rendering fails, llama.cpp's is tried before giving up.
+
+        Raises:
+            ChatTemplateError: The template cannot be rendered, by either path.
+            EngineError: No template at all, and llama.cpp has no default either.
+        """
+        adapter = self.adapter
+        if not adapter.native_template and self._chat_template is not None:
+            try:
+                return self._render(adapter, user_text, with_image)
+            except ChatTemplateError as error:
+                log.warning("%s: %s; using llama.cpp's template handling", self.name, error)
+                try:
+                    return self._native_chat_prompt(user_text, with_image=with_image)
+                except EngineError:
+                    raise error from None
+        try:
+            return self._native_chat_prompt(user_text, with_image=with_image)
+        except EngineError:
+            if self._chat_template is None:
+                raise
+            return self._render(GENERIC, user_text, with_image)
+
+    def _render(self, adapter: FamilyAdapter, user_text: str, with_image: bool) -> str:
+        return adapter.render_prompt(self._chat_template, user_text, self.media_marker,
+                                     with_image=with_image, bos_token=self._bos_text,
+                                     eos_token=self._eos_text)
+
+    def _template_specials(self) -> tuple[str, str]:
+        """What ``{{ bos_token }}`` and ``{{ eos_token }}`` render as in chat templates.
+
+        BOS renders empty when the tokenizer adds it itself (libmtmd tokenizes prompts
+        with ``add_special``), so that it is not doubled.
+        """
+        def text(token: int) -> str:
+            return self.piece(token).decode("utf-8", "replace") if token >= 0 else ""
+
+        adds_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
+        bos = "" if adds_bos else text(lc.llama_vocab_bos(self._vocab))
+        return bos, text(lc.llama_vocab_eos(self._vocab))
+
+    def _native_chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
+        """The user turn through llama.cpp's ``llama_chat_apply_template``, marker first."""
         content = f"{self.media_marker}\n{user_text}" if with_image else user_text
         template = lc.llama_model_chat_template(self._model, None)
         msg = (lc.llama_chat_message * 1)()

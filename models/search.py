@@ -47,6 +47,7 @@ from models.events import (
     TokenStreamed,
     Verdict,
 )
+from models.families import fit_pixels
 from models.images import PreparedImage
 from models.sampling import GREEDY, Sampler, mix_seed
 from models.search_settings import (
@@ -149,7 +150,7 @@ class StageSearch:
         prompt: TokenizedPrompt | None = None
         try:
             engine.clear()
-            with Bitmap(image) as bitmap:
+            with Bitmap(fit_pixels(image, engine.max_image_pixels)) as bitmap:
                 self._bitmap = bitmap
                 prompt_text = engine.chat_prompt(user_text(question, self.mode))
                 prompt = engine.tokenize_prompt(prompt_text, bitmap)

@@ -40,13 +40,14 @@ def _refused(check: Callable[[], object], path: Path, *words: str) -> ModelFileE
     return error
 
 
-def _patch(path: Path, after: bytes, old: bytes, new: bytes) -> Path:
-    """Replaces ``old`` by ``new`` (same length) right after ``after`` in a copy of ``path``."""
+def _patch(path: Path, after: bytes, old: bytes, new: bytes, folder: Path) -> Path:
+    """Replaces ``old`` by ``new`` (same length) right after ``after`` in a copy of ``path``
+    written into ``folder`` (never beside the shared fixture files)."""
     data = bytearray(path.read_bytes())
     at = data.index(after) + len(after)
     assert data[at : at + len(old)] == old
     data[at : at + len(old)] = new
-    out = path.with_name("patched-" + path.name)
+    out = folder / ("patched-" + path.name)
     out.write_bytes(data)
     return out
 
@@ -201,11 +202,11 @@ def test_missing_image_mean(tmp_path: Path, tiny_pair: TinyPair) -> None:
     _refused(lambda: check_pair(tiny_pair.model, path), path, "clip.vision.image_mean")
 
 
-def test_garbled_header(tiny_pair: TinyPair) -> None:
+def test_garbled_header(tmp_path: Path, tiny_pair: TinyPair) -> None:
     # The element count of image_std goes from 3 to 2 while the third float stays:
     # the reader then takes it for the length of the next key and must not crash.
     key = b"clip.vision.image_std" + struct.pack("<II", 9, 6)
-    path = _patch(tiny_pair.mmproj, key, struct.pack("<Q", 3), struct.pack("<Q", 2))
+    path = _patch(tiny_pair.mmproj, key, struct.pack("<Q", 3), struct.pack("<Q", 2), tmp_path)
     with pytest.raises(ModelFileError) as info:
         check_projector(path)
     assert str(path) in str(info.value)
@@ -226,16 +227,16 @@ def test_no_vision_encoder(tmp_path: Path) -> None:
     _refused(lambda: check_projector(path), path, "no vision encoder")
 
 
-def test_unknown_projector_type(tiny_pair: TinyPair) -> None:
+def test_unknown_projector_type(tmp_path: Path, tiny_pair: TinyPair) -> None:
     key = b"clip.projector_type" + struct.pack("<IQ", 8, 3)
-    path = _patch(tiny_pair.mmproj, key, b"mlp", b"xyz")
+    path = _patch(tiny_pair.mmproj, key, b"mlp", b"xyz", tmp_path)
     _refused(lambda: check_projector(path), path, "'xyz'", "not supported")
 
 
-def test_wrongly_typed_key(tiny_pair: TinyPair) -> None:
+def test_wrongly_typed_key(tmp_path: Path, tiny_pair: TinyPair) -> None:
     # uint32 (4) -> int32 (5): same size, but clip.cpp's gguf_get_val_u32 aborts on it.
     key = b"clip.vision.image_size"
-    path = _patch(tiny_pair.mmproj, key, struct.pack("<I", 4), struct.pack("<I", 5))
+    path = _patch(tiny_pair.mmproj, key, struct.pack("<I", 4), struct.pack("<I", 5), tmp_path)
     _refused(lambda: check_projector(path), path, "clip.vision.image_size", "int32", "uint32")
 
 

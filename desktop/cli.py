@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from desktop import cli_models
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
                      help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    cli_models.add_parser(sub)
     return parser
 
 
@@ -116,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
             mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout))
     try:
+        if args.command == "models":
+            return cli_models.run(args)
         return _ask(args)
     except StagewiseError as error:
         print(f"stagewise: error: {error}", file=sys.stderr)

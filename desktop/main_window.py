@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
@@ -32,6 +33,10 @@ from models.export import export
 from models.history import History
 from models.run_view import RunStatus, RunView
 from models.stages import STAGES, Stage
+
+if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
+    from desktop.model_manager import ModelManager
+    from models.library import InstalledModel
 
 RENDER_MS = 33
 """Stage cards are re-rendered at most this often while tokens stream."""
@@ -185,6 +190,8 @@ class MainWindow(QMainWindow):
         self.collapse_action.setChecked(self.settings.stages_collapsed)
 
         settings_menu = bar.addMenu("&Settings")
+        action(settings_menu, "&Models…", self.open_models, "Ctrl+M",
+               "Download, import and choose models")
         prefs = action(settings_menu, "&Preferences…", self.open_settings,
                        QKeySequence.StandardKey.Preferences)
         if prefs.shortcut().isEmpty():
@@ -297,7 +304,7 @@ class MainWindow(QMainWindow):
             self.model_label.setText(f"{loaded.name} · {where} · built-in test model")
             self.model_label.setToolTip(
                 "The built-in tiny model has random weights: its answers are noise. "
-                "Choose a real model in Settings → Preferences.")
+                "Download or import a real model in Settings → Models.")
         if not self.busy:
             self.progress.hide()
         else:
@@ -455,6 +462,30 @@ class MainWindow(QMainWindow):
         self.history_panel.search.setFocus()
 
     # -- settings -------------------------------------------------------------------------
+
+    def open_models(self) -> ModelManager:
+        """Open the model manager (downloads go on in its own thread while it is open)."""
+        from desktop.model_manager import ModelManager
+        from models.catalogue import load_catalogue
+        from models.hardware import detect_hardware
+        from models.library import Library
+
+        try:
+            catalogue = load_catalogue()
+        except StagewiseError as error:
+            self.show_message(f"The model catalogue cannot be read: {error}")
+            catalogue = ()
+        manager = ModelManager(Library(), catalogue, detect_hardware(),
+                               current=self.loaded.model if self.loaded else None, parent=self)
+        manager.model_chosen.connect(self.use_model)
+        manager.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        manager.open()
+        return manager
+
+    def use_model(self, model: InstalledModel) -> None:
+        """Answer with this installed model from now on."""
+        self.apply_settings(dataclasses.replace(self.settings, model=model.model,
+                                                mmproj=model.mmproj))
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)

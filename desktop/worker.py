@@ -26,7 +26,8 @@ from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
 from models.search_settings import MAX_BEAM, sequences_needed
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
-    from models.engine import Engine
+    from models.engine import Engine, EngineSettings
+    from models.hardware import Hardware
     from models.history import History
     from models.images import PreparedImage
 
@@ -37,6 +38,17 @@ _stuck: list[QObject] = []  # threads that outlived their bound: never destroyed
 
 FLUSH_S = 0.02
 """Streamed tokens are sent to the GUI in batches at most this often."""
+
+
+def register_thread(thread: QThread) -> None:
+    """Count a background thread (a download, say) among those tests require to end."""
+    _threads.add(thread)
+
+
+def keep_alive(*objects: QObject) -> None:
+    """Keep a thread that outlived its shutdown bound (and its worker) from being destroyed
+    while it runs; the process should end with :func:`os._exit` once its files are closed."""
+    _stuck.extend(objects)
 
 
 def running_threads() -> list[QThread]:
@@ -89,6 +101,7 @@ class EngineWorker(QObject):
         self._engine: Engine | None = None
         self._engine_key: tuple | None = None
         self._loaded: LoadedModel | None = None
+        self._hardware: Hardware | None = None
 
     # -- jobs (engine thread) -------------------------------------------------------------
 
@@ -176,6 +189,11 @@ class EngineWorker(QObject):
             self._engine = self._engine_key = self._loaded = None
         self.model_loading.emit(pair.model.name)
         start = time.perf_counter()
+        try:
+            engine_settings = self._fitted(pair.model, pair.mmproj, engine_settings, settings)
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+            raise
 
         def progress(value: float) -> bool:
             self.model_progress.emit(value)
@@ -195,6 +213,24 @@ class EngineWorker(QObject):
                                    time.perf_counter() - start)
         self.model_loaded.emit(self._loaded)
         return self._engine
+
+    def _fitted(self, model: Path, mmproj: Path, engine_settings: EngineSettings,
+                settings: AppSettings) -> EngineSettings:
+        """Refuse a load that cannot fit this machine; with GPU layers on auto, offload as
+        many layers as fit."""
+        from models.hardware import check_fit, detect_hardware
+
+        if self._hardware is None:
+            self._hardware = detect_hardware()
+        fit = check_fit(model, mmproj, engine_settings, settings.search_settings(),
+                        hardware=self._hardware)
+        for warning in fit.warnings:
+            log.warning("%s: %s", model.name, warning)
+        if not fit.fits:
+            raise StagewiseError(f"{model.name} does not fit this machine: {fit.message}")
+        if settings.gpu_layers == -1 and self._hardware.gpu_offload:
+            return dataclasses.replace(engine_settings, gpu_layers=fit.gpu_layers)
+        return engine_settings
 
     def _history_store(self) -> History:
         if self._history is None:
@@ -255,7 +291,7 @@ class EngineHost(QObject):
         self.thread.finished.connect(self.worker.shut_down, Qt.ConnectionType.DirectConnection)
         self._cancels: list[threading.Event] = []
         self.worker.idle.connect(self._forget_finished)
-        _threads.add(self.thread)
+        register_thread(self.thread)
         self.thread.start()
 
     def load(self, settings: AppSettings) -> threading.Event:
@@ -289,7 +325,7 @@ class EngineHost(QObject):
         ended = self.thread.wait(timeout_ms)
         if not ended:
             log.warning("the engine thread did not stop within %d ms", timeout_ms)
-            _stuck.extend((self.thread, self.worker))
+            keep_alive(self.thread, self.worker)
         return ended
 
     @Slot(object)

@@ -18,6 +18,7 @@ and the field. This module is Qt-free and does not load llama.cpp.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -161,11 +162,16 @@ class CatalogueEntry:
         return self.repo is None
 
 
+CATALOGUE_ENV = "STAGEWISE_CATALOGUE"
+
+
 def load_catalogue(path: Path | None = None) -> tuple[CatalogueEntry, ...]:
     """Reads and checks a catalogue file.
 
     Args:
-        path: The TOML file to read; None reads the catalogue packaged with Stagewise.
+        path: The TOML file to read; None reads ``$STAGEWISE_CATALOGUE`` if set (a
+            catalogue of one's own, e.g. models on a local mirror; tests use it), else the
+            catalogue packaged with Stagewise.
 
     Returns:
         The entries in file order: every ``[[model]]`` table, then every ``[[local]]``.
@@ -175,6 +181,8 @@ def load_catalogue(path: Path | None = None) -> tuple[CatalogueEntry, ...]:
             (unknown family or field, duplicate id, a digest that is not 64 hex digits,
             a projector whose name lacks "mmproj", ...).
     """
+    if path is None and os.environ.get(CATALOGUE_ENV):
+        path = Path(os.environ[CATALOGUE_ENV])
     if path is None:
         source = f"models/{CATALOGUE_RESOURCE} (packaged)"
         try:

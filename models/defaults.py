@@ -52,8 +52,9 @@ def find_mmproj(model: Path) -> Path | None:
 
 
 def resolve_pair(model: Path | None, mmproj: Path | None) -> DefaultModel:
-    """The files to load for a user's choice: the built-in pair when no model is named,
-    else the model with its named projector or the one beside it.
+    """The files to load for a user's choice: the built-in pair when no model is named, an
+    installed model when ``model`` is a library id ("qwen2.5-vl-3b-q4"), else the model file
+    with its named projector or the one beside it.
 
     Raises:
         StagewiseError: A model is named, no projector is, and none lies beside it.
@@ -61,7 +62,17 @@ def resolve_pair(model: Path | None, mmproj: Path | None) -> DefaultModel:
     if model is None:
         fallback = default_model()
         return DefaultModel(fallback.model, mmproj or fallback.mmproj, fallback.note)
+    if _is_library_id(model):
+        from models.library import Library  # the library imports this module
+
+        installed = Library().get(str(model))
+        return DefaultModel(installed.model, mmproj or installed.mmproj, "")
     found = mmproj or find_mmproj(model)
     if found is None:
         raise StagewiseError(f"{model}: no projector chosen and none found beside it")
     return DefaultModel(model, found, "")
+
+
+def _is_library_id(model: Path) -> bool:
+    """A bare name that is no file here and no GGUF path: a model library id."""
+    return len(model.parts) == 1 and model.suffix != ".gguf" and not model.exists()

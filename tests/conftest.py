@@ -17,6 +17,7 @@ from models.engine import Engine, EngineSettings
 from models.images import PreparedImage, load_image
 from models.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
 from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from tests.library_fixtures import served_catalogue  # noqa: F401 (a shared fixture)
 
 
 @pytest.fixture(scope="session", autouse=True)

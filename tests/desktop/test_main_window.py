@@ -402,3 +402,16 @@ def test_changing_the_beam_width_does_not_reload_the_model(qtbot, make_window, s
         assert view.status is RunStatus.FINISHED
         assert len(view.stages[Stage.SUMMARY].segments[-1].candidates) == beam
     assert loads == []
+
+
+def test_a_model_that_cannot_fit_is_refused_before_loading(qtbot, make_window, settings):
+    from models.hardware import Hardware
+
+    window = make_window(settings)
+    window.host.worker._hardware = Hardware(devices=(), gpu_offload=False, ram_total=2**20,
+                                            ram_available=2**19, cpu_count=2)
+    with qtbot.waitSignal(window.host.worker.model_failed, timeout=ANSWER_MS) as failed:
+        window.apply_settings(replace(settings, n_ctx=8192))
+    assert "does not fit this machine" in failed.args[0]
+    assert "could not be loaded" in window.message.text()
+    assert window.model_label.text() == "No model loaded"

@@ -1,0 +1,41 @@
+"""Numbers for people, the same in the terminal and the window."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.hub import DownloadProgress
+
+
+def format_bytes(n: float) -> str:
+    """``1234567`` → ``"1.2 MB"`` (decimal units, as disks and the hub count them)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``"1:15"``, ``9`` → ``"9 s"``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}:{seconds:02d}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def progress_text(p: DownloadProgress) -> str:
+    """``"model.gguf: 412.3 MB of 1.9 GB · 23.4 MB/s · 1:05 left"``."""
+    left = f" · {format_duration(p.seconds_left)} left" if p.seconds_left is not None else ""
+    return (f"{p.file}: {format_bytes(p.done)} of {format_bytes(p.total)} · "
+            f"{format_bytes(round(p.bytes_per_s))}/s{left}")
+
+
+def fits_text(fit: bool | None) -> str:
+    """The "fits this machine" mark: yes, no, or ? while the size is unknown."""
+    return {True: "yes", False: "no", None: "?"}[fit]

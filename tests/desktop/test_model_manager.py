@@ -1,0 +1,122 @@
+"""The model manager, offscreen, downloading from a loopback fake hub for real."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import Qt
+
+from desktop.main_window import MainWindow
+from desktop.model_manager import ModelManager
+from models.app_settings import AppSettings
+from models.catalogue import load_catalogue
+from models.hardware import detect_hardware
+from models.library import Library
+from tests.library_fixtures import ENTRY_ID, REPO
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def manager(qtbot, served_catalogue, tmp_path):
+    dialog = ModelManager(Library(tmp_path / "models"), load_catalogue(served_catalogue.path),
+                          detect_hardware())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    yield dialog
+    dialog.close()
+
+
+def test_download_with_progress_then_use(qtbot, manager, served_catalogue, tiny_pair):
+    served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.005)
+    manager.select(ENTRY_ID)
+    assert manager.download_button.isEnabled() and not manager.use_button.isEnabled()
+    row = manager.rows.index(manager.selected())
+    assert manager.table.item(row, 2).text() == "yes"
+    qtbot.mouseClick(manager.download_button, Qt.MouseButton.LeftButton)
+    assert manager.downloading and manager.table.item(row, 3).text() == "downloading…"
+    seen: list[str] = []
+    manager._downloader.progress.connect(lambda p: seen.append(manager.progress_label.text()))
+    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
+    assert any(" of " in text and "/s" in text for text in seen)
+    assert "is installed" in manager.progress_label.text()
+    assert manager.table.item(row, 3).text() == "installed"
+    with qtbot.waitSignal(manager.model_chosen, timeout=TIMEOUT_MS) as chosen:
+        qtbot.mouseClick(manager.use_button, Qt.MouseButton.LeftButton)
+    assert chosen.args[0].model.read_bytes() == tiny_pair.model.read_bytes()
+    assert manager.table.item(row, 3).text() == "in use"
+
+
+def test_cancel_keeps_the_partial_and_a_second_download_resumes(qtbot, manager,
+                                                                 served_catalogue, tiny_pair):
+    hub = served_catalogue.hub
+    hub.set_faults(REPO, tiny_pair.model.name, slow=0.02)
+    manager.select(ENTRY_ID)
+    manager.download_selected()
+    qtbot.waitUntil(lambda: tiny_pair.model.name in manager.progress_label.text()
+                    and " of " in manager.progress_label.text(), timeout=TIMEOUT_MS)
+    qtbot.mouseClick(manager.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
+    assert "resume" in manager.progress_label.text()
+    hub.set_faults(REPO, tiny_pair.model.name, slow=0)
+    hub.clear_requests()
+    manager.download_selected()
+    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
+    assert "is installed" in manager.progress_label.text()
+    assert any(r.range for r in hub.downloads())
+
+
+def test_a_failed_download_says_why(qtbot, manager, served_catalogue, tiny_pair):
+    served_catalogue.hub.set_faults(REPO, tiny_pair.mmproj.name, status=404)
+    manager.select(ENTRY_ID)
+    manager.download_selected()
+    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
+    assert manager.message.text().startswith("The download failed:")
+    assert tiny_pair.mmproj.name in manager.message.text()
+
+
+def test_import_delete_and_bad_files(qtbot, manager, tiny_pair, tmp_path):
+    added = manager.import_files(tiny_pair.model)
+    assert added is not None and manager.selected().id == added.id
+    assert manager.use_button.isEnabled()
+    manager.delete_selected(confirm=False)
+    assert all(row.id != added.id for row in manager.rows)
+    assert tiny_pair.model.exists()
+    cut = tmp_path / "cut-model.gguf"
+    cut.write_bytes(tiny_pair.model.read_bytes()[:3000])
+    assert manager.import_files(cut, tiny_pair.mmproj) is None
+    assert "cut-model.gguf" in manager.message.text()
+
+
+def test_closing_mid_download_stops_it(qtbot, manager, served_catalogue, tiny_pair):
+    served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.05)
+    manager.select(ENTRY_ID)
+    manager.download_selected()
+    qtbot.waitUntil(lambda: " of " in manager.progress_label.text(), timeout=TIMEOUT_MS)
+    manager.close()
+    assert not manager.downloading or manager._thread is None or \
+        not manager._thread.isRunning()
+
+
+def test_the_window_uses_the_chosen_model(qtbot, served_catalogue, tiny_pair, tmp_path):
+    window = MainWindow(replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                                threads=2, n_ctx=4096),
+                        settings_path=tmp_path / "settings.json",
+                        history_folder=tmp_path / "history")
+    qtbot.addWidget(window)
+    try:
+        qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT_MS)
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for file in (tiny_pair.model, tiny_pair.mmproj):
+            (copy / file.name).write_bytes(file.read_bytes())
+        other = Library().import_files(copy / tiny_pair.model.name, name="Imported tiny")
+        with qtbot.waitSignal(window.host.worker.model_loaded, timeout=TIMEOUT_MS) as loaded:
+            window.use_model(other)
+        assert loaded.args[0].model == other.model
+        manager = window.open_models()
+        assert any(row.id == other.id for row in manager.rows)
+        manager.close()
+    finally:
+        window.close()

@@ -209,7 +209,7 @@ class EngineWorker(QObject):
             raise
         self._engine_key = key
         self._loaded = LoadedModel(pair.model.name, pair.model, pair.mmproj, pair.note,
-                                   supports_gpu_offload() and settings.gpu_layers != 0,
+                                   supports_gpu_offload() and engine_settings.gpu_layers != 0,
                                    time.perf_counter() - start)
         self.model_loaded.emit(self._loaded)
         return self._engine

@@ -433,14 +433,10 @@ class _Handler(BaseHTTPRequestHandler):
         form = parse_qs(body)
         if self.headers.get("Content-Type", "").startswith("application/json") and body:
             form = {"paths": json.loads(body).get("paths", [])}
-        by_revision = self.hub._repo_files(repo)
-        if not by_revision:
-            self._error(404, "RepoNotFound", f"Repository {repo} not found")
+        files = self._files_at(repo, revision)
+        if files is None:
             return
-        if revision not in by_revision:
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-            return
-        known = {f.name: f for f in by_revision[revision]}
+        known = {f.name: f for f in files}
         entries = []
         for path in form.get("paths", []):
             hub_file = known.get(path)
@@ -457,6 +453,17 @@ class _Handler(BaseHTTPRequestHandler):
                                 "pointerSize": _POINTER_SIZE}
             entries.append(entry)
         self._send(200, {}, json.dumps(entries).encode())
+
+    def _files_at(self, repo: str, revision: str) -> list | None:
+        """The files of ``repo`` at ``revision``; None after answering 404 as the hub does."""
+        by_revision = self.hub._repo_files(repo)
+        if not by_revision:
+            self._error(404, "RepoNotFound", f"Repository {repo} not found")
+            return None
+        if revision not in by_revision:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return by_revision[revision]
 
     def do_HEAD(self) -> None:
         self._get()
@@ -483,14 +490,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, None, "not found")
             return
         repo, revision, name = match["repo"], unquote(match["revision"]), unquote(match["name"])
-        by_revision = self.hub._repo_files(repo)
-        if not by_revision:
-            self._error(404, "RepoNotFound", f"Repository {repo} not found")
+        files = self._files_at(repo, revision)
+        if files is None:
             return
-        if revision not in by_revision:
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-            return
-        hub_file = next((f for f in by_revision[revision] if f.name == name), None)
+        hub_file = next((f for f in files if f.name == name), None)
         if hub_file is None:
             self._error(404, "EntryNotFound", f"{name} does not exist on {revision!r}")
             return

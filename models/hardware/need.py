@@ -1,0 +1,468 @@
+"""What a model pair and a search need: memory (bytes) and context (tokens).
+
+:func:`estimate_need` reads the headers of a text model and its projector (no weights are
+loaded) and estimates the bytes a run needs: weights, projector, KV cache and compute
+buffers, and the context (tokens) a search of a given beam width fills.
+:func:`kv_bytes_per_token` and :func:`estimate_image_tokens` are its parts that are useful on
+their own; :func:`need_from_detail` re-applies its formulas to other numbers.
+
+Formulas follow the llama.cpp that llama-cpp-python 0.3.36 vendors; each is documented where
+it is used. The estimates are meant to be a little high rather than low.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from models.gguf_check import GGUFInfo, LongArray, inspect_gguf
+
+__all__ = [
+    "CHECK_FIXED_TOKENS",
+    "CTX_PAD",
+    "DEFAULT_PROMPT_TOKENS",
+    "IMAGE_MAX_SIDE",
+    "JUDGE_FIXED_TOKENS",
+    "JUDGE_PER_PAIR_TOKENS",
+    "KV_ELEMENT_BYTES",
+    "Need",
+    "NeedDetail",
+    "estimate_image_tokens",
+    "estimate_need",
+    "kv_bytes_per_token",
+    "need_from_detail",
+]
+
+log = logging.getLogger("stagewise.hardware")
+
+# Bytes of one KV cache element: llama.cpp's default type_k / type_v is F16, which the engine
+# does not change.
+KV_ELEMENT_BYTES = 2
+# llama-context.cpp (llama_context::llama_context): cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256).
+CTX_PAD = 256
+
+# Tokens of the chat template, the instruction and a question, when not given.
+DEFAULT_PROMPT_TOKENS = 256
+# A judge prompt's fixed text (task sentence, answer form, labels, chat template) and the
+# text-only check's fixed text, in tokens (models/judge.py, measured with room to spare).
+JUDGE_FIXED_TOKENS = 128
+CHECK_FIXED_TOKENS = 96
+# Labels and separators around each response in a judge prompt.
+JUDGE_PER_PAIR_TOKENS = 16
+
+# The longest side of an image handed to libmtmd (models.images.MAX_SIDE). Kept here as a
+# number so that this module does not import Pillow.
+IMAGE_MAX_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class NeedDetail:
+    """The model numbers behind a :class:`Need`, to re-estimate it for another context.
+
+    Attributes:
+        params: Parameters of the text model (elements of all its tensors).
+        n_layer: Transformer blocks of the text model.
+        n_vocab: Vocabulary size.
+        n_ctx_train: The context the model was trained for (0 if unknown).
+        kv_per_token: KV cache bytes per context cell, over all layers.
+        attn_per_token: Compute buffer bytes per context cell (attention scores or mask).
+        logits: Compute buffer bytes of one micro-batch's logits.
+        activations: Compute buffer bytes of one micro-batch's other activations.
+        vision_compute: Bytes for encoding one image (or one tile), with its embeddings.
+        image_tokens: Tokens one image takes in the context (estimated or given).
+    """
+
+    params: int
+    n_layer: int
+    n_vocab: int
+    n_ctx_train: int
+    kv_per_token: int
+    attn_per_token: int
+    logits: int
+    activations: int
+    vision_compute: int
+    image_tokens: int
+
+
+@dataclass(frozen=True)
+class Need:
+    """Memory (bytes) and context (tokens) a model pair and a search need.
+
+    Attributes:
+        weights: Tensor data of the text model.
+        projector: Tensor data of the projector.
+        kv_cache: KV cache for :attr:`n_ctx` cells.
+        compute: Compute buffers: the text model's and the image encoder's.
+        total: The sum of the four.
+        context: Tokens the search needs in the context (see :func:`estimate_need`).
+        n_ctx: Cells the KV cache is sized for: the larger of the requested context and
+            :attr:`context`, padded to 256 as llama.cpp pads it.
+        warnings: Problems that do not stop a load (the context is too small for the search,
+            or longer than the model was trained for).
+        detail: The numbers the estimate was made from; None for made-up needs.
+    """
+
+    weights: int
+    projector: int
+    kv_cache: int
+    compute: int
+    total: int
+    context: int
+    n_ctx: int = 0
+    warnings: tuple[str, ...] = ()
+    detail: NeedDetail | None = None
+
+    def with_weights(self, weights: int) -> Need:
+        """The same need with other weights (another quantization of the model)."""
+        return replace(self, weights=weights, total=self.total - self.weights + weights)
+
+    def with_context(self, n_ctx: int) -> Need:
+        """The same need with the KV cache and compute buffers of another context size.
+
+        Without :attr:`detail`, only the KV cache is scaled.
+        """
+        n_ctx = _pad(n_ctx)
+        if self.detail is None:
+            kv = self.kv_cache * n_ctx // max(self.n_ctx, 1)
+            return replace(self, kv_cache=kv, total=self.total - self.kv_cache + kv, n_ctx=n_ctx)
+        return need_from_detail(self.detail, weights=self.weights, projector=self.projector,
+                                context=self.context, n_ctx=n_ctx, warnings=self.warnings)
+
+
+def _tensor_bytes(info: GGUFInfo) -> tuple[int, int]:
+    """Bytes of tensor data and number of parameters, from the header's shapes and types."""
+    n_bytes = n_params = 0
+    for dims, type_name in info.tensors.values():
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
+        count = math.prod(dims)
+        n_params += count
+        n_bytes += count * type_size // block
+    return n_bytes, n_params
+
+
+def _as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _per_layer(value: object, n_layer: int, default: int) -> list[int]:
+    """A scalar or per-layer metadata value as one number per layer.
+
+    Arrays too long to have been decoded (:class:`LongArray`) fall back to ``default``.
+    """
+    if isinstance(value, list) and value and all(_as_int(v) is not None for v in value):
+        values = [int(v) for v in value][:n_layer]
+        return values + [values[-1]] * (n_layer - len(values))
+    scalar = _as_int(value)
+    return [default if scalar is None else scalar] * n_layer
+
+
+def _arch_value(info: GGUFInfo, suffix: str) -> object:
+    return info.metadata.get(f"{info.architecture}.{suffix}")
+
+
+def kv_bytes_per_token(info: GGUFInfo) -> int:
+    """KV cache bytes per context cell of a text model, over all its layers.
+
+    llama.cpp sizes the cache of layer ``il`` as ``n_embd_k_gqa(il) + n_embd_v_gqa(il)``
+    elements per cell (src/llama-kv-cache.cpp), where (src/llama-hparams.cpp)
+    ``n_embd_k_gqa(il) = n_embd_head_k * n_head_kv(il)`` and likewise for V, and
+    (src/llama-model.cpp, load_hparams) ``n_embd_head_k = n_embd / n_head(0)`` unless
+    ``{arch}.attention.key_length`` says otherwise (``value_length`` for V).
+    ``head_count_kv`` defaults to ``head_count`` and may be per layer (0: no KV there).
+    Sliding-window layers are counted at full size: more than llama.cpp allocates for them.
+    """
+    n_layer = _as_int(_arch_value(info, "block_count")) or 0
+    n_embd = info.n_embd or 0
+    head = _per_layer(_arch_value(info, "attention.head_count"), n_layer, 0)
+    if n_layer == 0 or not head or head[0] <= 0:
+        return 0
+    head_kv_raw = _arch_value(info, "attention.head_count_kv")
+    head_kv = _per_layer(head_kv_raw, n_layer, max(head))
+    if head_kv_raw is None:
+        head_kv = head
+    head_k = _as_int(_arch_value(info, "attention.key_length")) or n_embd // head[0]
+    head_v = _as_int(_arch_value(info, "attention.value_length")) or n_embd // head[0]
+    elements = sum(head_k * kv + head_v * kv for kv in head_kv)
+    return elements * KV_ELEMENT_BYTES
+
+
+# Projector types whose encoder takes the image at (about) its own resolution, and the most
+# tokens clip.cpp lets one image become (hparams.set_limit_image_tokens in clip.cpp) where known.
+_DYNAMIC_TYPES: dict[str, int | None] = {
+    "qwen2vl_merger": 4096, "qwen2.5vl_merger": 4096, "qwen3vl_merger": 4096,
+    "qwen2.5o": 4096, "glm4v": 4096, "glm5v": 4096, "youtuvl": 4096, "exaone4_5": 4096,
+    "mimovl": 4096, "ling3vl": 4096, "hunyuanvl": 4096, "paddleocr": 4096,
+    "pixtral": 1024, "lightonocr": 1024, "kimivl": 4096, "kimik25": 4096,
+    "dots_ocr": 4096, "dots3note_v": 4096, "lfm2": 256, "gemma4v": 1120, "gemma4uv": 1120,
+    "step3vl": 4096, "minimax_m3": 4096, "deepseek4v": 4096, "cogvlm": None,
+}  # fmt: skip
+# Patch merging that is not in the metadata: tokens = patches / merge².
+_DEFAULT_MERGE = {
+    "qwen2vl_merger": 2, "qwen2.5vl_merger": 2, "qwen3vl_merger": 2, "qwen2.5o": 2,
+    "glm4v": 2, "glm5v": 2, "gemma3": 4, "llama4": 2, "idefics3": 4, "internvl": 2,
+    "pixtral": 2, "lightonocr": 2, "kimivl": 2, "kimik25": 2, "lfm2": 2, "gemma4v": 3,
+    "gemma4uv": 3, "paddleocr": 2, "dots_ocr": 2, "mimovl": 2,
+}  # fmt: skip
+# Projectors that cut a large image into tiles of image_size and encode each (plus an
+# overview), when the metadata does not say how many tiles at most.
+_TILED = frozenset({"idefics3", "internvl", "llama4", "nemotron_v2_vl", "granite4_vision"})
+_MAX_TILES = 12
+
+
+def _image_shape(info: GGUFInfo) -> tuple[int, int]:
+    """Tokens one image takes in the context and patches per encoder pass (conservative)."""
+    md = info.metadata
+    ptype = info.projector_type or ""
+    patch = _as_int(md.get("clip.vision.patch_size")) or 14
+    size = _as_int(md.get("clip.vision.image_size")) or 336
+    merge = (
+        _as_int(md.get("clip.vision.spatial_merge_size"))
+        or _as_int(md.get("clip.vision.projector.scale_factor"))
+        or _DEFAULT_MERGE.get(ptype, 1)
+    )
+    if ptype == "resampler":  # MiniCPM-V: a fixed number of queries per slice, up to 9 slices
+        query = _as_int(md.get("clip.minicpmv_query_num")) or 96
+        return query * 10, (size // patch) ** 2
+    if ptype in _DYNAMIC_TYPES:
+        side = IMAGE_MAX_SIDE // patch
+        patches = side * side
+        max_pixels = _as_int(md.get("clip.vision.image_max_pixels"))
+        if max_pixels:
+            patches = min(patches, max_pixels // (patch * patch))
+        tokens = max(1, patches // (merge * merge))
+        cap = _DYNAMIC_TYPES[ptype]
+        if cap is not None and tokens > cap:
+            tokens = cap
+        return tokens, tokens * merge * merge
+    patches = (size // patch) ** 2
+    tokens = max(1, patches // (merge * merge))
+    tiles = 1
+    pinpoints = md.get("clip.vision.image_grid_pinpoints")
+    if isinstance(pinpoints, list) and len(pinpoints) >= 2:  # LLaVA-NeXT: [w0, h0, w1, h1, ...]
+        pairs = zip(pinpoints[::2], pinpoints[1::2], strict=False)
+        tiles = 1 + max((int(w) // size) * (int(h) // size) for w, h in pairs)
+    elif isinstance(pinpoints, LongArray) or md.get("clip.vision.mm_patch_merge_type") == (
+        "spatial_unpad"
+    ):
+        tiles = 1 + 4 * 4  # the largest LLaVA-NeXT grid, to be safe
+    elif ptype in _TILED or _as_int(md.get("clip.vision.preproc_max_tiles")):
+        max_tiles = _as_int(md.get("clip.vision.preproc_max_tiles")) or _MAX_TILES
+        grid = math.ceil(IMAGE_MAX_SIDE / size) ** 2
+        tiles = 1 + min(max_tiles, grid)
+    return tokens * tiles, patches
+
+
+def estimate_image_tokens(mmproj: Path | str) -> int:
+    """Tokens one image (at most :data:`IMAGE_MAX_SIDE` pixels a side) takes in the context.
+
+    From the projector's header: ``(image_size / patch_size)²`` patches for fixed-resolution
+    encoders, divided by the square of the patch merge (``spatial_merge_size``,
+    ``projector.scale_factor`` or the type's known pooling), times the tiles of tiling
+    projectors; for dynamic-resolution encoders (the Qwen-VL family, Pixtral, ...) the
+    patches of a 2048-pixel square, capped as clip.cpp caps them. Errs on the high side.
+
+    Raises:
+        ModelFileError: The file cannot be read.
+    """
+    return _image_shape(inspect_gguf(mmproj))[0]
+
+
+def _vision_compute(info: GGUFInfo, patches: int, tokens: int, n_embd_text: int,
+                    flash_attn: bool) -> int:
+    """Rough bytes to encode one image or tile: activations (f32) of ``patches`` rows of
+    (3 × width + feed-forward) twice over, the attention scores (patches² × heads, f32)
+    without flash attention, and the image embeddings handed to the text model."""
+    md = info.metadata
+    v_embd = _as_int(md.get("clip.vision.embedding_length")) or 1024
+    v_ff = _as_int(md.get("clip.vision.feed_forward_length")) or 4 * v_embd
+    v_head = _as_int(md.get("clip.vision.attention.head_count")) or 16
+    size = 2 * patches * (3 * v_embd + v_ff) * 4
+    if not flash_attn:
+        size += patches * patches * v_head * 4
+    return size + tokens * max(n_embd_text, 1) * 4
+
+
+def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage_tokens: int,
+                  max_judge_tokens: int, strategy: str, judged: bool,
+                  check_reasoning: bool) -> int:
+    """Context cells a search fills at its peak; see :func:`estimate_need`."""
+    s, n, j = max_stage_tokens, max(1, beam), max_judge_tokens
+    generated = n * 4 * s
+    extra = 0
+    if n > 1 and judged:
+        whole = strategy == "best-of-n"
+        response = 4 * s if whole else s
+        hint = 0 if whole else 2 * s
+        judges = (JUDGE_FIXED_TOKENS + prompt_tokens + hint
+                  + (n - 1) * (2 * response + j + JUDGE_PER_PAIR_TOKENS))
+        checks = 0
+        if check_reasoning and not whole:
+            checks = CHECK_FIXED_TOKENS + prompt_tokens + s + n * (s + 8)
+        extra = max(judges, checks)
+    return prompt_tokens + image_tokens + generated + extra
+
+
+def _pad(n: int) -> int:
+    return -(-n // CTX_PAD) * CTX_PAD
+
+
+def _text_compute(detail: NeedDetail, n_ctx: int) -> int:
+    return max(n_ctx * detail.attn_per_token, detail.logits) + detail.activations
+
+
+def need_from_detail(detail: NeedDetail, *, weights: int, projector: int, context: int,
+                     n_ctx: int, warnings: tuple[str, ...] = ()) -> Need:
+    """A :class:`Need` from its model numbers, with the formulas of :func:`estimate_need`.
+
+    Args:
+        detail: The model numbers.
+        weights: Bytes of the text model's tensor data.
+        projector: Bytes of the projector's tensor data.
+        context: Tokens the search needs.
+        n_ctx: Cells of the KV cache (already padded).
+        warnings: Carried over as they are.
+    """
+    kv = n_ctx * detail.kv_per_token
+    compute = _text_compute(detail, n_ctx) + detail.vision_compute
+    return Need(
+        weights=weights, projector=projector, kv_cache=kv, compute=compute,
+        total=weights + projector + kv + compute, context=context, n_ctx=n_ctx,
+        warnings=warnings, detail=detail,
+    )
+
+
+def estimate_need(
+    model: Path | str,
+    mmproj: Path | str,
+    *,
+    n_ctx: int,
+    beam: int,
+    max_stage_tokens: int,
+    flash_attn: bool = False,
+    max_judge_tokens: int = 32,
+    strategy: str = "stage",
+    judged: bool = True,
+    check_reasoning: bool = True,
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+    image_tokens: int | None = None,
+    n_batch: int = 512,
+) -> Need:
+    """Estimates the memory and the context a model pair and a search need.
+
+    Only the GGUF headers are read. The parts:
+
+    * **weights**, **projector**: the tensor data of each file, from the shapes and types
+      in its header (the file size less the header and padding).
+    * **context** (tokens): one question's peak, with P = ``prompt_tokens``, I = image
+      tokens, S = ``max_stage_tokens``, N = ``beam``, J = ``max_judge_tokens``::
+
+          context = P + I + N·4·S + judging
+
+      The prompt and image are evaluated once and shared by every sequence (forking a
+      sequence shares its cells), but each candidate's generated cells are its own; N·4·S
+      bounds the answer kept in the root plus N candidates for every strategy (best-of-N:
+      N whole answers of 4·S; stage search: 3·S chosen + N·S). With N > 1 and a judge,
+      ``judging`` is the larger of the tournament's N − 1 judge prompts, which stay cached
+      until the segment ends (128 fixed + P for the question + hint 2·S + (N − 1) ×
+      (2 responses + J + 16), a response being S, or 4·S for best-of-N, with no hint) and
+      the reasoning checks (96 + P + S for the caption + N × (S + 8)).
+    * **kv_cache**: ``n_ctx_alloc × Σ_layers (n_embd_k_gqa + n_embd_v_gqa) × 2`` bytes (F16),
+      see :func:`kv_bytes_per_token`, where ``n_ctx_alloc`` is the larger of ``n_ctx`` and
+      ``context``, padded to 256 as llama.cpp pads it: the cache the run really needs.
+    * **compute**: a rough allowance, calibrated on llama.cpp's CPU compute buffer and
+      erring high: with U = ``n_batch`` (the engine's micro-batch),
+      ``max(n_ctx_alloc × U × a, U × n_vocab × 4) + U × (4·n_embd + 2·n_ff) × 4``, where the
+      attention part ``a`` is ``(n_head + 1) × 4`` bytes (f32 scores and mask) without flash
+      attention and 2 (the f16 mask) with it; plus the image encoder's, see
+      :func:`estimate_image_tokens` and ``_vision_compute``.
+
+    A context longer than ``n_ctx`` or than the model's trained context is reported in
+    :attr:`Need.warnings` (and logged).
+
+    Args:
+        model: The text model GGUF.
+        mmproj: Its projector GGUF.
+        n_ctx: The context the engine is to be created with.
+        beam: Candidates per segment.
+        max_stage_tokens: Token budget per stage and candidate.
+        flash_attn: Whether flash attention is used (llama.cpp's "auto" turns it on on
+            every backend that has it, which is all common ones).
+        max_judge_tokens: Token budget of a judge's verdict.
+        strategy: "stage", "sentence" or "best-of-n".
+        judged: Candidates are chosen by the model judging them (else by log-probability,
+            which needs no judge prompts).
+        check_reasoning: The text-only reasoning check runs before reasoning is judged.
+        prompt_tokens: Tokens of the prompt without the image (template and question).
+        image_tokens: Tokens of the image; None estimates them from the projector.
+        n_batch: The engine's batch (and micro-batch) size.
+
+    Returns:
+        The estimate.
+
+    Raises:
+        ModelFileError: A file cannot be read as GGUF.
+    """
+    text = inspect_gguf(model)
+    proj = inspect_gguf(mmproj)
+    weights, params = _tensor_bytes(text)
+    projector, _ = _tensor_bytes(proj)
+
+    n_layer = _as_int(_arch_value(text, "block_count")) or 1
+    n_embd = text.n_embd or 0
+    heads = _per_layer(_arch_value(text, "attention.head_count"), n_layer, 0)
+    n_head = max(heads) if heads else 0
+    n_ff = max(_per_layer(_arch_value(text, "feed_forward_length"), n_layer, 4 * n_embd))
+    embd = text.tensors.get("token_embd.weight")
+    vocab = _arch_value(text, "vocab_size")
+    tokens_list = text.metadata.get("tokenizer.ggml.tokens")
+    n_vocab = (
+        (embd[0][1] if embd and len(embd[0]) > 1 else None)
+        or _as_int(vocab)
+        or (tokens_list.length if isinstance(tokens_list, LongArray) else None)
+        or (len(tokens_list) if isinstance(tokens_list, list) else 0)
+    )
+    n_ctx_train = _as_int(_arch_value(text, "context_length")) or 0
+
+    est_tokens, patches = _image_shape(proj)
+    if image_tokens is None:
+        image_tokens = est_tokens
+    else:
+        patches = max(1, patches * image_tokens // max(est_tokens, 1))
+    ubatch = max(1, n_batch)
+    detail = NeedDetail(
+        params=params,
+        n_layer=n_layer,
+        n_vocab=n_vocab,
+        n_ctx_train=n_ctx_train,
+        kv_per_token=kv_bytes_per_token(text),
+        attn_per_token=ubatch * (2 if flash_attn else (n_head + 1) * 4),
+        logits=ubatch * n_vocab * 4,
+        activations=ubatch * (4 * n_embd + 2 * n_ff) * 4,
+        vision_compute=_vision_compute(proj, patches, image_tokens, n_embd, flash_attn),
+        image_tokens=image_tokens,
+    )
+    context = _context_need(
+        prompt_tokens=prompt_tokens, image_tokens=image_tokens, beam=beam,
+        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
+        strategy=strategy, judged=judged, check_reasoning=check_reasoning,
+    )
+    warnings = []
+    if context > n_ctx:
+        warnings.append(
+            f"a search with beam width {beam} needs about {context} tokens of context, but the "
+            f"context is {n_ctx}: raise the context size or lower the beam width or the stage "
+            "budget"
+        )
+    if n_ctx_train and max(context, n_ctx) > n_ctx_train:
+        warnings.append(
+            f"the context ({max(context, n_ctx)} tokens) is longer than the model was "
+            f"trained for ({n_ctx_train}); answers may degrade"
+        )
+    for warning in warnings:
+        log.warning("%s: %s", Path(model).name, warning)
+    return need_from_detail(detail, weights=weights, projector=projector, context=context,
+                            n_ctx=_pad(max(n_ctx, context)), warnings=tuple(warnings))

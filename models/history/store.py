@@ -1,44 +1,23 @@
-"""Every question asked, saved as it is answered: SQLite (WAL) plus content-addressed images.
+"""The :class:`History` itself: one folder's database and files, written and read back.
 
-A :class:`History` works on one folder (by default ``data_dir() / "history"``)::
-
-    history.sqlite3        runs, candidates, verdicts and checks (journal_mode=WAL)
-    images/ab/abcdef….png  each original image once, named by the SHA-256 of its bytes
-    thumbs/abcdef….png     a thumbnail (at most 160 px a side) made from the prepared pixels
-
-Each instance owns one sqlite3 connection, opened lazily by the first thread that uses it;
-use one instance per thread (the GUI thread reads and deletes, the engine thread writes).
-Every write is its own transaction and commits at once, so a crash or a kill loses nothing
-already recorded. A run that was still ``"running"`` when its writer died is marked
-``"interrupted"`` by an instance opened with ``recover=True`` (the GUI does this once at
-startup, before it starts any engine thread).
-
-Failures to write (a full disk, a read-only folder, a locked database) become
-:class:`~models.errors.StagewiseError` with a message for people; the instance stays usable.
-
-Qt-free.
+See :mod:`models.history` for the layout and the threading rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import errno
 import hashlib
-import io
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, get_args
-
-from PIL import Image
+from typing import Any, Self
 
 from models.errors import StagewiseError
 from models.events import (
@@ -53,301 +32,20 @@ from models.events import (
     SearchResult,
     SegmentChosen,
     SegmentStarted,
-    Timings,
     TokenStreamed,
     Verdict,
 )
 from models.files import write_atomic
+from models.history.errors import _errors, _is_damaged
+from models.history.files import _thumbnail_png, image_extension
+from models.history.records import HistoryEntry, RunNotFound, StoredRun
+from models.history.rows import _result, _unit_value
+from models.history.schema import _MIGRATIONS, BUSY_TIMEOUT_S, DATABASE_NAME, SCHEMA_VERSION
 from models.images import PreparedImage
 from models.paths import data_dir
-from models.stages import STAGES, Stage, parse_answer
+from models.stages import STAGES, parse_answer
 
-__all__ = [
-    "DATABASE_NAME",
-    "MIME_TYPES",
-    "SCHEMA_VERSION",
-    "THUMBNAIL_SIZE",
-    "History",
-    "HistoryEntry",
-    "RunNotFound",
-    "RunRecordStatus",
-    "StoredRun",
-    "describe_error",
-    "image_extension",
-    "write_atomic",
-]
-
-RunRecordStatus = Literal["running", "finished", "cancelled", "failed", "interrupted"]
-RUN_RECORD_STATUSES: tuple[RunRecordStatus, ...] = get_args(RunRecordStatus)
-
-DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 1
-THUMBNAIL_SIZE = 160
-BUSY_TIMEOUT_S = 10.0
-"""How long a write waits for another connection's write to finish before giving up."""
-
-MIME_TYPES: dict[str, str] = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-    "tiff": "image/tiff",
-    "ico": "image/vnd.microsoft.icon",
-    "qoi": "image/qoi",
-    "jp2": "image/jp2",
-    "j2k": "image/jp2",
-    "avif": "image/avif",
-    "ppm": "image/x-portable-anymap",
-    "bin": "application/octet-stream",
-}
-"""MIME type of each extension :func:`image_extension` gives."""
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One row of the history list.
-
-    Attributes:
-        id: The run's id.
-        created: When the question was asked (timezone-aware, UTC).
-        question: The question.
-        model: The model's display name.
-        status: Where the run stands or how it ended.
-        conclusion: The chosen conclusion so far (``""`` if none yet).
-        thumbnail: The thumbnail file, or None if it is missing.
-    """
-
-    id: int
-    created: datetime
-    question: str
-    model: str
-    status: RunRecordStatus
-    conclusion: str
-    thumbnail: Path | None
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """One run read back from the history.
-
-    Attributes:
-        entry: Its list row.
-        image_path: The stored copy of the original image bytes.
-        image_name: The original file name, or a label such as ``"<clipboard>"``.
-        settings: The JSON-able settings given to :meth:`History.start`.
-        error: The failure message of a failed run, ``""`` otherwise.
-        result: The search result rebuilt from the saved rows (partial for a run that did not
-            finish; its ``status`` is ``"cancelled"`` for failed, interrupted and running runs,
-            whose true status is in ``entry.status``). Candidates have no ``tokens``.
-    """
-
-    entry: HistoryEntry
-    image_path: Path
-    image_name: str
-    settings: dict[str, Any]
-    error: str
-    result: SearchResult
-
-    @property
-    def sha256(self) -> str:
-        """The SHA-256 of the original image bytes."""
-        return self.image_path.name.split(".", 1)[0]
-
-
-class RunNotFound(StagewiseError, KeyError):
-    """The run is not (or no longer) in the history."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} is not in the history (it may have been deleted)")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-# --------------------------------------------------------------------------------------------
-# Schema
-
-
-def _create_schema(db: sqlite3.Connection) -> None:
-    """Version 0 → 1: the first schema."""
-    _execute_all(db, """
-        CREATE TABLE images (
-            sha256 TEXT PRIMARY KEY,
-            ext TEXT NOT NULL,
-            size INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            created TEXT NOT NULL,
-            question TEXT NOT NULL,
-            model TEXT NOT NULL,
-            status TEXT NOT NULL,
-            error TEXT NOT NULL DEFAULT '',
-            image TEXT NOT NULL REFERENCES images(sha256),
-            image_name TEXT NOT NULL,
-            settings TEXT NOT NULL DEFAULT '{}',
-            strategy TEXT,
-            beam INTEGER,
-            selection TEXT,
-            seed INTEGER,
-            mode TEXT,
-            answer_text TEXT NOT NULL DEFAULT '',
-            conclusion TEXT NOT NULL DEFAULT '',
-            stages TEXT,
-            timings TEXT
-        );
-        CREATE INDEX runs_image ON runs(image);
-        CREATE INDEX runs_status ON runs(status);
-        CREATE TABLE candidates (
-            id INTEGER PRIMARY KEY,
-            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            segment INTEGER NOT NULL,
-            idx INTEGER NOT NULL,
-            unit TEXT,
-            text TEXT NOT NULL,
-            n_tokens INTEGER NOT NULL,
-            mean_logprob REAL,
-            finish TEXT NOT NULL,
-            chosen INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (run, segment, idx)
-        );
-        CREATE TABLE verdicts (
-            id INTEGER PRIMARY KEY,
-            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            unit TEXT,
-            segment INTEGER NOT NULL,
-            round INTEGER NOT NULL,
-            pair_first INTEGER NOT NULL,
-            pair_second INTEGER NOT NULL,
-            winner INTEGER NOT NULL,
-            reason TEXT NOT NULL,
-            text TEXT NOT NULL,
-            forced INTEGER NOT NULL
-        );
-        CREATE INDEX verdicts_run ON verdicts(run);
-        CREATE TABLE checks (
-            id INTEGER PRIMARY KEY,
-            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            segment INTEGER NOT NULL,
-            candidate INTEGER NOT NULL,
-            correct INTEGER NOT NULL,
-            text TEXT NOT NULL
-        );
-        CREATE INDEX checks_run ON checks(run);
-    """)
-
-
-def _execute_all(db: sqlite3.Connection, script: str) -> None:
-    """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema}
-"""Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
-
-To change the schema: add the step for the current version and raise ``SCHEMA_VERSION``."""
-
-
-# --------------------------------------------------------------------------------------------
-# Messages
-
-
-_SQLITE_REASONS: dict[int, str] = {
-    sqlite3.SQLITE_FULL: "disk full",
-    sqlite3.SQLITE_READONLY: "the history database is read-only",
-    sqlite3.SQLITE_BUSY: "the history database is locked by another program",
-    sqlite3.SQLITE_LOCKED: "the history database is locked",
-    sqlite3.SQLITE_IOERR: "a disk error occurred",
-    sqlite3.SQLITE_CORRUPT: "the history database is damaged",
-    sqlite3.SQLITE_NOTADB: "the history database is not a database file",
-    sqlite3.SQLITE_CANTOPEN: "the history database cannot be opened",
-    sqlite3.SQLITE_PERM: "permission denied",
-}
-
-_OS_REASONS: dict[int, str] = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the disk is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-}
-
-
-def describe_error(error: sqlite3.Error | OSError) -> str:
-    """A short explanation of a database or file error, for people (e.g. ``"disk full"``)."""
-    if isinstance(error, OSError):
-        reason = _OS_REASONS.get(error.errno or 0) or error.strerror or str(error)
-        return f"{reason} ({error.filename})" if error.filename else reason
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None and (code & 0xFF) in _SQLITE_REASONS:
-        return _SQLITE_REASONS[code & 0xFF]
-    return str(error) or type(error).__name__
-
-
-def _is_damaged(error: BaseException | None) -> bool:
-    """Whether SQLite says the file is not a database or is corrupt (not merely locked)."""
-    code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-@contextmanager
-def _errors(action: str) -> Iterator[None]:
-    """Turn sqlite3 and OS errors into a StagewiseError saying ``could not {action}: …``."""
-    try:
-        yield
-    except (sqlite3.Error, OSError) as error:
-        raise StagewiseError(f"could not {action}: {describe_error(error)}") from error
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-
-
-def image_extension(data: bytes) -> str:
-    """The file extension (no dot) for encoded image bytes, from their signature.
-
-    Args:
-        data: The encoded image.
-
-    Returns:
-        One of the keys of :data:`MIME_TYPES`; ``"bin"`` for an unknown signature.
-    """
-    signatures = (
-        (b"\x89PNG\r\n\x1a\n", "png"),
-        (b"\xff\xd8\xff", "jpg"),
-        (b"GIF87a", "gif"),
-        (b"GIF89a", "gif"),
-        (b"II*\x00", "tiff"),
-        (b"MM\x00*", "tiff"),
-        (b"BM", "bmp"),
-        (b"qoif", "qoi"),
-        (b"\x00\x00\x01\x00", "ico"),
-        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jp2"),
-        (b"\xff\x4f\xff\x51", "j2k"),
-    )
-    for magic, ext in signatures:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:12] in (b"ftypavif", b"ftypavis"):
-        return "avif"
-    if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
-        return "ppm"
-    return "bin"
-
-
-def _thumbnail_png(image: PreparedImage) -> bytes:
-    """A PNG thumbnail (at most THUMBNAIL_SIZE a side) made from the prepared RGB pixels."""
-    picture = Image.frombytes("RGB", (image.width, image.height), image.rgb)
-    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    out = io.BytesIO()
-    picture.save(out, "PNG")
-    return out.getvalue()
+__all__ = ["History"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -377,20 +75,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _unit(value: str | None) -> Stage | None:
-    return Stage(value) if value is not None else None
-
-
-def _unit_value(unit: Stage | None) -> str | None:
-    return unit.value if unit is not None else None
-
-
-# --------------------------------------------------------------------------------------------
-# The history
-
-
 class History:
-    """The saved runs in one folder. See the module docstring for the layout and threading."""
+    """The saved runs in one folder. See :mod:`models.history` for the layout and threading."""
 
     def __init__(self, folder: Path | None = None, *, recover: bool = False) -> None:
         """Open (creating or migrating as needed) the history in ``folder``.
@@ -822,66 +508,3 @@ class History:
                 for path in (self.folder / "images" / sha[:2]).glob(f"{sha}.*"):
                     path.unlink(missing_ok=True)
                 self.thumbnail_path(sha).unlink(missing_ok=True)
-
-
-def _result(row: sqlite3.Row, settings: dict[str, Any], candidates: list[sqlite3.Row],
-            verdicts: list[sqlite3.Row], checks: list[sqlite3.Row]) -> SearchResult:
-    """Rebuild a run's SearchResult from its rows."""
-    answer = row["answer_text"]
-    if row["stages"] is not None:
-        saved = json.loads(row["stages"])
-        stages = {s: saved.get(s.value, "") for s in STAGES}
-    else:
-        parsed = parse_answer(answer).stages
-        stages = {s: parsed.get(s, "") for s in STAGES}
-    status = row["status"] if row["status"] in ("finished", "cancelled") else "cancelled"
-    return SearchResult(
-        question=row["question"],
-        strategy=_column(row, "strategy", settings, "strategy", ""),
-        beam=_column(row, "beam", settings, "beam", 0),
-        select=_column(row, "selection", settings, "select", ""),
-        seed=_column(row, "seed", settings, "seed", 0),
-        mode=_column(row, "mode", settings, "mode", ""),
-        status=status,
-        answer_text=answer,
-        stages=stages,
-        candidates=tuple(_candidate(c) for c in candidates),
-        chosen=tuple(sorted((c["segment"], c["idx"]) for c in candidates if c["chosen"])),
-        verdicts=tuple(_verdict(v) for v in verdicts),
-        checks=tuple(Check(c["segment"], c["candidate"], bool(c["correct"]), c["text"])
-                     for c in checks),
-        timings=_timings(row["timings"]),
-    )
-
-
-def _column(row: sqlite3.Row, name: str, settings: dict[str, Any], key: str,
-            default: Any) -> Any:
-    """A search parameter: from the run row, else the settings the run started with."""
-    value = row[name]
-    if value is not None:
-        return value
-    fallback = settings.get(key)
-    return fallback if isinstance(fallback, type(default)) else default
-
-
-def _candidate(row: sqlite3.Row) -> Candidate:
-    logprob = row["mean_logprob"]
-    return Candidate(
-        unit=_unit(row["unit"]), segment=row["segment"], index=row["idx"], text=row["text"],
-        n_tokens=row["n_tokens"], mean_logprob=float("nan") if logprob is None else logprob,
-        finish=row["finish"])
-
-
-def _verdict(row: sqlite3.Row) -> Verdict:
-    return Verdict(
-        unit=_unit(row["unit"]), segment=row["segment"], round=row["round"],
-        first=row["pair_first"], second=row["pair_second"], winner=row["winner"],
-        reason=row["reason"], text=row["text"], forced=bool(row["forced"]))
-
-
-def _timings(text: str | None) -> Timings:
-    if text is None:
-        return Timings()
-    data = json.loads(text)
-    known = {f.name for f in dataclasses.fields(Timings)}
-    return Timings(**{k: v for k, v in data.items() if k in known})

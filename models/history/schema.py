@@ -1,0 +1,95 @@
+"""The history database: its file name, schema version and the migrations between versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
+
+DATABASE_NAME = "history.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another connection's write to finish before giving up."""
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Version 0 → 1: the first schema."""
+    _execute_all(db, """
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            ext TEXT NOT NULL,
+            size INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created TEXT NOT NULL,
+            question TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT NOT NULL DEFAULT '',
+            image TEXT NOT NULL REFERENCES images(sha256),
+            image_name TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            strategy TEXT,
+            beam INTEGER,
+            selection TEXT,
+            seed INTEGER,
+            mode TEXT,
+            answer_text TEXT NOT NULL DEFAULT '',
+            conclusion TEXT NOT NULL DEFAULT '',
+            stages TEXT,
+            timings TEXT
+        );
+        CREATE INDEX runs_image ON runs(image);
+        CREATE INDEX runs_status ON runs(status);
+        CREATE TABLE candidates (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            segment INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            unit TEXT,
+            text TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            mean_logprob REAL,
+            finish TEXT NOT NULL,
+            chosen INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (run, segment, idx)
+        );
+        CREATE TABLE verdicts (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            unit TEXT,
+            segment INTEGER NOT NULL,
+            round INTEGER NOT NULL,
+            pair_first INTEGER NOT NULL,
+            pair_second INTEGER NOT NULL,
+            winner INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            text TEXT NOT NULL,
+            forced INTEGER NOT NULL
+        );
+        CREATE INDEX verdicts_run ON verdicts(run);
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            segment INTEGER NOT NULL,
+            candidate INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX checks_run ON checks(run);
+    """)
+
+
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema}
+"""Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
+
+To change the schema: add the step for the current version and raise ``SCHEMA_VERSION``."""

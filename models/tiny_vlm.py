@@ -17,16 +17,24 @@ Only ``numpy`` and ``gguf`` are needed; nothing is downloaded.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import cache
-from itertools import pairwise
 from pathlib import Path
 
-import gguf
 import numpy as np
+
+from models.bpe import byte_symbols, learn_merges, word_counts
+from models.gguf_writer import (
+    TOKEN_CONTROL,
+    TOKEN_NORMAL,
+    TOKEN_USER_DEFINED,
+    TextHyper,
+    VisionHyper,
+    Vocabulary,
+    write_projector,
+    write_text_model,
+)
 
 __all__ = [
     "BENCH",
@@ -66,10 +74,6 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-# llama.cpp token types (llama_token_type in llama.h).
-_TOKEN_NORMAL = 1
-_TOKEN_CONTROL = 3
-_TOKEN_USER_DEFINED = 4
 
 _N_MERGES = 240
 
@@ -207,62 +211,15 @@ class TinyPair:
 
 
 @cache
-def _byte_symbols() -> tuple[str, ...]:
-    """GPT-2's reversible byte-to-unicode table, indexed by byte value."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    table: dict[int, str] = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return tuple(table[b] for b in range(256))
-
-
-def _learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
-    """Learns byte-level BPE merges from ``text``, deterministically."""
-    symbols = _byte_symbols()
-    words = Counter(re.findall(r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+", text))
-    seqs = {tuple(symbols[b] for b in w.encode()): n for w, n in words.items()}
-    merges: list[tuple[str, str]] = []
-    while len(merges) < n_merges:
-        pairs: Counter[tuple[str, str]] = Counter()
-        for seq, n in seqs.items():
-            for pair in pairwise(seq):
-                pairs[pair] += n
-        if not pairs:
-            break
-        # Most frequent pair; ties broken by the pair's text for determinism.
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        joined = best[0] + best[1]
-        new_seqs: dict[tuple[str, ...], int] = {}
-        for seq, n in seqs.items():
-            out: list[str] = []
-            i = 0
-            while i < len(seq):
-                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
-                    out.append(joined)
-                    i += 2
-                else:
-                    out.append(seq[i])
-                    i += 1
-            new_seqs[tuple(out)] = new_seqs.get(tuple(out), 0) + n
-        seqs = new_seqs
-    return merges
-
-
-@cache
 def _vocab() -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
-    merges = _learn_merges(_CORPUS, _N_MERGES)
-    tokens = list(_byte_symbols())
+    merges = learn_merges(word_counts(_CORPUS), _N_MERGES)
+    tokens = list(byte_symbols())
     tokens += [a + b for a, b in merges]
-    types = [_TOKEN_NORMAL] * len(tokens)
+    types = [TOKEN_NORMAL] * len(tokens)
     tokens += [IM_START_TOKEN, EOS_TOKEN, BOS_TOKEN]
-    types += [_TOKEN_CONTROL] * 3
+    types += [TOKEN_CONTROL] * 3
     tokens += STAGE_TAGS
-    types += [_TOKEN_USER_DEFINED] * len(STAGE_TAGS)
+    types += [TOKEN_USER_DEFINED] * len(STAGE_TAGS)
     if len(set(tokens)) != len(tokens):  # pragma: no cover - guards the corpus
         raise AssertionError("duplicate tokens in the tiny vocabulary")
     return tuple(tokens), tuple(types), tuple(f"{a} {b}" for a, b in merges)
@@ -275,10 +232,10 @@ def _quiet_ids() -> list[int]:
     and the end-of-turn token, so generation always runs to its token limit.
     """
     tokens, types, _ = _vocab()
-    allowed = {_byte_symbols()[b] for b in [*range(0x20, 0x7F), 0x0A]}
+    allowed = {byte_symbols()[b] for b in [*range(0x20, 0x7F), 0x0A]}
     quiet = []
     for i, (text, kind) in enumerate(zip(tokens, types, strict=True)):
-        if kind != _TOKEN_NORMAL or not set(text) <= allowed:
+        if kind != TOKEN_NORMAL or not set(text) <= allowed:
             quiet.append(i)
     return quiet
 
@@ -303,27 +260,14 @@ def token_id(text: str) -> int:
 # --------------------------------------------------------------------------- writing
 
 
-class _Omitting:
-    """Wraps a GGUFWriter so that named keys and tensors can be left out."""
-
-    def __init__(self, writer: gguf.GGUFWriter, omit: Collection[str]) -> None:
-        self.writer = writer
-        self.omit = frozenset(omit)
-
-    def kv(self, key: str, add: Callable[[], None]) -> None:
-        if key not in self.omit:
-            add()
-
-    def tensor(self, name: str, data: np.ndarray) -> None:
-        if name not in self.omit:
-            self.writer.add_tensor(name, data)
+def _tiny_vocabulary() -> Vocabulary:
+    tokens, types, merges = _vocab()
+    return Vocabulary(tokens, types, merges, BOS_TOKEN, EOS_TOKEN)
 
 
-def _finish(writer: gguf.GGUFWriter) -> None:
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+def _text_hyper(spec: TinySpec) -> TextHyper:
+    return TextHyper(spec.n_embd, spec.n_layer, spec.n_head, spec.n_head_kv, spec.n_ff,
+                     spec.n_ctx_train)
 
 
 def _text_tensors(
@@ -360,49 +304,9 @@ def _text_tensors(
     yield "output.weight", out.astype(mat)
 
 
-def _write_text_model(
-    path: Path, spec: TinySpec, rng: np.random.Generator, stage_mode: str, omit: Collection[str]
-) -> None:
-    tokens, types, merges = _vocab()
-    arch = "llama"
-    w = gguf.GGUFWriter(str(path), arch)
-    o = _Omitting(w, omit)
-    head_dim = spec.n_embd // spec.n_head
-    o.kv("general.name", lambda: w.add_name(f"stagewise-{spec.name}-random"))
-    o.kv(f"{arch}.context_length", lambda: w.add_context_length(spec.n_ctx_train))
-    o.kv(f"{arch}.embedding_length", lambda: w.add_embedding_length(spec.n_embd))
-    o.kv(f"{arch}.block_count", lambda: w.add_block_count(spec.n_layer))
-    o.kv(f"{arch}.feed_forward_length", lambda: w.add_feed_forward_length(spec.n_ff))
-    o.kv(f"{arch}.attention.head_count", lambda: w.add_head_count(spec.n_head))
-    o.kv(f"{arch}.attention.head_count_kv", lambda: w.add_head_count_kv(spec.n_head_kv))
-    o.kv(f"{arch}.attention.layer_norm_rms_epsilon", lambda: w.add_layer_norm_rms_eps(1e-5))
-    o.kv(f"{arch}.rope.dimension_count", lambda: w.add_rope_dimension_count(head_dim))
-    o.kv(f"{arch}.rope.freq_base", lambda: w.add_rope_freq_base(10000.0))
-    o.kv(f"{arch}.vocab_size", lambda: w.add_vocab_size(len(tokens)))
-    o.kv("general.file_type", lambda: w.add_file_type(1 if spec.f16 else 0))
-    o.kv("tokenizer.ggml.model", lambda: w.add_tokenizer_model("gpt2"))
-    o.kv("tokenizer.ggml.pre", lambda: w.add_tokenizer_pre("gpt-2"))
-    o.kv("tokenizer.ggml.tokens", lambda: w.add_token_list(list(tokens)))
-    o.kv("tokenizer.ggml.token_type", lambda: w.add_token_types(list(types)))
-    o.kv("tokenizer.ggml.merges", lambda: w.add_token_merges(list(merges)))
-    o.kv("tokenizer.ggml.bos_token_id", lambda: w.add_bos_token_id(tokens.index(BOS_TOKEN)))
-    o.kv("tokenizer.ggml.eos_token_id", lambda: w.add_eos_token_id(tokens.index(EOS_TOKEN)))
-    o.kv("tokenizer.ggml.eot_token_id", lambda: w.add_eot_token_id(tokens.index(EOS_TOKEN)))
-    o.kv("tokenizer.ggml.padding_token_id", lambda: w.add_pad_token_id(tokens.index(EOS_TOKEN)))
-    o.kv("tokenizer.ggml.add_bos_token", lambda: w.add_add_bos_token(False))
-    o.kv("tokenizer.chat_template", lambda: w.add_chat_template(CHATML_TEMPLATE))
-    o.kv("stagewise.stage_mode", lambda: w.add_string("stagewise.stage_mode", stage_mode))
-    quiet = _quiet_ids()
-    for name, data in _text_tensors(spec, rng, len(tokens), quiet):
-        o.tensor(name, data)
-    _finish(w)
-
-
-def _write_projector(
-    path: Path, spec: TinySpec, rng: np.random.Generator, n_out: int, omit: Collection[str]
-) -> None:
-    w = gguf.GGUFWriter(str(path), "clip")
-    o = _Omitting(w, omit)
+def _projector_tensors(
+    spec: TinySpec, rng: np.random.Generator, n_out: int
+) -> Iterable[tuple[str, np.ndarray]]:
     v = spec.v_embd
     n_pos = spec.n_image_tokens  # no class embedding
 
@@ -412,64 +316,36 @@ def _write_projector(
     def vec(n: int, mean: float = 0.0, std: float = 0.02) -> np.ndarray:
         return (mean + std * rng.standard_normal(n)).astype(np.float32)
 
-    o.kv("general.name", lambda: w.add_name(f"stagewise-{spec.name}-random-mmproj"))
-    o.kv("general.file_type", lambda: w.add_file_type(0))
-    o.kv("clip.projector_type", lambda: w.add_string("clip.projector_type", "mlp"))
-    o.kv("clip.has_vision_encoder", lambda: w.add_bool("clip.has_vision_encoder", True))
-    o.kv("clip.has_text_encoder", lambda: w.add_bool("clip.has_text_encoder", False))
-    o.kv("clip.use_gelu", lambda: w.add_bool("clip.use_gelu", True))
-    for key, value in (
-        ("embedding_length", v),
-        ("feed_forward_length", spec.v_ff),
-        ("block_count", spec.v_layer),
-        ("projection_dim", n_out),
-        ("attention.head_count", spec.v_head),
-        ("image_size", spec.image_size),
-        ("patch_size", spec.patch_size),
-    ):
-        full = f"clip.vision.{key}"
-        o.kv(full, lambda full=full, value=value: w.add_uint32(full, value))
-    o.kv(
-        "clip.vision.attention.layer_norm_epsilon",
-        lambda: w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5),
-    )
-    o.kv(
-        "clip.vision.image_mean",
-        lambda: w.add_array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073]),
-    )
-    o.kv(
-        "clip.vision.image_std",
-        lambda: w.add_array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711]),
-    )
-
     p = spec.patch_size
     # conv kernel: ggml ne [p, p, 3, v] == numpy (v, 3, p, p)
-    o.tensor(
-        "v.patch_embd.weight",
-        (rng.standard_normal((v, 3, p, p)) / np.sqrt(3 * p * p)).astype(np.float32),
-    )
-    o.tensor("v.patch_embd.bias", vec(v))
-    o.tensor("v.position_embd.weight", (0.5 * rng.standard_normal((n_pos, v))).astype(np.float32))
-    o.tensor("v.pre_ln.weight", vec(v, 1.0))
-    o.tensor("v.pre_ln.bias", vec(v))
+    yield "v.patch_embd.weight", (rng.standard_normal((v, 3, p, p)) / np.sqrt(3 * p * p)).astype(
+        np.float32)
+    yield "v.patch_embd.bias", vec(v)
+    yield "v.position_embd.weight", (0.5 * rng.standard_normal((n_pos, v))).astype(np.float32)
+    yield "v.pre_ln.weight", vec(v, 1.0)
+    yield "v.pre_ln.bias", vec(v)
     for i in range(spec.v_layer):
         b = f"v.blk.{i}"
         for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            o.tensor(f"{b}.{part}.weight", lin(v, v))
-            o.tensor(f"{b}.{part}.bias", vec(v))
-        o.tensor(f"{b}.ln1.weight", vec(v, 1.0))
-        o.tensor(f"{b}.ln1.bias", vec(v))
-        o.tensor(f"{b}.ln2.weight", vec(v, 1.0))
-        o.tensor(f"{b}.ln2.bias", vec(v))
-        o.tensor(f"{b}.ffn_up.weight", lin(spec.v_ff, v))
-        o.tensor(f"{b}.ffn_up.bias", vec(spec.v_ff))
-        o.tensor(f"{b}.ffn_down.weight", lin(v, spec.v_ff))
-        o.tensor(f"{b}.ffn_down.bias", vec(v))
-    o.tensor("mm.0.weight", lin(n_out, v))
-    o.tensor("mm.0.bias", vec(n_out))
-    o.tensor("mm.2.weight", lin(n_out, n_out, 3.0))
-    o.tensor("mm.2.bias", vec(n_out))
-    _finish(w)
+            yield f"{b}.{part}.weight", lin(v, v)
+            yield f"{b}.{part}.bias", vec(v)
+        yield f"{b}.ln1.weight", vec(v, 1.0)
+        yield f"{b}.ln1.bias", vec(v)
+        yield f"{b}.ln2.weight", vec(v, 1.0)
+        yield f"{b}.ln2.bias", vec(v)
+        yield f"{b}.ffn_up.weight", lin(spec.v_ff, v)
+        yield f"{b}.ffn_up.bias", vec(spec.v_ff)
+        yield f"{b}.ffn_down.weight", lin(v, spec.v_ff)
+        yield f"{b}.ffn_down.bias", vec(v)
+    yield "mm.0.weight", lin(n_out, v)
+    yield "mm.0.bias", vec(n_out)
+    yield "mm.2.weight", lin(n_out, n_out, 3.0)
+    yield "mm.2.bias", vec(n_out)
+
+
+def _vision_hyper(spec: TinySpec, n_out: int) -> VisionHyper:
+    return VisionHyper(spec.image_size, spec.patch_size, spec.v_embd, spec.v_layer, spec.v_head,
+                       spec.v_ff, n_out)
 
 
 def write_tiny_pair(
@@ -513,7 +389,15 @@ def write_tiny_pair(
         mmproj=directory / f"{spec.name}-mmproj.gguf",
     )
     rng = np.random.default_rng(seed)
-    _write_text_model(pair.model, spec, rng, stage_mode, _omit_model)
+    vocab = _tiny_vocabulary()
+    write_text_model(
+        pair.model, _text_hyper(spec), vocab,
+        _text_tensors(spec, rng, len(vocab.tokens), _quiet_ids()),
+        name=f"stagewise-{spec.name}-random", chat_template=CHATML_TEMPLATE,
+        file_type=1 if spec.f16 else 0, extra=[("stagewise.stage_mode", stage_mode)],
+        omit=_omit_model,
+    )
     n_out = spec.n_embd if mmproj_n_embd is None else mmproj_n_embd
-    _write_projector(pair.mmproj, spec, rng, n_out, _omit_mmproj)
+    write_projector(pair.mmproj, _vision_hyper(spec, n_out), _projector_tensors(spec, rng, n_out),
+                    name=f"stagewise-{spec.name}-random-mmproj", omit=_omit_mmproj)
     return pair

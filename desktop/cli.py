@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from desktop import cli_models
+from desktop import cli_eval, cli_models
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     cli_models.add_parser(sub)
+    cli_eval.add_parser(sub)
     return parser
 
 
@@ -120,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return cli_models.run(args)
+        if args.command == "eval":
+            return cli_eval.run(args)
         return _ask(args)
     except StagewiseError as error:
         print(f"stagewise: error: {error}", file=sys.stderr)

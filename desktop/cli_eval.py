@@ -1,0 +1,207 @@
+"""``stagewise eval``: accuracy of a single pass and the searches on a question set.
+
+Loads one model, answers every question with every strategy asked (question by
+question, side by side) and prints a table, or one JSON object with ``--json``. Progress
+goes to stderr. Ctrl+C stops after the question in progress and reports what was done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from models.errors import StagewiseError
+from models.evaluation.results import STRATEGY_NAMES
+from models.search_settings import MAX_BEAM, SELECTIONS
+
+if TYPE_CHECKING:  # the runner loads llama.cpp
+    from models.evaluation.runner import EvalProgress
+
+EXIT_CANCELLED = 130
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command to the ``stagewise`` parser."""
+    ev = sub.add_parser(
+        "eval", help="measure the accuracy of a single pass and the searches on a question set",
+        description="Answer every question of a jsonl file with each strategy, side by side "
+                    "on one model, and report accuracy with 95% intervals, seconds and "
+                    "tokens per question, each search against a single pass, and how often "
+                    "the judge picked the right candidate.",
+    )
+    ev.add_argument("data", type=Path, nargs="?", metavar="DATA",
+                    help="a jsonl file of questions: LLaVA-CoT-100k records "
+                         "(id, image, conversations) or {image, question, answer(s)}; "
+                         "image paths are relative to the file's folder")
+    ev.add_argument("--demo", action="store_true",
+                    help="instead of DATA: the demo model's held-out test split, answered "
+                         "by the demo model unless --model is given")
+    ev.add_argument("--limit", type=_positive, metavar="K", help="only the first K questions")
+    ev.add_argument("--strategy", type=_strategies, action="append", metavar="NAMES",
+                    help=f"what to compare: {', '.join(STRATEGY_NAMES)}; repeat it or "
+                         "separate names with commas (default: all four, in that order); "
+                         "single is one pass, the others search with --beam and --select")
+    ev.add_argument("--beam", type=_beam, default=4, metavar="N",
+                    help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
+                         "(default 4)")
+    ev.add_argument("--select", choices=SELECTIONS, default="judge",
+                    help="how the searches choose a candidate (default judge)")
+    ev.add_argument("--model", type=Path, metavar="GGUF",
+                    help="text model GGUF or library id (default: the built-in model; "
+                         "with --demo, the demo model)")
+    ev.add_argument("--mmproj", type=Path, metavar="GGUF",
+                    help="projector GGUF (default: the one beside --model)")
+    ev.add_argument("--seed", type=int, default=0, metavar="N",
+                    help="question i is answered with seed + i by every strategy (default 0)")
+    ev.add_argument("--max-stage-tokens", type=_positive, default=256, metavar="N",
+                    help="token budget per stage (default 256)")
+    ev.add_argument("--ctx", type=_positive, default=8192, metavar="N",
+                    help="context size (default 8192)")
+    ev.add_argument("--threads", type=_positive, metavar="N", help="CPU threads (default: auto)")
+    ev.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+                    help="layers to offload to the GPU: -1 all (default), 0 none")
+    ev.add_argument("--json", action="store_true",
+                    help="print one JSON object: the summary and every question's results")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _beam(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_BEAM:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
+    return value
+
+
+def _strategies(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in STRATEGY_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown strategy {name!r}: use {', '.join(STRATEGY_NAMES)}")
+    if not names:
+        raise argparse.ArgumentTypeError("no strategy named")
+    return names
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run ``stagewise eval``; returns the exit status (errors raise StagewiseError)."""
+    # imported here so that `stagewise --help` does not load llama.cpp
+    from models.engine import Engine, EngineSettings
+    from models.evaluation import format_report, make_configs, read_items
+    from models.evaluation.runner import evaluate
+    from models.search_settings import SearchSettings, sequences_needed
+
+    out, err = out or sys.stdout, err or sys.stderr
+    data = _data_file(args)
+    items = read_items(data, args.limit)  # before the model: bad data fails fast
+    names = [n for group in (args.strategy or [list(STRATEGY_NAMES)]) for n in group]
+    configs = make_configs(names, args.beam, args.select)
+    model, mmproj = _model_pair(args, err)
+    engine_settings = EngineSettings(
+        n_ctx=args.ctx, n_seq_max=sequences_needed(max(c.beam for c in configs)),
+        threads=args.threads, gpu_layers=args.gpu_layers)
+    base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens)
+    meter = _Progress(err)
+    cancel = threading.Event()
+    with _sigint_sets(cancel), Engine(model, mmproj, engine_settings) as engine:
+        report = evaluate(engine, items, configs, cancel=cancel, progress=meter.show,
+                          base_settings=base)
+    meter.done()
+    if report.status == "cancelled":
+        print(f"stopped after {report.done} of {report.total} questions", file=err)
+    if args.json:
+        payload = {"data": str(data), "model": str(model), "mmproj": str(mmproj),
+                   **report.to_json()}
+        json.dump(payload, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        out.write(format_report(report))
+    out.flush()
+    return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+def _data_file(args: argparse.Namespace) -> Path:
+    from models.demo import DEMO_TEST, demo_dir, demo_test_split
+
+    if args.demo and args.data is not None:
+        raise StagewiseError("give a question file or --demo, not both")
+    if not args.demo:
+        if args.data is None:
+            raise StagewiseError("give a question file (a jsonl) or --demo")
+        return args.data
+    split = demo_test_split()
+    if split is None:
+        raise StagewiseError(f"this install has no demo test split ({demo_dir() / DEMO_TEST} "
+                             "is missing); pass a jsonl file of questions instead")
+    return split
+
+
+def _model_pair(args: argparse.Namespace, err: TextIO) -> tuple[Path, Path]:
+    from models.defaults import resolve_pair
+    from models.demo import DEMO_MMPROJ, DEMO_MODEL, demo_dir, demo_pair
+
+    if args.demo and args.model is None:
+        pair = demo_pair()
+        if pair is None:
+            raise StagewiseError(
+                f"this install has no demo model ({DEMO_MODEL} and {DEMO_MMPROJ} in "
+                f"{demo_dir()}); pass --model and --mmproj")
+        return pair.model, args.mmproj or pair.mmproj
+    resolved = resolve_pair(args.model, args.mmproj)
+    if resolved.note:
+        print(f"stagewise: {resolved.note}", file=err)
+    return resolved.model, resolved.mmproj
+
+
+@contextlib.contextmanager
+def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
+    """While active, Ctrl+C sets ``cancel`` instead of raising (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Progress:
+    """A progress line on stderr: rewritten in place on a terminal, else every 10%."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err, self.tty = err, err.isatty()
+        self.shown = False
+
+    def show(self, p: EvalProgress) -> None:
+        step = max(1, math.ceil(p.total / 10))
+        if not self.tty and p.done % step and p.done != p.total:
+            return
+        scores = " · ".join(f"{name} {right}/{n}" for name, (right, n) in p.running.items())
+        line = (f"eval {p.done}/{p.total} · {p.elapsed_s / p.done:.2f} s/question · "
+                f"right so far: {scores}")
+        if self.tty:
+            self.err.write(f"\r\x1b[K{line}")
+        else:
+            self.err.write(line + "\n")
+        self.err.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.tty and self.shown:
+            self.err.write("\r\x1b[K")
+            self.err.flush()

@@ -1,0 +1,257 @@
+"""What an evaluation produces: per-question results, per-strategy summaries, the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from models.evaluation.judge_accuracy import ANSWER_UNIT, JudgeCall
+from models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
+from models.search_settings import SearchSettings, Selection, Strategy
+from models.stages import STAGES
+
+__all__ = [
+    "BASELINE",
+    "STRATEGY_NAMES",
+    "EvalConfig",
+    "EvalReport",
+    "EvalStatus",
+    "ItemResult",
+    "StrategyReport",
+    "make_configs",
+]
+
+STRATEGY_NAMES: tuple[str, ...] = ("single", "best-of-n", "sentence", "stage")
+"""What ``stagewise eval`` compares, in this order: a single pass and the three searches."""
+
+BASELINE = "single"
+"""The strategy the others are compared with."""
+
+EvalStatus = Literal["finished", "cancelled"]
+_UNITS = (*(s.value for s in STAGES), ANSWER_UNIT)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One strategy as evaluated.
+
+    Attributes:
+        name: "single" (one pass: strategy "stage", beam 1), "best-of-n", "sentence" or
+            "stage".
+        strategy: The search strategy it runs.
+        beam: Candidates per segment.
+        select: How a candidate is chosen (meaningless at beam 1).
+    """
+
+    name: str
+    strategy: Strategy
+    beam: int
+    select: Selection
+
+    @property
+    def judged(self) -> bool:
+        """Whether the model judges candidates in this strategy."""
+        return self.beam > 1 and self.select == "judge"
+
+    def settings(self, base: SearchSettings, seed: int) -> SearchSettings:
+        """``base`` with this strategy, its beam and selection, and ``seed``."""
+        return replace(base, strategy=self.strategy, beam=self.beam, select=self.select,
+                       seed=seed)
+
+
+def make_configs(names: Iterable[str], beam: int, select: Selection) -> tuple[EvalConfig, ...]:
+    """The strategies named, each once, in the order given.
+
+    Raises:
+        ValueError: A name is not one of :data:`STRATEGY_NAMES`.
+    """
+    configs: dict[str, EvalConfig] = {}
+    for name in names:
+        if name not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {name!r}: use {', '.join(STRATEGY_NAMES)}")
+        if name == "single":
+            configs[name] = EvalConfig(name, "stage", 1, select)
+        else:
+            configs[name] = EvalConfig(name, name, beam, select)  # type: ignore[arg-type]
+    return tuple(configs.values())
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One strategy's answer to one question.
+
+    Attributes:
+        item_id: The question's id.
+        kind: The question's kind ("" if none).
+        strategy: The strategy's name.
+        prediction: The conclusion it gave ("" after an error).
+        correct: Whether it is right (False after an error).
+        seconds: Wall time of the run.
+        tokens: Tokens generated for candidates.
+        error: Why the question failed ("" if it did not).
+        judge: Verdicts between a right and a wrong candidate.
+    """
+
+    item_id: str
+    kind: str
+    strategy: str
+    prediction: str
+    correct: bool
+    seconds: float
+    tokens: int
+    error: str = ""
+    judge: tuple[JudgeCall, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.item_id, "kind": self.kind, "strategy": self.strategy,
+            "prediction": self.prediction, "correct": self.correct,
+            "seconds": round(self.seconds, 4), "tokens": self.tokens,
+        }
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class StrategyReport:
+    """One strategy over all questions done."""
+
+    config: EvalConfig
+    items: tuple[ItemResult, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.items)
+
+    @property
+    def correct(self) -> int:
+        return sum(r.correct for r in self.items)
+
+    @property
+    def accuracy(self) -> float:
+        """The fraction right (0 when no question was done)."""
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the accuracy."""
+        return wilson_interval(self.correct, self.n)
+
+    @property
+    def errors(self) -> int:
+        return sum(bool(r.error) for r in self.items)
+
+    @property
+    def seconds_per_question(self) -> float:
+        return sum(r.seconds for r in self.items) / self.n if self.n else 0.0
+
+    @property
+    def tokens_per_question(self) -> float:
+        return sum(r.tokens for r in self.items) / self.n if self.n else 0.0
+
+    def by_kind(self) -> dict[str, tuple[int, int]]:
+        """(right, questions) per question kind, kinds sorted; "" for items without one."""
+        tally: dict[str, list[int]] = {}
+        for r in self.items:
+            counts = tally.setdefault(r.kind, [0, 0])
+            counts[0] += r.correct
+            counts[1] += 1
+        return {kind: (c[0], c[1]) for kind, c in sorted(tally.items())}
+
+    def judge_by_unit(self) -> dict[str, tuple[int, int]]:
+        """(right picks, verdicts between a right and a wrong candidate) per unit."""
+        tally: dict[str, list[int]] = {}
+        for r in self.items:
+            for call in r.judge:
+                counts = tally.setdefault(call.unit, [0, 0])
+                counts[0] += call.picked_right
+                counts[1] += 1
+        return {u: (tally[u][0], tally[u][1]) for u in _UNITS if u in tally}
+
+    @property
+    def judge_total(self) -> tuple[int, int]:
+        """(right picks, verdicts that count) over all units."""
+        units = self.judge_by_unit().values()
+        return sum(r for r, _ in units), sum(n for _, n in units)
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval
+        right, counted = self.judge_total
+        return {
+            "strategy": self.config.name, "search": self.config.strategy,
+            "beam": self.config.beam, "select": self.config.select if self.config.beam > 1
+            else None,
+            "n": self.n, "correct": self.correct, "accuracy": round(self.accuracy, 4),
+            "ci95": [round(low, 4), round(high, 4)], "errors": self.errors,
+            "seconds_per_question": round(self.seconds_per_question, 4),
+            "tokens_per_question": round(self.tokens_per_question, 2),
+            "by_kind": {kind or "-": {"correct": c, "n": n, "accuracy": round(c / n, 4)}
+                        for kind, (c, n) in self.by_kind().items()},
+            "judge": None if not self.config.judged else {
+                "right": right, "counted": counted,
+                "accuracy": round(right / counted, 4) if counted else None,
+                "by_unit": {u: {"right": r, "counted": n}
+                            for u, (r, n) in self.judge_by_unit().items()},
+            },
+        }
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """A whole evaluation: every strategy on the same questions.
+
+    Attributes:
+        strategies: One report per strategy, in the order run.
+        total: Questions asked for.
+        status: "cancelled" when the user stopped it; the report holds what was done.
+        settings: The search settings shared by all strategies (seed: of question 0).
+    """
+
+    strategies: tuple[StrategyReport, ...]
+    total: int
+    status: EvalStatus
+    settings: SearchSettings
+
+    @property
+    def done(self) -> int:
+        """Questions every strategy answered."""
+        return self.strategies[0].n if self.strategies else 0
+
+    def strategy(self, name: str) -> StrategyReport | None:
+        return next((s for s in self.strategies if s.config.name == name), None)
+
+    def comparisons(self) -> list[tuple[str, str, PairedDifference]]:
+        """(strategy, baseline, difference) of each strategy against a single pass, if run."""
+        base = self.strategy(BASELINE)
+        if base is None:
+            return []
+        return [(s.config.name, BASELINE, _paired(s.items, base.items))
+                for s in self.strategies if s is not base]
+
+    def to_json(self, *, items: bool = True) -> dict[str, Any]:
+        """Everything, as plain JSON-ready data; ``items``: also every question's results."""
+        s = self.settings
+        data: dict[str, Any] = {
+            "status": self.status, "questions": self.total, "done": self.done,
+            "settings": {"seed": s.seed, "max_stage_tokens": s.max_stage_tokens,
+                         "temperature": s.sampling.temperature, "top_p": s.sampling.top_p},
+            "strategies": [r.to_json() for r in self.strategies],
+            "comparisons": [
+                {"strategy": name, "baseline": base, "n": d.n,
+                 "difference": round(d.difference, 4), "ci95": [round(d.low, 4),
+                                                                round(d.high, 4)],
+                 "wins": d.a_only, "losses": d.b_only, "verdict": d.verdict}
+                for name, base, d in self.comparisons()
+            ],
+        }
+        if items:
+            data["items"] = [r.to_json() for s in self.strategies for r in s.items]
+        return data
+
+
+def _paired(a: Sequence[ItemResult], b: Sequence[ItemResult]) -> PairedDifference:
+    """Strategies answer the questions in lockstep: results pair up by position."""
+    n = min(len(a), len(b))
+    return paired_difference([r.correct for r in a[:n]], [r.correct for r in b[:n]])

@@ -1,0 +1,122 @@
+"""Training examples for the demo model: answers, judgements and reasoning checks.
+
+Every prompt is rendered exactly as the search renders it at run time (the same chat
+template, :func:`models.stages.user_text`, :mod:`models.judge`'s texts and hints), so the
+model learns the formats it will be asked in:
+
+- *answer*: image + question → the four stages, the model writing its own tags;
+- *judge*: image + a judge prompt comparing a right and a wrong candidate of one stage (or
+  of a whole answer, for best-of-N) → "Since <reason>, I choose response <n>.";
+- *check*: text only, the reasoning check → "Yes" or "No".
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from models.judge import check_text, judge_text
+from models.puzzles import Puzzle, answer_text, corrupt, judge_reason
+from models.recipes.demo.tokenizer import Tokenizer, prompt_parts
+from models.stages import STAGES, Stage, StageMode, user_text
+
+
+@dataclass(frozen=True)
+class Example:
+    """One token sequence; the image's embeddings go in after ``before`` tokens.
+
+    Attributes:
+        ids: The tokens; where the image goes, ``n_image`` placeholder ids.
+        loss_from: Index of the first token the loss is taken on (the reply's start).
+        image: Index of the puzzle's image, or -1 for a text-only example.
+        kind: "answer", "judge" or "check".
+    """
+
+    ids: np.ndarray
+    loss_from: int
+    image: int
+    kind: str
+
+
+class ExampleBuilder:
+    """Turns puzzles into token sequences with llama.cpp's tokenizer.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        n_image: Embeddings one image becomes (the vision tower's patches).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, n_image: int) -> None:
+        self.tok = tokenizer
+        self.n_image = n_image
+        self.image_at = len(tokenizer.encode(prompt_parts("x").before))
+
+    def answer(self, puzzle: Puzzle, image: int) -> Example:
+        return self._with_image(user_text(puzzle.question, StageMode.NATIVE),
+                                answer_text(puzzle), image, "answer")
+
+    def judge(self, puzzle: Puzzle, image: int, stage: Stage | None,
+              rng: random.Random) -> Example:
+        """A right and a wrong candidate of ``stage`` (None: whole answers) in random order."""
+        if stage is None:
+            wrong_stage = rng.choice(STAGES)
+            wrong_stages = {**puzzle.stages, wrong_stage: corrupt(puzzle, wrong_stage, rng)}
+            right, wrong = answer_text(puzzle), answer_text(replace(puzzle, stages=wrong_stages))
+            hint = ""
+        else:
+            right, wrong = puzzle.stages[stage], corrupt(puzzle, stage, rng)
+            hint = _hint(puzzle, stage)
+        winner = rng.choice((1, 2))
+        first, second = (right, wrong) if winner == 1 else (wrong, right)
+        text = judge_text(stage, puzzle.question, first, second, hint)
+        verdict = f"Since {judge_reason(stage, winner)}, I choose response {winner}."
+        return self._with_image(text, verdict, image, "judge")
+
+    def check(self, puzzle: Puzzle, rng: random.Random) -> Example:
+        """The reasoning check on the right reasoning or a wrong one, half and half."""
+        correct = rng.random() < 0.5
+        reasoning = (puzzle.stages[Stage.REASONING] if correct
+                     else corrupt(puzzle, Stage.REASONING, rng))
+        parts = prompt_parts(check_text(puzzle.question, puzzle.stages[Stage.CAPTION],
+                                        reasoning), with_image=False)
+        prompt = self.tok.encode(parts.after)
+        reply = [*self.tok.encode("Yes" if correct else "No"), self.tok.eos]
+        return Example(np.array(prompt + reply, dtype=np.int32), len(prompt), -1, "check")
+
+    def _with_image(self, user: str, reply: str, image: int, kind: str) -> Example:
+        parts = prompt_parts(user)
+        before, after = self.tok.encode(parts.before), self.tok.encode(parts.after)
+        if len(before) != self.image_at:
+            raise AssertionError("the chat template put the image somewhere else")
+        prompt = before + [self.tok.eos] * self.n_image + after
+        ids = prompt + self.tok.encode(reply) + [self.tok.eos]
+        return Example(np.array(ids, dtype=np.int32), len(prompt), image, kind)
+
+
+def _hint(puzzle: Puzzle, stage: Stage) -> str:
+    """What the search shows the judge besides the two responses (see StageSearch._hint)."""
+    if stage is Stage.REASONING:
+        return puzzle.stages[Stage.CAPTION]
+    if stage is Stage.CONCLUSION:
+        return f"{puzzle.stages[Stage.CAPTION]}\n{puzzle.stages[Stage.REASONING]}".strip()
+    return ""
+
+
+def build_examples(builder: ExampleBuilder, puzzles: list[Puzzle], *, seed: int = 0,
+                   judge_share: float = 0.4, check_share: float = 0.1) -> list[Example]:
+    """One answer per puzzle, plus judge and check examples for a share of them.
+
+    Judge examples are spread evenly over the four stages and whole answers.
+    """
+    rng = random.Random(f"examples-{seed}")
+    units: list[Stage | None] = [*STAGES, None]
+    out = []
+    for index, puzzle in enumerate(puzzles):
+        out.append(builder.answer(puzzle, index))
+        if rng.random() < judge_share:
+            out.append(builder.judge(puzzle, index, rng.choice(units), rng))
+        if rng.random() < check_share:
+            out.append(builder.check(puzzle, rng))
+    return out

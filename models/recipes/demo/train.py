@@ -1,0 +1,209 @@
+"""Trains the demo model on CPU (or a GPU when there is one): seeded and resumable.
+
+The loss is cross-entropy on the reply's tokens only (the answer, verdict or Yes/No and the
+end-of-turn token). AdamW with a linear warm-up and a cosine decay; a checkpoint is saved
+every ``save_every`` steps and on Ctrl+C, and a run started again with the same folder
+goes on from the last one, drawing the same batches it would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.recipes.demo.examples import Example
+from models.recipes.demo.model import DemoModel, normalise
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 2300
+    batch: int = 32
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 100
+    weight_decay: float = 0.05
+    clip: float = 1.0
+    seed: int = 0
+    save_every: int = 100
+    threads: int = 0  # 0: torch's default
+    minutes: float = 0.0  # > 0: after 20 steps, set ``steps`` to what fits this many minutes
+
+
+@dataclass(frozen=True)
+class Batch:
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    pixels: torch.Tensor
+    has_image: torch.Tensor
+
+
+def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
+               pad_id: int) -> Batch:
+    """Right-padded tokens, next-token targets (ignored outside the replies) and pixels."""
+    length = max(len(e.ids) for e in examples)
+    tokens = np.full((len(examples), length), pad_id, dtype=np.int64)
+    targets = np.full((len(examples), length), IGNORE, dtype=np.int64)
+    for row, e in enumerate(examples):
+        n = len(e.ids)
+        tokens[row, :n] = e.ids
+        targets[row, e.loss_from - 1 : n - 1] = e.ids[e.loss_from :]
+    index = [max(e.image, 0) for e in examples]
+    return Batch(torch.from_numpy(tokens), torch.from_numpy(targets),
+                 normalise(images[index], model.spec),
+                 torch.tensor([e.image >= 0 for e in examples]))
+
+
+def batch_loss(model: DemoModel, batch: Batch, image_at: int) -> torch.Tensor:
+    logits = model(batch.tokens, batch.pixels, image_at=image_at, has_image=batch.has_image)
+    return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
+
+
+def learning_rate(step: int, s: TrainSettings, total: int) -> float:
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    progress = min(1.0, (step - s.warmup) / max(1, total - s.warmup))
+    return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _epoch(lengths: np.ndarray, batch: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """One epoch's batches: a seeded shuffle, sorted by length within windows of 64
+    batches so that little is padding, then the batches shuffled."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(lengths))
+    window = batch * 64
+    batches = []
+    for start in range(0, len(perm) - batch + 1, window):
+        part = perm[start : start + window]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + batch] for i in range(0, len(part) - batch + 1, batch)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class _Order:
+    """The example indices of each step's batch; the same for the same seed."""
+
+    def __init__(self, examples: list[Example], batch: int, seed: int) -> None:
+        self.lengths = np.array([len(e.ids) for e in examples])
+        self.batch, self.seed = batch, seed
+        self._cache: tuple[int, list[np.ndarray]] | None = None
+
+    def __call__(self, step: int) -> np.ndarray:
+        per_epoch = len(self.lengths) // self.batch
+        epoch, within = divmod(step, per_epoch)
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, _epoch(self.lengths, self.batch, self.seed, epoch))
+        batches = self._cache[1]
+        return batches[within % len(batches)]
+
+
+def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Path,
+          settings: TrainSettings, *, image_at: int, pad_id: int,
+          val: tuple[list[Example], np.ndarray] | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Runs (or resumes) training; returns the final log record.
+
+    Args:
+        model: The model (its weights are replaced by the checkpoint's when resuming).
+        examples: Training sequences.
+        images: ``(n, H, W, 3)`` uint8 images the examples index.
+        out: Folder for ``checkpoint.pt`` and ``train-log.jsonl``.
+        settings: Steps, batch, learning rate...
+        image_at: Where the image's embeddings start in each sequence.
+        pad_id: Token id used for padding.
+        val: Held-out examples and their images, for a loss every ``save_every`` steps.
+        log: Where progress lines go.
+    """
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95),
+                            weight_decay=settings.weight_decay)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "train-log.jsonl"
+    step, spent, total = 0, 0.0, settings.steps
+    calibrated = not settings.minutes
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, spent = state["step"], state["seconds"]
+        if settings.minutes:  # the step count fixed by the first run's calibration
+            total, calibrated = state.get("total", total), state.get("calibrated", True)
+        log(f"resuming at step {step} ({spent / 60:.1f} min already spent)")
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "seconds": spent, "total": total, "calibrated": calibrated,
+                    "settings": asdict(settings)}, tmp)
+        tmp.replace(ckpt_path)
+
+    record: dict = {}
+    order = _Order(examples, settings.batch, settings.seed)
+    t0, losses = time.perf_counter(), []
+    model.train()
+    try:
+        while step < total:
+            lr = learning_rate(step, settings, total)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = order(step)
+            batch = make_batch([examples[i] for i in idx], images, model, pad_id)
+            loss = batch_loss(model, batch, image_at)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            now = time.perf_counter()
+            spent, t0 = spent + (now - t0), now
+            if not calibrated and step == 20:
+                total = max(settings.warmup + 1, int(settings.minutes * 60 / (spent / step)))
+                calibrated = True
+                log(f"{spent / step:.2f} s a step: {total} steps fit {settings.minutes:g} min")
+            if step % settings.save_every == 0 or step == total:
+                record = {"step": step, "loss": float(np.mean(losses)), "lr": lr,
+                          "minutes": round(spent / 60, 2)}
+                if val is not None:
+                    record["val_loss"] = evaluate_loss(model, *val, image_at=image_at,
+                                                       pad_id=pad_id)
+                    t0 = time.perf_counter()  # validation time is not training time
+                left = spent / step * (total - step)
+                log(f"step {step}/{total}  loss {record['loss']:.3f}"
+                    + (f"  val {record['val_loss']:.3f}" if "val_loss" in record else "")
+                    + f"  lr {lr:.2e}  {spent / 60:.1f} min, about {left / 60:.0f} min left")
+                with log_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                losses = []
+                save()
+    except KeyboardInterrupt:
+        save()
+        log(f"stopped at step {step}; run the same command again to go on")
+        raise
+    model.eval()
+    return record
+
+
+@torch.no_grad()
+def evaluate_loss(model: DemoModel, examples: list[Example], images: np.ndarray, *,
+                  image_at: int, pad_id: int, batch: int = 32) -> float:
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, len(examples), batch):
+        part = examples[start : start + batch]
+        total += float(batch_loss(model, make_batch(part, images, model, pad_id), image_at))
+    model.train(was_training)
+    return total / max(1, math.ceil(len(examples) / batch))

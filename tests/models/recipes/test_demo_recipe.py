@@ -1,0 +1,163 @@
+"""The demo recipe at a tiny size: tokenizer, examples, training, GGUF export, parity."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.judge import VERDICT_GRAMMAR, parse_verdict  # noqa: E402
+from models.puzzles import answer_text, draw, generate_split  # noqa: E402
+from models.recipes.demo.examples import ExampleBuilder, build_examples  # noqa: E402
+from models.recipes.demo.export import export_pair, load_pair  # noqa: E402
+from models.recipes.demo.model import DemoModel  # noqa: E402
+from models.recipes.demo.parity import llama_logits, torch_logits  # noqa: E402
+from models.recipes.demo.spec import MINI  # noqa: E402
+from models.recipes.demo.tokenizer import Tokenizer, build_vocabulary, prompt_parts  # noqa: E402
+from models.recipes.demo.train import TrainSettings, train  # noqa: E402
+from models.stages import STAGES, Stage  # noqa: E402
+from models.tiny_vlm import STAGE_TAGS  # noqa: E402
+
+assert VERDICT_GRAMMAR  # the verdicts below must read back through the same parser
+
+
+@pytest.fixture(scope="module")
+def puzzles():
+    return generate_split("train", 60, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(puzzles):
+    vocab = build_vocabulary([t for p in puzzles for t in (p.question, answer_text(p))], 300)
+    tok = Tokenizer(vocab)
+    yield tok
+    tok.close()
+
+
+@pytest.fixture(scope="module")
+def images(puzzles):
+    size = (MINI.image_size, MINI.image_size)
+    return np.stack([np.asarray(draw(p.scene).resize(size)) for p in puzzles])
+
+
+def test_stage_tags_and_chat_tokens_are_single_tokens(tokenizer):
+    for tag in (*STAGE_TAGS, "<|im_start|>", "<|im_end|>"):
+        ids = tokenizer.encode(tag)
+        assert len(ids) == 1, tag
+        assert tokenizer.decode(ids) == tag
+
+
+def test_answer_example_is_the_prompt_the_engine_renders(tokenizer, puzzles):
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    puzzle = puzzles[0]
+    example = builder.answer(puzzle, 0)
+    parts = prompt_parts(puzzle.question)
+    assert parts.before == "<|im_start|>user\n"
+    assert parts.after == f"\n{puzzle.question}<|im_end|>\n<|im_start|>assistant\n"
+    ids = example.ids.tolist()
+    image_end = builder.image_at + MINI.n_patches
+    assert tokenizer.decode(ids[: builder.image_at]) == parts.before
+    assert tokenizer.decode(ids[image_end : example.loss_from]) == parts.after
+    assert tokenizer.decode(ids[example.loss_from :]) == answer_text(puzzle) + "<|im_end|>"
+
+
+def test_judge_examples_pick_the_right_candidate(tokenizer, puzzles):
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    rng = random.Random(0)
+    for stage in (*STAGES, None):
+        for puzzle in puzzles[:6]:
+            example = builder.judge(puzzle, 0, stage, rng)
+            verdict = parse_verdict(tokenizer.decode(example.ids[example.loss_from : -1]))
+            prompt = tokenizer.decode(example.ids[: example.loss_from])
+            right = answer_text(puzzle) if stage is None else puzzle.stages[stage]
+            first = prompt.split("Response 1: ")[1].split("\n\nResponse 2: ")[0]
+            assert verdict.choice == (1 if first == right.strip() else 2), (stage, prompt)
+
+
+def test_check_examples_answer_yes_only_for_the_right_reasoning(tokenizer, puzzles):
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    rng = random.Random(1)
+    seen = set()
+    for puzzle in puzzles[:20]:
+        example = builder.check(puzzle, rng)
+        assert example.image == -1
+        reply = tokenizer.decode(example.ids[example.loss_from : -1])
+        right = f"Reasoning: {puzzle.stages[Stage.REASONING]}\n" in tokenizer.decode(example.ids)
+        assert reply == ("Yes" if right else "No")
+        seen.add(reply)
+    assert seen == {"Yes", "No"}
+
+
+def test_training_lowers_the_loss_and_resumes(tmp_path, tokenizer, puzzles, images, capsys):
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    examples = build_examples(builder, puzzles, judge_share=0.2, check_share=0.1)
+    torch.manual_seed(0)
+    model = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    settings = TrainSettings(steps=6, batch=8, lr=3e-3, warmup=2, save_every=3)
+    kwargs = {"image_at": builder.image_at, "pad_id": tokenizer.eos,
+              "val": (examples[:16], images)}
+    first = train(model, examples, images, tmp_path, settings, **kwargs)
+    assert first["step"] == 6
+    log = (tmp_path / "train-log.jsonl").read_text().splitlines()
+    assert len(log) == 2
+    lines: list[str] = []
+    again = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    longer = TrainSettings(steps=30, batch=8, lr=3e-3, warmup=2, save_every=3)
+    last = train(again, examples, images, tmp_path, longer, log=lines.append, **kwargs)
+    assert lines[0].startswith("resuming at step 6")
+    assert last["step"] == 30
+    assert last["val_loss"] < first["val_loss"] - 0.5
+
+
+def test_exported_pair_matches_pytorch_through_llama_cpp(tmp_path, tokenizer, puzzles, images):
+    torch.manual_seed(1)
+    model = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    with torch.no_grad():  # weights well away from their init, so the graph shows
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    pair = export_pair(model, tokenizer.vocab, tmp_path)
+    for path, tolerance in ((pair.f16_model, 0.01), (pair.model, 0.05)):
+        ll = llama_logits(path, pair.mmproj, images[0], puzzles[0].question)
+        assert ll.n_image == MINI.n_patches
+        expected = torch_logits(model, images[0], ll)
+        spread = float(expected.max() - expected.min())
+        assert spread > 0.5
+        assert np.abs(ll.logits - expected).max() < tolerance * spread, path.name
+        assert ll.logits.argmax() == expected.argmax()
+    # the GGUF pair reads back into the same PyTorch model
+    back = load_pair(pair.f16_model, pair.mmproj)
+    for key, value in model.state_dict().items():
+        assert torch.allclose(back.state_dict()[key], value, atol=2e-3), key
+
+
+def test_parity_would_catch_a_wrong_graph(tmp_path, tokenizer, puzzles, images):
+    """Running all vision blocks (llama.cpp runs block_count - 1) must show as a mismatch."""
+    torch.manual_seed(2)
+    model = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    pair = export_pair(model, tokenizer.vocab, tmp_path)
+    ll = llama_logits(pair.f16_model, pair.mmproj, images[0], puzzles[0].question)
+    wrong = DemoModel(MINI, len(tokenizer.vocab.tokens)).eval()
+    wrong.load_state_dict(model.state_dict())
+    with torch.no_grad():  # pretend the zero block llama.cpp skips were a real one
+        wrong.vision.blocks[-1].down.bias.add_(1.0)
+    expected = torch_logits(wrong, images[0], ll)
+    assert np.abs(ll.logits - expected).max() > 0.05 * float(expected.max() - expected.min())
+
+
+def test_quantize_reports_a_bad_type(tmp_path):
+    from models.errors import StagewiseError
+    from models.recipes.demo.export import quantize
+
+    with pytest.raises(StagewiseError, match="unknown quantization"):
+        quantize(Path(tmp_path / "a.gguf"), tmp_path / "b.gguf", "Q9_9")
+    with pytest.raises(StagewiseError, match="could not quantize"):
+        quantize(Path(tmp_path / "missing.gguf"), tmp_path / "b.gguf")

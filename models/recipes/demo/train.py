@@ -37,6 +37,7 @@ class TrainSettings:
     seed: int = 0
     save_every: int = 100
     threads: int = 0  # 0: torch's default
+    judge_weight: float = 8.0  # loss weight of judge and check replies against answer tokens
     minutes: float = 0.0  # > 0: after 20 steps, set ``steps`` to what fits this many minutes
 
 
@@ -44,29 +45,41 @@ class TrainSettings:
 class Batch:
     tokens: torch.Tensor
     targets: torch.Tensor
+    weights: torch.Tensor
     pixels: torch.Tensor
     has_image: torch.Tensor
 
 
 def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
-               pad_id: int) -> Batch:
-    """Right-padded tokens, next-token targets (ignored outside the replies) and pixels."""
+               pad_id: int, judge_weight: float = 1.0) -> Batch:
+    """Right-padded tokens, next-token targets (ignored outside the replies), their loss
+    weights and pixels.
+
+    A verdict or a Yes/No decides in one token what an answer spreads over a hundred, so
+    judge and check replies weigh ``judge_weight`` times an answer's tokens.
+    """
     length = max(len(e.ids) for e in examples)
     tokens = np.full((len(examples), length), pad_id, dtype=np.int64)
     targets = np.full((len(examples), length), IGNORE, dtype=np.int64)
+    weights = np.zeros((len(examples), length), dtype=np.float32)
     for row, e in enumerate(examples):
         n = len(e.ids)
         tokens[row, :n] = e.ids
         targets[row, e.loss_from - 1 : n - 1] = e.ids[e.loss_from :]
+        weights[row, e.loss_from - 1 : n - 1] = 1.0 if e.kind == "answer" else judge_weight
     index = [max(e.image, 0) for e in examples]
-    return Batch(torch.from_numpy(tokens), torch.from_numpy(targets),
+    return Batch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(weights),
                  normalise(images[index], model.spec),
                  torch.tensor([e.image >= 0 for e in examples]))
 
 
 def batch_loss(model: DemoModel, batch: Batch, image_at: int) -> torch.Tensor:
+    """Weighted mean cross-entropy over the reply tokens."""
     logits = model(batch.tokens, batch.pixels, image_at=image_at, has_image=batch.has_image)
-    return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
+    losses = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
+                             ignore_index=IGNORE, reduction="none")
+    weights = batch.weights.flatten()
+    return (losses * weights).sum() / weights.sum()
 
 
 def learning_rate(step: int, s: TrainSettings, total: int) -> float:
@@ -159,7 +172,8 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = order(step)
-            batch = make_batch([examples[i] for i in idx], images, model, pad_id)
+            batch = make_batch([examples[i] for i in idx], images, model, pad_id,
+                               settings.judge_weight)
             loss = batch_loss(model, batch, image_at)
             opt.zero_grad(set_to_none=True)
             loss.backward()

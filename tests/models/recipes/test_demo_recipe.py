@@ -161,3 +161,20 @@ def test_quantize_reports_a_bad_type(tmp_path):
         quantize(Path(tmp_path / "a.gguf"), tmp_path / "b.gguf", "Q9_9")
     with pytest.raises(StagewiseError, match="could not quantize"):
         quantize(Path(tmp_path / "missing.gguf"), tmp_path / "b.gguf")
+
+
+def test_batches_weigh_verdicts_above_answer_tokens(tokenizer, puzzles, images):
+    from models.recipes.demo.train import IGNORE, make_batch
+
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    answer = builder.answer(puzzles[0], 0)
+    verdict = builder.judge(puzzles[1], 1, Stage.CONCLUSION, random.Random(0))
+    check = builder.check(puzzles[2], random.Random(0))
+    model = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    batch = make_batch([answer, verdict, check], images, model, tokenizer.eos, 8.0)
+    for row, example, weight in ((0, answer, 1.0), (1, verdict, 8.0), (2, check, 8.0)):
+        scored = batch.targets[row] != IGNORE
+        assert int(scored.sum()) == len(example.ids) - example.loss_from
+        assert set(batch.weights[row][scored].tolist()) == {weight}
+        assert float(batch.weights[row][~scored].abs().sum()) == 0.0
+    assert batch.has_image.tolist() == [True, True, False]

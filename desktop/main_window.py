@@ -300,10 +300,10 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"{loaded.name} · {where}")
         self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
                                     f"loaded in {loaded.seconds:.1f} s")
-        if loaded.note:
-            self.model_label.setText(f"{loaded.name} · {where} · built-in test model")
+        if loaded.note:  # the built-in model: say what it can do
+            self.model_label.setText(f"{loaded.name} · {where} · built-in model")
             self.model_label.setToolTip(
-                "The built-in tiny model has random weights: its answers are noise. "
+                f"{loaded.note[0].upper()}{loaded.note[1:]}.\n"
                 "Download or import a real model in Settings → Models.")
         if not self.busy:
             self.progress.hide()

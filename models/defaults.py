@@ -1,8 +1,10 @@
 """The model used when the user names none.
 
-Until the trained demo model ships, this is the tiny random-weight pair from
-:mod:`models.tiny_vlm`, written once into the data folder. Its answers are noise, but
-it exercises the whole path (image encode, four stages, beam search) offline.
+That is the demo model shipped in the package (:mod:`models.demo`): a tiny LLaVA-CoT
+trained on synthetic shape puzzles, which answers questions about such pictures. An
+install without it (a source checkout whose demo files were removed) falls back to the
+tiny random-weight pair from :mod:`models.tiny_vlm`, written once into the data folder:
+its answers are noise, but it exercises the whole path offline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.demo import demo_pair
 from models.errors import StagewiseError
 from models.paths import data_dir
 from models.tiny_vlm import TINY, write_tiny_pair
@@ -25,8 +28,15 @@ class DefaultModel:
     note: str
 
 
+DEMO_NOTE = ("no model given: using the built-in demo model, which knows only pictures of "
+             "coloured circles, squares and triangles; pass --model to use a real one")
+
+
 def default_model() -> DefaultModel:
-    """The fallback pair, built on first use (about 2 MB, under a second)."""
+    """The shipped demo pair, or else the random pair (built on first use, under a second)."""
+    demo = demo_pair()
+    if demo is not None:
+        return DefaultModel(demo.model, demo.mmproj, DEMO_NOTE)
     folder = data_dir() / "models" / "tiny-random"
     folder.parent.mkdir(parents=True, exist_ok=True)
     model, mmproj = folder / "tiny-model.gguf", folder / "tiny-mmproj.gguf"

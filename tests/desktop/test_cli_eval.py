@@ -57,7 +57,7 @@ def test_json_has_every_strategy_and_every_question(tmp_path, capsys):
     assert len(report["items"]) == 4
     assert {"id", "strategy", "prediction", "correct", "seconds"} <= set(report["items"][0])
     assert report["settings"]["max_stage_tokens"] == 8
-    assert "random-weight" in err  # no --model: the built-in pair, and a note saying so
+    assert "built-in demo model" in err  # no --model: the demo pair, and a note saying so
     assert "eval 2/2" in err  # progress on stderr, not on stdout
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from desktop import cli_eval, cli_models
+from desktop.cli_args import beam_width, positive_int
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text model GGUF for this session (default: the one in Settings)")
     window.add_argument("--mmproj", dest="window_mmproj", type=Path, metavar="GGUF",
                         help="projector GGUF for this session")
-    window.add_argument("--beam", dest="window_beam", type=_beam, metavar="N",
+    window.add_argument("--beam", dest="window_beam", type=beam_width, metavar="N",
                         help="candidates per stage for this session (default: Settings)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question about one image")
@@ -69,42 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
-    ask.add_argument("--beam", type=_beam, default=1,
+    ask.add_argument("--beam", type=beam_width, default=1,
                      help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
                           "(default 1)")
     ask.add_argument("--select", choices=SELECTIONS, default="judge",
                      help="how a candidate is chosen (default judge)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="stage",
                      help="search granularity (default stage)")
-    ask.add_argument("--max-stage-tokens", type=_positive, default=256,
+    ask.add_argument("--max-stage-tokens", type=positive_int, default=256,
                      help="token budget per stage (default 256)")
     ask.add_argument("--temperature", type=float, default=0.6)
     ask.add_argument("--top-p", type=float, default=0.9)
     ask.add_argument("--seed", type=int, default=0)
-    ask.add_argument("--threads", type=_positive, help="CPU threads (default: auto)")
+    ask.add_argument("--threads", type=positive_int, help="CPU threads (default: auto)")
     ask.add_argument("--gpu-layers", type=int, default=-1,
                      help="layers to offload to the GPU: -1 all (default), 0 none")
-    ask.add_argument("--ctx", type=_positive, default=8192, help="context size (default 8192)")
+    ask.add_argument("--ctx", type=positive_int, default=8192, help="context size (default 8192)")
     ask.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
                      help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     cli_models.add_parser(sub)
     cli_eval.add_parser(sub)
     return parser
-
-
-def _beam(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_BEAM:
-        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

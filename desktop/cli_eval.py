@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from desktop.cli_args import beam_width, positive_int
 from models.errors import StagewiseError
 from models.evaluation.results import STRATEGY_NAMES
 from models.search_settings import MAX_BEAM, SELECTIONS
@@ -44,12 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--demo", action="store_true",
                     help="instead of DATA: the demo model's held-out test split, answered "
                          "by the demo model unless --model is given")
-    ev.add_argument("--limit", type=_positive, metavar="K", help="only the first K questions")
+    ev.add_argument("--limit", type=positive_int, metavar="K", help="only the first K questions")
     ev.add_argument("--strategy", type=_strategies, action="append", metavar="NAMES",
                     help=f"what to compare: {', '.join(STRATEGY_NAMES)}; repeat it or "
                          "separate names with commas (default: all four, in that order); "
                          "single is one pass, the others search with --beam and --select")
-    ev.add_argument("--beam", type=_beam, default=4, metavar="N",
+    ev.add_argument("--beam", type=beam_width, default=4, metavar="N",
                     help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
                          "(default 4)")
     ev.add_argument("--select", choices=SELECTIONS, default="judge",
@@ -61,29 +62,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="projector GGUF (default: the one beside --model)")
     ev.add_argument("--seed", type=int, default=0, metavar="N",
                     help="question i is answered with seed + i by every strategy (default 0)")
-    ev.add_argument("--max-stage-tokens", type=_positive, default=256, metavar="N",
+    ev.add_argument("--max-stage-tokens", type=positive_int, default=256, metavar="N",
                     help="token budget per stage (default 256)")
-    ev.add_argument("--ctx", type=_positive, default=8192, metavar="N",
+    ev.add_argument("--ctx", type=positive_int, default=8192, metavar="N",
                     help="context size (default 8192)")
-    ev.add_argument("--threads", type=_positive, metavar="N", help="CPU threads (default: auto)")
+    ev.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: auto)")
     ev.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                     help="layers to offload to the GPU: -1 all (default), 0 none")
     ev.add_argument("--json", action="store_true",
                     help="print one JSON object: the summary and every question's results")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _beam(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_BEAM:
-        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
-    return value
 
 
 def _strategies(text: str) -> list[str]:

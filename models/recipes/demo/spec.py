@@ -42,7 +42,6 @@ class DemoSpec:
                            self.image_std)
 
 
-
 DEMO = DemoSpec(
     text=TextHyper(n_embd=192, n_layer=4, n_head=6, n_head_kv=2, n_ff=512, n_ctx_train=2048),
     image_size=96,

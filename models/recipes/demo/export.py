@@ -7,20 +7,18 @@ the shipped text model. The projector stays F16, as llama.cpp's converter leaves
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from models.demo import DEMO_MMPROJ, DEMO_MODEL
-from models.errors import StagewiseError
 from models.gguf_writer import Vocabulary, write_projector, write_text_model
+from models.quantize import quantize
 from models.recipes.demo.model import DemoModel, projector_tensors, text_tensors
 from models.recipes.demo.tokenizer import CHAT_TEMPLATE
 
 F16_MODEL = "stagewise-demo-f16.gguf"
-QUANT_TYPES = {"Q8_0": 7, "Q4_0": 2, "F16": 1}  # llama_ftype values
 
 
 @dataclass(frozen=True)
@@ -48,25 +46,6 @@ def export_pair(model: DemoModel, vocab: Vocabulary, out_dir: Path, *, quant: st
     quantized = out_dir / DEMO_MODEL.replace("Q8_0", quant)
     quantize(f16, quantized, quant)
     return ExportedPair(f16, quantized, mmproj)
-
-
-def quantize(source: Path, dest: Path, quant: str = "Q8_0", threads: int = 0) -> None:
-    """Quantizes a GGUF text model with llama.cpp's ``llama_model_quantize``.
-
-    Raises:
-        StagewiseError: An unknown type, or llama.cpp reported a failure.
-    """
-    import llama_cpp
-
-    if quant not in QUANT_TYPES:
-        raise StagewiseError(f"unknown quantization {quant!r}; one of {sorted(QUANT_TYPES)}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANT_TYPES[quant]
-    params.nthread = threads
-    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(),
-                                        ctypes.byref(params))
-    if rc != 0:
-        raise StagewiseError(f"llama.cpp could not quantize {source} to {quant} (error {rc})")
 
 
 def load_pair(model_path: Path, mmproj_path: Path) -> DemoModel:

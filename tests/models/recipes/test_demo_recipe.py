@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,16 +150,6 @@ def test_parity_would_catch_a_wrong_graph(tmp_path, tokenizer, puzzles, images):
         wrong.vision.blocks[-1].down.bias.add_(1.0)
     expected = torch_logits(wrong, images[0], ll)
     assert np.abs(ll.logits - expected).max() > 0.05 * float(expected.max() - expected.min())
-
-
-def test_quantize_reports_a_bad_type(tmp_path):
-    from models.errors import StagewiseError
-    from models.recipes.demo.export import quantize
-
-    with pytest.raises(StagewiseError, match="unknown quantization"):
-        quantize(Path(tmp_path / "a.gguf"), tmp_path / "b.gguf", "Q9_9")
-    with pytest.raises(StagewiseError, match="could not quantize"):
-        quantize(Path(tmp_path / "missing.gguf"), tmp_path / "b.gguf")
 
 
 def test_batches_weigh_verdicts_above_answer_tokens(tokenizer, puzzles, images):

@@ -2,6 +2,8 @@
 
 ``STAGEWISE_DATA_DIR`` redirects the data folder (models, history) and
 ``STAGEWISE_CONFIG_DIR`` the config folder (settings); tests point both at temporary folders.
+``STAGEWISE_CACHE_DIR`` redirects the cache folder (files that can be fetched again, such as
+llama.cpp's converter); tests leave it alone, since what it holds is public and re-fetchable.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import platformdirs
 
 DATA_DIR_ENV = "STAGEWISE_DATA_DIR"
 CONFIG_DIR_ENV = "STAGEWISE_CONFIG_DIR"
+CACHE_DIR_ENV = "STAGEWISE_CACHE_DIR"
 
 
 def data_dir() -> Path:
@@ -23,6 +26,11 @@ def data_dir() -> Path:
 def config_dir() -> Path:
     """The user's Stagewise config folder (settings), created on first use."""
     return _folder(CONFIG_DIR_ENV, platformdirs.user_config_dir("stagewise", False))
+
+
+def cache_dir() -> Path:
+    """The user's Stagewise cache folder (re-fetchable downloads), created on first use."""
+    return _folder(CACHE_DIR_ENV, platformdirs.user_cache_dir("stagewise", False))
 
 
 def _folder(env: str, default: str) -> Path:

@@ -1,0 +1,124 @@
+"""A tiny, randomly initialised Qwen2.5-VL built from a config: the recipe's proof model.
+
+The real base (Qwen2.5-VL-3B-Instruct, 7.5 GB) cannot be downloaded on the machines that
+run the tests, so the recipe's end-to-end test fine-tunes this one instead. It has the
+real model's architecture and file layout in miniature: ``Qwen2_5_VLForConditionalGeneration``
+with M-RoPE sections in Qwen's 2:3:3 proportion, a windowed vision tower whose last
+block attends fully, a byte-level BPE tokenizer with Qwen2's pre-tokenizer pattern and
+Qwen's special tokens, and Qwen2.5-VL's own chat template.
+
+Its tokenizer is learnt from the sample answers, so llama.cpp's converter cannot
+recognise its pre-tokenizer by hashing (that hash is of a known vocabulary's output);
+the conversion names ``qwen2`` explicitly for it (:data:`TINY_PRE_TOKENIZER`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["QWEN2_PATTERN", "SPECIAL_TOKENS", "TINY_PRE_TOKENIZER", "build_tiny_qwen25vl"]
+
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+"""Qwen2's pre-tokenizer split (one digit per piece), as in its ``tokenizer.json``."""
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>",
+    "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
+    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+)
+"""Qwen2.5-VL's added tokens, in its order."""
+
+TINY_PRE_TOKENIZER = "qwen2"
+"""What llama.cpp calls the tiny tokenizer's pre-tokenizer (``tokenizer.ggml.pre``)."""
+
+TEXT = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "max_position_embeddings": 4096,
+        "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]}}
+"""Text model: head size 64, so the M-RoPE sections (8, 12, 12) cover its 32 frequency
+pairs as Qwen's (16, 24, 24) cover 64; 256 wide so that Q4_K_M's 256-wide blocks apply."""
+
+VISION = {"depth": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+          "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+          "window_size": 112, "fullatt_block_indexes": [1, 3], "in_chans": 3,
+          "tokens_per_second": 2, "hidden_act": "silu"}
+"""Vision tower: windowed and full-attention blocks alternate (``n_wa_pattern`` 2). At
+least three blocks: the converter maps the merger's ``mlp.2`` through the block numbers."""
+
+IMAGE_PIXELS = (56 * 56, 224 * 224)
+"""The image processor's pixel range: at most 64 image tokens, to keep the test fast."""
+
+
+def chat_template() -> str:
+    """Qwen2.5-VL-Instruct's chat template (the default system turn, images as
+    ``<|vision_start|><|image_pad|><|vision_end|>``)."""
+    files = resources.files("models.recipes.llava_cot") / "templates"
+    return (files / "qwen2.5-vl-chat-template.jinja").read_text(encoding="utf-8")
+
+
+def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 640,
+                        seed: int = 0) -> Path:
+    """Write a random-weight Qwen2.5-VL, its tokenizer and processor to ``out``.
+
+    Args:
+        out: The folder to write (``config.json``, ``model.safetensors``, tokenizer and
+            processor files), as ``save_pretrained`` lays out a downloaded base.
+        texts: Text to learn the BPE merges from (the sample questions and answers).
+        vocab_size: Target size of the learnt vocabulary, special tokens excluded.
+        seed: Seeds the weights.
+
+    Returns:
+        ``out``.
+    """
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2TokenizerFast,
+        Qwen2VLImageProcessor,
+    )
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(list(texts), trainer)
+    tokenizer = Qwen2TokenizerFast(
+        tokenizer_object=bpe, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        unk_token=None, additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        model_max_length=TEXT["max_position_embeddings"], errors="replace",
+        clean_up_tokenization_spaces=False)
+    tokenizer.add_special_tokens({"pad_token": "<|endoftext|>"})
+    template = chat_template()
+    tokenizer.chat_template = template
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    padded = -(-len(tokenizer) // 64) * 64
+    config = Qwen2_5_VLConfig(
+        vision_config={**VISION, "out_hidden_size": TEXT["hidden_size"]},
+        text_config={**TEXT, "vocab_size": padded},
+        vocab_size=padded, tie_word_embeddings=True,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"], architectures=["Qwen2_5_VLForConditionalGeneration"])
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.save_pretrained(out, safe_serialization=True)
+    low, high = IMAGE_PIXELS
+    tokenizer.save_pretrained(out)
+    Qwen2VLImageProcessor(min_pixels=low, max_pixels=high).save_pretrained(out)
+    return out

@@ -24,7 +24,7 @@ from typing import Any
 from models.errors import StagewiseError
 from models.stages import STAGES, Stage, parse_answer
 
-__all__ = ["EvalDataError", "EvalItem", "item_kind", "read_items"]
+__all__ = ["EvalDataError", "EvalItem", "item_kind", "read_items", "strip_image_marker"]
 
 
 class EvalDataError(StagewiseError):
@@ -143,11 +143,11 @@ def _llava_cot(where: str, turns: object) -> tuple[str, tuple[str, ...], dict[St
         raise EvalDataError(f"{where}: the record has no answer (no \"gpt\" turn)")
     parsed = parse_answer(answer)
     if not any(parsed.stages.values()):  # an untagged answer is the answer itself
-        return _strip_marker(question), (answer.strip(),), {}
+        return strip_image_marker(question), (answer.strip(),), {}
     if not parsed.conclusion:
         raise EvalDataError(f"{where}: the answer has no <CONCLUSION> stage")
     stages = {stage: parsed.stages[stage] for stage in STAGES if parsed.stages[stage]}
-    return _strip_marker(question), (parsed.conclusion,), stages
+    return strip_image_marker(question), (parsed.conclusion,), stages
 
 
 def _first_turn(turns: list[object], speaker: str) -> str:
@@ -167,7 +167,7 @@ def _plain(where: str, record: dict[str, Any]) -> tuple[str, tuple[str, ...], di
     answers = [a for a in answers if a]
     if not answers:
         raise EvalDataError(f"{where}: the record has no answer")
-    return _strip_marker(question), tuple(dict.fromkeys(answers)), {}
+    return strip_image_marker(question), tuple(dict.fromkeys(answers)), {}
 
 
 def _as_list(value: object) -> list[object]:
@@ -185,7 +185,15 @@ def _answer_text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _strip_marker(question: str) -> str:
+def strip_image_marker(question: str) -> str:
+    """The question without the ``<image>`` marker that LLaVA-style data puts at its start or end.
+
+    Args:
+        question: A human turn, e.g. ``"<image>\\nHow many circles?"``.
+
+    Returns:
+        The text stripped, with one marker at the start and one at the end removed.
+    """
     text = question.strip()
     if text.startswith(_IMAGE_MARKER):
         text = text[len(_IMAGE_MARKER):]

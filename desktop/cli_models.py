@@ -57,6 +57,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     raise StagewiseError(f"unknown models action {args.models_command!r}")
 
 
+LOCAL_RECIPE = ("python -m models.recipes.llava_cot all OUT --jsonl train.jsonl "
+                "--images image.zip.part-aa (see models/recipes/llava_cot/README.md)")
+"""How a local catalogue entry is built: the LLaVA-CoT recipe."""
+
+
 def _list(library: object, installed_only: bool, out: TextIO) -> int:
     from models.catalogue import load_catalogue
     from models.hardware import detect_hardware
@@ -69,9 +74,9 @@ def _list(library: object, installed_only: bool, out: TextIO) -> int:
         if installed_only and entry.id not in installed:
             continue
         mark = "*" if entry.id in installed else ""
-        fit = rough_fit(entry.total_bytes, hardware)
-        rows.append((mark, entry.id, format_bytes(entry.total_bytes) if entry.total_bytes else "?",
-                     fits_text(fit), entry.name))
+        size = installed[entry.id].size if entry.id in installed else entry.total_bytes
+        rows.append((mark, entry.id, format_bytes(size) if size else "?",
+                     fits_text(rough_fit(size, hardware)), entry.name))
     for model in installed.values():
         if model.source == "imported":
             fit = rough_fit(model.size, hardware)
@@ -103,8 +108,9 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
               f"stages {entry.stage_mode}" + (", thinking" if entry.thinking else ""), file=out)
         if entry.repo:
             print(f"  from https://huggingface.co/{entry.repo} ({entry.revision})", file=out)
+        unknown = "built on this machine" if entry.local else "size from the hub"
         for item in (entry.model, entry.mmproj):
-            size = format_bytes(item.size) if item.size else "size from the hub"
+            size = format_bytes(item.size) if item.size else unknown
             print(f"  {item.name}  {size}", file=out)
         print(f"  licence {entry.licence}  {entry.licence_url}", file=out)
         if entry.notes:
@@ -113,6 +119,8 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
         state = "installed" if installed.present else "installed, but files are missing"
         print(f"  {state}: {installed.model}\n  {' ' * len(state)}  {installed.mmproj}",
               file=out)
+    elif entry is not None and entry.local:
+        print(f"  not built yet: {LOCAL_RECIPE}", file=out)
     else:
         print(f"  not installed: stagewise models pull {model_id}", file=out)
     return 0

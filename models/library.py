@@ -41,8 +41,9 @@ class InstalledModel:
         name: What to show.
         model: The text model GGUF.
         mmproj: Its projector GGUF.
-        source: "catalogue" (pulled; the files are the library's) or "imported" (the
-            user's files, left where they are).
+        source: "catalogue" (pulled, or built by a recipe into the slot of a local
+            catalogue entry; the files are the library's) or "imported" (the user's files,
+            left where they are).
         installed: When it was added (UTC, ISO 8601).
     """
 
@@ -118,6 +119,26 @@ class Library:
                 expected_size=item.size, expected_sha256=item.sha256, progress=progress,
                 cancel=cancel, endpoint=endpoint, token=token))
         mmproj, model = files
+        check_pair(model, mmproj)
+        return self._add(InstalledModel(entry.id, entry.name, model, mmproj, "catalogue",
+                                        _now()))
+
+    def add_built(self, entry: CatalogueEntry, model: Path, mmproj: Path) -> InstalledModel:
+        """Record a pair a recipe built into the library's folder for a local catalogue entry.
+
+        The files become the library's: removing the model deletes them.
+
+        Raises:
+            StagewiseError: The entry is not a local one, the files are not in its folder
+                (``folder/<entry id>/``), or they are not a loadable pair.
+        """
+        if not entry.local:
+            raise StagewiseError(f"{entry.id} is downloaded, not built: pull it instead")
+        home = (self.folder / entry.id).resolve()
+        model, mmproj = Path(model).resolve(), Path(mmproj).resolve()
+        for path in (model, mmproj):
+            if path.parent != home:
+                raise StagewiseError(f"{path}: a built model's files go in {home}")
         check_pair(model, mmproj)
         return self._add(InstalledModel(entry.id, entry.name, model, mmproj, "catalogue",
                                         _now()))

@@ -85,3 +85,24 @@ def test_ctrl_c_stops_a_pull_and_says_how_to_resume(served_catalogue, tmp_path, 
     assert process.returncode == 130, err
     assert f"stagewise models pull {ENTRY_ID}" in err and "resume" in err
     assert "Traceback" not in err
+
+
+def test_the_local_slot_says_how_it_is_built_and_shows_its_size_once_built(tiny_pair,
+                                                                           tmp_path):
+    import shutil
+
+    from models.catalogue import find_entry
+    from models.library import Library
+
+    data = tmp_path / "data"
+    info = stagewise("models", "info", "llava-cot-local", data_dir=data)
+    assert "not built yet: python -m models.recipes.llava_cot all" in info.stdout
+    assert "size from the hub" not in info.stdout
+    home = data / "models" / "llava-cot-local"
+    home.mkdir(parents=True)
+    Library(data / "models").add_built(find_entry("llava-cot-local"),
+                                       shutil.copy(tiny_pair.model, home),
+                                       shutil.copy(tiny_pair.mmproj, home))
+    row = next(line for line in stagewise("models", "list", data_dir=data).stdout.splitlines()
+               if "llava-cot-local" in line)
+    assert row.startswith("*") and " ? " not in row and "MB" in row

@@ -92,3 +92,28 @@ def test_a_local_entry_is_not_downloaded_and_a_damaged_record_is_explained(tmp_p
         library.installed()
     with pytest.raises(StagewiseError, match="no installed model named 'nope'"):
         Library(tmp_path / "other").get("nope")
+
+
+def test_a_built_pair_fills_its_local_slot_and_is_deleted_with_it(tiny_pair, tmp_path):
+    import shutil
+
+    from models.catalogue import load_catalogue
+
+    entries = load_catalogue()
+    local = next(e for e in entries if e.local)
+    library = Library(tmp_path / "models")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(StagewiseError, match="go in"):
+        library.add_built(local, tiny_pair.model, tiny_pair.mmproj)
+    with pytest.raises(StagewiseError, match="not built"):
+        library.add_built(next(e for e in entries if not e.local), tiny_pair.model,
+                          tiny_pair.mmproj)
+    home = tmp_path / "models" / local.id
+    home.mkdir(parents=True)
+    model = Path(shutil.copy(tiny_pair.model, home / "m.gguf"))
+    mmproj = Path(shutil.copy(tiny_pair.mmproj, home / "mmproj.gguf"))
+    added = library.add_built(local, model, mmproj)
+    assert (added.id, added.source, added.present) == (local.id, "catalogue", True)
+    library.remove(local.id)
+    assert not home.exists()

@@ -176,6 +176,11 @@ def _train(wd: Workdir, args: argparse.Namespace) -> None:
     from models.recipes.llava_cot.train import TrainProgress, TrainSettings, train
 
     base, folder = _base(wd, args)
+    if args.base_dir is None:
+        h100, rtx = base.gpu_hours
+        _say(f"{base.repo}: one epoch of LLaVA-CoT-100k is estimated at {h100:g} h on an H100"
+             + (f", {rtx:g} h on an RTX 4090" if rtx else "")
+             + f", about {base.gpu_memory_gb} GB of GPU memory (estimates, see bases.py)")
     _say(LICENCE_NOTICE)
     if not args.yes and sys.stdin.isatty() \
             and input("Train on this data under these terms? [y/N] ").strip().lower() != "y":

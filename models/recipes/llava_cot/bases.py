@@ -2,10 +2,12 @@
 
 Each base names how its prompts are built for training (:mod:`.inputs`), which layers
 get LoRA adapters, and what a full run on LLaVA-CoT-100k needs. Those GPU figures are
-estimates, not measurements: they scale the reference fine-tune (Llama-3.2-11B-Vision,
-full fine-tune, about 15 h on 8 H100s, see the LLaVA-CoT paper) by parameter count and
-by LoRA's cheaper backward pass, and they assume bf16 weights, gradient checkpointing,
-one sample per step and about 1,000 tokens per sample (image tokens included).
+estimates, not measurements (no GPU run has been made yet): one epoch of about 99k
+samples of about 1,200 tokens (image tokens included; Gemma 3's fixed 256 image tokens
+make about 700), at about 5 x parameters FLOPs per token (LoRA's backward skips the
+weight gradients; gradient checkpointing adds a forward), at 300 TFLOP/s on an H100 and
+60 TFLOP/s on an RTX 4090 (about a third of their bf16 peaks, for one-sample steps of
+varying length). Memory: bf16 weights plus activations and logits of one such sample.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class Base:
             processor (Gemma 3).
         params: Parameters, for the card ("3.8B").
         licence: The base's licence.
-        gpu_hours: Estimated hours for one epoch of LLaVA-CoT-100k on one H100 / one
-            24 GB consumer GPU (RTX 4090).
+        gpu_hours: Estimated hours for one epoch of LLaVA-CoT-100k on one H100 and on
+            one RTX 4090 (None: it does not fit 24 GB).
         gpu_memory_gb: Estimated peak GPU memory for that run.
     """
 
@@ -49,19 +51,19 @@ class Base:
     prompting: Prompting
     params: str
     licence: str
-    gpu_hours: tuple[float, float]
+    gpu_hours: tuple[float, float | None]
     gpu_memory_gb: int
 
 
 BASES: dict[str, Base] = {b.key: b for b in (
     Base("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", "qwen-grid", "3.8B",
-         "Qwen Research License (non-commercial)", (9, 30), 22),
+         "Qwen Research License (non-commercial)", (2.1, 10.4), 16),
     Base("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2.5-vl", "qwen-grid", "8.3B",
-         "Apache-2.0", (20, 70), 40),
+         "Apache-2.0", (4.6, None), 26),
     Base("qwen3-vl-4b", "Qwen/Qwen3-VL-4B-Instruct", "qwen3-vl", "qwen-grid", "4.4B",
-         "Apache-2.0", (11, 36), 24),
+         "Apache-2.0", (2.4, 12.1), 17),
     Base("gemma-3-4b", "google/gemma-3-4b-it", "gemma3", "processor", "4.3B",
-         "Gemma Terms of Use", (11, 36), 24),
+         "Gemma Terms of Use", (1.4, 6.9), 16),
 )}
 DEFAULT_BASE = "qwen2.5-vl-3b"
 

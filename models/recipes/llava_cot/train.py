@@ -174,14 +174,14 @@ def _lora_model(base_dir: Path, s: TrainSettings) -> Any:
 
     model = load_base(base_dir, s.dtype)
     model.config.use_cache = False
+    if s.gradient_checkpointing:
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # frozen embeddings: let gradients reach LoRA
     torch.manual_seed(s.seed)
     config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout,
                         target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
-    if s.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    return model
+    return get_peft_model(model, config)
 
 
 def _latest_checkpoint(out: Path) -> Path | None:

@@ -106,19 +106,28 @@ def fit_pixels(image: PreparedImage, max_pixels: int | None) -> PreparedImage:
     """
     if max_pixels is None or image.width * image.height <= max_pixels:
         return image
+    source = Image.frombytes("RGB", (image.width, image.height), image.rgb)
+    smaller = fit_picture(source, max_pixels)
+    return dataclasses.replace(image, rgb=smaller.tobytes(), width=smaller.width,
+                               height=smaller.height)
+
+
+def fit_picture(picture: Image.Image, max_pixels: int | None) -> Image.Image:
+    """A PIL image downscaled as :func:`fit_pixels` does (the fine-tune recipe trains on
+    pictures made this way, so that they match what the app hands to libmtmd)."""
+    if max_pixels is None or picture.width * picture.height <= max_pixels:
+        return picture
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
-    scale = math.sqrt(max_pixels / (image.width * image.height))
-    width = max(1, math.floor(image.width * scale))
-    height = max(1, math.floor(image.height * scale))
+    scale = math.sqrt(max_pixels / (picture.width * picture.height))
+    width = max(1, math.floor(picture.width * scale))
+    height = max(1, math.floor(picture.height * scale))
     while width * height > max_pixels:  # floor rounding can still leave one row too many
         if width >= height:
             width -= 1
         else:
             height -= 1
-    source = Image.frombytes("RGB", (image.width, image.height), image.rgb)
-    smaller = source.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return dataclasses.replace(image, rgb=smaller.tobytes(), width=width, height=height)
+    return picture.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 @dataclass(frozen=True)

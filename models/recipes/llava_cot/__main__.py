@@ -171,6 +171,7 @@ def _download_base(base: Base, folder: Path) -> None:
 
 
 def _train(wd: Workdir, args: argparse.Namespace) -> None:
+    from models.families import family_named
     from models.recipes.llava_cot.data import LICENCE_NOTICE, read_prepared
     from models.recipes.llava_cot.inputs import load_prompt_builder
     from models.recipes.llava_cot.train import TrainProgress, TrainSettings, train
@@ -199,7 +200,8 @@ def _train(wd: Workdir, args: argparse.Namespace) -> None:
                                              if p.resumed_from and p.step == p.resumed_from + 1
                                              else ""))
 
-    prompts = load_prompt_builder(folder, base.prompting)
+    prompts = load_prompt_builder(folder, base.prompting,
+                                  family_named(base.family).max_image_pixels)
     with images:
         result = train(folder, samples, images, wd.root, prompts, settings, progress=show)
     wd.update(training={"steps": result.steps, "accumulate": settings.accumulate,

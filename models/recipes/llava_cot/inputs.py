@@ -57,6 +57,16 @@ class PromptBuilder(Protocol):
     def example(self, image: Image.Image, question: str, answer: str) -> Example: ...
 
 
+def _picture(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """The picture as the app hands it to libmtmd: upright (EXIF), RGB, and downscaled to
+    the family's pixel cap (:func:`models.families.base.fit_picture`)."""
+    from PIL import ImageOps
+
+    from models.families.base import fit_picture
+
+    return fit_picture(ImageOps.exif_transpose(image).convert("RGB"), max_pixels)
+
+
 def _messages(question: str, answer: str | None) -> list[dict[str, Any]]:
     user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
     if answer is None:
@@ -84,9 +94,11 @@ class QwenGridPrompts:
 
     image_token = "<|image_pad|>"
 
-    def __init__(self, tokenizer: Any, image_processor: Any) -> None:
+    def __init__(self, tokenizer: Any, image_processor: Any,
+                 max_pixels: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
+        self.max_pixels = max_pixels
 
     def example(self, image: Image.Image, question: str, answer: str) -> Example:
         import torch
@@ -96,7 +108,8 @@ class QwenGridPrompts:
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
         prompt, reply = _split(render, question, answer)
-        pixels = self.image_processor(images=[image.convert("RGB")], return_tensors="pt")
+        pixels = self.image_processor(images=[_picture(image, self.max_pixels)],
+                                      return_tensors="pt")
         grid = pixels["image_grid_thw"]
         n_image = int(grid[0].prod()) // self.image_processor.merge_size ** 2
         if prompt.count(self.image_token) != 1:
@@ -116,8 +129,9 @@ class ProcessorPrompts:
     """Bases whose processor handles images alone (Gemma 3: a fixed 256 image tokens and
     ``token_type_ids`` marking them for bidirectional attention)."""
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, max_pixels: int | None = None) -> None:
         self.processor = processor
+        self.max_pixels = max_pixels
 
     def example(self, image: Image.Image, question: str, answer: str) -> Example:
         import torch
@@ -127,7 +141,7 @@ class ProcessorPrompts:
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
         prompt, reply = _split(render, question, answer)
-        encoded = self.processor(text=[prompt], images=[[image.convert("RGB")]],
+        encoded = self.processor(text=[prompt], images=[[_picture(image, self.max_pixels)]],
                                  return_tensors="pt", return_mm_token_type_ids=True)
         reply_ids = self.processor.tokenizer(reply, add_special_tokens=False)["input_ids"]
         n_prompt = encoded["input_ids"].shape[1]
@@ -143,13 +157,22 @@ class ProcessorPrompts:
         return Example(inputs, labels)
 
 
-def load_prompt_builder(base_dir: Path, prompting: Prompting) -> PromptBuilder:
-    """The prompt builder for a downloaded base (or a merged model) in ``base_dir``."""
+def load_prompt_builder(base_dir: Path, prompting: Prompting,
+                        max_pixels: int | None = None) -> PromptBuilder:
+    """The prompt builder for a downloaded base (or a merged model) in ``base_dir``.
+
+    Args:
+        base_dir: The model folder.
+        prompting: How the base builds image prompts (see :class:`~.bases.Base`).
+        max_pixels: Downscale pictures to this many pixels, as the app does for the
+            model's family (``FamilyAdapter.max_image_pixels``); None keeps them.
+    """
     if prompting == "qwen-grid":
         from transformers import AutoImageProcessor, AutoTokenizer
 
         return QwenGridPrompts(AutoTokenizer.from_pretrained(base_dir),
-                               AutoImageProcessor.from_pretrained(base_dir, use_fast=False))
+                               AutoImageProcessor.from_pretrained(base_dir, use_fast=False),
+                               max_pixels)
     from transformers import AutoProcessor
 
-    return ProcessorPrompts(AutoProcessor.from_pretrained(base_dir, use_fast=False))
+    return ProcessorPrompts(AutoProcessor.from_pretrained(base_dir, use_fast=False), max_pixels)

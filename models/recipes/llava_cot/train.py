@@ -10,6 +10,7 @@ would have drawn, so an interrupted run ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -152,10 +153,12 @@ def _schedule(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def _order(n: int, seed: int, epoch: int) -> list[int]:
+@functools.lru_cache(maxsize=2)
+def _order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The sample order of one epoch (cached: it is asked for every sample)."""
     order = list(range(n))
     random.Random(f"{seed}:{epoch}").shuffle(order)
-    return order
+    return tuple(order)
 
 
 def load_base(base_dir: Path, dtype: str) -> Any:

@@ -135,3 +135,17 @@ def test_loss_covers_the_answer_and_its_end_of_turn_only(base, data):
     n_image = prompt.count("<|image_pad|>")
     grid = example.inputs["image_grid_thw"][0]
     assert n_image == int(grid.prod()) // 4 > 1
+
+
+def test_pictures_are_downscaled_as_the_app_downscales_them(base):
+    from PIL import Image
+
+    picture = Image.new("RGB", (448, 336), "white")
+    cap = 112 * 112
+    capped = load_prompt_builder(base, "qwen-grid", max_pixels=cap).example(
+        picture, "How many?", "<SUMMARY> a </SUMMARY>")
+    full = load_prompt_builder(base, "qwen-grid").example(
+        picture, "How many?", "<SUMMARY> a </SUMMARY>")
+    patches = int(capped.inputs["image_grid_thw"][0].prod())
+    assert patches * 14 * 14 <= 1.25 * cap  # the processor rounds sides to 28 px
+    assert patches < int(full.inputs["image_grid_thw"][0].prod())

@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     except StagewiseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a folder that cannot be written
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}; what was finished is kept, run "
+              "the same command again to go on", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nstopped; run the same command again to go on", file=sys.stderr)
         return 130

@@ -196,3 +196,22 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image_file):
         app = engine.chat_prompt(user_text(question, engine.stage_mode))
         marker = engine.media_marker
     assert app.replace(marker, "<|vision_start|><|image_pad|><|vision_end|>") == trained
+
+
+def test_steps_out_of_order_and_missing_inputs_say_what_to_do(tmp_path, capsys):
+    assert main(["merge", str(tmp_path / "w"), "--base-dir", str(tmp_path)]) == 1
+    assert "run the 'train' step first" in capsys.readouterr().err
+    assert main(["data", str(tmp_path / "w")]) == 1
+    assert "needs --jsonl and --images" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path / "w")]) == 1
+    assert "run the 'convert' step first" in capsys.readouterr().err
+
+
+def test_an_unwritable_folder_is_one_clear_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = blocker / "work"  # a folder inside a file cannot be made
+    code = main(["quantize", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

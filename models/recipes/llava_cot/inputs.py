@@ -27,6 +27,11 @@ __all__ = ["IGNORE", "Example", "PromptBuilder", "load_prompt_builder"]
 IGNORE = -100
 """The label that keeps a token out of the loss (PyTorch's cross-entropy ignore index)."""
 
+LIBMTMD_MIN_QWEN_TOKENS = 8
+"""The fewest merged patches libmtmd resizes a Qwen-VL picture to
+(``set_limit_image_tokens(8, 4096)`` in ``tools/mtmd/clip.cpp``); it ignores the base's
+``preprocessor_config.json``, whose floor is higher (Qwen3-VL: 65,536 pixels, 64 tokens)."""
+
 
 @dataclass
 class Example:
@@ -34,8 +39,8 @@ class Example:
 
     Attributes:
         inputs: ``input_ids``, ``attention_mask`` and the image tensors the model's
-            ``forward`` takes (``pixel_values``, and ``image_grid_thw`` or
-            ``token_type_ids`` by family).
+            ``forward`` takes (``pixel_values``, and ``image_grid_thw`` with
+            ``mm_token_type_ids`` or ``token_type_ids`` by family).
         labels: ``IGNORE`` over the prompt, the token ids over the answer.
     """
 
@@ -90,6 +95,11 @@ class QwenGridPrompts:
 
     Built from the tokenizer and the image processor alone: the processors also load a
     video processor, which needs torchvision, and video is not used here.
+
+    ``mm_token_type_ids`` (1 on each image token, as the processors write it) is what
+    transformers 5 derives the image tokens' 2-D M-RoPE positions from, the positions
+    llama.cpp gives them: without it Qwen2.5-VL silently numbers the image tokens like
+    text, and Qwen3-VL refuses the input.
     """
 
     image_token = "<|image_pad|>"
@@ -108,7 +118,13 @@ class QwenGridPrompts:
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
         prompt, reply = _split(render, question, answer)
-        pixels = self.image_processor(images=[_picture(image, self.max_pixels)],
+        # libmtmd's floor, not the processor's: a small picture is trained at the size the
+        # app's llama.cpp gives it (both round to whole merged patches alike). The ceiling
+        # stays the processor's; the family's pixel cap (``max_pixels``) is below both.
+        side = self.image_processor.patch_size * self.image_processor.merge_size
+        size = {"shortest_edge": LIBMTMD_MIN_QWEN_TOKENS * side * side,
+                "longest_edge": self.image_processor.size["longest_edge"]}
+        pixels = self.image_processor(images=[_picture(image, self.max_pixels)], size=size,
                                       return_tensors="pt")
         grid = pixels["image_grid_thw"]
         n_image = int(grid[0].prod()) // self.image_processor.merge_size ** 2
@@ -120,8 +136,10 @@ class QwenGridPrompts:
         reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([prompt_ids + reply_ids])
         labels = torch.tensor([[IGNORE] * len(prompt_ids) + reply_ids])
+        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                  "pixel_values": pixels["pixel_values"], "image_grid_thw": grid}
+                  "pixel_values": pixels["pixel_values"], "image_grid_thw": grid,
+                  "mm_token_type_ids": (ids == image_id).to(torch.int)}
         return Example(inputs, labels)
 
 
@@ -141,8 +159,11 @@ class ProcessorPrompts:
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
         prompt, reply = _split(render, question, answer)
+        # The rendered template starts with its own ``{{ bos_token }}``: the tokenizer must
+        # not add another (Gemma's adds ``<bos>`` by default; llama.cpp adds just one).
         encoded = self.processor(text=[prompt], images=[[_picture(image, self.max_pixels)]],
-                                 return_tensors="pt", return_mm_token_type_ids=True)
+                                 return_tensors="pt", return_mm_token_type_ids=True,
+                                 add_special_tokens=False)
         reply_ids = self.processor.tokenizer(reply, add_special_tokens=False)["input_ids"]
         n_prompt = encoded["input_ids"].shape[1]
         ids = torch.cat([encoded["input_ids"], torch.tensor([reply_ids])], dim=1)

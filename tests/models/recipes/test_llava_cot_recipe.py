@@ -24,6 +24,13 @@ from models.recipes.llava_cot.synthetic import MALFORMED
 from models.recipes.llava_cot.workdir import Workdir
 from models.search import SearchSettings, StageSearch
 from models.stages import STAGES, StageMode
+from tests.models.recipes.llava_cot_parity import (
+    assert_same_logits,
+    llama_image_prompt_logits,
+    llama_text_logits,
+    training_prompt_inputs,
+    transformers_logits,
+)
 
 SAMPLES = 16
 STEPS = 6
@@ -107,21 +114,38 @@ def test_llama_cpp_computes_what_transformers_computes(run):
     """The F16 GGUF against the merged model in PyTorch, on a text prompt: the same
     next-token logits (up to F16 rounding), so the converter mapped every tensor right."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
+    from transformers import AutoTokenizer
 
     _, wd, _ = run
     tokenizer = AutoTokenizer.from_pretrained(wd.merged)
     ids = tokenizer("<SUMMARY> The question asks how many red circles", add_special_tokens=False
                     )["input_ids"]
-    model = AutoModelForImageTextToText.from_pretrained(wd.merged, dtype=torch.float32)
-    with torch.no_grad():
-        expected = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
-    with Engine(wd.text_f16, wd.mmproj, EngineSettings(n_ctx=512, n_seq_max=1)) as engine:
-        index = engine.eval_tokens([(0, 0, ids)])[0]
-        got = engine.logits(index)[: len(expected)].copy()
-    spread = float(expected.max() - expected.min())
-    assert np.abs(got - expected).max() < 0.02 * spread
-    assert int(got.argmax()) == int(expected.argmax())
+    expected = transformers_logits(wd.merged, {"input_ids": torch.tensor([ids])})
+    assert_same_logits(llama_text_logits(wd, ids), expected, 0.02)
+
+
+def test_the_trained_image_prompt_is_what_llama_cpp_computes(run, tmp_path):
+    """The training inputs of an image prompt (tokens, pixels, and the M-RoPE positions
+    transformers derives from ``mm_token_type_ids``) give the logits libmtmd and llama.cpp
+    give for the app's prompt with that picture: the vision tower, the merger and the
+    image tokens' positions agree. Measured: 0.02% of the logits' spread apart; without
+    ``mm_token_type_ids`` transformers numbers the image tokens like text and lands 0.13%
+    away (the tiny random model's logits are nearly flat), so the tolerance is 0.06%."""
+    from PIL import Image, ImageDraw
+
+    _, wd, _ = run
+    picture = tmp_path / "shapes.png"  # 112x84: whole 28-pixel merged patches, no resizing
+    image = Image.new("RGB", (112, 84), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, 40, 40), fill="red")
+    draw.rectangle((56, 28, 104, 76), fill="blue")
+    image.save(picture)
+    question = "How many red circles are there?"
+    inputs = training_prompt_inputs(wd, "qwen-grid", picture, question)
+    assert inputs["image_grid_thw"].tolist() == [[1, 6, 8]]
+    got, image_tokens = llama_image_prompt_logits(wd, picture, question)
+    assert image_tokens == [12]  # 3x4 merged patches, as transformers makes
+    assert_same_logits(got, transformers_logits(wd.merged, inputs), 0.0006)
 
 
 def test_registered_with_a_model_card(run):
@@ -215,3 +239,15 @@ def test_an_unwritable_folder_is_one_clear_line(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("base", "model_type"), [("qwen3-vl-4b", "qwen3_vl"),
+                                                  ("gemma-3-4b", "gemma3")])
+def test_tiny_imitates_the_base_asked_for(base, model_type, tmp_path):
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["tiny", str(tmp_path), "--base", base, "--samples", "2"]) == 0
+    config = json.loads((tmp_path / "tiny-base" / "config.json").read_text())
+    assert config["model_type"] == model_type

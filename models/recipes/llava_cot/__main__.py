@@ -29,6 +29,10 @@ from models.recipes.llava_cot.bases import BASES, DEFAULT_BASE, Base, get_base
 from models.recipes.llava_cot.workdir import Workdir
 
 QUANTS = ("Q4_K_M", "Q8_0")
+TINY_BUILDERS = {"qwen2.5-vl-3b": ("tiny_qwen", "build_tiny_qwen25vl"),
+                 "qwen3-vl-4b": ("tiny_qwen", "build_tiny_qwen3vl"),
+                 "gemma-3-4b": ("tiny_gemma", "build_tiny_gemma3")}
+"""``tiny --base``: the builder of a random miniature of each kind of base."""
 STEPS = ("data", "train", "merge", "convert", "quantize", "register", "evaluate")
 
 
@@ -40,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="its images: image.zip.part-aa (the other parts beside it), a "
                             "joined zip, or a folder")
     group.add_argument("--val-size", type=int, default=500, help="held-out samples (500)")
-    group.add_argument("--seed", type=int, default=0)
+
+    seeded = argparse.ArgumentParser(add_help=False)  # data, train and evaluate read it
+    seeded.add_argument("--seed", type=int, default=0,
+                        help="seeds the held-out slice, training and the search (0)")
 
     train = argparse.ArgumentParser(add_help=False)
     group = train.add_argument_group("train")
@@ -90,15 +97,18 @@ def _parser() -> argparse.ArgumentParser:
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
-    parents = {"data": [data], "train": [train], "merge": [train], "convert": [convert],
-               "quantize": [quant], "register": [quant], "evaluate": [quant, evaluate],
-               "all": [data, train, convert, quant, evaluate]}
+    parents = {"data": [data, seeded], "train": [train, seeded], "merge": [train],
+               "convert": [convert], "quantize": [quant], "register": [quant],
+               "evaluate": [quant, evaluate, seeded],
+               "all": [data, train, convert, quant, evaluate, seeded]}
     for name, parent in parents.items():
         step = sub.add_parser(name, parents=parent)
         step.add_argument("out", type=Path, help="the working folder")
     tiny = sub.add_parser("tiny", help="write the tiny proof's base model and data")
     tiny.add_argument("out", type=Path)
     tiny.add_argument("--samples", type=int, default=24)
+    tiny.add_argument("--base", choices=sorted(TINY_BUILDERS), default=DEFAULT_BASE,
+                      help="the kind of base to imitate (default: %(default)s)")
     return parser
 
 
@@ -288,15 +298,19 @@ def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _tiny(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
     from models.puzzles import answer_text, generate_split
     from models.recipes.llava_cot.synthetic import write_synthetic
-    from models.recipes.llava_cot.tiny_qwen import build_tiny_qwen25vl
 
+    module, function = TINY_BUILDERS[args.base]
+    build = getattr(import_module(f"models.recipes.llava_cot.{module}"), function)
     jsonl, first_part = write_synthetic(args.out / "synthetic-data", args.samples)
     texts = [t for p in generate_split("train", 200, 1, set()) for t in (p.question,
                                                                         answer_text(p))]
-    base = build_tiny_qwen25vl(args.out / "tiny-base", texts)
-    _say(f"tiny base: {base}\nsynthetic data: {jsonl}, images {first_part}")
+    base = build(args.out / "tiny-base", texts)
+    _say(f"tiny base ({args.base} in miniature): {base}\n"
+         f"synthetic data: {jsonl}, images {first_part}")
     return 0
 
 

@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, Self
 
 from models.errors import StagewiseError
 from models.evaluation.data import strip_image_marker
-from models.files import write_atomic
+from models.files import write_atomic, write_atomic_chunks
 from models.stages import STAGES, Stage
 
 __all__ = [
@@ -547,18 +547,7 @@ def _read_jsonl(jsonl: Path) -> Iterator[tuple[int, bytes]]:
 
 def _write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
     """Write lines through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            for line in lines:
-                file.write(line + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic_chunks(path, (f"{line}\n".encode() for line in lines))
 
 
 def _json_line(record: dict[str, Any]) -> str:

@@ -39,15 +39,14 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Workdir, str]:
-    from models.puzzles import answer_text, generate_split
-    from models.recipes.llava_cot.synthetic import write_synthetic
-    from models.recipes.llava_cot.tiny_gemma import build_tiny_gemma3
-
     inputs = tmp_path_factory.mktemp("tiny-gemma3")
-    jsonl, first_part = write_synthetic(inputs / "synthetic-data", SAMPLES)
-    texts = [t for p in generate_split("train", 200, 1, set())
-             for t in (p.question, answer_text(p))]
-    base = build_tiny_gemma3(inputs / "tiny-base", texts)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["tiny", str(inputs), "--base", "gemma-3-4b", "--samples", str(SAMPLES)]
+                    ) == 0
+    base = inputs / "tiny-base"
+    jsonl = inputs / "synthetic-data" / "train.jsonl"
+    first_part = inputs / "synthetic-data" / "image.zip.part-aa"
     wd = Workdir(tmp_path_factory.mktemp("work-gemma3"))
     args = ["all", str(wd.root), "--jsonl", str(jsonl), "--images", str(first_part),
             "--val-size", "2", "--base", "gemma-3-4b", "--base-dir", str(base),

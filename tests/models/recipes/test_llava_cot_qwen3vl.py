@@ -43,15 +43,13 @@ IMAGE_TRIPLE = "<|vision_start|><|image_pad|><|vision_end|>"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Workdir]]:
-    from models.puzzles import answer_text, generate_split
-    from models.recipes.llava_cot.synthetic import write_synthetic
-    from models.recipes.llava_cot.tiny_qwen import build_tiny_qwen3vl
-
     root = tmp_path_factory.mktemp("qwen3vl")
-    texts = [t for p in generate_split("train", 200, 1, set())
-             for t in (p.question, answer_text(p))]
-    base = build_tiny_qwen3vl(root / "tiny-base", texts)
-    jsonl, first_part = write_synthetic(root / "synthetic-data", SAMPLES)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["tiny", str(root), "--base", "qwen3-vl-4b", "--samples", str(SAMPLES)]
+                    ) == 0
+    base = root / "tiny-base"
+    jsonl = root / "synthetic-data" / "train.jsonl"
+    first_part = root / "synthetic-data" / "image.zip.part-aa"
     wd = Workdir(root / "work")
     base_args = ["--base", "qwen3-vl-4b", "--base-dir", str(base)]
     steps = [

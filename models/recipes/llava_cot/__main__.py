@@ -243,10 +243,16 @@ def _convert(wd: Workdir, args: argparse.Namespace) -> None:
     merged = wd.require(wd.merged, "merge")
     source = converter_source(source=args.llama_cpp_source)
     convert(merged, wd.text_f16, source=source, pre_tokenizer=args.pre_tokenizer,
-            metadata={STAGE_MODE_KEY: "native"})
-    convert(merged, wd.mmproj, source=source, mmproj=True)
+            metadata={STAGE_MODE_KEY: "native"}, log=_converter_line)
+    convert(merged, wd.mmproj, source=source, mmproj=True, log=_converter_line)
     wd.update(convert={"source": str(source), "pre_tokenizer": args.pre_tokenizer})
     _say(f"converted: {wd.text_f16.name}, {wd.mmproj.name}")
+
+
+def _converter_line(line: str) -> None:
+    """The converter's output, less its line per tensor (hundreds for a real model)."""
+    if line.strip() and "shape = {" not in line:
+        _say(line)
 
 
 def _quantize(wd: Workdir, args: argparse.Namespace) -> None:

@@ -1,4 +1,5 @@
-"""Hugging Face Qwen2.5-VL folder to GGUF, with llama.cpp's own converter.
+"""A Hugging Face model folder to GGUF (text model and projector), with llama.cpp's own
+converter.
 
 The converter must come from the llama.cpp that the installed llama-cpp-python vendors:
 an older or newer ``convert_hf_to_gguf.py`` may write keys or tensors this llama.cpp reads

@@ -151,6 +151,12 @@ def _token_config(ids: dict[str, int]) -> dict[str, int]:
             "vision_end_token_id": ids["<|vision_end|>"]}
 
 
+def _text_token_config(ids: dict[str, int]) -> dict[str, int]:
+    """The text model's BOS, EOS and padding ids (the defaults are the real vocabulary's)."""
+    return {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"]}
+
+
 def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 640,
                         seed: int = 0) -> Path:
     """Write a random-weight Qwen2.5-VL, its tokenizer and processor to ``out``.
@@ -178,10 +184,9 @@ def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 64
     ids, padded = _token_ids(tokenizer)
     config = Qwen2_5_VLConfig(
         vision_config={**VISION, "out_hidden_size": TEXT["hidden_size"]},
-        text_config={**TEXT, "vocab_size": padded},
+        text_config={**TEXT, "vocab_size": padded, **_text_token_config(ids)},
         vocab_size=padded, tie_word_embeddings=True, **_token_config(ids),
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"], architectures=["Qwen2_5_VLForConditionalGeneration"])
+        **_text_token_config(ids), architectures=["Qwen2_5_VLForConditionalGeneration"])
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
@@ -217,8 +222,7 @@ def build_tiny_qwen3vl(out: Path, texts: Iterable[str], *, vocab_size: int = 640
     ids, padded = _token_ids(tokenizer)
     config = Qwen3VLConfig(
         vision_config={**VISION3, "out_hidden_size": TEXT3["hidden_size"]},
-        text_config={**TEXT3, "vocab_size": padded, "bos_token_id": ids["<|endoftext|>"],
-                     "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        text_config={**TEXT3, "vocab_size": padded, **_text_token_config(ids)},
         tie_word_embeddings=True, **_token_config(ids),
         architectures=["Qwen3VLForConditionalGeneration"])
     torch.manual_seed(seed)

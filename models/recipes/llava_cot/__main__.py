@@ -268,7 +268,11 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
     from models.recipes.llava_cot.card import DATASET, ModelCard, register
     from models.recipes.llava_cot.converter import llama_cpp_version
 
+    model = wd.require(wd.quantized(args.register_quant), "quantize")
     record = wd.record()
+    if "base" not in record:
+        raise StagewiseError(f"{wd.root / 'recipe.json'} does not say which base was trained; "
+                             "run the 'train' step in this folder")
     data = record.get("data", {})
     card = ModelCard(
         base=record["base"]["origin"], base_licence=record["base"]["licence"],
@@ -276,7 +280,6 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
               "val": data.get("val")},
         training=record.get("training", {}), quant=args.register_quant,
         llama_cpp=llama_cpp_version())
-    model = wd.require(wd.quantized(args.register_quant), "quantize")
     installed = register(model, wd.require(wd.mmproj, "convert"), card)
     _say(f"registered as {installed.id!r}: {installed.model}")
 

@@ -110,14 +110,17 @@ class Sample:
     Attributes:
         id: The record's id.
         image: The image's name inside the :class:`ImageSource` (resolved).
-        question: The human turn without its ``<image>`` marker line, stripped.
-        answer: The ``gpt`` turn (the four stages), stripped.
+        question: The first human turn without its ``<image>`` marker line, stripped.
+        answer: The first ``gpt`` turn (the four stages), stripped.
+        follow_ups: The later (question, answer) turns of a conversation about the same
+            image, in order; each answer is four stages too.
     """
 
     id: str
     image: str
     question: str
     answer: str
+    follow_ups: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,6 +481,10 @@ class DataReport:
 _EXAMPLES = 5
 
 
+NOT_IN_TURN = "not questions and answers in turn"
+"""The drop reason of a conversation that is not human, gpt, human, gpt, ..."""
+
+
 class _Drop(Exception):
     """A record that is not used, and why."""
 
@@ -497,40 +504,45 @@ def _record_id(record: dict[str, Any], number: int) -> str:
     return str(raw) if raw not in (None, "") else f"line-{number}"
 
 
-def _turns(record: dict[str, Any]) -> tuple[str, str]:
-    """The human and gpt values of a one-question conversation."""
+def _turns(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (human, gpt) value pairs of a conversation: human first, then in turn."""
     turns = record.get("conversations")
-    speakers = ("human", "gpt")
-    if (not isinstance(turns, list) or len(turns) != 2
-            or not all(isinstance(turn, dict) and turn.get("from") == speaker
+    if (not isinstance(turns, list) or not turns or len(turns) % 2
+            or not all(isinstance(turn, dict) and turn.get("from") == ("human", "gpt")[i % 2]
                        and isinstance(turn.get("value"), str)
-                       for turn, speaker in zip(turns, speakers, strict=True))):
-        raise _Drop("not one question and one answer")
-    return turns[0]["value"], turns[1]["value"]
+                       for i, turn in enumerate(turns))):
+        raise _Drop(NOT_IN_TURN)
+    return [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns), 2)]
 
 
 def _sample(record: dict[str, Any], number: int, source: ImageSource) -> _Kept:
     """The sample of a parsed record; raises :class:`_Drop`."""
-    question, answer = _turns(record)
-    if not strip_image_marker(question):
-        raise _Drop("empty question")
-    if (problem := check_answer(answer)) is not None:
-        raise _Drop(f"stages: {problem}")
+    turns = [(strip_image_marker(question), answer.strip())
+             for question, answer in _turns(record)]
+    for question, answer in turns:
+        if not question:
+            raise _Drop("empty question")
+        if (problem := check_answer(answer)) is not None:
+            raise _Drop(f"stages: {problem}")
     image = record.get("image")
     if not isinstance(image, str) or not image.strip():
         raise _Drop("no image")
     name = source.resolve(image)
     if name is None:
         raise _Drop("image not in the archive")
-    sample_id, answer = _record_id(record, number), answer.strip()
-    sample = Sample(sample_id, name, strip_image_marker(question), answer)
-    return _Kept(sample, _out_record(sample_id, name, question, answer))
+    sample_id = _record_id(record, number)
+    (question, answer), *follow_ups = turns
+    sample = Sample(sample_id, name, question, answer, tuple(follow_ups))
+    return _Kept(sample, _out_record(sample_id, name, turns))
 
 
-def _out_record(sample_id: str, image: str, question: str, answer: str) -> dict[str, Any]:
-    return {"id": sample_id, "image": image,
-            "conversations": [{"from": "human", "value": question},
-                              {"from": "gpt", "value": answer}]}
+def _out_record(sample_id: str, image: str, turns: list[tuple[str, str]]) -> dict[str, Any]:
+    conversations = []
+    for i, (question, answer) in enumerate(turns):
+        conversations += [{"from": "human", "value": f"<image>\n{question}" if i == 0
+                           else question},
+                          {"from": "gpt", "value": answer}]
+    return {"id": sample_id, "image": image, "conversations": conversations}
 
 
 def _read_jsonl(jsonl: Path) -> Iterator[tuple[int, bytes]]:
@@ -694,9 +706,10 @@ def read_prepared(out: Path) -> tuple[list[Sample], ImageSource]:
             continue
         try:
             record = json.loads(line)
-            question, answer = _turns(record)
-            samples.append(Sample(str(record["id"]), str(record["image"]),
-                                  strip_image_marker(question), answer.strip()))
+            (question, answer), *follow_ups = [(strip_image_marker(q), a.strip())
+                                               for q, a in _turns(record)]
+            samples.append(Sample(str(record["id"]), str(record["image"]), question, answer,
+                                  tuple(follow_ups)))
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, _Drop):
             raise StagewiseError(
                 f"{train_file}:{number}: damaged (run the data step again)") from None

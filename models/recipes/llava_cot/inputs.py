@@ -7,10 +7,15 @@ rest of the rendered conversation: the four stages and the end-of-turn token, wh
 model must learn to emit so that generation stops. Prompt and answer are tokenized
 separately and concatenated, so the answer's tokens are the ones the model will sample
 after llama.cpp has tokenized the prompt. The loss covers the answer's tokens only.
+
+Some LLaVA-CoT-100k records are conversations: follow-up questions about the same image,
+each answered in four stages. They are trained as conversations, the loss on every
+answer, each following the turns before it as the template renders them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,10 +61,15 @@ class Example:
         return int((self.labels != IGNORE).sum())
 
 
+Turns = Sequence[tuple[str, str]]
+"""Follow-up (question, answer) turns of a conversation about the same image."""
+
+
 class PromptBuilder(Protocol):
     """Turns a sample into an :class:`Example`."""
 
-    def example(self, image: Image.Image, question: str, answer: str) -> Example: ...
+    def example(self, image: Image.Image, question: str, answer: str,
+                follow_ups: Turns = ()) -> Example: ...
 
 
 def _picture(image: Image.Image, max_pixels: int | None) -> Image.Image:
@@ -72,21 +82,56 @@ def _picture(image: Image.Image, max_pixels: int | None) -> Image.Image:
     return fit_picture(ImageOps.exif_transpose(image).convert("RGB"), max_pixels)
 
 
-def _messages(question: str, answer: str | None) -> list[dict[str, Any]]:
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-    if answer is None:
-        return [user]
-    return [user, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+def _conversation(render: Any, question: str, answer: str,
+                  follow_ups: Turns) -> list[tuple[str, bool]]:
+    """The rendered conversation cut into consecutive pieces, each with whether it is the
+    model's own (an answer and its end of turn: trained) or not (the prompts).
+
+    The image goes in the first user turn. Each prompt piece ends with the template's
+    generation prompt, so the model learns each answer from the place it starts at
+    inference.
+
+    Raises:
+        StagewiseError: The template renders a later turn without repeating the earlier
+            ones as they were (the answers' tokens could not be told apart).
+    """
+    pieces: list[tuple[str, bool]] = []
+    messages: list[dict[str, Any]] = []
+    done = ""
+    for i, (q, a) in enumerate([(question, answer), *follow_ups]):
+        content = [{"type": "text", "text": q}]
+        messages.append({"role": "user",
+                         "content": [{"type": "image"}, *content] if i == 0 else content})
+        prompt = render(messages, add_generation_prompt=True)
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+        full = render(messages, add_generation_prompt=False)
+        if not prompt.startswith(done) or not full.startswith(prompt):
+            raise StagewiseError("the chat template does not render a conversation turn by "
+                                 "turn; its answer tokens cannot be told apart")
+        pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    return pieces
 
 
-def _split(render: Any, question: str, answer: str) -> tuple[str, str]:
-    """The prompt (ending at the assistant's turn) and the answer with its end of turn."""
-    prompt = render(_messages(question, None), add_generation_prompt=True)
-    full = render(_messages(question, answer), add_generation_prompt=False)
-    if not full.startswith(prompt):
-        raise StagewiseError("the chat template does not render the reply after the "
-                             "generation prompt; its answer tokens cannot be told apart")
-    return prompt, full[len(prompt):]
+def _append_pieces(ids: list[int], labels: list[int], pieces: list[tuple[str, bool]],
+                   tokenizer: Any) -> None:
+    """Tokenize ``pieces`` one by one onto ``ids``, labelling the model's own."""
+    for text, trained in pieces:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if trained else [IGNORE] * len(piece)
+
+
+def _pad_token_types(inputs: dict[str, torch.Tensor], length: int) -> None:
+    """Extend the image-token markers the processor wrote for the first prompt with zeros
+    over the rest of the conversation (text)."""
+    import torch
+
+    for key in ("token_type_ids", "mm_token_type_ids"):
+        if key in inputs:
+            marks = inputs[key]
+            extra = torch.zeros((1, length - marks.shape[1]), dtype=marks.dtype)
+            inputs[key] = torch.cat([marks, extra], dim=1)
 
 
 class QwenGridPrompts:
@@ -110,14 +155,15 @@ class QwenGridPrompts:
         self.image_processor = image_processor
         self.max_pixels = max_pixels
 
-    def example(self, image: Image.Image, question: str, answer: str) -> Example:
+    def example(self, image: Image.Image, question: str, answer: str,
+                follow_ups: Turns = ()) -> Example:
         import torch
 
         def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
             return self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-        prompt, reply = _split(render, question, answer)
+        (prompt, _), *rest = _conversation(render, question, answer, follow_ups)
         # libmtmd's floor, not the processor's: a small picture is trained at the size the
         # app's llama.cpp gives it (both round to whole merged patches alike). The ceiling
         # stays the processor's; the family's pixel cap (``max_pixels``) is below both.
@@ -132,15 +178,15 @@ class QwenGridPrompts:
             raise StagewiseError("the chat template did not write exactly one image "
                                  f"placeholder {self.image_token}")
         prompt = prompt.replace(self.image_token, self.image_token * n_image)
-        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt_ids + reply_ids])
-        labels = torch.tensor([[IGNORE] * len(prompt_ids) + reply_ids])
+        ids: list[int] = []
+        labels: list[int] = []
+        _append_pieces(ids, labels, [(prompt, False), *rest], self.tokenizer)
+        tensor = torch.tensor([ids])
         image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+        inputs = {"input_ids": tensor, "attention_mask": torch.ones_like(tensor),
                   "pixel_values": pixels["pixel_values"], "image_grid_thw": grid,
-                  "mm_token_type_ids": (ids == image_id).to(torch.int)}
-        return Example(inputs, labels)
+                  "mm_token_type_ids": (tensor == image_id).to(torch.int)}
+        return Example(inputs, torch.tensor([labels]))
 
 
 class ProcessorPrompts:
@@ -151,31 +197,28 @@ class ProcessorPrompts:
         self.processor = processor
         self.max_pixels = max_pixels
 
-    def example(self, image: Image.Image, question: str, answer: str) -> Example:
+    def example(self, image: Image.Image, question: str, answer: str,
+                follow_ups: Turns = ()) -> Example:
         import torch
 
         def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
             return self.processor.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-        prompt, reply = _split(render, question, answer)
+        (prompt, _), *rest = _conversation(render, question, answer, follow_ups)
         # The rendered template starts with its own ``{{ bos_token }}``: the tokenizer must
         # not add another (Gemma's adds ``<bos>`` by default; llama.cpp adds just one).
         encoded = self.processor(text=[prompt], images=[[_picture(image, self.max_pixels)]],
                                  return_tensors="pt", return_mm_token_type_ids=True,
                                  add_special_tokens=False)
-        reply_ids = self.processor.tokenizer(reply, add_special_tokens=False)["input_ids"]
-        n_prompt = encoded["input_ids"].shape[1]
-        ids = torch.cat([encoded["input_ids"], torch.tensor([reply_ids])], dim=1)
+        ids: list[int] = encoded["input_ids"][0].tolist()
+        labels = [IGNORE] * len(ids)
+        _append_pieces(ids, labels, rest, self.processor.tokenizer)
         inputs = dict(encoded)
-        inputs["input_ids"] = ids
-        inputs["attention_mask"] = torch.ones_like(ids)
-        if "token_type_ids" in inputs:
-            inputs["token_type_ids"] = torch.cat(
-                [inputs["token_type_ids"], torch.zeros((1, len(reply_ids)), dtype=torch.long)],
-                dim=1)
-        labels = torch.tensor([[IGNORE] * n_prompt + reply_ids])
-        return Example(inputs, labels)
+        inputs["input_ids"] = torch.tensor([ids])
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        _pad_token_types(inputs, len(ids))
+        return Example(inputs, torch.tensor([labels]))
 
 
 def load_prompt_builder(base_dir: Path, prompting: Prompting,

@@ -28,7 +28,7 @@ MALFORMED: dict[str, int] = {
     "stages: missing <CAPTION>": 1,
     "stages: stages out of order": 1,
     "stages: text outside the stages": 1,
-    "not one question and one answer": 1,
+    "not questions and answers in turn": 1,
     "image not in the archive": 1,
     "not JSON": 1,
     "no image": 1,
@@ -36,6 +36,12 @@ MALFORMED: dict[str, int] = {
 }
 """The drop reasons of :func:`models.recipes.llava_cot.data.prepare` for the bad records
 that ``write_synthetic(..., malformed=True)`` appends, with their counts."""
+
+
+FOLLOW_UP_EVERY = 4
+FOLLOW_UP = "Look again, please. "
+"""Every fourth good record is a conversation: a second question about the same image,
+as some LLaVA-CoT-100k records are."""
 
 
 def _image_path(index: int) -> str:
@@ -61,14 +67,13 @@ def _malformed(puzzle: Puzzle, first_id: str) -> list[str]:
     image, answer = _image_path(0), answer_text(puzzle)
     no_caption = tuple(stage for stage in STAGES if stage is not Stage.CAPTION)
     swapped = (STAGES[1], STAGES[0], *STAGES[2:])
-    two_turns = _record("bad-two-turns", image, puzzle.question, answer)
-    two_turns["conversations"] += [{"from": "human", "value": "And why?"},
-                                   {"from": "gpt", "value": answer}]
+    answer_first = _record("bad-answer-first", image, puzzle.question, answer)
+    answer_first["conversations"].reverse()
     records = [
         _record("bad-missing-stage", image, puzzle.question, _stages_text(puzzle, no_caption)),
         _record("bad-out-of-order", image, puzzle.question, _stages_text(puzzle, swapped)),
         _record("bad-text-outside", image, puzzle.question, "Sure! Here it is.\n\n" + answer),
-        two_turns,
+        answer_first,
         _record("bad-missing-image", "puzzles/train/999999.png", puzzle.question, answer),
     ]
     lines = [json.dumps(record) for record in records]
@@ -93,7 +98,7 @@ def write_synthetic(out: Path, n: int, *, seed: int = 0, parts: int = 3,
 
     Args:
         out: The folder; created if needed.
-        n: Good records (one puzzle and one image each).
+        n: Good records (one puzzle and one image each; every fourth asks a follow-up).
         seed: The puzzles' seed.
         parts: How many parts the zip is split into (1 to 676).
         malformed: Also append one bad line per reason of :data:`MALFORMED`.
@@ -116,8 +121,13 @@ def write_synthetic(out: Path, n: int, *, seed: int = 0, parts: int = 3,
             png = io.BytesIO()
             draw(puzzle.scene).save(png, format="PNG")
             archive.writestr(f"{ZIP_FOLDER}/{_image_path(index)}", png.getvalue())
-    lines = [json.dumps(_record(p.id, _image_path(i), p.question, answer_text(p)))
-             for i, p in enumerate(puzzles)]
+    records = [_record(p.id, _image_path(i), p.question, answer_text(p))
+               for i, p in enumerate(puzzles)]
+    for record, puzzle in list(zip(records, puzzles, strict=True))[FOLLOW_UP_EVERY - 1::
+                                                                   FOLLOW_UP_EVERY]:
+        record["conversations"] += [{"from": "human", "value": FOLLOW_UP + puzzle.question},
+                                    {"from": "gpt", "value": answer_text(puzzle)}]
+    lines = [json.dumps(record) for record in records]
     if malformed:
         lines += _malformed(puzzles[0], puzzles[0].id)
     jsonl = out / "train.jsonl"

@@ -40,6 +40,7 @@ class TrainingSample(Protocol):
     image: str
     question: str
     answer: str
+    follow_ups: tuple[tuple[str, str], ...]
 
 
 class ImageReader(Protocol):
@@ -314,9 +315,13 @@ def _example(sample: TrainingSample, images: ImageReader, prompts: PromptBuilder
     try:
         with Image.open(io.BytesIO(images.read(sample.image))) as image:
             image.load()
-            example = prompts.example(image, sample.question, sample.answer)
+            example = prompts.example(image, sample.question, sample.answer,
+                                      sample.follow_ups)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         skipped[sample.id] = f"image unreadable: {error}"
+        return None
+    except StagewiseError as error:  # the template cannot render this conversation
+        skipped[sample.id] = str(error)
         return None
     if example.n_tokens > max_tokens:
         skipped[sample.id] = f"longer than {max_tokens} tokens"

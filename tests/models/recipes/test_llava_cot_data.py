@@ -261,6 +261,37 @@ def test_read_prepared(prepared: tuple[Path, DataReport]) -> None:
         read_prepared(out / "val")
 
 
+def test_conversations_keep_their_follow_up_turns(prepared: tuple[Path, DataReport]) -> None:
+    from models.recipes.llava_cot.synthetic import FOLLOW_UP, FOLLOW_UP_EVERY
+
+    out, _ = prepared
+    samples, source = read_prepared(out)
+    source.close()
+    talks = [s for s in samples if s.follow_ups]
+    val = [json.loads(line) for line in (out / "val" / "val.jsonl").read_text().splitlines()]
+    talks_held_out = sum(len(r["conversations"]) > 2 for r in val)
+    assert len(talks) + talks_held_out == N // FOLLOW_UP_EVERY
+    for talk in talks:
+        (question, answer), = talk.follow_ups
+        assert question.startswith(FOLLOW_UP) and check_answer(answer) is None
+
+
+def test_a_conversation_with_a_bad_later_answer_is_dropped(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(images / "a" / "1.png")
+    turns = [{"from": "human", "value": "<image>\nHow many?"}, {"from": "gpt", "value": GOOD},
+             {"from": "human", "value": "Sure?"}, {"from": "gpt", "value": "Yes."}]
+    records = [{"id": f"r{i}", "image": "a/1.png", "conversations": turns[:n]}
+               for i, n in enumerate((4, 2, 2, 3))]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = prepare(jsonl, images, tmp_path / "out", val_size=0)
+    assert report.dropped == {"stages: missing <SUMMARY>": 1,
+                              "not questions and answers in turn": 1}
+    assert report.kept == 2
+
+
 def test_read_prepared_notices_moved_images(tmp_path: Path) -> None:
     jsonl, first_part = write_synthetic(tmp_path / "data", 6, parts=2, malformed=False)
     report = prepare(jsonl, first_part, tmp_path / "out", val_size=2)

@@ -22,6 +22,7 @@ class Sample:
     image: str
     question: str
     answer: str
+    follow_ups: tuple[tuple[str, str], ...] = ()
 
 
 class Images:
@@ -149,3 +150,27 @@ def test_pictures_are_downscaled_as_the_app_downscales_them(base):
     patches = int(capped.inputs["image_grid_thw"][0].prod())
     assert patches * 14 * 14 <= 1.25 * cap  # the processor rounds sides to 28 px
     assert patches < int(full.inputs["image_grid_thw"][0].prod())
+
+
+def test_a_conversation_trains_every_answer_and_no_question(base, data):
+    from PIL import Image
+
+    samples, images = data
+    first, second = samples[0], samples[1]
+    prompts = load_prompt_builder(base, "qwen-grid")
+    with Image.open(io.BytesIO(images.read(first.image))) as image:
+        single = prompts.example(image, first.question, first.answer)
+        talk = prompts.example(image, first.question, first.answer,
+                               ((second.question, second.answer),))
+    ids, labels = talk.inputs["input_ids"][0], talk.labels[0]
+    n = single.n_tokens
+    assert ids[:n].tolist() == single.inputs["input_ids"][0].tolist()  # the first turn as alone
+    assert labels[:n].tolist() == single.labels[0].tolist()
+    trained = prompts.tokenizer.decode(labels[n:][labels[n:] != IGNORE])
+    untrained = prompts.tokenizer.decode(ids[n:][labels[n:] == IGNORE])
+    assert trained.startswith("<SUMMARY>") and "<|im_end|>" in trained
+    assert second.question in untrained and "<SUMMARY>" not in untrained
+    assert untrained.rstrip().endswith("<|im_start|>assistant")
+    assert talk.inputs["mm_token_type_ids"].shape == talk.inputs["input_ids"].shape
+    assert int(talk.inputs["mm_token_type_ids"].sum()) == int(
+        single.inputs["mm_token_type_ids"].sum())  # one image, in the first turn

@@ -163,11 +163,11 @@ def _base(wd: Workdir, args: argparse.Namespace) -> tuple[Base, Path]:
         folder, origin = args.base_dir.resolve(), str(args.base_dir.resolve())
     else:
         folder, origin = wd.base, base.repo
-        if not (folder / "config.json").is_file():
-            _download_base(base, folder)
-    if record and record["folder"] != str(folder):
+    if record and (record["folder"], record["origin"]) != (str(folder), origin):
         raise StagewiseError(f"{wd.root} was trained from {record['origin']}; use a new folder "
                              "for another base")
+    if args.base_dir is None and not (folder / "config.json").is_file():
+        _download_base(base, folder)
     wd.update(base={"key": base.key, "origin": origin, "folder": str(folder),
                     "licence": base.licence if args.base_dir is None else "see the base"})
     return base, folder
@@ -191,16 +191,16 @@ def _train(wd: Workdir, args: argparse.Namespace) -> None:
     from models.recipes.llava_cot.inputs import load_prompt_builder
     from models.recipes.llava_cot.train import TrainProgress, TrainSettings, train
 
+    _say(LICENCE_NOTICE)  # before anything is downloaded or trained
+    if not args.yes and sys.stdin.isatty() \
+            and input("Train on this data under these terms? [y/N] ").strip().lower() != "y":
+        raise StagewiseError("not confirmed; nothing was trained")
     base, folder = _base(wd, args)
     if args.base_dir is None:
         h100, rtx = base.gpu_hours
         _say(f"{base.repo}: one epoch of LLaVA-CoT-100k is estimated at {h100:g} h on an H100"
              + (f", {rtx:g} h on an RTX 4090" if rtx else "")
              + f", about {base.gpu_memory_gb} GB of GPU memory (estimates, see bases.py)")
-    _say(LICENCE_NOTICE)
-    if not args.yes and sys.stdin.isatty() \
-            and input("Train on this data under these terms? [y/N] ").strip().lower() != "y":
-        raise StagewiseError("not confirmed; nothing was trained")
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, accumulate=args.accumulate, lr=args.lr,
         rank=args.rank, alpha=args.alpha, max_tokens=args.max_tokens,

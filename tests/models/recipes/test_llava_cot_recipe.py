@@ -251,3 +251,9 @@ def test_tiny_imitates_the_base_asked_for(base, model_type, tmp_path):
         assert main(["tiny", str(tmp_path), "--base", base, "--samples", "2"]) == 0
     config = json.loads((tmp_path / "tiny-base" / "config.json").read_text())
     assert config["model_type"] == model_type
+
+
+def test_a_folder_trained_from_one_base_refuses_another(run, capsys):
+    _, wd, _ = run
+    assert main(["merge", str(wd.root), "--base", "qwen3-vl-4b"]) == 1
+    assert "use a new folder for another base" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,18 @@ EXIT_ERROR = 2
 EXIT_CANCELLED = 130
 
 
+def ensure_std_streams() -> None:
+    """Give Python a stdout and stderr where there are none.
+
+    A windowed bundle (``pythonw``, PyInstaller's ``console=False``) starts with
+    ``sys.stdout`` and ``sys.stderr`` set to None; the first ``print`` or log record, ours
+    or a library's, would then raise. They go to the null device instead.
+    """
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stagewise",
@@ -55,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "image, exit 0 only if all four stages arrived")
     window.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="with --self-test: save a screenshot of the window at the end")
+    window.add_argument("--startup-report", type=Path, metavar="FILE",
+                        help=argparse.SUPPRESS)  # the packaging check's launch timer
     window.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                         help="with --self-test: give up after this long (default 300)")
     window.add_argument("--model", dest="window_model", type=Path, metavar="GGUF",
@@ -95,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -104,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_window(WindowOptions(
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
-            mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout))
+            mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout,
+            startup_report=args.startup_report))
     try:
         if args.command == "models":
             return cli_models.run(args)

@@ -1,0 +1,8 @@
+"""The bundles' entry point: the same ``stagewise`` command pip installs."""
+
+import sys
+
+from desktop.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

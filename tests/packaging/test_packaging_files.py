@@ -1,0 +1,66 @@
+"""The packaging files agree with the app: the command, the icon, the bundled data.
+
+Building the bundles is too slow for the test suite; ``packaging/linux/check.py`` builds
+and runs the Linux one (see packaging/README.md)."""
+
+from __future__ import annotations
+
+import configparser
+import runpy
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGING = ROOT / "packaging"
+
+
+def test_the_desktop_entry_starts_the_installed_command_with_its_icon():
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(PACKAGING / "linux" / "stagewise.desktop")
+    desktop = entry["Desktop Entry"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert desktop["Exec"] in scripts
+    assert desktop["Type"] == "Application" and desktop["Terminal"] == "false"
+    with Image.open(PACKAGING / "icons" / f"{desktop['Icon']}.png") as icon:
+        assert icon.size == (256, 256)
+
+
+def test_the_deb_control_template_fills_in_and_names_qts_xcb_libraries():
+    control = (PACKAGING / "linux" / "control.in").read_text()
+    assert "@VERSION@" in control and "@SIZE@" in control
+    depends = next(line for line in control.splitlines() if line.startswith("Depends:"))
+    for library in ("libxcb-cursor0", "libxkbcommon-x11-0", "libegl1", "libfontconfig1"):
+        assert library in depends
+
+
+def test_the_spec_bundles_the_data_and_leaves_the_recipes_out():
+    spec = (PACKAGING / "stagewise.spec").read_text()
+    assert '"models" / "data"' in spec and '"models.recipes"' in spec
+    assert 'collect_dynamic_libs("llama_cpp")' in spec
+    assert (ROOT / "models" / "data" / "demo").is_dir()
+
+
+def test_the_icons_are_drawn_for_every_platform(tmp_path, monkeypatch):
+    module = runpy.run_path(str(PACKAGING / "make_icons.py"))
+    monkeypatch.setitem(module["main"].__globals__, "ICONS", tmp_path)
+    module["main"]()
+    assert {p.name for p in tmp_path.iterdir()} == {"stagewise.png", "stagewise.ico",
+                                                    "stagewise.icns"}
+
+
+def test_the_check_says_to_build_first_when_there_is_no_bundle(tmp_path):
+    done = subprocess.run([sys.executable, str(PACKAGING / "linux" / "check.py"), "--dist",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "build first" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["linux/build.sh", "macos/build.sh"])
+def test_the_shell_scripts_parse(script):
+    assert subprocess.run(["bash", "-n", str(PACKAGING / script)]).returncode == 0

@@ -44,7 +44,11 @@ def _megabytes(path: Path) -> float:
 
 
 def _env(scratch: Path) -> dict[str, str]:
-    return {**os.environ, "STAGEWISE_DATA_DIR": str(scratch / "data"),
+    """This environment without Python's variables (the bundle must not need them), and
+    private Stagewise folders."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("PYTHON") and k not in ("VIRTUAL_ENV", "LD_LIBRARY_PATH")}
+    return {**clean, "STAGEWISE_DATA_DIR": str(scratch / "data"),
             "STAGEWISE_CONFIG_DIR": str(scratch / "config"),
             "STAGEWISE_CACHE_DIR": str(scratch / "cache"), "QT_QPA_PLATFORM": "xcb"}
 

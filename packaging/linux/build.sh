@@ -12,20 +12,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/dist}" && cd "${1:-$ROOT/dist}" && pwd)
 cd "$ROOT"
-VERSION=$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
-LLAMA=$(python3 -c "import tomllib; print(next(d for d in tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'] if d.startswith('llama-cpp-python')))")
-
-if [ -z "${PYTHON:-}" ]; then
-    python3 -m venv build/bundle-venv
-    PYTHON=build/bundle-venv/bin/python
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PYTHON" -m pip install -q \
-        --no-binary llama-cpp-python "$LLAMA"
-    "$PYTHON" -m pip install -q . "pyinstaller>=6.10,<7"
-fi
-
-"$PYTHON" packaging/make_icons.py
-"$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
-    --distpath "$OUT/pyinstaller" --workpath build/pyinstaller packaging/stagewise.spec
+source packaging/common.sh
+build_pyinstaller "$OUT" "-DGGML_NATIVE=OFF"
 
 NAME="stagewise-$VERSION-linux-x86_64"
 tar -C "$OUT/pyinstaller" -czf "$OUT/$NAME.tar.gz" stagewise

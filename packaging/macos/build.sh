@@ -16,17 +16,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/dist}" && cd "${1:-$ROOT/dist}" && pwd)
 cd "$ROOT"
-VERSION=$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
-LLAMA=$(python3 -c "import tomllib; print(next(d for d in tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'] if d.startswith('llama-cpp-python')))")
-
-python3 -m venv build/bundle-venv
-PY=build/bundle-venv/bin/python
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_METAL=on}" "$PY" -m pip install -q \
-    --no-binary llama-cpp-python "$LLAMA"
-"$PY" -m pip install -q . "pyinstaller>=6.10,<7"
-"$PY" packaging/make_icons.py
-"$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
-    --distpath "$OUT/pyinstaller" --workpath build/pyinstaller packaging/stagewise.spec
+source packaging/common.sh
+build_pyinstaller "$OUT" "-DGGML_NATIVE=OFF -DGGML_METAL=on"
 APP="$OUT/pyinstaller/Stagewise.app"
 
 QT_QPA_PLATFORM=offscreen "$APP/Contents/MacOS/stagewise" --self-test \

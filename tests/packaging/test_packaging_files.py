@@ -61,6 +61,6 @@ def test_the_check_says_to_build_first_when_there_is_no_bundle(tmp_path):
     assert "build first" in done.stderr
 
 
-@pytest.mark.parametrize("script", ["linux/build.sh", "macos/build.sh"])
+@pytest.mark.parametrize("script", ["linux/build.sh", "macos/build.sh", "common.sh"])
 def test_the_shell_scripts_parse(script):
     assert subprocess.run(["bash", "-n", str(PACKAGING / script)]).returncode == 0

@@ -56,16 +56,6 @@ def signed(value: float) -> str:
     return f"{value:.2f}".replace("-", "\u2212")
 
 
-def seconds_text(seconds: float) -> str:
-    """A duration for people: ``"0.8 s"``, ``"12 s"``, ``"2 min 5 s"``."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s"
-
-
 def plural(n: int, word: str) -> str:
     """``"1 candidate"``, ``"3 candidates"``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -29,6 +29,18 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration for people: ``"40 ms"``, ``"0.8 s"``, ``"12 s"``, ``"2 min 5 s"``."""
+    if seconds < 0.1:  # a small model's stage: "0.0 s" would say it took no time
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
 def progress_text(p: DownloadProgress) -> str:
     """``"model.gguf: 412.3 MB of 1.9 GB · 23.4 MB/s · 1:05 left"``."""
     left = f" · {format_duration(p.seconds_left)} left" if p.seconds_left is not None else ""

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.formatting import seconds_text
 from desktop.history_panel import HistoryPanel
 from desktop.image_pane import ImageInput, ImagePane
 from desktop.question_box import QuestionBox
@@ -359,11 +360,11 @@ class MainWindow(QMainWindow):
         self.answer_done.emit(self.view)
 
     def _show_timings(self, view: RunView) -> None:
-        parts = [f"{v.stage.title} {v.seconds:.1f} s" for v in view.stages.values()
+        parts = [f"{v.stage.title} {seconds_text(v.seconds)}" for v in view.stages.values()
                  if v.seconds is not None]
         if view.result is not None:
             t = view.result.timings
-            parts.append(f"total {t.total_s:.1f} s")
+            parts.append(f"total {seconds_text(t.total_s)}")
             if t.tokens_per_s:
                 parts.append(f"{t.tokens_per_s:.0f} tokens/s")
         elif view.status is RunStatus.RUNNING:

@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
+from desktop.formatting import seconds_text
 from desktop.main_window import MainWindow
 from models.run_view import RunStatus, RunView
 from models.stages import STAGES
@@ -51,7 +52,7 @@ class SelfTest(QObject):
             self._finish(1, f"self-test: stages missing: {', '.join(missing)}")
         else:
             t = view.result.timings if view.result else None
-            took = f" in {t.total_s:.1f} s" if t else ""
+            took = f" in {seconds_text(t.total_s)}" if t else ""
             self._finish(0, f"self-test: all four stages arrived{took}; "
                             f"conclusion: {view.conclusion[:80]!r}")
 

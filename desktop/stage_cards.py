@@ -35,9 +35,9 @@ from desktop.candidates_view import (
     GrowingText,
     bold_font,
     plural,
-    seconds_text,
     small_font,
 )
+from desktop.formatting import seconds_text
 from models.run_view import RunView, StageStatus, StageView
 from models.stages import STAGES, Stage
 

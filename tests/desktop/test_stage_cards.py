@@ -120,7 +120,7 @@ def test_live_judge_run_renders_texts_statuses_and_verdicts(
         card = panel.card(stage)
         assert card.text_shown() == view.stages[stage].text
         assert card.text.toPlainText() == view.stages[stage].text
-        assert re.fullmatch(r"Chosen · \d+(\.\d)? s", card.status_text())
+        assert re.fullmatch(r"Chosen · (\d+(\.\d)? s|\d+ ms)", card.status_text())
         assert {"Waiting", "Sampling 3 candidates", "Judging 2 comparisons"} <= seen[stage]
         assert card.candidates_button.isEnabled()
         assert card.candidates_button.text() == "3 candidates"

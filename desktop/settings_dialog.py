@@ -304,9 +304,18 @@ class SettingsDialog(QDialog):
                        f"Tokens the model can hold at once, shared by all candidates, "
                        f"{CTX_MIN} to {CTX_MAX}. Larger needs more memory.")
 
+        self.amx_check = QCheckBox("Use Intel &AMX for weights (experimental)", group)
+        self._describe(self.amx_check, "Use Intel AMX for weights",
+                       "On CPUs with AMX, let llama.cpp keep weights in its AMX buffers. "
+                       "Off by default: llama.cpp's AMX path crashes on some machines and "
+                       "was slower where measured. The STAGEWISE_CPU_AMX environment "
+                       "variable (1 or 0) wins over this box. Help → Diagnostics shows "
+                       "what this machine offers.")
+
         self._add_row(form, "&GPU layers:", gpu_row, self.gpu_combo)
         self._add_row(form, "T&hreads:", self.threads_spin)
         self._add_row(form, "Conte&xt size:", self.ctx_spin)
+        form.addRow(self.amx_check)
         return group
 
     def _build_display_group(self) -> QGroupBox:
@@ -361,6 +370,7 @@ class SettingsDialog(QDialog):
             self.gpu_spin.setValue(settings.gpu_layers)
         self.threads_spin.setValue(settings.threads or 0)
         self.ctx_spin.setValue(settings.n_ctx)
+        self.amx_check.setChecked(settings.cpu_amx)
         self.collapse_check.setChecked(settings.stages_collapsed)
         self._update_enabled()
         self._files_changed()
@@ -383,6 +393,7 @@ class SettingsDialog(QDialog):
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
             n_ctx=self.ctx_spin.value(),
+            cpu_amx=self.amx_check.isChecked(),
             stages_collapsed=self.collapse_check.isChecked(),
         )
 

@@ -97,6 +97,8 @@ class AppSettings:
             0 CPU only, n that many layers.
         threads: CPU threads; None picks them automatically.
         n_ctx: Context size in tokens, 2048 to 131072.
+        cpu_amx: Let llama.cpp keep weights in its AMX buffers on CPUs that have AMX
+            (off: it crashes on some machines; ``STAGEWISE_CPU_AMX`` wins over it).
         stages_collapsed: Whether the Summary, Caption and Reasoning cards start
             collapsed.
         window_geometry: Base64 of the main window's saved geometry; opaque here.
@@ -115,6 +117,7 @@ class AppSettings:
     gpu_layers: int = -1
     threads: int | None = None
     n_ctx: int = 8192
+    cpu_amx: bool = False
     stages_collapsed: bool = False
     window_geometry: str = ""
     window_state: str = ""
@@ -132,6 +135,7 @@ class AppSettings:
             n_seq_max=sequences_needed(self.beam),
             threads=self.threads,
             gpu_layers=self.gpu_layers,
+            allow_amx=self.cpu_amx,
         )
 
     def search_settings(self, seed: int = 0) -> SearchSettings:
@@ -281,6 +285,7 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "gpu_layers": _int("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
     "n_ctx": _int("n_ctx", CTX_MIN, CTX_MAX),
+    "cpu_amx": _bool("cpu_amx"),
     "stages_collapsed": _bool("stages_collapsed"),
     "window_geometry": _text("window_geometry"),
     "window_state": _text("window_state"),

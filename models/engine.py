@@ -12,11 +12,12 @@ sequences decode together in one :meth:`Engine.decode` call.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,7 @@ from models.errors import Cancelled, EngineError
 from models.families import GENERIC, FamilyAdapter, detect_family
 from models.families.base import chat_template
 from models.gguf_check import check_pair
+from models.hardware.cpu_buffers import WeightBuffers, choose_weight_buffers, parse_weight_buffers
 from models.images import PreparedImage
 from models.stages import StageMode
 
@@ -62,6 +64,8 @@ class EngineSettings:
         threads: CPU threads; ``None`` picks :func:`default_threads`.
         gpu_layers: Layers offloaded to the GPU: -1 all, 0 none. CPU builds ignore it.
         flash_attn: Flash attention: "auto", "on" or "off".
+        allow_amx: Let llama.cpp put weights in its AMX buffer type where it offers one;
+            off by default (:mod:`models.hardware.cpu_buffers` says why).
     """
 
     n_ctx: int = 8192
@@ -70,6 +74,7 @@ class EngineSettings:
     threads: int | None = None
     gpu_layers: int = -1
     flash_attn: FlashAttention = "auto"
+    allow_amx: bool = False
 
 
 @dataclass
@@ -151,6 +156,7 @@ class _NativeLog:
 
     def __init__(self) -> None:
         self.recent: collections.deque[str] = collections.deque(maxlen=20)
+        self._captures: list[list[str]] = []
         self._partial = ""
         self._level = 0
         self._lock = threading.Lock()
@@ -165,11 +171,25 @@ class _NativeLog:
             if not self._partial.endswith("\n"):
                 return
             line, self._partial = self._partial.strip(), ""
+            for lines in self._captures:
+                lines.append(line)
         if not line:
             return
         if self._level in (_GGML_LOG_WARN, _GGML_LOG_ERROR):
             self.recent.append(line)
         log.debug("%s", line)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        """Collect every line logged, at any level, while the block runs."""
+        lines: list[str] = []
+        with self._lock:
+            self._captures.append(lines)
+        try:
+            yield lines
+        finally:
+            with self._lock:
+                self._captures.remove(lines)
 
     def last_error(self) -> str:
         errors = [line for line in self.recent if "error" in line.lower() or "fail" in line.lower()]
@@ -236,6 +256,7 @@ class Engine:
         self._model = self._ctx = self._mctx = None
         self._batch: lc.llama_batch | None = None
         self._pieces: dict[int, bytes] = {}
+        self.weight_buffers: dict[str, float] = {}
         text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)
@@ -255,10 +276,15 @@ class Engine:
         threads = s.threads or default_threads()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = s.gpu_layers if s.gpu_layers >= 0 else 999
+        self.buffer_choice: WeightBuffers = choose_weight_buffers(s.allow_amx)
+        mparams.use_extra_bufts = self.buffer_choice.use_extra
+        log.info("%s: %s", self.model_path.name, self.buffer_choice.reason)
         if self._progress is not None:
             self._progress_cb = lc.llama_progress_callback(self._on_progress)
             mparams.progress_callback = self._progress_cb
-        self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        with _native_log.capture() as lines:
+            self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        self.weight_buffers = parse_weight_buffers(lines)
         if not self._model and self._load_cancelled:
             raise Cancelled("loading the model was cancelled")
         if not self._model:

@@ -16,8 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from models.hardware.ggml_api import bind, ggml_library
 
 __all__ = [
     "RAM_RESERVE",
@@ -121,54 +122,25 @@ class Hardware:
         )
 
 
-def _ggml_library(names: Sequence[str]) -> ctypes.CDLL | None:
-    """The ggml library shipped inside llama_cpp (the same file llama.cpp itself uses)."""
-    import llama_cpp
-    from llama_cpp import llama_cpp as lc
-
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    if sys.platform == "win32":
-        files = [f"{n}.dll" for n in names] + [f"lib{n}.dll" for n in names]
-    elif sys.platform == "darwin":
-        files = [f"lib{n}.dylib" for n in names] + [f"lib{n}.so" for n in names]
-    else:
-        files = [f"lib{n}.so" for n in names]
-    for file in files:
-        if (lib_dir / file).exists():
-            try:
-                return ctypes.CDLL(str(lib_dir / file))
-            except OSError:
-                continue
-    # libllama links ggml; on Linux and macOS its handle also finds ggml's symbols
-    return getattr(lc, "_lib", None)
-
-
-def _bind(lib: ctypes.CDLL, name: str, restype: object, argtypes: list[object]) -> Any:
-    fn = getattr(lib, name)
-    fn.restype = restype
-    fn.argtypes = argtypes
-    return fn
-
-
 def _backend_devices() -> tuple[Device, ...]:
     """ggml's device list: ggml_backend_dev_count / _get (libggml) and the device getters
     (libggml-base), with the C signatures of ggml/include/ggml-backend.h."""
-    reg_lib = _ggml_library(["ggml"])
-    dev_lib = _ggml_library(["ggml-base", "ggml"])
+    reg_lib = ggml_library(["ggml"])
+    dev_lib = ggml_library(["ggml-base", "ggml"])
     if reg_lib is None or dev_lib is None:
         return ()
     vp, size_t = ctypes.c_void_p, ctypes.c_size_t
     try:
         # size_t ggml_backend_dev_count(void); ggml_backend_dev_t ggml_backend_dev_get(size_t)
-        count = _bind(reg_lib, "ggml_backend_dev_count", size_t, [])
-        get = _bind(reg_lib, "ggml_backend_dev_get", vp, [size_t])
+        count = bind(reg_lib, "ggml_backend_dev_count", size_t, [])
+        get = bind(reg_lib, "ggml_backend_dev_get", vp, [size_t])
         # const char * ggml_backend_dev_name / _description(ggml_backend_dev_t)
-        name = _bind(dev_lib, "ggml_backend_dev_name", ctypes.c_char_p, [vp])
-        description = _bind(dev_lib, "ggml_backend_dev_description", ctypes.c_char_p, [vp])
+        name = bind(dev_lib, "ggml_backend_dev_name", ctypes.c_char_p, [vp])
+        description = bind(dev_lib, "ggml_backend_dev_description", ctypes.c_char_p, [vp])
         # enum ggml_backend_dev_type ggml_backend_dev_type(ggml_backend_dev_t)
-        kind = _bind(dev_lib, "ggml_backend_dev_type", ctypes.c_int, [vp])
+        kind = bind(dev_lib, "ggml_backend_dev_type", ctypes.c_int, [vp])
         # void ggml_backend_dev_memory(ggml_backend_dev_t, size_t * free, size_t * total)
-        memory = _bind(dev_lib, "ggml_backend_dev_memory", None,
+        memory = bind(dev_lib, "ggml_backend_dev_memory", None,
                        [vp, ctypes.POINTER(size_t), ctypes.POINTER(size_t)])
     except AttributeError:
         log.warning("this llama.cpp build has no ggml device API; devices are not listed")

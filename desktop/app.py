@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.app_settings import AppSettings, load_settings
+from models.demo import example_image
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
@@ -31,11 +31,6 @@ class WindowOptions:
     beam: int | None = None
     timeout_s: float = 300.0
     startup_report: Path | None = None
-
-
-def example_image() -> Path:
-    """The built-in image the self-test asks about."""
-    return Path(str(resources.files("models") / "data" / "example.png"))
 
 
 def run_window(options: WindowOptions) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from desktop import cli_eval, cli_models
+from desktop import cli_doctor, cli_eval, cli_models
 from desktop.cli_args import beam_width, positive_int
 from models.errors import StagewiseError
 from models.events import (
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     cli_models.add_parser(sub)
     cli_eval.add_parser(sub)
+    cli_doctor.add_parser(sub)
     return parser
 
 
@@ -127,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_models.run(args)
         if args.command == "eval":
             return cli_eval.run(args)
+        if args.command == "doctor":
+            return cli_doctor.run(args)
         return _ask(args)
     except StagewiseError as error:
         print(f"stagewise: error: {error}", file=sys.stderr)

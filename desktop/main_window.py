@@ -36,6 +36,7 @@ from models.run_view import RunStatus, RunView
 from models.stages import STAGES, Stage
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
+    from desktop.diagnostics_dialog import DiagnosticsDialog
     from desktop.model_manager import ModelManager
     from models.library import InstalledModel
 
@@ -199,6 +200,9 @@ class MainWindow(QMainWindow):
             prefs.setShortcut(QKeySequence("Ctrl+,"))
 
         help_menu = bar.addMenu("&Help")
+        action(help_menu, "&Diagnostics…", self.open_diagnostics, None,
+               "Versions, what llama.cpp sees on this machine, models, a test answer")
+        help_menu.addSeparator()
         action(help_menu, "&About Stagewise", self._about, "F1")
 
     def _connect(self) -> None:
@@ -538,6 +542,15 @@ class MainWindow(QMainWindow):
 
     def hide_message(self) -> None:
         self.message.hide()
+
+    def open_diagnostics(self) -> DiagnosticsDialog:
+        """Show ``stagewise doctor``'s report (for bug reports); returns the dialog."""
+        from desktop.diagnostics_dialog import DiagnosticsDialog
+
+        dialog = DiagnosticsDialog(self.settings, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _about(self) -> None:
         QMessageBox.about(

@@ -40,6 +40,11 @@ def demo_pair() -> DemoPair | None:
     return pair if pair.model.is_file() and pair.mmproj.is_file() else None
 
 
+def example_image() -> Path:
+    """The built-in example picture (a shape puzzle) that self-tests and smoke answers use."""
+    return Path(__file__).parent / "data" / "example.png"
+
+
 def demo_test_split() -> Path | None:
     """The held-out test split (a ``test.jsonl``), or None when this install has none."""
     path = demo_dir() / DEMO_TEST

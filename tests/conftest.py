@@ -63,3 +63,10 @@ def engine(tiny_pair: TinyPair) -> Iterator[Engine]:
     with Engine(tiny_pair.model, tiny_pair.mmproj,
                 EngineSettings(n_ctx=4096, n_seq_max=12, threads=2)) as loaded:
         yield loaded
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    """Write the running test's id where ``.ci/run`` reads it after a crash of pytest."""
+    trace = os.environ.get("STAGEWISE_TEST_TRACE")
+    if trace:
+        Path(trace).write_text(nodeid + "\n")

@@ -413,5 +413,6 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(qtbot, make_window, s
     with qtbot.waitSignal(window.host.worker.model_failed, timeout=ANSWER_MS) as failed:
         window.apply_settings(replace(settings, n_ctx=8192))
     assert "does not fit this machine" in failed.args[0]
-    assert "could not be loaded" in window.message.text()
+    # the window's own slot may run after the test's: wait for its state, not a time
+    qtbot.waitUntil(lambda: "could not be loaded" in window.message.text(), timeout=ANSWER_MS)
     assert window.model_label.text() == "No model loaded"

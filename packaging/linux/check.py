@@ -9,7 +9,11 @@
 3. From there, under Xvfb, ``stagewise --self-test --screenshot`` must pass (all four
    stages arrive from the bundled demo model), and ``stagewise ask`` must answer a
    question about the example picture with all four stages.
-4. Reported: the sizes of the ``.deb`` and the ``.tar.gz``, the installed size, and the
+4. ``stagewise doctor`` from the bundle must exit 0 (its smoke answer passed), and the
+   llama.cpp it reports must be the portable build: no instruction set beyond x86-64's
+   AVX2 level compiled in (no AVX-512, AVX-VNNI or AMX code paths), and no AMX buffer type
+   offered. A bundle built from pip's cache of the build machine's native wheel fails here.
+5. Reported: the sizes of the ``.deb`` and the ``.tar.gz``, the installed size, and the
    time from launch to the window being shown (the median of ``--runs`` launches; the
    app writes the time it first showed the window with ``--startup-report``).
 
@@ -35,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALLED_BUDGET_MB = 400
 SHOWN_BUDGET_S = 3.0
 STAGE_NAMES = ("summary", "caption", "reasoning", "conclusion")
+# CPU features llama.cpp's system info lists only when compiled for a newer CPU than the
+# bundle's AVX2 baseline (GGML_NATIVE=OFF); their presence means a native build
+NATIVE_ONLY = ("AVX512", "AVX_VNNI", "AMX")
 
 
 def _megabytes(path: Path) -> float:
@@ -60,6 +67,28 @@ def _under_xvfb(command: list[str]) -> list[str]:
 def _run(command: list[str], env: dict[str, str], timeout: float = 300
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _line(report: str, label: str) -> str:
+    """The value of one ``label  value`` row of the doctor's report."""
+    for line in report.splitlines():
+        if line.strip().startswith(label + " "):
+            return line.strip()[len(label):].strip()
+    return ""
+
+
+def portability_problems(report: str) -> list[str]:
+    """What in ``stagewise doctor``'s report shows a llama.cpp built for this CPU only."""
+    info = _line(report, "system info")
+    if not info:
+        return ["the doctor's report has no llama.cpp system info"]
+    features = [item.split("=")[0].strip() for item in info.split("|") if "= 1" in item]
+    native = [f for f in features if f.startswith(NATIVE_ONLY)]
+    problems = [f"the bundled llama.cpp is a native build: it has {', '.join(native)}"
+                ] if native else []
+    if "AMX" in _line(report, "offered"):
+        problems.append("the bundled llama.cpp offers the AMX buffer type")
+    return problems
 
 
 def check(dist: Path, runs: int) -> dict[str, object]:
@@ -102,6 +131,12 @@ def check(dist: Path, runs: int) -> dict[str, object]:
         else:
             failures.append(f"ask failed ({ask.returncode}): {ask.stderr}")
 
+        doctor = _run([str(program), "doctor"], env)
+        if doctor.returncode != 0:
+            failures.append(f"doctor failed ({doctor.returncode}): {doctor.stdout[-2000:]}"
+                            f"{doctor.stderr[-2000:]}")
+        failures += portability_problems(doctor.stdout)
+
         shown: list[float] = []
         for i in range(runs):
             report = scratch / f"shown-{i}.txt"
@@ -122,6 +157,8 @@ def check(dist: Path, runs: int) -> dict[str, object]:
         "shown_median_s": round(statistics.median(shown), 2) if shown else None,
         "self_test": test.stdout.strip().splitlines()[-1:] if test.stdout.strip() else [],
         "conclusion": answer.get("stages", {}).get("conclusion") if answer else None,
+        "llama_system_info": _line(doctor.stdout, "system info"),
+        "weight_buffers": _line(doctor.stdout, "why"),
         "failures": failures,
     }
     if installed > INSTALLED_BUDGET_MB:
@@ -150,6 +187,8 @@ def main() -> int:
           f"{summary['shown_s']} (budget {SHOWN_BUDGET_S} s)")
     print(f"self-test: {' '.join(summary['self_test'])}")
     print(f"ask, conclusion: {summary['conclusion']!r}")
+    print(f"bundled llama.cpp: {summary['llama_system_info']}")
+    print(f"weight buffers: {summary['weight_buffers']}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     for failure in summary["failures"]:

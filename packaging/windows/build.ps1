@@ -14,10 +14,12 @@ Set-Location $Root
 $Version = python -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])"
 $Llama = python -c "import tomllib; print(next(d for d in tomllib.load(open('pyproject.toml','rb'))['project']['dependencies'] if d.startswith('llama-cpp-python')))"
 
-python -m venv build\bundle-venv
+# a fresh venv, and pip's wheel cache off: pip keys cached wheels by version alone and would
+# hand back a native build of llama.cpp made by an earlier `pip install -e .`
+python -m venv --clear build\bundle-venv
 $Py = "build\bundle-venv\Scripts\python.exe"
 if (-not $env:CMAKE_ARGS) { $env:CMAKE_ARGS = "-DGGML_NATIVE=OFF" }
-& $Py -m pip install -q --no-binary llama-cpp-python $Llama
+& $Py -m pip install -q --no-cache-dir --no-binary llama-cpp-python $Llama
 & $Py -m pip install -q . "pyinstaller>=6.10,<7"
 & $Py packaging\make_icons.py
 & $Py -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$Out\pyinstaller" `

@@ -64,3 +64,36 @@ def test_the_check_says_to_build_first_when_there_is_no_bundle(tmp_path):
 @pytest.mark.parametrize("script", ["linux/build.sh", "macos/build.sh", "common.sh"])
 def test_the_shell_scripts_parse(script):
     assert subprocess.run(["bash", "-n", str(PACKAGING / script)]).returncode == 0
+
+
+PORTABLE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | "
+            "BMI2 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 |")
+NATIVE = PORTABLE.replace("BMI2 = 1 |", "BMI2 = 1 | AVX512 = 1 | AMX_INT8 = 1 |")
+
+
+def _report(info: str, offered: str) -> str:
+    return (f"== llama.cpp ==\n  system info       {info}\n\n"
+            f"== Weight buffers ==\n  offered  {offered}\n  used     {offered}\n")
+
+
+@pytest.mark.parametrize(("info", "offered", "problems"), [
+    (PORTABLE, "CPU_REPACK", []),
+    (NATIVE, "CPU_REPACK", ["native build: it has AVX512, AMX_INT8"]),
+    (PORTABLE, "AMX, CPU_REPACK", ["offers the AMX buffer type"]),
+    ("", "CPU_REPACK", ["no llama.cpp system info"]),
+])
+def test_the_check_tells_a_native_llama_cpp_from_the_portable_one(info, offered, problems):
+    check = runpy.run_path(str(PACKAGING / "linux" / "check.py"))
+    found = check["portability_problems"](_report(info, offered))
+    assert len(found) == len(problems)
+    for text, words in zip(found, problems, strict=True):
+        assert words in text
+
+
+def test_the_check_reads_the_report_stagewise_doctor_prints():
+    check = runpy.run_path(str(PACKAGING / "linux" / "check.py"))
+    done = subprocess.run([sys.executable, "-m", "desktop", "doctor", "--no-smoke"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert check["_line"](done.stdout, "system info").startswith("CPU :")
+    assert check["_line"](done.stdout, "offered")

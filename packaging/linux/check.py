@@ -91,12 +91,31 @@ def portability_problems(report: str) -> list[str]:
     return problems
 
 
+def missing_dependencies(deb: Path) -> list[str]:
+    """The packages the ``.deb`` depends on that this system lacks (``dpkg -x`` installs
+    none of them, and without Qt's xcb libraries the window cannot start)."""
+    depends = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
+                             text=True, check=True).stdout
+    names = [item.split("(")[0].strip() for item in depends.split(",") if item.strip()]
+    missing = []
+    for name in names:
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name],
+                                capture_output=True, text=True).stdout
+        if "install ok installed" not in status:
+            missing.append(name)
+    return missing
+
+
 def check(dist: Path, runs: int) -> dict[str, object]:
     debs = sorted(dist.glob("stagewise_*_amd64.deb"))
     tars = sorted(dist.glob("stagewise-*-linux-x86_64.tar.gz"))
     if not debs or not tars:
         raise SystemExit(f"no .deb or .tar.gz in {dist}: build first (--build)")
     deb, tar = debs[-1], tars[-1]
+    missing = missing_dependencies(deb)
+    if missing:
+        raise SystemExit(f"this system lacks packages the .deb depends on (apt would install "
+                         f"them with it): sudo apt install {' '.join(missing)}")
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="stagewise-check-") as temp:
         scratch = Path(temp)

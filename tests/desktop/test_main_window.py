@@ -416,3 +416,17 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(qtbot, make_window, s
     # the window's own slot may run after the test's: wait for its state, not a time
     qtbot.waitUntil(lambda: "could not be loaded" in window.message.text(), timeout=ANSWER_MS)
     assert window.model_label.text() == "No model loaded"
+
+
+def test_help_diagnostics_opens_the_doctors_report(qtbot, make_window, settings):
+    window = make_window(settings)
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    action = next(a for a in help_menu.actions() if a.text() == "&Diagnostics…")
+    action.trigger()
+    from desktop.diagnostics_dialog import DiagnosticsDialog
+
+    dialog = window.findChild(DiagnosticsDialog)
+    assert dialog is not None and dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.ready, timeout=ANSWER_MS * 5)
+    assert str(settings.model) in dialog.text.toPlainText()  # the window's own settings
+    dialog.close()

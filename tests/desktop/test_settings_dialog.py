@@ -58,7 +58,8 @@ def test_starts_from_the_given_settings(make_dialog):
     settings = AppSettings(
         model=None, beam=5, select="logprob", strategy="sentence", temperature=1.1,
         top_p=0.75, max_stage_tokens=128, gpu_layers=12, threads=4, n_ctx=16384,
-        stages_collapsed=True, window_geometry="Z2VvbQ==", window_state="c3RhdGU=",
+        cpu_amx=True, stages_collapsed=True, window_geometry="Z2VvbQ==",
+        window_state="c3RhdGU=",
     )
     dialog = make_dialog(settings)
     assert dialog.beam_spin.value() == 5
@@ -66,6 +67,7 @@ def test_starts_from_the_given_settings(make_dialog):
     assert dialog.strategy_combo.currentData() == "sentence"
     assert dialog.gpu_combo.currentIndex() == GPU_LAYERS and dialog.gpu_spin.value() == 12
     assert dialog.threads_spin.value() == 4
+    assert dialog.amx_check.isChecked()
     assert dialog.collapse_check.isChecked()
     assert dialog.settings() == settings
     assert ok_enabled(dialog)
@@ -94,12 +96,13 @@ def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
     dialog.gpu_combo.setCurrentIndex(GPU_CPU)
     dialog.threads_spin.setValue(3)
     dialog.ctx_spin.setValue(4096)
+    qtbot.mouseClick(dialog.amx_check, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(dialog.collapse_check, Qt.MouseButton.LeftButton)
 
     assert dialog.settings() == AppSettings(
         beam=6, select="logprob", strategy="best-of-n", temperature=0.25, top_p=0.8,
-        max_stage_tokens=512, gpu_layers=0, threads=3, n_ctx=4096, stages_collapsed=True,
-        window_geometry="Z2VvbQ==",
+        max_stage_tokens=512, gpu_layers=0, threads=3, n_ctx=4096, cpu_amx=True,
+        stages_collapsed=True, window_geometry="Z2VvbQ==",
     )
     assert dialog.settings().validated() == dialog.settings()
 

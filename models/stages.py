@@ -458,20 +458,48 @@ def sentence_end(text: str) -> int | None:
 # Grammars
 
 
+def _tag_free_rules() -> str:
+    """GBNF rules for stage content: any text in which no stage tag appears.
+
+    Every tag starts with ``<`` and has no other ``<``, so text is free of tags exactly
+    when each ``<`` in it is followed by a ``<``-free piece (``seg``) that does not begin
+    with the rest of a tag. ``seg`` walks a trie of those rests: at each node the piece
+    may end, leave the trie with any other character (then anything but ``<``), or go on
+    along a child; a child that would complete a tag is not offered. So ``x < 5``,
+    ``a <b> tag``, ``</`` and ``</SUMMARYX`` are content, while ``</SUMMARY>`` (or any other
+    stage tag) is not: only the exact close tag of the open stage ends it.
+    """
+    rests = [tag[1:] for stage in STAGES for tag in (stage.open_tag, stage.close_tag)]
+    names: dict[str, str] = {}
+    rules: list[str] = []
+
+    def node(prefix: str) -> str:
+        if prefix in names:
+            return names[prefix]
+        name = f"seg-{len(names)}" if prefix else "seg"
+        names[prefix] = name
+        nexts = sorted({r[len(prefix)] for r in rests if r.startswith(prefix) and r != prefix})
+        alternatives = ['""', f"[^{''.join(nexts)}<] [^<]*"]
+        for char in nexts:
+            if prefix + char not in rests:  # a completed tag is never offered
+                alternatives.append(f'"{char}" {node(prefix + char)}')
+        rules.append(f"{name} ::= {' | '.join(alternatives)}")
+        return name
+
+    node("")
+    return "\n".join(sorted(rules, key=lambda rule: (len(rule.split()[0]), rule)))
+
+
 _GRAMMAR_HELPERS = r"""
 lead ::= [ \t]{0,4} ("\n" [ \t]{0,4}){0,2}
-text ::= [ \t\n]* nonblank char*
-rest ::= char*
-nonblank ::= [^< \t\n] | lt
-char ::= [^<] | lt
-lt ::= "<" [^a-zA-Z/ \t<]
-"""
+text ::= [ \t\n]* ([^< \t\n] [^<]* | "<" seg) ("<" seg)*
+rest ::= [^<]* ("<" seg)*
+""" + _tag_free_rules() + "\n"
 """Shared GBNF rules.
 
 ``lead``: blanks and at most two newlines before an open tag. ``text``: stage content with at
-least one non-blank character. ``rest``: the rest of an already opened stage, possibly empty.
-``char``: any character but ``'<'``, or ``'<'`` followed by a character that cannot continue a
-tag (so ``x <= 5`` and ``x<5`` are allowed, ``x < 5`` is not).
+least one non-blank character and no stage tag. ``rest``: the rest of an already opened
+stage, possibly empty. ``seg``: see :func:`_tag_free_rules`.
 """
 
 

@@ -532,8 +532,15 @@ def test_answer_grammar_from_a_later_stage() -> None:
         ("\n\n\n<SUMMARY>plan</SUMMARY>", False),
         ("<SUMMARY></SUMMARY>", False),
         ("<SUMMARY> \n </SUMMARY>", False),
-        ("<SUMMARY>x < 5</SUMMARY>", False),
+        ("<SUMMARY>x < 5</SUMMARY>", True),
+        ("<SUMMARY>a <b> tag</SUMMARY>", True),
+        ("<SUMMARY>a </ b and </i></SUMMARY>", True),
+        ("<SUMMARY><</SUMMARY>", True),
+        ("<SUMMARY>x </SUMM</SUMMARY>", True),
+        ("<SUMMARY>x </SUMMARYX</SUMMARY>", True),
+        ("<SUMMARY>plan</CAPTION></SUMMARY>", False),
         ("<SUMMARY>a<CAPTION>b</SUMMARY>", False),
+        ("<SUMMARY>a</SUMMARY>b</SUMMARY>", False),
         ("<SUMMARY>plan</SUMMARY>\n", False),
         ("plan</SUMMARY>", False),
         ("<summary>plan</summary>", False),
@@ -549,8 +556,9 @@ def test_stage_grammar_language(text: str, ok: bool) -> None:
         ("plan</CAPTION>", True),
         ("</CAPTION>", True),
         ("\n</CAPTION>", True),
+        ("a<b</CAPTION>", True),
         ("<CAPTION>plan</CAPTION>", False),
-        ("a<b</CAPTION>", False),
+        ("a</CAPTION></CAPTION>", False),
     ],
 )
 def test_opened_stage_grammar_language(text: str, ok: bool) -> None:
@@ -645,7 +653,9 @@ def test_grammars_compile_in_llama_cpp(llama_vocab: object) -> None:
         (" \n\t<SUMMARY> x<5 y<=2\n</SUMMARY>", True),
         ("\n\n\n<SUMMARY>plan</SUMMARY>", False),
         ("<SUMMARY> </SUMMARY>", False),
-        ("<SUMMARY>x < 5</SUMMARY>", False),
+        ("<SUMMARY>x < 5</SUMMARY>", True),
+        ("<SUMMARY>a <b> tag, and </ alone</SUMMARY>", True),
+        ("<SUMMARY>a</CAPTION>b</SUMMARY>", False),
         ("<SUMMARY>plan</SUMMARY>\n", False),
         ("<summary>plan</summary>", False),
     ],
@@ -663,3 +673,12 @@ def test_llama_cpp_reads_the_answer_grammars_as_intended(llama_vocab: object) ->
     rest = WELL_FORMED[WELL_FORMED.index("sofa") :]
     assert llama_grammar_accepts(llama_vocab, answer_grammar(C, opened=True), rest)
     assert llama_grammar_accepts(llama_vocab, stage_grammar(C, opened=True), "</CAPTION>")
+
+
+def test_angle_brackets_the_grammar_allows_stay_in_their_stage() -> None:
+    content = "x < 5, a <b> tag, </ alone and </SUMM"
+    text = "".join(f"{s.open_tag}{content if s is S else 'ok'}{s.close_tag}" for s in STAGES)
+    assert gbnf_to_regex(answer_grammar()).fullmatch(text)
+    answer = parse_answer(text)
+    assert answer.complete
+    assert answer.stages[S] == content

@@ -99,14 +99,27 @@ class Chunk:
 
 @dataclass
 class TokenizedPrompt:
-    """A prompt split by libmtmd into text and image chunks; owns the native chunks."""
+    """A prompt as libmtmd splits it into text and image chunks, then the text after the
+    image as Stagewise tokenizes it (:meth:`Engine.tokenize_plain`); owns the native chunks.
+
+    Attributes:
+        handle: libmtmd's chunks: the prompt up to and including the image (with the
+            tokens libmtmd puts right after it, such as ``<|vision_end|>``).
+        chunks: The same, read into Python.
+        extra: The tokens of the text after the image.
+    """
 
     handle: mtmd.mtmd_input_chunks_p
     chunks: list[Chunk] = field(default_factory=list)
+    extra: tuple[int, ...] = ()
 
     @property
     def n_pos(self) -> int:
-        return sum(c.n_pos for c in self.chunks)
+        return sum(c.n_pos for c in self.chunks) + len(self.extra)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(c.n_tokens for c in self.chunks) + len(self.extra)
 
     @property
     def media_end(self) -> int:
@@ -119,9 +132,14 @@ class TokenizedPrompt:
         """Positions up to the end of the last image: the part shared with other prompts."""
         return sum(c.n_pos for c in self.chunks[: self.media_end])
 
+    @property
+    def image_end(self) -> list[int]:
+        """The text tokens libmtmd puts after the last image (empty for many families)."""
+        return [t for c in self.chunks[self.media_end :] for t in c.tokens]
+
     def tail_tokens(self) -> list[int]:
         """Text tokens after the last image."""
-        return [t for c in self.chunks[self.media_end :] for t in c.tokens]
+        return self.image_end + list(self.extra)
 
     def close(self) -> None:
         if self.handle:
@@ -257,6 +275,7 @@ class Engine:
         self._batch: lc.llama_batch | None = None
         self._pieces: dict[int, bytes] = {}
         self.weight_buffers: dict[str, float] = {}
+        self._turn_end: frozenset[int] = frozenset()
         text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)
@@ -295,6 +314,7 @@ class Engine:
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._bos_text, self._eos_text = self._template_specials()
+        self._turn_end = self._turn_end_tokens()
 
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = s.n_ctx
@@ -414,23 +434,60 @@ class Engine:
         return buf.value.decode("utf-8", "replace") if n >= 0 else None
 
     def is_eog(self, token: int) -> bool:
-        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+        """Whether ``token`` ends the assistant's turn: one of llama.cpp's end-of-generation
+        tokens, or one of the family's end-of-turn tokens (:attr:`stop_texts`)."""
+        return token in self._turn_end or bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    def _turn_end_tokens(self) -> frozenset[int]:
+        """The family's end-of-turn texts that are single tokens of this vocabulary.
+
+        llama.cpp recognises the usual ones by their text, but a GGUF whose converter
+        marked none of them still stops where its family's template ends a turn.
+        """
+        found = set()
+        for text in self.adapter.stop_tokens:
+            ids = self.tokenize(text)
+            if len(ids) == 1 and self.piece(ids[0]).decode("utf-8", "replace") == text:
+                found.add(ids[0])
+        return frozenset(found)
 
     # -- text -----------------------------------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        """Tokenize text, parsing special tokens (chat markers, stage tags)."""
+    def tokenize(self, text: str, *, add_special: bool = False,
+                 special: bool = True) -> list[int]:
+        """Tokenize text, parsing control tokens (chat markers, stage tags) unless
+        ``special`` is False."""
         raw = text.encode("utf-8")
         cap = len(raw) + 16
         buf = (lc.llama_token * cap)()
-        n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, True)
+        n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, special)
         if n < 0:
             cap = -n
             buf = (lc.llama_token * cap)()
-            n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, True)
+            n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, special)
         if n < 0:
             raise EngineError("llama.cpp could not tokenize the text")
         return list(buf[:n])
+
+    def tokenize_plain(self, text: str, plain: Sequence[str] = (), *,
+                       add_special: bool = False) -> list[int]:
+        """Tokenize ``text`` with its control tokens, except that every occurrence of a
+        ``plain`` text is tokenized as written: a question containing ``<|im_end|>`` or
+        ``<start_of_turn>`` cannot end the user's turn."""
+        wanted = sorted({p for p in plain if p}, key=len, reverse=True)
+        tokens: list[int] = self.tokenize("", add_special=True) if add_special else []
+        rest = text
+        while rest:
+            found = [(rest.find(p), -len(p), p) for p in wanted if p in rest]
+            if not found:
+                tokens += self.tokenize(rest)
+                break
+            at, _, piece = min(found)
+            if at:
+                tokens += self.tokenize(rest[:at])
+            tokens += self.tokenize(piece, special=False)
+            rest = rest[at + len(piece):]
+        return tokens
 
     def piece(self, token: int) -> bytes:
         """The bytes a token stands for (special tokens render as their text)."""
@@ -517,18 +574,28 @@ class Engine:
 
     # -- prompts with images --------------------------------------------------------------
 
-    def tokenize_prompt(self, prompt: str, bitmap: Bitmap | None) -> TokenizedPrompt:
-        """Split a prompt into text and image chunks (preprocessing, not encoding, the image)."""
+    def tokenize_prompt(self, prompt: str, bitmap: Bitmap | None,
+                        plain: Sequence[str] = ()) -> TokenizedPrompt:
+        """Split a prompt into text and image chunks (preprocessing, not encoding, the image).
+
+        libmtmd tokenizes the prompt up to the image's media marker; the text after it
+        goes through :meth:`tokenize_plain`, so that ``plain`` texts in it (the user's
+        question, say) stay text even where they spell a control token such as
+        ``<|im_end|>``. Every family's template puts the image before the question.
+        """
+        head, marker, after = prompt.rpartition(self.media_marker)
+        if bitmap is None or not marker:
+            head, after = "", prompt
         handle = mtmd.mtmd_input_chunks_init()
         text = mtmd.mtmd_input_text()
-        raw = prompt.encode("utf-8")
+        raw = (head + marker).encode("utf-8")
         text.text = raw
         text.text_len = len(raw)
         text.add_special = True
         text.parse_special = True
-        n_bitmaps = 1 if bitmap is not None else 0
+        n_bitmaps = 1 if bitmap is not None and marker else 0
         bitmaps = (mtmd.mtmd_bitmap_p_ctypes * max(n_bitmaps, 1))()
-        if bitmap is not None:
+        if n_bitmaps:
             bitmaps[0] = bitmap.handle
         rc = mtmd.mtmd_tokenize(self._mctx, handle, ctypes.byref(text), bitmaps, n_bitmaps)
         result = TokenizedPrompt(handle)
@@ -549,6 +616,10 @@ class Engine:
                 tokens = tuple(ptr[: count.value])
             result.chunks.append(Chunk(kind != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT, n_pos, n_tokens,
                                        tokens))
+        result.extra = tuple(self.tokenize_plain(after, plain))
+        if not result.chunks and not result.extra:
+            result.close()
+            raise EngineError("the prompt is empty")
         return result
 
     def eval_prompt(self, prompt: TokenizedPrompt, seq_id: int) -> int:
@@ -557,23 +628,29 @@ class Engine:
         The logits of the last token are left at output index -1.
         """
         self._check_cancel()
-        needed = sum(c.n_tokens for c in prompt.chunks)
+        needed = prompt.n_tokens
         if needed >= self.n_ctx:  # libmtmd would only say "failed to eval chunk"
             raise EngineError(
                 f"the image and question need {needed} tokens but the context holds "
                 f"{self.n_ctx}: raise the context size")
-        new_n_past = lc.llama_pos(0)
-        rc = mtmd.mtmd_helper_eval_chunks(
-            self._mctx, self.ctx, prompt.handle, 0, seq_id, self.settings.n_batch, True,
-            ctypes.byref(new_n_past),
-        )
-        self.stats.image_encodes += sum(c.is_image for c in prompt.chunks)
-        self.stats.prompt_tokens += sum(c.n_tokens for c in prompt.chunks)
-        if rc != 0:
-            self._check_cancel()
-            raise EngineError(f"evaluating the prompt failed (libmtmd error {rc})"
-                              + _reason(_native_log.last_error()))
-        return int(new_n_past.value)
+        n_past = 0
+        if prompt.chunks:
+            new_n_past = lc.llama_pos(0)
+            rc = mtmd.mtmd_helper_eval_chunks(
+                self._mctx, self.ctx, prompt.handle, 0, seq_id, self.settings.n_batch,
+                not prompt.extra, ctypes.byref(new_n_past),
+            )
+            self.stats.image_encodes += sum(c.is_image for c in prompt.chunks)
+            self.stats.prompt_tokens += sum(c.n_tokens for c in prompt.chunks)
+            if rc != 0:
+                self._check_cancel()
+                raise EngineError(f"evaluating the prompt failed (libmtmd error {rc})"
+                                  + _reason(_native_log.last_error()))
+            n_past = int(new_n_past.value)
+        if prompt.extra:
+            self.eval_tokens([(seq_id, n_past, prompt.extra)])
+            self.stats.prompt_tokens += len(prompt.extra)
+        return n_past + len(prompt.extra)
 
     # -- sequences ------------------------------------------------------------------------
 

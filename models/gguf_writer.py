@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -61,6 +63,46 @@ class Vocabulary:
             return self.tokens.index(text)
         except ValueError:
             raise KeyError(text) from None
+
+
+@dataclass(frozen=True)
+class CopiedTokenizer:
+    """A real model's tokenizer, copied key by key from a GGUF (such as llama.cpp's
+    ``models/ggml-vocab-*.gguf``, vocabulary-only files of real tokenizers).
+
+    Attributes:
+        fields: ``(key, value, type, item type)`` of every ``tokenizer.ggml.*`` key, with
+            gguf-py's value types, so the copy is exact.
+    """
+
+    fields: tuple[tuple[str, Any, gguf.GGUFValueType, gguf.GGUFValueType | None], ...]
+
+    @classmethod
+    def from_gguf(cls, path: str | Path) -> CopiedTokenizer:
+        reader = gguf.GGUFReader(str(path))
+        fields = []
+        for key, field in reader.fields.items():
+            if not key.startswith("tokenizer.ggml."):
+                continue
+            kind = field.types[0]
+            item = field.types[1] if kind == gguf.GGUFValueType.ARRAY else None
+            fields.append((key, field.contents(), kind, item))
+        if not any(key == "tokenizer.ggml.tokens" for key, *_ in fields):
+            raise ValueError(f"{path}: no tokenizer.ggml.tokens")
+        return cls(tuple(fields))
+
+    def value(self, key: str) -> Any:
+        """The value of ``tokenizer.ggml.<key>``, None when absent."""
+        return next((v for k, v, *_ in self.fields if k == f"tokenizer.ggml.{key}"), None)
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(self.value("tokens"))
+
+    @property
+    def types(self) -> list[int]:
+        types = self.value("token_type")
+        return list(types) if types is not None else [TOKEN_NORMAL] * len(self.tokens)
 
 
 @dataclass(frozen=True)
@@ -119,7 +161,7 @@ def _finish(writer: gguf.GGUFWriter) -> None:
 def write_text_model(
     path: str | object,
     hyper: TextHyper,
-    vocab: Vocabulary,
+    vocab: Vocabulary | CopiedTokenizer,
     tensors: Tensors,
     *,
     name: str,
@@ -157,6 +199,21 @@ def write_text_model(
     o.kv(f"{arch}.rope.freq_base", lambda: w.add_rope_freq_base(h.rope_base))
     o.kv(f"{arch}.vocab_size", lambda: w.add_vocab_size(len(vocab.tokens)))
     o.kv("general.file_type", lambda: w.add_file_type(file_type))
+    if isinstance(vocab, CopiedTokenizer):
+        for key, value, kind, item in vocab.fields:
+            o.kv(key, lambda key=key, value=value, kind=kind, item=item:
+                 w.add_key_value(key, value, kind, item))
+    else:
+        _add_bpe(o, w, vocab)
+    o.kv("tokenizer.chat_template", lambda: w.add_chat_template(chat_template))
+    for key, value in extra:
+        o.kv(key, lambda key=key, value=value: w.add_string(key, value))
+    for tensor_name, data in tensors:
+        o.tensor(tensor_name, data)
+    _finish(w)
+
+
+def _add_bpe(o: _Omitting, w: gguf.GGUFWriter, vocab: Vocabulary) -> None:
     o.kv("tokenizer.ggml.model", lambda: w.add_tokenizer_model("gpt2"))
     o.kv("tokenizer.ggml.pre", lambda: w.add_tokenizer_pre("gpt-2"))
     o.kv("tokenizer.ggml.tokens", lambda: w.add_token_list(list(vocab.tokens)))
@@ -167,12 +224,6 @@ def write_text_model(
     o.kv("tokenizer.ggml.eot_token_id", lambda: w.add_eot_token_id(vocab.id(vocab.eos)))
     o.kv("tokenizer.ggml.padding_token_id", lambda: w.add_pad_token_id(vocab.id(vocab.eos)))
     o.kv("tokenizer.ggml.add_bos_token", lambda: w.add_add_bos_token(False))
-    o.kv("tokenizer.chat_template", lambda: w.add_chat_template(chat_template))
-    for key, value in extra:
-        o.kv(key, lambda key=key, value=value: w.add_string(key, value))
-    for tensor_name, data in tensors:
-        o.tensor(tensor_name, data)
-    _finish(w)
 
 
 def write_projector(

@@ -95,13 +95,16 @@ def _chain(settings: SamplingSettings, seed: int) -> lc.llama_sampler_p:
     if settings.greedy:
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         return chain
+    # Hugging Face generate's order (the reference code's): top-k, temperature, then top-p
+    # and min-p on the tempered distribution. Top-k first also keeps the work per token
+    # small: top-p over a whole 152k vocabulary sorts it at every step.
     if settings.top_k > 0:
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(settings.top_k))
+    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(settings.temperature))
     if settings.top_p < 1.0:
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(settings.top_p, 1))
     if settings.min_p > 0.0:
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(settings.min_p, 1))
-    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(settings.temperature))
     lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return chain
 

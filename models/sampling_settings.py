@@ -11,14 +11,16 @@ class SamplingSettings:
 
     Attributes:
         temperature: Softmax temperature; 0 or less means greedy.
-        top_p: Nucleus sampling mass; 1.0 turns it off.
-        top_k: Keep the k most likely tokens; 0 turns it off.
+        top_p: Nucleus sampling mass, over the distribution after temperature; 1.0 turns
+            it off.
+        top_k: Keep the k most likely tokens first; 0 turns it off. 50 is Hugging Face
+            ``generate``'s default, which the LLaVA-CoT reference code samples with.
         min_p: Drop tokens below this fraction of the best one; 0 turns it off.
     """
 
     temperature: float = 0.6
     top_p: float = 0.9
-    top_k: int = 0
+    top_k: int = 50
     min_p: float = 0.0
 
     @property

@@ -153,13 +153,13 @@ class StageSearch:
             with Bitmap(fit_pixels(image, engine.max_image_pixels)) as bitmap:
                 self._bitmap = bitmap
                 prompt_text = engine.chat_prompt(user_text(question, self.mode))
-                prompt = engine.tokenize_prompt(prompt_text, bitmap)
+                prompt = engine.tokenize_prompt(prompt_text, bitmap, (question.strip(),))
                 self._prefix = prompt
                 self._learn_image_end(prompt_text, prompt)
                 self._root_seq = self._alloc()
                 self._root_pos = engine.eval_prompt(prompt, self._root_seq)
                 self._prompt_s = time.perf_counter() - start
-                yield PromptEvaluated(sum(c.n_tokens for c in prompt.chunks), prompt.n_pos,
+                yield PromptEvaluated(prompt.n_tokens, prompt.n_pos,
                                       self._prompt_s)
                 for segment in self._plan():
                     yield from self._run_segment(segment)
@@ -193,7 +193,7 @@ class StageSearch:
         ))
 
     def _reset(self, question: str) -> None:
-        self._question = question
+        self._question = question.strip()
         self._free = list(range(self.engine.settings.n_seq_max))
         self._streams_alive: list[_Stream] = []
         self._answer = ""
@@ -541,7 +541,8 @@ class StageSearch:
         try:
             for k, (a, b) in enumerate(pairs):
                 text = judging.judge_text(unit, self._question, responses[a], responses[b], hint)
-                tail = self._tail_after_image(engine.chat_prompt(text))
+                tail = self._tail_after_image(engine.chat_prompt(text), (
+                    self._question, responses[a], responses[b], hint))
                 seq = self._alloc()
                 engine.copy_seq(self._root_seq, seq, 0, shared)
                 stream = _Stream(seq, shared + len(tail), k,
@@ -574,24 +575,18 @@ class StageSearch:
                     self._release(st.seq)
 
     def _learn_image_end(self, prompt_text: str, prompt: TokenizedPrompt) -> None:
-        """Note the tokens libmtmd puts after the image (e.g. ``<|vision_end|>``).
+        """Note the text before the image and the tokens libmtmd puts after it (such as
+        ``<|vision_end|>``): a judge prompt with the same text before the image forks the
+        cached image and needs only these plus its own text after the marker."""
+        self._before_image = prompt_text.rpartition(self.engine.media_marker)[0]
+        self._image_end = prompt.image_end
 
-        libmtmd tokenizes them apart from the text that follows the media marker, so a
-        judge prompt's tokens after the image are these plus that text's own tokens: no
-        second pass over the image is needed. This holds if it holds for the question.
-        """
-        before, _, after = prompt_text.rpartition(self.engine.media_marker)
-        own, tail = self.engine.tokenize(after), prompt.tail_tokens()
-        fits = len(own) <= len(tail) and tail[len(tail) - len(own):] == own
-        self._before_image = before
-        self._image_end = tail[: len(tail) - len(own)] if fits else None
-
-    def _tail_after_image(self, prompt_text: str) -> list[int]:
+    def _tail_after_image(self, prompt_text: str, plain: tuple[str, ...]) -> list[int]:
         """Tokens of a prompt after the image; its start must match the cached prefix."""
         before, _, after = prompt_text.rpartition(self.engine.media_marker)
-        if self._image_end is not None and before == self._before_image:
-            return self._image_end + self.engine.tokenize(after)
-        tp = self.engine.tokenize_prompt(prompt_text, self._bitmap)  # preprocesses the image
+        if before == self._before_image:
+            return self._image_end + self.engine.tokenize_plain(after, plain)
+        tp = self.engine.tokenize_prompt(prompt_text, self._bitmap, plain)  # preprocesses it
         try:
             mine, cached = tp.chunks[: tp.media_end], self._prefix.chunks[: self._prefix.media_end]
             if mine != cached:
@@ -626,8 +621,9 @@ class StageSearch:
         try:
             for reasoning in responses:
                 text = judging.check_text(self._question, caption, reasoning)
-                tokens = engine.tokenize(engine.chat_prompt(text, with_image=False),
-                                         add_special=True)
+                tokens = engine.tokenize_plain(engine.chat_prompt(text, with_image=False),
+                                               (self._question, caption, reasoning),
+                                               add_special=True)
                 seq = self._alloc()
                 seqs.append(seq)
                 samplers.append(Sampler(engine.vocab, GREEDY, 0, judging.CHECK_GRAMMAR))

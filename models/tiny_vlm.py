@@ -29,6 +29,7 @@ from models.gguf_writer import (
     TOKEN_CONTROL,
     TOKEN_NORMAL,
     TOKEN_USER_DEFINED,
+    CopiedTokenizer,
     TextHyper,
     VisionHyper,
     Vocabulary,
@@ -240,6 +241,21 @@ def _quiet_ids() -> list[int]:
     return quiet
 
 
+def _copied_quiet_ids(tokenizer: CopiedTokenizer) -> list[int]:
+    """A real tokenizer's tokens the random model should not emit: all but normal tokens
+    of printable ASCII (in GPT-2's byte spelling for byte-level BPE, with SentencePiece's
+    "▁" for a space otherwise)."""
+    byte_level = tokenizer.value("model") == "gpt2"
+    printable = {chr(b) for b in [*range(0x20, 0x7F), 0x0A]}
+    if byte_level:
+        printable = {byte_symbols()[ord(c)] for c in printable}
+    else:
+        printable.add("\u2581")
+    return [i for i, (text, kind) in enumerate(zip(tokenizer.tokens, tokenizer.types,
+                                                   strict=True))
+            if kind != TOKEN_NORMAL or not text or not set(text) <= printable]
+
+
 def vocabulary() -> tuple[str, ...]:
     """Token texts of the tiny tokenizer, indexed by token id (same for every spec)."""
     return _vocab()[0]
@@ -355,6 +371,8 @@ def write_tiny_pair(
     seed: int = 0,
     stage_mode: str = "prompted",
     mmproj_n_embd: int | None = None,
+    tokenizer: CopiedTokenizer | None = None,
+    chat_template: str | None = None,
     _omit_model: Collection[str] = (),
     _omit_mmproj: Collection[str] = (),
 ) -> TinyPair:
@@ -370,6 +388,10 @@ def write_tiny_pair(
         stage_mode: Written as ``stagewise.stage_mode``: "prompted" or "native".
         mmproj_n_embd: Output width of the projector; defaults to the text
             model's width. A different value makes a mismatched pair (for tests).
+        tokenizer: A real tokenizer to use instead of the tiny one (see
+            :func:`real_vocabulary_pair`); its control tokens and every token that is
+            not plain ASCII text are kept quiet, as the tiny tokenizer's are.
+        chat_template: The Jinja chat template; ChatML by default.
         _omit_model: Metadata keys or tensor names to leave out of the text
             model (for tests of broken files).
         _omit_mmproj: The same for the projector.
@@ -389,11 +411,12 @@ def write_tiny_pair(
         mmproj=directory / f"{spec.name}-mmproj.gguf",
     )
     rng = np.random.default_rng(seed)
-    vocab = _tiny_vocabulary()
+    vocab: Vocabulary | CopiedTokenizer = tokenizer or _tiny_vocabulary()
+    quiet = _quiet_ids() if tokenizer is None else _copied_quiet_ids(tokenizer)
     write_text_model(
         pair.model, _text_hyper(spec), vocab,
-        _text_tensors(spec, rng, len(vocab.tokens), _quiet_ids()),
-        name=f"stagewise-{spec.name}-random", chat_template=CHATML_TEMPLATE,
+        _text_tensors(spec, rng, len(vocab.tokens), quiet),
+        name=f"stagewise-{spec.name}-random", chat_template=chat_template or CHATML_TEMPLATE,
         file_type=1 if spec.f16 else 0, extra=[("stagewise.stage_mode", stage_mode)],
         omit=_omit_model,
     )

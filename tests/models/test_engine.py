@@ -46,10 +46,13 @@ def test_a_prompt_splits_into_text_image_text(engine, image):
         prompt = engine.tokenize_prompt(engine.chat_prompt("Hi?"), bitmap)
     try:
         kinds = [c.is_image for c in prompt.chunks]
-        assert kinds == [False, True, False]
+        assert kinds == [False, True]  # libmtmd's part ends at the image
         assert prompt.chunks[1].n_tokens == TINY.n_image_tokens
         assert prompt.shared_pos == prompt.chunks[0].n_pos + TINY.n_image_tokens
-        assert prompt.tail_tokens() == list(prompt.chunks[2].tokens)
+        after = engine.chat_prompt("Hi?").rpartition(engine.media_marker)[2]
+        assert prompt.tail_tokens() == list(prompt.extra) == engine.tokenize(after)
+        assert prompt.n_tokens == prompt.chunks[0].n_tokens + TINY.n_image_tokens + len(
+            prompt.extra)
     finally:
         prompt.close()
 

@@ -382,7 +382,9 @@ def test_every_family_prompt_splits_into_text_image_text(engine, image, case):
     with Bitmap(image) as bitmap:
         tokenized = engine.tokenize_prompt(prompt, bitmap)
     try:
-        assert [c.is_image for c in tokenized.chunks] == [False, True, False]
+        assert [c.is_image for c in tokenized.chunks][:2] == [False, True]
+        assert sum(c.is_image for c in tokenized.chunks) == 1
+        assert tokenized.extra  # the question and the turn's end, after the image
     finally:
         tokenized.close()
 

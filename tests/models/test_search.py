@@ -211,7 +211,7 @@ def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypa
     calls = []
     original = engine.tokenize_prompt
     monkeypatch.setattr(engine, "tokenize_prompt",
-                        lambda *a: calls.append(a) or original(*a))
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
     search = StageSearch(engine, SearchSettings(beam=2, select="judge", max_stage_tokens=6))
     assert isinstance(list(search.run(image, QUESTION))[-1], AnswerFinished)
     assert len(calls) == 1  # the question only
@@ -220,7 +220,7 @@ def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypa
     text = engine.chat_prompt("Which response is better?\n\nResponse 1: a\n\nResponse 2: b")
     with Bitmap(image) as bitmap:
         search._bitmap = bitmap
-        fast = search._tail_after_image(text)
-        search._image_end = None  # force libmtmd's own tokenization
-        slow = search._tail_after_image(text)
+        fast = search._tail_after_image(text, ())
+        search._before_image = None  # force libmtmd's own tokenization
+        slow = search._tail_after_image(text, ())
     assert fast == slow

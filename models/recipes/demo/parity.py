@@ -37,14 +37,14 @@ def llama_logits(model: Path, mmproj: Path, pixels: np.ndarray, user_text: str) 
             prompt = engine.tokenize_prompt(parts.before + engine.media_marker + parts.after,
                                             bitmap)
             try:
-                chunks = prompt.chunks
-                if len(chunks) != 3 or not chunks[1].is_image:
-                    raise AssertionError(f"expected text, image, text chunks: {chunks}")
+                chunks, after = prompt.chunks, tuple(prompt.tail_tokens())
+                if len(chunks) != 2 or not chunks[1].is_image or not after:
+                    raise AssertionError(f"expected text, image, text: {chunks}, {after}")
                 engine.eval_prompt(prompt, 0)
                 row = engine.logits(-1).copy()
             finally:
                 prompt.close()
-    return LlamaLogits(chunks[0].tokens, chunks[1].n_tokens, chunks[2].tokens, row)
+    return LlamaLogits(chunks[0].tokens, chunks[1].n_tokens, after, row)
 
 
 def torch_logits(model: object, pixels: np.ndarray, ll: LlamaLogits) -> np.ndarray:

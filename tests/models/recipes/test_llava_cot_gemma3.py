@@ -175,6 +175,7 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image, image_file):
         try:
             app = [t for c in tokenized.chunks
                    for t in ([soft] * c.n_tokens if c.is_image else c.tokens)]
+            app += tokenized.extra
         finally:
             tokenized.close()
     assert app == trained

@@ -9,6 +9,11 @@ of real tokenizers (``models/ggml-vocab-*.gguf``) and real chat templates
 template, and a LLaVA ``mlp`` projector, so that every path a real model takes through
 tokenizing, templating, stage tags and sampling runs at real vocabulary size.
 
+:func:`qwen25vl_real_vocabulary_pair` gives the catalogue's commonest family its own
+shape: the recipe's tiny Qwen2.5-VL (a ``qwen2vl`` text model with M-RoPE and a
+``qwen2.5vl_merger`` projector), converted by llama.cpp's converter, with Qwen2's real
+tokenizer and Qwen2.5-VL's template put in place of its tiny learnt one.
+
 Written pairs are kept in the cache folder, keyed by everything that shapes them, so a
 test run after the first reuses them.
 """
@@ -19,15 +24,20 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import gguf
+import numpy as np
 
 from models.gguf_writer import CopiedTokenizer
 from models.paths import cache_dir
 from models.recipes.llava_cot.converter import converter_source, llama_cpp_version
 from models.tiny_vlm import TinyPair, TinySpec, write_tiny_pair
 
-__all__ = ["REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary", "real_vocabulary_pair"]
+__all__ = ["REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary", "qwen25vl_real_vocabulary_pair",
+           "real_vocabulary_pair", "with_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -92,19 +102,92 @@ def real_vocabulary_pair(name: str, spec: TinySpec = REAL_TINY, *,
         ConversionError: llama.cpp's source could not be fetched.
     """
     vocab = REAL_VOCABULARIES[name]
-    key = hashlib.sha256(repr((vocab, spec, stage_mode, seed, llama_cpp_version())).encode()
-                         ).hexdigest()[:16]
-    folder = (cache or cache_dir()) / "real-vocab-pairs" / f"{name}-{spec.name}-{key}"
-    pair = TinyPair(folder / f"{spec.name}-model.gguf", folder / f"{spec.name}-mmproj.gguf")
+
+    def write(folder: Path) -> None:
+        vocab_file, template_file = vocab.files(source)
+        write_tiny_pair(folder, spec, seed=seed, stage_mode=stage_mode,
+                        tokenizer=CopiedTokenizer.from_gguf(vocab_file),
+                        chat_template=template_file.read_text(encoding="utf-8"))
+
+    return _cached(f"{name}-{spec.name}", (vocab, spec, stage_mode, seed), cache,
+                   TinyPair(Path(f"{spec.name}-model.gguf"), Path(f"{spec.name}-mmproj.gguf")),
+                   write)
+
+
+def qwen25vl_real_vocabulary_pair(*, cache: Path | None = None,
+                                  source: Path | None = None) -> TinyPair:
+    """The recipe's tiny random Qwen2.5-VL, converted, on Qwen2's real tokenizer.
+
+    Needs the recipe's ``train`` extra (torch and transformers build the tiny model).
+    """
+    from models.recipes.llava_cot.converter import convert
+    from models.recipes.llava_cot.tiny_qwen import TINY_PRE_TOKENIZER, build_tiny_qwen25vl
+    from models.recipes.llava_cot.tiny_qwen import chat_template as qwen25vl_template
+
+    vocab = REAL_VOCABULARIES["qwen2"]
+
+    def write(folder: Path) -> None:
+        converter = source or converter_source()
+        work = folder / "work"
+        hf = build_tiny_qwen25vl(work / "hf", ["How many red circles are there?",
+                                               "<SUMMARY> I count them. </SUMMARY>"])
+        tiny = convert(hf, work / "tiny-f16.gguf", source=converter,
+                       pre_tokenizer=TINY_PRE_TOKENIZER)
+        convert(hf, folder / "qwen25vl-mmproj.gguf", source=converter, mmproj=True)
+        with_tokenizer(tiny, vocab.files(converter)[0], qwen25vl_template(),
+                       folder / "qwen25vl-model.gguf")
+        shutil.rmtree(work)
+
+    return _cached("qwen2-qwen25vl", (vocab, "qwen25vl"), cache,
+                   TinyPair(Path("qwen25vl-model.gguf"), Path("qwen25vl-mmproj.gguf")), write)
+
+
+def with_tokenizer(model: Path, vocab_file: Path, chat_template: str, out: Path,
+                   seed: int = 0) -> Path:
+    """Copy a text model GGUF with another tokenizer: every ``tokenizer.*`` key from
+    ``vocab_file``, the template, and random token-embedding and output rows for its size.
+    """
+    reader = gguf.GGUFReader(str(model))
+    tokenizer = CopiedTokenizer.from_gguf(vocab_file)
+    n_vocab = len(tokenizer.tokens)
+    arch = str(reader.fields["general.architecture"].contents())
+    writer = gguf.GGUFWriter(str(out), arch)
+    for key, field in reader.fields.items():
+        if key.startswith(("GGUF.", "tokenizer.", "general.architecture")):
+            continue
+        kind = field.types[0]
+        item = field.types[1] if kind == gguf.GGUFValueType.ARRAY else None
+        value = n_vocab if key == f"{arch}.vocab_size" else field.contents()
+        writer.add_key_value(key, value, kind, item)
+    for key, value, kind, item in tokenizer.fields:
+        writer.add_key_value(key, value, kind, item)
+    writer.add_chat_template(chat_template)
+    rng = np.random.default_rng(seed)
+    for tensor in reader.tensors:
+        data = np.asarray(tensor.data)
+        if tensor.name in ("token_embd.weight", "output.weight"):
+            rows = rng.standard_normal((n_vocab, data.shape[-1]), dtype=np.float32)
+            data = (rows * float(np.std(data.astype(np.float32)))).astype(data.dtype)
+        writer.add_tensor(tensor.name, data, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def _cached(name: str, shape: object, cache: Path | None, files: TinyPair,
+            write: Callable[[Path], None]) -> TinyPair:
+    """The pair written once by ``write(folder)`` into a cache folder keyed by ``shape``."""
+    key = hashlib.sha256(repr((shape, llama_cpp_version())).encode()).hexdigest()[:16]
+    folder = (cache or cache_dir()) / "real-vocab-pairs" / f"{name}-{key}"
+    pair = TinyPair(folder / files.model, folder / files.mmproj)
     if pair.model.is_file() and pair.mmproj.is_file():
         return pair
-    vocab_file, template_file = vocab.files(source)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        write_tiny_pair(staging, spec, seed=seed, stage_mode=stage_mode,
-                        tokenizer=CopiedTokenizer.from_gguf(vocab_file),
-                        chat_template=template_file.read_text(encoding="utf-8"))
+        write(staging)
         try:
             os.replace(staging, folder)  # whichever concurrent run renames first wins
         except OSError:

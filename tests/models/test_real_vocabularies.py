@@ -2,7 +2,9 @@
 
 The pairs are random-weight models written on the vocabulary-only GGUFs and the templates
 that llama-cpp-python's source distribution ships (:mod:`models.recipes.real_vocab`); the
-first run fetches that distribution and writes them into the cache folder.
+first run fetches that distribution and writes them into the cache folder. Qwen2's
+vocabulary runs twice: on a ``llama`` text model with a LLaVA projector, and in Qwen2.5-VL's
+own shape (M-RoPE text model, ``qwen2.5vl_merger`` projector, Qwen2.5-VL's template).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import pytest
 from models.engine import Bitmap, Engine, EngineSettings
 from models.events import AnswerFinished, Event, PromptEvaluated, SearchResult
 from models.images import PreparedImage
-from models.recipes.real_vocab import REAL_VOCABULARIES, RealVocabulary, real_vocabulary_pair
+from models.recipes.real_vocab import (
+    REAL_VOCABULARIES,
+    RealVocabulary,
+    qwen25vl_real_vocabulary_pair,
+    real_vocabulary_pair,
+)
 from models.search import SearchSettings, StageSearch
 from models.search_settings import sequences_needed
 from models.stages import STAGES, StageMode, user_text
@@ -22,14 +29,23 @@ from models.stages import STAGES, StageMode, user_text
 QUESTION = "How many red circles are there?"
 
 
-@pytest.fixture(scope="module", params=sorted(REAL_VOCABULARIES))
-def vocab(request: pytest.FixtureRequest) -> RealVocabulary:
-    return REAL_VOCABULARIES[request.param]
+QWEN25VL = "qwen2.5-vl shape"
+
+
+@pytest.fixture(scope="module", params=[*sorted(REAL_VOCABULARIES), QWEN25VL])
+def case(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def engine(vocab: RealVocabulary) -> Iterator[Engine]:
-    pair = real_vocabulary_pair(vocab.name)
+def vocab(case: str) -> RealVocabulary:
+    return REAL_VOCABULARIES["qwen2" if case == QWEN25VL else case]
+
+
+@pytest.fixture(scope="module")
+def engine(case: str, vocab: RealVocabulary) -> Iterator[Engine]:
+    pair = (qwen25vl_real_vocabulary_pair() if case == QWEN25VL
+            else real_vocabulary_pair(vocab.name))
     settings = EngineSettings(n_ctx=4096, n_seq_max=sequences_needed(3), threads=2)
     with Engine(pair.model, pair.mmproj, settings) as loaded:
         yield loaded
@@ -43,9 +59,11 @@ def run(engine: Engine, image: PreparedImage, question: str = QUESTION,
     return events, events[-1].result
 
 
-def test_the_pair_has_the_real_vocabulary_and_template(engine: Engine, vocab: RealVocabulary):
+def test_the_pair_has_the_real_vocabulary_and_template(engine: Engine, vocab: RealVocabulary,
+                                                       case: str):
     assert engine.n_vocab > 100_000
-    assert engine.family == vocab.family
+    assert engine.family == ("qwen2.5-vl" if case == QWEN25VL else vocab.family)
+    assert engine.uses_mrope == (case == QWEN25VL)
     prompt = engine.chat_prompt("Hi?")
     assert prompt.count(engine.media_marker) == 1
     assert vocab.end_of_turn in prompt
@@ -124,3 +142,28 @@ def test_control_text_in_the_question_stays_text(engine: Engine, image: Prepared
     assert all(result.stages[stage].strip() for stage in STAGES)
     evaluated = next(e for e in events if isinstance(e, PromptEvaluated))
     assert evaluated.n_tokens == guarded.n_tokens
+
+
+def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
+    """As the search reads a stream: the close tag is seen in the newest piece's window
+    when its last token arrives, and the detokenized answer parses into its stages."""
+    from models.search import _TAG_WINDOW
+    from models.stages import parse_answer, stage_end
+
+    answer = "".join(f"{s.open_tag} The {s.value} here. {s.close_tag}\n" for s in STAGES)
+    for stage in STAGES:
+        text = f"{stage.open_tag} The {stage.value} here. {stage.close_tag}"
+        tokens = engine.tokenize(text, special=False)
+        assert len(tokens) > 4
+        seen_at, so_far = None, ""
+        for i, token in enumerate(tokens):
+            piece = engine.piece(token).decode("utf-8")
+            so_far += piece
+            if seen_at is None and stage_end(so_far[-(len(piece) + _TAG_WINDOW):],
+                                             stage) is not None:
+                seen_at = i
+        assert seen_at == len(tokens) - 1
+    detokenized = b"".join(engine.piece(t) for t in engine.tokenize(answer, special=False))
+    parsed = parse_answer(detokenized.decode("utf-8"))
+    assert parsed.complete
+    assert parsed.stages[STAGES[0]] == f"The {STAGES[0].value} here."

@@ -241,6 +241,11 @@ class Engine:
     """A loaded vision-language model: text GGUF + mmproj GGUF, one multi-sequence context.
 
     Use as a context manager, or call :meth:`close`; native memory is freed at once.
+
+    Attributes:
+        buffer_choice: Which extra CPU weight buffers the load allowed, and why.
+        weight_buffers: MiB of weights per llama.cpp buffer type, as the load reported
+            them ("CPU_Mapped", "CPU_REPACK", "CUDA0", ...).
     """
 
     def __init__(

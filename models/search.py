@@ -158,6 +158,9 @@ class StageSearch:
                 self._learn_image_end(prompt_text, prompt)
                 self._root_seq = self._alloc()
                 self._root_pos = engine.eval_prompt(prompt, self._root_seq)
+                tail = prompt.tail_tokens()
+                self._root_tail = tail[-1] if tail else None
+                self._root_logits = True
                 self._prompt_s = time.perf_counter() - start
                 yield PromptEvaluated(prompt.n_tokens, prompt.n_pos,
                                       self._prompt_s)
@@ -198,6 +201,8 @@ class StageSearch:
         self._streams_alive: list[_Stream] = []
         self._answer = ""
         self._pending: list[int] = []
+        self._root_tail: int | None = None  # the last token in the root's cache
+        self._root_logits = False  # whether the newest logits are the root's last token's
         self._segment_no = 0
         self._candidates: list[Candidate] = []
         self._chosen: list[tuple[int, int]] = []
@@ -273,6 +278,7 @@ class StageSearch:
             self._sample(stream, index, seg)
             if stream.text:
                 yield TokenStreamed(seg.unit, no, stream.index, stream.text)
+        self._root_logits = False  # the candidates' decodes come next
         self._in_flight = (streams, seg.unit, no)
         yield from self._generate(streams, seg, no)
         self._in_flight = None
@@ -378,12 +384,25 @@ class StageSearch:
     # -- root bookkeeping -----------------------------------------------------------------
 
     def _refresh_root(self) -> int:
-        """Decode the root's pending tokens; return the output index of its last logits."""
+        """Decode the root's pending tokens; return the output index of its last logits.
+
+        With nothing pending (the winner ended its turn, or wrote nothing), the root's last
+        logits have been overwritten by the candidates' and judges' decodes since: its
+        last token is decoded again in place to bring them back.
+        """
         if not self._pending:
-            return -1  # the prompt's last logits are still in place
+            if self._root_logits:
+                return -1  # the prompt's last logits are still in place
+            if self._root_tail is None:
+                raise EngineError("the prompt ends without a text token to continue from")
+            self._root_pos -= 1
+            self.engine.remove_seq(self._root_seq, self._root_pos, -1)
+            self._pending = [self._root_tail]
         index = self.engine.eval_tokens([(self._root_seq, self._root_pos, self._pending)])
         self._root_pos += len(self._pending)
+        self._root_tail = self._pending[-1]
         self._pending = []
+        self._root_logits = True
         return index[self._root_seq]
 
     def _commit(self, winner: _Stream, seg: _Segment) -> None:
@@ -396,6 +415,8 @@ class StageSearch:
         self._release(self._root_seq)
         self._root_seq, self._root_pos = winner.seq, winner.pos
         self._pending = winner.pending
+        if not winner.pending and winner.tokens:  # ended its turn: all it wrote is cached
+            self._root_tail = winner.tokens[-1]
         self._answer += winner.text
         if seg.unit is not None:
             self._stage_tokens[seg.unit] = self._stage_tokens.get(seg.unit, 0) + len(

@@ -224,3 +224,50 @@ def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypa
         search._before_image = None  # force libmtmd's own tokenization
         slow = search._tail_after_image(text, ())
     assert fast == slow
+
+
+def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_path, image,
+                                                                           monkeypatch):
+    """Native mode, beam 2, judge: a stage whose winner ended with end-of-generation left
+    nothing to decode, and the next stage sampled from the last judge's logits."""
+    import models.search as search_module
+    from models.engine import EngineSettings
+    from models.events import SegmentStarted
+    from models.sampling import Sampler
+    from models.tiny_vlm import TINY, write_tiny_pair
+
+    native = write_tiny_pair(tmp_path, TINY, stage_mode="native")
+    last_decode: list[list[int]] = [[]]
+    seen: list[tuple[list[int], int]] = []  # (last decode's sequences, the root) per stage
+    watch = {"armed": False}
+
+    class Watched(Sampler):
+        def sample(self, ctx, index):
+            if watch["armed"]:
+                watch["armed"] = False
+                seen.append((last_decode[0], search._root_seq))
+            return super().sample(ctx, index)
+
+    monkeypatch.setattr(search_module, "Sampler", Watched)
+    with Engine(native.model, native.mmproj, EngineSettings(n_ctx=4096, n_seq_max=5)) as eng:
+        decode = eng.decode
+
+        def recording(tokens, positions, seqs, logits):
+            last_decode[0] = sorted(set(seqs))
+            return decode(tokens, positions, seqs, logits)
+
+        calls = {"n": 0}
+
+        def every_third_ends(token):  # candidates end their turn after two tokens
+            calls["n"] += 1
+            return calls["n"] % 3 == 0
+
+        monkeypatch.setattr(eng, "decode", recording)
+        monkeypatch.setattr(eng, "is_eog", every_third_ends)
+        search = StageSearch(eng, SearchSettings(beam=2, select="judge", max_stage_tokens=8))
+        for event in search.run(image, QUESTION):
+            if isinstance(event, SegmentStarted) and event.segment > 0:
+                watch["armed"] = True
+    assert len(seen) == 3
+    for seqs, root in seen:
+        assert seqs == [root], "the stage sampled from logits that were not the root's"

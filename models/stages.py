@@ -9,7 +9,10 @@ Tag recognition is deliberately lenient, because model output is not to be trust
 * up to three spaces or tabs are allowed after ``<``, around ``/`` and before ``>``:
   ``< /SUMMARY >`` is a close tag, ``<SUMMARY\\n>`` and ``<    SUMMARY>`` are plain text;
 * anything else that starts with ``<`` is plain text, so ``x < 5`` and ``<<SUMMARY>>`` are safe
-  (the latter is the text ``<``, an open tag, then the text ``>``).
+  (the latter is the text ``<``, an open tag, then the text ``>``);
+* the released model's other published form, ``(Here begins the SUMMARY stage)`` and
+  ``(Here ends the SUMMARY stage)`` (its Hugging Face demo's), reads as the same tags, in
+  any case.
 
 The grammars, in contrast, force the exact upper-case tags.
 """
@@ -199,10 +202,41 @@ def _read_tag(text: str, start: int) -> _Tag | _Partial | None:
     return _Tag(stage, closing, pos + 1)
 
 
+_MARKERS: dict[str, tuple[Stage, bool]] = {
+    f"(here {verb} the {stage.tag.lower()} stage)": (stage, verb == "ends")
+    for stage in STAGES for verb in ("begins", "ends")
+}
+"""The released LLaVA-CoT model's other published form of its tags, as its Hugging Face
+demo shows them: ``(Here begins the SUMMARY stage) … (Here ends the SUMMARY stage)``."""
+_LONGEST_MARKER = max(len(marker) for marker in _MARKERS)
+
+
+def _read_marker(text: str, start: int) -> _Tag | _Partial | None:
+    """Read the marker that may start at ``text[start]`` (which is ``'('``); any case."""
+    head = text[start : start + _LONGEST_MARKER].lower()
+    for marker, (stage, closing) in _MARKERS.items():
+        if head.startswith(marker):
+            return _Tag(stage, closing, start + len(marker))
+    if start + len(head) == len(text) and any(m.startswith(head) for m in _MARKERS):
+        return _PARTIAL
+    return None
+
+
+def _read_any(text: str, start: int) -> _Tag | _Partial | None:
+    """A tag (at ``'<'``) or a marker (at ``'('``) starting at ``text[start]``."""
+    return _read_tag(text, start) if text[start] == "<" else _read_marker(text, start)
+
+
+def _next_start(text: str, pos: int) -> int:
+    """Index of the next ``'<'`` or ``'('`` at or after ``pos``; -1 if none."""
+    found = [i for i in (text.find("<", pos), text.find("(", pos)) if i != -1]
+    return min(found) if found else -1
+
+
 def _find_tag(text: str, pos: int) -> tuple[int, _Tag] | None:
-    """The first complete tag at or after ``pos``, with its start index."""
-    while (start := text.find("<", pos)) != -1:
-        tag = _read_tag(text, start)
+    """The first complete tag (or marker) at or after ``pos``, with its start index."""
+    while (start := _next_start(text, pos)) != -1:
+        tag = _read_any(text, start)
         if isinstance(tag, _Tag):
             return start, tag
         pos = start + 1
@@ -304,8 +338,8 @@ class StageParser:
         text = self._pending
         emitted = 0
         search = 0
-        while (start := text.find("<", search)) != -1:
-            tag = _read_tag(text, start)
+        while (start := _next_start(text, search)) != -1:
+            tag = _read_any(text, start)
             if isinstance(tag, _Tag):
                 self._emit(text[emitted:start], deltas)
                 self._apply(tag, deltas)

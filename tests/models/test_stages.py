@@ -6,6 +6,7 @@ import ctypes
 import itertools
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -682,3 +683,29 @@ def test_angle_brackets_the_grammar_allows_stay_in_their_stage() -> None:
     answer = parse_answer(text)
     assert answer.complete
     assert answer.stages[S] == content
+
+
+REAL_OUTPUTS = Path(__file__).resolve().parents[1] / "data" / "real-outputs"
+
+
+@pytest.mark.parametrize("name", ["tags.txt", "markers.txt"])
+def test_published_outputs_of_the_released_model_parse_to_four_stages(name: str) -> None:
+    text = (REAL_OUTPUTS / name).read_text(encoding="utf-8")
+    answer = parse_answer(text)
+    assert answer.complete, answer
+    assert all(answer.stages[stage] for stage in STAGES)
+    assert not answer.stray
+    assert "stage)" not in " ".join(answer.stages.values())
+    for size in (1, 3, 7):  # streamed in pieces, the same
+        parser = StageParser()
+        for i in range(0, len(text), size):
+            parser.feed(text[i:i + size])
+        parser.finish()
+        assert parser.answer() == answer
+
+
+def test_markers_end_a_stage_as_close_tags_do() -> None:
+    text = "(here begins the CAPTION stage) A rabbit. (HERE ENDS THE CAPTION STAGE) more"
+    assert text[: stage_end(text, C)].endswith("STAGE)")
+    assert stage_end("(Here ends the CAPTION stag", C) is None
+    assert parse_answer("(Here begins the summary) x").stages[S] == ""

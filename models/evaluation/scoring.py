@@ -4,10 +4,14 @@ Normalisation (:func:`normalise`): lower case, punctuation at the ends dropped, 
 "a", "an" and "the" dropped, blanks collapsed, and the number words zero to twenty written as
 digits, so ``"Two."`` matches ``"2"`` and ``"The dog"`` matches ``"dog"``.
 
-Multiple choice: when the question lists options on lines of their own (``"A. red"``,
-``"A) red"``, ``"(A) red"``) and the gold answer is one of their letters, a prediction is
-right if the letter it gives (``"B"``, ``"(B)"``, ``"B) blue"``, ``"The answer is B"``) is the
-gold letter, or if it states exactly the text of the right option.
+Multiple choice: when the question lists options, on lines of their own (``"A. red"``,
+``"A) red"``, ``"(A) red"``, ``"A: red"``, as MMBench, AI2D and ScienceQA do) or inline after
+"Options:" or "Choices:" (``"Options: A: 15 MPa, B: 5 MPa, …"`` as MMStar does, ``"A. 4, B. 8"``),
+and the gold answer is one of their letters, a prediction is right if the letter it gives
+(``"B"``, ``"(B)"``, ``"B: 5 MPa"``, ``"The answer is B."``) is the gold letter, or if it
+states exactly the text of the right option (``"5 MPa"``), as VLMEvalKit's option matching
+counts it. A gold answer that is a bare letter is matched by the letter a prediction gives
+even when the question lists no options.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ _ARTICLES = frozenset({"a", "an", "the"})
 # punctuation dropped at either end of an answer, and of each word; "-" and "." before a
 # digit (a sign, a decimal point) and "%", "$" are kept
 _END_PUNCTUATION = "\"'`´‘’“”«»()[]{}<>*_,;:!?."
-_OPTION_LINE = re.compile(r"^[ \t]*(?:\(([A-Z])\)|([A-Z])[.)])[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
+_OPTION_LINE = re.compile(r"^[ \t]*(?:\(([A-Z])\)|([A-Z])[.):])[ \t]*(\S.*?)[ \t]*$",
+                          re.MULTILINE)
+_INLINE_LIST = re.compile(r"\b(?:options|choices)\s*:\s*(.+)", re.IGNORECASE | re.DOTALL)
+_INLINE_OPTION = re.compile(r"(?:^|(?<=[\s,;]))(?:\(([A-Z])\)|([A-Z])[.):])\s*")
 _ALONE_LETTER = re.compile(r"\(?([A-Z])\)?[.:]?", re.IGNORECASE)
 _LEADING_LETTER = re.compile(r"\(?([A-Z])(?:\)|[.:])\s", re.IGNORECASE)
 _STATED_LETTER = re.compile(
@@ -56,11 +63,36 @@ def _strip_end(word: str) -> str:
 
 
 def options(question: str) -> dict[str, str]:
-    """The options a question lists on lines of their own, by letter (empty if fewer than 2)."""
+    """The options a question lists, by letter (empty if fewer than 2): on lines of their
+    own, or else inline after "Options:" or "Choices:" with consecutive letters from A."""
     found: dict[str, str] = {}
     for match in _OPTION_LINE.finditer(question):
         letter = match[1] or match[2]
         found.setdefault(letter, match[3])
+    if len(found) >= 2:
+        return found
+    return _inline_options(question)
+
+
+def _inline_options(question: str) -> dict[str, str]:
+    listing = _INLINE_LIST.search(question)
+    if not listing:
+        return {}
+    text = listing[1].strip()
+    marks = []
+    expected = "A"
+    for match in _INLINE_OPTION.finditer(text):  # only A, B, C... in turn are options
+        if (match[1] or match[2]) == expected:
+            marks.append(match)
+            expected = chr(ord(expected) + 1)
+    found = {}
+    for i, match in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        value = text[match.end():end].strip().rstrip(",;").strip()
+        if i + 1 == len(marks):
+            value = value.splitlines()[0].strip() if value else value
+        if value:
+            found[match[1] or match[2]] = value
     return found if len(found) >= 2 else {}
 
 
@@ -72,9 +104,10 @@ def answer_letter(prediction: str, letters: str | None = None) -> str | None:
         letters: The letters that are options (default: any capital letter).
 
     Returns:
-        The letter of ``"B"``, ``"B."``, ``"(B)"``, ``"B) blue"``, ``"The answer is B"``...
+        The letter of ``"B"``, ``"B."``, ``"(B)"``, ``"**B**"``, ``"B) blue"``,
+        ``"The answer is B"``...
     """
-    text = prediction.strip()
+    text = prediction.strip().strip("*_`").strip()  # "**B**": Markdown emphasis
     for pattern, whole in ((_ALONE_LETTER, True), (_LEADING_LETTER, False)):
         match = pattern.fullmatch(text) if whole else pattern.match(text)
         if match and (letters is None or match[1].upper() in letters):
@@ -101,6 +134,9 @@ def is_correct(prediction: str, gold: str, question: str = "") -> bool:
     if choices:  # gold is an option's text: a letter naming that option is right too
         letter = answer_letter(prediction, "".join(choices))
         return letter is not None and _same(choices[letter], gold)
+    bare = _ALONE_LETTER.fullmatch(gold.strip())
+    if bare and bare[1].isupper():  # "B" with no options found: the letter given counts
+        return answer_letter(prediction) == bare[1]
     return False
 
 

@@ -487,3 +487,41 @@ def test_an_empty_report_formats():
     report = EvalReport((), 0, "finished", SearchSettings())
     assert report.done == 0 and report.comparisons() == []
     assert "0 questions" in format_report(report)
+
+
+MMSTAR_QUESTION = ("What is the stress in the rod? Options: A: 15 MPa, B: 5 MPa, C: 10 MPa, "
+                   "D: 20 MPa")
+CLEVR_QUESTION = ("Subtract all tiny shiny balls. Subtract all purple objects. How many objects "
+                  "are left? Options: A. 4, B. 8, C. 2, D. 6")
+COLON_LINES = "Which animal is shown?\nA: cat\nB: dog\nC: cow"
+
+
+@pytest.mark.parametrize(("question", "found"), [
+    (MMSTAR_QUESTION, {"A": "15 MPa", "B": "5 MPa", "C": "10 MPa", "D": "20 MPa"}),
+    (CLEVR_QUESTION, {"A": "4", "B": "8", "C": "2", "D": "6"}),
+    (COLON_LINES, {"A": "cat", "B": "dog", "C": "cow"}),
+    ("Question: Which?\nOptions:\nA. red\nB. blue\nAnswer with the letter.",
+     {"A": "red", "B": "blue"}),
+    ("Choices: (A) a cat (B) a dog", {"A": "a cat", "B": "a dog"}),
+    ("Options: A: only one", {}),
+    ("Is it a B: or not?", {}),
+])
+def test_options_in_every_layout_the_papers_benchmarks_use(question, found):
+    assert options(question) == found
+
+
+@pytest.mark.parametrize(("prediction", "gold", "question", "right"), [
+    ("B: 5 MPa", "B", MMSTAR_QUESTION, True),
+    ("5 MPa", "B", MMSTAR_QUESTION, True),
+    ("The answer is B.", "B", MMSTAR_QUESTION, True),
+    ("15 MPa", "B", MMSTAR_QUESTION, False),
+    ("A", "B", MMSTAR_QUESTION, False),
+    ("**B**", "B", CLEVR_QUESTION, True),  # the released model's own conclusion
+    ("8", "B", CLEVR_QUESTION, True),
+    ("dog", "B", COLON_LINES, True),
+    ("The answer is B.", "B", "Which one?", True),
+    ("a dog", "A", "Which one?", False),
+])
+def test_multiple_choice_answers_are_scored_as_vlmevalkit_matches_options(prediction, gold,
+                                                                          question, right):
+    assert is_correct(prediction, gold, question) is right

@@ -32,6 +32,8 @@ _ASK = {
 }
 _ASK_WHOLE = "Which response answers the question better, with a more accurate description " \
              "of the image and sounder reasoning?"
+_ASK_SENTENCE = "The hint is the answer written so far. Which response is the better next " \
+                "sentence of that answer?"
 _VERDICT_RE = re.compile(r"^Since (?P<reason>.*?), I choose response (?P<choice>[12])\.?\s*$",
                          re.DOTALL)
 
@@ -43,13 +45,14 @@ class ParsedVerdict:
 
 
 def judge_text(stage: Stage | None, question: str, first: str, second: str,
-               hint: str = "") -> str:
+               hint: str = "", *, sentence: bool = False) -> str:
     """The user turn of a pairwise judgement (the image goes before it).
 
     The task comes first and the two responses last, so that the judgements of one
-    question share everything up to "Response 1" in the cache.
+    question share everything up to "Response 1" in the cache. With ``sentence``, the
+    paper's sentence-level question: which response is the better next sentence.
     """
-    ask = _ASK[stage] if stage else _ASK_WHOLE
+    ask = _ASK_SENTENCE if sentence else _ASK[stage] if stage else _ASK_WHOLE
     parts = [
         f"{ask} Answer in the form \"Since <reason>, I choose response <1 or 2>.\"",
         f"Question: {question.strip()}",

@@ -209,7 +209,8 @@ class RunView:
                 for stage in STAGES:  # a stopped stage keeps what its leader had written
                     final = result.stages.get(stage, "").strip()
                     live[stage].text = final or live[stage].text
-                    key = stage.value if result.strategy != "best-of-n" else "answer"
+                    whole = result.strategy in ("best-of-n", "sentence")
+                    key = "answer" if whole else stage.value
                     if key in result.timings.stage_s:
                         self._stages[stage].seconds = result.timings.stage_s[key]
                 self._end(RunStatus(result.status))

@@ -64,7 +64,6 @@ from models.stages import (
     StageParser,
     answer_grammar,
     parse_answer,
-    sentence_end,
     stage_end,
     stage_grammar,
     user_text,
@@ -104,6 +103,7 @@ class _Segment:
     prefix: str = ""  # text the search writes before sampling (a prompted stage's open tag)
     whole: bool = False  # a whole answer: enforce the per-stage budget inside it
     tail_stop: bool = True  # the stop is a close tag: it can only complete in the last piece
+    sentence: bool = False  # the paper's next-sentence judging, no reasoning check
 
 
 class StageSearch:
@@ -201,6 +201,10 @@ class StageSearch:
         self._streams_alive: list[_Stream] = []
         self._answer = ""
         self._pending: list[int] = []
+        self._open_stage_tokens = 0  # tokens the root has written in the stage now open
+        self._answer_tokens = 0  # tokens the chosen segments hold
+        self._answer_ended = False  # the chosen text ended the assistant's turn
+        self._judging_sentences = False
         self._root_tail: int | None = None  # the last token in the root's cache
         self._root_logits = False  # whether the newest logits are the root's last token's
         self._segment_no = 0
@@ -234,22 +238,26 @@ class StageSearch:
                                lambda t, st=stage: stage_end(t, st), s.max_stage_tokens,
                                self._open(stage) if prompted else "")
             return
-        # sentence: segments end at a sentence boundary or the stage's closing tag
-        while True:
-            parsed = parse_answer(self._answer)
-            open_stages = [st for st in STAGES if st not in parsed.closed]
-            if not open_stages:
+        # sentence (the paper's): the whole answer, one sentence at a time; a sentence ends
+        # where the text written so far ends in "." (or the answer ends)
+        total = 4 * s.max_stage_tokens
+        while not self._answer_ended:
+            parser = StageParser()
+            parser.feed(self._answer)
+            spent = self._answer_tokens
+            if Stage.CONCLUSION in parser.closed or spent >= total:
                 return
-            stage = open_stages[0]
-            opened = stage.open_tag in self._answer
-            budget = s.max_stage_tokens - self._stage_tokens.get(stage, 0)
-            if budget <= 0:  # a model that never wrote this stage's tags: close it anyway
-                self._force_text(("" if opened else self._open(stage)) + stage.close_tag)
-                continue
-            prefix = self._open(stage) if prompted and not opened else ""
-            yield _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
-                           lambda t, st=stage, o=opened or prompted: _sentence_stop(t, st, o),
-                           budget, prefix, tail_stop=False)
+            stage = parser.current or next(
+                (st for st in STAGES if st not in parser.opened), None)
+            if stage is None:
+                return
+            first = not self._answer
+            grammar = None
+            if prompted:
+                grammar = answer_grammar(stage, opened=first or parser.current is not None)
+            yield _Segment(None, grammar, _paper_sentence_stop, total - spent,
+                           stage.open_tag if prompted and first else "", whole=True,
+                           tail_stop=False, sentence=True)
 
     def _open(self, stage: Stage) -> str:
         return stage.open_tag if not self._answer else f"\n\n{stage.open_tag}"
@@ -272,6 +280,7 @@ class StageSearch:
             if seg.whole:
                 stream.parser = StageParser()
                 stream.parser.feed(self._answer)
+                stream.stage_tokens = self._open_stage_tokens
             streams.append(stream)
             self._streams_alive.append(stream)
         for stream in streams:
@@ -295,7 +304,7 @@ class StageSearch:
             winner = max(range(len(scores)), key=lambda i: (scores[i], -i))
         else:
             tj = time.perf_counter()
-            winner = yield from self._tournament(seg.unit, no, candidates)
+            winner = yield from self._tournament(seg.unit, no, candidates, seg.sentence)
             self._judge_s += time.perf_counter() - tj
             scores = tuple(float(sum(v.winner == c.index for v in self._verdicts
                                      if v.segment == no)) for c in candidates)
@@ -421,22 +430,23 @@ class StageSearch:
         if seg.unit is not None:
             self._stage_tokens[seg.unit] = self._stage_tokens.get(seg.unit, 0) + len(
                 winner.tokens)
-        if winner.finish != "closed":
+        self._open_stage_tokens = winner.stage_tokens
+        self._answer_tokens += len(winner.tokens)
+        if winner.finish == "eog":
+            self._answer_ended = True
+        # a stage its budget cut off is closed; a sentence may end mid-stage, but a
+        # sentence that spent the whole answer's budget closes the stage it is in
+        if winner.finish == "length" or (winner.finish != "closed" and not seg.sentence):
             self._close_cut_stage(seg)
 
     def _close_cut_stage(self, seg: _Segment) -> None:
         """Keep the four-stage structure: close a stage that its token budget cut off.
 
-        In sentence-level search a segment may end without closing its stage; the stage is
-        closed only once the stage's whole budget is spent.
         """
         parser = StageParser()
         parser.feed(self._answer)
         stage = parser.current
         if stage is None:
-            return
-        if self.settings.strategy == "sentence" and \
-                self._stage_tokens.get(stage, 0) < self.settings.max_stage_tokens:
             return
         self._force_text(stage.close_tag)
 
@@ -469,18 +479,27 @@ class StageSearch:
 
     # -- judging --------------------------------------------------------------------------
 
-    def _tournament(self, unit: Stage | None, no: int,
-                    candidates: list[Candidate]) -> Iterator[Event]:
-        """Knockout: pairs of a round are judged together; winners meet until one is left."""
+    def _tournament(self, unit: Stage | None, no: int, candidates: list[Candidate],
+                    sentence: bool = False) -> Iterator[Event]:
+        """Knockout: pairs of a round are judged together; winners meet until one is left.
+
+        For the paper's sentence-level search, each response is the new sentence alone and
+        the hint is the answer so far; there is no reasoning check.
+        """
         s = self.settings
         rng = random.Random(mix_seed(s.seed, no, 0x5EED))
-        responses = [self._response_text(unit, c) for c in candidates]
-        hint = self._hint(unit)
+        if sentence:
+            responses = [c.text.strip() for c in candidates]
+            hint = self._answer.strip()
+        else:
+            responses = [self._response_text(unit, c) for c in candidates]
+            hint = self._hint(unit)
+        self._judging_sentences = sentence
         pool = list(range(len(candidates)))
         rng.shuffle(pool)
         yield JudgingStarted(unit, no, len(pool) - 1)
         correct: dict[int, bool] = {}
-        if unit is Stage.REASONING and s.check_reasoning:
+        if unit is Stage.REASONING and s.check_reasoning and not sentence:
             checks = self._check_reasoning(no, responses)
             self._checks += checks
             for c in checks:
@@ -561,7 +580,8 @@ class StageSearch:
         streams, jobs = [], []
         try:
             for k, (a, b) in enumerate(pairs):
-                text = judging.judge_text(unit, self._question, responses[a], responses[b], hint)
+                text = judging.judge_text(unit, self._question, responses[a], responses[b], hint,
+                                          sentence=self._judging_sentences)
                 tail = self._tail_after_image(engine.chat_prompt(text), (
                     self._question, responses[a], responses[b], hint))
                 seq = self._alloc()
@@ -716,15 +736,10 @@ def _verdict_stop(text: str) -> int | None:
     return len(text) if judging.parse_verdict(text).choice is not None else None
 
 
-def _sentence_stop(text: str, stage: Stage, opened: bool) -> int | None:
-    """Where a sentence-level segment ends: the stage's close tag or a sentence boundary."""
-    end = stage_end(text, stage)
+def _paper_sentence_stop(text: str) -> int | None:
+    """Where one of the paper's sentence segments ends: when the text written so far ends
+    in "." (as the reference decides it), or the conclusion closes."""
+    end = stage_end(text, Stage.CONCLUSION)
     if end is not None:
         return end
-    if opened:
-        return sentence_end(text)
-    start = text.find(stage.open_tag)
-    if start < 0:
-        return None
-    inner = sentence_end(text[start + len(stage.open_tag):])
-    return None if inner is None else start + len(stage.open_tag) + inner
+    return len(text) if text.endswith(".") else None

@@ -294,13 +294,13 @@ def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage
     generated = n * 4 * s
     extra = 0
     if n > 1 and judged:
-        whole = strategy == "best-of-n"
+        whole = strategy in ("best-of-n", "sentence")  # a sentence may run the whole budget
         response = 4 * s if whole else s
-        hint = 0 if whole else 2 * s
+        hint = {"stage": 2 * s, "sentence": 4 * s}.get(strategy, 0)  # the answer so far
         judges = (JUDGE_FIXED_TOKENS + prompt_tokens + hint
                   + (n - 1) * (2 * response + j + JUDGE_PER_PAIR_TOKENS))
         checks = 0
-        if check_reasoning and not whole:
+        if check_reasoning and strategy == "stage":
             checks = CHECK_FIXED_TOKENS + prompt_tokens + s + n * (s + 8)
         extra = max(judges, checks)
     return prompt_tokens + image_tokens + generated + extra

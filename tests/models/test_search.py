@@ -271,3 +271,30 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
     assert len(seen) == 3
     for seqs, root in seen:
         assert seqs == [root], "the stage sampled from logits that were not the root's"
+
+
+def test_sentence_search_is_the_papers(engine, image, monkeypatch):
+    """A sentence ends where the text ends in "."; the judge compares the new sentences
+    alone, with the answer so far as the hint; there is no reasoning check."""
+    from models import judge as judging
+
+    asked = []
+    original = judging.judge_text
+
+    def recording(stage, question, first, second, hint="", *, sentence=False):
+        asked.append((stage, first, second, hint, sentence))
+        return original(stage, question, first, second, hint, sentence=sentence)
+
+    monkeypatch.setattr(judging, "judge_text", recording)
+    _, result = run(engine, image, strategy="sentence", beam=2, select="judge",
+                         max_stage_tokens=24, seed=4)
+    assert result.status == "finished" and not result.checks
+    segments = [c for c in result.candidates if c.unit is None]
+    assert segments and len(segments) == len(result.candidates)
+    for c in segments:
+        assert c.finish != "closed" or c.text.endswith(".") or Stage.CONCLUSION.close_tag in c.text
+    assert asked and all(sentence and stage is None for stage, *_, sentence in asked)
+    texts = {c.text.strip() for c in segments}
+    for _, first, second, hint, _ in asked:
+        assert first in texts and second in texts
+        assert hint == "" or result.answer_text.startswith(hint)

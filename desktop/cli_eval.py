@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("data", type=Path, nargs="?", metavar="DATA",
                     help="a jsonl file of questions: LLaVA-CoT-100k records "
                          "(id, image, conversations) or {image, question, answer(s)}; "
-                         "image paths are relative to the file's folder")
+                         "image paths are relative to the file's folder; or a benchmark "
+                         ".tsv from VLMEvalKit (MMStar, MMBench, AI2D, ScienceQA, "
+                         "HallusionBench)")
     ev.add_argument("--demo", action="store_true",
                     help="instead of DATA: the demo model's held-out test split, answered "
                          "by the demo model unless --model is given")

@@ -1,6 +1,6 @@
-"""Evaluation questions read from a jsonl file, one question per line.
+"""Evaluation questions read from a jsonl file, one question per line, or a VLMEvalKit TSV.
 
-Two formats are accepted, also mixed in one file:
+Two jsonl formats are accepted, also mixed in one file:
 
 * LLaVA-CoT-100k: ``{"id", "image", "conversations": [{"from": "human", "value": Q},
   {"from": "gpt", "value": A}]}``. The gold answer is the content of A's ``<CONCLUSION>``
@@ -10,6 +10,10 @@ Two formats are accepted, also mixed in one file:
   counts), with an optional ``"id"``.
 
 An image path is relative to the jsonl file's folder unless it is absolute.
+
+The third format is a VLMEvalKit benchmark ``.tsv`` (MMStar, MMBench, AI2D, ScienceQA,
+HallusionBench...), one row per question with the image base64-encoded in it; it is read by
+:mod:`~models.evaluation.vlmevalkit`.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ class EvalItem:
     """One evaluation question.
 
     Attributes:
-        id: The record's id (``"line-N"`` when it has none).
-        image: The image file, resolved against the jsonl's folder.
+        id: The record's id (``"line-N"`` when it has none; ``"<stem>-<index>"`` for a TSV).
+        image: The image file, resolved against the jsonl's folder (for a TSV: the decoded
+            picture, written to the cache).
         question: The question, without an ``<image>`` marker line.
         answers: The gold answers; a prediction matching any of them is right.
         stages: The gold stages (LLaVA-CoT records only; empty otherwise).
-        kind: The question's kind, from an id like ``"test-000012-count"``; ``""`` if none.
-        line: The line of the jsonl file it came from (1-based).
+        kind: The question's kind, from an id like ``"test-000012-count"`` (a TSV row's
+            ``category``); ``""`` if none.
+        line: The line of the jsonl file it came from (1-based; for a TSV, the row, the
+            header not counted).
     """
 
     id: str
@@ -65,10 +72,10 @@ def item_kind(item_id: str) -> str:
 
 
 def read_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
-    """Read the questions of a jsonl file.
+    """Read the questions of a jsonl file or a VLMEvalKit ``.tsv``.
 
     Args:
-        path: The jsonl file.
+        path: The jsonl file, or a ``.tsv`` (see :func:`models.evaluation.vlmevalkit.read_tsv`).
         limit: Read only the first ``limit`` questions (blank lines do not count).
 
     Returns:
@@ -77,11 +84,15 @@ def read_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     Raises:
         EvalDataError: The file is missing or unreadable, a line is not a JSON object, a
             record has no question, answer or image, or its image does not exist. The
-            message names the file and line.
+            message names the file and line (a TSV: see ``read_tsv``).
     """
     path = Path(path)
     if path.is_dir():
         raise EvalDataError(f"{path}: this is a folder, not a jsonl file")
+    if path.suffix.lower() == ".tsv":
+        from models.evaluation.vlmevalkit import read_tsv  # it imports this module
+
+        return read_tsv(path, limit)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

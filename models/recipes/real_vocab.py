@@ -9,10 +9,12 @@ of real tokenizers (``models/ggml-vocab-*.gguf``) and real chat templates
 template, and a LLaVA ``mlp`` projector, so that every path a real model takes through
 tokenizing, templating, stage tags and sampling runs at real vocabulary size.
 
-:func:`qwen25vl_real_vocabulary_pair` gives the catalogue's commonest family its own
-shape: the recipe's tiny Qwen2.5-VL (a ``qwen2vl`` text model with M-RoPE and a
-``qwen2.5vl_merger`` projector), converted by llama.cpp's converter, with Qwen2's real
-tokenizer and Qwen2.5-VL's template put in place of its tiny learnt one.
+:func:`qwen_real_vocabulary_pair` gives the catalogue's commonest families their own
+shapes: the recipe's tiny Qwen2.5-VL (a ``qwen2vl`` text model with M-RoPE and a
+``qwen2.5vl_merger`` projector) or Qwen3-VL (``qwen3vl``, deepstack, ``qwen3vl_merger``),
+converted by llama.cpp's converter, with Qwen2's real tokenizer (which Qwen3-VL shares)
+and the family's template put in place of the tiny learnt one. Gemma 4's vocabulary does
+not fit Gemma 3's template and projector, so it runs on the LLaVA shape.
 
 Written pairs are kept in the cache folder, keyed by everything that shapes them, so a
 test run after the first reuses them.
@@ -36,8 +38,8 @@ from models.paths import cache_dir
 from models.recipes.llava_cot.converter import converter_source, llama_cpp_version
 from models.tiny_vlm import TinyPair, TinySpec, write_tiny_pair
 
-__all__ = ["REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary", "qwen25vl_real_vocabulary_pair",
-           "real_vocabulary_pair", "with_tokenizer"]
+__all__ = ["QWEN_SHAPES", "REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary",
+           "qwen_real_vocabulary_pair", "real_vocabulary_pair", "with_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -114,32 +116,44 @@ def real_vocabulary_pair(name: str, spec: TinySpec = REAL_TINY, *,
                    write)
 
 
-def qwen25vl_real_vocabulary_pair(*, cache: Path | None = None,
-                                  source: Path | None = None) -> TinyPair:
-    """The recipe's tiny random Qwen2.5-VL, converted, on Qwen2's real tokenizer.
+QWEN_SHAPES = ("qwen2.5-vl", "qwen3-vl")
+"""The family shapes :func:`qwen_real_vocabulary_pair` builds."""
+
+
+def qwen_real_vocabulary_pair(family: str = "qwen2.5-vl", *, cache: Path | None = None,
+                              source: Path | None = None) -> TinyPair:
+    """The recipe's tiny random Qwen2.5-VL or Qwen3-VL, converted, on Qwen2's real tokenizer.
 
     Needs the recipe's ``train`` extra (torch and transformers build the tiny model).
-    """
-    from models.recipes.llava_cot.converter import convert
-    from models.recipes.llava_cot.tiny_qwen import TINY_PRE_TOKENIZER, build_tiny_qwen25vl
-    from models.recipes.llava_cot.tiny_qwen import chat_template as qwen25vl_template
 
+    Raises:
+        ValueError: ``family`` is not one of :data:`QWEN_SHAPES`.
+    """
+    from models.recipes.llava_cot import tiny_qwen
+    from models.recipes.llava_cot.converter import convert
+
+    if family not in QWEN_SHAPES:
+        raise ValueError(f"family must be one of {QWEN_SHAPES}, not {family!r}")
+    qwen3 = family == "qwen3-vl"
+    build = tiny_qwen.build_tiny_qwen3vl if qwen3 else tiny_qwen.build_tiny_qwen25vl
+    template = tiny_qwen.qwen3vl_chat_template() if qwen3 else tiny_qwen.chat_template()
     vocab = REAL_VOCABULARIES["qwen2"]
+    stem = family.replace(".", "")
 
     def write(folder: Path) -> None:
         converter = source or converter_source()
         work = folder / "work"
-        hf = build_tiny_qwen25vl(work / "hf", ["How many red circles are there?",
-                                               "<SUMMARY> I count them. </SUMMARY>"])
+        hf = build(work / "hf", ["How many red circles are there?",
+                                 "<SUMMARY> I count them. </SUMMARY>"])
         tiny = convert(hf, work / "tiny-f16.gguf", source=converter,
-                       pre_tokenizer=TINY_PRE_TOKENIZER)
-        convert(hf, folder / "qwen25vl-mmproj.gguf", source=converter, mmproj=True)
-        with_tokenizer(tiny, vocab.files(converter)[0], qwen25vl_template(),
-                       folder / "qwen25vl-model.gguf")
+                       pre_tokenizer=tiny_qwen.TINY_PRE_TOKENIZER)
+        convert(hf, folder / f"{stem}-mmproj.gguf", source=converter, mmproj=True)
+        with_tokenizer(tiny, vocab.files(converter)[0], template,
+                       folder / f"{stem}-model.gguf")
         shutil.rmtree(work)
 
-    return _cached("qwen2-qwen25vl", (vocab, "qwen25vl"), cache,
-                   TinyPair(Path("qwen25vl-model.gguf"), Path("qwen25vl-mmproj.gguf")), write)
+    return _cached(f"qwen2-{stem}", (vocab, family), cache,
+                   TinyPair(Path(f"{stem}-model.gguf"), Path(f"{stem}-mmproj.gguf")), write)
 
 
 def with_tokenizer(model: Path, vocab_file: Path, chat_template: str, out: Path,

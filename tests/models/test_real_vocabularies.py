@@ -3,8 +3,9 @@
 The pairs are random-weight models written on the vocabulary-only GGUFs and the templates
 that llama-cpp-python's source distribution ships (:mod:`models.recipes.real_vocab`); the
 first run fetches that distribution and writes them into the cache folder. Qwen2's
-vocabulary runs twice: on a ``llama`` text model with a LLaVA projector, and in Qwen2.5-VL's
-own shape (M-RoPE text model, ``qwen2.5vl_merger`` projector, Qwen2.5-VL's template).
+vocabulary runs three times: on a ``llama`` text model with a LLaVA projector, and in
+Qwen2.5-VL's and Qwen3-VL's own shapes (M-RoPE text models, their projectors and
+templates).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from models.images import PreparedImage
 from models.recipes.real_vocab import (
     REAL_VOCABULARIES,
     RealVocabulary,
-    qwen25vl_real_vocabulary_pair,
+    qwen_real_vocabulary_pair,
     real_vocabulary_pair,
 )
 from models.search import SearchSettings, StageSearch
@@ -29,22 +30,22 @@ from models.stages import STAGES, StageMode, user_text
 QUESTION = "How many red circles are there?"
 
 
-QWEN25VL = "qwen2.5-vl shape"
+SHAPES = {"qwen2.5-vl shape": "qwen2.5-vl", "qwen3-vl shape": "qwen3-vl"}
 
 
-@pytest.fixture(scope="module", params=[*sorted(REAL_VOCABULARIES), QWEN25VL])
+@pytest.fixture(scope="module", params=[*sorted(REAL_VOCABULARIES), *SHAPES])
 def case(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture(scope="module")
 def vocab(case: str) -> RealVocabulary:
-    return REAL_VOCABULARIES["qwen2" if case == QWEN25VL else case]
+    return REAL_VOCABULARIES["qwen2" if case in SHAPES else case]
 
 
 @pytest.fixture(scope="module")
 def engine(case: str, vocab: RealVocabulary) -> Iterator[Engine]:
-    pair = (qwen25vl_real_vocabulary_pair() if case == QWEN25VL
+    pair = (qwen_real_vocabulary_pair(SHAPES[case]) if case in SHAPES
             else real_vocabulary_pair(vocab.name))
     settings = EngineSettings(n_ctx=4096, n_seq_max=sequences_needed(3), threads=2)
     with Engine(pair.model, pair.mmproj, settings) as loaded:
@@ -62,8 +63,8 @@ def run(engine: Engine, image: PreparedImage, question: str = QUESTION,
 def test_the_pair_has_the_real_vocabulary_and_template(engine: Engine, vocab: RealVocabulary,
                                                        case: str):
     assert engine.n_vocab > 100_000
-    assert engine.family == ("qwen2.5-vl" if case == QWEN25VL else vocab.family)
-    assert engine.uses_mrope == (case == QWEN25VL)
+    assert engine.family == SHAPES.get(case, vocab.family)
+    assert engine.uses_mrope == (case in SHAPES)
     prompt = engine.chat_prompt("Hi?")
     assert prompt.count(engine.media_marker) == 1
     assert vocab.end_of_turn in prompt

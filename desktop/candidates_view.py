@@ -114,6 +114,20 @@ def why_lines(segment: SegmentView, select: str | None) -> list[str]:
     return lines
 
 
+def retrace_lines(segment: SegmentView) -> list[str]:
+    """Retrace: the scorer's scores of a candidate set, and whether the search went back."""
+    if segment.chosen is None:
+        return ["Each candidate is scored once all are written; the best-scored ones go on."]
+    scores = ", ".join(f"{k + 1}: {score:.3g}" for k, score in enumerate(segment.scores))
+    lines = [f"Scores {scores}; candidate {segment.chosen + 1} scored best"]
+    if segment.retraced is not None:
+        r = segment.retraced
+        lines.append(f"Retraced after pass {r.pass_no + 1}: the second-best reasoning so far "
+                     f"scored {r.second_best:.3g}, not above the cutoff {r.cutoff:.3g}, so new "
+                     "captions were sampled")
+    return lines
+
+
 def _logprob_lines(segment: SegmentView) -> list[str]:
     scores = [c.score if c.score is not None else c.mean_logprob for c in segment.candidates]
     if segment.chosen is None:
@@ -561,7 +575,8 @@ class CandidatesView(QWidget):
     def _render(self) -> None:
         view = self._view
         segments = view.segments if view is not None else []
-        word = "Sentence" if self._strategy == "sentence" else "Segment"
+        word = {"sentence": "Sentence", "retrace": "Candidate set"}.get(self._strategy or "",
+                                                                      "Segment")
         if word != self._unit:
             self._set_unit_words(word)
         many = len(segments) > 1
@@ -584,7 +599,12 @@ class CandidatesView(QWidget):
                 column.setHidden(False)
             elif not column.isHidden():
                 column.hide()
-        lines = why_lines(segment, self._select) if segment is not None else []
+        if segment is None:
+            lines = []
+        elif self._strategy == "retrace":
+            lines = retrace_lines(segment)
+        else:
+            lines = why_lines(segment, self._select)
         title = "Why it won" if segment is not None and segment.chosen is not None \
             else "How one is chosen"
         if title != self.why_title.text():

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TextIO
 
 from desktop import cli_doctor, cli_eval, cli_models
-from desktop.cli_args import beam_width, positive_int
+from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
     Event,
     JudgeVerdict,
     JudgingStarted,
+    Retraced,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
                      help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    add_retrace_arguments(ask)
     cli_models.add_parser(sub)
     cli_eval.add_parser(sub)
     cli_doctor.add_parser(sub)
@@ -151,20 +153,23 @@ def _ask(args: argparse.Namespace) -> int:
     model, mmproj = pair.model, pair.mmproj
     if pair.note:
         print(f"stagewise: {pair.note}", file=sys.stderr)
-    engine_settings = EngineSettings(n_ctx=args.ctx, n_seq_max=sequences_needed(args.beam),
+    engine_settings = EngineSettings(n_ctx=args.ctx,
+                                     n_seq_max=sequences_needed(args.beam, args.strategy),
                                      threads=args.threads, gpu_layers=args.gpu_layers,
                                      flash_attn=args.flash_attn)
     settings = SearchSettings(
         strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
+        **retrace_settings(args),
     )
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
         with Engine(model, mmproj, engine_settings) as engine:
             search = StageSearch(engine, settings)
-            printer = None if args.json else _StagePrinter(sys.stdout, sys.stderr, args.beam)
+            printer = None if args.json else _StagePrinter(
+                sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
             result = None
             for event in search.run(image, args.question, cancel):
                 if printer:
@@ -183,8 +188,11 @@ def _ask(args: argparse.Namespace) -> int:
 class _StagePrinter:
     """Streams the chosen text under stage headers; progress goes to stderr."""
 
-    def __init__(self, out: TextIO, err: TextIO, beam: int) -> None:
+    def __init__(self, out: TextIO, err: TextIO, beam: int, *, final_only: bool = False) -> None:
+        """``final_only``: print the answer once it is chosen (retrace samples many
+        candidate sets per stage and picks the path at the end)."""
         self.out, self.err, self.beam = out, err, beam
+        self.final_only = final_only
         self.parser = StageParser()
         self.stage = None
         self.held = ""
@@ -192,7 +200,9 @@ class _StagePrinter:
         self.tty = err.isatty()
 
     def show(self, event: Event) -> None:
-        if isinstance(event, SegmentStarted):
+        if self.final_only:
+            self._show_final_only(event)
+        elif isinstance(event, SegmentStarted):
             self.tokens = 0
             self._write(event.prefix)
             if self.beam > 1:
@@ -213,6 +223,17 @@ class _StagePrinter:
             self._write(event.text)
             self._note(f"[chose candidate {event.candidate + 1} of {self.beam}]")
         elif isinstance(event, AnswerFinished):
+            self._finish(event.result)
+
+    def _show_final_only(self, event: Event) -> None:
+        if isinstance(event, SegmentStarted):
+            what = event.unit.title if event.unit else "answer"
+            self._progress(f"{what}: sampling {event.n_candidates} candidates")
+        elif isinstance(event, Retraced):
+            self._note(f"[retrace: second-best reasoning scored {event.second_best:.3g}, "
+                       f"not above the cutoff {event.cutoff:.3g}]")
+        elif isinstance(event, AnswerFinished):
+            self._write(event.result.answer_text)
             self._finish(event.result)
 
     def _write(self, text: str) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from models.search_settings import MAX_BEAM
+from models.search_settings import MAX_BEAM, RETRACE_SCORERS
 
 
 def positive_int(text: str) -> int:
@@ -21,3 +22,24 @@ def beam_width(text: str) -> int:
     if value > MAX_BEAM:
         raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
     return value
+
+
+def add_retrace_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the retrace strategy (SWIRES), shared by ``ask`` and ``eval``."""
+    group = parser.add_argument_group("retrace (--strategy retrace)")
+    group.add_argument("--scorer", choices=RETRACE_SCORERS, default="selfcheck",
+                       help="what scores candidates: the model's own P(yes) to 'is this "
+                            "correct?' (selfcheck, default), their mean log-probability "
+                            "(logprob), or a second model (model, with --scorer-model)")
+    group.add_argument("--scorer-model", type=Path, metavar="GGUF",
+                       help="the second model's text GGUF (projector beside it) or "
+                            "library id, for --scorer model")
+    group.add_argument("--retrace-cutoff", type=float, metavar="X",
+                       help="retrace while the second-best reasoning score is not above X "
+                            "(default: 0.5 for selfcheck and model; logprob never retraces)")
+
+
+def retrace_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The SearchSettings fields the retrace options give."""
+    return {"retrace_scorer": args.scorer, "retrace_cutoff": args.retrace_cutoff,
+            "scorer_model": args.scorer_model}

@@ -15,16 +15,20 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from desktop.cli_args import beam_width, positive_int
+from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
 from models.errors import StagewiseError
 from models.evaluation.results import STRATEGY_NAMES
-from models.search_settings import MAX_BEAM, SELECTIONS
+from models.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
+    from models.engine import Engine
     from models.evaluation.runner import EvalProgress
+    from models.images import PreparedImage
+    from models.retrace import ModelScorer
 
 EXIT_CANCELLED = 130
 
@@ -71,6 +75,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: auto)")
     ev.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                     help="layers to offload to the GPU: -1 all (default), 0 none")
+    ev.add_argument("--calibration", type=Path, metavar="DATA",
+                    help="retrace: questions to calibrate its cutoff on (jsonl or tsv); with "
+                         "--demo, fresh puzzles are generated for it; never the questions "
+                         "being evaluated")
+    ev.add_argument("--calibration-size", type=positive_int, default=20, metavar="K",
+                    help="retrace: calibration questions (default 20)")
+    ev.add_argument("--percentile", type=float, default=60.0, metavar="P",
+                    help="retrace: the cutoff is this percentile of the scorer's reasoning "
+                         "scores on the calibration questions (default 60, as the paper)")
+    add_retrace_arguments(ev)
     ev.add_argument("--json", action="store_true",
                     help="print one JSON object: the summary and every question's results")
 
@@ -92,7 +106,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     from models.engine import Engine, EngineSettings
     from models.evaluation import format_report, make_configs, read_items
     from models.evaluation.runner import evaluate
-    from models.search_settings import SearchSettings, sequences_needed
+    from models.search_settings import sequences_needed
 
     out, err = out or sys.stdout, err or sys.stderr
     data = _data_file(args)
@@ -101,14 +115,21 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     configs = make_configs(names, args.beam, args.select)
     model, mmproj = _model_pair(args, err)
     engine_settings = EngineSettings(
-        n_ctx=args.ctx, n_seq_max=sequences_needed(max(c.beam for c in configs)),
-        threads=args.threads, gpu_layers=args.gpu_layers)
-    base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens)
+        n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
+        n_seq_max=max(sequences_needed(c.beam, c.strategy) for c in configs))
+    base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens,
+                          **retrace_settings(args))
+    retrace = any(c.strategy == "retrace" for c in configs)
     meter = _Progress(err)
     cancel = threading.Event()
-    with _sigint_sets(cancel), Engine(model, mmproj, engine_settings) as engine:
+    with _sigint_sets(cancel), Engine(model, mmproj, engine_settings) as engine, \
+            _scorer_model(base if retrace else None) as scorer_model:
+        calibration = ""
+        if retrace and args.retrace_cutoff is None:
+            base, calibration = _calibrated(engine, base, args, scorer_model, err)
         report = evaluate(engine, items, configs, cancel=cancel, progress=meter.show,
-                          base_settings=base)
+                          base_settings=base, scorer_model=scorer_model,
+                          calibration=calibration)
     meter.done()
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
@@ -121,6 +142,65 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         out.write(format_report(report))
     out.flush()
     return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+@contextlib.contextmanager
+def _scorer_model(settings: SearchSettings | None) -> Iterator[ModelScorer | None]:
+    """Retrace's second model, loaded once for the whole evaluation."""
+    if settings is None or settings.retrace_scorer != "model":
+        yield None
+        return
+    from models.retrace import ModelScorer
+
+    if settings.scorer_model is None:
+        raise StagewiseError("--scorer model needs --scorer-model")
+    scorer = ModelScorer(settings.scorer_model)
+    try:
+        yield scorer
+    finally:
+        scorer.close()
+
+
+def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
+                scorer_model: ModelScorer | None, err: TextIO
+                ) -> tuple[SearchSettings, str]:
+    """Retrace's cutoff measured on calibration questions, never the evaluated ones."""
+    from models.evaluation import read_items
+    from models.images import load_image
+    from models.retrace import calibrate
+
+    size = args.calibration_size
+    if args.calibration is not None:
+        questions = [(load_image(i.image), i.question)
+                     for i in read_items(args.calibration, size)]
+        source = f"{len(questions)} questions of {args.calibration.name}"
+    elif args.demo:
+        questions = _fresh_puzzles(size)
+        source = f"{size} fresh puzzles"
+    else:
+        print("stagewise: retrace's cutoff is not calibrated (give --calibration DATA or "
+              "--retrace-cutoff); the scorer's default is used", file=err)
+        return base, ""
+    print(f"stagewise: calibrating retrace's cutoff on {source}", file=err)
+    cutoff = calibrate(engine, questions, base, args.percentile, scorer_model)
+    how = f"{args.percentile:g}th percentile of {base.retrace_scorer} scores on {source}"
+    return replace(base, retrace_cutoff=cutoff), how
+
+
+def _fresh_puzzles(size: int) -> list[tuple[PreparedImage, str]]:
+    """Puzzles generated for calibration: a split of their own, not the test split."""
+    import io
+
+    from models.images import load_image
+    from models.puzzles.dataset import generate_split
+    from models.puzzles.scenes import draw
+
+    out = []
+    for puzzle in generate_split("calibration", size, "retrace-calibration"):
+        data = io.BytesIO()
+        draw(puzzle.scene).save(data, "PNG")
+        out.append((load_image(data.getvalue(), name=f"{puzzle.id}.png"), puzzle.question))
+    return out
 
 
 def _data_file(args: argparse.Namespace) -> Path:

@@ -49,15 +49,28 @@ from models.app_settings import (
 from models.defaults import find_mmproj
 from models.errors import ModelFileError
 from models.gguf_check import check_pair, check_projector, check_text_model
-from models.search_settings import MAX_BEAM, SELECTIONS, STRATEGIES, Selection, Strategy
+from models.search_settings import (
+    MAX_BEAM,
+    RETRACE_SCORERS,
+    SELECTIONS,
+    STRATEGIES,
+    Selection,
+    Strategy,
+)
 
-__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SELECTION_LABELS", "STRATEGY_LABELS",
-           "SettingsDialog"]
+__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SCORER_LABELS", "SELECTION_LABELS",
+           "STRATEGY_LABELS", "SettingsDialog"]
 
 STRATEGY_LABELS: dict[Strategy, str] = {
     "stage": "Stage by stage (recommended)",
     "sentence": "Sentence by sentence",
     "best-of-n": "Best of N whole answers",
+    "retrace": "Retrace stage by stage (SWIRES)",
+}
+SCORER_LABELS: dict[str, str] = {
+    "selfcheck": "The model checks itself",
+    "logprob": "Mean log-probability",
+    "model": "A second model",
 }
 SELECTION_LABELS: dict[Selection, str] = {
     "judge": "The model judges pairs",
@@ -232,7 +245,26 @@ class SettingsDialog(QDialog):
             self.strategy_combo.addItem(STRATEGY_LABELS[key], key)
         self._describe(self.strategy_combo, "Strategy",
                        "What a candidate is: one stage (the paper's method), one sentence, "
-                       "or a whole answer (best of N).")
+                       "or a whole answer (best of N). Retrace (the final paper's search) "
+                       "samples 4 captions, keeps the best 2, samples 2 reasonings for each, "
+                       "and samples new captions while the second-best reasoning scores "
+                       "low; its sizes are the paper's, so the beam width does not apply.")
+        self.strategy_combo.currentIndexChanged.connect(self._update_enabled)
+
+        self.scorer_combo = QComboBox(group)
+        for key in RETRACE_SCORERS:
+            self.scorer_combo.addItem(SCORER_LABELS[key], key)
+        self._describe(self.scorer_combo, "Retrace scorer",
+                       "What scores the retrace strategy's candidates: the model's own "
+                       "probability of 'Yes' to 'is this correct?', the candidates' mean "
+                       "log-probability (never retraces), or a second model.")
+        self.scorer_combo.currentIndexChanged.connect(self._update_enabled)
+        self.scorer_field = _FileField(
+            "Scorer model", "None", "Use no second model.",
+            "The retrace scorer's second vision model: a .gguf file, its projector beside it.",
+            group)
+        self.scorer_field.choose_button.clicked.connect(self._choose_scorer_model)
+        self.scorer_field.reset_button.clicked.connect(lambda: self._set_scorer_model(None))
 
         self.temperature_spin = QDoubleSpinBox(group)
         self.temperature_spin.setRange(0.0, TEMPERATURE_MAX)
@@ -261,6 +293,8 @@ class SettingsDialog(QDialog):
         self._add_row(form, "&Beam width:", self.beam_spin)
         self._add_row(form, "Se&lection:", self.select_combo)
         self._add_row(form, "S&trategy:", self.strategy_combo)
+        self._add_row(form, "Retrace sco&rer:", self.scorer_combo)
+        self._add_row(form, "Scorer mo&del:", self.scorer_field, self.scorer_field.edit)
         self._add_row(form, "Temperat&ure:", self.temperature_spin)
         self._add_row(form, "T&op-p:", self.top_p_spin)
         self._add_row(form, "Max tokens per &stage:", self.max_tokens_spin)
@@ -356,6 +390,9 @@ class SettingsDialog(QDialog):
         self.strategy_combo.setCurrentIndex(
             max(0, self.strategy_combo.findData(settings.strategy))
         )
+        self.scorer_combo.setCurrentIndex(
+            max(0, self.scorer_combo.findData(settings.retrace_scorer)))
+        self._set_scorer_model(settings.scorer_model)
         self.temperature_spin.setValue(settings.temperature)
         self.top_p_spin.setValue(settings.top_p)
         self.max_tokens_spin.setValue(settings.max_stage_tokens)
@@ -390,6 +427,8 @@ class SettingsDialog(QDialog):
             temperature=round(self.temperature_spin.value(), 2),
             top_p=round(self.top_p_spin.value(), 2),
             max_stage_tokens=self.max_tokens_spin.value(),
+            retrace_scorer=self.scorer_combo.currentData(),
+            scorer_model=self._scorer_model,
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
             n_ctx=self.ctx_spin.value(),
@@ -447,6 +486,17 @@ class SettingsDialog(QDialog):
         )
         if path:
             self.set_projector_file(Path(path))
+
+    def _choose_scorer_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose the scorer model", self._start_folder(self._scorer_model),
+            GGUF_FILTER)
+        if path:
+            self._set_scorer_model(Path(path))
+
+    def _set_scorer_model(self, path: Path | None) -> None:
+        self._scorer_model = path
+        self.scorer_field.show_path(path, "No second model")
 
     @staticmethod
     def _start_folder(path: Path | None) -> str:
@@ -515,7 +565,11 @@ class SettingsDialog(QDialog):
     # ------------------------------------------------------------------ state
 
     def _update_enabled(self) -> None:
-        self.select_combo.setEnabled(self.beam_spin.value() > 1)
+        retrace = self.strategy_combo.currentData() == "retrace"
+        self.select_combo.setEnabled(self.beam_spin.value() > 1 and not retrace)
+        self.beam_spin.setEnabled(not retrace)
+        self.scorer_combo.setEnabled(retrace)
+        self.scorer_field.setEnabled(retrace and self.scorer_combo.currentData() == "model")
         self.gpu_spin.setEnabled(self.gpu_combo.currentIndex() == GPU_LAYERS)
 
     def _update_ok(self) -> None:

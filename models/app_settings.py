@@ -32,6 +32,7 @@ from models.paths import config_dir
 from models.sampling_settings import SamplingSettings
 from models.search_settings import (
     MAX_BEAM,
+    RETRACE_SCORERS,
     SELECTIONS,
     STRATEGIES,
     SearchSettings,
@@ -93,6 +94,9 @@ class AppSettings:
         temperature: Sampling temperature, 0 to 2; 0 is greedy.
         top_p: Nucleus sampling mass, 0 to 1; 1 turns it off.
         max_stage_tokens: Token budget per stage, 16 to 4096.
+        retrace_scorer: What scores the retrace strategy's candidates: "selfcheck",
+            "logprob" or "model" (a second model, ``scorer_model``).
+        scorer_model: The retrace scorer's second model (text GGUF, projector beside it).
         gpu_layers: Layers offloaded to the GPU: -1 auto (everything that fits),
             0 CPU only, n that many layers.
         threads: CPU threads; None picks them automatically.
@@ -114,6 +118,8 @@ class AppSettings:
     temperature: float = 0.6
     top_p: float = 0.9
     max_stage_tokens: int = 256
+    retrace_scorer: str = "selfcheck"
+    scorer_model: Path | None = None
     gpu_layers: int = -1
     threads: int | None = None
     n_ctx: int = 8192
@@ -132,7 +138,7 @@ class AppSettings:
 
         return EngineSettings(
             n_ctx=self.n_ctx,
-            n_seq_max=sequences_needed(self.beam),
+            n_seq_max=sequences_needed(self.beam, self.strategy),
             threads=self.threads,
             gpu_layers=self.gpu_layers,
             allow_amx=self.cpu_amx,
@@ -154,6 +160,8 @@ class AppSettings:
             sampling=SamplingSettings(temperature=self.temperature, top_p=self.top_p),
             max_stage_tokens=self.max_stage_tokens,
             seed=seed,
+            retrace_scorer=self.retrace_scorer,
+            scorer_model=self.scorer_model,
         )
 
     def validated(self) -> AppSettings:
@@ -184,7 +192,7 @@ class AppSettings:
     def to_json(self) -> dict[str, Any]:
         """The stored form: a JSON-ready dict starting with ``version``."""
         data = asdict(self)
-        for key in ("model", "mmproj"):
+        for key in ("model", "mmproj", "scorer_model"):
             data[key] = None if data[key] is None else str(data[key])
         return data
 
@@ -282,6 +290,8 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "temperature": _float("temperature", 0.0, TEMPERATURE_MAX),
     "top_p": _float("top_p", 0.0, 1.0),
     "max_stage_tokens": _int("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
+    "retrace_scorer": _choice("retrace_scorer", RETRACE_SCORERS),
+    "scorer_model": _path("scorer_model"),
     "gpu_layers": _int("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
     "n_ctx": _int("n_ctx", CTX_MIN, CTX_MAX),

@@ -213,11 +213,22 @@ class SegmentChosen:
 
 
 @dataclass(frozen=True)
+class Retraced:
+    """Retrace: the second-best reasoning score so far was not above the cutoff, so new
+    captions are sampled (pass ``pass_no + 1`` follows)."""
+
+    pass_no: int
+    second_best: float
+    cutoff: float
+
+
+@dataclass(frozen=True)
 class AnswerFinished:
     result: SearchResult
 
 
 Event = (
     RunStarted | PromptEvaluated | SegmentStarted | TokenStreamed | CandidateFinished
-    | JudgingStarted | CorrectnessChecked | JudgeVerdict | SegmentChosen | AnswerFinished
+    | JudgingStarted | CorrectnessChecked | JudgeVerdict | SegmentChosen | Retraced
+    | AnswerFinished
 )

@@ -41,6 +41,7 @@ _STRATEGIES = {
     "stage": "stage-level beam search",
     "sentence": "sentence-level beam search",
     "best-of-n": "best-of-N",
+    "retrace": "stage-wise retracing search (SWIRES)",
 }
 
 _BODY_STAGES = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)

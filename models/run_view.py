@@ -25,6 +25,7 @@ from models.events import (
     Event,
     JudgeVerdict,
     JudgingStarted,
+    Retraced,
     RunStarted,
     SearchResult,
     SegmentChosen,
@@ -91,6 +92,7 @@ class SegmentView:
     chosen: int | None = None
     scores: tuple[float, ...] = ()
     seconds: float | None = None
+    retraced: Retraced | None = None  # retrace: the search went back after this segment
 
     @property
     def whole(self) -> bool:
@@ -130,6 +132,7 @@ class RunView:
         self._texts_stale = False
         self.segments: list[SegmentView] = []
         self._committed = ""  # the chosen answer so far, the search's open tags included
+        self._best: dict[Stage, tuple[float, str]] = {}  # retrace: each stage's best so far
 
     # -- building -------------------------------------------------------------------------
 
@@ -196,13 +199,22 @@ class RunView:
                 for k, cv in enumerate(seg.candidates):
                     cv.won = k == i
                     cv.score = scores[k] if k < len(scores) else None
-                self._committed += seg.prefix + seg.candidates[i].raw
+                if self.started is not None and self.started.strategy == "retrace":
+                    self._keep_best(seg, i, scores)
+                else:
+                    self._committed += seg.prefix + seg.candidates[i].raw
                 for stage in self._stages_of(unit):
                     view = self._stages[stage]
                     view.status = StageStatus.CHOSEN
                     view.seconds = (view.seconds or 0.0) + seconds
                 self._refresh_all()
                 return self._stages_of(unit)
+            case Retraced():
+                last = self.segments[-1] if self.segments else None
+                if last is not None:
+                    last.retraced = event
+                    return self._stages_of(last.unit)
+                return set()
             case AnswerFinished(result=result):
                 self.result = result
                 live = self.stages  # brought up to date before the result's texts win
@@ -249,6 +261,14 @@ class RunView:
             for view in self._stages.values():
                 if view.status in (StageStatus.SAMPLING, StageStatus.JUDGING):
                     view.status = StageStatus.STOPPED
+
+    def _keep_best(self, seg: SegmentView, i: int, scores: tuple[float, ...]) -> None:
+        """Retrace: a stage shows the best-scored candidate so far of all its segments."""
+        score = scores[i] if i < len(scores) else float("-inf")
+        unit = seg.unit
+        if unit is not None and (unit not in self._best or score > self._best[unit][0]):
+            self._best[unit] = (score, seg.prefix.lstrip() + seg.candidates[i].raw)
+        self._committed = "\n\n".join(self._best[st][1] for st in STAGES if st in self._best)
 
     def _segment(self, no: int) -> SegmentView:
         for seg in reversed(self.segments):

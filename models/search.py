@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from models import judge as judging
 from models.engine import Bitmap, Engine, TokenizedPrompt
@@ -50,8 +51,12 @@ from models.events import (
 from models.families import fit_pixels
 from models.images import PreparedImage
 from models.sampling import GREEDY, Sampler, mix_seed
+
+if TYPE_CHECKING:
+    from models.retrace import ModelScorer
 from models.search_settings import (
     MAX_BEAM,
+    RETRACE_SCORERS,
     SELECTIONS,
     STRATEGIES,
     SearchSettings,
@@ -95,6 +100,17 @@ class _Stream:
 
 
 @dataclass(frozen=True)
+class _Root:
+    """Where the chosen text ends: its sequence, next position, pending tokens and text."""
+
+    seq: int
+    pos: int
+    pending: list[int]
+    tail: int | None
+    answer: str
+
+
+@dataclass(frozen=True)
 class _Segment:
     unit: Stage | None
     grammar: str | None
@@ -109,9 +125,19 @@ class _Segment:
 class StageSearch:
     """Runs searches on an engine, one question at a time (not thread-safe)."""
 
-    def __init__(self, engine: Engine, settings: SearchSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: SearchSettings | None = None, *,
+                 scorer_model: ModelScorer | None = None) -> None:
+        """Check the settings against the engine.
+
+        Args:
+            engine: The loaded model.
+            settings: The search's parameters.
+            scorer_model: For retrace with the "model" scorer, the second model, loaded
+                once by the caller; without it one is loaded for each run.
+        """
         self.engine = engine
         self.settings = settings or SearchSettings()
+        self.scorer_model = scorer_model
         s = self.settings
         if not 1 <= s.beam <= MAX_BEAM:
             raise StagewiseError(f"the beam width must be between 1 and {MAX_BEAM}")
@@ -119,11 +145,18 @@ class StageSearch:
             raise StagewiseError(f"unknown strategy {s.strategy!r}: use one of {STRATEGIES}")
         if s.select not in SELECTIONS:
             raise StagewiseError(f"unknown selection {s.select!r}: use one of {SELECTIONS}")
-        if sequences_needed(s.beam) > engine.settings.n_seq_max:
+        needed = sequences_needed(s.beam, s.strategy)
+        if needed > engine.settings.n_seq_max:
             raise StagewiseError(
-                f"beam width {s.beam} needs {sequences_needed(s.beam)} sequences, but the "
-                f"engine was loaded with n_seq_max={engine.settings.n_seq_max}"
+                f"{s.strategy} search with beam width {s.beam} needs {needed} sequences, but "
+                f"the engine was loaded with n_seq_max={engine.settings.n_seq_max}"
             )
+        if s.strategy == "retrace":
+            if s.retrace_scorer not in RETRACE_SCORERS:
+                raise StagewiseError(f"unknown retrace scorer {s.retrace_scorer!r}: use one "
+                                     f"of {RETRACE_SCORERS}")
+            if s.retrace_scorer == "model" and scorer_model is None and s.scorer_model is None:
+                raise StagewiseError("the model scorer needs a second model (--scorer-model)")
         self.mode = s.mode or engine.stage_mode
 
     # -- the run --------------------------------------------------------------------------
@@ -164,8 +197,11 @@ class StageSearch:
                 self._prompt_s = time.perf_counter() - start
                 yield PromptEvaluated(prompt.n_tokens, prompt.n_pos,
                                       self._prompt_s)
-                for segment in self._plan():
-                    yield from self._run_segment(segment)
+                if s.strategy == "retrace":
+                    yield from self._retrace(image, question)
+                else:
+                    for segment in self._plan():
+                        yield from self._run_segment(segment)
         except Cancelled:
             status = "cancelled"
             if self._in_flight is not None:  # keep what the candidates had written
@@ -202,6 +238,7 @@ class StageSearch:
         self._answer = ""
         self._pending: list[int] = []
         self._open_stage_tokens = 0  # tokens the root has written in the stage now open
+        self._branch_seq: int | None = None  # retrace: the fork being continued
         self._answer_tokens = 0  # tokens the chosen segments hold
         self._answer_ended = False  # the chosen text ended the assistant's turn
         self._judging_sentences = False
@@ -259,20 +296,101 @@ class StageSearch:
                            stage.open_tag if prompted and first else "", whole=True,
                            tail_stop=False, sentence=True)
 
+    def _stage_segment(self, stage: Stage) -> _Segment:
+        """One stage as a segment, as stage-level search samples it."""
+        prompted = self.mode is StageMode.PROMPTED
+        return _Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
+                        lambda t, st=stage: stage_end(t, st), self.settings.max_stage_tokens,
+                        self._open(stage) if prompted else "")
+
+    def _retrace(self, image: PreparedImage, question: str) -> Iterator[Event]:
+        from models import retrace
+
+        s = self.settings
+        owned = None
+        if s.retrace_scorer == "model":
+            scorer = self.scorer_model
+            if scorer is None:
+                owned = scorer = retrace.ModelScorer(s.scorer_model)
+            scorer.start(image, question)
+        elif s.retrace_scorer == "logprob":
+            scorer = retrace.logprob_scores
+        else:
+            scorer = retrace.selfcheck_scores(self)
+        try:
+            yield from retrace.run_retrace(self, scorer)
+        finally:
+            if s.retrace_scorer == "model":
+                scorer.finish()
+            if owned is not None:
+                owned.close()
+
+    def _save_root(self) -> _Root:
+        return _Root(self._root_seq, self._root_pos, list(self._pending), self._root_tail,
+                     self._answer)
+
+    def _restore_root(self, root: _Root) -> None:
+        """Make a saved root the root again (its logits are gone: they are decoded anew)."""
+        self._root_seq, self._root_pos, self._pending = root.seq, root.pos, list(root.pending)
+        self._root_tail, self._answer, self._root_logits = root.tail, root.answer, False
+
+    def _enter_branch(self, tokens: list[int], text: str) -> None:
+        """Continue from a fork of the root, with ``tokens`` (spelling ``text``) to follow."""
+        seq = self._alloc()
+        self.engine.copy_seq(self._root_seq, seq, 0, self._root_pos)
+        self._branch_seq = self._root_seq = seq
+        self._pending = self._pending + tokens
+        self._answer += text
+        self._root_logits = False
+
+    def _release_branch(self) -> None:
+        if self._branch_seq is not None:
+            self._release(self._branch_seq)
+            self._branch_seq = None
+
     def _open(self, stage: Stage) -> str:
         return stage.open_tag if not self._answer else f"\n\n{stage.open_tag}"
 
     # -- one segment ----------------------------------------------------------------------
 
     def _run_segment(self, seg: _Segment) -> Iterator[Event]:
-        s, engine = self.settings, self.engine
+        s = self.settings
         no = self._segment_no
         t0 = time.perf_counter()
-        yield SegmentStarted(seg.unit, no, s.beam, seg.prefix)
+        streams, candidates = yield from self._sample_candidates(seg, s.beam)
+        if len(streams) == 1:
+            winner, scores = 0, (candidates[0].mean_logprob,)
+        elif s.select == "logprob":
+            scores = tuple(c.mean_logprob for c in candidates)
+            winner = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        else:
+            tj = time.perf_counter()
+            winner = yield from self._tournament(seg.unit, no, candidates, seg.sentence)
+            self._judge_s += time.perf_counter() - tj
+            scores = tuple(float(sum(v.winner == c.index for v in self._verdicts
+                                     if v.segment == no)) for c in candidates)
+        self._commit(streams[winner], seg)
+        self._chosen.append((no, winner))
+        seconds = time.perf_counter() - t0
+        key = seg.unit.value if seg.unit else "answer"
+        self._stage_s[key] = self._stage_s.get(key, 0.0) + seconds
+        self._segment_no += 1
+        yield SegmentChosen(seg.unit, no, winner, candidates[winner].text, scores, seconds)
+
+    def _sample_candidates(self, seg: _Segment, n: int
+                           ) -> Iterator[Event]:
+        """Fork ``n`` candidates from the root and generate them to their ends.
+
+        Returns (as the generator's value) the streams, still holding their sequences, and
+        their candidate records.
+        """
+        s, engine = self.settings, self.engine
+        no = self._segment_no
+        yield SegmentStarted(seg.unit, no, n, seg.prefix)
         self._force_text(seg.prefix)
         index = self._refresh_root()
         streams = []
-        for i in range(s.beam):
+        for i in range(n):
             seq = self._alloc()
             engine.copy_seq(self._root_seq, seq)
             sampler = Sampler(engine.vocab, s.sampling, mix_seed(s.seed, no, i), seg.grammar)
@@ -296,25 +414,7 @@ class StageSearch:
         self._candidates += candidates
         for c in candidates:
             yield CandidateFinished(c)
-
-        if len(streams) == 1:
-            winner, scores = 0, (candidates[0].mean_logprob,)
-        elif s.select == "logprob":
-            scores = tuple(c.mean_logprob for c in candidates)
-            winner = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        else:
-            tj = time.perf_counter()
-            winner = yield from self._tournament(seg.unit, no, candidates, seg.sentence)
-            self._judge_s += time.perf_counter() - tj
-            scores = tuple(float(sum(v.winner == c.index for v in self._verdicts
-                                     if v.segment == no)) for c in candidates)
-        self._commit(streams[winner], seg)
-        self._chosen.append((no, winner))
-        seconds = time.perf_counter() - t0
-        key = seg.unit.value if seg.unit else "answer"
-        self._stage_s[key] = self._stage_s.get(key, 0.0) + seconds
-        self._segment_no += 1
-        yield SegmentChosen(seg.unit, no, winner, candidates[winner].text, scores, seconds)
+        return streams, candidates
 
     def _generate(self, streams: list[_Stream], seg: _Segment, no: int) -> Iterator[Event]:
         """Decode all live streams together, one batch per step, until all stop."""

@@ -16,11 +16,15 @@ def format_report(report: EvalReport) -> str:
     lines.append(f"{report.done} questions · seed {s.seed} · at most {s.max_stage_tokens} "
                  f"tokens per stage · temperature {s.sampling.temperature:g}, "
                  f"top_p {s.sampling.top_p:g}")
+    if any(r.config.strategy == "retrace" for r in report.strategies):
+        cutoff = "default" if s.retrace_cutoff is None else f"{s.retrace_cutoff:.4g}"
+        lines.append(f"retrace: {s.retrace_scorer} scorer, cutoff {cutoff}"
+                     + (f" ({report.calibration})" if report.calibration else ""))
     lines.append("")
     lines += _table(
         ("strategy", "beam", "select", "n", "accuracy", "95% CI", "s/question",
          "tokens/question"),
-        [_strategy_row(r) for r in report.strategies],
+        [_strategy_row(r, s.retrace_scorer) for r in report.strategies],
         right=(False, True, False, True, True, True, True, True),
     )
     comparisons = report.comparisons()
@@ -42,13 +46,16 @@ def format_report(report: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _strategy_row(r: StrategyReport) -> tuple[str, ...]:
+def _strategy_row(r: StrategyReport, scorer: str) -> tuple[str, ...]:
     low, high = r.interval
     accuracy = f"{100 * r.accuracy:.1f}%" if r.n else "-"
     interval = f"{100 * low:.1f}..{100 * high:.1f}%" if r.n else "-"
-    return (r.config.name, str(r.config.beam), r.config.select if r.config.beam > 1 else "-",
-            str(r.n), accuracy, interval, f"{r.seconds_per_question:.2f}",
-            f"{r.tokens_per_question:.1f}")
+    if r.config.strategy == "retrace":  # the paper's sizes; its scorer chooses
+        beam, select = "4", scorer
+    else:
+        beam, select = str(r.config.beam), r.config.select if r.config.beam > 1 else "-"
+    return (r.config.name, beam, select, str(r.n), accuracy, interval,
+            f"{r.seconds_per_question:.2f}", f"{r.tokens_per_question:.1f}")
 
 
 def _verdict_words(verdict: str, base: str) -> str:

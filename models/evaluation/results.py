@@ -22,8 +22,8 @@ __all__ = [
     "make_configs",
 ]
 
-STRATEGY_NAMES: tuple[str, ...] = ("single", "best-of-n", "sentence", "stage")
-"""What ``stagewise eval`` compares, in this order: a single pass and the three searches."""
+STRATEGY_NAMES: tuple[str, ...] = ("single", "best-of-n", "sentence", "stage", "retrace")
+"""What ``stagewise eval`` compares, in this order: a single pass and the four searches."""
 
 BASELINE = "single"
 """The strategy the others are compared with."""
@@ -37,8 +37,8 @@ class EvalConfig:
     """One strategy as evaluated.
 
     Attributes:
-        name: "single" (one pass: strategy "stage", beam 1), "best-of-n", "sentence" or
-            "stage".
+        name: "single" (one pass: strategy "stage", beam 1), "best-of-n", "sentence",
+            "stage" or "retrace".
         strategy: The search strategy it runs.
         beam: Candidates per segment.
         select: How a candidate is chosen (meaningless at beam 1).
@@ -52,7 +52,7 @@ class EvalConfig:
     @property
     def judged(self) -> bool:
         """Whether the model judges candidates in this strategy."""
-        return self.beam > 1 and self.select == "judge"
+        return self.beam > 1 and self.select == "judge" and self.strategy != "retrace"
 
     def settings(self, base: SearchSettings, seed: int) -> SearchSettings:
         """``base`` with this strategy, its beam and selection, and ``seed``."""
@@ -207,12 +207,14 @@ class EvalReport:
         total: Questions asked for.
         status: "cancelled" when the user stopped it; the report holds what was done.
         settings: The search settings shared by all strategies (seed: of question 0).
+        calibration: How retrace's cutoff was chosen ("" when it was not calibrated).
     """
 
     strategies: tuple[StrategyReport, ...]
     total: int
     status: EvalStatus
     settings: SearchSettings
+    calibration: str = ""
 
     @property
     def done(self) -> int:
@@ -236,7 +238,10 @@ class EvalReport:
         data: dict[str, Any] = {
             "status": self.status, "questions": self.total, "done": self.done,
             "settings": {"seed": s.seed, "max_stage_tokens": s.max_stage_tokens,
-                         "temperature": s.sampling.temperature, "top_p": s.sampling.top_p},
+                         "temperature": s.sampling.temperature, "top_p": s.sampling.top_p,
+                         "top_k": s.sampling.top_k, "retrace_scorer": s.retrace_scorer,
+                         "retrace_cutoff": s.retrace_cutoff,
+                         "retrace_calibration": self.calibration},
             "strategies": [r.to_json() for r in self.strategies],
             "comparisons": [
                 {"strategy": name, "baseline": base, "n": d.n,

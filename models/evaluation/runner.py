@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from models.engine import Engine
 from models.errors import StagewiseError
@@ -22,6 +23,9 @@ from models.events import AnswerFinished, SearchResult
 from models.images import PreparedImage, load_image
 from models.search import StageSearch
 from models.search_settings import SearchSettings
+
+if TYPE_CHECKING:
+    from models.retrace import ModelScorer
 
 __all__ = ["EvalProgress", "ProgressFn", "evaluate"]
 
@@ -52,7 +56,8 @@ ProgressFn = Callable[[EvalProgress], None]
 
 def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalConfig], *,
              cancel: threading.Event | None = None, progress: ProgressFn | None = None,
-             base_settings: SearchSettings | None = None) -> EvalReport:
+             base_settings: SearchSettings | None = None,
+             scorer_model: ModelScorer | None = None, calibration: str = "") -> EvalReport:
     """Answer every question with every strategy and score the conclusions.
 
     Args:
@@ -62,7 +67,10 @@ def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalCo
         cancel: Set it to stop; the question in progress is dropped for all strategies,
             and the report (status "cancelled") holds the questions done before it.
         progress: Called after each question.
-        base_settings: Settings shared by the strategies (token budget, sampling, seed).
+        base_settings: Settings shared by the strategies (token budget, sampling, seed,
+            retrace's scorer and cutoff).
+        scorer_model: Retrace's second model, loaded once, for the "model" scorer.
+        calibration: How retrace's cutoff was chosen, for the report.
 
     Returns:
         The report. A question that fails (an unreadable image, an engine error) counts
@@ -76,13 +84,13 @@ def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalCo
     if not configs:
         raise StagewiseError("no strategy to evaluate")
     for config in configs:  # a beam the engine cannot hold fails here, not per question
-        StageSearch(engine, config.settings(base, base.seed))
+        StageSearch(engine, config.settings(base, base.seed), scorer_model=scorer_model)
     rows: dict[str, list[ItemResult]] = {c.name: [] for c in configs}
     status = "finished"
     start = time.perf_counter()
     for index, item in enumerate(items):
         results = None if cancel.is_set() else _one_item(engine, item, index, configs, base,
-                                                        cancel)
+                                                        cancel, scorer_model)
         if results is None:
             status = "cancelled"
             break
@@ -95,12 +103,13 @@ def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalCo
                                   time.perf_counter() - start))
     return EvalReport(
         tuple(StrategyReport(c, tuple(rows[c.name])) for c in configs),
-        len(items), status, base,
+        len(items), status, base, calibration,
     )
 
 
 def _one_item(engine: Engine, item: EvalItem, index: int, configs: Sequence[EvalConfig],
-              base: SearchSettings, cancel: threading.Event) -> tuple[ItemResult, ...] | None:
+              base: SearchSettings, cancel: threading.Event,
+              scorer_model: ModelScorer | None) -> tuple[ItemResult, ...] | None:
     """Every strategy's result for one question; None when cancelled meanwhile."""
     try:
         image = load_image(item.image)
@@ -108,7 +117,8 @@ def _one_item(engine: Engine, item: EvalItem, index: int, configs: Sequence[Eval
         return tuple(_failed(item, c, str(error), 0.0) for c in configs)
     results = []
     for config in configs:
-        search = StageSearch(engine, config.settings(base, base.seed + index))
+        search = StageSearch(engine, config.settings(base, base.seed + index),
+                             scorer_model=scorer_model)
         t0 = time.perf_counter()
         try:
             answer = _last_result(search, image, item.question, cancel)

@@ -282,10 +282,11 @@ def check_fit(
         check_reasoning=search.check_reasoning, prompt_tokens=prompt_tokens,
         image_tokens=image_tokens, n_batch=engine.n_batch,
     )
-    if engine.n_seq_max < sequences_needed(search.beam):
+    needed = sequences_needed(search.beam, search.strategy)
+    if engine.n_seq_max < needed:
         need = replace(need, warnings=(*need.warnings, (
-            f"beam width {search.beam} needs {sequences_needed(search.beam)} sequences, "
-            f"but the engine allows {engine.n_seq_max}"
+            f"{search.strategy} search with beam width {search.beam} needs {needed} "
+            f"sequences, but the engine allows {engine.n_seq_max}"
         )))
     fit = plan_fit(need, hardware or detect_hardware(), gpu_layers=engine.gpu_layers)
     return fit

@@ -291,6 +291,11 @@ def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage
                   check_reasoning: bool) -> int:
     """Context cells a search fills at its peak; see :func:`estimate_need`."""
     s, n, j = max_stage_tokens, max(1, beam), max_judge_tokens
+    if strategy == "retrace":  # the paper's sizes: 4 candidates at a time, each scored
+        # the summary, a branch's caption and reasoning, 4 candidates; 4 scoring prompts
+        # (the answer so far and one candidate each), forked from the image
+        scoring = 4 * (JUDGE_FIXED_TOKENS + 4 * s)
+        return prompt_tokens + image_tokens + 3 * s + 4 * s + scoring
     generated = n * 4 * s
     extra = 0
     if n > 1 and judged:

@@ -139,3 +139,22 @@ def test_bad_options_are_usage_errors(tiny_pair, image_file, args):
     result = ask(tiny_pair, image_file, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_retrace_answers_in_four_stages(tiny_pair, image_file):
+    result = ask(tiny_pair, image_file, "--strategy", "retrace", "--scorer", "selfcheck",
+                 "--retrace-cutoff", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["strategy"] == "retrace"
+    assert all(answer["stages"][name].strip() for name in
+               ("summary", "caption", "reasoning", "conclusion"))
+    printed = ask(tiny_pair, image_file, "--strategy", "retrace", "--retrace-cutoff", "2")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.count("== Caption ==") == 1
+    assert "[retrace: second-best reasoning scored" in printed.stderr
+
+
+def test_the_model_scorer_without_a_model_is_one_clear_line(tiny_pair, image_file):
+    assert_clean_failure(ask(tiny_pair, image_file, "--strategy", "retrace", "--scorer",
+                             "model"), "second model")

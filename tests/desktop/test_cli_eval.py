@@ -69,8 +69,9 @@ def test_the_table_has_a_row_per_strategy(tmp_path, capsys, tiny_pair):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("strategy"))
     assert "accuracy" in lines[header] and "95% CI" in lines[header]
-    rows = [line.split()[0] for line in lines[header + 1: header + 5]]
-    assert rows == ["single", "best-of-n", "sentence", "stage"]
+    rows = [line.split()[0] for line in lines[header + 1: header + 6]]
+    assert rows == ["single", "best-of-n", "sentence", "stage", "retrace"]
+    assert "retrace's cutoff is not calibrated" in err
     assert any(line.startswith("stage vs single: ") and " points (95% CI " in line
                for line in lines)
     assert any(line.startswith("judge (stage):") for line in lines)
@@ -159,3 +160,21 @@ def test_ctrl_c_stops_cleanly_and_reports_what_was_done(tmp_path, tiny_pair):
     done = int(out.split()[1])
     assert 6 <= done < 60
     assert any(line.startswith("stage ") for line in out.splitlines())
+
+
+def test_retrace_calibrates_its_cutoff_on_other_questions(tmp_path, capsys, tiny_pair):
+    data = question_file(tmp_path / "test")
+    calibration = question_file(tmp_path / "calibration", n=2)
+    status, out, err = eval_cli(capsys, data, "--model", tiny_pair.model, "--mmproj",
+                                tiny_pair.mmproj, "--limit", "2", "--strategy",
+                                "single,retrace", "--calibration", calibration,
+                                "--calibration-size", "2", "--json", *TINY_RUN)
+    assert status == 0, err
+    report = json.loads(out)
+    settings = report["settings"]
+    assert settings["retrace_scorer"] == "selfcheck"
+    assert 0.0 <= settings["retrace_cutoff"] <= 1.0
+    assert settings["retrace_calibration"] == (
+        "60th percentile of selfcheck scores on 2 questions of test.jsonl")
+    assert [s["strategy"] for s in report["strategies"]] == ["single", "retrace"]
+    assert "calibrating retrace's cutoff on 2 questions" in err

@@ -145,7 +145,7 @@ def test_strategies_have_human_labels(make_dialog):
     dialog = make_dialog()
     labels = [dialog.strategy_combo.itemText(i) for i in range(dialog.strategy_combo.count())]
     keys = [dialog.strategy_combo.itemData(i) for i in range(dialog.strategy_combo.count())]
-    assert keys == ["stage", "sentence", "best-of-n"]
+    assert keys == ["stage", "sentence", "best-of-n", "retrace"]
     assert all(label != key for label, key in zip(labels, keys, strict=True))
 
 
@@ -321,3 +321,17 @@ def test_ok_and_cancel(qtbot, make_dialog):
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     assert dialog.settings().beam == 3
+
+
+def test_retrace_takes_its_scorer_and_not_the_beam(make_dialog, pair_copy):
+    dialog = make_dialog(AppSettings(strategy="retrace", retrace_scorer="model",
+                                     scorer_model=pair_copy.model))
+    assert not dialog.beam_spin.isEnabled() and not dialog.select_combo.isEnabled()
+    assert dialog.scorer_combo.isEnabled() and dialog.scorer_field.isEnabled()
+    assert dialog.scorer_field.edit.text() == str(pair_copy.model)
+    assert dialog.settings().scorer_model == pair_copy.model
+    dialog.scorer_combo.setCurrentIndex(dialog.scorer_combo.findData("logprob"))
+    assert not dialog.scorer_field.isEnabled()
+    assert dialog.settings().retrace_scorer == "logprob"
+    dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("stage"))
+    assert dialog.beam_spin.isEnabled() and not dialog.scorer_combo.isEnabled()

@@ -424,3 +424,19 @@ def test_every_control_has_an_accessible_name(panel: ReasoningPanel, search: Sea
         card = panel.card(stage)
         assert card.text.accessibleName() == f"{stage.title} text"
         assert card.chip.toolTip()
+
+
+def test_retrace_shows_its_candidate_sets_scores_and_retraces(panel: ReasoningPanel,
+                                                              search: Search) -> None:
+    events = search(strategy="retrace", retrace_scorer="selfcheck", retrace_cutoff=2.0)
+    view = stream(panel, events)
+    for stage in STAGES:
+        assert panel.card(stage).text_shown() == view.stages[stage].text
+    candidates = open_candidates(panel.card(Stage.REASONING))
+    n = len(view.stages[Stage.REASONING].segments)
+    assert candidates.segment_label.text() == f"Candidate set {n} of {n}"
+    retraced = next(k for k, s in enumerate(view.stages[Stage.REASONING].segments)
+                    if s.retraced is not None)
+    candidates.set_segment_index(retraced)
+    why = candidates.why.text()
+    assert "Retraced after pass 1" in why and "Scores 1:" in why

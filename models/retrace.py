@@ -1,0 +1,322 @@
+"""Stage-wise retracing search (SWIRES), the final LLaVA-CoT paper's search, on one engine.
+
+The reference (``inference/VLMEvalKit/swires.py``) scores candidates with an external reward
+model; here the scorer is pluggable (:data:`SCORERS`):
+
+* ``selfcheck``: the model's own probability of "Yes" to "Is this response correct?", one
+  forward pass per candidate with the cached image, no second model;
+* ``logprob``: the candidate's mean token log-probability (free);
+* ``model``: a second GGUF vision model, given by path, asked the same question with the
+  image (its own context; the image is encoded once per question there too).
+
+The search, for one question:
+
+1. the summary, once;
+2. a pass: :data:`CAPTIONS` captions, the best :data:`KEPT` by score kept; for each kept
+   caption :data:`REASONINGS` reasonings, each scored; every scored reasoning is kept across
+   passes. If the second-best reasoning score so far is not above the cutoff, retrace: a new
+   pass, at most :data:`MAX_RETRACES` times;
+3. one conclusion for each of the :data:`FINALISTS` best reasonings; the best-scored one,
+   with its caption and reasoning, is the answer.
+
+The cutoff is a percentile of the scorer's scores on calibration questions (the paper: the
+60th, mean + 0.2533 std of its reward model's scores); :func:`calibrate` measures it. Without
+one, ``selfcheck`` and ``model`` use 0.5 (a reasoning more likely right than wrong) and
+``logprob`` never retraces.
+
+Branches are rebuilt from text: a kept caption is not held in a sequence while others are
+sampled; its tokens are evaluated again on a fork of the summary, which costs a short
+prefill, not a generation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from models import judge as judging
+from models.errors import StagewiseError
+from models.events import Candidate, Event, Retraced, SegmentChosen
+from models.stages import Stage, parse_answer
+
+if TYPE_CHECKING:
+    from models.engine import Engine
+    from models.images import PreparedImage
+    from models.search import StageSearch
+
+__all__ = ["CAPTIONS", "FINALISTS", "KEPT", "MAX_RETRACES", "REASONINGS", "SCORERS",
+           "ModelScorer", "Scorer", "calibrate", "default_cutoff", "run_retrace"]
+
+Scorer = Literal["selfcheck", "logprob", "model"]
+SCORERS: tuple[Scorer, ...] = ("selfcheck", "logprob", "model")
+CAPTIONS, KEPT, REASONINGS, FINALISTS, MAX_RETRACES = 4, 2, 2, 3, 4
+SEQUENCES = 7
+"""Sequences a retrace keeps alive at most: the summary, a branch, four candidates, one spare."""
+
+_ASK = {
+    Stage.CAPTION: "Does this response describe the parts of the image that matter for the "
+                   "question correctly?",
+    Stage.REASONING: "Is this reasoning, including any arithmetic, correct for the image and "
+                     "the question?",
+    Stage.CONCLUSION: "Is this the correct answer to the question?",
+}
+
+
+def default_cutoff(scorer: str) -> float:
+    """The cutoff used when none was calibrated."""
+    return -math.inf if scorer == "logprob" else 0.5
+
+
+def scoring_text(stage: Stage, question: str, so_far: str, response: str) -> str:
+    """The user turn that asks a scorer about one candidate (the image goes before it).
+
+    A reasoning is asked about as stage-level search's reasoning check asks (the chosen
+    caption as the description), which a LLaVA-CoT model may have been trained on.
+    """
+    if stage is Stage.REASONING:
+        caption = parse_answer(so_far).stages.get(Stage.CAPTION, "")
+        return judging.check_text(question, caption, response)
+    parts = [f"Question: {question.strip()}"]
+    if so_far.strip():
+        parts.append(f"Answer so far: {so_far.strip()}")
+    parts += [f"Response: {response.strip()}", f"{_ASK[stage]} Answer Yes or No."]
+    return "\n\n".join(parts)
+
+
+ScoreFn = Callable[[Stage, str, Sequence[str], Sequence[Candidate]], list[float]]
+"""Scores candidates of a stage: (stage, answer so far, each candidate's stage text,
+the candidates) → one score each, higher better."""
+
+
+@dataclass
+class _Branch:
+    """A point to continue from: the chosen text after the summary, as tokens and text,
+    and the (segment, candidate) picks that wrote it."""
+
+    tokens: list[int]
+    text: str
+    picks: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    score: float
+    caption: _Branch
+    reasoning: _Branch
+
+
+def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
+    """The retracing search on ``search``'s engine, after its prompt was evaluated."""
+    s = search.settings
+    cutoff = s.retrace_cutoff if s.retrace_cutoff is not None else default_cutoff(
+        s.retrace_scorer)
+    # 1. the summary, once; it stays the root every branch forks from
+    streams, candidates = yield from search._sample_candidates(
+        search._stage_segment(Stage.SUMMARY), 1)
+    search._commit(streams[0], search._stage_segment(Stage.SUMMARY))
+    search._chosen.append((search._segment_no, 0))
+    yield SegmentChosen(Stage.SUMMARY, search._segment_no, 0, candidates[0].text,
+                        (candidates[0].mean_logprob,), 0.0)
+    search._segment_no += 1
+    base = search._save_root()
+    scored: list[_Scored] = []
+    for pass_no in range(MAX_RETRACES + 1):
+        captions = yield from _sample(search, base, _Branch([], ""), Stage.CAPTION, CAPTIONS,
+                                      scorer)
+        for caption in sorted(captions, key=lambda c: -c[0])[:KEPT]:
+            reasonings = yield from _sample(search, base, caption[1], Stage.REASONING,
+                                            REASONINGS, scorer)
+            scored += [_Scored(score, caption[1], branch) for score, branch in reasonings]
+        ranked = sorted((x.score for x in scored), reverse=True)
+        second = ranked[1] if len(ranked) > 1 else -math.inf
+        if second > cutoff or pass_no == MAX_RETRACES:
+            break
+        yield Retraced(pass_no, second, cutoff)
+    finalists = sorted(scored, key=lambda x: -x.score)[:FINALISTS]
+    best: tuple[float, _Scored, _Branch] | None = None
+    for finalist in finalists:
+        prefix = finalist.reasoning  # the caption's tokens, text and pick included
+        (score, conclusion), = yield from _sample(search, base, prefix, Stage.CONCLUSION, 1,
+                                                  scorer)
+        if best is None or score > best[0]:
+            best = (score, finalist, conclusion)
+    assert best is not None
+    _, finalist, conclusion = best
+    search._restore_root(base)
+    search._answer += conclusion.text
+    search._chosen += conclusion.picks
+
+def _sample(search: StageSearch, base: object, branch: _Branch, stage: Stage, n: int,
+            scorer: ScoreFn) -> Iterator[Event]:
+    """Sample ``n`` candidates of ``stage`` after ``branch``; score them; return
+    ``[(score, branch extended by the candidate)]``."""
+    t0 = time.perf_counter()
+    search._restore_root(base)
+    search._enter_branch(branch.tokens, branch.text)
+    seg = search._stage_segment(stage)
+    so_far = search._answer
+    no = search._segment_no
+    streams, candidates = yield from search._sample_candidates(seg, n)
+    responses = [search._response_text(stage, c) for c in candidates]
+    prefix_tokens = search.engine.tokenize(seg.prefix) if seg.prefix else []
+    close_tokens = search.engine.tokenize(stage.close_tag)
+    extended = []
+    for st, c in zip(streams, candidates, strict=True):
+        closed = c.finish == "closed"
+        text = seg.prefix + c.text + ("" if closed else stage.close_tag)
+        tokens = prefix_tokens + list(c.tokens) + ([] if closed else close_tokens)
+        extended.append(_Branch(branch.tokens + tokens, branch.text + text,
+                                [*branch.picks, (no, c.index)]))
+        search._drop(st)
+    scores = scorer(stage, so_far, responses, candidates)
+    winner = max(range(n), key=lambda i: (scores[i], -i))
+    search._release_branch()
+    search._segment_no += 1
+    seconds = time.perf_counter() - t0
+    search._stage_s[stage.value] = search._stage_s.get(stage.value, 0.0) + seconds
+    yield SegmentChosen(stage, no, winner, candidates[winner].text, tuple(scores), seconds)
+    return list(zip(scores, extended, strict=True))
+
+
+def logprob_scores(stage: Stage, so_far: str, responses: Sequence[str],
+                   candidates: Sequence[Candidate]) -> list[float]:
+    return [c.mean_logprob for c in candidates]
+
+
+def _yes_probability(row: np.ndarray, yes: int, no: int) -> float:
+    a, b = float(row[yes]), float(row[no])
+    top = max(a, b)
+    return math.exp(a - top) / (math.exp(a - top) + math.exp(b - top))
+
+
+def _yes_no_tokens(engine: Engine) -> tuple[int, int]:
+    return engine.tokenize("Yes")[-1], engine.tokenize("No")[-1]
+
+
+class ModelScorer:
+    """A second GGUF vision model that scores candidates: P("Yes") to "Is this correct?".
+
+    It loads its own engine (one context) and encodes each question's image once.
+    """
+
+    def __init__(self, model: Path, mmproj: Path | None = None, *,
+                 threads: int | None = None) -> None:
+        from models.defaults import resolve_pair
+        from models.engine import Engine, EngineSettings
+
+        pair = resolve_pair(Path(model), mmproj)
+        self.engine = Engine(pair.model, pair.mmproj,
+                             EngineSettings(n_ctx=4096, n_seq_max=CAPTIONS + 1,
+                                            threads=threads))
+        self._yes, self._no = _yes_no_tokens(self.engine)
+        self._question = ""
+        self._bitmap = None
+        self._image_end: list[int] = []
+        self._shared = 0
+        self._before = ""
+
+    def start(self, image: PreparedImage, question: str) -> None:
+        """Encode the question's image once (into sequence 0)."""
+        from models.engine import Bitmap
+        from models.families import fit_pixels
+
+        self.finish()
+        engine = self.engine
+        engine.clear()
+        self._question = question
+        self._bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
+        text = engine.chat_prompt(scoring_text(Stage.CAPTION, question, "", "x"))
+        self._before = text.rpartition(engine.media_marker)[0]
+        prompt = engine.tokenize_prompt(text, self._bitmap, (question,))
+        try:
+            head = list(prompt.chunks)
+            self._shared = prompt.shared_pos
+            self._image_end = prompt.image_end
+            if not any(c.is_image for c in head):
+                raise StagewiseError("the scorer's chat template puts no image in its prompt")
+            engine.eval_prompt(prompt, 0)
+        finally:
+            prompt.close()
+
+    def __call__(self, stage: Stage, so_far: str, responses: Sequence[str],
+                 candidates: Sequence[Candidate]) -> list[float]:
+        engine = self.engine
+        scores = []
+        for response in responses:
+            text = engine.chat_prompt(scoring_text(stage, self._question, so_far, response))
+            before, _, after = text.rpartition(engine.media_marker)
+            if before != self._before:
+                raise StagewiseError("the scorer's template changes the text before the image")
+            tail = self._image_end + engine.tokenize_plain(after, (self._question, so_far,
+                                                                   response))
+            engine.remove_seq(1)
+            engine.copy_seq(0, 1, 0, self._shared)
+            index = engine.eval_tokens([(1, self._shared, tail)])
+            scores.append(_yes_probability(engine.logits(index[1]), self._yes, self._no))
+        engine.remove_seq(1)
+        return scores
+
+    def finish(self) -> None:
+        if self._bitmap is not None:
+            self._bitmap.close()
+            self._bitmap = None
+
+    def close(self) -> None:
+        self.finish()
+        self.engine.close()
+
+
+def selfcheck_scores(search: StageSearch) -> ScoreFn:
+    """The searching model's own P("Yes"), with the image it already holds in its cache."""
+    engine = search.engine
+    yes, no = _yes_no_tokens(engine)
+
+    def score(stage: Stage, so_far: str, responses: Sequence[str],
+              candidates: Sequence[Candidate]) -> list[float]:
+        seqs, jobs = [], []
+        shared = search._prefix.shared_pos
+        try:
+            for response in responses:
+                text = scoring_text(stage, search._question, so_far, response)
+                tail = search._tail_after_image(engine.chat_prompt(text),
+                                                (search._question, so_far, response))
+                seq = search._alloc()
+                engine.copy_seq(search._root_seq, seq, 0, shared)
+                seqs.append(seq)
+                jobs.append(tail)
+            index = search._eval_shared(seqs, shared, jobs)
+            return [_yes_probability(engine.logits(index[seq]), yes, no) for seq in seqs]
+        finally:
+            for seq in seqs:
+                search._release(seq)
+
+    return score
+
+
+def calibrate(engine: Engine, items: Sequence[tuple[PreparedImage, str]], settings: object,
+              percentile: float = 60.0, scorer_model: ModelScorer | None = None) -> float:
+    """The cutoff: ``percentile`` of the scorer's reasoning scores on calibration questions.
+
+    Each question runs one pass of the search (no retrace) and every reasoning it scores
+    counts.
+    """
+    from dataclasses import replace
+
+    from models.search import StageSearch
+
+    settings = replace(settings, strategy="retrace", retrace_cutoff=-math.inf)  # one pass
+    scores: list[float] = []
+    for image, question in items:
+        search = StageSearch(engine, settings, scorer_model=scorer_model)
+        for event in search.run(image, question):
+            if isinstance(event, SegmentChosen) and event.unit is Stage.REASONING:
+                scores += event.scores
+    if not scores:
+        raise StagewiseError("calibration scored no reasoning")
+    return float(np.percentile(scores, percentile))

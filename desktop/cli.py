@@ -37,7 +37,6 @@ from models.search_settings import (
     SELECTIONS,
     STRATEGIES,
     SearchSettings,
-    sequences_needed,
 )
 from models.stages import StageParser
 
@@ -143,35 +142,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _ask(args: argparse.Namespace) -> int:
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.defaults import resolve_pair
-    from models.engine import Engine, EngineSettings
+    from models.engine import EngineSettings
     from models.images import load_image
-    from models.search import StageSearch
+    from models.session import Session, plan
 
     image = load_image(args.image)  # before the model: a bad image fails fast
-    pair = resolve_pair(args.model, args.mmproj)
-    model, mmproj = pair.model, pair.mmproj
-    if pair.note:
-        print(f"stagewise: {pair.note}", file=sys.stderr)
-    engine_settings = EngineSettings(n_ctx=args.ctx,
-                                     n_seq_max=sequences_needed(args.beam, args.strategy),
-                                     threads=args.threads, gpu_layers=args.gpu_layers,
-                                     flash_attn=args.flash_attn)
     settings = SearchSettings(
         strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
         **retrace_settings(args),
     )
+    load = plan(args.model, args.mmproj, EngineSettings(
+        n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
+        flash_attn=args.flash_attn), settings)
+    if load.note:
+        print(f"stagewise: {load.note}", file=sys.stderr)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        with Engine(model, mmproj, engine_settings) as engine:
-            search = StageSearch(engine, settings)
+        with Session(load) as session:
             printer = None if args.json else _StagePrinter(
                 sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
             result = None
-            for event in search.run(image, args.question, cancel):
+            for event in session.ask(image, args.question, settings, cancel):
                 if printer:
                     printer.show(event)
                 if isinstance(event, AnswerFinished):

@@ -103,10 +103,10 @@ def _strategies(text: str) -> list[str]:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``stagewise eval``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.engine import Engine, EngineSettings
+    from models.engine import EngineSettings
     from models.evaluation import format_report, make_configs, read_items
     from models.evaluation.runner import evaluate
-    from models.search_settings import sequences_needed
+    from models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr
     data = _data_file(args)
@@ -114,22 +114,23 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     names = [n for group in (args.strategy or [list(STRATEGY_NAMES)]) for n in group]
     configs = make_configs(names, args.beam, args.select)
     model, mmproj = _model_pair(args, err)
-    engine_settings = EngineSettings(
-        n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
-        n_seq_max=max(sequences_needed(c.beam, c.strategy) for c in configs))
     base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens,
                           **retrace_settings(args))
+    widest = max(configs, key=lambda c: c.beam)
+    load = plan(model, mmproj, EngineSettings(n_ctx=args.ctx, threads=args.threads,
+                                              gpu_layers=args.gpu_layers),
+                widest.settings(base, base.seed))
     retrace = any(c.strategy == "retrace" for c in configs)
     meter = _Progress(err)
     cancel = threading.Event()
-    with _sigint_sets(cancel), Engine(model, mmproj, engine_settings) as engine, \
-            _scorer_model(base if retrace else None) as scorer_model:
+    with _sigint_sets(cancel), Session(load) as session:
+        scorer_model = session.scorer(replace(base, strategy="retrace")) if retrace else None
         calibration = ""
         if retrace and args.retrace_cutoff is None:
-            base, calibration = _calibrated(engine, base, args, scorer_model, err)
-        report = evaluate(engine, items, configs, cancel=cancel, progress=meter.show,
-                          base_settings=base, scorer_model=scorer_model,
-                          calibration=calibration)
+            base, calibration = _calibrated(session.engine, base, args, scorer_model, err)
+        report = evaluate(session.engine, items, configs, cancel=cancel,
+                          progress=meter.show, base_settings=base,
+                          scorer_model=scorer_model, calibration=calibration)
     meter.done()
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
@@ -142,23 +143,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         out.write(format_report(report))
     out.flush()
     return EXIT_CANCELLED if report.status == "cancelled" else 0
-
-
-@contextlib.contextmanager
-def _scorer_model(settings: SearchSettings | None) -> Iterator[ModelScorer | None]:
-    """Retrace's second model, loaded once for the whole evaluation."""
-    if settings is None or settings.retrace_scorer != "model":
-        yield None
-        return
-    from models.retrace import ModelScorer
-
-    if settings.scorer_model is None:
-        raise StagewiseError("--scorer model needs --scorer-model")
-    scorer = ModelScorer(settings.scorer_model)
-    try:
-        yield scorer
-    finally:
-        scorer.close()
 
 
 def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,

@@ -9,7 +9,6 @@ engine's abort callback reads during every decode step.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -23,13 +22,12 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from models.app_settings import AppSettings
 from models.errors import Cancelled, StagewiseError
 from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
-from models.search_settings import MAX_BEAM, sequences_needed
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
-    from models.engine import Engine, EngineSettings
     from models.hardware import Hardware
     from models.history import History
     from models.images import PreparedImage
+    from models.session import Session
 
 log = logging.getLogger("stagewise.worker")
 
@@ -98,8 +96,7 @@ class EngineWorker(QObject):
         super().__init__()
         self._history_folder = history_folder
         self._history: History | None = None
-        self._engine: Engine | None = None
-        self._engine_key: tuple | None = None
+        self._session: Session | None = None
         self._loaded: LoadedModel | None = None
         self._hardware: Hardware | None = None
 
@@ -123,10 +120,10 @@ class EngineWorker(QObject):
             from models.images import load_image
 
             image = load_image(job.image_data, name=job.image_name)
-            engine = self._ensure_engine(job.settings, job.cancel)
+            session = self._ensure_engine(job.settings, job.cancel)
             run_id = self._start_record(job, image)
             self.run_started.emit(run_id)
-            self._run(engine, job, image, run_id)
+            self._run(session, job, image, run_id)
         except Cancelled:
             self._fail(run_id, "stopped before the answer began", cancelled=True)
         except StagewiseError as error:
@@ -139,23 +136,21 @@ class EngineWorker(QObject):
     @Slot()
     def shut_down(self) -> None:
         """Free the engine and close the history (runs in the engine thread)."""
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         if self._history is not None:
             self._history.close()
             self._history = None
 
     # -- internals ------------------------------------------------------------------------
 
-    def _run(self, engine: Engine, job: AskJob, image: PreparedImage, run_id: int) -> None:
-        from models.search import StageSearch
-
-        search = StageSearch(engine, job.settings.search_settings(seed=job.seed))
+    def _run(self, session: Session, job: AskJob, image: PreparedImage, run_id: int) -> None:
         batch: list[Event] = []
         last_flush = time.perf_counter()
         result: SearchResult | None = None
-        for event in search.run(image, job.question, job.cancel):
+        for event in session.ask(image, job.question, job.settings.search_settings(job.seed),
+                                 job.cancel):
             batch.append(event)
             self._record(run_id, event)
             now = time.perf_counter()
@@ -168,69 +163,48 @@ class EngineWorker(QObject):
             self.events.emit(batch)
         self.run_finished.emit(result)
 
-    def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Engine:
-        from models.defaults import resolve_pair
-        from models.engine import Engine, supports_gpu_offload
+    def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Session:
+        """The session for these settings: planned as every front end plans a load
+        (:func:`models.session.plan`), loaded unless the same load is in place."""
+        from models.engine import supports_gpu_offload
+        from models.hardware import detect_hardware
+        from models.session import Session, plan
 
+        if self._hardware is None:
+            self._hardware = detect_hardware()
         try:
-            pair = resolve_pair(settings.model, settings.mmproj)
+            load = plan(settings.model, settings.mmproj, settings.engine_settings(),
+                        settings.search_settings(), hardware=self._hardware)
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise
-        # room for the widest beam: with a unified KV cache more sequences cost no memory,
-        # and changing the beam width never reloads the model
-        engine_settings = dataclasses.replace(settings.engine_settings(),
-                                              n_seq_max=sequences_needed(MAX_BEAM))
-        key = (pair.model, pair.mmproj, engine_settings)
-        if self._engine is not None and self._engine_key == key:
-            return self._engine
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = self._engine_key = self._loaded = None
-        self.model_loading.emit(pair.model.name)
+        if self._session is not None and self._session.plan.key == load.key:
+            return self._session
+        for warning in load.fit.warnings:
+            log.warning("%s: %s", load.model.name, warning)
+        if self._session is not None:
+            self._session.close()
+            self._session = self._loaded = None
+        self.model_loading.emit(load.model.name)
         start = time.perf_counter()
-        try:
-            engine_settings = self._fitted(pair.model, pair.mmproj, engine_settings, settings)
-        except StagewiseError as error:
-            self.model_failed.emit(str(error))
-            raise
 
         def progress(value: float) -> bool:
             self.model_progress.emit(value)
             return not cancel.is_set()
 
         try:
-            self._engine = Engine(pair.model, pair.mmproj, engine_settings, progress=progress)
+            self._session = Session(load, progress=progress)
         except Cancelled:
             self.model_failed.emit("loading the model was stopped")
             raise
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise
-        self._engine_key = key
-        self._loaded = LoadedModel(pair.model.name, pair.model, pair.mmproj, pair.note,
-                                   supports_gpu_offload() and engine_settings.gpu_layers != 0,
+        self._loaded = LoadedModel(load.model.name, load.model, load.mmproj, load.note,
+                                   supports_gpu_offload() and load.engine.gpu_layers != 0,
                                    time.perf_counter() - start)
         self.model_loaded.emit(self._loaded)
-        return self._engine
-
-    def _fitted(self, model: Path, mmproj: Path, engine_settings: EngineSettings,
-                settings: AppSettings) -> EngineSettings:
-        """Refuse a load that cannot fit this machine; with GPU layers on auto, offload as
-        many layers as fit."""
-        from models.hardware import check_fit, detect_hardware
-
-        if self._hardware is None:
-            self._hardware = detect_hardware()
-        fit = check_fit(model, mmproj, engine_settings, settings.search_settings(),
-                        hardware=self._hardware)
-        for warning in fit.warnings:
-            log.warning("%s: %s", model.name, warning)
-        if not fit.fits:
-            raise StagewiseError(f"{model.name} does not fit this machine: {fit.message}")
-        if settings.gpu_layers == -1 and self._hardware.gpu_offload:
-            return dataclasses.replace(engine_settings, gpu_layers=fit.gpu_layers)
-        return engine_settings
+        return self._session
 
     def _history_store(self) -> History:
         if self._history is None:

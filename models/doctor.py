@@ -215,30 +215,27 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
 
     Never raises for a model or engine failure: the result says what went wrong.
     """
-    from models.defaults import resolve_pair
     from models.demo import example_image
-    from models.engine import Engine, EngineSettings
+    from models.engine import EngineSettings
     from models.events import AnswerFinished
     from models.images import load_image
     from models.sampling_settings import SamplingSettings
-    from models.search import StageSearch
-    from models.search_settings import SearchSettings, sequences_needed
+    from models.search_settings import SearchSettings
+    from models.session import Session, plan
 
     start = time.perf_counter()
     name = ""
     try:
-        pair = resolve_pair(model, mmproj)
-        name = str(pair.model)
+        search = SearchSettings(beam=1, sampling=SamplingSettings(temperature=0.0))
+        load = plan(model, mmproj, EngineSettings(n_ctx=4096, allow_amx=allow_amx), search)
+        name = str(load.model)
         image = load_image(example_image())
-        settings = EngineSettings(n_ctx=4096, n_seq_max=sequences_needed(1),
-                                  allow_amx=allow_amx)
-        with Engine(pair.model, pair.mmproj, settings) as engine:
-            search = StageSearch(engine, SearchSettings(
-                beam=1, sampling=SamplingSettings(temperature=0.0)))
+        with Session(load) as session:
             result = None
-            for event in search.run(image, SMOKE_QUESTION):
+            for event in session.ask(image, SMOKE_QUESTION, search):
                 if isinstance(event, AnswerFinished):
                     result = event.result
+            engine = session.engine
             buffers, reason = dict(engine.weight_buffers), engine.buffer_choice.reason
     except (StagewiseError, OSError, MemoryError) as error:
         return SmokeResult(False, name, time.perf_counter() - start, error=str(error))

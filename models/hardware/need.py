@@ -12,7 +12,6 @@ it is used. The estimates are meant to be a little high rather than low.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +36,6 @@ __all__ = [
     "need_from_detail",
 ]
 
-log = logging.getLogger("stagewise.hardware")
 
 # Bytes of one KV cache element: llama.cpp's default type_k / type_v is F16, which the engine
 # does not change.
@@ -467,7 +465,5 @@ def estimate_need(
             f"the context ({max(context, n_ctx)} tokens) is longer than the model was "
             f"trained for ({n_ctx_train}); answers may degrade"
         )
-    for warning in warnings:
-        log.warning("%s: %s", Path(model).name, warning)
     return need_from_detail(detail, weights=weights, projector=projector, context=context,
                             n_ctx=_pad(max(n_ctx, context)), warnings=tuple(warnings))

@@ -285,20 +285,22 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.engine import Engine, EngineSettings
+    from models.engine import EngineSettings
     from models.evaluation import format_report, make_configs, read_items
     from models.evaluation.runner import evaluate
     from models.files import write_atomic
-    from models.search_settings import SearchSettings, sequences_needed
+    from models.search_settings import SearchSettings
+    from models.session import Session, plan
 
     items = read_items(wd.require(wd.val, "data"), args.limit)
     configs = make_configs(["single", "stage"], args.beam, "judge")
-    settings = EngineSettings(n_ctx=args.ctx, n_seq_max=sequences_needed(args.beam))
+    base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens)
     model = wd.require(wd.quantized(args.register_quant), "quantize")
-    with Engine(model, wd.require(wd.mmproj, "convert"), settings) as engine:
-        report = evaluate(engine, items, configs, base_settings=SearchSettings(
-            seed=args.seed, max_stage_tokens=args.max_stage_tokens),
-            progress=lambda p: _say(f"evaluated {p.done}/{p.total}"))
+    load = plan(model, wd.require(wd.mmproj, "convert"), EngineSettings(n_ctx=args.ctx),
+                configs[-1].settings(base, base.seed))
+    with Session(load) as session:
+        report = evaluate(session.engine, items, configs, base_settings=base,
+                          progress=lambda p: _say(f"evaluated {p.done}/{p.total}"))
     text = format_report(report)
     write_atomic(wd.eval_json, (json.dumps({"model": str(model), **report.to_json()},
                                            indent=2) + "\n").encode())

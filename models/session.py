@@ -1,0 +1,156 @@
+"""One way to answer a question: plan a load, load it, ask.
+
+Every front end (the window's engine thread, ``stagewise ask``, ``stagewise eval``, the
+recipes' evaluation) goes through here, so a fix to how a model is chosen, fitted or asked
+reaches all of them:
+
+* :func:`plan` is pure given its inputs: it resolves the model pair, checks that the load
+  fits the machine (refusing it, with the reason, when it cannot), picks the GPU layers
+  when they are on auto, and sizes the context's sequences;
+* :class:`Session` owns the engine loaded from a plan and answers questions with the
+  search, yielding the core's frozen events.
+
+Sequences are sized for the widest search there is (:data:`~models.search_settings.MAX_BEAM`
+and retrace): with llama.cpp's unified KV cache more sequences cost no memory, and changing
+the beam width never reloads the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.errors import StagewiseError
+from models.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+
+if TYPE_CHECKING:
+    from models.engine import Engine, EngineSettings
+    from models.events import Event
+    from models.hardware import Fit, Hardware
+    from models.images import PreparedImage
+    from models.retrace import ModelScorer
+
+__all__ = ["SEQUENCES", "LoadPlan", "Session", "plan"]
+
+SEQUENCES = max(sequences_needed(MAX_BEAM), sequences_needed(1, "retrace"))
+"""Sequences every load reserves: enough for any beam width and for retrace."""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What to load and how.
+
+    Attributes:
+        model: The text model GGUF.
+        mmproj: Its projector GGUF.
+        note: A note for the user about the choice ("" for a model the user chose).
+        engine: The engine settings to load with: fitted GPU layers, sequences.
+        fit: The hardware plan the settings came from; its ``warnings`` are for the
+            front end to show or log.
+    """
+
+    model: Path
+    mmproj: Path
+    note: str
+    engine: EngineSettings
+    fit: Fit
+
+    @property
+    def key(self) -> tuple[Path, Path, EngineSettings]:
+        """Two plans with the same key load the same engine."""
+        return self.model, self.mmproj, self.engine
+
+
+def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
+         search: SearchSettings | None = None, *, hardware: Hardware | None = None
+         ) -> LoadPlan:
+    """Decide a load.
+
+    Args:
+        model: The text model: a GGUF, a library id, or None for the built-in model.
+        mmproj: Its projector; None finds the one beside the model.
+        engine: The engine settings asked for (context, threads, GPU layers: -1 is auto).
+        search: The search it is for (its context need); the defaults if None.
+        hardware: The machine; detected if None.
+
+    Raises:
+        StagewiseError: The files cannot be found or read, or the load cannot fit this
+            machine (the message says why and what would).
+    """
+    from models.defaults import resolve_pair
+    from models.hardware import check_fit, detect_hardware
+
+    pair = resolve_pair(model, mmproj)
+    hardware = hardware or detect_hardware()
+    settings = dataclasses.replace(engine, n_seq_max=max(engine.n_seq_max, SEQUENCES))
+    fit = check_fit(pair.model, pair.mmproj, settings, search, hardware=hardware)
+    if not fit.fits:
+        raise StagewiseError(f"{pair.model.name} does not fit this machine: {fit.message}")
+    if settings.gpu_layers == -1 and hardware.gpu_offload:
+        settings = dataclasses.replace(settings, gpu_layers=fit.gpu_layers)
+    return LoadPlan(pair.model, pair.mmproj, pair.note, settings, fit)
+
+
+class Session:
+    """An engine loaded from a plan, answering questions one at a time.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, load: LoadPlan,
+                 progress: Callable[[float], bool] | None = None) -> None:
+        """Load the plan's pair.
+
+        Raises:
+            ModelFileError: A file is missing, truncated or does not match the other.
+            EngineError: llama.cpp refused a file.
+            Cancelled: ``progress`` returned False.
+        """
+        from models.engine import Engine
+
+        self.plan = load
+        self.engine: Engine = Engine(load.model, load.mmproj, load.engine, progress=progress)
+        self._scorers: dict[Path, ModelScorer] = {}
+
+    def ask(self, image: PreparedImage, question: str, search: SearchSettings,
+            cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Answer ``question`` about ``image``; the last event is ``AnswerFinished``."""
+        from models.search import StageSearch
+
+        return StageSearch(self.engine, search, scorer_model=self.scorer(search)).run(
+            image, question, cancel)
+
+    def scorer(self, search: SearchSettings) -> ModelScorer | None:
+        """Retrace's second model for these settings, loaded once per session; None when
+        the search needs none.
+
+        Raises:
+            StagewiseError: The "model" scorer was asked for without a model.
+        """
+        from models.retrace import ModelScorer
+
+        if search.strategy != "retrace" or search.retrace_scorer != "model":
+            return None
+        model = search.scorer_model
+        if model is None:
+            raise StagewiseError("the model scorer needs a second model (--scorer-model)")
+        if model not in self._scorers:
+            self._scorers[model] = ModelScorer(model)
+        return self._scorers[model]
+
+    def close(self) -> None:
+        """Free the engine and any scorer model; safe to call twice."""
+        for scorer in self._scorers.values():
+            scorer.close()
+        self._scorers.clear()
+        self.engine.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

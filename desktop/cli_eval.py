@@ -27,7 +27,6 @@ from models.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
 if TYPE_CHECKING:  # the runner loads llama.cpp
     from models.engine import Engine
     from models.evaluation.runner import EvalProgress
-    from models.images import PreparedImage
     from models.retrace import ModelScorer
 
 EXIT_CANCELLED = 130
@@ -76,9 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                     help="layers to offload to the GPU: -1 all (default), 0 none")
     ev.add_argument("--calibration", type=Path, metavar="DATA",
-                    help="retrace: questions to calibrate its cutoff on (jsonl or tsv); with "
-                         "--demo, fresh puzzles are generated for it; never the questions "
-                         "being evaluated")
+                    help="retrace: questions to calibrate its cutoff on (jsonl or tsv), never "
+                         "the ones evaluated; with --demo, the demo's shipped validation "
+                         "puzzles")
     ev.add_argument("--calibration-size", type=positive_int, default=20, metavar="K",
                     help="retrace: calibration questions (default 20)")
     ev.add_argument("--percentile", type=float, default=60.0, metavar="P",
@@ -149,6 +148,7 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
                 scorer_model: ModelScorer | None, err: TextIO
                 ) -> tuple[SearchSettings, str]:
     """Retrace's cutoff measured on calibration questions, never the evaluated ones."""
+    from models.demo import demo_validation_split
     from models.evaluation import read_items
     from models.images import load_image
     from models.retrace import calibrate
@@ -158,9 +158,9 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
         questions = [(load_image(i.image), i.question)
                      for i in read_items(args.calibration, size)]
         source = f"{len(questions)} questions of {args.calibration.name}"
-    elif args.demo:
-        questions = _fresh_puzzles(size)
-        source = f"{size} fresh puzzles"
+    elif args.demo and (split := demo_validation_split()) is not None:
+        questions = [(load_image(i.image), i.question) for i in read_items(split, size)]
+        source = f"{len(questions)} of the demo's validation puzzles"
     else:
         print("stagewise: retrace's cutoff is not calibrated (give --calibration DATA or "
               "--retrace-cutoff); the scorer's default is used", file=err)
@@ -169,22 +169,6 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
     cutoff = calibrate(engine, questions, base, args.percentile, scorer_model)
     how = f"{args.percentile:g}th percentile of {base.retrace_scorer} scores on {source}"
     return replace(base, retrace_cutoff=cutoff), how
-
-
-def _fresh_puzzles(size: int) -> list[tuple[PreparedImage, str]]:
-    """Puzzles generated for calibration: a split of their own, not the test split."""
-    import io
-
-    from models.images import load_image
-    from models.puzzles.dataset import generate_split
-    from models.puzzles.scenes import draw
-
-    out = []
-    for puzzle in generate_split("calibration", size, "retrace-calibration"):
-        data = io.BytesIO()
-        draw(puzzle.scene).save(data, "PNG")
-        out.append((load_image(data.getvalue(), name=f"{puzzle.id}.png"), puzzle.question))
-    return out
 
 
 def _data_file(args: argparse.Namespace) -> Path:

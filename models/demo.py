@@ -5,7 +5,9 @@ by the recipe in :mod:`models.recipes.demo`. It lives in ``models/data/demo/``:
 
 - ``stagewise-demo-Q8_0.gguf`` and ``mmproj-stagewise-demo-f16.gguf``: the pair;
 - ``test/test.jsonl`` and ``test/images/``: the held-out puzzles it was never trained on,
-  in LLaVA-CoT-100k format, for ``stagewise eval --demo``.
+  in LLaVA-CoT-100k format, for ``stagewise eval --demo``;
+- ``val/val.jsonl`` and ``val/images/``: the first puzzles of its validation split, on
+  which ``stagewise eval --demo`` calibrates retrace's cutoff.
 
 ``STAGEWISE_DEMO_DIR`` points elsewhere (tests use it for a folder of their own).
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 DEMO_MODEL = "stagewise-demo-Q8_0.gguf"
 DEMO_MMPROJ = "mmproj-stagewise-demo-f16.gguf"
 DEMO_TEST = Path("test") / "test.jsonl"
+DEMO_VALIDATION = Path("val") / "val.jsonl"
+DEMO_VALIDATION_SIZE = 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ def demo_pair() -> DemoPair | None:
 def example_image() -> Path:
     """The built-in example picture (a shape puzzle) that self-tests and smoke answers use."""
     return Path(__file__).parent / "data" / "example.png"
+
+
+def demo_validation_split() -> Path | None:
+    """The shipped validation puzzles (a ``val.jsonl``), or None when this install has none."""
+    path = demo_dir() / DEMO_VALIDATION
+    return path if path.is_file() else None
 
 
 def demo_test_split() -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -9,8 +10,15 @@ import pytest
 from PIL import Image
 
 from models.defaults import DEMO_NOTE, default_model
-from models.demo import DEMO_MMPROJ, DEMO_MODEL, demo_pair, demo_test_split
+from models.demo import (
+    DEMO_MMPROJ,
+    DEMO_MODEL,
+    demo_pair,
+    demo_test_split,
+    demo_validation_split,
+)
 from models.engine import Engine, EngineSettings
+from models.errors import StagewiseError
 from models.evaluation import read_items, score
 from models.gguf_check import check_pair
 from models.images import load_image
@@ -43,10 +51,21 @@ def test_it_is_the_default_model_and_says_what_it_knows(shipped):
                                                           DEMO_NOTE)
 
 
-def test_without_the_demo_the_random_pair_is_the_fallback(tmp_path, monkeypatch):
+def test_without_the_demo_there_is_no_built_in_model_and_it_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("STAGEWISE_DEMO_DIR", str(tmp_path / "none"))
-    chosen = default_model()
-    assert chosen.model.name == "tiny-model.gguf" and "random-weight" in chosen.note
+    with pytest.raises(StagewiseError, match=r"no built-in model.*--model"):
+        default_model()
+
+
+def test_the_validation_puzzles_ship_and_are_not_test_puzzles(shipped):
+    validation = read_items(demo_validation_split())
+    test = read_items(demo_test_split())
+    assert len(validation) == 20 and all(i.id.startswith("val-") for i in validation)
+
+    def puzzles(items):  # a puzzle is its question about its picture
+        return {(i.question, hashlib.sha256(i.image.read_bytes()).hexdigest()) for i in items}
+
+    assert not puzzles(validation) & puzzles(test)
 
 
 def test_the_test_split_is_held_out_llava_cot_data(shipped):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.demo import DEMO_TEST, demo_dir
+from models.demo import DEMO_TEST, DEMO_VALIDATION, DEMO_VALIDATION_SIZE, demo_dir
 from models.gguf_writer import Vocabulary
 from models.judge import check_text, judge_text
 from models.puzzles import Puzzle, answer_text, draw, generate_split, write_splits
@@ -142,8 +142,31 @@ def _ship(pair: object, out: Path, args: argparse.Namespace) -> None:
         shutil.rmtree(test_dir)
     written = write_splits(test_dir, {"test": args.test_size}, seed=args.seed)
     assert written["test"] == target / DEMO_TEST, written
+    ship_validation(target, args.test_size, args.seed)
     shutil.copy2(out / "parity.json", target / "parity.json")
     print(f"shipped to {target}")
+
+
+def ship_validation(target: Path, test_size: int, seed: int,
+                    size: int = DEMO_VALIDATION_SIZE) -> Path:
+    """Ship the first ``size`` puzzles of the validation split beside the test split.
+
+    They are the puzzles the model was validated on while training (never the test
+    split's); ``stagewise eval --demo`` calibrates retrace's cutoff on them.
+    """
+    import tempfile
+
+    folder = target / DEMO_VALIDATION.parent
+    with tempfile.TemporaryDirectory() as work:
+        written = write_splits(work, {"test": test_size, "val": size}, seed=seed, workers=1)
+        if folder.exists():
+            shutil.rmtree(folder)
+        (folder / "images").mkdir(parents=True)
+        shutil.copy2(written["val"], target / DEMO_VALIDATION)
+        for line in written["val"].read_text(encoding="utf-8").splitlines():
+            image = json.loads(line)["image"]
+            shutil.copy2(Path(work) / image, folder / image)
+    return target / DEMO_VALIDATION
 
 
 if __name__ == "__main__":

@@ -2,23 +2,17 @@
 
 That is the demo model shipped in the package (:mod:`models.demo`): a tiny LLaVA-CoT
 trained on synthetic shape puzzles, which answers questions about such pictures. An
-install without it (a source checkout whose demo files were removed) falls back to the
-tiny random-weight pair from :mod:`models.tiny_vlm`, written once into the data folder:
-its answers are noise, but it exercises the whole path offline.
+install without it (a source checkout whose demo files were removed) has no built-in
+model and says so.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.demo import demo_pair
 from models.errors import StagewiseError
-from models.paths import data_dir
-from models.tiny_vlm import TINY, write_tiny_pair
 
 
 @dataclass(frozen=True)
@@ -33,26 +27,17 @@ DEMO_NOTE = ("no model given: using the built-in demo model, which knows only pi
 
 
 def default_model() -> DefaultModel:
-    """The shipped demo pair, or else the random pair (built on first use, under a second)."""
+    """The shipped demo pair.
+
+    Raises:
+        StagewiseError: This install has no demo files.
+    """
     demo = demo_pair()
-    if demo is not None:
-        return DefaultModel(demo.model, demo.mmproj, DEMO_NOTE)
-    folder = data_dir() / "models" / "tiny-random"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    model, mmproj = folder / "tiny-model.gguf", folder / "tiny-mmproj.gguf"
-    if not (model.is_file() and mmproj.is_file()):
-        # write beside, then rename: a crash never leaves a half-written default model
-        staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
-        pair = write_tiny_pair(staging, TINY)
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(pair.mmproj, mmproj)
-        os.replace(pair.model, model)
-        shutil.rmtree(staging, ignore_errors=True)
-    return DefaultModel(
-        model, mmproj,
-        "no model given: using the built-in tiny random-weight model, whose answers are "
-        "noise; pass --model and --mmproj to use a real one",
-    )
+    if demo is None:
+        raise StagewiseError(
+            "this install has no built-in model (the demo files in models/data/demo/ are "
+            "missing): pass --model and --mmproj, or pull one with `stagewise models pull`")
+    return DefaultModel(demo.model, demo.mmproj, DEMO_NOTE)
 
 
 def find_mmproj(model: Path) -> Path | None:

@@ -1,0 +1,61 @@
+"""The layers, as import-linter checks them (`lint-imports`, in the test command).
+
+Contracts in pyproject.toml: Qt only under desktop/; the core never imports the front ends;
+only the recipes import models.recipes; runtime modules never import build-time tooling.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).with_name("lint-imports")
+CONTRACTS = 4
+
+
+def lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run([str(LINT), "--config", str(tree / "pyproject.toml"), "--no-cache"],
+                          cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+
+
+def copy_tree(to: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "data", "*.gguf")
+    for name in ("models", "desktop"):
+        shutil.copytree(ROOT / name, to / name, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", to / "pyproject.toml")
+    return to
+
+
+def test_the_contracts_hold():
+    done = lint(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Contracts: {CONTRACTS} kept, 0 broken." in done.stdout
+
+
+@pytest.mark.parametrize(("module", "code", "broken"), [
+    ("models/_probe.py", "import PySide6.QtCore\n", "Qt only under desktop/"),
+    ("models/_probe.py", "import desktop.cli_args\n", "The core never imports the front ends"),
+    ("models/engine_probe.py", "import models.recipes.llava_cot.converter\n",
+     "Only the recipes themselves"),
+    ("models/hardware/_probe.py", "import models.tiny_vlm\n",
+     "Runtime modules never import build-time tooling"),
+])
+def test_a_deliberate_violation_breaks_its_contract(tmp_path, module, code, broken):
+    tree = copy_tree(tmp_path)
+    (tree / module).write_text(code)
+    if module == "models/engine_probe.py":  # a runtime module: add it to the contract
+        config = tree / "pyproject.toml"
+        config.write_text(config.read_text().replace('"desktop", "models.app_settings",',
+                                                     '"desktop", "models.engine_probe", '
+                                                     '"models.app_settings",', 1))
+    done = lint(tree)
+    assert done.returncode != 0
+    assert f"{broken}" in done.stdout and "BROKEN" in done.stdout
+    assert f"Contracts: {CONTRACTS - 1} kept, 1 broken." in done.stdout

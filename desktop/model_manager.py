@@ -315,7 +315,7 @@ class ModelManager(QDialog):
         if not path:
             return
         model = Path(path)
-        from models.defaults import find_mmproj
+        from models.files import find_mmproj
 
         mmproj = None
         if find_mmproj(model) is None:

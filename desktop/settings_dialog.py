@@ -46,8 +46,8 @@ from models.app_settings import (
     THREADS_MAX,
     AppSettings,
 )
-from models.defaults import find_mmproj
 from models.errors import ModelFileError
+from models.files import find_mmproj
 from models.gguf_check import check_pair, check_projector, check_text_model
 from models.search_settings import (
     MAX_BEAM,

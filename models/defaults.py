@@ -13,6 +13,7 @@ from pathlib import Path
 
 from models.demo import demo_pair
 from models.errors import StagewiseError
+from models.files import find_mmproj
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,6 @@ def default_model() -> DefaultModel:
     return DefaultModel(demo.model, demo.mmproj, DEMO_NOTE)
 
 
-def find_mmproj(model: Path) -> Path | None:
-    """A projector lying beside ``model`` (a GGUF with "mmproj" in its name), if exactly one."""
-    found = [p for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != model]
-    return found[0] if len(found) == 1 else None
-
-
 def resolve_pair(model: Path | None, mmproj: Path | None) -> DefaultModel:
     """The files to load for a user's choice: the built-in pair when no model is named, an
     installed model when ``model`` is a library id ("qwen2.5-vl-3b-q4"), else the model file
@@ -58,7 +53,7 @@ def resolve_pair(model: Path | None, mmproj: Path | None) -> DefaultModel:
         fallback = default_model()
         return DefaultModel(fallback.model, mmproj or fallback.mmproj, fallback.note)
     if _is_library_id(model):
-        from models.library import Library  # the library imports this module
+        from models.library import Library  # it loads huggingface_hub: only when needed
 
         installed = Library().get(str(model))
         return DefaultModel(installed.model, mmproj or installed.mmproj, "")

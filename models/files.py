@@ -1,4 +1,5 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one."""
+"""Files on disk: writing them so that a crash or a full disk never leaves a half-written
+one, and finding a model's projector beside it."""
 
 from __future__ import annotations
 
@@ -37,3 +38,9 @@ def write_atomic_chunks(path: Path, chunks: Iterable[bytes]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def find_mmproj(model: Path) -> Path | None:
+    """A projector lying beside ``model`` (a GGUF with "mmproj" in its name), if exactly one."""
+    found = [p for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != model]
+    return found[0] if len(found) == 1 else None

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.catalogue import CatalogueEntry
-from models.defaults import find_mmproj
 from models.errors import StagewiseError
-from models.files import write_atomic
+from models.files import find_mmproj, write_atomic
 from models.gguf_check import check_pair
 from models.hardware import Hardware
 from models.hub import DownloadProgress, download

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
-CONTRACTS = 4
+CONTRACTS = 5
 
 
 def lint(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,7 @@ def run_window(options: WindowOptions) -> int:
     """Open the window (and run the self-test when asked); returns the exit status."""
     from PySide6.QtWidgets import QApplication
 
-    from desktop import worker
+    from desktop import threads
     from desktop.main_window import MainWindow
     from desktop.self_test import SelfTest
 
@@ -62,7 +62,7 @@ def run_window(options: WindowOptions) -> int:
         print(test.report, file=sys.stderr if status else sys.stdout)
     else:
         app.exec()
-    if worker.running_threads():  # the engine did not stop within the bound: do not hang
+    if threads.running_threads():  # the engine did not stop within the bound: do not hang
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from desktop import cli_doctor, cli_eval, cli_models
 from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
+from desktop.progress_line import ProgressLine
 from models.errors import StagewiseError
 from models.events import (
     AnswerFinished,
@@ -191,7 +192,7 @@ class _StagePrinter:
         self.stage = None
         self.held = ""
         self.tokens = 0
-        self.tty = err.isatty()
+        self.line = ProgressLine(err)  # shown on a terminal only
 
     def show(self, event: Event) -> None:
         if self.final_only:
@@ -206,7 +207,7 @@ class _StagePrinter:
             self.tokens += 1
             if self.beam == 1:
                 self._write(event.text)
-            elif self.tty and self.tokens % 8 == 0:
+            elif self.line.tty and self.tokens % 8 == 0:
                 self._progress(f"sampling: {self.tokens} tokens")
         elif isinstance(event, JudgingStarted):
             self._progress(f"judging: {event.n_comparisons} comparisons")
@@ -249,18 +250,13 @@ class _StagePrinter:
         self.out.write(body)
 
     def _note(self, text: str) -> None:
-        self._clear()
+        self.line.clear()
         self.err.write(f"\n{text}\n")
         self.err.flush()
 
     def _progress(self, text: str) -> None:
-        if self.tty:
-            self.err.write(f"\r\x1b[K{text}")
-            self.err.flush()
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.err.write("\r\x1b[K")
+        if self.line.tty:
+            self.line.show(text)
 
     def _finish(self, result: SearchResult) -> None:
         for delta in self.parser.finish():
@@ -268,7 +264,7 @@ class _StagePrinter:
         self.out.write("\n")
         self.out.flush()
         t = result.timings
-        self._clear()
+        self.line.clear()
         state = "cancelled" if result.status == "cancelled" else "done"
         self.err.write(
             f"{state} in {t.total_s:.2f} s · {t.generated_tokens} tokens generated · "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
+from desktop.progress_line import ProgressLine
 from models.errors import StagewiseError
 from models.evaluation.results import STRATEGY_NAMES
 from models.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
@@ -218,27 +219,18 @@ def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
 
 
 class _Progress:
-    """A progress line on stderr: rewritten in place on a terminal, else every 10%."""
+    """Evaluation progress: in place on a terminal, else a line every 10% of the questions."""
 
     def __init__(self, err: TextIO) -> None:
-        self.err, self.tty = err, err.isatty()
-        self.shown = False
+        self.line = ProgressLine(err)
 
     def show(self, p: EvalProgress) -> None:
         step = max(1, math.ceil(p.total / 10))
-        if not self.tty and p.done % step and p.done != p.total:
+        if not self.line.tty and p.done % step and p.done != p.total:
             return
         scores = " · ".join(f"{name} {right}/{n}" for name, (right, n) in p.running.items())
-        line = (f"eval {p.done}/{p.total} · {p.elapsed_s / p.done:.2f} s/question · "
-                f"right so far: {scores}")
-        if self.tty:
-            self.err.write(f"\r\x1b[K{line}")
-        else:
-            self.err.write(line + "\n")
-        self.err.flush()
-        self.shown = True
+        self.line.show(f"eval {p.done}/{p.total} · {p.elapsed_s / p.done:.2f} s/question · "
+                       f"right so far: {scores}")
 
     def done(self) -> None:
-        if self.tty and self.shown:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
+        self.line.clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from desktop.formatting import fits_text, format_bytes, progress_text
+from desktop.progress_line import ProgressLine
 from models.errors import Cancelled, StagewiseError
 
 
@@ -150,24 +151,16 @@ class _Meter:
     """A one-line download meter on a terminal; a line every few seconds otherwise."""
 
     def __init__(self, err: TextIO) -> None:
-        self.err, self.tty = err, err.isatty()
+        self.line = ProgressLine(err)
         self.last = 0.0
-        self.shown = False
 
     def show(self, p: object) -> None:
         now = time.monotonic()
-        if not self.tty and now - self.last < 5 and p.done < p.total:
+        if not self.line.tty and now - self.last < 5 and p.done < p.total:
             return
         self.last = now
-        line = progress_text(p)
-        if self.tty:
-            self.err.write("\r\x1b[K" + line)
-        else:
-            self.err.write(line + "\n")
-        self.err.flush()
-        self.shown = True
+        self.line.show(progress_text(p))
 
     def done(self) -> None:
-        if self.tty and self.shown:
-            self.err.write("\n")
+        self.line.keep()
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import cli_doctor
-from desktop.worker import keep_alive, register_thread
+from desktop.threads import keep_alive, register_thread
 from models.app_settings import AppSettings
 
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop import worker as engine_worker
+from desktop import threads
 from desktop.formatting import fits_text, format_bytes, progress_text
 from models.catalogue import CatalogueEntry
 from models.errors import Cancelled, StagewiseError
@@ -261,7 +261,7 @@ class ModelManager(QDialog):
         self._downloader.finished.connect(self._on_finished)
         self._downloader.failed.connect(self._on_failed)
         self._downloader.cancelled.connect(self._on_cancelled)
-        engine_worker.register_thread(self._thread)
+        threads.register_thread(self._thread)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.progress_label.setText(f"Starting the download of {row.entry.name}…")
@@ -379,7 +379,7 @@ class ModelManager(QDialog):
             self.cancel_download()
             self._thread.quit()
             if not self._thread.wait(SHUTDOWN_MS):
-                engine_worker.keep_alive(self._thread, self._downloader)
+                threads.keep_alive(self._thread, self._downloader)
         super().closeEvent(event)
 
     def reject(self) -> None:

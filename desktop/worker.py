@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from desktop.threads import keep_alive, register_thread
 from models.app_settings import AppSettings
 from models.errors import Cancelled, StagewiseError
 from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
@@ -31,28 +31,8 @@ if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI star
 
 log = logging.getLogger("stagewise.worker")
 
-_threads: weakref.WeakSet[QThread] = weakref.WeakSet()
-_stuck: list[QObject] = []  # threads that outlived their bound: never destroyed while running
-
 FLUSH_S = 0.02
 """Streamed tokens are sent to the GUI in batches at most this often."""
-
-
-def register_thread(thread: QThread) -> None:
-    """Count a background thread (a download, say) among those tests require to end."""
-    _threads.add(thread)
-
-
-def keep_alive(*objects: QObject) -> None:
-    """Keep a thread that outlived its shutdown bound (and its worker) from being destroyed
-    while it runs; the process should end with :func:`os._exit` once its files are closed."""
-    _stuck.extend(objects)
-
-
-def running_threads() -> list[QThread]:
-    """Engine threads started by this process that are still running (tests check it)."""
-    return [t for t in list(_threads) if t.isRunning()]
-
 
 @dataclass(frozen=True)
 class LoadedModel:

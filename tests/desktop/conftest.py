@@ -16,9 +16,9 @@ def _no_thread_left_running() -> Iterator[None]:
     """Fail a test that leaves a Python thread or a Stagewise QThread running."""
     before = set(threading.enumerate())
     yield
-    from desktop import worker  # imported late: tests that never start Qt stay light
+    from desktop import threads  # imported late: tests that never start Qt stay light
 
-    running = worker.running_threads()
+    running = threads.running_threads()
     # a _DummyThread stands for a thread Python did not start (a QThread that ran Python
     # code); those are checked through running_threads() above
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()

@@ -200,7 +200,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(group)
         self.model_field = _FileField(
             "Model file", "Use built-in model",
-            "Go back to the built-in tiny model (random weights: its answers are noise).",
+            "Go back to the built-in demo model (it knows only pictures of coloured shapes).",
             "The language model: a .gguf file.",
             group,
         )
@@ -512,7 +512,7 @@ class SettingsDialog(QDialog):
         model, mmproj = self._model, self._mmproj
         beside = self._beside(model) if model is not None and mmproj is None else None
         self.model_field.show_path(
-            model, "Built-in tiny model (random weights: its answers are noise)"
+            model, "Built-in demo model (it knows only pictures of coloured shapes)"
         )
         if model is None:
             placeholder = "The built-in model's projector"

@@ -56,8 +56,6 @@ __all__ = ["CAPTIONS", "FINALISTS", "KEPT", "MAX_RETRACES", "REASONINGS", "SCORE
 Scorer = Literal["selfcheck", "logprob", "model"]
 SCORERS: tuple[Scorer, ...] = ("selfcheck", "logprob", "model")
 CAPTIONS, KEPT, REASONINGS, FINALISTS, MAX_RETRACES = 4, 2, 2, 3, 4
-SEQUENCES = 7
-"""Sequences a retrace keeps alive at most: the summary, a branch, four candidates, one spare."""
 
 _ASK = {
     Stage.CAPTION: "Does this response describe the parts of the image that matter for the "
@@ -107,8 +105,7 @@ class _Branch:
 @dataclass(frozen=True)
 class _Scored:
     score: float
-    caption: _Branch
-    reasoning: _Branch
+    reasoning: _Branch  # the caption's tokens, text and pick included
 
 
 def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
@@ -132,7 +129,7 @@ def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
         for caption in sorted(captions, key=lambda c: -c[0])[:KEPT]:
             reasonings = yield from _sample(search, base, caption[1], Stage.REASONING,
                                             REASONINGS, scorer)
-            scored += [_Scored(score, caption[1], branch) for score, branch in reasonings]
+            scored += [_Scored(score, branch) for score, branch in reasonings]
         ranked = sorted((x.score for x in scored), reverse=True)
         second = ranked[1] if len(ranked) > 1 else -math.inf
         if second > cutoff or pass_no == MAX_RETRACES:
@@ -141,7 +138,7 @@ def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
     finalists = sorted(scored, key=lambda x: -x.score)[:FINALISTS]
     best: tuple[float, _Scored, _Branch] | None = None
     for finalist in finalists:
-        prefix = finalist.reasoning  # the caption's tokens, text and pick included
+        prefix = finalist.reasoning
         (score, conclusion), = yield from _sample(search, base, prefix, Stage.CONCLUSION, 1,
                                                   scorer)
         if best is None or score > best[0]:
@@ -235,10 +232,9 @@ class ModelScorer:
         self._before = text.rpartition(engine.media_marker)[0]
         prompt = engine.tokenize_prompt(text, self._bitmap, (question,))
         try:
-            head = list(prompt.chunks)
             self._shared = prompt.shared_pos
             self._image_end = prompt.image_end
-            if not any(c.is_image for c in head):
+            if not any(c.is_image for c in prompt.chunks):
                 raise StagewiseError("the scorer's chat template puts no image in its prompt")
             engine.eval_prompt(prompt, 0)
         finally:

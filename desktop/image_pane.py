@@ -71,6 +71,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.widgets import ElidedLabel
 from models.errors import ImageError
 from models.images import decode_preview, image_suffixes, inspect_image, read_image_file
 
@@ -467,36 +468,6 @@ class _ImageView(QGraphicsView):
         self.resized.emit()
 
 
-class _ElidedLabel(QLabel):
-    """A one-line label that shortens its text in the middle rather than widening the pane."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-
-    def full_text(self) -> str:
-        """The text before shortening."""
-        return self._full
-
-    def set_full_text(self, text: str) -> None:
-        """Show ``text``, shortened to the label's width."""
-        self._full = text
-        self.setToolTip(text)
-        self.setAccessibleDescription(text)
-        self._elide()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        """Shorten again for the new width."""
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        metrics = self.fontMetrics()
-        self.setText(metrics.elidedText(self._full, Qt.TextElideMode.ElideMiddle, self.width()))
-
-
 class _MessageBar(QFrame):
     """A calm notice over the image, in palette colours, with a button to dismiss it."""
 
@@ -607,7 +578,8 @@ class ImagePane(QWidget):
         self._stack = QStackedWidget(self)
         self._stack.addWidget(self._placeholder)
         self._stack.addWidget(self._view)
-        self._caption = _ElidedLabel(self)
+        self._caption = ElidedLabel(self, mode=Qt.TextElideMode.ElideMiddle, selectable=True,
+                                    tooltip=True)
         self._caption.setAccessibleName("Image details")
         self._caption.hide()
         layout = QVBoxLayout(self)

@@ -28,16 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.candidates_view import (
-    CandidatesView,
-    Chip,
-    ElidedLabel,
-    GrowingText,
-    bold_font,
-    plural,
-    small_font,
-)
+from desktop.candidates_view import CandidatesView, plural
 from desktop.formatting import seconds_text
+from desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
 from models.run_view import RunView, StageStatus, StageView
 from models.stages import STAGES, Stage
 

@@ -1,0 +1,249 @@
+"""Small widgets the window's panes share, in palette colours only.
+
+:class:`GrowingText` (read-only, selectable text that grows with its content),
+:class:`ElidedLabel` (one line, shortened to fit), :class:`Chip` (a small rounded label),
+:func:`muted_label` for metadata, and the fonts they use (:func:`small_font`,
+:func:`bold_font`). Colours come from the palette only, so light and dark system palettes
+both work.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QFont,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QTextCursor,
+    QTextOption,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QTextEdit, QWidget
+
+
+def small_font(widget: QWidget, scale: float = 0.9) -> QFont:
+    """The widget's font, scaled (smaller for metadata text by default)."""
+    font = QFont(widget.font())
+    if font.pointSizeF() > 0:
+        font.setPointSizeF(font.pointSizeF() * scale)
+    else:
+        font.setPixelSize(max(1, round(font.pixelSize() * scale)))
+    return font
+
+
+def bold_font(widget: QWidget, scale: float = 1.0) -> QFont:
+    font = small_font(widget, scale) if scale != 1.0 else QFont(widget.font())
+    font.setBold(True)
+    return font
+
+
+class GrowingText(QTextEdit):
+    """Read-only, selectable, word-wrapped plain text that grows with its content.
+
+    It has no scrollbar of its own: its height follows the text's, and wheel events go to the
+    enclosing scroll area. :meth:`set_text` is cheap when nothing changed, and appends when
+    the new text continues the old one (a stream), so a selection survives while text grows.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, muted: bool = False,
+                 placeholder: str = "") -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._muted = muted
+        self._muting = False
+        self.setReadOnly(True)
+        self.setAcceptRichText(False)
+        self.setUndoRedoEnabled(False)
+        self.setTabChangesFocus(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(0)
+        self.viewport().setAutoFillBackground(False)
+        self.viewport().setCursor(Qt.CursorShape.IBeamCursor)
+        self.document().setDocumentMargin(0)
+        self.setPlaceholderText(placeholder)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        if muted:
+            self.setFont(small_font(self))
+            self._apply_muted()
+        self._fit()
+
+    def text(self) -> str:
+        """The text shown (as given to :meth:`set_text`)."""
+        return self._text
+
+    def set_text(self, text: str) -> None:
+        """Show ``text``; nothing happens when it did not change."""
+        if text == self._text:
+            return
+        old, self._text = self._text, text
+        if old and text.startswith(old):
+            cursor = QTextCursor(self.document())
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(text[len(old):])
+        else:
+            self.setPlainText(text)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()  # never scrolls itself: let the enclosing scroll area have it
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if not hasattr(self, "_muting"):  # during construction
+            return
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.FontChange):
+            if event.type() == QEvent.Type.PaletteChange:
+                self._apply_muted()
+            self._fit()
+
+    def _apply_muted(self) -> None:
+        """Muted text takes the palette's placeholder colour (again after a theme change)."""
+        if not self._muted or self._muting:
+            return
+        self._muting = True
+        try:
+            palette = self.palette()
+            muted = palette.color(QPalette.ColorRole.PlaceholderText)
+            if palette.color(QPalette.ColorRole.Text) != muted:
+                palette.setColor(QPalette.ColorRole.Text, muted)
+                self.setPalette(palette)
+        finally:
+            self._muting = False
+
+    def _fit(self) -> None:
+        margins = self.contentsMargins()
+        height = (math.ceil(self.document().size().height()) + margins.top() + margins.bottom()
+                  + 2 * self.frameWidth())
+        height = max(height, self.fontMetrics().lineSpacing())
+        if self.minimumHeight() != height or self.maximumHeight() != height:
+            self.setFixedHeight(height)
+
+
+class ElidedLabel(QLabel):
+    """One line of plain text, shortened with an ellipsis to the width it gets.
+
+    Runs of white space, line breaks included, show as one space. The label asks for the
+    width of its whole text and takes less without complaint.
+
+    Args:
+        parent: The parent widget.
+        mode: Where the text is shortened: at the right (the default), or in the middle,
+            which keeps a file name's end in sight.
+        selectable: Whether the mouse can select the text.
+        tooltip: Whether the whole text is also the tooltip and the accessible description.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *,
+                 mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight,
+                 selectable: bool = False, tooltip: bool = False) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self._mode = mode
+        self._tooltip = tooltip
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setWordWrap(False)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        if selectable:
+            self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def full_text(self) -> str:
+        """The text before shortening (its white space runs made single spaces)."""
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        """Show ``text`` on one line, shortened to the label's width."""
+        text = " ".join(text.split())
+        if text != self._full:
+            self._full = text
+            if self._tooltip:
+                self.setToolTip(text)
+                self.setAccessibleDescription(text)
+            self._elide()
+            self.updateGeometry()
+
+    def sizeHint(self) -> QSize:
+        """Wide enough for the whole text."""
+        margins = self.contentsMargins()
+        full = getattr(self, "_full", "")
+        width = self.fontMetrics().horizontalAdvance(full) + margins.left() + margins.right()
+        return QSize(width + 2, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        """Room for one letter and the ellipsis."""
+        hint = super().minimumSizeHint()
+        margins = self.contentsMargins()
+        width = self.fontMetrics().horizontalAdvance("M…") + margins.left() + margins.right()
+        return QSize(min(width, self.sizeHint().width()), hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Shorten again for the new width."""
+        super().resizeEvent(event)
+        self._elide()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Shorten again for a new font."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and hasattr(self, "_full"):
+            self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, self._mode, max(width, 0))
+        if shown != self.text():
+            self.setText(shown)
+
+
+class Chip(ElidedLabel):
+    """A small rounded label (a status, or the "Chosen" badge when ``accent``)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, *,
+                 accent: bool = False) -> None:
+        super().__init__(parent)
+        self._accent = accent
+        self.setFont(small_font(self))
+        self.setContentsMargins(8, 1, 8, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        if accent:
+            self.setForegroundRole(QPalette.ColorRole.HighlightedText)
+        self.set_full_text(text)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        rect = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
+        radius = rect.height() / 2
+        if self._accent:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
+        else:
+            painter.setPen(palette.color(QPalette.ColorRole.Mid))
+            painter.setBrush(palette.color(QPalette.ColorRole.Window))
+        painter.drawRoundedRect(rect, radius, radius)
+        painter.end()
+        super().paintEvent(event)
+
+
+def muted_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    """A small label in the palette's placeholder colour, for metadata."""
+    label = QLabel(text, parent)
+    label.setFont(small_font(label))
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label

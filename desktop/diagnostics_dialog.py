@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop import cli_doctor
+from desktop.cli import doctor
 from desktop.threads import keep_alive, register_thread
 from models.app_settings import AppSettings
 
@@ -35,7 +35,7 @@ class _ReportThread(QThread):
 
     def run(self) -> None:
         try:
-            text, ok = cli_doctor.report(self._settings)
+            text, ok = doctor.report(self._settings)
         except Exception as error:  # the dialog must say something, whatever failed
             text, ok = f"The report could not be gathered: {type(error).__name__}: {error}\n", \
                 False

@@ -41,7 +41,7 @@ def test_the_contracts_hold():
 
 @pytest.mark.parametrize(("module", "code", "broken"), [
     ("models/_probe.py", "import PySide6.QtCore\n", "Qt only under desktop/"),
-    ("models/_probe.py", "import desktop.cli_args\n", "The core never imports the front ends"),
+    ("models/_probe.py", "import desktop.cli.args\n", "The core never imports the front ends"),
     ("models/engine_probe.py", "import models.recipes.llava_cot.converter\n",
      "Only the recipes themselves"),
     ("models/hardware/_probe.py", "import models.tiny_vlm\n",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop import cli_doctor
+from desktop.cli import doctor as doctor_command
 from models.hardware.cpu_buffers import AMX_ENV
 from models.library import Library
 from models.tiny_vlm import TinyPair
@@ -82,8 +82,8 @@ def test_a_failing_smoke_answer_is_reported_and_exits_1(tmp_path, tiny_pair: Tin
 
 def test_a_crash_while_answering_is_one_line_of_the_report(monkeypatch):
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
-    monkeypatch.setattr(cli_doctor, "_self_command", lambda: [sys.executable, "-c", crash])
-    result = cli_doctor.isolated_smoke_answer(timeout_s=60)
+    monkeypatch.setattr(doctor_command, "_self_command", lambda: [sys.executable, "-c", crash])
+    result = doctor_command.isolated_smoke_answer(timeout_s=60)
     assert not result.ok
     assert "crashed (SIGSEGV)" in result.error
     assert "FAILED: the answering process crashed (SIGSEGV)" in dict(result.section().rows)[

@@ -1,26 +1,20 @@
-"""The ``stagewise`` command.
+"""``stagewise ask``: one question about one image in the terminal.
 
-``stagewise ask`` answers one question about one image in the terminal, streaming the
-four stages, or printing one JSON object with ``--json``. Bad input ends with a one-line
-message on stderr and a non-zero exit status, never a traceback.
+It streams the four stages, or prints one JSON object with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from desktop import cli_doctor, cli_eval, cli_models
-from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
-from desktop.progress_line import ProgressLine
-from models.errors import StagewiseError
+from desktop.cli.args import add_retrace_arguments, beam_width, positive_int, retrace_settings
+from desktop.cli.progress_line import ProgressLine
 from models.events import (
     AnswerFinished,
     Event,
@@ -33,53 +27,14 @@ from models.events import (
     TokenStreamed,
 )
 from models.sampling_settings import SamplingSettings
-from models.search_settings import (
-    MAX_BEAM,
-    SELECTIONS,
-    STRATEGIES,
-    SearchSettings,
-)
+from models.search_settings import MAX_BEAM, SELECTIONS, STRATEGIES, SearchSettings
 from models.stages import StageParser
 
-EXIT_ERROR = 2
 EXIT_CANCELLED = 130
 
 
-def ensure_std_streams() -> None:
-    """Give Python a stdout and stderr where there are none.
-
-    A windowed bundle (``pythonw``, PyInstaller's ``console=False``) starts with
-    ``sys.stdout`` and ``sys.stderr`` set to None; the first ``print`` or log record, ours
-    or a library's, would then raise. They go to the null device instead.
-    """
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stagewise",
-        description="Answer questions about images with visible, staged reasoning. "
-                    "With no command, opens the window.",
-    )
-    window = parser.add_argument_group("the window")
-    window.add_argument("--self-test", action="store_true",
-                        help="open the window, answer a built-in question about a built-in "
-                             "image, exit 0 only if all four stages arrived")
-    window.add_argument("--screenshot", type=Path, metavar="PNG",
-                        help="with --self-test: save a screenshot of the window at the end")
-    window.add_argument("--startup-report", type=Path, metavar="FILE",
-                        help=argparse.SUPPRESS)  # the packaging check's launch timer
-    window.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
-                        help="with --self-test: give up after this long (default 300)")
-    window.add_argument("--model", dest="window_model", type=Path, metavar="GGUF",
-                        help="text model GGUF for this session (default: the one in Settings)")
-    window.add_argument("--mmproj", dest="window_mmproj", type=Path, metavar="GGUF",
-                        help="projector GGUF for this session")
-    window.add_argument("--beam", dest="window_beam", type=beam_width, metavar="N",
-                        help="candidates per stage for this session (default: Settings)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``ask`` command to the ``stagewise`` parser."""
     ask = sub.add_parser("ask", help="answer one question about one image")
     ask.add_argument("--image", required=True, type=Path, help="the image file")
     ask.add_argument("--question", required=True, help="the question")
@@ -106,42 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="flash attention (default auto)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     add_retrace_arguments(ask)
-    cli_models.add_parser(sub)
-    cli_eval.add_parser(sub)
-    cli_doctor.add_parser(sub)
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ensure_std_streams()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        if args.screenshot and not args.self_test:
-            parser.error("--screenshot goes with --self-test")
-        from desktop.app import WindowOptions, run_window
-
-        return run_window(WindowOptions(
-            self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
-            mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout,
-            startup_report=args.startup_report))
-    try:
-        if args.command == "models":
-            return cli_models.run(args)
-        if args.command == "eval":
-            return cli_eval.run(args)
-        if args.command == "doctor":
-            return cli_doctor.run(args)
-        return _ask(args)
-    except StagewiseError as error:
-        print(f"stagewise: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except (OSError, MemoryError) as error:
-        print(f"stagewise: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-def _ask(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
     from models.engine import EngineSettings
     from models.images import load_image
@@ -272,6 +195,3 @@ class _StagePrinter:
         )
         self.err.flush()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

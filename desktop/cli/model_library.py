@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from desktop.cli.progress_line import ProgressLine
 from desktop.formatting import fits_text, format_bytes, progress_text
-from desktop.progress_line import ProgressLine
 from models.errors import Cancelled, StagewiseError
 
 

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from desktop.cli_args import add_retrace_arguments, beam_width, positive_int, retrace_settings
-from desktop.progress_line import ProgressLine
+from desktop.cli.args import add_retrace_arguments, beam_width, positive_int, retrace_settings
+from desktop.cli.progress_line import ProgressLine
 from models.errors import StagewiseError
 from models.evaluation.results import STRATEGY_NAMES
 from models.search_settings import MAX_BEAM, SELECTIONS, SearchSettings

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 
 from desktop.formatting import seconds_text
 from desktop.history_panel import HistoryPanel
-from desktop.image_pane import ImageInput, ImagePane
+from desktop.image_input import ImageInput
+from desktop.image_pane import ImagePane
 from desktop.question_box import QuestionBox
 from desktop.settings_dialog import SettingsDialog
 from desktop.stage_cards import ReasoningPanel

@@ -1,4 +1,5 @@
-"""Tests for desktop.image_pane: real files in tmp_path, real drops, the real clipboard."""
+"""Tests for desktop.image_pane and the loading it uses (desktop.image_input): real files in
+tmp_path, real drops, the real clipboard."""
 
 from __future__ import annotations
 
@@ -23,15 +24,10 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-import desktop.image_pane as image_pane
+import desktop.image_input as image_input
 import models.images as images
-from desktop.image_pane import (
-    CLIPBOARD_NAME,
-    DROPPED_NAME,
-    MAX_DISPLAY_SIDE,
-    ImageInput,
-    ImagePane,
-)
+from desktop.image_input import CLIPBOARD_NAME, DROPPED_NAME, MAX_DISPLAY_SIDE, ImageInput
+from desktop.image_pane import ImagePane
 from tests.models.test_images import save, write_header_only_png
 
 COPY_OR_MOVE = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
@@ -280,7 +276,7 @@ def test_huge_header_is_refused_without_decoding(
         raise AssertionError("pixel data decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    monkeypatch.setattr(image_pane, "QImageReader", no_decoding)
+    monkeypatch.setattr(image_input, "QImageReader", no_decoding)
     huge = write_header_only_png(tmp_path / "huge.png", 20000, 20000)
     message = refused_drop(qtbot, pane, file_mime(huge))
     assert message.startswith("huge.png: the image is too large")

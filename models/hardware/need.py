@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from models.gguf_check import GGUFInfo, LongArray, inspect_gguf
+from models.gguf_header import GGUFInfo, LongArray, inspect_gguf
 
 __all__ = [
     "CHECK_FIXED_TOKENS",

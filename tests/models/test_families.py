@@ -36,7 +36,7 @@ from models.families import (
     family_named,
     fit_pixels,
 )
-from models.gguf_check import inspect_gguf
+from models.gguf_header import inspect_gguf
 from models.images import PreparedImage
 from models.search import StageSearch
 from models.search_settings import SearchSettings

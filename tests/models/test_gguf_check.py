@@ -15,14 +15,13 @@ from hypothesis import strategies as st
 
 from models.errors import ModelFileError
 from models.gguf_check import (
-    LongArray,
     check_pair,
     check_projector,
     check_text_model,
-    inspect_gguf,
     projector_output_width,
     text_input_width,
 )
+from models.gguf_header import LongArray, inspect_gguf
 from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
 
 REPO = Path(__file__).resolve().parents[2]

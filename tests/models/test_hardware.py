@@ -13,7 +13,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from models.engine import Engine, EngineSettings, supports_gpu_offload
-from models.gguf_check import inspect_gguf
+from models.gguf_header import inspect_gguf
 from models.hardware import (
     QUANT_BITS_PER_WEIGHT,
     Device,

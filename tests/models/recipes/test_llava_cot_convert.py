@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from models.engine import Engine, EngineSettings
-from models.gguf_check import LongArray, inspect_gguf
+from models.gguf_header import LongArray, inspect_gguf
 from models.puzzles import answer_text, generate_split
 from models.recipes.llava_cot.converter import (
     MARKER,

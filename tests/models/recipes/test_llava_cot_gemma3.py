@@ -19,7 +19,7 @@ import pytest
 
 from models.engine import Bitmap, Engine, EngineSettings
 from models.events import AnswerFinished
-from models.gguf_check import inspect_gguf
+from models.gguf_header import inspect_gguf
 from models.recipes.llava_cot.__main__ import main
 from models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
 from models.recipes.llava_cot.workdir import Workdir

@@ -20,7 +20,7 @@ import pytest
 
 from models.engine import Engine, EngineSettings
 from models.events import AnswerFinished
-from models.gguf_check import inspect_gguf
+from models.gguf_header import inspect_gguf
 from models.library import Library
 from models.paths import DATA_DIR_ENV
 from models.recipes.llava_cot.__main__ import main

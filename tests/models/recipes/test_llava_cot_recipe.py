@@ -16,7 +16,7 @@ import pytest
 
 from models.engine import Engine, EngineSettings
 from models.events import AnswerFinished
-from models.gguf_check import inspect_gguf
+from models.gguf_header import inspect_gguf
 from models.library import Library
 from models.recipes.llava_cot.__main__ import main
 from models.recipes.llava_cot.data import LICENCE_NOTICE

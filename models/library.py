@@ -23,7 +23,8 @@ from models.errors import StagewiseError
 from models.files import find_mmproj, write_atomic
 from models.gguf_check import check_pair
 from models.hardware import Hardware
-from models.hub import DownloadProgress, download
+from models.hub import download
+from models.hub_transfer import DownloadProgress
 from models.paths import data_dir
 
 LIBRARY_FILE = "library.json"

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, constants, hf_hub_download
 
-from models import hub
+from models import hub_http, hub_transfer
 from models.errors import Cancelled, StagewiseError
 from models.gguf_check import check_projector, check_text_model
-from models.hub import DownloadProgress, RemoteFile, download, remote_file, sha256_file
+from models.hub import RemoteFile, download, remote_file, sha256_file
+from models.hub_transfer import DownloadProgress
 from models.tiny_vlm import TinyPair
 from tests.hub_server import FakeHub
 
@@ -90,7 +91,7 @@ def test_progress_is_throttled(fake_hub: FakeHub, dest: Path) -> None:
              endpoint=fake_hub.endpoint)
     gaps = [b - a for a, b in itertools.pairwise(stamps[:-1])]  # the last is forced
     assert len(gaps) >= 2
-    assert all(gap >= hub.PROGRESS_INTERVAL * 0.9 for gap in gaps)
+    assert all(gap >= hub_transfer.PROGRESS_INTERVAL * 0.9 for gap in gaps)
 
 
 def test_second_download_of_a_whole_file_fetches_nothing(fake_hub: FakeHub,
@@ -134,7 +135,7 @@ def test_cut_connection_is_resumed_within_the_call(fake_hub: FakeHub, tiny_pair:
 def test_cut_connection_then_download_again_resumes(fake_hub: FakeHub, tiny_pair: TinyPair,
                                                     dest: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "RETRY_DELAYS", ())  # give up at once
+    monkeypatch.setattr(hub_transfer, "RETRY_DELAYS", ())  # give up at once
     fake_hub.set_faults(REPO, MODEL, cut_after=500_000)
 
     with pytest.raises(StagewiseError, match="resumes") as failed:
@@ -313,7 +314,7 @@ def test_gated_file_needs_the_token(fake_hub: FakeHub, tiny_pair: TinyPair,
 
 def test_server_error_is_retried_then_explained(fake_hub: FakeHub, dest: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "RETRY_DELAYS", (0.01, 0.01))
+    monkeypatch.setattr(hub_transfer, "RETRY_DELAYS", (0.01, 0.01))
     fake_hub.set_faults(REPO, MMPROJ, content_status=503)
     with pytest.raises(StagewiseError, match="HTTP 503 Service Unavailable"):
         download(REPO, MMPROJ, dest, endpoint=fake_hub.endpoint)
@@ -356,7 +357,7 @@ def test_closed_port(dest: Path) -> None:
 
 def test_silent_server_times_out(dest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A host that accepts the connection but never answers: the read timeout ends it."""
-    monkeypatch.setattr(hub, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(hub_http, "READ_TIMEOUT", 0.3)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)

@@ -17,7 +17,9 @@ from PIL import Image
 from models.engine import Engine
 from models.errors import StagewiseError
 from models.events import AnswerFinished, Event
-from models.export import export, to_html, to_json, to_markdown
+from models.export import export, to_json
+from models.export_html import to_html
+from models.export_markdown import to_markdown
 from models.history import History, StoredRun
 from models.images import PreparedImage, load_image
 from models.search import SearchSettings, StageSearch

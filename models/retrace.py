@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -43,7 +43,11 @@ import numpy as np
 from models import judge as judging
 from models.errors import StagewiseError
 from models.events import Candidate, Event, Retraced, SegmentChosen
+from models.llama_judging import yes_no_tokens, yes_share
+from models.search_backend import Piece, Prompt
+from models.segments import stage_segment
 from models.stages import Stage, parse_answer
+from models.tournament import response_text
 
 if TYPE_CHECKING:
     from models.engine import Engine
@@ -92,39 +96,70 @@ ScoreFn = Callable[[Stage, str, Sequence[str], Sequence[Candidate]], list[float]
 the candidates) → one score each, higher better."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Branch:
-    """A point to continue from: the chosen text after the summary, as tokens and text,
+    """A point to continue from: the chosen text after the summary, as pieces and text,
     and the (segment, candidate) picks that wrote it."""
 
-    tokens: list[int]
+    pieces: tuple[Piece, ...]
     text: str
-    picks: list[tuple[int, int]] = field(default_factory=list)
+    picks: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Base:
+    """The summary's end, which every branch continues from."""
+
+    mark: object
+    answer: str
 
 
 @dataclass(frozen=True)
 class _Scored:
     score: float
-    reasoning: _Branch  # the caption's tokens, text and pick included
+    reasoning: _Branch  # the caption's pieces, text and pick included
 
 
-def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
-    """The retracing search on ``search``'s engine, after its prompt was evaluated."""
-    s = search.settings
+def run_retrace(search: StageSearch, image: PreparedImage) -> Iterator[Event]:
+    """The retracing search on ``search``'s backend, after its prompt was evaluated."""
+    s, run = search.settings, search.run_record
+    assert run is not None
+    owned = None
+    if s.retrace_scorer == "model":
+        scorer = search.scorer_model
+        if scorer is None:
+            owned = scorer = ModelScorer(s.scorer_model)
+        scorer.start(image, run.question)
+    elif s.retrace_scorer == "logprob":
+        scorer = logprob_scores
+    else:
+        scorer = selfcheck_scores(search)
+    try:
+        yield from _retrace(search, scorer)
+    finally:
+        if isinstance(scorer, ModelScorer):
+            scorer.finish()
+        if owned is not None:
+            owned.close()
+
+
+def _retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
+    s, run = search.settings, search.run_record
+    assert run is not None
     cutoff = s.retrace_cutoff if s.retrace_cutoff is not None else default_cutoff(
         s.retrace_scorer)
     # 1. the summary, once; it stays the root every branch forks from
-    streams, candidates = yield from search._sample_candidates(
-        search._stage_segment(Stage.SUMMARY), 1)
-    search._commit(streams[0], search._stage_segment(Stage.SUMMARY))
-    search._chosen.append((search._segment_no, 0))
-    yield SegmentChosen(Stage.SUMMARY, search._segment_no, 0, candidates[0].text,
+    summary = stage_segment(Stage.SUMMARY, s, search.mode, run.answer)
+    sampled, candidates = yield from search.sample(summary, 1)
+    search.keep(sampled[0], summary)
+    run.chosen.append((run.segment, 0))
+    yield SegmentChosen(Stage.SUMMARY, run.segment, 0, candidates[0].text,
                         (candidates[0].mean_logprob,), 0.0)
-    search._segment_no += 1
-    base = search._save_root()
+    run.segment += 1
+    base = _Base(search.backend.mark(), run.answer)
     scored: list[_Scored] = []
     for pass_no in range(MAX_RETRACES + 1):
-        captions = yield from _sample(search, base, _Branch([], ""), Stage.CAPTION, CAPTIONS,
+        captions = yield from _sample(search, base, _Branch((), ""), Stage.CAPTION, CAPTIONS,
                                       scorer)
         for caption in sorted(captions, key=lambda c: -c[0])[:KEPT]:
             reasonings = yield from _sample(search, base, caption[1], Stage.REASONING,
@@ -136,47 +171,49 @@ def run_retrace(search: StageSearch, scorer: ScoreFn) -> Iterator[Event]:
             break
         yield Retraced(pass_no, second, cutoff)
     finalists = sorted(scored, key=lambda x: -x.score)[:FINALISTS]
-    best: tuple[float, _Scored, _Branch] | None = None
+    best: tuple[float, _Branch] | None = None
     for finalist in finalists:
-        prefix = finalist.reasoning
-        (score, conclusion), = yield from _sample(search, base, prefix, Stage.CONCLUSION, 1,
-                                                  scorer)
+        (score, conclusion), = yield from _sample(search, base, finalist.reasoning,
+                                                  Stage.CONCLUSION, 1, scorer)
         if best is None or score > best[0]:
-            best = (score, finalist, conclusion)
+            best = (score, conclusion)
     assert best is not None
-    _, finalist, conclusion = best
-    search._restore_root(base)
-    search._answer += conclusion.text
-    search._chosen += conclusion.picks
+    search.backend.rewind(base.mark)
+    run.answer = base.answer + best[1].text
+    run.chosen += best[1].picks
 
-def _sample(search: StageSearch, base: object, branch: _Branch, stage: Stage, n: int,
+
+def _sample(search: StageSearch, base: _Base, branch: _Branch, stage: Stage, n: int,
             scorer: ScoreFn) -> Iterator[Event]:
     """Sample ``n`` candidates of ``stage`` after ``branch``; score them; return
     ``[(score, branch extended by the candidate)]``."""
     t0 = time.perf_counter()
-    search._restore_root(base)
-    search._enter_branch(branch.tokens, branch.text)
-    seg = search._stage_segment(stage)
-    so_far = search._answer
-    no = search._segment_no
-    streams, candidates = yield from search._sample_candidates(seg, n)
-    responses = [search._response_text(stage, c) for c in candidates]
-    prefix_tokens = search.engine.tokenize(seg.prefix) if seg.prefix else []
-    close_tokens = search.engine.tokenize(stage.close_tag)
+    run, backend = search.run_record, search.backend
+    assert run is not None
+    backend.rewind(base.mark)
+    backend.branch(branch.pieces)
+    run.answer = base.answer + branch.text
+    seg = stage_segment(stage, search.settings, search.mode, run.answer)
+    so_far = run.answer
+    no = run.segment
+    _, candidates = yield from search.sample(seg, n)
+    responses = [response_text(stage, run.answer, c) for c in candidates]
     extended = []
-    for st, c in zip(streams, candidates, strict=True):
+    for c in candidates:
         closed = c.finish == "closed"
+        pieces = [Piece(seg.prefix)] if seg.prefix else []
+        pieces.append(Piece(c.text, c.tokens or None))
+        if not closed:
+            pieces.append(Piece(stage.close_tag))
         text = seg.prefix + c.text + ("" if closed else stage.close_tag)
-        tokens = prefix_tokens + list(c.tokens) + ([] if closed else close_tokens)
-        extended.append(_Branch(branch.tokens + tokens, branch.text + text,
-                                [*branch.picks, (no, c.index)]))
-        search._drop(st)
+        extended.append(_Branch((*branch.pieces, *pieces), branch.text + text,
+                                (*branch.picks, (no, c.index))))
+    backend.discard()
     scores = scorer(stage, so_far, responses, candidates)
     winner = max(range(n), key=lambda i: (scores[i], -i))
-    search._release_branch()
-    search._segment_no += 1
+    run.segment += 1
     seconds = time.perf_counter() - t0
-    search._stage_s[stage.value] = search._stage_s.get(stage.value, 0.0) + seconds
+    run.add_time(stage, seconds)
     yield SegmentChosen(stage, no, winner, candidates[winner].text, tuple(scores), seconds)
     return list(zip(scores, extended, strict=True))
 
@@ -184,16 +221,6 @@ def _sample(search: StageSearch, base: object, branch: _Branch, stage: Stage, n:
 def logprob_scores(stage: Stage, so_far: str, responses: Sequence[str],
                    candidates: Sequence[Candidate]) -> list[float]:
     return [c.mean_logprob for c in candidates]
-
-
-def _yes_probability(row: np.ndarray, yes: int, no: int) -> float:
-    a, b = float(row[yes]), float(row[no])
-    top = max(a, b)
-    return math.exp(a - top) / (math.exp(a - top) + math.exp(b - top))
-
-
-def _yes_no_tokens(engine: Engine) -> tuple[int, int]:
-    return engine.tokenize("Yes")[-1], engine.tokenize("No")[-1]
 
 
 class ModelScorer:
@@ -211,7 +238,7 @@ class ModelScorer:
         self.engine = Engine(pair.model, pair.mmproj,
                              EngineSettings(n_ctx=4096, n_seq_max=CAPTIONS + 1,
                                             threads=threads))
-        self._yes, self._no = _yes_no_tokens(self.engine)
+        self._yes, self._no = yes_no_tokens(self.engine)
         self._question = ""
         self._bitmap = None
         self._image_end: list[int] = []
@@ -254,7 +281,7 @@ class ModelScorer:
             engine.remove_seq(1)
             engine.copy_seq(0, 1, 0, self._shared)
             index = engine.eval_tokens([(1, self._shared, tail)])
-            scores.append(_yes_probability(engine.logits(index[1]), self._yes, self._no))
+            scores.append(yes_share(engine.logits(index[1]), self._yes, self._no))
         engine.remove_seq(1)
         return scores
 
@@ -269,28 +296,15 @@ class ModelScorer:
 
 
 def selfcheck_scores(search: StageSearch) -> ScoreFn:
-    """The searching model's own P("Yes"), with the image it already holds in its cache."""
-    engine = search.engine
-    yes, no = _yes_no_tokens(engine)
+    """The searching model's own P("Yes"), with the image it already holds."""
 
     def score(stage: Stage, so_far: str, responses: Sequence[str],
               candidates: Sequence[Candidate]) -> list[float]:
-        seqs, jobs = [], []
-        shared = search._prefix.shared_pos
-        try:
-            for response in responses:
-                text = scoring_text(stage, search._question, so_far, response)
-                tail = search._tail_after_image(engine.chat_prompt(text),
-                                                (search._question, so_far, response))
-                seq = search._alloc()
-                engine.copy_seq(search._root_seq, seq, 0, shared)
-                seqs.append(seq)
-                jobs.append(tail)
-            index = search._eval_shared(seqs, shared, jobs)
-            return [_yes_probability(engine.logits(index[seq]), yes, no) for seq in seqs]
-        finally:
-            for seq in seqs:
-                search._release(seq)
+        assert search.run_record is not None
+        question = search.run_record.question.strip()
+        return search.backend.yes_probability([
+            Prompt(scoring_text(stage, question, so_far, response),
+                   (question, so_far, response)) for response in responses])
 
     return score
 

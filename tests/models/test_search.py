@@ -215,14 +215,16 @@ def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypa
     search = StageSearch(engine, SearchSettings(beam=2, select="judge", max_stage_tokens=6))
     assert isinstance(list(search.run(image, QUESTION))[-1], AnswerFinished)
     assert len(calls) == 1  # the question only
-    from models.engine import Bitmap
-
     text = engine.chat_prompt("Which response is better?\n\nResponse 1: a\n\nResponse 2: b")
-    with Bitmap(image) as bitmap:
-        search._bitmap = bitmap
-        fast = search._tail_after_image(text, ())
-        search._before_image = None  # force libmtmd's own tokenization
-        slow = search._tail_after_image(text, ())
+    backend = search.backend
+    backend.begin(image, QUESTION, search.mode, threading.Event())
+    try:
+        prefix = backend._image_prefix()
+        fast = prefix.tail_after_image(text, ())
+        prefix.before_image = None  # force libmtmd's own tokenization
+        slow = prefix.tail_after_image(text, ())
+    finally:
+        backend.end()
     assert fast == slow
 
 
@@ -230,7 +232,7 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
                                                                            monkeypatch):
     """Native mode, beam 2, judge: a stage whose winner ended with end-of-generation left
     nothing to decode, and the next stage sampled from the last judge's logits."""
-    import models.search as search_module
+    import models.llama_backend as backend_module
     from models.engine import EngineSettings
     from models.events import SegmentStarted
     from models.sampling import Sampler
@@ -245,10 +247,10 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
         def sample(self, ctx, index):
             if watch["armed"]:
                 watch["armed"] = False
-                seen.append((last_decode[0], search._root_seq))
+                seen.append((last_decode[0], search.backend._root.seq))
             return super().sample(ctx, index)
 
-    monkeypatch.setattr(search_module, "Sampler", Watched)
+    monkeypatch.setattr(backend_module, "Sampler", Watched)
     with Engine(native.model, native.mmproj, EngineSettings(n_ctx=4096, n_seq_max=5)) as eng:
         decode = eng.decode
 

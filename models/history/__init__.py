@@ -22,8 +22,9 @@ Modules: :mod:`~models.history.records` (:class:`HistoryEntry`, :class:`StoredRu
 :class:`RunNotFound`), :mod:`~models.history.schema` (the database file name, schema version
 and migrations), :mod:`~models.history.errors` (:func:`describe_error`, errors turned into
 StagewiseError), :mod:`~models.history.files` (:func:`image_extension`, :data:`MIME_TYPES`,
-thumbnails), :mod:`~models.history.rows` (a run's SearchResult rebuilt from its rows) and
-:mod:`~models.history.store` (:class:`History`).
+thumbnails), :mod:`~models.history.rows` (a run's records written as rows, its SearchResult
+rebuilt from them), :mod:`~models.history.database` (the connection's settings, migrating,
+keeping a damaged database aside) and :mod:`~models.history.store` (:class:`History`).
 """
 
 from __future__ import annotations

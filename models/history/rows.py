@@ -1,10 +1,11 @@
-"""Between objects and table rows: stage columns, and a run's SearchResult rebuilt from rows."""
+"""Between objects and table rows: a run's records written as rows, its SearchResult rebuilt."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from models.events import Candidate, Check, SearchResult, Timings, Verdict
@@ -17,6 +18,28 @@ def _unit(value: str | None) -> Stage | None:
 
 def _unit_value(unit: Stage | None) -> str | None:
     return unit.value if unit is not None else None
+
+
+def _insert_records(db: sqlite3.Connection, run_id: int, candidates: Iterable[Candidate],
+                    verdicts: Iterable[Verdict], checks: Iterable[Check],
+                    chosen: set[tuple[int, int]]) -> None:
+    """Add a run's candidates, verdicts and checks to their tables.
+
+    A candidate is marked chosen when its ``(segment, index)`` is in ``chosen``.
+    """
+    db.executemany(
+        "INSERT OR REPLACE INTO candidates (run, segment, idx, unit, text, n_tokens, "
+        "mean_logprob, finish, chosen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, c.segment, c.index, _unit_value(c.unit), c.text, c.n_tokens,
+          c.mean_logprob, c.finish, (c.segment, c.index) in chosen) for c in candidates])
+    db.executemany(
+        "INSERT INTO verdicts (run, unit, segment, round, pair_first, pair_second, winner, "
+        "reason, text, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, _unit_value(v.unit), v.segment, v.round, v.first, v.second, v.winner,
+          v.reason, v.text, v.forced) for v in verdicts])
+    db.executemany(
+        "INSERT INTO checks (run, segment, candidate, correct, text) VALUES (?, ?, ?, ?, ?)",
+        [(run_id, c.segment, c.candidate, c.correct, c.text) for c in checks])
 
 
 def _result(row: sqlite3.Row, settings: dict[str, Any], candidates: list[sqlite3.Row],

@@ -9,11 +9,10 @@ import dataclasses
 import enum
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,11 +35,12 @@ from models.events import (
     Verdict,
 )
 from models.files import write_atomic
+from models.history.database import _fold, _keep_damaged, _migrate, _open_database, _rollback
 from models.history.errors import _errors, _is_damaged
 from models.history.files import _thumbnail_png, image_extension
 from models.history.records import HistoryEntry, RunNotFound, StoredRun
-from models.history.rows import _result, _unit_value
-from models.history.schema import _MIGRATIONS, BUSY_TIMEOUT_S, DATABASE_NAME, SCHEMA_VERSION
+from models.history.rows import _insert_records, _result
+from models.history.schema import DATABASE_NAME
 from models.images import PreparedImage
 from models.paths import data_dir
 from models.stages import STAGES, parse_answer
@@ -57,18 +57,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
-
-
-def _fold(text: str | None) -> str:
-    """Case-folded text, for case-insensitive search (registered in SQLite)."""
-    return (text or "").casefold()
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """Roll back the open transaction, if any, keeping the error that caused it."""
-    if db.in_transaction:
-        with suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
 
 
 def _now() -> str:
@@ -107,7 +95,7 @@ class History:
                 raise
             if _is_damaged(error.__cause__):
                 try:
-                    kept = self._keep_damaged()
+                    kept = _keep_damaged(self.database)
                 except OSError as move_error:
                     self._off = f"{error} (and it could not be moved aside: {move_error})"
                     self.notice = f"History is off: {self._off}"
@@ -125,24 +113,14 @@ class History:
     def _set_up(self, recover: bool) -> None:
         with _errors(f"open the history in {self.folder}"):
             self.folder.mkdir(parents=True, exist_ok=True)
-            setup = self._open()
+            setup = _open_database(self.database)
             try:
-                self._migrate(setup)
+                _migrate(setup)
                 if recover:
                     setup.execute("UPDATE runs SET status = 'interrupted' "
                                   "WHERE status = 'running'")
             finally:
                 setup.close()
-
-    def _keep_damaged(self) -> Path:
-        """Move a damaged database (and its WAL files) aside, never deleting it."""
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        kept = self.database.with_name(f"{DATABASE_NAME}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            source = self.database.with_name(DATABASE_NAME + suffix)
-            if source.exists():
-                os.replace(source, kept.with_name(kept.name + suffix))
-        return kept
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -161,39 +139,6 @@ class History:
 
     # -- connection -----------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.database, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                             check_same_thread=False)
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.create_function("sw_fold", 1, _fold, deterministic=True)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StagewiseError(
-                    f"the history was written by a newer version of Stagewise (schema "
-                    f"{version}, this version reads up to {SCHEMA_VERSION})")
-            if version < SCHEMA_VERSION:
-                while version < SCHEMA_VERSION:
-                    _MIGRATIONS[version](db)
-                    version += 1
-                db.execute(f"PRAGMA user_version = {version:d}")
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
-
     def _connection(self) -> sqlite3.Connection:
         """This instance's connection, opened by (and owned by) the first thread to use it."""
         if self._closed:
@@ -202,7 +147,7 @@ class History:
             raise StagewiseError(self._off)
         if self._conn is None:
             with _errors(f"open the history in {self.folder}"):
-                self._conn = self._open()
+                self._conn = _open_database(self.database)
             self._owner = threading.get_ident()
         elif self._owner != threading.get_ident():
             raise RuntimeError("a History is used by one thread only; open another History "
@@ -351,25 +296,7 @@ class History:
                      verdicts: Iterable[Verdict], checks: Iterable[Check]) -> None:
         with self._write() as db:
             if self._exists(db, run_id):
-                self._insert(db, run_id, candidates, verdicts, checks, chosen=set())
-
-    @staticmethod
-    def _insert(db: sqlite3.Connection, run_id: int, candidates: Iterable[Candidate],
-                verdicts: Iterable[Verdict], checks: Iterable[Check],
-                chosen: set[tuple[int, int]]) -> None:
-        db.executemany(
-            "INSERT OR REPLACE INTO candidates (run, segment, idx, unit, text, n_tokens, "
-            "mean_logprob, finish, chosen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, c.segment, c.index, _unit_value(c.unit), c.text, c.n_tokens,
-              c.mean_logprob, c.finish, (c.segment, c.index) in chosen) for c in candidates])
-        db.executemany(
-            "INSERT INTO verdicts (run, unit, segment, round, pair_first, pair_second, winner, "
-            "reason, text, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, _unit_value(v.unit), v.segment, v.round, v.first, v.second, v.winner,
-              v.reason, v.text, v.forced) for v in verdicts])
-        db.executemany(
-            "INSERT INTO checks (run, segment, candidate, correct, text) VALUES (?, ?, ?, ?, ?)",
-            [(run_id, c.segment, c.candidate, c.correct, c.text) for c in checks])
+                _insert_records(db, run_id, candidates, verdicts, checks, chosen=set())
 
     def _choose(self, run_id: int, event: SegmentChosen) -> None:
         prefix = self._prefixes.pop((run_id, event.segment), "")
@@ -399,8 +326,8 @@ class History:
                  result.mode, result.answer_text, result.conclusion, stages, timings, run_id))
             for table in ("candidates", "verdicts", "checks"):
                 db.execute(f"DELETE FROM {table} WHERE run = ?", (run_id,))
-            self._insert(db, run_id, result.candidates, result.verdicts, result.checks,
-                         chosen=set(result.chosen))
+            _insert_records(db, run_id, result.candidates, result.verdicts, result.checks,
+                            chosen=set(result.chosen))
 
     # -- reading --------------------------------------------------------------------------
 

@@ -13,12 +13,9 @@ from models.puzzles.questions import (
     Puzzle,
     QuestionSpec,
     answer_text,
-    corrupt,
-    judge_reason,
-    make_puzzle,
-    make_spec,
     render,
 )
+from models.puzzles.random_questions import make_puzzle, make_spec
 from models.puzzles.scenes import (
     CANVAS,
     CELL,
@@ -32,6 +29,7 @@ from models.puzzles.scenes import (
     draw,
     random_scene,
 )
+from models.puzzles.wrong_stages import corrupt, judge_reason
 
 __all__ = [
     "CANVAS",

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from models.puzzles.questions import KINDS, Puzzle, answer_text, make_puzzle
+from models.puzzles.questions import KINDS, Puzzle, answer_text
+from models.puzzles.random_questions import make_puzzle
 from models.puzzles.scenes import Scene, draw
 
 __all__ = ["DEFAULT_SIZES", "generate_split", "puzzle_key", "record", "write_splits"]

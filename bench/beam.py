@@ -42,9 +42,11 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.events import AnswerFinished, SearchResult
 from models.images import PreparedImage, load_image
+from models.mtmd_prompt import Bitmap
 from models.sampling import Sampler, SamplingSettings, mix_seed
 from models.search import SearchSettings, StageSearch
 from models.stages import STAGES, parse_answer, stage_grammar, user_text

@@ -35,7 +35,8 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.demo import demo_pair
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.hardware import cpu_buffers
 from models.quantize import quantize
 from models.tiny_vlm import TinySpec, write_tiny_pair

@@ -146,8 +146,8 @@ class EngineWorker(QObject):
     def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Session:
         """The session for these settings: planned as every front end plans a load
         (:func:`models.session.plan`), loaded unless the same load is in place."""
-        from models.engine import supports_gpu_offload
         from models.hardware import detect_hardware
+        from models.llama_runtime import supports_gpu_offload
         from models.session import Session, plan
 
         if self._hardware is None:

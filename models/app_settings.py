@@ -42,7 +42,7 @@ from models.search_settings import (
 )
 
 if TYPE_CHECKING:
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
 
 __all__ = [
     "BAD_SUFFIX",
@@ -134,7 +134,7 @@ class AppSettings:
         Returns:
             Settings with room for the beam's sequences (:func:`sequences_needed`).
         """
-        from models.engine import EngineSettings  # loads llama.cpp; only when needed
+        from models.engine_settings import EngineSettings  # loads llama.cpp; only when needed
 
         return EngineSettings(
             n_ctx=self.n_ctx,

@@ -120,7 +120,7 @@ def _llama() -> Section:
     import llama_cpp
     from llama_cpp import llama_cpp as lc
 
-    from models.engine import supports_gpu_offload
+    from models.llama_runtime import supports_gpu_offload
 
     info = lc.llama_print_system_info().decode("utf-8", "replace").strip()
     return Section("llama.cpp", (
@@ -216,7 +216,7 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
     Never raises for a model or engine failure: the result says what went wrong.
     """
     from models.demo import example_image
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.events import AnswerFinished
     from models.images import load_image
     from models.sampling_settings import SamplingSettings

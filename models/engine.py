@@ -11,230 +11,38 @@ sequences decode together in one :meth:`Engine.decode` call.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from models.chat_template import ChatTemplateError
+from models.engine_settings import EngineSettings, EngineStats, default_threads
 from models.errors import Cancelled, EngineError
 from models.families import GENERIC, FamilyAdapter, detect_family
 from models.families.base import chat_template
 from models.gguf_check import check_pair
 from models.hardware.cpu_buffers import WeightBuffers, choose_weight_buffers, parse_weight_buffers
-from models.images import PreparedImage
+from models.llama_runtime import (
+    apply_builtin_template,
+    context_params,
+    init_backend,
+    native_log,
+    projector_params,
+    reason,
+)
+from models.mtmd_prompt import Bitmap, TokenizedPrompt, split_at_image
 from models.stages import StageMode
 
 log = logging.getLogger("stagewise.llama")
 
-FlashAttention = Literal["auto", "on", "off"]
-_FLASH = {
-    "auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO,
-    "on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-    "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-}
 STAGE_MODE_KEY = "stagewise.stage_mode"
-_GGML_LOG_WARN, _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 4, 5  # enum ggml_log_level
-
-
-def default_threads() -> int:
-    """Threads for generation: every core on small machines, half of them on large ones."""
-    cores = os.cpu_count() or 1
-    return cores if cores <= 4 else cores // 2
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How a model is loaded.
-
-    Attributes:
-        n_ctx: Context size in tokens, shared by all sequences (unified KV cache).
-        n_batch: Largest number of tokens handed to one decode call.
-        n_seq_max: Most sequences alive at once (beam width, judges, the prefix).
-        threads: CPU threads; ``None`` picks :func:`default_threads`.
-        gpu_layers: Layers offloaded to the GPU: -1 all, 0 none. CPU builds ignore it.
-        flash_attn: Flash attention: "auto", "on" or "off".
-        allow_amx: Let llama.cpp put weights in its AMX buffer type where it offers one;
-            off by default (:mod:`models.hardware.cpu_buffers` says why).
-    """
-
-    n_ctx: int = 8192
-    n_batch: int = 512
-    n_seq_max: int = 16
-    threads: int | None = None
-    gpu_layers: int = -1
-    flash_attn: FlashAttention = "auto"
-    allow_amx: bool = False
-
-
-@dataclass
-class EngineStats:
-    """Counters since the engine was created; the search reads differences."""
-
-    image_encodes: int = 0
-    prompt_tokens: int = 0
-    decode_calls: int = 0
-    decoded_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One piece of a tokenized prompt: text tokens, or an image's embeddings."""
-
-    is_image: bool
-    n_pos: int
-    n_tokens: int
-    tokens: tuple[int, ...] = ()
-
-
-@dataclass
-class TokenizedPrompt:
-    """A prompt as libmtmd splits it into text and image chunks, then the text after the
-    image as Stagewise tokenizes it (:meth:`Engine.tokenize_plain`); owns the native chunks.
-
-    Attributes:
-        handle: libmtmd's chunks: the prompt up to and including the image (with the
-            tokens libmtmd puts right after it, such as ``<|vision_end|>``).
-        chunks: The same, read into Python.
-        extra: The tokens of the text after the image.
-    """
-
-    handle: mtmd.mtmd_input_chunks_p
-    chunks: list[Chunk] = field(default_factory=list)
-    extra: tuple[int, ...] = ()
-
-    @property
-    def n_pos(self) -> int:
-        return sum(c.n_pos for c in self.chunks) + len(self.extra)
-
-    @property
-    def n_tokens(self) -> int:
-        return sum(c.n_tokens for c in self.chunks) + len(self.extra)
-
-    @property
-    def media_end(self) -> int:
-        """Index of the first chunk after the last image (0 when there is no image)."""
-        last = max((i for i, c in enumerate(self.chunks) if c.is_image), default=-1)
-        return last + 1
-
-    @property
-    def shared_pos(self) -> int:
-        """Positions up to the end of the last image: the part shared with other prompts."""
-        return sum(c.n_pos for c in self.chunks[: self.media_end])
-
-    @property
-    def image_end(self) -> list[int]:
-        """The text tokens libmtmd puts after the last image (empty for many families)."""
-        return [t for c in self.chunks[self.media_end :] for t in c.tokens]
-
-    def tail_tokens(self) -> list[int]:
-        """Text tokens after the last image."""
-        return self.image_end + list(self.extra)
-
-    def close(self) -> None:
-        if self.handle:
-            mtmd.mtmd_input_chunks_free(self.handle)
-            self.handle = None
-
-
-class Bitmap:
-    """An image handed to libmtmd; keep it for as long as prompts about it are built."""
-
-    def __init__(self, image: PreparedImage) -> None:
-        data = (ctypes.c_ubyte * len(image.rgb)).from_buffer_copy(image.rgb)
-        self.handle = mtmd.mtmd_bitmap_init(image.width, image.height, data)
-        if not self.handle:
-            raise EngineError(f"{image.source}: libmtmd could not take the image")
-        self.image = image
-
-    def close(self) -> None:
-        if self.handle:
-            mtmd.mtmd_bitmap_free(self.handle)
-            self.handle = None
-
-    def __enter__(self) -> Bitmap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _NativeLog:
-    """Routes llama.cpp's and libmtmd's log lines to :mod:`logging`, keeping the last errors."""
-
-    def __init__(self) -> None:
-        self.recent: collections.deque[str] = collections.deque(maxlen=20)
-        self._captures: list[list[str]] = []
-        self._partial = ""
-        self._level = 0
-        self._lock = threading.Lock()
-        self.callback = lc.llama_log_callback(self._on_log)
-
-    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        piece = text.decode("utf-8", "replace") if text else ""
-        with self._lock:
-            if level != _GGML_LOG_CONT:
-                self._level = level
-            self._partial += piece
-            if not self._partial.endswith("\n"):
-                return
-            line, self._partial = self._partial.strip(), ""
-            for lines in self._captures:
-                lines.append(line)
-        if not line:
-            return
-        if self._level in (_GGML_LOG_WARN, _GGML_LOG_ERROR):
-            self.recent.append(line)
-        log.debug("%s", line)
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        """Collect every line logged, at any level, while the block runs."""
-        lines: list[str] = []
-        with self._lock:
-            self._captures.append(lines)
-        try:
-            yield lines
-        finally:
-            with self._lock:
-                self._captures.remove(lines)
-
-    def last_error(self) -> str:
-        errors = [line for line in self.recent if "error" in line.lower() or "fail" in line.lower()]
-        return errors[-1] if errors else (self.recent[-1] if self.recent else "")
-
-
-_native_log = _NativeLog()
-_backend_lock = threading.Lock()
-_backend_ready = False
-
-
-def _init_backend() -> None:
-    global _backend_ready
-    with _backend_lock:
-        if _backend_ready:
-            return
-        lc.llama_log_set(_native_log.callback, ctypes.c_void_p(0))
-        mtmd.mtmd_log_set(_native_log.callback, ctypes.c_void_p(0))
-        mtmd.mtmd_helper_log_set(_native_log.callback, ctypes.c_void_p(0))
-        lc.llama_backend_init()
-        _backend_ready = True
-
-
-def supports_gpu_offload() -> bool:
-    """Whether this build of llama.cpp can offload layers (CUDA, Metal, Vulkan...)."""
-    _init_backend()
-    return bool(lc.llama_supports_gpu_offload())
 
 
 class Engine:
@@ -286,7 +94,7 @@ class Engine:
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)
         self._chat_template = chat_template(text_info.metadata)
         self._bos_text = self._eos_text = ""
-        _init_backend()
+        init_backend()
         try:
             self._load()
         except BaseException:
@@ -306,7 +114,7 @@ class Engine:
         if self._progress is not None:
             self._progress_cb = lc.llama_progress_callback(self._on_progress)
             mparams.progress_callback = self._progress_cb
-        with _native_log.capture() as lines:
+        with native_log.capture() as lines:
             self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
         self.weight_buffers = parse_weight_buffers(lines)
         if not self._model and self._load_cancelled:
@@ -314,44 +122,29 @@ class Engine:
         if not self._model:
             raise EngineError(
                 f"{self.model_path}: llama.cpp could not load the model"
-                + _reason(_native_log.last_error())
+                + reason(native_log.last_error())
             )
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._bos_text, self._eos_text = self._template_specials()
         self._turn_end = self._turn_end_tokens()
 
-        cparams = lc.llama_context_default_params()
-        cparams.n_ctx = s.n_ctx
-        cparams.n_batch = s.n_batch
-        cparams.n_ubatch = s.n_batch
-        cparams.n_seq_max = s.n_seq_max
-        cparams.n_threads = threads
-        cparams.n_threads_batch = threads
-        cparams.kv_unified = True
-        cparams.flash_attn_type = _FLASH[s.flash_attn]
-        cparams.no_perf = True
-        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        self._ctx = lc.llama_init_from_model(self._model, context_params(s, threads))
         if not self._ctx:
             raise EngineError(
                 f"{self.model_path}: llama.cpp could not create a context of {s.n_ctx} tokens"
-                + _reason(_native_log.last_error())
+                + reason(native_log.last_error())
             )
         self._abort_cb = lc.ggml_abort_callback(lambda _data: self.cancel_event.is_set())
         lc.llama_set_abort_callback(self._ctx, self._abort_cb, ctypes.c_void_p(0))
         self._memory = lc.llama_get_memory(self._ctx)
 
-        mp = mtmd.mtmd_context_params_default()
-        mp.use_gpu = s.gpu_layers != 0
-        mp.n_threads = threads
-        mp.print_timings = False
-        mp.warmup = False
-        mp.flash_attn_type = _FLASH[s.flash_attn]
-        self._mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, mp)
+        self._mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model,
+                                               projector_params(s, threads))
         if not self._mctx:
             raise EngineError(
                 f"{self.mmproj_path}: libmtmd could not load the projector"
-                + _reason(_native_log.last_error())
+                + reason(native_log.last_error())
             )
         if not mtmd.mtmd_support_vision(self._mctx):
             raise EngineError(f"{self.mmproj_path}: the projector has no vision encoder")
@@ -560,22 +353,7 @@ class Engine:
     def _native_chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
         """The user turn through llama.cpp's ``llama_chat_apply_template``, marker first."""
         content = f"{self.media_marker}\n{user_text}" if with_image else user_text
-        template = lc.llama_model_chat_template(self._model, None)
-        msg = (lc.llama_chat_message * 1)()
-        msg[0].role = b"user"
-        msg[0].content = content.encode("utf-8")
-        size = len(content) * 2 + 1024
-        for _ in range(2):
-            buf = ctypes.create_string_buffer(size)
-            n = lc.llama_chat_apply_template(template, msg, 1, True, buf, size)
-            if n < 0:
-                raise EngineError(
-                    f"{self.model_path}: llama.cpp does not know this model's chat template"
-                )
-            if n <= size:
-                return buf.raw[:n].decode("utf-8")
-            size = n + 1
-        raise EngineError("the chat template output kept growing")
+        return apply_builtin_template(self._model, content, self.model_path)
 
     # -- prompts with images --------------------------------------------------------------
 
@@ -591,36 +369,7 @@ class Engine:
         head, marker, after = prompt.rpartition(self.media_marker)
         if bitmap is None or not marker:
             head, after = "", prompt
-        handle = mtmd.mtmd_input_chunks_init()
-        text = mtmd.mtmd_input_text()
-        raw = (head + marker).encode("utf-8")
-        text.text = raw
-        text.text_len = len(raw)
-        text.add_special = True
-        text.parse_special = True
-        n_bitmaps = 1 if bitmap is not None and marker else 0
-        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * max(n_bitmaps, 1))()
-        if n_bitmaps:
-            bitmaps[0] = bitmap.handle
-        rc = mtmd.mtmd_tokenize(self._mctx, handle, ctypes.byref(text), bitmaps, n_bitmaps)
-        result = TokenizedPrompt(handle)
-        if rc != 0:
-            result.close()
-            problem = {1: "the number of images does not match the prompt's markers",
-                       2: "the image could not be preprocessed"}.get(rc, f"error {rc}")
-            raise EngineError(f"libmtmd could not tokenize the prompt: {problem}")
-        for i in range(mtmd.mtmd_input_chunks_size(handle)):
-            chunk = mtmd.mtmd_input_chunks_get(handle, i)
-            kind = mtmd.mtmd_input_chunk_get_type(chunk)
-            n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-            n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
-            tokens: tuple[int, ...] = ()
-            if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                count = ctypes.c_size_t(0)
-                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-                tokens = tuple(ptr[: count.value])
-            result.chunks.append(Chunk(kind != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT, n_pos, n_tokens,
-                                       tokens))
+        result = split_at_image(self._mctx, head + marker, bitmap if marker else None)
         result.extra = tuple(self.tokenize_plain(after, plain))
         if not result.chunks and not result.extra:
             result.close()
@@ -650,7 +399,7 @@ class Engine:
             if rc != 0:
                 self._check_cancel()
                 raise EngineError(f"evaluating the prompt failed (libmtmd error {rc})"
-                                  + _reason(_native_log.last_error()))
+                                  + reason(native_log.last_error()))
             n_past = int(new_n_past.value)
         if prompt.extra:
             self.eval_tokens([(seq_id, n_past, prompt.extra)])
@@ -711,7 +460,7 @@ class Engine:
                 f"the context of {self.n_ctx} tokens is full: raise the context size "
                 "or lower the beam width or tokens per stage"
             )
-        raise EngineError(f"llama_decode failed ({rc})" + _reason(_native_log.last_error()))
+        raise EngineError(f"llama_decode failed ({rc})" + reason(native_log.last_error()))
 
     def eval_tokens(self, jobs: Sequence[tuple[int, int, Sequence[int]]]) -> dict[int, int]:
         """Evaluate token runs for several sequences, batched; logits only at each run's end.
@@ -762,6 +511,3 @@ class Engine:
         if self.cancel_event.is_set():
             raise Cancelled()
 
-
-def _reason(text: str) -> str:
-    return f" ({text})" if text else ""

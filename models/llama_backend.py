@@ -15,12 +15,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from models.engine import Bitmap, Engine, TokenizedPrompt
+from models.engine import Engine
 from models.errors import EngineError
 from models.families import fit_pixels
 from models.images import PreparedImage
 from models.llama_judging import ImagePrefix, JudgeCache, check, yes_probability
 from models.llama_streams import Stream, first_token, generate
+from models.mtmd_prompt import Bitmap, TokenizedPrompt
 from models.sampling import Sampler, mix_seed
 from models.search_backend import (
     BackendStats,

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from models import judge as judging
-from models.engine import Bitmap, Engine, TokenizedPrompt
+from models.engine import Engine
 from models.errors import EngineError
 from models.llama_streams import Stream, first_token, generate
+from models.mtmd_prompt import Bitmap, TokenizedPrompt
 from models.sampling import GREEDY, Sampler
 from models.search_backend import JudgeReply, Prompt, SampleRequest
 from models.sequence_pool import SequencePool

@@ -18,7 +18,7 @@ from models.stages import StageParser, answer_grammar
 
 __all__ = ["Stream", "first_token", "generate"]
 
-_TAG_WINDOW = 48  # longer than any tag the parser accepts, blanks inside included
+TAG_WINDOW = 48  # longer than any tag the parser accepts, blanks inside included
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _next_token(engine: Engine, st: Stream, index: int, request: SampleRequest) 
     piece = st.decoder.decode(engine.piece(token))
     st.text += piece
     # a close tag can only complete in the newest piece: look at the tail, not the whole
-    seen = st.text[-(len(piece) + _TAG_WINDOW):] if request.tail_stop else st.text
+    seen = st.text[-(len(piece) + TAG_WINDOW):] if request.tail_stop else st.text
     if request.stop(seen) is not None:
         st.finish = "closed"
     elif len(st.tokens) >= request.max_tokens:

@@ -232,7 +232,8 @@ class ModelScorer:
     def __init__(self, model: Path, mmproj: Path | None = None, *,
                  threads: int | None = None) -> None:
         from models.defaults import resolve_pair
-        from models.engine import Engine, EngineSettings
+        from models.engine import Engine
+        from models.engine_settings import EngineSettings
 
         pair = resolve_pair(Path(model), mmproj)
         self.engine = Engine(pair.model, pair.mmproj,
@@ -247,8 +248,8 @@ class ModelScorer:
 
     def start(self, image: PreparedImage, question: str) -> None:
         """Encode the question's image once (into sequence 0)."""
-        from models.engine import Bitmap
         from models.families import fit_pixels
+        from models.mtmd_prompt import Bitmap
 
         self.finish()
         engine = self.engine

@@ -28,7 +28,8 @@ from models.errors import StagewiseError
 from models.search_settings import MAX_BEAM, SearchSettings, sequences_needed
 
 if TYPE_CHECKING:
-    from models.engine import Engine, EngineSettings
+    from models.engine import Engine
+    from models.engine_settings import EngineSettings
     from models.events import Event
     from models.hardware import Fit, Hardware
     from models.images import PreparedImage

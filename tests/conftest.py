@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.images import PreparedImage, load_image
 from models.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
 from models.tiny_vlm import TINY, TinyPair, write_tiny_pair

@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.images import load_image
     from models.session import Session, plan
 

@@ -103,7 +103,7 @@ def _strategies(text: str) -> list[str]:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``stagewise eval``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.evaluation import format_report, make_configs, read_items
     from models.evaluation.runner import evaluate
     from models.session import Session, plan

@@ -330,7 +330,8 @@ def detect_hardware() -> Hardware:
     Returns:
         The hardware, with the devices in ggml's order.
     """
-    from models.engine import supports_gpu_offload  # loads llama.cpp; initializes the backend
+    # loads llama.cpp; initializes the backend
+    from models.llama_runtime import supports_gpu_offload
 
     gpu_offload = supports_gpu_offload()
     try:

@@ -24,7 +24,7 @@ from models.hardware.need import (
 )
 
 if TYPE_CHECKING:
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.search_settings import SearchSettings
 
 __all__ = [
@@ -269,7 +269,7 @@ def check_fit(
     Raises:
         ModelFileError: A file cannot be read as GGUF.
     """
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.search_settings import SearchSettings, sequences_needed
 
     engine = engine or EngineSettings()

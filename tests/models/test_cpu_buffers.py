@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from models.demo import demo_pair
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.hardware import cpu_buffers
 from models.hardware.cpu_buffers import (
     AMX_BUFFER,

@@ -17,7 +17,8 @@ from models.demo import (
     demo_test_split,
     demo_validation_split,
 )
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.errors import StagewiseError
 from models.evaluation import read_items, score
 from models.gguf_check import check_pair

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.errors import Cancelled, EngineError, ModelFileError
+from models.mtmd_prompt import Bitmap
 from models.stages import StageMode
 from models.tiny_vlm import TINY, token_id
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.errors import StagewiseError
 from models.evaluation import (
     EvalDataError,

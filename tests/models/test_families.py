@@ -20,7 +20,6 @@ from models.chat_template import (
     ChatTemplateError,
     render_chat,
 )
-from models.engine import Bitmap
 from models.errors import StagewiseError
 from models.families import (
     CHATML,
@@ -38,6 +37,7 @@ from models.families import (
 )
 from models.gguf_header import inspect_gguf
 from models.images import PreparedImage
+from models.mtmd_prompt import Bitmap
 from models.search import StageSearch
 from models.search_settings import SearchSettings
 from models.stages import StageMode, user_text
@@ -397,7 +397,7 @@ def test_the_search_hands_libmtmd_an_image_within_the_family_cap(engine, image, 
             seen.append((prepared_image.width, prepared_image.height))
             super().__init__(prepared_image)
 
-    monkeypatch.setattr("models.search.Bitmap", Recording)
+    monkeypatch.setattr("models.llama_backend.Bitmap", Recording)
     monkeypatch.setattr(engine, "adapter", dataclasses.replace(engine.adapter,
                                                                max_image_pixels=1500))
     events = list(StageSearch(engine, SearchSettings(beam=1, max_stage_tokens=4)).run(

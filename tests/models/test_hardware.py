@@ -12,7 +12,8 @@ import gguf
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from models.engine import Engine, EngineSettings, supports_gpu_offload
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.gguf_header import inspect_gguf
 from models.hardware import (
     QUANT_BITS_PER_WEIGHT,
@@ -27,6 +28,7 @@ from models.hardware import (
     need_from_detail,
     plan_fit,
 )
+from models.llama_runtime import supports_gpu_offload
 from models.search_settings import SearchSettings
 from models.tiny_vlm import TINY, TinyPair
 

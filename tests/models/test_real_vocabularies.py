@@ -14,9 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.events import AnswerFinished, Event, PromptEvaluated, SearchResult
 from models.images import PreparedImage
+from models.mtmd_prompt import Bitmap
 from models.recipes.real_vocab import (
     REAL_VOCABULARIES,
     RealVocabulary,
@@ -148,7 +150,7 @@ def test_control_text_in_the_question_stays_text(engine: Engine, image: Prepared
 def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
     """As the search reads a stream: the close tag is seen in the newest piece's window
     when its last token arrives, and the detokenized answer parses into its stages."""
-    from models.search import _TAG_WINDOW
+    from models.llama_streams import TAG_WINDOW
     from models.stages import parse_answer, stage_end
 
     answer = "".join(f"{s.open_tag} The {s.value} here. {s.close_tag}\n" for s in STAGES)
@@ -160,7 +162,7 @@ def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
         for i, token in enumerate(tokens):
             piece = engine.piece(token).decode("utf-8")
             so_far += piece
-            if seen_at is None and stage_end(so_far[-(len(piece) + _TAG_WINDOW):],
+            if seen_at is None and stage_end(so_far[-(len(piece) + TAG_WINDOW):],
                                              stage) is not None:
                 seen_at = i
         assert seen_at == len(tokens) - 1

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from models import retrace
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.errors import StagewiseError
 from models.events import AnswerFinished, Event, Retraced, SearchResult, SegmentChosen
 from models.images import PreparedImage

@@ -186,7 +186,7 @@ def test_result_json_has_the_documented_shape(engine, image):
 
 def test_native_mode_asks_the_question_alone_and_never_breaks(engine, tmp_path, image):
     """A LLaVA-CoT fine-tune gets no instruction and writes its own tags."""
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.events import PromptEvaluated
     from models.tiny_vlm import TINY, write_tiny_pair
 
@@ -233,7 +233,7 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
     """Native mode, beam 2, judge: a stage whose winner ended with end-of-generation left
     nothing to decode, and the next stage sampled from the last judge's logits."""
     import models.llama_backend as backend_module
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.events import SegmentStarted
     from models.sampling import Sampler
     from models.tiny_vlm import TINY, write_tiny_pair

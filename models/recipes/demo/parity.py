@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.images import load_image
+from models.mtmd_prompt import Bitmap
 from models.recipes.demo.tokenizer import prompt_parts
 
 

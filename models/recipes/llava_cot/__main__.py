@@ -285,7 +285,7 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.engine import EngineSettings
+    from models.engine_settings import EngineSettings
     from models.evaluation import format_report, make_configs, read_items
     from models.evaluation.runner import evaluate
     from models.files import write_atomic

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.images import load_image
+from models.mtmd_prompt import Bitmap
 from models.recipes.llava_cot.workdir import Workdir
 from models.stages import user_text
 

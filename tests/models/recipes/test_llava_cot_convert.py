@@ -15,7 +15,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.gguf_header import LongArray, inspect_gguf
 from models.puzzles import answer_text, generate_split
 from models.recipes.llava_cot.converter import (

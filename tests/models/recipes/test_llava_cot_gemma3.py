@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Bitmap, Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.events import AnswerFinished
 from models.gguf_header import inspect_gguf
+from models.mtmd_prompt import Bitmap
 from models.recipes.llava_cot.__main__ import main
 from models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
 from models.recipes.llava_cot.workdir import Workdir

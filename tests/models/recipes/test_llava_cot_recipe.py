@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Engine, EngineSettings
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.events import AnswerFinished
 from models.gguf_header import inspect_gguf
 from models.library import Library

@@ -49,7 +49,8 @@ from models.images import PreparedImage, load_image
 from models.mtmd_prompt import Bitmap
 from models.sampling import Sampler, SamplingSettings, mix_seed
 from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, parse_answer, stage_grammar, user_text
+from models.stage_grammar import stage_grammar
+from models.stages import STAGES, parse_answer, user_text
 from models.tiny_vlm import BENCH, write_tiny_pair
 
 LOGPROB_TARGET = 1.10

@@ -14,7 +14,8 @@ from models.engine import Engine
 from models.events import Finish
 from models.sampling import Sampler, mix_seed
 from models.search_backend import Delta, Sampled, SampleRequest
-from models.stages import StageParser, answer_grammar
+from models.stage_grammar import answer_grammar
+from models.stages import StageParser
 
 __all__ = ["Stream", "first_token", "generate"]
 

@@ -14,15 +14,8 @@ from dataclasses import dataclass
 
 from models.search_backend import SampleRequest, StageBudget
 from models.search_settings import SearchSettings
-from models.stages import (
-    STAGES,
-    Stage,
-    StageMode,
-    StageParser,
-    answer_grammar,
-    stage_end,
-    stage_grammar,
-)
+from models.stage_grammar import answer_grammar, stage_grammar
+from models.stages import STAGES, Stage, StageMode, StageParser, stage_end
 
 __all__ = ["Segment", "plan", "stage_segment"]
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.stage_grammar import answer_grammar, stage_grammar
 from models.stages import (
     PROMPTED_INSTRUCTION,
     STAGES,
@@ -20,11 +21,9 @@ from models.stages import (
     StageDelta,
     StageMode,
     StageParser,
-    answer_grammar,
     parse_answer,
     sentence_end,
     stage_end,
-    stage_grammar,
     user_text,
 )
 

@@ -7,19 +7,8 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from models import export_view as view
 from models.events import SearchResult
-from models.export_view import (
-    BODY_STAGES,
-    Segment,
-    asked_date,
-    candidate_facts,
-    check_line,
-    search_line,
-    search_segments,
-    selection_note,
-    status_line,
-    verdict_parts,
-)
 from models.history import MIME_TYPES, StoredRun
 from models.stages import Stage
 
@@ -101,10 +90,11 @@ def _html_image(run: StoredRun) -> str:
 
 def _html_run(run: StoredRun) -> list[str]:
     result = run.result
-    status = f'<span class="error">{_e(status_line(run))}</span>' if run.error \
+    status = f'<span class="error">{_e(view.status_line(run))}</span>' if run.error \
         else _e(run.entry.status)
-    rows = [("Model", _e(run.entry.model)), ("Asked", _e(asked_date(run))), ("Status", status),
-            ("Image", _e(run.image_name)), ("Search", _e(search_line(result)))]
+    rows = [("Model", _e(run.entry.model)), ("Asked", _e(view.asked_date(run))),
+            ("Status", status), ("Image", _e(run.image_name)),
+            ("Search", _e(view.search_line(result)))]
     out = ["<article>",
            f'<h2 class="question">{_e(run.entry.question) or "(no question)"}</h2>',
            '<div class="head">', _html_image(run), "<dl>"]
@@ -112,11 +102,11 @@ def _html_run(run: StoredRun) -> list[str]:
     out += ["</dl>", "</div>",
             '<section class="conclusion"><h3>Conclusion</h3>',
             _html_text(result.stages.get(Stage.CONCLUSION, "")), "</section>"]
-    for stage in BODY_STAGES:
+    for stage in view.BODY_STAGES:
         out += [f"<section><h3>{stage.title}</h3>",
                 _html_text(result.stages.get(stage, "")), "</section>"]
     out.append("<section><h3>Search</h3>")
-    segments = search_segments(result)
+    segments = view.search_segments(result)
     if not segments:
         out.append('<p class="none">(no candidates were saved)</p>')
     for seg in segments:
@@ -125,12 +115,12 @@ def _html_run(run: StoredRun) -> list[str]:
     return out
 
 
-def _html_segment(seg: Segment, result: SearchResult) -> list[str]:
+def _html_segment(seg: view.Segment, result: SearchResult) -> list[str]:
     chosen = f", candidate {seg.chosen + 1} chosen" if seg.chosen is not None else ""
     out = [f"<h4>{_e(seg.title)}</h4>", "<details>",
            f"<summary>{len(seg.candidates)} candidate"
            f"{'s' if len(seg.candidates) != 1 else ''}{chosen}</summary>"]
-    note = selection_note(seg, result)
+    note = view.selection_note(seg, result)
     if note:
         out.append(f'<p class="note">{_e(note)}</p>')
     out.append('<ol class="candidates">')
@@ -138,14 +128,14 @@ def _html_segment(seg: Segment, result: SearchResult) -> list[str]:
         won = c.index == seg.chosen
         css = ' class="chosen"' if won else ""
         out.append(f'<li value="{c.index + 1}"{css}>'
-                   f'<div class="facts">{_e(candidate_facts(c, won))}</div>'
+                   f'<div class="facts">{_e(view.candidate_facts(c, won))}</div>'
                    f"<pre>{_e(c.text)}</pre></li>")
     out.append("</ol>")
-    out += [f"<p>{_e(check_line(check))}</p>" for check in seg.checks]
+    out += [f"<p>{_e(view.check_line(check))}</p>" for check in seg.checks]
     if seg.verdicts:
         out.append("<table><tr><th>Judged</th><th>Winner</th><th>Reason</th></tr>")
         for v in seg.verdicts:
-            cells = "".join(f"<td>{_e(part)}</td>" for part in verdict_parts(v))
+            cells = "".join(f"<td>{_e(part)}</td>" for part in view.verdict_parts(v))
             out.append(f"<tr>{cells}</tr>")
         out.append("</table>")
     out.append("</details>")

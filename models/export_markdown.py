@@ -6,19 +6,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
+from models import export_view as view
 from models.events import SearchResult
-from models.export_view import (
-    BODY_STAGES,
-    Segment,
-    asked_date,
-    candidate_facts,
-    check_line,
-    search_line,
-    search_segments,
-    selection_note,
-    status_line,
-    verdict_parts,
-)
 from models.history import StoredRun
 from models.stages import Stage
 
@@ -85,18 +74,18 @@ def _md_run(run: StoredRun, image_folder: str | None) -> list[str]:
     out = [f"## {_md_inline(run.entry.question) or '(no question)'}", "",
            _md_image(run, image_folder), "",
            f"- **Model:** {_md_inline(run.entry.model)}",
-           f"- **Asked:** {asked_date(run)}",
-           f"- **Status:** {_md_inline(status_line(run))}",
+           f"- **Asked:** {view.asked_date(run)}",
+           f"- **Status:** {_md_inline(view.status_line(run))}",
            f"- **Image:** {_md_inline(run.image_name)}",
-           f"- **Search:** {_md_inline(search_line(result))}", "",
+           f"- **Search:** {_md_inline(view.search_line(result))}", "",
            "### Conclusion", ""]
     conclusion = result.stages.get(Stage.CONCLUSION, "")
     out += [_md_quote(_md(conclusion, strong=True) if conclusion.strip() else "*(none)*"), ""]
-    for stage in BODY_STAGES:
+    for stage in view.BODY_STAGES:
         text = result.stages.get(stage, "")
         out += [f"### {stage.title}", "", _md(text) if text.strip() else "*(none)*", ""]
     out += ["### Search", ""]
-    segments = search_segments(result)
+    segments = view.search_segments(result)
     if not segments:
         out += ["*(no candidates were saved)*", ""]
     for seg in segments:
@@ -104,24 +93,24 @@ def _md_run(run: StoredRun, image_folder: str | None) -> list[str]:
     return out
 
 
-def _md_segment(seg: Segment, result: SearchResult) -> list[str]:
+def _md_segment(seg: view.Segment, result: SearchResult) -> list[str]:
     out = [f"#### {seg.title}", ""]
-    note = selection_note(seg, result)
+    note = view.selection_note(seg, result)
     if note:
         out += [note, ""]
     for c in seg.candidates:
         mark = "✔ " if c.index == seg.chosen else ""
         out += [f"- {mark}**Candidate {c.index + 1}** — "
-                f"{candidate_facts(c, c.index == seg.chosen)}", "",
+                f"{view.candidate_facts(c, c.index == seg.chosen)}", "",
                 "  " + _md_code(c.text).replace("\n", "\n  "), ""]
     for check in seg.checks:
-        out += [f"- {check_line(check)}"]
+        out += [f"- {view.check_line(check)}"]
     if seg.checks:
         out.append("")
     if seg.verdicts:
         out += ["| Judged | Winner | Reason |", "| --- | --- | --- |"]
         for v in seg.verdicts:
-            pair, winner, reason = verdict_parts(v)
+            pair, winner, reason = view.verdict_parts(v)
             out.append(f"| {pair} | {winner} | {_md_inline(reason)} |")
         out.append("")
     return out

@@ -30,6 +30,7 @@ __all__ = [
     "GGUFInfo",
     "LongArray",
     "inspect_gguf",
+    "int_value",
 ]
 
 # Arrays longer than this are summarised as a LongArray instead of decoded.
@@ -96,8 +97,7 @@ class GGUFInfo:
     @property
     def n_embd(self) -> int | None:
         """``{architecture}.embedding_length`` of a text model (None if missing)."""
-        value = self.metadata.get(f"{self.architecture}.embedding_length")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return int_value(self.metadata.get(f"{self.architecture}.embedding_length"))
 
     @property
     def projector_type(self) -> str | None:
@@ -108,6 +108,11 @@ class GGUFInfo:
                 return value
         return None
 
+
+
+def int_value(value: object) -> int | None:
+    """A metadata value if it is an integer (a bool is not), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # --------------------------------------------------------------------------- reading

@@ -3,8 +3,9 @@
 :func:`estimate_need` reads the headers of a text model and its projector (no weights are
 loaded) and estimates the bytes a run needs: weights, projector, KV cache and compute
 buffers, and the context (tokens) a search of a given beam width fills.
-:func:`kv_bytes_per_token` and :func:`estimate_image_tokens` are its parts that are useful on
-their own; :func:`need_from_detail` re-applies its formulas to other numbers.
+:func:`kv_bytes_per_token` is a part of it that is useful on its own (so is
+:func:`~models.hardware.image_need.estimate_image_tokens`); :func:`need_from_detail`
+re-applies its formulas to other numbers.
 
 Formulas follow the llama.cpp that llama-cpp-python 0.3.36 vendors; each is documented where
 it is used. The estimates are meant to be a little high rather than low.
@@ -18,19 +19,18 @@ from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from models.gguf_header import GGUFInfo, LongArray, inspect_gguf
+from models.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
+from models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
 
 __all__ = [
     "CHECK_FIXED_TOKENS",
     "CTX_PAD",
     "DEFAULT_PROMPT_TOKENS",
-    "IMAGE_MAX_SIDE",
     "JUDGE_FIXED_TOKENS",
     "JUDGE_PER_PAIR_TOKENS",
     "KV_ELEMENT_BYTES",
     "Need",
     "NeedDetail",
-    "estimate_image_tokens",
     "estimate_need",
     "kv_bytes_per_token",
     "need_from_detail",
@@ -52,9 +52,6 @@ CHECK_FIXED_TOKENS = 96
 # Labels and separators around each response in a judge prompt.
 JUDGE_PER_PAIR_TOKENS = 16
 
-# The longest side of an image handed to libmtmd (models.images.MAX_SIDE). Kept here as a
-# number so that this module does not import Pillow.
-IMAGE_MAX_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -142,19 +139,15 @@ def _tensor_bytes(info: GGUFInfo) -> tuple[int, int]:
     return n_bytes, n_params
 
 
-def _as_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _per_layer(value: object, n_layer: int, default: int) -> list[int]:
     """A scalar or per-layer metadata value as one number per layer.
 
     Arrays too long to have been decoded (:class:`LongArray`) fall back to ``default``.
     """
-    if isinstance(value, list) and value and all(_as_int(v) is not None for v in value):
+    if isinstance(value, list) and value and all(int_value(v) is not None for v in value):
         values = [int(v) for v in value][:n_layer]
         return values + [values[-1]] * (n_layer - len(values))
-    scalar = _as_int(value)
+    scalar = int_value(value)
     return [default if scalar is None else scalar] * n_layer
 
 
@@ -173,7 +166,7 @@ def kv_bytes_per_token(info: GGUFInfo) -> int:
     ``head_count_kv`` defaults to ``head_count`` and may be per layer (0: no KV there).
     Sliding-window layers are counted at full size: more than llama.cpp allocates for them.
     """
-    n_layer = _as_int(_arch_value(info, "block_count")) or 0
+    n_layer = int_value(_arch_value(info, "block_count")) or 0
     n_embd = info.n_embd or 0
     head = _per_layer(_arch_value(info, "attention.head_count"), n_layer, 0)
     if n_layer == 0 or not head or head[0] <= 0:
@@ -182,112 +175,31 @@ def kv_bytes_per_token(info: GGUFInfo) -> int:
     head_kv = _per_layer(head_kv_raw, n_layer, max(head))
     if head_kv_raw is None:
         head_kv = head
-    head_k = _as_int(_arch_value(info, "attention.key_length")) or n_embd // head[0]
-    head_v = _as_int(_arch_value(info, "attention.value_length")) or n_embd // head[0]
+    head_k = int_value(_arch_value(info, "attention.key_length")) or n_embd // head[0]
+    head_v = int_value(_arch_value(info, "attention.value_length")) or n_embd // head[0]
     elements = sum(head_k * kv + head_v * kv for kv in head_kv)
     return elements * KV_ELEMENT_BYTES
-
-
-# Projector types whose encoder takes the image at (about) its own resolution, and the most
-# tokens clip.cpp lets one image become (hparams.set_limit_image_tokens in clip.cpp) where known.
-_DYNAMIC_TYPES: dict[str, int | None] = {
-    "qwen2vl_merger": 4096, "qwen2.5vl_merger": 4096, "qwen3vl_merger": 4096,
-    "qwen2.5o": 4096, "glm4v": 4096, "glm5v": 4096, "youtuvl": 4096, "exaone4_5": 4096,
-    "mimovl": 4096, "ling3vl": 4096, "hunyuanvl": 4096, "paddleocr": 4096,
-    "pixtral": 1024, "lightonocr": 1024, "kimivl": 4096, "kimik25": 4096,
-    "dots_ocr": 4096, "dots3note_v": 4096, "lfm2": 256, "gemma4v": 1120, "gemma4uv": 1120,
-    "step3vl": 4096, "minimax_m3": 4096, "deepseek4v": 4096, "cogvlm": None,
-}  # fmt: skip
-# Patch merging that is not in the metadata: tokens = patches / merge².
-_DEFAULT_MERGE = {
-    "qwen2vl_merger": 2, "qwen2.5vl_merger": 2, "qwen3vl_merger": 2, "qwen2.5o": 2,
-    "glm4v": 2, "glm5v": 2, "gemma3": 4, "llama4": 2, "idefics3": 4, "internvl": 2,
-    "pixtral": 2, "lightonocr": 2, "kimivl": 2, "kimik25": 2, "lfm2": 2, "gemma4v": 3,
-    "gemma4uv": 3, "paddleocr": 2, "dots_ocr": 2, "mimovl": 2,
-}  # fmt: skip
-# Projectors that cut a large image into tiles of image_size and encode each (plus an
-# overview), when the metadata does not say how many tiles at most.
-_TILED = frozenset({"idefics3", "internvl", "llama4", "nemotron_v2_vl", "granite4_vision"})
-_MAX_TILES = 12
-
-
-def _image_shape(info: GGUFInfo) -> tuple[int, int]:
-    """Tokens one image takes in the context and patches per encoder pass (conservative)."""
-    md = info.metadata
-    ptype = info.projector_type or ""
-    patch = _as_int(md.get("clip.vision.patch_size")) or 14
-    size = _as_int(md.get("clip.vision.image_size")) or 336
-    merge = (
-        _as_int(md.get("clip.vision.spatial_merge_size"))
-        or _as_int(md.get("clip.vision.projector.scale_factor"))
-        or _DEFAULT_MERGE.get(ptype, 1)
-    )
-    if ptype == "resampler":  # MiniCPM-V: a fixed number of queries per slice, up to 9 slices
-        query = _as_int(md.get("clip.minicpmv_query_num")) or 96
-        return query * 10, (size // patch) ** 2
-    if ptype in _DYNAMIC_TYPES:
-        side = IMAGE_MAX_SIDE // patch
-        patches = side * side
-        max_pixels = _as_int(md.get("clip.vision.image_max_pixels"))
-        if max_pixels:
-            patches = min(patches, max_pixels // (patch * patch))
-        tokens = max(1, patches // (merge * merge))
-        cap = _DYNAMIC_TYPES[ptype]
-        if cap is not None and tokens > cap:
-            tokens = cap
-        return tokens, tokens * merge * merge
-    patches = (size // patch) ** 2
-    tokens = max(1, patches // (merge * merge))
-    tiles = 1
-    pinpoints = md.get("clip.vision.image_grid_pinpoints")
-    if isinstance(pinpoints, list) and len(pinpoints) >= 2:  # LLaVA-NeXT: [w0, h0, w1, h1, ...]
-        pairs = zip(pinpoints[::2], pinpoints[1::2], strict=False)
-        tiles = 1 + max((int(w) // size) * (int(h) // size) for w, h in pairs)
-    elif isinstance(pinpoints, LongArray) or md.get("clip.vision.mm_patch_merge_type") == (
-        "spatial_unpad"
-    ):
-        tiles = 1 + 4 * 4  # the largest LLaVA-NeXT grid, to be safe
-    elif ptype in _TILED or _as_int(md.get("clip.vision.preproc_max_tiles")):
-        max_tiles = _as_int(md.get("clip.vision.preproc_max_tiles")) or _MAX_TILES
-        grid = math.ceil(IMAGE_MAX_SIDE / size) ** 2
-        tiles = 1 + min(max_tiles, grid)
-    return tokens * tiles, patches
-
-
-def estimate_image_tokens(mmproj: Path | str) -> int:
-    """Tokens one image (at most :data:`IMAGE_MAX_SIDE` pixels a side) takes in the context.
-
-    From the projector's header: ``(image_size / patch_size)²`` patches for fixed-resolution
-    encoders, divided by the square of the patch merge (``spatial_merge_size``,
-    ``projector.scale_factor`` or the type's known pooling), times the tiles of tiling
-    projectors; for dynamic-resolution encoders (the Qwen-VL family, Pixtral, ...) the
-    patches of a 2048-pixel square, capped as clip.cpp caps them. Errs on the high side.
-
-    Raises:
-        ModelFileError: The file cannot be read.
-    """
-    return _image_shape(inspect_gguf(mmproj))[0]
-
-
-def _vision_compute(info: GGUFInfo, patches: int, tokens: int, n_embd_text: int,
-                    flash_attn: bool) -> int:
-    """Rough bytes to encode one image or tile: activations (f32) of ``patches`` rows of
-    (3 × width + feed-forward) twice over, the attention scores (patches² × heads, f32)
-    without flash attention, and the image embeddings handed to the text model."""
-    md = info.metadata
-    v_embd = _as_int(md.get("clip.vision.embedding_length")) or 1024
-    v_ff = _as_int(md.get("clip.vision.feed_forward_length")) or 4 * v_embd
-    v_head = _as_int(md.get("clip.vision.attention.head_count")) or 16
-    size = 2 * patches * (3 * v_embd + v_ff) * 4
-    if not flash_attn:
-        size += patches * patches * v_head * 4
-    return size + tokens * max(n_embd_text, 1) * 4
 
 
 def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage_tokens: int,
                   max_judge_tokens: int, strategy: str, judged: bool,
                   check_reasoning: bool) -> int:
-    """Context cells a search fills at its peak; see :func:`estimate_need`."""
+    """Context cells a search fills at its peak (one question).
+
+    With P = ``prompt_tokens``, I = ``image_tokens``, S = ``max_stage_tokens``,
+    N = ``beam``, J = ``max_judge_tokens``::
+
+        context = P + I + N·4·S + judging
+
+    The prompt and image are evaluated once and shared by every sequence (forking a
+    sequence shares its cells), but each candidate's generated cells are its own; N·4·S
+    bounds the answer kept in the root plus N candidates for every strategy (best-of-N:
+    N whole answers of 4·S; stage search: 3·S chosen + N·S). With N > 1 and a judge,
+    ``judging`` is the larger of the tournament's N − 1 judge prompts, which stay cached
+    until the segment ends (128 fixed + P for the question + hint 2·S + (N − 1) ×
+    (2 responses + J + 16), a response being S, or 4·S for best-of-N, with no hint) and
+    the reasoning checks (96 + P + S for the caption + N × (S + 8)).
+    """
     s, n, j = max_stage_tokens, max(1, beam), max_judge_tokens
     if strategy == "retrace":  # the paper's sizes: 4 candidates at a time, each scored
         # the summary, a branch's caption and reasoning, 4 candidates; 4 scoring prompts
@@ -356,32 +268,19 @@ def estimate_need(
 ) -> Need:
     """Estimates the memory and the context a model pair and a search need.
 
-    Only the GGUF headers are read. The parts:
+    Only the GGUF headers are read. The parts, each documented where it is computed:
 
     * **weights**, **projector**: the tensor data of each file, from the shapes and types
       in its header (the file size less the header and padding).
-    * **context** (tokens): one question's peak, with P = ``prompt_tokens``, I = image
-      tokens, S = ``max_stage_tokens``, N = ``beam``, J = ``max_judge_tokens``::
-
-          context = P + I + N·4·S + judging
-
-      The prompt and image are evaluated once and shared by every sequence (forking a
-      sequence shares its cells), but each candidate's generated cells are its own; N·4·S
-      bounds the answer kept in the root plus N candidates for every strategy (best-of-N:
-      N whole answers of 4·S; stage search: 3·S chosen + N·S). With N > 1 and a judge,
-      ``judging`` is the larger of the tournament's N − 1 judge prompts, which stay cached
-      until the segment ends (128 fixed + P for the question + hint 2·S + (N − 1) ×
-      (2 responses + J + 16), a response being S, or 4·S for best-of-N, with no hint) and
-      the reasoning checks (96 + P + S for the caption + N × (S + 8)).
-    * **kv_cache**: ``n_ctx_alloc × Σ_layers (n_embd_k_gqa + n_embd_v_gqa) × 2`` bytes (F16),
-      see :func:`kv_bytes_per_token`, where ``n_ctx_alloc`` is the larger of ``n_ctx`` and
-      ``context``, padded to 256 as llama.cpp pads it: the cache the run really needs.
+    * **context** (tokens): one question's peak: the prompt and the image, every
+      candidate's answer, and the judge prompts or reasoning checks cached meanwhile
+      (``_context_need``).
+    * **kv_cache**: ``n_ctx_alloc`` cells of :func:`kv_bytes_per_token` bytes, where
+      ``n_ctx_alloc`` is the larger of ``n_ctx`` and ``context``, padded to 256 as
+      llama.cpp pads it: the cache the run really needs.
     * **compute**: a rough allowance, calibrated on llama.cpp's CPU compute buffer and
-      erring high: with U = ``n_batch`` (the engine's micro-batch),
-      ``max(n_ctx_alloc × U × a, U × n_vocab × 4) + U × (4·n_embd + 2·n_ff) × 4``, where the
-      attention part ``a`` is ``(n_head + 1) × 4`` bytes (f32 scores and mask) without flash
-      attention and 2 (the f16 mask) with it; plus the image encoder's, see
-      :func:`estimate_image_tokens` and ``_vision_compute``.
+      erring high (``_need_detail``), plus the image encoder's
+      (:func:`~models.hardware.image_need.vision_compute_bytes`).
 
     A context longer than ``n_ctx`` or than the model's trained context is reported in
     :attr:`Need.warnings` (and logged).
@@ -413,30 +312,58 @@ def estimate_need(
     proj = inspect_gguf(mmproj)
     weights, params = _tensor_bytes(text)
     projector, _ = _tensor_bytes(proj)
+    detail = _need_detail(text, proj, params=params, image_tokens=image_tokens,
+                          n_batch=n_batch, flash_attn=flash_attn)
+    context = _context_need(
+        prompt_tokens=prompt_tokens, image_tokens=detail.image_tokens, beam=beam,
+        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
+        strategy=strategy, judged=judged, check_reasoning=check_reasoning,
+    )
+    warnings = _context_warnings(context, n_ctx=n_ctx, beam=beam,
+                                 n_ctx_train=detail.n_ctx_train)
+    return need_from_detail(detail, weights=weights, projector=projector, context=context,
+                            n_ctx=_pad(max(n_ctx, context)), warnings=warnings)
 
-    n_layer = _as_int(_arch_value(text, "block_count")) or 1
+
+def _vocab_size(text: GGUFInfo) -> int:
+    """The vocabulary size: from the token embedding, the metadata or the token list."""
+    embd = text.tensors.get("token_embd.weight")
+    vocab = _arch_value(text, "vocab_size")
+    tokens_list = text.metadata.get("tokenizer.ggml.tokens")
+    return (
+        (embd[0][1] if embd and len(embd[0]) > 1 else None)
+        or int_value(vocab)
+        or (tokens_list.length if isinstance(tokens_list, LongArray) else None)
+        or (len(tokens_list) if isinstance(tokens_list, list) else 0)
+    )
+
+
+def _need_detail(text: GGUFInfo, proj: GGUFInfo, *, params: int, image_tokens: int | None,
+                 n_batch: int, flash_attn: bool) -> NeedDetail:
+    """The model numbers of a text model and its projector, for :func:`need_from_detail`.
+
+    The text model's compute allowance, with U = ``n_batch`` (the engine's micro-batch),
+    is ``max(n_ctx_alloc × U × a, U × n_vocab × 4) + U × (4·n_embd + 2·n_ff) × 4``, where
+    the attention part ``a`` is ``(n_head + 1) × 4`` bytes (f32 scores and mask) without
+    flash attention and 2 (the f16 mask) with it. ``image_tokens`` None estimates them
+    from the projector
+    (:func:`~models.hardware.image_need.estimate_image_tokens`).
+    """
+    n_layer = int_value(_arch_value(text, "block_count")) or 1
     n_embd = text.n_embd or 0
     heads = _per_layer(_arch_value(text, "attention.head_count"), n_layer, 0)
     n_head = max(heads) if heads else 0
     n_ff = max(_per_layer(_arch_value(text, "feed_forward_length"), n_layer, 4 * n_embd))
-    embd = text.tensors.get("token_embd.weight")
-    vocab = _arch_value(text, "vocab_size")
-    tokens_list = text.metadata.get("tokenizer.ggml.tokens")
-    n_vocab = (
-        (embd[0][1] if embd and len(embd[0]) > 1 else None)
-        or _as_int(vocab)
-        or (tokens_list.length if isinstance(tokens_list, LongArray) else None)
-        or (len(tokens_list) if isinstance(tokens_list, list) else 0)
-    )
-    n_ctx_train = _as_int(_arch_value(text, "context_length")) or 0
+    n_vocab = _vocab_size(text)
+    n_ctx_train = int_value(_arch_value(text, "context_length")) or 0
 
-    est_tokens, patches = _image_shape(proj)
+    est_tokens, patches = image_tokens_and_patches(proj)
     if image_tokens is None:
         image_tokens = est_tokens
     else:
         patches = max(1, patches * image_tokens // max(est_tokens, 1))
     ubatch = max(1, n_batch)
-    detail = NeedDetail(
+    return NeedDetail(
         params=params,
         n_layer=n_layer,
         n_vocab=n_vocab,
@@ -445,14 +372,14 @@ def estimate_need(
         attn_per_token=ubatch * (2 if flash_attn else (n_head + 1) * 4),
         logits=ubatch * n_vocab * 4,
         activations=ubatch * (4 * n_embd + 2 * n_ff) * 4,
-        vision_compute=_vision_compute(proj, patches, image_tokens, n_embd, flash_attn),
+        vision_compute=vision_compute_bytes(proj, patches, image_tokens, n_embd, flash_attn),
         image_tokens=image_tokens,
     )
-    context = _context_need(
-        prompt_tokens=prompt_tokens, image_tokens=image_tokens, beam=beam,
-        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
-        strategy=strategy, judged=judged, check_reasoning=check_reasoning,
-    )
+
+
+def _context_warnings(context: int, *, n_ctx: int, beam: int,
+                      n_ctx_train: int) -> tuple[str, ...]:
+    """What is wrong with a context of ``n_ctx`` for a search that needs ``context``."""
     warnings = []
     if context > n_ctx:
         warnings.append(
@@ -465,5 +392,4 @@ def estimate_need(
             f"the context ({max(context, n_ctx)} tokens) is longer than the model was "
             f"trained for ({n_ctx_train}); answers may degrade"
         )
-    return need_from_detail(detail, weights=weights, projector=projector, context=context,
-                            n_ctx=_pad(max(n_ctx, context)), warnings=tuple(warnings))
+    return tuple(warnings)

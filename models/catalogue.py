@@ -269,71 +269,27 @@ def _parse(data: Mapping[str, Any], source: str) -> tuple[CatalogueEntry, ...]:
 
 
 def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEntry:
-    raw_id = table.get("id")
-    if isinstance(raw_id, str) and raw_id:
-        where = f"{where} ({raw_id})"
-    unknown = sorted(set(table) - _KNOWN_KEYS)
-    if unknown:
-        raise CatalogueError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    missing = [key for key in _REQUIRED if key not in table]
-    if missing:
-        raise CatalogueError(f"{where}: missing field(s) {', '.join(missing)}")
-
-    entry_id = _text(table, "id", where)
-    if not _ID_RE.match(entry_id):
-        raise CatalogueError(
-            f"{where}: id {entry_id!r} must be lower-case letters, digits, '.', '_' or '-'"
-        )
+    """One [[model]] or [[local]] table as an entry; ``where`` names it in errors."""
+    where = _check_fields(table, where)
+    entry_id = _entry_id(table, where)
     name = _text(table, "name", where)
-    family = _choice(table, "family", FAMILIES, where)
-    stage_mode = _choice(table, "stage_mode", STAGE_MODES, where)
-    if (stage_mode == "native") != (family == LOCAL_FAMILY):
-        raise CatalogueError(
-            f"{where}: stage_mode 'native' belongs to family {LOCAL_FAMILY!r} and only to "
-            f"it (got family {family!r}, stage_mode {stage_mode!r})"
-        )
+    family, stage_mode = _family_and_mode(table, where)
     local = kind == "local"
     repo, revision = _origin(table, local, where)
     if family == LOCAL_FAMILY and not local:
         raise CatalogueError(f"{where}: family {LOCAL_FAMILY!r} goes in a [[local]] table")
-
-    model = _file(table, "model", local, where)
-    mmproj = _file(table, "mmproj", local, where)
-    if "mmproj" in PurePosixPath(model.name).name.lower():
-        raise CatalogueError(
-            f"{where}: model_file {model.name!r} looks like a projector (contains 'mmproj')"
-        )
-    if "mmproj" not in PurePosixPath(mmproj.name).name.lower():
-        raise CatalogueError(
-            f"{where}: mmproj_file {mmproj.name!r} must contain 'mmproj' in its name"
-        )
-
+    model, mmproj = _model_files(table, local, where)
     quant = _text(table, "quant", where)
     params = _text(table, "params", where, allow_empty=True)
-    licence = _text(table, "licence", where, allow_empty=True)
-    licence_url = _text(table, "licence_url", where, allow_empty=True)
-    if licence_url and not licence_url.startswith("https://"):
-        raise CatalogueError(f"{where}: licence_url {licence_url!r} must start with https://")
+    licence, licence_url = _licence(table, where)
     thinking = table["thinking"]
     if not isinstance(thinking, bool):
         raise CatalogueError(f"{where}: thinking must be true or false, not {thinking!r}")
     context = _context(table, where)
     notes = _text(table, "notes", where, allow_empty=True) if "notes" in table else ""
     sources = _sources(table, where)
-
-    unknown_facts = [
-        label
-        for label, missing_fact in (
-            ("model_bytes", model.size == 0),
-            ("model_sha256", not model.sha256),
-            ("mmproj_bytes", mmproj.size == 0),
-            ("mmproj_sha256", not mmproj.sha256),
-            ("licence", not licence),
-        )
-        if missing_fact
-    ]
-    if unknown_facts and not local and not notes.strip():
-        raise CatalogueError(f"{where}: {', '.join(unknown_facts)} unknown; say why in 'notes'")
+    if not local and not notes.strip():
+        _require_known_facts(model, mmproj, licence, where)
 
     return CatalogueEntry(
         id=entry_id,
@@ -353,6 +309,84 @@ def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEn
         notes=notes,
         sources=sources,
     )
+
+
+def _check_fields(table: Mapping[str, Any], where: str) -> str:
+    """Refuses unknown and missing fields; returns ``where`` with the entry's id, if any."""
+    raw_id = table.get("id")
+    if isinstance(raw_id, str) and raw_id:
+        where = f"{where} ({raw_id})"
+    unknown = sorted(set(table) - _KNOWN_KEYS)
+    if unknown:
+        raise CatalogueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    missing = [key for key in _REQUIRED if key not in table]
+    if missing:
+        raise CatalogueError(f"{where}: missing field(s) {', '.join(missing)}")
+    return where
+
+
+def _entry_id(table: Mapping[str, Any], where: str) -> str:
+    entry_id = _text(table, "id", where)
+    if not _ID_RE.match(entry_id):
+        raise CatalogueError(
+            f"{where}: id {entry_id!r} must be lower-case letters, digits, '.', '_' or '-'"
+        )
+    return entry_id
+
+
+def _family_and_mode(table: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The family and the stage mode; "native" stages belong to the local family only."""
+    family = _choice(table, "family", FAMILIES, where)
+    stage_mode = _choice(table, "stage_mode", STAGE_MODES, where)
+    if (stage_mode == "native") != (family == LOCAL_FAMILY):
+        raise CatalogueError(
+            f"{where}: stage_mode 'native' belongs to family {LOCAL_FAMILY!r} and only to "
+            f"it (got family {family!r}, stage_mode {stage_mode!r})"
+        )
+    return family, stage_mode
+
+
+def _model_files(table: Mapping[str, Any], local: bool,
+                 where: str) -> tuple[CatalogueFile, CatalogueFile]:
+    """The model and the projector file; only the projector's name may contain "mmproj"."""
+    model = _file(table, "model", local, where)
+    mmproj = _file(table, "mmproj", local, where)
+    if "mmproj" in PurePosixPath(model.name).name.lower():
+        raise CatalogueError(
+            f"{where}: model_file {model.name!r} looks like a projector (contains 'mmproj')"
+        )
+    if "mmproj" not in PurePosixPath(mmproj.name).name.lower():
+        raise CatalogueError(
+            f"{where}: mmproj_file {mmproj.name!r} must contain 'mmproj' in its name"
+        )
+    return model, mmproj
+
+
+def _licence(table: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The licence's name and its https:// address (either may be empty)."""
+    licence = _text(table, "licence", where, allow_empty=True)
+    licence_url = _text(table, "licence_url", where, allow_empty=True)
+    if licence_url and not licence_url.startswith("https://"):
+        raise CatalogueError(f"{where}: licence_url {licence_url!r} must start with https://")
+    return licence, licence_url
+
+
+def _require_known_facts(model: CatalogueFile, mmproj: CatalogueFile, licence: str,
+                         where: str) -> None:
+    """Refuses a downloadable entry whose sizes, digests or licence are left unknown."""
+    unknown_facts = [
+        label
+        for label, missing_fact in (
+            ("model_bytes", model.size == 0),
+            ("model_sha256", not model.sha256),
+            ("mmproj_bytes", mmproj.size == 0),
+            ("mmproj_sha256", not mmproj.sha256),
+            ("licence", not licence),
+        )
+        if missing_fact
+    ]
+    if unknown_facts:
+        raise CatalogueError(f"{where}: {', '.join(unknown_facts)} unknown; say why in 'notes'")
 
 
 def _text(table: Mapping[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:

@@ -38,11 +38,10 @@ from models.llama_runtime import (
     reason,
 )
 from models.mtmd_prompt import Bitmap, TokenizedPrompt, split_at_image
-from models.stages import StageMode
+from models.stage_mode import STAGE_MODE_KEY, StageMode
 
 log = logging.getLogger("stagewise.llama")
 
-STAGE_MODE_KEY = "stagewise.stage_mode"
 
 
 class Engine:

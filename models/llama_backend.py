@@ -34,7 +34,8 @@ from models.search_backend import (
     SampleRequest,
 )
 from models.sequence_pool import SequencePool
-from models.stages import StageMode, StageParser, user_text
+from models.stage_mode import StageMode
+from models.stages import StageParser, user_text
 
 __all__ = ["LlamaBackend"]
 

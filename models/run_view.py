@@ -33,7 +33,8 @@ from models.events import (
     TokenStreamed,
     Verdict,
 )
-from models.stages import STAGES, Stage, StageMode, StageParser
+from models.stage_mode import StageMode
+from models.stages import STAGES, Stage, StageParser
 
 _TAG = re.compile(r"</?(?:" + "|".join(s.name for s in STAGES) + r")>")
 

@@ -31,7 +31,7 @@ from typing import Protocol
 from models.events import Finish
 from models.images import PreparedImage
 from models.sampling_settings import SamplingSettings
-from models.stages import StageMode
+from models.stage_mode import StageMode
 
 __all__ = ["BackendStats", "Delta", "JudgeReply", "JudgeSession", "Piece", "Prompt",
            "PromptInfo", "SampleRequest", "Sampled", "SearchBackend", "StageBudget"]

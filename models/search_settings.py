@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from models.sampling_settings import SamplingSettings
-from models.stages import StageMode
+from models.stage_mode import StageMode
 
 Strategy = Literal["stage", "sentence", "best-of-n", "retrace"]
 Selection = Literal["judge", "logprob"]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from models.search_backend import SampleRequest, StageBudget
 from models.search_settings import SearchSettings
 from models.stage_grammar import answer_grammar, stage_grammar
-from models.stages import STAGES, Stage, StageMode, StageParser, stage_end
+from models.stage_mode import StageMode
+from models.stages import STAGES, Stage, StageParser, stage_end
 
 __all__ = ["Segment", "plan", "stage_segment"]
 

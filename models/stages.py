@@ -22,13 +22,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from models.stage_mode import StageMode
+
 __all__ = [
     "PROMPTED_INSTRUCTION",
     "STAGES",
     "ParsedAnswer",
     "Stage",
     "StageDelta",
-    "StageMode",
     "StageParser",
     "parse_answer",
     "sentence_end",
@@ -74,17 +75,6 @@ class Stage(enum.Enum):
 
 STAGES: tuple[Stage, ...] = tuple(Stage)
 """The stages in the order an answer has them."""
-
-
-class StageMode(enum.StrEnum):
-    """How the model is asked for the stages.
-
-    NATIVE: the model was fine-tuned on LLaVA-CoT data and emits the stages by itself.
-    PROMPTED: any other model; the question is followed by :data:`PROMPTED_INSTRUCTION`.
-    """
-
-    NATIVE = "native"
-    PROMPTED = "prompted"
 
 
 PROMPTED_INSTRUCTION = (

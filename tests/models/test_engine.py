@@ -8,7 +8,7 @@ from models.engine import Engine
 from models.engine_settings import EngineSettings
 from models.errors import Cancelled, EngineError, ModelFileError
 from models.mtmd_prompt import Bitmap
-from models.stages import StageMode
+from models.stage_mode import StageMode
 from models.tiny_vlm import TINY, token_id
 
 

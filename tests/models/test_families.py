@@ -40,7 +40,8 @@ from models.images import PreparedImage
 from models.mtmd_prompt import Bitmap
 from models.search import StageSearch
 from models.search_settings import SearchSettings
-from models.stages import StageMode, user_text
+from models.stage_mode import StageMode
+from models.stages import user_text
 from models.tiny_vlm import CHATML_TEMPLATE
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"

@@ -34,7 +34,8 @@ from models.paths import data_dir
 from models.run_view import RunStatus, RunView
 from models.sampling_settings import SamplingSettings
 from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, Stage, StageMode
+from models.stage_mode import StageMode
+from models.stages import STAGES, Stage
 
 QUESTION = "How many red circles are there?"
 REPO = Path(__file__).resolve().parents[2]

@@ -27,7 +27,8 @@ from models.recipes.real_vocab import (
 )
 from models.search import SearchSettings, StageSearch
 from models.search_settings import sequences_needed
-from models.stages import STAGES, StageMode, user_text
+from models.stage_mode import StageMode
+from models.stages import STAGES, user_text
 
 QUESTION = "How many red circles are there?"
 

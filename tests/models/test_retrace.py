@@ -17,7 +17,8 @@ from models.images import PreparedImage
 from models.run_view import RunView
 from models.search import SearchSettings, StageSearch
 from models.search_settings import RETRACE_SEQUENCES
-from models.stages import STAGES, Stage, StageMode
+from models.stage_mode import StageMode
+from models.stages import STAGES, Stage
 from models.tiny_vlm import TinyPair
 
 QUESTION = "How many red circles are there?"

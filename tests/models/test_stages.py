@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.stage_grammar import answer_grammar, stage_grammar
+from models.stage_mode import StageMode
 from models.stages import (
     PROMPTED_INSTRUCTION,
     STAGES,
     ParsedAnswer,
     Stage,
     StageDelta,
-    StageMode,
     StageParser,
     parse_answer,
     sentence_end,

@@ -20,7 +20,8 @@ import numpy as np
 from models.judge import check_text, judge_text
 from models.puzzles import Puzzle, answer_text, corrupt, judge_reason
 from models.recipes.demo.tokenizer import Tokenizer, prompt_parts
-from models.stages import STAGES, Stage, StageMode, user_text
+from models.stage_mode import StageMode
+from models.stages import STAGES, Stage, user_text
 
 
 @dataclass(frozen=True)

@@ -237,8 +237,8 @@ def _merge(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _convert(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.engine import STAGE_MODE_KEY
     from models.recipes.llava_cot.converter import convert, converter_source
+    from models.stage_mode import STAGE_MODE_KEY
 
     merged = wd.require(wd.merged, "merge")
     source = converter_source(source=args.llama_cpp_source)

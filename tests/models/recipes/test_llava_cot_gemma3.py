@@ -26,7 +26,8 @@ from models.recipes.llava_cot.__main__ import main
 from models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
 from models.recipes.llava_cot.workdir import Workdir
 from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, StageMode
+from models.stage_mode import StageMode
+from models.stages import STAGES
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,

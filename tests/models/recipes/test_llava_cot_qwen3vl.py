@@ -27,7 +27,8 @@ from models.paths import DATA_DIR_ENV
 from models.recipes.llava_cot.__main__ import main
 from models.recipes.llava_cot.workdir import Workdir
 from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, StageMode, user_text
+from models.stage_mode import StageMode
+from models.stages import STAGES, user_text
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,

@@ -24,7 +24,8 @@ from models.recipes.llava_cot.data import LICENCE_NOTICE
 from models.recipes.llava_cot.synthetic import MALFORMED
 from models.recipes.llava_cot.workdir import Workdir
 from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, StageMode
+from models.stage_mode import StageMode
+from models.stages import STAGES
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,

@@ -6,7 +6,7 @@ Usage::
 
 The engine lets llama.cpp use the CPU backend's extra buffer types (CPU_REPACK, and AMX on
 builds that offer it) except where AMX is offered, where it turns them all off
-(:mod:`models.hardware.cpu_buffers`). This bench loads each model twice, once with the
+(:mod:`models.cpu_buffers`). This bench loads each model twice, once with the
 extra types (*on*: the default where AMX is not offered, or AMX opted in where it is) and
 once without (*off*: what the engine does by default where AMX is offered), and measures
 in interleaved rounds:
@@ -34,10 +34,10 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models import cpu_buffers
 from models.demo import demo_pair
 from models.engine import Engine
 from models.engine_settings import EngineSettings
-from models.hardware import cpu_buffers
 from models.quantize import quantize
 from models.tiny_vlm import TinySpec, write_tiny_pair
 

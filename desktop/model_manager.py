@@ -31,7 +31,7 @@ from desktop.formatting import fits_text, format_bytes, progress_text
 from models.catalogue import CatalogueEntry
 from models.errors import Cancelled, StagewiseError
 from models.hardware import Hardware
-from models.hub import DownloadProgress
+from models.hub_transfer import DownloadProgress
 from models.library import InstalledModel, Library, rough_fit
 
 SHUTDOWN_MS = 5000

@@ -144,7 +144,7 @@ def _devices() -> Section:
 
 
 def _buffers(settings: AppSettings) -> Section:
-    from models.hardware.cpu_buffers import choose_weight_buffers
+    from models.cpu_buffers import choose_weight_buffers
 
     choice = choose_weight_buffers(settings.cpu_amx)
     return Section("Weight buffers", (

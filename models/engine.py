@@ -23,12 +23,12 @@ from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from models.chat_template import ChatTemplateError
+from models.cpu_buffers import WeightBuffers, choose_weight_buffers, parse_weight_buffers
 from models.engine_settings import EngineSettings, EngineStats, default_threads
 from models.errors import Cancelled, EngineError
 from models.families import GENERIC, FamilyAdapter, detect_family
 from models.families.base import chat_template
 from models.gguf_check import check_pair
-from models.hardware.cpu_buffers import WeightBuffers, choose_weight_buffers, parse_weight_buffers
 from models.llama_runtime import (
     apply_builtin_template,
     context_params,

@@ -29,7 +29,7 @@ class EngineSettings:
         gpu_layers: Layers offloaded to the GPU: -1 all, 0 none. CPU builds ignore it.
         flash_attn: Flash attention: "auto", "on" or "off".
         allow_amx: Let llama.cpp put weights in its AMX buffer type where it offers one;
-            off by default (:mod:`models.hardware.cpu_buffers` says why).
+            off by default (:mod:`models.cpu_buffers` says why).
     """
 
     n_ctx: int = 8192

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from models.hardware.ggml_api import bind, ggml_library
+from models.ggml_api import bind, ggml_library
 
 __all__ = [
     "RAM_RESERVE",

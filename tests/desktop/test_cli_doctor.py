@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from desktop.cli import doctor as doctor_command
-from models.hardware.cpu_buffers import AMX_ENV
+from models.cpu_buffers import AMX_ENV
 from models.library import Library
 from models.tiny_vlm import TinyPair
 from tests.desktop.test_cli import ROOT

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from models.demo import demo_pair
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.hardware import cpu_buffers
-from models.hardware.cpu_buffers import (
+from models import cpu_buffers
+from models.cpu_buffers import (
     AMX_BUFFER,
     AMX_ENV,
     choose_weight_buffers,
     offered_extra_buffers,
     parse_weight_buffers,
 )
+from models.demo import demo_pair
+from models.engine import Engine
+from models.engine_settings import EngineSettings
 from models.quantize import quantize
 from models.tiny_vlm import TinyPair
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from models.hardware.ggml_api import bind, ggml_library
+from models.ggml_api import bind, ggml_library
 
 __all__ = ["AMX_BUFFER", "AMX_ENV", "WeightBuffers", "choose_weight_buffers",
            "offered_extra_buffers", "parse_weight_buffers"]

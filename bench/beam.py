@@ -8,7 +8,7 @@ On the BENCH random-weight pair (n_embd 512, 8 layers, 256 image tokens), whose 
 never closes a stage early, so every candidate spends exactly ``--tokens`` per stage.
 Its tokenizer is the tiny test one (about 500 tokens); ``--vocab`` puts a real one in its
 place with its real chat template (``qwen2``: 151,936 tokens; ``llama-bpe``: 128,256;
-``gemma-4``: 262,144; see :mod:`models.recipes.real_vocab`), where sampling and
+``gemma-4``: 262,144; see :mod:`stagewise.models.recipes.real_vocab`), where sampling and
 log-probabilities cost what they cost on real models.
 Prints, as ratios to a greedy single pass measured in the same run:
 
@@ -42,16 +42,16 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.events import AnswerFinished, SearchResult
-from models.images import PreparedImage, load_image
-from models.mtmd_prompt import Bitmap
-from models.sampling import Sampler, SamplingSettings, mix_seed
-from models.search import SearchSettings, StageSearch
-from models.stage_grammar import stage_grammar
-from models.stages import STAGES, parse_answer, user_text
-from models.tiny_vlm import BENCH, write_tiny_pair
+from stagewise.models.build.tiny_vlm import BENCH, write_tiny_pair
+from stagewise.models.events import AnswerFinished, SearchResult
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.sampling import Sampler, SamplingSettings, mix_seed
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stage_grammar import stage_grammar
+from stagewise.models.reasoning.stages import STAGES, parse_answer, user_text
 
 LOGPROB_TARGET = 1.10
 
@@ -195,7 +195,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
     if args.vocab:
-        from models.recipes.real_vocab import real_vocabulary_pair
+        from stagewise.models.recipes.real_vocab import real_vocabulary_pair
 
         pair = real_vocabulary_pair(args.vocab, BENCH)
     else:

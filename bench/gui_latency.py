@@ -83,11 +83,11 @@ def main() -> int:
 
     from dataclasses import replace
 
-    from desktop.app import SELF_TEST_QUESTION, example_image
-    from desktop.main_window import MainWindow
-    from models.app_settings import AppSettings
-    from models.stages import STAGES
-    from models.tiny_vlm import BENCH, TINY, write_tiny_pair
+    from stagewise.desktop.app import SELF_TEST_QUESTION, example_image
+    from stagewise.desktop.main_window import MainWindow
+    from stagewise.models.build.tiny_vlm import BENCH, TINY, write_tiny_pair
+    from stagewise.models.reasoning.stages import STAGES
+    from stagewise.models.storage.app_settings import AppSettings
 
     pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (kept alive)

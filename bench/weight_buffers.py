@@ -6,7 +6,7 @@ Usage::
 
 The engine lets llama.cpp use the CPU backend's extra buffer types (CPU_REPACK, and AMX on
 builds that offer it) except where AMX is offered, where it turns them all off
-(:mod:`models.cpu_buffers`). This bench loads each model twice, once with the
+(:mod:`stagewise.models.inference.cpu_buffers`). This bench loads each model twice, once with the
 extra types (*on*: the default where AMX is not offered, or AMX opted in where it is) and
 once without (*off*: what the engine does by default where AMX is offered), and measures
 in interleaved rounds:
@@ -34,12 +34,12 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import cpu_buffers
-from models.demo import demo_pair
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.quantize import quantize
-from models.tiny_vlm import TinySpec, write_tiny_pair
+from stagewise.models.build.quantize import quantize
+from stagewise.models.build.tiny_vlm import TinySpec, write_tiny_pair
+from stagewise.models.inference import cpu_buffers
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.library.demo import demo_pair
 
 LARGER = TinySpec(name="buffers", n_embd=1024, n_layer=8, n_head=16, n_head_kv=8, n_ff=2816,
                   n_ctx_train=4096, image_size=64, patch_size=16, v_embd=64, v_layer=2,

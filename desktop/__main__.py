@@ -1,5 +1,5 @@
-"""``python -m desktop`` is the ``stagewise`` command."""
+"""``python -m stagewise.desktop`` is the ``stagewise`` command."""
 
-from desktop.cli import main
+from stagewise.desktop.cli import main
 
 raise SystemExit(main())

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.app_settings import AppSettings, load_settings
-from models.demo import example_image
+from stagewise.models.library.demo import example_image
+from stagewise.models.storage.app_settings import AppSettings, load_settings
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
@@ -37,9 +37,9 @@ def run_window(options: WindowOptions) -> int:
     """Open the window (and run the self-test when asked); returns the exit status."""
     from PySide6.QtWidgets import QApplication
 
-    from desktop import threads
-    from desktop.main_window import MainWindow
-    from desktop.self_test import SelfTest
+    from stagewise.desktop import threads
+    from stagewise.desktop.main_window import MainWindow
+    from stagewise.desktop.self_test import SelfTest
 
     logging.basicConfig(level=logging.WARNING, format="stagewise: %(message)s")
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets import Chip, GrowingText, bold_font, muted_label
-from models.events import Verdict
-from models.run_view import CandidateView, SegmentView, StageView
-from models.stages import Stage
+from stagewise.desktop.widgets import Chip, GrowingText, bold_font, muted_label
+from stagewise.models.events import Verdict
+from stagewise.models.reasoning.run_view import CandidateView, SegmentView, StageView
+from stagewise.models.reasoning.stages import Stage
 
 COLUMN_MIN_WIDTH = 200
 COLUMN_MAX_WIDTH = 420

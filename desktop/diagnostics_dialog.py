@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.cli import doctor
-from desktop.threads import keep_alive, register_thread
-from models.app_settings import AppSettings
+from stagewise.desktop.cli import doctor
+from stagewise.desktop.threads import keep_alive, register_thread
+from stagewise.models.storage.app_settings import AppSettings
 
 
 class _ReportThread(QThread):

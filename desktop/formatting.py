@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.hub_transfer import DownloadProgress
+    from stagewise.models.library.hub_transfer import DownloadProgress
 
 
 def format_bytes(n: float) -> str:

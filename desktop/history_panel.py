@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.errors import StagewiseError
-from models.history import History, HistoryEntry
+from stagewise.models.errors import StagewiseError
+from stagewise.models.storage.history import History, HistoryEntry
 
 _STATUS_WORDS = {
     "running": "answering…",

@@ -1,9 +1,9 @@
 """Images given to the window, checked and decoded for display (no widgets).
 
 An image comes as a file (opened, dropped or pasted) or as encoded data (dropped or pasted).
-:func:`load_file` and :func:`load_bytes` check it the way :mod:`models.images` checks it,
-with its limits and wording: the file size before reading, the pixel count from the header
-before decoding, and then the pixel data itself. A refused input raises :class:`Refused`,
+:func:`load_file` and :func:`load_bytes` check it the way :mod:`stagewise.models.inference.images`
+checks it, with its limits and wording: the file size before reading, the pixel count from the
+header before decoding, and then the pixel data itself. A refused input raises :class:`Refused`,
 whose message is shown as it is. An accepted one is an :class:`ImageInput`, the original
 bytes untouched, and the image decoded to show it. Files are only ever read.
 
@@ -11,7 +11,8 @@ For display, an image is decoded at most :data:`MAX_DISPLAY_SIDE` pixels on its 
 PNG, WebP, TIFF and PPM go through :class:`~PySide6.QtGui.QImageReader` with a scaled size (its
 PNG reader scales row by row, without the full-size image in memory); Qt reports broken data in
 these formats. Other formats go through Pillow, JPEG with reduced decoding: Qt quietly shows a
-truncated JPEG, GIF, BMP or ICO as grey, where :func:`models.images.load_image` refuses it.
+truncated JPEG, GIF, BMP or ICO as grey, where :func:`stagewise.models.inference.images.load_image`
+refuses it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from PIL import Image
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt
 from PySide6.QtGui import QImage, QImageReader
 
-from models.errors import ImageError
-from models.images import decode_preview, image_suffixes, inspect_image, read_image_file
+from stagewise.models.errors import ImageError
+from stagewise.models.inference.images import (
+    decode_preview,
+    image_suffixes,
+    inspect_image,
+    read_image_file,
+)
 
 __all__ = [
     "CLIPBOARD_NAME", "DROP", "DROPPED_NAME", "MAX_DISPLAY_SIDE", "OPEN", "PASTE", "Action",

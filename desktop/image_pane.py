@@ -2,9 +2,9 @@
 
 An image comes in by a drop (files or raw image data), a paste, :meth:`ImagePane.open_file` or
 :meth:`ImagePane.set_image_bytes`. Each input is checked and decoded by
-:mod:`desktop.image_input`. A refused input leaves the image shown before it in place and says
-why in a message over the image. An accepted one is announced with
-:attr:`ImagePane.image_changed`, carrying an :class:`~desktop.image_input.ImageInput`: the
+:mod:`stagewise.desktop.image_input`. A refused input leaves the image shown before it in place and
+says why in a message over the image. An accepted one is announced with
+:attr:`ImagePane.image_changed`, carrying an :class:`~stagewise.desktop.image_input.ImageInput`: the
 original bytes, untouched.
 
 A drop is always taken as a copy, so the program the file was dragged from never deletes it.
@@ -30,7 +30,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QStackedWidget, QVBoxLayout, QWidget
 
-from desktop.image_input import (
+from stagewise.desktop.image_input import (
     CLIPBOARD_NAME,
     DROP,
     DROPPED_NAME,
@@ -46,8 +46,8 @@ from desktop.image_input import (
     load_file,
     looks_like_image,
 )
-from desktop.image_view import PLACEHOLDER, ImageView, MessageBar, Placeholder
-from desktop.widgets import ElidedLabel
+from stagewise.desktop.image_view import PLACEHOLDER, ImageView, MessageBar, Placeholder
+from stagewise.desktop.widgets import ElidedLabel
 
 __all__ = ["ZOOM_STEPS", "ImagePane"]
 

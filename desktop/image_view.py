@@ -1,6 +1,6 @@
 """The parts of the image pane: the empty state, the zoomable view and the message bar.
 
-:class:`~desktop.image_pane.ImagePane` puts them together. Colours come from the palette
+:class:`~stagewise.desktop.image_pane.ImagePane` puts them together. Colours come from the palette
 (the refusal's amber accent blended into it), so light and dark system palettes both work.
 """
 

@@ -20,26 +20,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.formatting import seconds_text
-from desktop.history_panel import HistoryPanel
-from desktop.image_input import ImageInput
-from desktop.image_pane import ImagePane
-from desktop.question_box import QuestionBox
-from desktop.settings_dialog import SettingsDialog
-from desktop.stage_cards import ReasoningPanel
-from desktop.worker import AskJob, EngineHost, LoadedModel
-from models.app_settings import AppSettings, save_settings
-from models.errors import StagewiseError
-from models.events import Event, SearchResult
-from models.export import export
-from models.history import History
-from models.run_view import RunStatus, RunView
-from models.stages import STAGES, Stage
+from stagewise.desktop.formatting import seconds_text
+from stagewise.desktop.history_panel import HistoryPanel
+from stagewise.desktop.image_input import ImageInput
+from stagewise.desktop.image_pane import ImagePane
+from stagewise.desktop.question_box import QuestionBox
+from stagewise.desktop.settings_dialog import SettingsDialog
+from stagewise.desktop.stage_cards import ReasoningPanel
+from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import Event, SearchResult
+from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.storage.app_settings import AppSettings, save_settings
+from stagewise.models.storage.export import export
+from stagewise.models.storage.history import History
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
-    from desktop.diagnostics_dialog import DiagnosticsDialog
-    from desktop.model_manager import ModelManager
-    from models.library import InstalledModel
+    from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
+    from stagewise.desktop.model_manager import ModelManager
+    from stagewise.models.library.installed import InstalledModel
 
 RENDER_MS = 33
 """Stage cards are re-rendered at most this often while tokens stream."""
@@ -471,10 +471,10 @@ class MainWindow(QMainWindow):
 
     def open_models(self) -> ModelManager:
         """Open the model manager (downloads go on in its own thread while it is open)."""
-        from desktop.model_manager import ModelManager
-        from models.catalogue import load_catalogue
-        from models.hardware import detect_hardware
-        from models.library import Library
+        from stagewise.desktop.model_manager import ModelManager
+        from stagewise.models.hardware import detect_hardware
+        from stagewise.models.library.catalogue import load_catalogue
+        from stagewise.models.library.installed import Library
 
         try:
             catalogue = load_catalogue()
@@ -546,7 +546,7 @@ class MainWindow(QMainWindow):
 
     def open_diagnostics(self) -> DiagnosticsDialog:
         """Show ``stagewise doctor``'s report (for bug reports); returns the dialog."""
-        from desktop.diagnostics_dialog import DiagnosticsDialog
+        from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
 
         dialog = DiagnosticsDialog(self.settings, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -26,13 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop import threads
-from desktop.formatting import fits_text, format_bytes, progress_text
-from models.catalogue import CatalogueEntry
-from models.errors import Cancelled, StagewiseError
-from models.hardware import Hardware
-from models.hub_transfer import DownloadProgress
-from models.library import InstalledModel, Library, rough_fit
+from stagewise.desktop import threads
+from stagewise.desktop.formatting import fits_text, format_bytes, progress_text
+from stagewise.models.errors import Cancelled, StagewiseError
+from stagewise.models.hardware import Hardware
+from stagewise.models.library.catalogue import CatalogueEntry
+from stagewise.models.library.hub_transfer import DownloadProgress
+from stagewise.models.library.installed import InstalledModel, Library, rough_fit
 
 SHUTDOWN_MS = 5000
 
@@ -315,7 +315,7 @@ class ModelManager(QDialog):
         if not path:
             return
         model = Path(path)
-        from models.files import find_mmproj
+        from stagewise.models.library.files import find_mmproj
 
         mmproj = None
         if find_mmproj(model) is None:

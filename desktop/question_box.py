@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.search_settings import MAX_BEAM
+from stagewise.models.reasoning.search_settings import MAX_BEAM
 
 
 class _QuestionEdit(QPlainTextEdit):

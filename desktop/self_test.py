@@ -10,10 +10,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
-from desktop.formatting import seconds_text
-from desktop.main_window import MainWindow
-from models.run_view import RunStatus, RunView
-from models.stages import STAGES
+from stagewise.desktop.formatting import seconds_text
+from stagewise.desktop.main_window import MainWindow
+from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.stages import STAGES
 
 
 class SelfTest(QObject):

@@ -1,7 +1,7 @@
 """The settings dialog: model files, search, hardware and display.
 
-:class:`SettingsDialog` edits an :class:`~models.app_settings.AppSettings` and hands
-the edited copy back from :meth:`SettingsDialog.settings`; it neither reads nor saves
+:class:`SettingsDialog` edits an :class:`~stagewise.models.storage.app_settings.AppSettings` and
+hands the edited copy back from :meth:`SettingsDialog.settings`; it neither reads nor saves
 the settings file, the caller does. Model files are checked as soon as they are
 chosen (the GGUF header only, a fraction of a second) and a problem is shown under
 the field; OK stays disabled, with a line saying why, until both files are usable.
@@ -35,7 +35,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.app_settings import (
+from stagewise.models.errors import ModelFileError
+from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
+from stagewise.models.library.files import find_mmproj
+from stagewise.models.reasoning.search_settings import (
+    MAX_BEAM,
+    RETRACE_SCORERS,
+    SELECTIONS,
+    STRATEGIES,
+    Selection,
+    Strategy,
+)
+from stagewise.models.storage.app_settings import (
     CTX_MAX,
     CTX_MIN,
     GPU_LAYERS_MAX,
@@ -45,17 +56,6 @@ from models.app_settings import (
     TEMPERATURE_MAX,
     THREADS_MAX,
     AppSettings,
-)
-from models.errors import ModelFileError
-from models.files import find_mmproj
-from models.gguf_check import check_pair, check_projector, check_text_model
-from models.search_settings import (
-    MAX_BEAM,
-    RETRACE_SCORERS,
-    SELECTIONS,
-    STRATEGIES,
-    Selection,
-    Strategy,
 )
 
 __all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SCORER_LABELS", "SELECTION_LABELS",

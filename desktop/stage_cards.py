@@ -1,7 +1,7 @@
 """The right side of the window: one card per stage, in order, in a vertical scroll area.
 
-:class:`ReasoningPanel` renders a :class:`~models.run_view.RunView`. :meth:`~ReasoningPanel.
-show_run` renders everything (a run starting, or one restored from history);
+:class:`ReasoningPanel` renders a :class:`~stagewise.models.reasoning.run_view.RunView`.
+:meth:`~ReasoningPanel. show_run` renders everything (a run starting, or one restored from history);
 :meth:`~ReasoningPanel.update_stages` re-renders only the cards whose stage changed and is
 cheap enough to call many times a second while tokens stream: widgets are built once, text is
 only set when it changed (and appended when it grew), and a card's candidates view is only
@@ -9,8 +9,8 @@ refreshed while it is open.
 
 Each :class:`StageCard` has a header (disclosure button, title, status chip, "Candidates"
 toggle, and a one-line preview while collapsed) and a body (the stage's text, then the
-:class:`~desktop.candidates_view.CandidatesView` when the toggle is on). The Conclusion card is
-the prominent answer: larger text, an accent bar on its left, never collapsed.
+:class:`~stagewise.desktop.candidates_view.CandidatesView` when the toggle is on). The Conclusion
+card is the prominent answer: larger text, an accent bar on its left, never collapsed.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.candidates_view import CandidatesView, plural
-from desktop.formatting import seconds_text
-from desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
-from models.run_view import RunView, StageStatus, StageView
-from models.stages import STAGES, Stage
+from stagewise.desktop.candidates_view import CandidatesView, plural
+from stagewise.desktop.formatting import seconds_text
+from stagewise.desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
+from stagewise.models.reasoning.run_view import RunView, StageStatus, StageView
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 PANEL_MIN_WIDTH = 320
 ACCENT_WIDTH = 4

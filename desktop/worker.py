@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from desktop.threads import keep_alive, register_thread
-from models.app_settings import AppSettings
-from models.errors import Cancelled, StagewiseError
-from models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from stagewise.desktop.threads import keep_alive, register_thread
+from stagewise.models.errors import Cancelled, StagewiseError
+from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from stagewise.models.storage.app_settings import AppSettings
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
-    from models.hardware import Hardware
-    from models.history import History
-    from models.images import PreparedImage
-    from models.session import Session
+    from stagewise.models.hardware import Hardware
+    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.session import Session
+    from stagewise.models.storage.history import History
 
 log = logging.getLogger("stagewise.worker")
 
@@ -97,7 +97,7 @@ class EngineWorker(QObject):
         """Answer one question; every outcome ends with run_finished or run_failed."""
         run_id = -1
         try:
-            from models.images import load_image
+            from stagewise.models.inference.images import load_image
 
             image = load_image(job.image_data, name=job.image_name)
             session = self._ensure_engine(job.settings, job.cancel)
@@ -145,10 +145,10 @@ class EngineWorker(QObject):
 
     def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Session:
         """The session for these settings: planned as every front end plans a load
-        (:func:`models.session.plan`), loaded unless the same load is in place."""
-        from models.hardware import detect_hardware
-        from models.llama_runtime import supports_gpu_offload
-        from models.session import Session, plan
+        (:func:`stagewise.models.session.plan`), loaded unless the same load is in place."""
+        from stagewise.models.hardware import detect_hardware
+        from stagewise.models.inference.llama_runtime import supports_gpu_offload
+        from stagewise.models.session import Session, plan
 
         if self._hardware is None:
             self._hardware = detect_hardware()
@@ -188,7 +188,7 @@ class EngineWorker(QObject):
 
     def _history_store(self) -> History:
         if self._history is None:
-            from models.history import History
+            from stagewise.models.storage.history import History
 
             self._history = History(self._history_folder)
         return self._history

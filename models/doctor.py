@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from models.app_settings import AppSettings, settings_path
-from models.errors import StagewiseError
-from models.paths import cache_dir, config_dir, data_dir
+from stagewise.models.errors import StagewiseError
+from stagewise.models.storage.app_settings import AppSettings, settings_path
+from stagewise.models.storage.paths import cache_dir, config_dir, data_dir
 
 SMOKE_QUESTION = "How many shapes are there?"
 STAGE_NAMES = ("summary", "caption", "reasoning", "conclusion")
@@ -120,7 +120,7 @@ def _llama() -> Section:
     import llama_cpp
     from llama_cpp import llama_cpp as lc
 
-    from models.llama_runtime import supports_gpu_offload
+    from stagewise.models.inference.llama_runtime import supports_gpu_offload
 
     info = lc.llama_print_system_info().decode("utf-8", "replace").strip()
     return Section("llama.cpp", (
@@ -132,7 +132,7 @@ def _llama() -> Section:
 
 
 def _devices() -> Section:
-    from models.hardware import detect_hardware
+    from stagewise.models.hardware import detect_hardware
 
     hardware = detect_hardware()
     rows = [(d.name, f"{d.description} ({d.kind}): {_size(d.free_bytes)} free of "
@@ -144,7 +144,7 @@ def _devices() -> Section:
 
 
 def _buffers(settings: AppSettings) -> Section:
-    from models.cpu_buffers import choose_weight_buffers
+    from stagewise.models.inference.cpu_buffers import choose_weight_buffers
 
     choice = choose_weight_buffers(settings.cpu_amx)
     return Section("Weight buffers", (
@@ -164,7 +164,7 @@ def _folders() -> Section:
 
 
 def _check(model: Path, mmproj: Path) -> str:
-    from models.gguf_check import check_pair
+    from stagewise.models.inference.gguf_check import check_pair
 
     try:
         check_pair(model, mmproj)
@@ -174,8 +174,8 @@ def _check(model: Path, mmproj: Path) -> str:
 
 
 def _models(settings: AppSettings) -> Section:
-    from models.defaults import resolve_pair
-    from models.library import Library
+    from stagewise.models.library.defaults import resolve_pair
+    from stagewise.models.library.installed import Library
 
     rows: list[tuple[str, str]] = []
     try:
@@ -215,13 +215,13 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
 
     Never raises for a model or engine failure: the result says what went wrong.
     """
-    from models.demo import example_image
-    from models.engine_settings import EngineSettings
-    from models.events import AnswerFinished
-    from models.images import load_image
-    from models.sampling_settings import SamplingSettings
-    from models.search_settings import SearchSettings
-    from models.session import Session, plan
+    from stagewise.models.events import AnswerFinished
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.inference.images import load_image
+    from stagewise.models.inference.sampling_settings import SamplingSettings
+    from stagewise.models.library.demo import example_image
+    from stagewise.models.reasoning.search_settings import SearchSettings
+    from stagewise.models.session import Session, plan
 
     start = time.perf_counter()
     name = ""

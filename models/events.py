@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.stages import STAGES, Stage
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 Finish = Literal["closed", "eog", "length", "cancelled"]
 Status = Literal["finished", "cancelled"]

@@ -10,9 +10,9 @@ reaches all of them:
 * :class:`Session` owns the engine loaded from a plan and answers questions with the
   search, yielding the core's frozen events.
 
-Sequences are sized for the widest search there is (:data:`~models.search_settings.MAX_BEAM`
-and retrace): with llama.cpp's unified KV cache more sequences cost no memory, and changing
-the beam width never reloads the model.
+Sequences are sized for the widest search there is
+(:data:`~stagewise.models.reasoning.search_settings.MAX_BEAM` and retrace): with llama.cpp's unified
+KV cache more sequences cost no memory, and changing the beam width never reloads the model.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.errors import StagewiseError
-from models.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+from stagewise.models.errors import StagewiseError
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings, sequences_needed
 
 if TYPE_CHECKING:
-    from models.engine import Engine
-    from models.engine_settings import EngineSettings
-    from models.events import Event
-    from models.hardware import Fit, Hardware
-    from models.images import PreparedImage
-    from models.retrace import ModelScorer
+    from stagewise.models.events import Event
+    from stagewise.models.hardware import Fit, Hardware
+    from stagewise.models.inference.engine import Engine
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.reasoning.retrace import ModelScorer
 
 __all__ = ["SEQUENCES", "LoadPlan", "Session", "plan"]
 
@@ -82,8 +82,8 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
         StagewiseError: The files cannot be found or read, or the load cannot fit this
             machine (the message says why and what would).
     """
-    from models.defaults import resolve_pair
-    from models.hardware import check_fit, detect_hardware
+    from stagewise.models.hardware import check_fit, detect_hardware
+    from stagewise.models.library.defaults import resolve_pair
 
     pair = resolve_pair(model, mmproj)
     hardware = hardware or detect_hardware()
@@ -111,7 +111,7 @@ class Session:
             EngineError: llama.cpp refused a file.
             Cancelled: ``progress`` returned False.
         """
-        from models.engine import Engine
+        from stagewise.models.inference.engine import Engine
 
         self.plan = load
         self.engine: Engine = Engine(load.model, load.mmproj, load.engine, progress=progress)
@@ -120,7 +120,7 @@ class Session:
     def ask(self, image: PreparedImage, question: str, search: SearchSettings,
             cancel: threading.Event | None = None) -> Iterator[Event]:
         """Answer ``question`` about ``image``; the last event is ``AnswerFinished``."""
-        from models.search import StageSearch
+        from stagewise.models.reasoning.search import StageSearch
 
         return StageSearch(self.engine, search, scorer_model=self.scorer(search)).run(
             image, question, cancel)
@@ -132,7 +132,7 @@ class Session:
         Raises:
             StagewiseError: The "model" scorer was asked for without a model.
         """
-        from models.retrace import ModelScorer
+        from stagewise.models.reasoning.retrace import ModelScorer
 
         if search.strategy != "retrace" or search.retrace_scorer != "model":
             return None

@@ -39,6 +39,8 @@ build_pyinstaller() {
         wheel=$(portable_llama_wheel "$llama" "${CMAKE_ARGS:-$default_cmake}")
         python3 -m venv --clear build/bundle-venv
         PYTHON=build/bundle-venv/bin/python
+        # setuptools builds in build/lib and keeps what an older layout left there
+        rm -rf build/lib build/bdist.*
         "$PYTHON" -m pip install -q "$wheel" . "pyinstaller>=6.10,<7"
     fi
     "$PYTHON" packaging/make_icons.py

@@ -1,7 +1,8 @@
 """A fake Hugging Face hub on loopback, for tests that download models.
 
 :class:`FakeHub` runs a real HTTP server on ``127.0.0.1`` (a free port) in a daemon
-thread and answers the requests ``huggingface_hub`` 2.4 and :mod:`models.hub` make:
+thread and answers the requests ``huggingface_hub`` 2.4 and :mod:`stagewise.models.library.hub`
+make:
 
 ``POST /api/models/{repo}/paths-info/{revision}``
     Form field ``paths`` (repeated). Answers a JSON list with one entry per known
@@ -47,8 +48,8 @@ Faults, per file (arguments of :meth:`FakeHub.add`, changed later with
 Requests are recorded in :attr:`FakeHub.requests` (method, path, lower-case headers),
 so a test can check that a resume sent a ``Range`` header.
 
-Pointing clients at the server: :mod:`models.hub` functions take ``endpoint=``; pass
-``hub.endpoint``. Code that cannot be given an endpoint (``hf_hub_download`` without
+Pointing clients at the server: :mod:`stagewise.models.library.hub` functions take ``endpoint=``;
+pass ``hub.endpoint``. Code that cannot be given an endpoint (``hf_hub_download`` without
 ``endpoint=``, a CLI in a subprocess) is covered by :meth:`FakeHub.environment`,
 which is the one place that knows where ``huggingface_hub`` reads its settings.
 

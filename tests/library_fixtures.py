@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from models.catalogue import CATALOGUE_ENV, CatalogueEntry, load_catalogue
-from models.tiny_vlm import TinyPair
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.library.catalogue import CATALOGUE_ENV, CatalogueEntry, load_catalogue
 from tests.hub_server import FakeHub
 
 REPO = "stagewise-test/tiny-vlm-GGUF"

@@ -1,7 +1,9 @@
 """The layers, as import-linter checks them (`lint-imports`, in the test command).
 
 Contracts in pyproject.toml: Qt only under desktop/; the core never imports the front ends;
-only the recipes import models.recipes; runtime modules never import build-time tooling.
+only the recipes import stagewise.models.recipes; runtime modules never import build-time
+tooling (stagewise.models.build); inference sits below reasoning; the library never imports
+the default-model choice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
-CONTRACTS = 5
+CONTRACTS = 6
 
 
 def lint(tree: Path) -> subprocess.CompletedProcess[str]:
@@ -26,9 +28,11 @@ def lint(tree: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_tree(to: Path) -> Path:
+    """models/ and desktop/ as the wheel installs them, stagewise/models and
+    stagewise/desktop, first on PYTHONPATH."""
     ignore = shutil.ignore_patterns("__pycache__", "data", "*.gguf")
     for name in ("models", "desktop"):
-        shutil.copytree(ROOT / name, to / name, ignore=ignore)
+        shutil.copytree(ROOT / name, to / "stagewise" / name, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", to / "pyproject.toml")
     return to
 
@@ -41,20 +45,18 @@ def test_the_contracts_hold():
 
 @pytest.mark.parametrize(("module", "code", "broken"), [
     ("models/_probe.py", "import PySide6.QtCore\n", "Qt only under desktop/"),
-    ("models/_probe.py", "import desktop.cli.args\n", "The core never imports the front ends"),
-    ("models/engine_probe.py", "import models.recipes.llava_cot.converter\n",
+    ("models/_probe.py", "import stagewise.desktop.cli.args\n",
+     "The core never imports the front ends"),
+    ("models/library/_probe.py", "import stagewise.models.recipes.llava_cot.converter\n",
      "Only the recipes themselves"),
-    ("models/hardware/_probe.py", "import models.tiny_vlm\n",
+    ("models/hardware/_probe.py", "import stagewise.models.build.tiny_vlm\n",
      "Runtime modules never import build-time tooling"),
+    ("models/inference/_probe.py", "import stagewise.models.reasoning.stages\n",
+     "Inference sits below reasoning"),
 ])
 def test_a_deliberate_violation_breaks_its_contract(tmp_path, module, code, broken):
     tree = copy_tree(tmp_path)
-    (tree / module).write_text(code)
-    if module == "models/engine_probe.py":  # a runtime module: add it to the contract
-        config = tree / "pyproject.toml"
-        config.write_text(config.read_text().replace('"desktop", "models.app_settings",',
-                                                     '"desktop", "models.engine_probe", '
-                                                     '"models.app_settings",', 1))
+    (tree / "stagewise" / module).write_text(code)
     done = lint(tree)
     assert done.returncode != 0
     assert f"{broken}" in done.stdout and "BROKEN" in done.stdout

@@ -1,9 +1,10 @@
 """The ``stagewise`` command: the window, or one of ``ask``, ``models``, ``eval``, ``doctor``.
 
-With no command it opens the window (:mod:`desktop.app`). Each command is a module with
-``add_parser`` and ``run``: :mod:`desktop.cli.ask`, :mod:`desktop.cli.model_library`,
-:mod:`desktop.cli.evaluate` and :mod:`desktop.cli.doctor`. Bad input ends with a one-line
-message on stderr and a non-zero exit status, never a traceback.
+With no command it opens the window (:mod:`stagewise.desktop.app`). Each command is a module with
+``add_parser`` and ``run``: :mod:`stagewise.desktop.cli.ask`,
+:mod:`stagewise.desktop.cli.model_library`, :mod:`stagewise.desktop.cli.evaluate` and
+:mod:`stagewise.desktop.cli.doctor`. Bad input ends with a one-line message on stderr and a non-zero
+exit status, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from desktop.cli import ask, doctor, evaluate, model_library
-from desktop.cli.args import beam_width
-from models.errors import StagewiseError
+from stagewise.desktop.cli import ask, doctor, evaluate, model_library
+from stagewise.desktop.cli.args import beam_width
+from stagewise.models.errors import StagewiseError
 
 EXIT_ERROR = 2
 
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         if args.screenshot and not args.self_test:
             parser.error("--screenshot goes with --self-test")
-        from desktop.app import WindowOptions, run_window
+        from stagewise.desktop.app import WindowOptions, run_window
 
         return run_window(WindowOptions(
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,

@@ -1,5 +1,5 @@
-"""``python -m desktop.cli`` is the ``stagewise`` command, as ``python -m desktop`` is."""
+"""``python -m stagewise.desktop.cli`` is the ``stagewise`` command."""
 
-from desktop.cli import main
+from stagewise.desktop.cli import main
 
 raise SystemExit(main())

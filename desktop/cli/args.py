@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.search_settings import MAX_BEAM, RETRACE_SCORERS
+from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS
 
 
 def positive_int(text: str) -> int:

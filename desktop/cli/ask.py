@@ -13,9 +13,14 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from desktop.cli.args import add_retrace_arguments, beam_width, positive_int, retrace_settings
-from desktop.cli.progress_line import ProgressLine
-from models.events import (
+from stagewise.desktop.cli.args import (
+    add_retrace_arguments,
+    beam_width,
+    positive_int,
+    retrace_settings,
+)
+from stagewise.desktop.cli.progress_line import ProgressLine
+from stagewise.models.events import (
     AnswerFinished,
     Event,
     JudgeVerdict,
@@ -26,9 +31,14 @@ from models.events import (
     SegmentStarted,
     TokenStreamed,
 )
-from models.sampling_settings import SamplingSettings
-from models.search_settings import MAX_BEAM, SELECTIONS, STRATEGIES, SearchSettings
-from models.stages import StageParser
+from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.search_settings import (
+    MAX_BEAM,
+    SELECTIONS,
+    STRATEGIES,
+    SearchSettings,
+)
+from stagewise.models.reasoning.stages import StageParser
 
 EXIT_CANCELLED = 130
 
@@ -66,9 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.engine_settings import EngineSettings
-    from models.images import load_image
-    from models.session import Session, plan
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.inference.images import load_image
+    from stagewise.models.session import Session, plan
 
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = SearchSettings(

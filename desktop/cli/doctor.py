@@ -1,6 +1,6 @@
 """``stagewise doctor``: one screen for bug reports, also shown by Help → Diagnostics.
 
-The report (:mod:`models.doctor`) ends with a smoke answer from the demo model, run in a
+The report (:mod:`stagewise.models.doctor`) ends with a smoke answer from the demo model, run in a
 child ``stagewise doctor --smoke-child`` process: a crash inside llama.cpp is then one line
 of the report (with the signal), and the doctor still prints everything else and exits
 non-zero.
@@ -13,8 +13,8 @@ import signal
 import subprocess
 import sys
 
-from models.app_settings import AppSettings, load_settings
-from models.doctor import SmokeResult, collect, render, smoke_answer
+from stagewise.models.doctor import SmokeResult, collect, render, smoke_answer
+from stagewise.models.storage.app_settings import AppSettings, load_settings
 
 SMOKE_TIMEOUT_S = 300.0
 
@@ -60,7 +60,8 @@ def _self_command() -> list[str]:
 
 
 def isolated_smoke_answer(timeout_s: float = SMOKE_TIMEOUT_S) -> SmokeResult:
-    """:func:`models.doctor.smoke_answer` in a child process; a crash is a failed result."""
+    """:func:`stagewise.models.doctor.smoke_answer` in a child process; a crash is a failed
+    result."""
     command = [*_self_command(), "doctor", "--smoke-child"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,

@@ -19,16 +19,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from desktop.cli.args import add_retrace_arguments, beam_width, positive_int, retrace_settings
-from desktop.cli.progress_line import ProgressLine
-from models.errors import StagewiseError
-from models.evaluation.results import STRATEGY_NAMES
-from models.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
+from stagewise.desktop.cli.args import (
+    add_retrace_arguments,
+    beam_width,
+    positive_int,
+    retrace_settings,
+)
+from stagewise.desktop.cli.progress_line import ProgressLine
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation.results import STRATEGY_NAMES
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
-    from models.engine import Engine
-    from models.evaluation.runner import EvalProgress
-    from models.retrace import ModelScorer
+    from stagewise.models.evaluation.runner import EvalProgress
+    from stagewise.models.inference.engine import Engine
+    from stagewise.models.reasoning.retrace import ModelScorer
 
 EXIT_CANCELLED = 130
 
@@ -103,10 +108,10 @@ def _strategies(text: str) -> list[str]:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``stagewise eval``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
-    from models.engine_settings import EngineSettings
-    from models.evaluation import format_report, make_configs, read_items
-    from models.evaluation.runner import evaluate
-    from models.session import Session, plan
+    from stagewise.models.evaluation import format_report, make_configs, read_items
+    from stagewise.models.evaluation.runner import evaluate
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr
     data = _data_file(args)
@@ -149,10 +154,10 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
                 scorer_model: ModelScorer | None, err: TextIO
                 ) -> tuple[SearchSettings, str]:
     """Retrace's cutoff measured on calibration questions, never the evaluated ones."""
-    from models.demo import demo_validation_split
-    from models.evaluation import read_items
-    from models.images import load_image
-    from models.retrace import calibrate
+    from stagewise.models.evaluation import read_items
+    from stagewise.models.inference.images import load_image
+    from stagewise.models.library.demo import demo_validation_split
+    from stagewise.models.reasoning.retrace import calibrate
 
     size = args.calibration_size
     if args.calibration is not None:
@@ -173,7 +178,7 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
 
 
 def _data_file(args: argparse.Namespace) -> Path:
-    from models.demo import DEMO_TEST, demo_dir, demo_test_split
+    from stagewise.models.library.demo import DEMO_TEST, demo_dir, demo_test_split
 
     if args.demo and args.data is not None:
         raise StagewiseError("give a question file or --demo, not both")
@@ -189,8 +194,8 @@ def _data_file(args: argparse.Namespace) -> Path:
 
 
 def _model_pair(args: argparse.Namespace, err: TextIO) -> tuple[Path, Path]:
-    from models.defaults import resolve_pair
-    from models.demo import DEMO_MMPROJ, DEMO_MODEL, demo_dir, demo_pair
+    from stagewise.models.library.defaults import resolve_pair
+    from stagewise.models.library.demo import DEMO_MMPROJ, DEMO_MODEL, demo_dir, demo_pair
 
     if args.demo and args.model is None:
         pair = demo_pair()

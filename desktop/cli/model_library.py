@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from desktop.cli.progress_line import ProgressLine
-from desktop.formatting import fits_text, format_bytes, progress_text
-from models.errors import Cancelled, StagewiseError
+from stagewise.desktop.cli.progress_line import ProgressLine
+from stagewise.desktop.formatting import fits_text, format_bytes, progress_text
+from stagewise.models.errors import Cancelled, StagewiseError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run a ``models`` subcommand; returns the exit status (errors raise StagewiseError)."""
-    from models.library import Library
+    from stagewise.models.library.installed import Library
 
     library = Library()
     match args.models_command:
@@ -58,15 +58,15 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     raise StagewiseError(f"unknown models action {args.models_command!r}")
 
 
-LOCAL_RECIPE = ("python -m models.recipes.llava_cot all OUT --jsonl train.jsonl "
+LOCAL_RECIPE = ("python -m stagewise.models.recipes.llava_cot all OUT --jsonl train.jsonl "
                 "--images image.zip.part-aa (see models/recipes/llava_cot/README.md)")
 """How a local catalogue entry is built: the LLaVA-CoT recipe."""
 
 
 def _list(library: object, installed_only: bool, out: TextIO) -> int:
-    from models.catalogue import load_catalogue
-    from models.hardware import detect_hardware
-    from models.library import rough_fit
+    from stagewise.models.hardware import detect_hardware
+    from stagewise.models.library.catalogue import load_catalogue
+    from stagewise.models.library.installed import rough_fit
 
     hardware = detect_hardware()
     installed = {m.id: m for m in library.installed()}
@@ -94,7 +94,7 @@ def _list(library: object, installed_only: bool, out: TextIO) -> int:
 
 
 def _info(library: object, model_id: str, out: TextIO) -> int:
-    from models.catalogue import find_entry
+    from stagewise.models.library.catalogue import find_entry
 
     installed = library.find(model_id)
     try:
@@ -128,7 +128,7 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
 
 
 def _pull(library: object, model_id: str, out: TextIO, err: TextIO) -> int:
-    from models.catalogue import find_entry
+    from stagewise.models.library.catalogue import find_entry
 
     entry = find_entry(model_id)
     cancel = threading.Event()

@@ -1,22 +1,23 @@
 """Measure how well strategies answer: accuracy on a question set, side by side.
 
-``stagewise eval`` reads questions (:mod:`~models.evaluation.data`), runs each strategy
-on each question over one engine (:func:`models.evaluation.runner.evaluate`), scores the
-conclusions (:mod:`~models.evaluation.scoring`), and reports accuracy with 95% intervals,
-paired differences against a single pass (:mod:`~models.evaluation.stats`), how often the
-judge picked the right candidate (:mod:`~models.evaluation.judge_accuracy`) and a breakdown
-by question kind (:mod:`~models.evaluation.results`, :mod:`~models.evaluation.report`).
+``stagewise eval`` reads questions (:mod:`~stagewise.models.evaluation.data`), runs each strategy
+on each question over one engine (:func:`stagewise.models.evaluation.runner.evaluate`), scores the
+conclusions (:mod:`~stagewise.models.evaluation.scoring`), and reports accuracy with 95% intervals,
+paired differences against a single pass (:mod:`~stagewise.models.evaluation.stats`), how often the
+judge picked the right candidate (:mod:`~stagewise.models.evaluation.judge_accuracy`) and a
+breakdown by question kind (:mod:`~stagewise.models.evaluation.results`,
+:mod:`~stagewise.models.evaluation.report`).
 
-Importing this package does not load llama.cpp; :mod:`~models.evaluation.runner` does.
+Importing this package does not load llama.cpp; :mod:`~stagewise.models.evaluation.runner` does.
 Qt-free.
 """
 
 from __future__ import annotations
 
-from models.evaluation.data import EvalDataError, EvalItem, item_kind, read_items
-from models.evaluation.judge_accuracy import JudgeCall, candidate_content, judge_calls
-from models.evaluation.report import format_report
-from models.evaluation.results import (
+from stagewise.models.evaluation.data import EvalDataError, EvalItem, item_kind, read_items
+from stagewise.models.evaluation.judge_accuracy import JudgeCall, candidate_content, judge_calls
+from stagewise.models.evaluation.report import format_report
+from stagewise.models.evaluation.results import (
     BASELINE,
     STRATEGY_NAMES,
     EvalConfig,
@@ -25,8 +26,8 @@ from models.evaluation.results import (
     StrategyReport,
     make_configs,
 )
-from models.evaluation.scoring import answer_letter, is_correct, normalise, options, score
-from models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
+from stagewise.models.evaluation.scoring import answer_letter, is_correct, normalise, options, score
+from stagewise.models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
 
 __all__ = [
     "BASELINE",

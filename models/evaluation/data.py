@@ -13,7 +13,7 @@ An image path is relative to the jsonl file's folder unless it is absolute.
 
 The third format is a VLMEvalKit benchmark ``.tsv`` (MMStar, MMBench, AI2D, ScienceQA,
 HallusionBench...), one row per question with the image base64-encoded in it; it is read by
-:mod:`~models.evaluation.vlmevalkit`.
+:mod:`~stagewise.models.evaluation.vlmevalkit`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import StagewiseError
-from models.stages import STAGES, Stage, parse_answer
+from stagewise.models.errors import StagewiseError
+from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
 
 __all__ = ["EvalDataError", "EvalItem", "item_kind", "read_items", "strip_image_marker"]
 
@@ -75,8 +75,9 @@ def read_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     """Read the questions of a jsonl file or a VLMEvalKit ``.tsv``.
 
     Args:
-        path: The jsonl file, or a ``.tsv`` (see :func:`models.evaluation.vlmevalkit.read_tsv`).
-        limit: Read only the first ``limit`` questions (blank lines do not count).
+        path: The jsonl file, or a ``.tsv`` (see
+        :func:`stagewise.models.evaluation.vlmevalkit.read_tsv`). limit: Read only the first
+        ``limit`` questions (blank lines do not count).
 
     Returns:
         The questions, in file order.
@@ -90,7 +91,7 @@ def read_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     if path.is_dir():
         raise EvalDataError(f"{path}: this is a folder, not a jsonl file")
     if path.suffix.lower() == ".tsv":
-        from models.evaluation.vlmevalkit import read_tsv  # it imports this module
+        from stagewise.models.evaluation.vlmevalkit import read_tsv  # it imports this module
 
         return read_tsv(path, limit)
     try:

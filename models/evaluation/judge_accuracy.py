@@ -3,7 +3,7 @@
 A candidate is *right* when:
 
 * it is a conclusion or a whole answer (best-of-N): its conclusion scores as correct
-  against the gold answer (:func:`models.evaluation.scoring.score`);
+  against the gold answer (:func:`stagewise.models.evaluation.scoring.score`);
 * it is any other stage: its content equals the gold stage's after normalisation (only
   when the gold stages are known, i.e. for LLaVA-CoT records).
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.evaluation.data import EvalItem
-from models.evaluation.scoring import normalise, score
-from models.events import Candidate, SearchResult
-from models.stages import Stage, parse_answer
+from stagewise.models.evaluation.data import EvalItem
+from stagewise.models.evaluation.scoring import normalise, score
+from stagewise.models.events import Candidate, SearchResult
+from stagewise.models.reasoning.stages import Stage, parse_answer
 
 __all__ = ["ANSWER_UNIT", "JudgeCall", "candidate_content", "candidate_right", "judge_calls"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.evaluation.results import EvalReport, StrategyReport
+from stagewise.models.evaluation.results import EvalReport, StrategyReport
 
 __all__ = ["format_report"]
 

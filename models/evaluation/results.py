@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from models.evaluation.judge_accuracy import ANSWER_UNIT, JudgeCall
-from models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
-from models.search_settings import SearchSettings, Selection, Strategy
-from models.stages import STAGES
+from stagewise.models.evaluation.judge_accuracy import ANSWER_UNIT, JudgeCall
+from stagewise.models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
+from stagewise.models.reasoning.search_settings import SearchSettings, Selection, Strategy
+from stagewise.models.reasoning.stages import STAGES
 
 __all__ = [
     "BASELINE",

@@ -13,19 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.engine import Engine
-from models.errors import StagewiseError
-from models.evaluation.data import EvalItem
-from models.evaluation.judge_accuracy import judge_calls
-from models.evaluation.results import EvalConfig, EvalReport, ItemResult, StrategyReport
-from models.evaluation.scoring import score
-from models.events import AnswerFinished, SearchResult
-from models.images import PreparedImage, load_image
-from models.search import StageSearch
-from models.search_settings import SearchSettings
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation.data import EvalItem
+from stagewise.models.evaluation.judge_accuracy import judge_calls
+from stagewise.models.evaluation.results import EvalConfig, EvalReport, ItemResult, StrategyReport
+from stagewise.models.evaluation.scoring import score
+from stagewise.models.events import AnswerFinished, SearchResult
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
 
 if TYPE_CHECKING:
-    from models.retrace import ModelScorer
+    from stagewise.models.reasoning.retrace import ModelScorer
 
 __all__ = ["EvalProgress", "ProgressFn", "evaluate"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from models.evaluation.data import EvalItem
+from stagewise.models.evaluation.data import EvalItem
 
 __all__ = ["answer_letter", "is_correct", "normalise", "options", "score"]
 

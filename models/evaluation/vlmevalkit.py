@@ -13,15 +13,16 @@ Which benchmark a file holds is told by its name (``MMStar.tsv``, ``MMBench_DEV_
   question is built as VLMEvalKit builds it (``Hint: …``, ``Question: …``, ``Options:`` and
   one ``A. text`` line per option, then ``Please select the correct answer from the options
   above.``), and the gold answer is the option letter, which
-  :mod:`~models.evaluation.scoring` matches by letter or by the option's text.
+  :mod:`~stagewise.models.evaluation.scoring` matches by letter or by the option's text.
 * Yes/no (HallusionBench): the question as is; the gold answer ``"Yes"`` or ``"No"`` (``1``
   and ``0`` mean yes and no).
 * Benchmarks graded by an LLM (MMVet, MathVista) are refused: Stagewise does not run one.
 * Any other file without option columns: plain question and answer.
 
 The pictures are written once, as files named by the row's index, to a folder under
-:func:`models.paths.cache_dir` named after the TSV (its stem and a hash of its path, size and
-modification time), since an :class:`~models.evaluation.data.EvalItem` names an image file.
+:func:`stagewise.models.storage.paths.cache_dir` named after the TSV (its stem and a hash of its
+path, size and modification time), since an :class:`~stagewise.models.evaluation.data.EvalItem`
+names an image file.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from models.evaluation.data import EvalDataError, EvalItem
-from models.paths import cache_dir
+from stagewise.models.evaluation.data import EvalDataError, EvalItem
+from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["GRADED_BENCHMARKS", "image_folder", "read_tsv"]
 

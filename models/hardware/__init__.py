@@ -13,17 +13,17 @@ Three steps, each usable on its own:
 
 :func:`check_fit` chains the three for the engine's and the search's settings.
 
-Modules: :mod:`~models.hardware.devices` (detection), :mod:`~models.hardware.need`
-(estimates), :mod:`~models.hardware.image_need` (what one image costs),
-:mod:`~models.hardware.fit` (placement plans).
+Modules: :mod:`~stagewise.models.hardware.devices` (detection),
+:mod:`~stagewise.models.hardware.need` (estimates), :mod:`~stagewise.models.hardware.image_need`
+(what one image costs), :mod:`~stagewise.models.hardware.fit` (placement plans).
 """
 
 from __future__ import annotations
 
-from models.hardware.devices import Device, DeviceKind, Hardware, detect_hardware
-from models.hardware.fit import QUANT_BITS_PER_WEIGHT, Fit, check_fit, plan_fit
-from models.hardware.image_need import estimate_image_tokens
-from models.hardware.need import (
+from stagewise.models.hardware.devices import Device, DeviceKind, Hardware, detect_hardware
+from stagewise.models.hardware.fit import QUANT_BITS_PER_WEIGHT, Fit, check_fit, plan_fit
+from stagewise.models.hardware.image_need import estimate_image_tokens
+from stagewise.models.hardware.need import (
     Need,
     NeedDetail,
     estimate_need,

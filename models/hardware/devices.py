@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from models.ggml_api import bind, ggml_library
+from stagewise.models.inference.ggml_api import bind, ggml_library
 
 __all__ = [
     "RAM_RESERVE",
@@ -331,7 +331,7 @@ def detect_hardware() -> Hardware:
         The hardware, with the devices in ggml's order.
     """
     # loads llama.cpp; initializes the backend
-    from models.llama_runtime import supports_gpu_offload
+    from stagewise.models.inference.llama_runtime import supports_gpu_offload
 
     gpu_offload = supports_gpu_offload()
     try:

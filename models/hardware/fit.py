@@ -1,6 +1,6 @@
 """Whether a need fits this computer, and where: GPU, GPU and RAM, RAM, or nowhere.
 
-:func:`plan_fit` decides where a :class:`~models.hardware.need.Need` goes: all on the GPU,
+:func:`plan_fit` decides where a :class:`~stagewise.models.hardware.need.Need` goes: all on the GPU,
 some layers on the GPU and the rest in RAM, in RAM only, or nowhere, and when nowhere it
 says what would fit (a smaller quantization of the same model, a smaller context).
 :func:`check_fit` chains detection, estimate and plan for the engine's and the search's
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from models.hardware.devices import GiB, Hardware, detect_hardware
-from models.hardware.need import (
+from stagewise.models.hardware.devices import GiB, Hardware, detect_hardware
+from stagewise.models.hardware.need import (
     CTX_PAD,
     DEFAULT_PROMPT_TOKENS,
     Need,
@@ -24,8 +24,8 @@ from models.hardware.need import (
 )
 
 if TYPE_CHECKING:
-    from models.engine_settings import EngineSettings
-    from models.search_settings import SearchSettings
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.reasoning.search_settings import SearchSettings
 
 __all__ = [
     "QUANT_BITS_PER_WEIGHT",
@@ -269,8 +269,8 @@ def check_fit(
     Raises:
         ModelFileError: A file cannot be read as GGUF.
     """
-    from models.engine_settings import EngineSettings
-    from models.search_settings import SearchSettings, sequences_needed
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.reasoning.search_settings import SearchSettings, sequences_needed
 
     engine = engine or EngineSettings()
     search = search or SearchSettings()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from models.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
+from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
 
 __all__ = [
     "IMAGE_MAX_SIDE",
@@ -18,8 +18,8 @@ __all__ = [
     "vision_compute_bytes",
 ]
 
-# The longest side of an image handed to libmtmd (models.images.MAX_SIDE). Kept here as a
-# number so that this module does not import Pillow.
+# The longest side of an image handed to libmtmd (stagewise.models.inference.images.MAX_SIDE). Kept
+# here as a number so that this module does not import Pillow.
 IMAGE_MAX_SIDE = 2048
 
 

@@ -4,7 +4,7 @@
 loaded) and estimates the bytes a run needs: weights, projector, KV cache and compute
 buffers, and the context (tokens) a search of a given beam width fills.
 :func:`kv_bytes_per_token` is a part of it that is useful on its own (so is
-:func:`~models.hardware.image_need.estimate_image_tokens`); :func:`need_from_detail`
+:func:`~stagewise.models.hardware.image_need.estimate_image_tokens`); :func:`need_from_detail`
 re-applies its formulas to other numbers.
 
 Formulas follow the llama.cpp that llama-cpp-python 0.3.36 vendors; each is documented where
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from models.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
-from models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
+from stagewise.models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
+from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
 
 __all__ = [
     "CHECK_FIXED_TOKENS",
@@ -46,7 +46,7 @@ CTX_PAD = 256
 # Tokens of the chat template, the instruction and a question, when not given.
 DEFAULT_PROMPT_TOKENS = 256
 # A judge prompt's fixed text (task sentence, answer form, labels, chat template) and the
-# text-only check's fixed text, in tokens (models/judge.py, measured with room to spare).
+# text-only check's fixed text, in tokens (models/reasoning/judge.py, measured with room to spare).
 JUDGE_FIXED_TOKENS = 128
 CHECK_FIXED_TOKENS = 96
 # Labels and separators around each response in a judge prompt.
@@ -280,7 +280,7 @@ def estimate_need(
       llama.cpp pads it: the cache the run really needs.
     * **compute**: a rough allowance, calibrated on llama.cpp's CPU compute buffer and
       erring high (``_need_detail``), plus the image encoder's
-      (:func:`~models.hardware.image_need.vision_compute_bytes`).
+      (:func:`~stagewise.models.hardware.image_need.vision_compute_bytes`).
 
     A context longer than ``n_ctx`` or than the model's trained context is reported in
     :attr:`Need.warnings` (and logged).
@@ -347,7 +347,7 @@ def _need_detail(text: GGUFInfo, proj: GGUFInfo, *, params: int, image_tokens: i
     the attention part ``a`` is ``(n_head + 1) × 4`` bytes (f32 scores and mask) without
     flash attention and 2 (the f16 mask) with it. ``image_tokens`` None estimates them
     from the projector
-    (:func:`~models.hardware.image_need.estimate_image_tokens`).
+    (:func:`~stagewise.models.hardware.image_need.estimate_image_tokens`).
     """
     n_layer = int_value(_arch_value(text, "block_count")) or 1
     n_embd = text.n_embd or 0

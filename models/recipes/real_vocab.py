@@ -2,7 +2,7 @@
 
 No real model can be downloaded where the tests run, but the llama-cpp-python source
 distribution the LLaVA-CoT recipe already fetches for its converter
-(:func:`~models.recipes.llava_cot.converter.converter_source`) ships vocabulary-only GGUFs
+(:func:`~stagewise.models.recipes.llava_cot.converter.converter_source`) ships vocabulary-only GGUFs
 of real tokenizers (``models/ggml-vocab-*.gguf``) and real chat templates
 (``models/templates/*.jinja``). :func:`real_vocabulary_pair` writes a tiny random-weight
 ``llama`` text model with one of those tokenizers copied key by key, the matching
@@ -33,10 +33,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from models.gguf_writer import CopiedTokenizer
-from models.paths import cache_dir
-from models.recipes.llava_cot.converter import converter_source, llama_cpp_version
-from models.tiny_vlm import TinyPair, TinySpec, write_tiny_pair
+from stagewise.models.build.gguf_writer import CopiedTokenizer
+from stagewise.models.build.tiny_vlm import TinyPair, TinySpec, write_tiny_pair
+from stagewise.models.recipes.llava_cot.converter import converter_source, llama_cpp_version
+from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["QWEN_SHAPES", "REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary",
            "qwen_real_vocabulary_pair", "real_vocabulary_pair", "with_tokenizer"]
@@ -129,8 +129,8 @@ def qwen_real_vocabulary_pair(family: str = "qwen2.5-vl", *, cache: Path | None 
     Raises:
         ValueError: ``family`` is not one of :data:`QWEN_SHAPES`.
     """
-    from models.recipes.llava_cot import tiny_qwen
-    from models.recipes.llava_cot.converter import convert
+    from stagewise.models.recipes.llava_cot import tiny_qwen
+    from stagewise.models.recipes.llava_cot.converter import convert
 
     if family not in QWEN_SHAPES:
         raise ValueError(f"family must be one of {QWEN_SHAPES}, not {family!r}")

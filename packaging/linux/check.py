@@ -138,7 +138,8 @@ def check(dist: Path, runs: int) -> dict[str, object]:
         if shot.is_file():
             shutil.copy(shot, dist / "self-test.png")
 
-        example = root / "opt" / "stagewise" / "_internal" / "models" / "data" / "example.png"
+        example = (root / "opt" / "stagewise" / "_internal" / "stagewise" / "models" / "data"
+                   / "example.png")
         ask = _run([str(program), "ask", "--image", str(example), "--question",
                     "How many red circles are there?", "--json"], env)
         answer: dict[str, object] = {}

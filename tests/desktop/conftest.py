@@ -16,7 +16,7 @@ def _no_thread_left_running() -> Iterator[None]:
     """Fail a test that leaves a Python thread or a Stagewise QThread running."""
     before = set(threading.enumerate())
     yield
-    from desktop import threads  # imported late: tests that never start Qt stay light
+    from stagewise.desktop import threads  # imported late: tests that never start Qt stay light
 
     running = threads.running_threads()
     # a _DummyThread stands for a thread Python did not start (a QThread that ran Python

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
 from tests.models.test_images import write_header_only_png
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def stagewise(*args: str | Path, data_dir: Path | None = None,
     if data_dir is not None:
         env["STAGEWISE_DATA_DIR"] = str(data_dir)
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        [sys.executable, "-m", "stagewise.desktop.cli", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
     )
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from desktop.cli import doctor as doctor_command
-from models.cpu_buffers import AMX_ENV
-from models.library import Library
-from models.tiny_vlm import TinyPair
+from stagewise.desktop.cli import doctor as doctor_command
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.inference.cpu_buffers import AMX_ENV
+from stagewise.models.library.installed import Library
 from tests.desktop.test_cli import ROOT
 
 
@@ -94,8 +94,8 @@ def test_a_crash_while_answering_is_one_line_of_the_report(monkeypatch):
 def test_help_diagnostics_shows_the_report_and_copies_it(qtbot, tmp_path):
     from PySide6.QtGui import QGuiApplication
 
-    from desktop.diagnostics_dialog import DiagnosticsDialog
-    from models.app_settings import AppSettings
+    from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
+    from stagewise.models.storage.app_settings import AppSettings
 
     dialog = DiagnosticsDialog(AppSettings())
     qtbot.addWidget(dialog)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop.cli import main
-from models.demo import DEMO_MMPROJ, DEMO_MODEL, DEMO_TEST
+from stagewise.desktop.cli import main
+from stagewise.models.library.demo import DEMO_MMPROJ, DEMO_MODEL, DEMO_TEST
 from tests.desktop.test_cli import ROOT
 from tests.models.test_evaluation import cot_record, write_jsonl, write_png
 
@@ -140,8 +140,9 @@ def test_bad_requests_end_in_one_line(tmp_path, capsys, args, words):
 def test_ctrl_c_stops_cleanly_and_reports_what_was_done(tmp_path, tiny_pair):
     data = question_file(tmp_path, 60)
     process = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "eval", str(data), "--model", str(tiny_pair.model),
-         "--mmproj", str(tiny_pair.mmproj), "--strategy", "single,stage", *TINY_RUN],
+        [sys.executable, "-m", "stagewise.desktop.cli", "eval", str(data),
+         "--model", str(tiny_pair.model), "--mmproj", str(tiny_pair.mmproj),
+         "--strategy", "single,stage", *TINY_RUN],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

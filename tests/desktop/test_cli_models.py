@@ -72,7 +72,8 @@ def test_bad_requests_end_in_one_clear_line(served_catalogue, tmp_path, tiny_pai
 def test_ctrl_c_stops_a_pull_and_says_how_to_resume(served_catalogue, tmp_path, tiny_pair):
     served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.05)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STAGEWISE_DATA_DIR": str(tmp_path / "d")}
-    process = subprocess.Popen([sys.executable, "-m", "desktop.cli", "models", "pull", ENTRY_ID],
+    process = subprocess.Popen([sys.executable, "-m", "stagewise.desktop.cli", "models", "pull",
+                                ENTRY_ID],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                cwd=ROOT)
     partial = tmp_path / "d" / "models" / ENTRY_ID
@@ -91,12 +92,12 @@ def test_the_local_slot_says_how_it_is_built_and_shows_its_size_once_built(tiny_
                                                                            tmp_path):
     import shutil
 
-    from models.catalogue import find_entry
-    from models.library import Library
+    from stagewise.models.library.catalogue import find_entry
+    from stagewise.models.library.installed import Library
 
     data = tmp_path / "data"
     info = stagewise("models", "info", "llava-cot-local", data_dir=data)
-    assert "not built yet: python -m models.recipes.llava_cot all" in info.stdout
+    assert "not built yet: python -m stagewise.models.recipes.llava_cot all" in info.stdout
     assert "size from the hub" not in info.stdout
     home = data / "models" / "llava-cot-local"
     home.mkdir(parents=True)

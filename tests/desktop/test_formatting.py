@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop.formatting import format_bytes, format_duration, seconds_text
+from stagewise.desktop.formatting import format_bytes, format_duration, seconds_text
 
 
 @pytest.mark.parametrize(("seconds", "text"), [

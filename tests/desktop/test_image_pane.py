@@ -1,5 +1,5 @@
-"""Tests for desktop.image_pane and the loading it uses (desktop.image_input): real files in
-tmp_path, real drops, the real clipboard."""
+"""Tests for stagewise.desktop.image_pane and the loading it uses (stagewise.desktop.image_input):
+real files in tmp_path, real drops, the real clipboard."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-import desktop.image_input as image_input
-import models.images as images
-from desktop.image_input import CLIPBOARD_NAME, DROPPED_NAME, MAX_DISPLAY_SIDE, ImageInput
-from desktop.image_pane import ImagePane
+import stagewise.desktop.image_input as image_input
+import stagewise.models.inference.images as images
+from stagewise.desktop.image_input import CLIPBOARD_NAME, DROPPED_NAME, MAX_DISPLAY_SIDE, ImageInput
+from stagewise.desktop.image_pane import ImagePane
 from tests.models.test_images import save, write_header_only_png
 
 COPY_OR_MOVE = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
@@ -163,7 +163,7 @@ def test_jpeg_drop_gives_the_size_after_exif_orientation(
     taken = drop_files(qtbot, pane, path)
     assert taken.data == path.read_bytes()
     assert (taken.width, taken.height, taken.format) == (20, 40, "JPEG")
-    assert images.load_image(path).original_width == 20  # the same as models.images says
+    assert images.load_image(path).original_width == 20  # as the core says
     assert "photo.jpg — 20 × 40" in pane.caption()
     assert pane.shown_size().height() > pane.shown_size().width()
 

@@ -15,10 +15,10 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from desktop.main_window import MainWindow
-from models.app_settings import AppSettings
-from models.run_view import RunStatus, RunView
-from models.stages import STAGES, Stage
+from stagewise.desktop.main_window import MainWindow
+from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.storage.app_settings import AppSettings
 
 ANSWER_MS = 60_000
 
@@ -222,7 +222,7 @@ def test_settings_and_window_geometry_are_remembered(qtbot, make_window, setting
     window.resize(780, 520)  # the offscreen screen is 800 × 600
     window.question_box.beam.setValue(5)
     window.close()
-    from models.app_settings import load_settings
+    from stagewise.models.storage.app_settings import load_settings
 
     saved = load_settings(folders["settings_path"])
     assert saved.beam == 5
@@ -265,9 +265,9 @@ def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tm
         from pathlib import Path
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
-        from desktop.main_window import MainWindow
-        from models.app_settings import AppSettings
-        from models.stages import Stage
+        from stagewise.desktop.main_window import MainWindow
+        from stagewise.models.storage.app_settings import AppSettings
+        from stagewise.models.reasoning.stages import Stage
         app = QApplication([])
         settings = replace(AppSettings(), model=Path({str(tiny_pair.model)!r}),
                            mmproj=Path({str(tiny_pair.mmproj)!r}), beam=2,
@@ -335,8 +335,8 @@ def test_a_broken_model_is_reported_and_asking_says_why(qtbot, settings, folders
 
 def test_new_settings_load_the_new_model_and_are_saved(qtbot, make_window, settings, folders,
                                                        tmp_path):
-    from models.app_settings import load_settings
-    from models.tiny_vlm import TINY, write_tiny_pair
+    from stagewise.models.build.tiny_vlm import TINY, write_tiny_pair
+    from stagewise.models.storage.app_settings import load_settings
 
     window = make_window(settings)
     other = write_tiny_pair(tmp_path / "other", TINY, seed=1)
@@ -405,7 +405,7 @@ def test_changing_the_beam_width_does_not_reload_the_model(qtbot, make_window, s
 
 
 def test_a_model_that_cannot_fit_is_refused_before_loading(qtbot, make_window, settings):
-    from models.hardware import Hardware
+    from stagewise.models.hardware import Hardware
 
     window = make_window(settings)
     window.host.worker._hardware = Hardware(devices=(), gpu_offload=False, ram_total=2**20,
@@ -423,7 +423,7 @@ def test_help_diagnostics_opens_the_doctors_report(qtbot, make_window, settings)
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
     action = next(a for a in help_menu.actions() if a.text() == "&Diagnostics…")
     action.trigger()
-    from desktop.diagnostics_dialog import DiagnosticsDialog
+    from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
 
     dialog = window.findChild(DiagnosticsDialog)
     assert dialog is not None and dialog.isVisible()

@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.main_window import MainWindow
-from desktop.model_manager import ModelManager
-from models.app_settings import AppSettings
-from models.catalogue import load_catalogue
-from models.hardware import detect_hardware
-from models.library import Library
+from stagewise.desktop.main_window import MainWindow
+from stagewise.desktop.model_manager import ModelManager
+from stagewise.models.hardware import detect_hardware
+from stagewise.models.library.catalogue import load_catalogue
+from stagewise.models.library.installed import Library
+from stagewise.models.storage.app_settings import AppSettings
 from tests.library_fixtures import ENTRY_ID, REPO
 
 TIMEOUT_MS = 60_000

@@ -14,7 +14,7 @@ WITHOUT_CONSOLE = textwrap.dedent("""
     import sys
     sys.stdout = None
     sys.stderr = None
-    from desktop.cli import main
+    from stagewise.desktop.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 

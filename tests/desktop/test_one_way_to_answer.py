@@ -1,4 +1,4 @@
-"""`stagewise ask` and the window plan a load the same way (models.session.plan).
+"""`stagewise ask` and the window plan a load the same way (stagewise.models.session.plan).
 
 Both run here on one described machine: the same refusal when a model cannot fit, and the
 same GPU layers when only part of it fits on the GPU.
@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from desktop import cli
-from models import session as session_module
-from models.app_settings import AppSettings
-from models.errors import Cancelled
-from models.hardware import Device, Hardware
-from models.hardware import devices as devices_module
-from models.session import plan
+from stagewise.desktop import cli
+from stagewise.models import session as session_module
+from stagewise.models.errors import Cancelled
+from stagewise.models.hardware import Device, Hardware
+from stagewise.models.hardware import devices as devices_module
+from stagewise.models.session import plan
+from stagewise.models.storage.app_settings import AppSettings
 
 GiB = 2**30
 
@@ -47,10 +47,10 @@ def ask_args(settings: AppSettings, image_file) -> list[str]:
 
 
 def test_the_same_refusal(monkeypatch, capsys, qtbot, settings, image_file):
-    from desktop.worker import EngineHost
+    from stagewise.desktop.worker import EngineHost
 
     monkeypatch.setattr(devices_module, "detect_hardware", tiny_machine)
-    monkeypatch.setattr("models.hardware.detect_hardware", tiny_machine)
+    monkeypatch.setattr("stagewise.models.hardware.detect_hardware", tiny_machine)
     assert cli.main(ask_args(settings, image_file)) == cli.EXIT_ERROR
     ask_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert ask_line.startswith("stagewise: error: ") and "does not fit this machine" in ask_line
@@ -66,7 +66,7 @@ def test_the_same_refusal(monkeypatch, capsys, qtbot, settings, image_file):
 
 
 def test_the_same_gpu_layers(monkeypatch, capsys, qtbot, settings, image_file):
-    from desktop.worker import EngineHost
+    from stagewise.desktop.worker import EngineHost
 
     planned = []
 
@@ -76,7 +76,7 @@ def test_the_same_gpu_layers(monkeypatch, capsys, qtbot, settings, image_file):
             raise Cancelled("recorded")
 
     monkeypatch.setattr(session_module, "Session", Recording)
-    monkeypatch.setattr("models.hardware.detect_hardware", small_gpu_machine)
+    monkeypatch.setattr("stagewise.models.hardware.detect_hardware", small_gpu_machine)
     cli.main(ask_args(settings, image_file))
     host = EngineHost()
     try:

@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.settings_dialog import GPU_AUTO, GPU_CPU, GPU_LAYERS, SettingsDialog
-from models.app_settings import AppSettings
-from models.search_settings import MAX_BEAM
-from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.desktop.settings_dialog import GPU_AUTO, GPU_CPU, GPU_LAYERS, SettingsDialog
+from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.reasoning.search_settings import MAX_BEAM
+from stagewise.models.storage.app_settings import AppSettings
 
 
 @pytest.fixture

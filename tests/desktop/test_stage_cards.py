@@ -11,10 +11,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton
 from pytestqt.qtbot import QtBot
 
-from desktop.candidates_view import FORCED_NOTE, CandidatesView, signed
-from desktop.stage_cards import ANSWER_PLACEHOLDER, ReasoningPanel, StageCard
-from models.engine import Engine
-from models.events import (
+from stagewise.desktop.candidates_view import FORCED_NOTE, CandidatesView, signed
+from stagewise.desktop.stage_cards import ANSWER_PLACEHOLDER, ReasoningPanel, StageCard
+from stagewise.models.events import (
     AnswerFinished,
     Event,
     RunStarted,
@@ -23,11 +22,12 @@ from models.events import (
     SegmentStarted,
     TokenStreamed,
 )
-from models.images import PreparedImage
-from models.run_view import RunView, StageStatus
-from models.search import StageSearch
-from models.search_settings import SearchSettings
-from models.stages import STAGES, Stage
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.run_view import RunView, StageStatus
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 QUESTION = "What is this?"
 FIRST_THREE = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)

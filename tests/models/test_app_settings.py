@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from models import app_settings
-from models.app_settings import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+from stagewise.models.storage import app_settings
+from stagewise.models.storage.app_settings import (
     MIGRATIONS,
     SCHEMA_VERSION,
     AppSettings,
@@ -19,10 +22,7 @@ from models.app_settings import (
     parse_gpu_layers,
     save_settings,
 )
-from models.errors import StagewiseError
-from models.paths import CONFIG_DIR_ENV
-from models.sampling_settings import SamplingSettings
-from models.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+from stagewise.models.storage.paths import CONFIG_DIR_ENV
 
 CUSTOM = AppSettings(
     model=Path("/models/llava-cot.gguf"),
@@ -258,7 +258,8 @@ def test_module_does_not_load_qt_or_llama():
     import subprocess
 
     code = (
-        "import sys; import models.app_settings as m; m.AppSettings().search_settings(); "
+        "import sys; import stagewise.models.storage.app_settings as m; "
+        "m.AppSettings().search_settings(); "
         "bad = [n for n in ('PySide6', 'llama_cpp') if n in sys.modules]; "
         "sys.exit(', '.join(bad) or None)"
     )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.catalogue import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.library.catalogue import (
     FAMILIES,
     CatalogueEntry,
     CatalogueError,
@@ -15,7 +16,6 @@ from models.catalogue import (
     find_entry,
     load_catalogue,
 )
-from models.errors import StagewiseError
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from models import cpu_buffers
-from models.cpu_buffers import (
+from stagewise.models.build.quantize import quantize
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.inference import cpu_buffers
+from stagewise.models.inference.cpu_buffers import (
     AMX_BUFFER,
     AMX_ENV,
     choose_weight_buffers,
     offered_extra_buffers,
     parse_weight_buffers,
 )
-from models.demo import demo_pair
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.quantize import quantize
-from models.tiny_vlm import TinyPair
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.library.demo import demo_pair
 
 SETTINGS = EngineSettings(n_ctx=1024, n_seq_max=2, threads=2)
 

@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.defaults import DEMO_NOTE, default_model
-from models.demo import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation import read_items, score
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_check import check_pair
+from stagewise.models.inference.images import load_image
+from stagewise.models.library.defaults import DEMO_NOTE, default_model
+from stagewise.models.library.demo import (
     DEMO_MMPROJ,
     DEMO_MODEL,
     demo_pair,
     demo_test_split,
     demo_validation_split,
 )
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.errors import StagewiseError
-from models.evaluation import read_items, score
-from models.gguf_check import check_pair
-from models.images import load_image
-from models.search import StageSearch
-from models.search_settings import SearchSettings
-from models.stages import STAGES
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import STAGES
 
 MAX_SHIPPED_BYTES = 25 * 1024 * 1024
 
@@ -99,8 +99,8 @@ def test_the_demo_answers_puzzles_it_never_saw(shipped):
 def test_shipped_pair_matches_pytorch(shipped):
     """The quantized weights read back into PyTorch give llama.cpp's logits."""
     pytest.importorskip("torch")
-    from models.recipes.demo.export import load_pair
-    from models.recipes.demo.parity import llama_logits, torch_logits
+    from stagewise.models.recipes.demo.export import load_pair
+    from stagewise.models.recipes.demo.parity import llama_logits, torch_logits
 
     items = read_items(demo_test_split(), limit=2)
     model = load_pair(shipped.model, shipped.mmproj)

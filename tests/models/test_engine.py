@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.errors import Cancelled, EngineError, ModelFileError
-from models.mtmd_prompt import Bitmap
-from models.stage_mode import StageMode
-from models.tiny_vlm import TINY, token_id
+from stagewise.models.build.tiny_vlm import TINY, token_id
+from stagewise.models.errors import Cancelled, EngineError, ModelFileError
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.stage_mode import StageMode
 
 
 def test_close_frees_everything_and_is_idempotent(tiny_pair):

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.errors import StagewiseError
-from models.evaluation import (
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation import (
     EvalDataError,
     EvalItem,
     EvalReport,
@@ -35,11 +34,12 @@ from models.evaluation import (
     score,
     wilson_interval,
 )
-from models.evaluation.runner import EvalProgress, evaluate
-from models.events import Candidate, SearchResult, Timings, Verdict
-from models.search_settings import SearchSettings, sequences_needed
-from models.stages import STAGES, Stage
-from models.tiny_vlm import TinyPair
+from stagewise.models.evaluation.runner import EvalProgress, evaluate
+from stagewise.models.events import Candidate, SearchResult, Timings, Verdict
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.reasoning.search_settings import SearchSettings, sequences_needed
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 MC_QUESTION = "What colour is the ball?\nA. red\nB. dark blue\nC. green"
 

@@ -14,16 +14,16 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
-from models.engine import Engine
-from models.errors import StagewiseError
-from models.events import AnswerFinished, Event
-from models.export import export, to_json
-from models.export_html import to_html
-from models.export_markdown import to_markdown
-from models.history import History, StoredRun
-from models.images import PreparedImage, load_image
-from models.search import SearchSettings, StageSearch
-from models.stages import STAGES
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import AnswerFinished, Event
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.storage.export import export, to_json
+from stagewise.models.storage.export_html import to_html
+from stagewise.models.storage.export_markdown import to_markdown
+from stagewise.models.storage.history import History, StoredRun
 
 TRICKY = 'Is <b>this</b> a "red" circle & a *square* | [link](x)?'
 FAILURE = "<script>alert('boom')</script> out of memory"

@@ -14,14 +14,15 @@ import pytest
 from llama_cpp import mtmd_cpp
 from PIL import Image
 
-from models.chat_template import (
+from stagewise.models.build.tiny_vlm import CHATML_TEMPLATE
+from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.chat_template import (
     MAX_OUTPUT_CHARS,
     MAX_TEMPLATE_CHARS,
     ChatTemplateError,
     render_chat,
 )
-from models.errors import StagewiseError
-from models.families import (
+from stagewise.models.inference.families import (
     CHATML,
     DEFAULT_MAX_IMAGE_PIXELS,
     GEMMA3,
@@ -35,14 +36,13 @@ from models.families import (
     family_named,
     fit_pixels,
 )
-from models.gguf_header import inspect_gguf
-from models.images import PreparedImage
-from models.mtmd_prompt import Bitmap
-from models.search import StageSearch
-from models.search_settings import SearchSettings
-from models.stage_mode import StageMode
-from models.stages import user_text
-from models.tiny_vlm import CHATML_TEMPLATE
+from stagewise.models.inference.gguf_header import inspect_gguf
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import user_text
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
 MARKER = mtmd_cpp.mtmd_default_marker().decode()
@@ -398,7 +398,7 @@ def test_the_search_hands_libmtmd_an_image_within_the_family_cap(engine, image, 
             seen.append((prepared_image.width, prepared_image.height))
             super().__init__(prepared_image)
 
-    monkeypatch.setattr("models.llama_backend.Bitmap", Recording)
+    monkeypatch.setattr("stagewise.models.reasoning.llama_backend.Bitmap", Recording)
     monkeypatch.setattr(engine, "adapter", dataclasses.replace(engine.adapter,
                                                                max_image_pixels=1500))
     events = list(StageSearch(engine, SearchSettings(beam=1, max_stage_tokens=4)).run(

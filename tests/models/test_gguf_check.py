@@ -13,16 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.errors import ModelFileError
-from models.gguf_check import (
+from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.errors import ModelFileError
+from stagewise.models.inference.gguf_check import (
     check_pair,
     check_projector,
     check_text_model,
     projector_output_width,
     text_input_width,
 )
-from models.gguf_header import LongArray, inspect_gguf
-from models.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.inference.gguf_header import LongArray, inspect_gguf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -249,8 +249,8 @@ def test_text_model_without_tokenizer(tmp_path: Path) -> None:
 _LOAD_AFTER_CHECK = textwrap.dedent(
     """
     import sys
-    from models.errors import ModelFileError
-    from models.gguf_check import check_pair
+    from stagewise.models.errors import ModelFileError
+    from stagewise.models.inference.gguf_check import check_pair
 
     model_path, mmproj_path = sys.argv[1], sys.argv[2]
     try:

@@ -12,10 +12,8 @@ import gguf
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.gguf_header import inspect_gguf
-from models.hardware import (
+from stagewise.models.build.tiny_vlm import TINY, TinyPair
+from stagewise.models.hardware import (
     QUANT_BITS_PER_WEIGHT,
     Device,
     Hardware,
@@ -28,9 +26,11 @@ from models.hardware import (
     need_from_detail,
     plan_fit,
 )
-from models.llama_runtime import supports_gpu_offload
-from models.search_settings import SearchSettings
-from models.tiny_vlm import TINY, TinyPair
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_header import inspect_gguf
+from stagewise.models.inference.llama_runtime import supports_gpu_offload
+from stagewise.models.reasoning.search_settings import SearchSettings
 
 GB = 10**9
 QUANTS = list(QUANT_BITS_PER_WEIGHT)

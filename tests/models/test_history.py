@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.engine import Engine
-from models.errors import StagewiseError
-from models.events import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import (
     AnswerFinished,
     Candidate,
     CandidateFinished,
@@ -28,14 +27,15 @@ from models.events import (
     SegmentChosen,
     TokenStreamed,
 )
-from models.history import SCHEMA_VERSION, History, RunNotFound
-from models.images import PreparedImage, load_image
-from models.paths import data_dir
-from models.run_view import RunStatus, RunView
-from models.sampling_settings import SamplingSettings
-from models.search import SearchSettings, StageSearch
-from models.stage_mode import StageMode
-from models.stages import STAGES, Stage
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.storage.history import SCHEMA_VERSION, History, RunNotFound
+from stagewise.models.storage.paths import data_dir
 
 QUESTION = "How many red circles are there?"
 REPO = Path(__file__).resolve().parents[2]
@@ -258,9 +258,9 @@ def test_two_instances_one_writing_in_another_thread(searched, image_file, tmp_p
 _KILLED_WRITER = """
 import os, pickle, sys
 from pathlib import Path
-from models.events import SegmentChosen
-from models.history import History
-from models.images import load_image
+from stagewise.models.events import SegmentChosen
+from stagewise.models.storage.history import History
+from stagewise.models.inference.images import load_image
 
 folder, image_file, events_file = map(Path, sys.argv[1:4])
 events = pickle.loads(events_file.read_bytes())

@@ -1,4 +1,5 @@
-"""models.hub against a real HTTP server on loopback (tests/hub_server.py), real huggingface_hub."""
+"""stagewise.models.library.hub against a real HTTP server on loopback (tests/hub_server.py), real
+huggingface_hub."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, constants, hf_hub_download
 
-from models import hub_http, hub_transfer
-from models.errors import Cancelled, StagewiseError
-from models.gguf_check import check_projector, check_text_model
-from models.hub import RemoteFile, download, remote_file, sha256_file
-from models.hub_transfer import DownloadProgress
-from models.tiny_vlm import TinyPair
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.errors import Cancelled, StagewiseError
+from stagewise.models.inference.gguf_check import check_projector, check_text_model
+from stagewise.models.library import hub_http, hub_transfer
+from stagewise.models.library.hub import RemoteFile, download, remote_file, sha256_file
+from stagewise.models.library.hub_transfer import DownloadProgress
 from tests.hub_server import FakeHub
 
 REPO = "stagewise/tiny-vlm"

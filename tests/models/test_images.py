@@ -1,4 +1,5 @@
-"""Tests for models.images: loading images safely, with real files written to tmp_path."""
+"""Tests for stagewise.models.inference.images: loading images safely, with real files written to
+tmp_path."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import models.images as images
-from models.errors import ImageError, StagewiseError
-from models.images import (
+import stagewise.models.inference.images as images
+from stagewise.models.errors import ImageError, StagewiseError
+from stagewise.models.inference.images import (
     MAX_PIXELS,
     ImageHeader,
     PreparedImage,
@@ -426,8 +427,8 @@ def test_bad_files_do_not_crash_the_interpreter(tmp_path: Path) -> None:
     text.write_text("hello")
     code = (
         "import sys\n"
-        "from models.errors import ImageError\n"
-        "from models.images import load_image\n"
+        "from stagewise.models.errors import ImageError\n"
+        "from stagewise.models.inference.images import load_image\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"
         "        load_image(path)\n"

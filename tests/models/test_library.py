@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from models.defaults import resolve_pair
-from models.errors import Cancelled, StagewiseError
-from models.gguf_check import check_pair
-from models.library import LIBRARY_FILE, Library
+from stagewise.models.errors import Cancelled, StagewiseError
+from stagewise.models.inference.gguf_check import check_pair
+from stagewise.models.library.defaults import resolve_pair
+from stagewise.models.library.installed import LIBRARY_FILE, Library
 from tests.library_fixtures import ENTRY_ID
 
 
@@ -80,7 +80,7 @@ def test_import_refuses_what_would_not_load(tiny_pair, tmp_path):
 
 
 def test_a_local_entry_is_not_downloaded_and_a_damaged_record_is_explained(tmp_path):
-    from models.catalogue import load_catalogue
+    from stagewise.models.library.catalogue import load_catalogue
 
     local = next(e for e in load_catalogue() if e.local)
     library = Library(tmp_path / "models")
@@ -97,7 +97,7 @@ def test_a_local_entry_is_not_downloaded_and_a_damaged_record_is_explained(tmp_p
 def test_a_built_pair_fills_its_local_slot_and_is_deleted_with_it(tiny_pair, tmp_path):
     import shutil
 
-    from models.catalogue import load_catalogue
+    from stagewise.models.library.catalogue import load_catalogue
 
     entries = load_catalogue()
     local = next(e for e in entries if e.local)

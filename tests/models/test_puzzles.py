@@ -11,7 +11,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from models.puzzles import (
+from stagewise.models.build.puzzles import (
     CANVAS,
     CELL_NAMES,
     CHOICE_INSTRUCTION,
@@ -27,8 +27,8 @@ from models.puzzles import (
     puzzle_key,
     write_splits,
 )
-from models.puzzles.dataset import generate_split
-from models.stages import STAGES, Stage, parse_answer
+from stagewise.models.build.puzzles.dataset import generate_split
+from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
 
 
 @cache

@@ -1,4 +1,4 @@
-"""llama.cpp's quantizer, through models.quantize, on the tiny test pair."""
+"""llama.cpp's quantizer, through stagewise.models.build.quantize, on the tiny test pair."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from models.errors import StagewiseError
-from models.quantize import quantize
+from stagewise.models.build.quantize import quantize
+from stagewise.models.errors import StagewiseError
 
 
 def _file_type(path: Path) -> int:

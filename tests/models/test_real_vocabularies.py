@@ -1,7 +1,7 @@
 """The search on real tokenizers and chat templates: Qwen2's BPE, Llama 3's, Gemma 4's.
 
 The pairs are random-weight models written on the vocabulary-only GGUFs and the templates
-that llama-cpp-python's source distribution ships (:mod:`models.recipes.real_vocab`); the
+that llama-cpp-python's source distribution ships (:mod:`stagewise.models.recipes.real_vocab`); the
 first run fetches that distribution and writes them into the cache folder. Qwen2's
 vocabulary runs three times: on a ``llama`` text model with a LLaVA projector, and in
 Qwen2.5-VL's and Qwen3-VL's own shapes (M-RoPE text models, their projectors and
@@ -14,21 +14,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.events import AnswerFinished, Event, PromptEvaluated, SearchResult
-from models.images import PreparedImage
-from models.mtmd_prompt import Bitmap
-from models.recipes.real_vocab import (
+from stagewise.models.events import AnswerFinished, Event, PromptEvaluated, SearchResult
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.search_settings import sequences_needed
+from stagewise.models.reasoning.stages import STAGES, user_text
+from stagewise.models.recipes.real_vocab import (
     REAL_VOCABULARIES,
     RealVocabulary,
     qwen_real_vocabulary_pair,
     real_vocabulary_pair,
 )
-from models.search import SearchSettings, StageSearch
-from models.search_settings import sequences_needed
-from models.stage_mode import StageMode
-from models.stages import STAGES, user_text
 
 QUESTION = "How many red circles are there?"
 
@@ -151,8 +151,8 @@ def test_control_text_in_the_question_stays_text(engine: Engine, image: Prepared
 def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
     """As the search reads a stream: the close tag is seen in the newest piece's window
     when its last token arrives, and the detokenized answer parses into its stages."""
-    from models.llama_streams import TAG_WINDOW
-    from models.stages import parse_answer, stage_end
+    from stagewise.models.reasoning.llama_streams import TAG_WINDOW
+    from stagewise.models.reasoning.stages import parse_answer, stage_end
 
     answer = "".join(f"{s.open_tag} The {s.value} here. {s.close_tag}\n" for s in STAGES)
     for stage in STAGES:

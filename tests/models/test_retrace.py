@@ -8,18 +8,18 @@ import threading
 import numpy as np
 import pytest
 
-from models import retrace
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.errors import StagewiseError
-from models.events import AnswerFinished, Event, Retraced, SearchResult, SegmentChosen
-from models.images import PreparedImage
-from models.run_view import RunView
-from models.search import SearchSettings, StageSearch
-from models.search_settings import RETRACE_SEQUENCES
-from models.stage_mode import StageMode
-from models.stages import STAGES, Stage
-from models.tiny_vlm import TinyPair
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import AnswerFinished, Event, Retraced, SearchResult, SegmentChosen
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning import retrace
+from stagewise.models.reasoning.run_view import RunView
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.search_settings import RETRACE_SEQUENCES
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 QUESTION = "How many red circles are there?"
 

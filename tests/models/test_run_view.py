@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from models.events import AnswerFinished, SegmentChosen, TokenStreamed
-from models.run_view import RunStatus, RunView, StageStatus
-from models.search import StageSearch
-from models.search_settings import SearchSettings
-from models.stages import STAGES, Stage
+from stagewise.models.events import AnswerFinished, SegmentChosen, TokenStreamed
+from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 
 def run(engine, image, cancel_after_first_token_of: Stage | None = None, **settings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.sampling import GREEDY, Sampler, SamplingSettings, mix_seed
+from stagewise.models.inference.sampling import GREEDY, Sampler, SamplingSettings, mix_seed
 
 
 def logits_after(engine, text: str) -> int:

@@ -6,9 +6,8 @@ import threading
 
 import pytest
 
-from models.engine import Engine
-from models.errors import StagewiseError
-from models.events import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import (
     AnswerFinished,
     CandidateFinished,
     Event,
@@ -17,10 +16,11 @@ from models.events import (
     SegmentChosen,
     TokenStreamed,
 )
-from models.images import PreparedImage
-from models.sampling_settings import GREEDY
-from models.search import SearchSettings, StageSearch
-from models.stages import STAGES, Stage
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.sampling_settings import GREEDY
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 QUESTION = "How many red circles are there?"
 
@@ -154,7 +154,7 @@ def test_cancel_stops_within_one_decode_step(engine, image):
 
 
 def test_cancel_reaches_llama_decode_through_the_abort_callback(engine, image, monkeypatch):
-    from models.errors import Cancelled
+    from stagewise.models.errors import Cancelled
 
     engine.clear()
     tokens = engine.tokenize("hello there " * 20)
@@ -186,9 +186,9 @@ def test_result_json_has_the_documented_shape(engine, image):
 
 def test_native_mode_asks_the_question_alone_and_never_breaks(engine, tmp_path, image):
     """A LLaVA-CoT fine-tune gets no instruction and writes its own tags."""
-    from models.engine_settings import EngineSettings
-    from models.events import PromptEvaluated
-    from models.tiny_vlm import TINY, write_tiny_pair
+    from stagewise.models.build.tiny_vlm import TINY, write_tiny_pair
+    from stagewise.models.events import PromptEvaluated
+    from stagewise.models.inference.engine_settings import EngineSettings
 
     native = write_tiny_pair(tmp_path, TINY, stage_mode="native")
     with Engine(native.model, native.mmproj, EngineSettings(n_ctx=4096, n_seq_max=5)) as eng:
@@ -232,11 +232,11 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
                                                                            monkeypatch):
     """Native mode, beam 2, judge: a stage whose winner ended with end-of-generation left
     nothing to decode, and the next stage sampled from the last judge's logits."""
-    import models.llama_backend as backend_module
-    from models.engine_settings import EngineSettings
-    from models.events import SegmentStarted
-    from models.sampling import Sampler
-    from models.tiny_vlm import TINY, write_tiny_pair
+    import stagewise.models.reasoning.llama_backend as backend_module
+    from stagewise.models.build.tiny_vlm import TINY, write_tiny_pair
+    from stagewise.models.events import SegmentStarted
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.inference.sampling import Sampler
 
     native = write_tiny_pair(tmp_path, TINY, stage_mode="native")
     last_decode: list[list[int]] = [[]]
@@ -278,7 +278,7 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
 def test_sentence_search_is_the_papers(engine, image, monkeypatch):
     """A sentence ends where the text ends in "."; the judge compares the new sentences
     alone, with the answer so far as the hint; there is no reasoning check."""
-    from models import judge as judging
+    from stagewise.models.reasoning import judge as judging
 
     asked = []
     original = judging.judge_text

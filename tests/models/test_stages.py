@@ -1,4 +1,5 @@
-"""Tests for models.stages: the parser, stopping points, grammars and prompt text."""
+"""Tests for stagewise.models.reasoning.stages: the parser, stopping points, grammars and prompt
+text."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.stage_grammar import answer_grammar, stage_grammar
-from models.stage_mode import StageMode
-from models.stages import (
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.stage_grammar import answer_grammar, stage_grammar
+from stagewise.models.reasoning.stages import (
     PROMPTED_INSTRUCTION,
     STAGES,
     ParsedAnswer,

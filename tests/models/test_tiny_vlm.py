@@ -12,8 +12,7 @@ import pytest
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
-from models.gguf_check import check_pair
-from models.tiny_vlm import (
+from stagewise.models.build.tiny_vlm import (
     BENCH,
     EOS_TOKEN,
     STAGE_TAGS,
@@ -24,6 +23,7 @@ from models.tiny_vlm import (
     vocabulary,
     write_tiny_pair,
 )
+from stagewise.models.inference.gguf_check import check_pair
 
 
 @dataclass

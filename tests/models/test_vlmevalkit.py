@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from models.evaluation import EvalDataError, options, read_items, score
-from models.paths import CACHE_DIR_ENV
-from models.tiny_vlm import TinyPair
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.evaluation import EvalDataError, options, read_items, score
+from stagewise.models.storage.paths import CACHE_DIR_ENV
 from tests.desktop.test_cli import ROOT
 
 MC_HEADER = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category",
@@ -210,8 +210,9 @@ def test_image_cells_larger_than_the_csv_default_limit_are_read(tmp_path):
 def test_stagewise_eval_runs_on_a_tsv(tmp_path, tiny_pair: TinyPair):
     path = mmstar(tmp_path, 3)
     done = subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "eval", str(path), "--model", str(tiny_pair.model),
-         "--mmproj", str(tiny_pair.mmproj), "--limit", "2", "--strategy", "single",
+        [sys.executable, "-m", "stagewise.desktop.cli", "eval", str(path),
+         "--model", str(tiny_pair.model), "--mmproj", str(tiny_pair.mmproj), "--limit", "2",
+         "--strategy", "single",
          "--max-stage-tokens", "8", "--threads", "1"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -39,9 +39,11 @@ def test_the_deb_control_template_fills_in_and_names_qts_xcb_libraries():
         assert library in depends
 
 
-def test_the_spec_bundles_the_data_and_leaves_the_recipes_out():
+def test_the_spec_bundles_the_data_and_leaves_the_build_time_folders_out():
     spec = (PACKAGING / "stagewise.spec").read_text()
-    assert '"models" / "data"' in spec and '"models.recipes"' in spec
+    assert '"stagewise/models/data"' in spec  # where stagewise.models looks for it
+    assert 'BUILD_TIME = ("stagewise.models.recipes", "stagewise.models.build")' in spec
+    assert "*BUILD_TIME" in spec  # in the excludes, not only left out of the hidden imports
     assert 'collect_dynamic_libs("llama_cpp")' in spec
     assert (ROOT / "models" / "data" / "demo").is_dir()
 

@@ -1,4 +1,4 @@
-"""``python -m models.recipes.demo OUT``: data, tokenizer, training, GGUF export, parity.
+"""``python -m stagewise.models.recipes.demo OUT``: data, tokenizer, training, GGUF export, parity.
 
 Every step is resumable: run the same command again after a stop and it goes on. With
 ``--ship`` the quantized pair and the test split are copied into ``models/data/demo/``,
@@ -16,16 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from models.demo import DEMO_TEST, DEMO_VALIDATION, DEMO_VALIDATION_SIZE, demo_dir
-from models.gguf_writer import Vocabulary
-from models.judge import check_text, judge_text
-from models.puzzles import Puzzle, answer_text, draw, generate_split, write_splits
-from models.recipes.demo.spec import DEMO, MINI, DemoSpec
-from models.stages import STAGES
+from stagewise.models.build.gguf_writer import Vocabulary
+from stagewise.models.build.puzzles import Puzzle, answer_text, draw, generate_split, write_splits
+from stagewise.models.library.demo import DEMO_TEST, DEMO_VALIDATION, DEMO_VALIDATION_SIZE, demo_dir
+from stagewise.models.reasoning.judge import check_text, judge_text
+from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.recipes.demo.spec import DEMO, MINI, DemoSpec
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.recipes.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stagewise.models.recipes.demo",
+                                     description=__doc__)
     parser.add_argument("out", type=Path, help="working folder (data, checkpoints, GGUF files)")
     parser.add_argument("--train-size", type=int, default=40000)
     parser.add_argument("--val-size", type=int, default=300)
@@ -44,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from models.recipes.demo.examples import ExampleBuilder, build_examples
-    from models.recipes.demo.export import export_pair
-    from models.recipes.demo.model import DemoModel, count_parameters
-    from models.recipes.demo.tokenizer import Tokenizer
-    from models.recipes.demo.train import TrainSettings, train
+    from stagewise.models.recipes.demo.examples import ExampleBuilder, build_examples
+    from stagewise.models.recipes.demo.export import export_pair
+    from stagewise.models.recipes.demo.model import DemoModel, count_parameters
+    from stagewise.models.recipes.demo.tokenizer import Tokenizer
+    from stagewise.models.recipes.demo.train import TrainSettings, train
 
     spec: DemoSpec = DEMO if args.spec == "demo" else MINI
     out: Path = args.out
@@ -96,7 +97,7 @@ def _log(line: str) -> None:
 
 
 def _vocabulary(path: Path, puzzles: list[Puzzle]) -> Vocabulary:
-    from models.recipes.demo.tokenizer import build_vocabulary
+    from stagewise.models.recipes.demo.tokenizer import build_vocabulary
 
     if path.exists():
         data = json.loads(path.read_text())
@@ -119,7 +120,7 @@ def _images(puzzles: list[Puzzle], spec: DemoSpec) -> np.ndarray:
 
 
 def _parity(model: object, pair: object, puzzle: Puzzle, spec: DemoSpec) -> dict:
-    from models.recipes.demo.parity import llama_logits, torch_logits
+    from stagewise.models.recipes.demo.parity import llama_logits, torch_logits
 
     pixels = _images([puzzle], spec)[0]
     report = {}

@@ -1,7 +1,8 @@
 """Training examples for the demo model: answers, judgements and reasoning checks.
 
 Every prompt is rendered exactly as the search renders it at run time (the same chat
-template, :func:`models.stages.user_text`, :mod:`models.judge`'s texts and hints), so the
+template, :func:`stagewise.models.reasoning.stages.user_text`,
+:mod:`stagewise.models.reasoning.judge`'s texts and hints), so the
 model learns the formats it will be asked in:
 
 - *answer*: image + question → the four stages, the model writing its own tags;
@@ -17,11 +18,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.judge import check_text, judge_text
-from models.puzzles import Puzzle, answer_text, corrupt, judge_reason
-from models.recipes.demo.tokenizer import Tokenizer, prompt_parts
-from models.stage_mode import StageMode
-from models.stages import STAGES, Stage, user_text
+from stagewise.models.build.puzzles import Puzzle, answer_text, corrupt, judge_reason
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.judge import check_text, judge_text
+from stagewise.models.reasoning.stages import STAGES, Stage, user_text
+from stagewise.models.recipes.demo.tokenizer import Tokenizer, prompt_parts
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Writes the trained demo model as a GGUF pair and quantizes the text model.
 
-The text model and projector are written by :mod:`models.gguf_writer` (the same writer as
-the test pairs), in F16; llama.cpp's own quantizer (``llama_model_quantize``) then makes
+The text model and projector are written by :mod:`stagewise.models.build.gguf_writer` (the same
+writer as the test pairs), in F16; llama.cpp's own quantizer (``llama_model_quantize``) then makes
 the shipped text model. The projector stays F16, as llama.cpp's converter leaves them.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.demo import DEMO_MMPROJ, DEMO_MODEL
-from models.gguf_writer import Vocabulary, write_projector, write_text_model
-from models.quantize import quantize
-from models.recipes.demo.model import DemoModel, projector_tensors, text_tensors
-from models.recipes.demo.tokenizer import CHAT_TEMPLATE
+from stagewise.models.build.gguf_writer import Vocabulary, write_projector, write_text_model
+from stagewise.models.build.quantize import quantize
+from stagewise.models.library.demo import DEMO_MMPROJ, DEMO_MODEL
+from stagewise.models.recipes.demo.model import DemoModel, projector_tensors, text_tensors
+from stagewise.models.recipes.demo.tokenizer import CHAT_TEMPLATE
 
 F16_MODEL = "stagewise-demo-f16.gguf"
 
@@ -56,8 +56,8 @@ def load_pair(model_path: Path, mmproj_path: Path) -> DemoModel:
     import gguf
     import torch
 
-    from models.gguf_writer import TextHyper
-    from models.recipes.demo.spec import DemoSpec
+    from stagewise.models.build.gguf_writer import TextHyper
+    from stagewise.models.recipes.demo.spec import DemoSpec
 
     text, vision = gguf.GGUFReader(str(model_path)), gguf.GGUFReader(str(mmproj_path))
 

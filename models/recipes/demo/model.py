@@ -1,7 +1,7 @@
 """The demo model in PyTorch: the forward pass llama.cpp computes for its GGUF pair.
 
-Every choice here mirrors :mod:`models.gguf_writer`'s description of the llama.cpp graph:
-LayerNorm with bias and tanh-GELU in the vision tower, no class embedding and no
+Every choice here mirrors :mod:`stagewise.models.build.gguf_writer`'s description of the llama.cpp
+graph: LayerNorm with bias and tanh-GELU in the vision tower, no class embedding and no
 post-norm, an ``mlp`` projector over every patch, RMSNorm, interleaved-pair RoPE, grouped
 K/V heads and SwiGLU in the decoder, no biases there. Image embeddings take ordinary
 positions in the sequence, with causal attention like the text around them.
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.recipes.demo.spec import DemoSpec
+from stagewise.models.recipes.demo.spec import DemoSpec
 
 
 class RMSNorm(nn.Module):

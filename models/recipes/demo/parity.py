@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.images import load_image
-from models.mtmd_prompt import Bitmap
-from models.recipes.demo.tokenizer import prompt_parts
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.images import load_image
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.recipes.demo.tokenizer import prompt_parts
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def torch_logits(model: object, pixels: np.ndarray, ll: LlamaLogits) -> np.ndarr
     """The PyTorch model's last-token logits for the same ids and image."""
     import torch
 
-    from models.recipes.demo.model import normalise
+    from stagewise.models.recipes.demo.model import normalise
 
     ids = [*ll.before, *([0] * ll.n_image), *ll.after]
     with torch.no_grad():

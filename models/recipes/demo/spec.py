@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.gguf_writer import TextHyper, VisionHyper
+from stagewise.models.build.gguf_writer import TextHyper, VisionHyper
 
 
 @dataclass(frozen=True)

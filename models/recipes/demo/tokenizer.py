@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.bpe import byte_symbols, learn_merges, word_counts
-from models.families.registry import family_named
-from models.gguf_writer import (
+from stagewise.models.build.bpe import byte_symbols, learn_merges, word_counts
+from stagewise.models.build.gguf_writer import (
     TOKEN_CONTROL,
     TOKEN_NORMAL,
     TOKEN_USER_DEFINED,
@@ -23,7 +22,14 @@ from models.gguf_writer import (
     Vocabulary,
     write_text_model,
 )
-from models.tiny_vlm import BOS_TOKEN, CHATML_TEMPLATE, EOS_TOKEN, IM_START_TOKEN, STAGE_TAGS
+from stagewise.models.build.tiny_vlm import (
+    BOS_TOKEN,
+    CHATML_TEMPLATE,
+    EOS_TOKEN,
+    IM_START_TOKEN,
+    STAGE_TAGS,
+)
+from stagewise.models.inference.families.registry import family_named
 
 MEDIA_MARKER = "<__media__>"  # libmtmd's default marker
 CHAT_TEMPLATE = CHATML_TEMPLATE

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.recipes.demo.examples import Example
-from models.recipes.demo.model import DemoModel, normalise
+from stagewise.models.recipes.demo.examples import Example
+from stagewise.models.recipes.demo.model import DemoModel, normalise
 
 IGNORE = -100
 

@@ -1,4 +1,4 @@
-"""``python -m models.recipes.llava_cot STEP OUT``: a LLaVA-CoT model llama.cpp can run.
+"""``python -m stagewise.models.recipes.llava_cot STEP OUT``: a LLaVA-CoT model llama.cpp can run.
 
 Steps, in order (``all`` runs them in turn; each can be run again, and ``train`` resumes):
 
@@ -24,9 +24,9 @@ import json
 import sys
 from pathlib import Path
 
-from models.errors import StagewiseError
-from models.recipes.llava_cot.bases import BASES, DEFAULT_BASE, Base, get_base
-from models.recipes.llava_cot.workdir import Workdir
+from stagewise.models.errors import StagewiseError
+from stagewise.models.recipes.llava_cot.bases import BASES, DEFAULT_BASE, Base, get_base
+from stagewise.models.recipes.llava_cot.workdir import Workdir
 
 QUANTS = ("Q4_K_M", "Q8_0")
 TINY_BUILDERS = {"qwen2.5-vl-3b": ("tiny_qwen", "build_tiny_qwen25vl"),
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--max-stage-tokens", type=int, default=256)
     group.add_argument("--ctx", type=int, default=8192)
 
-    parser = argparse.ArgumentParser(prog="python -m models.recipes.llava_cot",
+    parser = argparse.ArgumentParser(prog="python -m stagewise.models.recipes.llava_cot",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -140,7 +140,7 @@ def _say(text: str) -> None:
 
 
 def _data(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.recipes.llava_cot.data import LICENCE_NOTICE, prepare
+    from stagewise.models.recipes.llava_cot.data import LICENCE_NOTICE, prepare
 
     if args.jsonl is None or args.images is None:
         if args.step == "all" and (wd.data / "train.jsonl").is_file():
@@ -186,10 +186,10 @@ def _download_base(base: Base, folder: Path) -> None:
 
 
 def _train(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.families import family_named
-    from models.recipes.llava_cot.data import LICENCE_NOTICE, read_prepared
-    from models.recipes.llava_cot.inputs import load_prompt_builder
-    from models.recipes.llava_cot.train import TrainProgress, TrainSettings, train
+    from stagewise.models.inference.families import family_named
+    from stagewise.models.recipes.llava_cot.data import LICENCE_NOTICE, read_prepared
+    from stagewise.models.recipes.llava_cot.inputs import load_prompt_builder
+    from stagewise.models.recipes.llava_cot.train import TrainProgress, TrainSettings, train
 
     _say(LICENCE_NOTICE)  # before anything is downloaded or trained
     if not args.yes and sys.stdin.isatty() \
@@ -228,7 +228,7 @@ def _train(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _merge(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.recipes.llava_cot.merge import merge_adapter
+    from stagewise.models.recipes.llava_cot.merge import merge_adapter
 
     _, folder = _base(wd, args)
     dtype = wd.record().get("training", {}).get("dtype", "bf16")
@@ -237,8 +237,8 @@ def _merge(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _convert(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.recipes.llava_cot.converter import convert, converter_source
-    from models.stage_mode import STAGE_MODE_KEY
+    from stagewise.models.inference.stage_mode import STAGE_MODE_KEY
+    from stagewise.models.recipes.llava_cot.converter import convert, converter_source
 
     merged = wd.require(wd.merged, "merge")
     source = converter_source(source=args.llama_cpp_source)
@@ -256,7 +256,7 @@ def _converter_line(line: str) -> None:
 
 
 def _quantize(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.quantize import quantize
+    from stagewise.models.build.quantize import quantize
 
     f16 = wd.require(wd.text_f16, "convert")
     for quant in args.quant or QUANTS:
@@ -265,8 +265,8 @@ def _quantize(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _register(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.recipes.llava_cot.card import DATASET, ModelCard, register
-    from models.recipes.llava_cot.converter import llama_cpp_version
+    from stagewise.models.recipes.llava_cot.card import DATASET, ModelCard, register
+    from stagewise.models.recipes.llava_cot.converter import llama_cpp_version
 
     model = wd.require(wd.quantized(args.register_quant), "quantize")
     record = wd.record()
@@ -285,12 +285,12 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
-    from models.engine_settings import EngineSettings
-    from models.evaluation import format_report, make_configs, read_items
-    from models.evaluation.runner import evaluate
-    from models.files import write_atomic
-    from models.search_settings import SearchSettings
-    from models.session import Session, plan
+    from stagewise.models.evaluation import format_report, make_configs, read_items
+    from stagewise.models.evaluation.runner import evaluate
+    from stagewise.models.inference.engine_settings import EngineSettings
+    from stagewise.models.library.files import write_atomic
+    from stagewise.models.reasoning.search_settings import SearchSettings
+    from stagewise.models.session import Session, plan
 
     items = read_items(wd.require(wd.val, "data"), args.limit)
     configs = make_configs(["single", "stage"], args.beam, "judge")
@@ -311,11 +311,11 @@ def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
 def _tiny(args: argparse.Namespace) -> int:
     from importlib import import_module
 
-    from models.puzzles import answer_text, generate_split
-    from models.recipes.llava_cot.synthetic import write_synthetic
+    from stagewise.models.build.puzzles import answer_text, generate_split
+    from stagewise.models.recipes.llava_cot.synthetic import write_synthetic
 
     module, function = TINY_BUILDERS[args.base]
-    build = getattr(import_module(f"models.recipes.llava_cot.{module}"), function)
+    build = getattr(import_module(f"stagewise.models.recipes.llava_cot.{module}"), function)
     jsonl, first_part = write_synthetic(args.out / "synthetic-data", args.samples)
     texts = [t for p in generate_split("train", 200, 1, set()) for t in (p.question,
                                                                         answer_text(p))]

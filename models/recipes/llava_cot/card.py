@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.catalogue import LOCAL_FAMILY, find_entry, load_catalogue
-from models.errors import StagewiseError
-from models.files import write_atomic
-from models.library import InstalledModel, Library
-from models.recipes.llava_cot.data import LICENCE_NOTICE
+from stagewise.models.errors import StagewiseError
+from stagewise.models.library.catalogue import LOCAL_FAMILY, find_entry, load_catalogue
+from stagewise.models.library.files import write_atomic
+from stagewise.models.library.installed import InstalledModel, Library
+from stagewise.models.recipes.llava_cot.data import LICENCE_NOTICE
 
 __all__ = ["DATASET", "RECIPE_VERSION", "SLOT_ID", "ModelCard", "register"]
 

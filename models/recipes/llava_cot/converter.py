@@ -8,8 +8,8 @@ differently. llama-cpp-python's source distribution carries it (``vendor/llama.c
 (``convert_hf_to_gguf.py``, ``conversion/``, ``gguf-py/``, ``LICENSE``) in the cache folder.
 
 :func:`convert` runs it in a subprocess through
-:mod:`models.recipes.llava_cot.run_converter`, which can name the BPE pre-tokenizer and add
-Stagewise's metadata keys.
+:mod:`stagewise.models.recipes.llava_cot.run_converter`, which can name the BPE pre-tokenizer and
+add Stagewise's metadata keys.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
-from models.errors import StagewiseError
-from models.paths import cache_dir
+from stagewise.models.errors import StagewiseError
+from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["MARKER", "ConversionError", "convert", "converter_source", "llama_cpp_version"]
 
@@ -43,12 +43,13 @@ KEPT = (SCRIPT, "LICENSE", "conversion/", "gguf-py/", "models/templates/",
         "models/ggml-vocab-*")
 """What is extracted from ``vendor/llama.cpp``: files, folders (ending in "/") and name
 prefixes (ending in "*"). Besides the converter: real chat templates and vocabulary-only
-GGUFs of real tokenizers, for the models the tests write (:mod:`models.recipes.real_vocab`)."""
+GGUFs of real tokenizers, for the models the tests write
+(:mod:`stagewise.models.recipes.real_vocab`)."""
 
 MARKER = ".stagewise-complete-2"
 """Written last into a cached converter folder: its presence means the folder is whole."""
 
-RUNNER = "models.recipes.llava_cot.run_converter"
+RUNNER = "stagewise.models.recipes.llava_cot.run_converter"
 TAIL_LINES = 20
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]*")
 _UNRECOGNISED = "pre-tokenizer was not recognized"
@@ -89,7 +90,8 @@ def converter_source(*, version: str | None = None, source: Path | None = None,
             installed one (:func:`llama_cpp_version`) when None. Ignored with ``source``.
         source: Use this folder instead of fetching: a llama.cpp checkout, or an extracted
             llama-cpp-python source tree (its ``vendor/llama.cpp`` is used).
-        cache: Where fetched converters are kept; :func:`models.paths.cache_dir` when None.
+        cache: Where fetched converters are kept; :func:`stagewise.models.storage.paths.cache_dir`
+        when None.
 
     Returns:
         The converter folder: ``source`` (or its ``vendor/llama.cpp``), or

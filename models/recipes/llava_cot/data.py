@@ -11,7 +11,7 @@ reason), holds out a seeded random validation set and writes, under ``out``:
 
 * ``train.jsonl``: the training records, ``image`` set to the name inside the image source;
 * ``val/val.jsonl`` and ``val/images/``: the validation records with their images extracted,
-  readable as they are by :func:`models.evaluation.data.read_items`;
+  readable as they are by :func:`stagewise.models.evaluation.data.read_items`;
 * ``report.json``: the :class:`DataReport`;
 * ``source.json``: where the jsonl and the image source were, for :func:`read_prepared`.
 """
@@ -34,10 +34,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from models.errors import StagewiseError
-from models.evaluation.data import strip_image_marker
-from models.files import write_atomic, write_atomic_chunks
-from models.stages import STAGES, Stage
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation.data import strip_image_marker
+from stagewise.models.library.files import write_atomic, write_atomic_chunks
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 __all__ = [
     "LICENCE_NOTICE",

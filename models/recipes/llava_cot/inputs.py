@@ -1,8 +1,8 @@
 """Training examples: one image, question and four-stage answer turned into model inputs.
 
 The prompt is the base's own chat template with the image first and the question after
-it, exactly as the app renders it at inference (``models.families``: the image part, then
-the text part, and the template's default system turn if it has one). The answer is the
+it, exactly as the app renders it at inference (``stagewise.models.inference.families``: the image
+part, then the text part, and the template's default system turn if it has one). The answer is the
 rest of the rendered conversation: the four stages and the end-of-turn token, which the
 model must learn to emit so that generation stops. Prompt and answer are tokenized
 separately and concatenated, so the answer's tokens are the ones the model will sample
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from models.errors import StagewiseError
-from models.recipes.llava_cot.bases import Prompting
+from stagewise.models.errors import StagewiseError
+from stagewise.models.recipes.llava_cot.bases import Prompting
 
 if TYPE_CHECKING:
     import torch
@@ -74,10 +74,10 @@ class PromptBuilder(Protocol):
 
 def _picture(image: Image.Image, max_pixels: int | None) -> Image.Image:
     """The picture as the app hands it to libmtmd: upright (EXIF), RGB, and downscaled to
-    the family's pixel cap (:func:`models.families.base.fit_picture`)."""
+    the family's pixel cap (:func:`stagewise.models.inference.families.base.fit_picture`)."""
     from PIL import ImageOps
 
-    from models.families.base import fit_picture
+    from stagewise.models.inference.families.base import fit_picture
 
     return fit_picture(ImageOps.exif_transpose(image).convert("RGB"), max_pixels)
 

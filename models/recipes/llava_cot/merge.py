@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from models.errors import StagewiseError
+from stagewise.models.errors import StagewiseError
 
 __all__ = ["WEIGHT_FILES", "merge_adapter"]
 
@@ -37,7 +37,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out: Path, *, dtype: str = 
     """
     from peft import PeftModel
 
-    from models.recipes.llava_cot.train import load_base
+    from stagewise.models.recipes.llava_cot.train import load_base
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise StagewiseError(f"{adapter_dir}: no LoRA adapter here (train first)")

@@ -2,13 +2,14 @@
 
 Usage::
 
-    python -m models.recipes.llava_cot.run_converter SRC [--pre-tokenizer NAME]
+    python -m stagewise.models.recipes.llava_cot.run_converter SRC [--pre-tokenizer NAME]
         [--kv KEY=VALUE ...] -- MODEL_DIR --outfile OUT.gguf --outtype f16 [--mmproj]
 
 ``SRC`` is a folder holding ``convert_hf_to_gguf.py``, its ``conversion`` package and its
-``gguf-py`` (see :func:`models.recipes.llava_cot.converter.converter_source`); everything
-after ``--`` goes to the converter unchanged. :func:`~models.recipes.llava_cot.converter.convert`
-starts this module; it is not meant to be imported.
+``gguf-py`` (see :func:`stagewise.models.recipes.llava_cot.converter.converter_source`); everything
+after ``--`` goes to the converter unchanged.
+:func:`~stagewise.models.recipes.llava_cot.converter.convert` starts this module; it is not meant to
+be imported.
 
 The converter is run as it is, with two patches to ``conversion.base.TextModel``, made
 before the script runs so that every text model class inherits them:
@@ -48,7 +49,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     split = argv.index("--") if "--" in argv else len(argv)
     ours, theirs = argv[:split], argv[split + 1 :]
     parser = argparse.ArgumentParser(
-        prog="python -m models.recipes.llava_cot.run_converter",
+        prog="python -m stagewise.models.recipes.llava_cot.run_converter",
         description="Run llama.cpp's convert_hf_to_gguf.py; arguments after -- are its own.")
     parser.add_argument("src", type=Path,
                         help="folder with convert_hf_to_gguf.py, conversion/ and gguf-py/")

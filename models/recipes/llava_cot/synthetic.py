@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from models.files import write_atomic
-from models.puzzles import Puzzle, answer_text, draw, generate_split
-from models.stages import STAGES, Stage
+from stagewise.models.build.puzzles import Puzzle, answer_text, draw, generate_split
+from stagewise.models.library.files import write_atomic
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 __all__ = ["MALFORMED", "ZIP_FOLDER", "write_synthetic"]
 
@@ -34,7 +34,7 @@ MALFORMED: dict[str, int] = {
     "no image": 1,
     "duplicate id": 1,
 }
-"""The drop reasons of :func:`models.recipes.llava_cot.data.prepare` for the bad records
+"""The drop reasons of :func:`stagewise.models.recipes.llava_cot.data.prepare` for the bad records
 that ``write_synthetic(..., malformed=True)`` appends, with their counts."""
 
 

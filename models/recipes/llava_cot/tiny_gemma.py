@@ -83,7 +83,7 @@ converter's shifts and the image path are exercised."""
 def chat_template() -> str:
     """Gemma 3 instruct's chat template (``{{ bos_token }}`` first, images as
     ``<start_of_image>``)."""
-    files = resources.files("models.recipes.llava_cot") / "templates"
+    files = resources.files("stagewise.models.recipes.llava_cot") / "templates"
     return (files / "gemma-3-chat-template.jinja").read_text(encoding="utf-8")
 
 

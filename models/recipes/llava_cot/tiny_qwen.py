@@ -85,7 +85,7 @@ vision M-RoPE splits it in four."""
 IMAGE_PIXELS3 = (64 * 64, 256 * 256)
 """The tiny Qwen3-VL's pixel range: at most 64 image tokens (32x32 pixels each), to keep the
 test fast. Training takes libmtmd's floor (8 tokens) instead of this one's, as for any
-Qwen base (:data:`models.recipes.llava_cot.inputs.LIBMTMD_MIN_QWEN_TOKENS`)."""
+Qwen base (:data:`stagewise.models.recipes.llava_cot.inputs.LIBMTMD_MIN_QWEN_TOKENS`)."""
 
 QWEN3_PREPROCESSOR = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
@@ -97,7 +97,7 @@ transformers loads as ``Qwen2VLImageProcessorPil`` when asked for the slow one."
 
 
 def _template(name: str) -> str:
-    files = resources.files("models.recipes.llava_cot") / "templates"
+    files = resources.files("stagewise.models.recipes.llava_cot") / "templates"
     return (files / name).read_text(encoding="utf-8")
 
 

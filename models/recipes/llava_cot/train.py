@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from models.errors import StagewiseError
-from models.recipes.llava_cot.bases import LORA_TARGETS
-from models.recipes.llava_cot.inputs import Example, PromptBuilder
+from stagewise.models.errors import StagewiseError
+from stagewise.models.recipes.llava_cot.bases import LORA_TARGETS
+from stagewise.models.recipes.llava_cot.inputs import Example, PromptBuilder
 
 __all__ = ["TrainProgress", "TrainResult", "TrainSettings", "train"]
 
@@ -34,7 +34,8 @@ STATE_FILE = "state.pt"
 
 
 class TrainingSample(Protocol):
-    """What training reads of a sample (see :class:`models.recipes.llava_cot.data.Sample`)."""
+    """What training reads of a sample (see
+    :class:`stagewise.models.recipes.llava_cot.data.Sample`)."""
 
     id: str
     image: str
@@ -223,7 +224,7 @@ def train(base_dir: Path, samples: Sequence[TrainingSample], images: ImageReader
         images: Where the samples' images are read from.
         out: The working folder: checkpoints go to ``out/checkpoints``, the final adapter
             to ``out/adapter``. A run on a folder with checkpoints resumes the newest.
-        prompts: Builds model inputs (see :mod:`models.recipes.llava_cot.inputs`).
+        prompts: Builds model inputs (see :mod:`stagewise.models.recipes.llava_cot.inputs`).
         settings: Hyper-parameters.
         progress: Called after every step.
 

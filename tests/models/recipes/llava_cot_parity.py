@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.images import load_image
-from models.mtmd_prompt import Bitmap
-from models.recipes.llava_cot.workdir import Workdir
-from models.stages import user_text
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.images import load_image
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.reasoning.stages import user_text
+from stagewise.models.recipes.llava_cot.workdir import Workdir
 
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
@@ -39,7 +39,7 @@ def training_prompt_inputs(wd: Workdir, prompting: str, picture: Path,
     """The training inputs of ``question`` about ``picture``, cut at the end of the prompt."""
     from PIL import Image
 
-    from models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
+    from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
 
     with Image.open(picture) as image:
         example = load_prompt_builder(wd.merged, prompting).example(image, question, "x")

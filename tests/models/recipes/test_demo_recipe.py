@@ -9,17 +9,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.judge import VERDICT_GRAMMAR, parse_verdict  # noqa: E402
-from models.puzzles import answer_text, draw, generate_split  # noqa: E402
-from models.recipes.demo.examples import ExampleBuilder, build_examples  # noqa: E402
-from models.recipes.demo.export import export_pair, load_pair  # noqa: E402
-from models.recipes.demo.model import DemoModel  # noqa: E402
-from models.recipes.demo.parity import llama_logits, torch_logits  # noqa: E402
-from models.recipes.demo.spec import MINI  # noqa: E402
-from models.recipes.demo.tokenizer import Tokenizer, build_vocabulary, prompt_parts  # noqa: E402
-from models.recipes.demo.train import TrainSettings, train  # noqa: E402
-from models.stages import STAGES, Stage  # noqa: E402
-from models.tiny_vlm import STAGE_TAGS  # noqa: E402
+from stagewise.models.build.puzzles import answer_text, draw, generate_split  # noqa: E402
+from stagewise.models.build.tiny_vlm import STAGE_TAGS  # noqa: E402
+from stagewise.models.reasoning.judge import VERDICT_GRAMMAR, parse_verdict  # noqa: E402
+from stagewise.models.reasoning.stages import STAGES, Stage  # noqa: E402
+from stagewise.models.recipes.demo.examples import ExampleBuilder, build_examples  # noqa: E402
+from stagewise.models.recipes.demo.export import export_pair, load_pair  # noqa: E402
+from stagewise.models.recipes.demo.model import DemoModel  # noqa: E402
+from stagewise.models.recipes.demo.parity import llama_logits, torch_logits  # noqa: E402
+from stagewise.models.recipes.demo.spec import MINI  # noqa: E402
+from stagewise.models.recipes.demo.tokenizer import Tokenizer, build_vocabulary, prompt_parts  # noqa: E402
+from stagewise.models.recipes.demo.train import TrainSettings, train  # noqa: E402
 
 assert VERDICT_GRAMMAR  # the verdicts below must read back through the same parser
 
@@ -153,7 +153,7 @@ def test_parity_would_catch_a_wrong_graph(tmp_path, tokenizer, puzzles, images):
 
 
 def test_batches_weigh_verdicts_above_answer_tokens(tokenizer, puzzles, images):
-    from models.recipes.demo.train import IGNORE, make_batch
+    from stagewise.models.recipes.demo.train import IGNORE, make_batch
 
     builder = ExampleBuilder(tokenizer, MINI.n_patches)
     answer = builder.answer(puzzles[0], 0)

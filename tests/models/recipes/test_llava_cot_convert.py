@@ -15,18 +15,18 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.gguf_header import LongArray, inspect_gguf
-from models.puzzles import answer_text, generate_split
-from models.recipes.llava_cot.converter import (
+from stagewise.models.build.puzzles import answer_text, generate_split
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_header import LongArray, inspect_gguf
+from stagewise.models.recipes.llava_cot.converter import (
     MARKER,
     ConversionError,
     _extract_converter,
     convert,
     converter_source,
 )
-from models.recipes.llava_cot.tiny_qwen import TINY_PRE_TOKENIZER, build_tiny_qwen25vl
+from stagewise.models.recipes.llava_cot.tiny_qwen import TINY_PRE_TOKENIZER, build_tiny_qwen25vl
 
 STAGE_MODE = {"stagewise.stage_mode": "native"}
 

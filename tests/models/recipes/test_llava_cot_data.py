@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.errors import StagewiseError
-from models.evaluation.data import read_items, strip_image_marker
-from models.recipes.llava_cot.data import (
+from stagewise.models.errors import StagewiseError
+from stagewise.models.evaluation.data import read_items, strip_image_marker
+from stagewise.models.reasoning.stages import Stage
+from stagewise.models.recipes.llava_cot.data import (
     LICENCE_NOTICE,
     DataReport,
     ImageSource,
@@ -22,8 +23,7 @@ from models.recipes.llava_cot.data import (
     prepare,
     read_prepared,
 )
-from models.recipes.llava_cot.synthetic import MALFORMED, ZIP_FOLDER, write_synthetic
-from models.stages import Stage
+from stagewise.models.recipes.llava_cot.synthetic import MALFORMED, ZIP_FOLDER, write_synthetic
 
 GOOD = ("<SUMMARY> s </SUMMARY>\n\n<CAPTION> c </CAPTION>\n\n"
         "<REASONING> r </REASONING>\n\n<CONCLUSION> 3 </CONCLUSION>")
@@ -262,7 +262,7 @@ def test_read_prepared(prepared: tuple[Path, DataReport]) -> None:
 
 
 def test_conversations_keep_their_follow_up_turns(prepared: tuple[Path, DataReport]) -> None:
-    from models.recipes.llava_cot.synthetic import FOLLOW_UP, FOLLOW_UP_EVERY
+    from stagewise.models.recipes.llava_cot.synthetic import FOLLOW_UP, FOLLOW_UP_EVERY
 
     out, _ = prepared
     samples, source = read_prepared(out)

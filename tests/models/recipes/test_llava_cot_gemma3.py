@@ -3,8 +3,8 @@ with ``--base-dir``) fine-tuned on synthetic samples, merged, converted with lla
 converter, quantized, registered, evaluated, loaded through libmtmd and searched stage by
 stage, and compared with transformers on text and on an image.
 
-The run itself is one module fixture (``python -m models.recipes.llava_cot all``, as a user
-types it, in fp32: bf16 matrix products are twenty times slower on a CPU without bf16
+The run itself is one module fixture (``python -m stagewise.models.recipes.llava_cot all``, as a
+user types it, in fp32: bf16 matrix products are twenty times slower on a CPU without bf16
 units, and the dtype changes nothing Gemma-specific); the tests read what it left behind.
 """
 
@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.events import AnswerFinished
-from models.gguf_header import inspect_gguf
-from models.mtmd_prompt import Bitmap
-from models.recipes.llava_cot.__main__ import main
-from models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
-from models.recipes.llava_cot.workdir import Workdir
-from models.search import SearchSettings, StageSearch
-from models.stage_mode import StageMode
-from models.stages import STAGES
+from stagewise.models.events import AnswerFinished
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_header import inspect_gguf
+from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.recipes.llava_cot.__main__ import main
+from stagewise.models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
+from stagewise.models.recipes.llava_cot.workdir import Workdir
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,
@@ -158,9 +158,9 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image, image_file):
     image's embeddings standing where the soft tokens stand."""
     from PIL import Image
 
-    from models.families import family_named
-    from models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
-    from models.stages import user_text
+    from stagewise.models.inference.families import family_named
+    from stagewise.models.reasoning.stages import user_text
+    from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
 
     _, wd, _ = run
     question = "How many red circles are there?"
@@ -194,7 +194,7 @@ def test_llama_cpp_sees_the_image_as_transformers_does(run, tmp_path):
     causal attention over the image by 6.5%."""
     from PIL import Image, ImageDraw
 
-    from models.recipes.llava_cot.tiny_gemma import VISION
+    from stagewise.models.recipes.llava_cot.tiny_gemma import VISION
 
     _, wd, _ = run
     side = VISION["image_size"]

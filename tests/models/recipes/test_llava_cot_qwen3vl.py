@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.events import AnswerFinished
-from models.gguf_header import inspect_gguf
-from models.library import Library
-from models.paths import DATA_DIR_ENV
-from models.recipes.llava_cot.__main__ import main
-from models.recipes.llava_cot.workdir import Workdir
-from models.search import SearchSettings, StageSearch
-from models.stage_mode import StageMode
-from models.stages import STAGES, user_text
+from stagewise.models.events import AnswerFinished
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_header import inspect_gguf
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.library.installed import Library
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES, user_text
+from stagewise.models.recipes.llava_cot.__main__ import main
+from stagewise.models.recipes.llava_cot.workdir import Workdir
+from stagewise.models.storage.paths import DATA_DIR_ENV
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,
@@ -188,7 +188,7 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image_file):
     (no default system turn), the image first, then the question, with no instruction."""
     from PIL import Image
 
-    from models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
+    from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
 
     _, wd = run
     prompts = load_prompt_builder(wd.merged, "qwen-grid")

@@ -2,8 +2,8 @@
 samples in LLaVA-CoT-100k's layout, merged, converted with llama.cpp's own converter,
 quantized, registered, loaded through libmtmd and searched stage by stage.
 
-The run itself is one module fixture (``python -m models.recipes.llava_cot all``, as a user
-types it); the tests read what it left behind.
+The run itself is one module fixture (``python -m stagewise.models.recipes.llava_cot all``, as a
+user types it); the tests read what it left behind.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Engine
-from models.engine_settings import EngineSettings
-from models.events import AnswerFinished
-from models.gguf_header import inspect_gguf
-from models.library import Library
-from models.recipes.llava_cot.__main__ import main
-from models.recipes.llava_cot.data import LICENCE_NOTICE
-from models.recipes.llava_cot.synthetic import MALFORMED
-from models.recipes.llava_cot.workdir import Workdir
-from models.search import SearchSettings, StageSearch
-from models.stage_mode import StageMode
-from models.stages import STAGES
+from stagewise.models.events import AnswerFinished
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_header import inspect_gguf
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.library.installed import Library
+from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.recipes.llava_cot.__main__ import main
+from stagewise.models.recipes.llava_cot.data import LICENCE_NOTICE
+from stagewise.models.recipes.llava_cot.synthetic import MALFORMED
+from stagewise.models.recipes.llava_cot.workdir import Workdir
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,
@@ -190,7 +190,7 @@ def test_evaluation_compares_single_pass_and_stage_search(run):
 
 
 def test_stagewise_eval_reads_the_held_out_slice(run, capsys):
-    from desktop.cli import main as stagewise
+    from stagewise.desktop.cli import main as stagewise
 
     _, wd, _ = run
     code = stagewise(["eval", str(wd.val), "--model", "llava-cot-local", "--limit", "1",
@@ -206,8 +206,8 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image_file):
     system turn, image place and question, with no instruction (native mode)."""
     from PIL import Image
 
-    from models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
-    from models.stages import user_text
+    from stagewise.models.reasoning.stages import user_text
+    from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
 
     _, wd, _ = run
     question = "How many red circles are there?"

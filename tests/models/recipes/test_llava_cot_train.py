@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import StagewiseError
-from models.puzzles import answer_text, draw, generate_split
-from models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
-from models.recipes.llava_cot.tiny_qwen import build_tiny_qwen25vl
-from models.recipes.llava_cot.train import TrainSettings, train
+from stagewise.models.build.puzzles import answer_text, draw, generate_split
+from stagewise.models.errors import StagewiseError
+from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
+from stagewise.models.recipes.llava_cot.tiny_qwen import build_tiny_qwen25vl
+from stagewise.models.recipes.llava_cot.train import TrainSettings, train
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""Prompts with images as libmtmd holds them: the image, and the prompt split into chunks."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+
+from llama_cpp import mtmd_cpp as mtmd
+
+from stagewise.models.errors import EngineError
+from stagewise.models.inference.images import PreparedImage
+
+__all__ = ["Bitmap", "Chunk", "TokenizedPrompt", "split_at_image"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a tokenized prompt: text tokens, or an image's embeddings."""
+
+    is_image: bool
+    n_pos: int
+    n_tokens: int
+    tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class TokenizedPrompt:
+    """A prompt as libmtmd splits it into text and image chunks, then the text after the
+    image as Stagewise tokenizes it
+    (:meth:`~stagewise.models.inference.engine.Engine.tokenize_plain`); owns the native chunks.
+
+    Attributes:
+        handle: libmtmd's chunks: the prompt up to and including the image (with the
+            tokens libmtmd puts right after it, such as ``<|vision_end|>``).
+        chunks: The same, read into Python.
+        extra: The tokens of the text after the image.
+    """
+
+    handle: mtmd.mtmd_input_chunks_p
+    chunks: list[Chunk] = field(default_factory=list)
+    extra: tuple[int, ...] = ()
+
+    @property
+    def n_pos(self) -> int:
+        return sum(c.n_pos for c in self.chunks) + len(self.extra)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(c.n_tokens for c in self.chunks) + len(self.extra)
+
+    @property
+    def media_end(self) -> int:
+        """Index of the first chunk after the last image (0 when there is no image)."""
+        last = max((i for i, c in enumerate(self.chunks) if c.is_image), default=-1)
+        return last + 1
+
+    @property
+    def shared_pos(self) -> int:
+        """Positions up to the end of the last image: the part shared with other prompts."""
+        return sum(c.n_pos for c in self.chunks[: self.media_end])
+
+    @property
+    def image_end(self) -> list[int]:
+        """The text tokens libmtmd puts after the last image (empty for many families)."""
+        return [t for c in self.chunks[self.media_end :] for t in c.tokens]
+
+    def tail_tokens(self) -> list[int]:
+        """Text tokens after the last image."""
+        return self.image_end + list(self.extra)
+
+    def close(self) -> None:
+        if self.handle:
+            mtmd.mtmd_input_chunks_free(self.handle)
+            self.handle = None
+
+
+class Bitmap:
+    """An image handed to libmtmd; keep it for as long as prompts about it are built."""
+
+    def __init__(self, image: PreparedImage) -> None:
+        data = (ctypes.c_ubyte * len(image.rgb)).from_buffer_copy(image.rgb)
+        self.handle = mtmd.mtmd_bitmap_init(image.width, image.height, data)
+        if not self.handle:
+            raise EngineError(f"{image.source}: libmtmd could not take the image")
+        self.image = image
+
+    def close(self) -> None:
+        if self.handle:
+            mtmd.mtmd_bitmap_free(self.handle)
+            self.handle = None
+
+    def __enter__(self) -> Bitmap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def split_at_image(mctx: mtmd.mtmd_context_p, text: str, bitmap: Bitmap | None
+                   ) -> TokenizedPrompt:
+    """libmtmd's tokenization of ``text``, which ends at the image's media marker (or has
+    no image when ``bitmap`` is None), with the image preprocessed but not encoded.
+
+    Raises:
+        EngineError: libmtmd refused the prompt or the image.
+    """
+    handle = mtmd.mtmd_input_chunks_init()
+    raw = text.encode("utf-8")
+    native = mtmd.mtmd_input_text()
+    native.text = raw
+    native.text_len = len(raw)
+    native.add_special = True
+    native.parse_special = True
+    n_bitmaps = 1 if bitmap is not None else 0
+    bitmaps = (mtmd.mtmd_bitmap_p_ctypes * max(n_bitmaps, 1))()
+    if bitmap is not None:
+        bitmaps[0] = bitmap.handle
+    rc = mtmd.mtmd_tokenize(mctx, handle, ctypes.byref(native), bitmaps, n_bitmaps)
+    result = TokenizedPrompt(handle)
+    if rc != 0:
+        result.close()
+        problem = {1: "the number of images does not match the prompt's markers",
+                   2: "the image could not be preprocessed"}.get(rc, f"error {rc}")
+        raise EngineError(f"libmtmd could not tokenize the prompt: {problem}")
+    for i in range(mtmd.mtmd_input_chunks_size(handle)):
+        chunk = mtmd.mtmd_input_chunks_get(handle, i)
+        kind = mtmd.mtmd_input_chunk_get_type(chunk)
+        n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+        n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
+        tokens: tuple[int, ...] = ()
+        if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            count = ctypes.c_size_t(0)
+            ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+            tokens = tuple(ptr[: count.value])
+        result.chunks.append(Chunk(kind != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT, n_pos, n_tokens,
+                                   tokens))
+    return result

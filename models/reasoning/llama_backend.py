@@ -1,0 +1,248 @@
+"""The search's backend on llama.cpp in this process: one context, many sequences.
+
+* The question's prompt, image included, is evaluated once into the *root* sequence.
+* A sample forks the root into N candidate sequences, which share its cache cells; every
+  candidate samples its first token from the root's last logits, then all live candidates
+  decode together, one batch per step, each with its own sampler chain.
+* Keeping a candidate makes its sequence the new root; the others are dropped.
+* Judge and check prompts fork the cached image prefix
+(:mod:`stagewise.models.reasoning.llama_judging`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from stagewise.models.errors import EngineError
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.families import fit_pixels
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
+from stagewise.models.inference.sampling import Sampler, mix_seed
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.llama_judging import ImagePrefix, JudgeCache, check, yes_probability
+from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
+from stagewise.models.reasoning.search_backend import (
+    BackendStats,
+    Delta,
+    JudgeSession,
+    Piece,
+    Prompt,
+    PromptInfo,
+    Sampled,
+    SampleRequest,
+)
+from stagewise.models.reasoning.sequence_pool import SequencePool
+from stagewise.models.reasoning.stages import StageParser, user_text
+
+__all__ = ["LlamaBackend"]
+
+@dataclass(frozen=True)
+class _Root:
+    """Where the chosen text ends: its sequence, next position, pending tokens, and the
+    last token in its cache."""
+
+    seq: int
+    pos: int
+    pending: tuple[int, ...]
+    tail: int | None
+
+
+class LlamaBackend:
+    """:class:`~stagewise.models.reasoning.search_backend.SearchBackend` over one
+    :class:`Engine`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pool = SequencePool(engine.settings.n_seq_max)
+        self._streams: list[Stream] = []  # alive, of any sample not yet kept or discarded
+        self._last: list[Stream] = []  # the last sample's
+        self._in_flight: list[Stream] = []
+        self._prefix: ImagePrefix | None = None
+        self._root = _Root(0, 0, (), None)
+        self._root_logits = False  # whether the newest logits are the root's last token's
+        self._branch: int | None = None  # retrace: the fork being continued
+
+    # -- what the search reads ------------------------------------------------------------
+
+    @property
+    def stage_mode(self) -> StageMode:
+        return self.engine.stage_mode
+
+    @property
+    def max_candidates(self) -> int:
+        return self.engine.settings.n_seq_max
+
+    def stats(self) -> BackendStats:
+        s = self.engine.stats
+        return BackendStats(s.image_encodes, s.prompt_tokens, s.decode_calls)
+
+    # -- a question -----------------------------------------------------------------------
+
+    def begin(self, image: PreparedImage, question: str, mode: StageMode,
+              cancel: threading.Event) -> PromptInfo:
+        engine = self.engine
+        engine.cancel_event = cancel
+        engine.clear()
+        self._pool.reset()
+        self._streams, self._last, self._in_flight, self._branch = [], [], [], None
+        bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
+        prompt: TokenizedPrompt | None = None
+        try:
+            prompt_text = engine.chat_prompt(user_text(question, mode))
+            prompt = engine.tokenize_prompt(prompt_text, bitmap, (question.strip(),))
+            self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
+            seq = self._pool.take()
+            pos = engine.eval_prompt(prompt, seq)
+        except BaseException:
+            self._prefix = None
+            if prompt is not None:
+                prompt.close()
+            bitmap.close()
+            raise
+        tail = prompt.tail_tokens()
+        self._root = _Root(seq, pos, (), tail[-1] if tail else None)
+        self._root_logits = True
+        return PromptInfo(prompt.n_tokens, prompt.n_pos)
+
+    def end(self) -> None:
+        for st in self._streams:
+            st.sampler.close()
+        self._streams, self._last, self._in_flight = [], [], []
+        if self._prefix is not None:
+            self._prefix.close()
+            self._prefix = None
+        self.engine.clear()
+        self._pool.reset()
+
+    # -- the chosen text ------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        if text:
+            self._extend(self.engine.tokenize(text))
+
+    def keep(self, index: int) -> None:
+        winner = self._last[index]
+        for st in list(self._streams):
+            if st is not winner:
+                self._drop(st)
+        self._streams.remove(winner)
+        winner.sampler.close()
+        self._release(self._root.seq)
+        tail = winner.tokens[-1] if not winner.pending and winner.tokens else self._root.tail
+        self._root = _Root(winner.seq, winner.pos, tuple(winner.pending), tail)
+        self._last = []
+
+    def discard(self) -> None:
+        for st in list(self._streams):
+            self._drop(st)
+        self._last = []
+
+    def mark(self) -> object:
+        return self._root
+
+    def rewind(self, mark: object) -> None:
+        """The saved root's logits are gone: they are decoded anew when next needed."""
+        assert isinstance(mark, _Root)
+        if self._branch is not None and self._branch != mark.seq:
+            self._release(self._branch)
+            self._branch = None
+        self._root, self._root_logits = mark, False
+
+    def branch(self, pieces: Sequence[Piece]) -> None:
+        seq = self._pool.take()
+        self.engine.copy_seq(self._root.seq, seq, 0, self._root.pos)
+        self._branch = seq
+        self._root = _Root(seq, self._root.pos, self._root.pending, self._root.tail)
+        for piece in pieces:
+            tokens = piece.tokens if piece.tokens is not None else (
+                self.engine.tokenize(piece.text) if piece.text else ())
+            self._extend(tokens)
+
+    def _extend(self, tokens: Sequence[int]) -> None:
+        r = self._root
+        self._root = _Root(r.seq, r.pos, (*r.pending, *tokens), r.tail)
+        self._root_logits = False
+
+    def _refresh_root(self) -> int:
+        """Decode the root's pending tokens; return the output index of its last logits.
+
+        With nothing pending (the winner ended its turn, or wrote nothing), the root's last
+        logits have been overwritten by the candidates' and judges' decodes since: its
+        last token is decoded again in place to bring them back.
+        """
+        r = self._root
+        pending, pos = list(r.pending), r.pos
+        if not pending:
+            if self._root_logits:
+                return -1  # the prompt's last logits are still in place
+            if r.tail is None:
+                raise EngineError("the prompt ends without a text token to continue from")
+            pos -= 1
+            self.engine.remove_seq(r.seq, pos, -1)
+            pending = [r.tail]
+        index = self.engine.eval_tokens([(r.seq, pos, pending)])
+        self._root = _Root(r.seq, pos + len(pending), (), pending[-1])
+        self._root_logits = True
+        return index[r.seq]
+
+    # -- candidates -----------------------------------------------------------------------
+
+    def sample(self, request: SampleRequest) -> Iterator[Delta]:
+        engine = self.engine
+        index = self._refresh_root()
+        streams = []
+        for i in range(request.n):
+            seq = self._pool.take()
+            engine.copy_seq(self._root.seq, seq)
+            sampler = Sampler(engine.vocab, request.sampling,
+                              mix_seed(request.seed, request.segment, i), request.grammar)
+            stream = Stream(seq, self._root.pos, i, sampler)
+            if request.budget is not None:
+                stream.parser = StageParser()
+                stream.parser.feed(request.budget.answer)
+                stream.stage_tokens = request.budget.spent
+            streams.append(stream)
+            self._streams.append(stream)
+        self._last = streams
+        yield from first_token(engine, streams, index, request)
+        self._root_logits = False  # the candidates' decodes come next
+        self._in_flight = streams
+        yield from generate(engine, streams, request)
+        self._in_flight = []
+        return [st.sampled() for st in streams]
+
+    def unfinished(self) -> list[Sampled]:
+        return [st.sampled() for st in self._in_flight]
+
+    # -- the judge's prompts --------------------------------------------------------------
+
+    def judging(self) -> AbstractContextManager[JudgeSession]:
+        return JudgeCache(self.engine, self._pool, self._image_prefix(), self._root.seq)
+
+    def check(self, prompts: Sequence[Prompt]) -> list[str]:
+        return check(self.engine, self._pool, prompts)
+
+    def yes_probability(self, prompts: Sequence[Prompt]) -> list[float]:
+        return yes_probability(self.engine, self._pool, self._image_prefix(), self._root.seq,
+                               prompts)
+
+    def _image_prefix(self) -> ImagePrefix:
+        if self._prefix is None:
+            raise EngineError("no question has begun")
+        return self._prefix
+
+    # -- sequences ------------------------------------------------------------------------
+
+    def _release(self, seq: int) -> None:
+        self.engine.remove_seq(seq)
+        self._pool.give_back(seq)
+
+    def _drop(self, st: Stream) -> None:
+        st.sampler.close()
+        self._release(st.seq)
+        if st in self._streams:
+            self._streams.remove(st)

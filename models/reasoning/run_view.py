@@ -1,0 +1,343 @@
+"""What a front end shows of one run, built from the search's events; Qt-free.
+
+:class:`RunView` folds :mod:`stagewise.models.events` into per-stage state: the text a stage card
+shows, its status, and every segment's candidates, verdicts and checks. The GUI feeds it
+live events; a run restored from history is replayed into it with :meth:`RunView.from_result`,
+so a restored run looks exactly like one that just finished.
+
+Whole-answer segments (best-of-N) belong to every stage: each candidate's contribution to a
+stage is the part of its answer inside that stage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from stagewise.models.events import (
+    AnswerFinished,
+    Candidate,
+    CandidateFinished,
+    Check,
+    CorrectnessChecked,
+    Event,
+    JudgeVerdict,
+    JudgingStarted,
+    Retraced,
+    RunStarted,
+    SearchResult,
+    SegmentChosen,
+    SegmentStarted,
+    TokenStreamed,
+    Verdict,
+)
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.stages import STAGES, Stage, StageParser
+
+_TAG = re.compile(r"</?(?:" + "|".join(s.name for s in STAGES) + r")>")
+
+
+class StageStatus(StrEnum):
+    WAITING = "waiting"
+    SAMPLING = "sampling"
+    JUDGING = "judging"
+    CHOSEN = "chosen"
+    STOPPED = "stopped"  # the run was cancelled or failed while this stage was open
+
+
+class RunStatus(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the app stopped mid-answer (restored from history)
+
+
+@dataclass
+class CandidateView:
+    """One candidate of a segment as shown: ``raw`` is what it wrote, tags included."""
+
+    index: int
+    raw: str = ""
+    finished: bool = False
+    finish: str | None = None
+    n_tokens: int = 0
+    mean_logprob: float | None = None
+    score: float | None = None
+    won: bool = False
+
+    def content(self, stage: Stage, prefix: str = "", whole: bool = False) -> str:
+        """Its text for ``stage``, without tags (for a whole answer: the part in ``stage``)."""
+        if whole:
+            parser = StageParser()
+            parser.feed(prefix + self.raw)
+            parser.finish()
+            return parser.contents[stage].strip()
+        return _TAG.sub("", self.raw).strip()
+
+
+@dataclass
+class SegmentView:
+    """A segment: N candidates sampled together, then one chosen."""
+
+    segment: int
+    unit: Stage | None
+    prefix: str = ""
+    candidates: list[CandidateView] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    n_comparisons: int = 0
+    chosen: int | None = None
+    scores: tuple[float, ...] = ()
+    seconds: float | None = None
+    retraced: Retraced | None = None  # retrace: the search went back after this segment
+
+    @property
+    def whole(self) -> bool:
+        return self.unit is None
+
+    def content(self, candidate: CandidateView, stage: Stage) -> str:
+        return candidate.content(stage, self.prefix, self.whole)
+
+
+@dataclass
+class StageView:
+    """One stage card: its status, the text it shows and the segments that wrote it."""
+
+    stage: Stage
+    status: StageStatus = StageStatus.WAITING
+    text: str = ""
+    segments: list[SegmentView] = field(default_factory=list)
+    seconds: float | None = None
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.segments[-1].candidates) if self.segments else 0
+
+
+class RunView:
+    """The state of one run, folded from its events. Not thread-safe: one owner."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = RunStatus.IDLE
+        self.started: RunStarted | None = None
+        self.result: SearchResult | None = None
+        self.error = ""
+        self._stages: dict[Stage, StageView] = {s: StageView(s) for s in STAGES}
+        self._texts_stale = False
+        self.segments: list[SegmentView] = []
+        self._committed = ""  # the chosen answer so far, the search's open tags included
+        self._best: dict[Stage, tuple[float, str]] = {}  # retrace: each stage's best so far
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_result(cls, result: SearchResult, status: RunStatus | None = None,
+                    error: str = "") -> RunView:
+        """The view of a finished (or saved, partial) run, replayed from its result."""
+        view = cls()
+        view.apply_all(replay(result))
+        if status is not None and status is not view.status:
+            view._end(status)
+        view.error = error
+        return view
+
+    def apply_all(self, events: Iterable[Event]) -> set[Stage]:
+        changed: set[Stage] = set()
+        for event in events:
+            changed |= self.apply(event)
+        return changed
+
+    def apply(self, event: Event) -> set[Stage]:
+        """Fold one event in; return the stages whose card changed."""
+        match event:
+            case RunStarted():
+                self._reset()
+                self.started = event
+                self.status = RunStatus.RUNNING
+                return set(STAGES)
+            case SegmentStarted(unit=unit, segment=no, n_candidates=n, prefix=prefix):
+                seg = SegmentView(no, unit, prefix, [CandidateView(i) for i in range(n)])
+                self.segments.append(seg)
+                for stage in self._stages_of(unit):
+                    view = self._stages[stage]
+                    view.segments.append(seg)
+                    view.status = StageStatus.SAMPLING
+                return self._refresh(unit)
+            case TokenStreamed(segment=no, candidate=i, text=text):
+                seg = self._segment(no)
+                seg.candidates[i].raw += text
+                return self._refresh(seg.unit) if i == 0 else self._stages_of(seg.unit)
+            case CandidateFinished(candidate=c):
+                seg = self._segment(c.segment)
+                cv = seg.candidates[c.index]
+                cv.raw, cv.finished, cv.finish = c.text, True, c.finish
+                cv.n_tokens, cv.mean_logprob = c.n_tokens, c.mean_logprob
+                return self._refresh(seg.unit) if c.index == 0 else self._stages_of(seg.unit)
+            case JudgingStarted(unit=unit, segment=no, n_comparisons=n):
+                self._segment(no).n_comparisons = n
+                for stage in self._stages_of(unit):
+                    self._stages[stage].status = StageStatus.JUDGING
+                return self._stages_of(unit)
+            case CorrectnessChecked(check=check):
+                seg = self._segment(check.segment)
+                seg.checks.append(check)
+                return self._stages_of(seg.unit)
+            case JudgeVerdict(verdict=v):
+                seg = self._segment(v.segment)
+                seg.verdicts.append(v)
+                return self._stages_of(seg.unit)
+            case SegmentChosen(unit=unit, segment=no, candidate=i, scores=scores,
+                               seconds=seconds):
+                seg = self._segment(no)
+                seg.chosen, seg.scores, seg.seconds = i, scores, seconds
+                for k, cv in enumerate(seg.candidates):
+                    cv.won = k == i
+                    cv.score = scores[k] if k < len(scores) else None
+                if self.started is not None and self.started.strategy == "retrace":
+                    self._keep_best(seg, i, scores)
+                else:
+                    self._committed += seg.prefix + seg.candidates[i].raw
+                for stage in self._stages_of(unit):
+                    view = self._stages[stage]
+                    view.status = StageStatus.CHOSEN
+                    view.seconds = (view.seconds or 0.0) + seconds
+                self._refresh_all()
+                return self._stages_of(unit)
+            case Retraced():
+                last = self.segments[-1] if self.segments else None
+                if last is not None:
+                    last.retraced = event
+                    return self._stages_of(last.unit)
+                return set()
+            case AnswerFinished(result=result):
+                self.result = result
+                live = self.stages  # brought up to date before the result's texts win
+                for stage in STAGES:  # a stopped stage keeps what its leader had written
+                    final = result.stages.get(stage, "").strip()
+                    live[stage].text = final or live[stage].text
+                    whole = result.strategy in ("best-of-n", "sentence")
+                    key = "answer" if whole else stage.value
+                    if key in result.timings.stage_s:
+                        self._stages[stage].seconds = result.timings.stage_s[key]
+                self._end(RunStatus(result.status))
+                return set(STAGES)
+        return set()
+
+    def end(self, status: RunStatus, message: str = "") -> set[Stage]:
+        """The run ended without an :class:`AnswerFinished` (it failed, or was stopped
+        before the search began); nothing more will come."""
+        self.error = message
+        self._end(status)
+        return set(STAGES)
+
+    # -- reading --------------------------------------------------------------------------
+
+    @property
+    def stages(self) -> dict[Stage, StageView]:
+        """Each stage's card state, texts up to date."""
+        if self._texts_stale:
+            self._recompute_texts()
+        return self._stages
+
+    @property
+    def conclusion(self) -> str:
+        return self._stages[Stage.CONCLUSION].text
+
+    @property
+    def done(self) -> bool:
+        return self.status not in (RunStatus.IDLE, RunStatus.RUNNING)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _end(self, status: RunStatus) -> None:
+        self.status = status
+        if status is not RunStatus.FINISHED:
+            for view in self._stages.values():
+                if view.status in (StageStatus.SAMPLING, StageStatus.JUDGING):
+                    view.status = StageStatus.STOPPED
+
+    def _keep_best(self, seg: SegmentView, i: int, scores: tuple[float, ...]) -> None:
+        """Retrace: a stage shows the best-scored candidate so far of all its segments."""
+        score = scores[i] if i < len(scores) else float("-inf")
+        unit = seg.unit
+        if unit is not None and (unit not in self._best or score > self._best[unit][0]):
+            self._best[unit] = (score, seg.prefix.lstrip() + seg.candidates[i].raw)
+        self._committed = "\n\n".join(self._best[st][1] for st in STAGES if st in self._best)
+
+    def _segment(self, no: int) -> SegmentView:
+        for seg in reversed(self.segments):
+            if seg.segment == no:
+                return seg
+        raise KeyError(f"event for segment {no} before it started")
+
+    @staticmethod
+    def _stages_of(unit: Stage | None) -> set[Stage]:
+        return set(STAGES) if unit is None else {unit}
+
+    def _refresh(self, unit: Stage | None) -> set[Stage]:
+        """Mark the card texts out of date; they are recomputed when next read, so a burst
+        of streamed tokens costs one parse per render, not one per token."""
+        self._texts_stale = True
+        return self._stages_of(unit)
+
+    def _refresh_all(self) -> None:
+        self._refresh(None)
+
+    def _recompute_texts(self) -> None:
+        """Card texts: the chosen answer so far plus the leading candidate's stream."""
+        self._texts_stale = False
+        text = self._committed
+        seg = self.segments[-1] if self.segments else None
+        if seg is not None and seg.chosen is None and seg.candidates:
+            text += seg.prefix + seg.candidates[0].raw
+        parser = StageParser()
+        parser.feed(text)
+        parser.finish()
+        for stage in STAGES:
+            self._stages[stage].text = parser.contents[stage].strip()
+
+
+def replay(result: SearchResult) -> Iterator[Event]:
+    """Events that rebuild ``result``'s view (tokens arrive whole, one event per candidate)."""
+    yield RunStarted(result.question, result.strategy, result.beam, result.select,
+                     result.mode, result.seed)
+    prompted = result.mode == StageMode.PROMPTED.value
+    by_segment: dict[int, list[Candidate]] = {}
+    for c in result.candidates:
+        by_segment.setdefault(c.segment, []).append(c)
+    chosen = dict(result.chosen)
+    seen_units: set[Stage | None] = set()
+    for no in sorted(by_segment):
+        cands = sorted(by_segment[no], key=lambda c: c.index)
+        unit = cands[0].unit
+        prefix = ""
+        if prompted and unit not in seen_units:
+            prefix = (unit or Stage.SUMMARY).open_tag
+        seen_units.add(unit)
+        yield SegmentStarted(unit, no, len(cands), prefix)
+        for c in cands:
+            yield CandidateFinished(c)
+        verdicts = [v for v in result.verdicts if v.segment == no]
+        checks = [c for c in result.checks if c.segment == no]
+        if verdicts or checks:
+            yield JudgingStarted(unit, no, max(len(cands) - 1, 0))
+        for check in checks:
+            yield CorrectnessChecked(check)
+        for v in verdicts:
+            yield JudgeVerdict(v)
+        if no in chosen:
+            if result.select == "judge" and len(cands) > 1:
+                scores = tuple(float(sum(v.winner == c.index for v in verdicts))
+                               for c in cands)
+            else:
+                scores = tuple(c.mean_logprob for c in cands)
+            i = chosen[no]
+            yield SegmentChosen(unit, no, i, cands[i].text, scores, 0.0)
+    yield AnswerFinished(result)

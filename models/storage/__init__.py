@@ -1,0 +1,2 @@
+"""What Stagewise keeps on disk: the history of runs, exports, the app's settings, and
+where each lives (:mod:`.paths`)."""

@@ -1,0 +1,489 @@
+"""The user's settings: typed, versioned, stored as JSON in the config folder.
+
+:class:`AppSettings` is what the desktop app remembers between runs: which model to
+load, how to search, how to use the hardware and a few display choices. It maps onto
+the core's own settings with :meth:`AppSettings.engine_settings` and
+:meth:`AppSettings.search_settings`, following the same rules as ``stagewise ask``.
+
+Loading never fails. A missing file gives the defaults; a damaged one (bad JSON, a
+value of the wrong type or out of range, an unknown key) keeps what is valid, defaults
+the rest, and is moved aside to ``settings.json.bad`` with a warning in the log. A
+file written by a newer version is read for the keys this version knows and left as
+it is. Older files are brought up to date through :data:`MIGRATIONS`.
+
+This module is Qt-free and does not load llama.cpp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.library.files import write_atomic
+from stagewise.models.reasoning.search_settings import (
+    MAX_BEAM,
+    RETRACE_SCORERS,
+    SELECTIONS,
+    STRATEGIES,
+    SearchSettings,
+    Selection,
+    Strategy,
+    sequences_needed,
+)
+from stagewise.models.storage.paths import config_dir
+
+if TYPE_CHECKING:
+    from stagewise.models.inference.engine_settings import EngineSettings
+
+__all__ = [
+    "BAD_SUFFIX",
+    "CTX_MAX",
+    "CTX_MIN",
+    "GPU_LAYERS_MAX",
+    "MAX_STAGE_TOKENS_MAX",
+    "MAX_STAGE_TOKENS_MIN",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SETTINGS_FILE",
+    "TEMPERATURE_MAX",
+    "THREADS_MAX",
+    "AppSettings",
+    "format_gpu_layers",
+    "load_settings",
+    "parse_gpu_layers",
+    "save_settings",
+    "settings_from_json",
+    "settings_path",
+]
+
+log = logging.getLogger("stagewise.settings")
+
+SCHEMA_VERSION = 1
+SETTINGS_FILE = "settings.json"
+BAD_SUFFIX = ".bad"
+
+TEMPERATURE_MAX = 2.0
+MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX = 16, 4096
+GPU_LAYERS_MAX = 999  # more than any model has; llama.cpp clamps to the real count
+THREADS_MAX = 256
+CTX_MIN, CTX_MAX = 2048, 131072
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the desktop app remembers between runs.
+
+    Attributes:
+        version: Schema version of the stored form (:data:`SCHEMA_VERSION`).
+        model: Text model GGUF; None means the built-in default model.
+        mmproj: Projector GGUF; None means the one beside ``model`` (or the built-in
+            model's projector when ``model`` is None).
+        beam: Candidates per segment, 1 to
+        :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
+            1 is a single pass.
+        select: How a candidate is chosen: "judge" or "logprob".
+        strategy: Search granularity: "stage", "sentence" or "best-of-n".
+        temperature: Sampling temperature, 0 to 2; 0 is greedy.
+        top_p: Nucleus sampling mass, 0 to 1; 1 turns it off.
+        max_stage_tokens: Token budget per stage, 16 to 4096.
+        retrace_scorer: What scores the retrace strategy's candidates: "selfcheck",
+            "logprob" or "model" (a second model, ``scorer_model``).
+        scorer_model: The retrace scorer's second model (text GGUF, projector beside it).
+        gpu_layers: Layers offloaded to the GPU: -1 auto (everything that fits),
+            0 CPU only, n that many layers.
+        threads: CPU threads; None picks them automatically.
+        n_ctx: Context size in tokens, 2048 to 131072.
+        cpu_amx: Let llama.cpp keep weights in its AMX buffers on CPUs that have AMX
+            (off: it crashes on some machines; ``STAGEWISE_CPU_AMX`` wins over it).
+        stages_collapsed: Whether the Summary, Caption and Reasoning cards start
+            collapsed.
+        window_geometry: Base64 of the main window's saved geometry; opaque here.
+        window_state: Base64 of the main window's saved state; opaque here.
+    """
+
+    version: int = SCHEMA_VERSION
+    model: Path | None = None
+    mmproj: Path | None = None
+    beam: int = 1
+    select: Selection = "judge"
+    strategy: Strategy = "stage"
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_stage_tokens: int = 256
+    retrace_scorer: str = "selfcheck"
+    scorer_model: Path | None = None
+    gpu_layers: int = -1
+    threads: int | None = None
+    n_ctx: int = 8192
+    cpu_amx: bool = False
+    stages_collapsed: bool = False
+    window_geometry: str = ""
+    window_state: str = ""
+
+    def engine_settings(self) -> EngineSettings:
+        """The engine settings these settings ask for (as ``stagewise ask`` builds them).
+
+        Returns:
+            Settings with room for the beam's sequences (:func:`sequences_needed`).
+        """
+        from stagewise.models.inference.engine_settings import (
+            EngineSettings,  # loads llama.cpp; only when needed
+        )
+
+        return EngineSettings(
+            n_ctx=self.n_ctx,
+            n_seq_max=sequences_needed(self.beam, self.strategy),
+            threads=self.threads,
+            gpu_layers=self.gpu_layers,
+            allow_amx=self.cpu_amx,
+        )
+
+    def search_settings(self, seed: int = 0) -> SearchSettings:
+        """The search settings for one run.
+
+        Args:
+            seed: Seed of the run's random choices.
+
+        Returns:
+            The run's search parameters.
+        """
+        return SearchSettings(
+            strategy=self.strategy,
+            beam=self.beam,
+            select=self.select,
+            sampling=SamplingSettings(temperature=self.temperature, top_p=self.top_p),
+            max_stage_tokens=self.max_stage_tokens,
+            seed=seed,
+            retrace_scorer=self.retrace_scorer,
+            scorer_model=self.scorer_model,
+        )
+
+    def validated(self) -> AppSettings:
+        """Checks every value and returns the settings in their normal form.
+
+        Paths become :class:`~pathlib.Path` (an empty one None) and whole-number
+        temperatures floats.
+
+        Returns:
+            Equal settings, normalised.
+
+        Raises:
+            StagewiseError: A value is of the wrong type or out of range; the message
+                names the setting and the allowed values.
+        """
+        changes: dict[str, object] = {}
+        for name, convert in _CONVERTERS.items():
+            try:
+                changes[name] = convert(getattr(self, name))
+            except _Invalid as error:
+                raise StagewiseError(f"settings: {error}") from None
+        if self.version != SCHEMA_VERSION:
+            raise StagewiseError(
+                f"settings: version must be {SCHEMA_VERSION}, not {self.version!r}"
+            )
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: a JSON-ready dict starting with ``version``."""
+        data = asdict(self)
+        for key in ("model", "mmproj", "scorer_model"):
+            data[key] = None if data[key] is None else str(data[key])
+        return data
+
+
+# --------------------------------------------------------------------------- values
+
+
+class _Invalid(ValueError):
+    """A stored value that cannot be used; the message says why."""
+
+
+def _path(name: str) -> Callable[[object], Path | None]:
+    def convert(value: object) -> Path | None:
+        if value is None:
+            return None
+        if isinstance(value, str | os.PathLike):
+            text = os.fspath(value)
+            if isinstance(text, str):
+                return Path(text) if text else None
+        raise _Invalid(f"{name} must be a file path or null, not {value!r}")
+
+    return convert
+
+
+def _int(name: str, low: int, high: int, what: str = "") -> Callable[[object], int]:
+    def convert(value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return value
+        raise _Invalid(
+            f"{name} must be a whole number from {low} to {high}{what}, not {value!r}"
+        )
+
+    return convert
+
+
+def _float(name: str, low: float, high: float) -> Callable[[object], float]:
+    def convert(value: object) -> float:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and low <= value <= high
+        ):
+            return float(value)
+        raise _Invalid(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+
+    return convert
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _Invalid(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+    return convert
+
+
+def _bool(name: str) -> Callable[[object], bool]:
+    def convert(value: object) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid(f"{name} must be true or false, not {value!r}")
+
+    return convert
+
+
+def _text(name: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        raise _Invalid(f"{name} must be text, not {value!r}")
+
+    return convert
+
+
+def _threads(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= THREADS_MAX:
+        return value
+    raise _Invalid(
+        f"threads must be null (automatic) or a whole number from 1 to {THREADS_MAX}, "
+        f"not {value!r}"
+    )
+
+
+# Every stored key but "version", with the function that checks and normalises it.
+_CONVERTERS: dict[str, Callable[[object], object]] = {
+    "model": _path("model"),
+    "mmproj": _path("mmproj"),
+    "beam": _int("beam", 1, MAX_BEAM, " (1 is a single pass)"),
+    "select": _choice("select", SELECTIONS),
+    "strategy": _choice("strategy", STRATEGIES),
+    "temperature": _float("temperature", 0.0, TEMPERATURE_MAX),
+    "top_p": _float("top_p", 0.0, 1.0),
+    "max_stage_tokens": _int("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
+    "retrace_scorer": _choice("retrace_scorer", RETRACE_SCORERS),
+    "scorer_model": _path("scorer_model"),
+    "gpu_layers": _int("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
+    "threads": _threads,
+    "n_ctx": _int("n_ctx", CTX_MIN, CTX_MAX),
+    "cpu_amx": _bool("cpu_amx"),
+    "stages_collapsed": _bool("stages_collapsed"),
+    "window_geometry": _text("window_geometry"),
+    "window_state": _text("window_state"),
+}
+assert set(_CONVERTERS) | {"version"} == {f.name for f in fields(AppSettings)}
+
+
+def format_gpu_layers(layers: int) -> str:
+    """Shows a GPU layer count: "auto" for -1, "cpu" for 0, else the number."""
+    return {-1: "auto", 0: "cpu"}.get(layers, str(layers))
+
+
+def parse_gpu_layers(text: str) -> int:
+    """Reads a GPU layer count as people write it.
+
+    Args:
+        text: "auto" or "all" (-1), "cpu" or "none" (0), or a number from -1 to
+            :data:`GPU_LAYERS_MAX`.
+
+    Returns:
+        The layer count as :class:`AppSettings` stores it.
+
+    Raises:
+        StagewiseError: The text is none of these.
+    """
+    word = text.strip().lower()
+    named = {"auto": -1, "all": -1, "cpu": 0, "none": 0}
+    if word in named:
+        return named[word]
+    try:
+        value = int(word)
+    except ValueError:
+        value = None
+    if value is None or not -1 <= value <= GPU_LAYERS_MAX:
+        raise StagewiseError(
+            f"GPU layers must be auto, cpu or a number from 0 to {GPU_LAYERS_MAX}, not {text!r}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _from_v0(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 0, before settings had a version: other key names, GPU layers as words."""
+    renamed = {
+        "beam_width": "beam",
+        "selection": "select",
+        "max_tokens": "max_stage_tokens",
+        "context": "n_ctx",
+        "collapse_stages": "stages_collapsed",
+        "geometry": "window_geometry",
+    }
+    out = {renamed.get(key, key): value for key, value in data.items()}
+    gpu = out.pop("gpu", None)
+    if isinstance(gpu, str) and "gpu_layers" not in out:
+        with contextlib.suppress(StagewiseError):
+            out["gpu_layers"] = parse_gpu_layers(gpu)
+    out["version"] = 1
+    return out
+
+
+# Version n -> function turning a version-n dict into a version n+1 dict.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    0: _from_v0,
+}
+assert all(v in MIGRATIONS for v in range(SCHEMA_VERSION))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def settings_path() -> Path:
+    """Where the settings live by default: ``settings.json`` in the config folder."""
+    return config_dir() / SETTINGS_FILE
+
+
+def load_settings(path: Path | None = None) -> AppSettings:
+    """Reads the settings; never raises.
+
+    Args:
+        path: The settings file; default :func:`settings_path`.
+
+    Returns:
+        The stored settings; defaults for whatever is missing or unusable. A
+        damaged file is moved aside to ``<name>.bad`` and the usable part written
+        back in its place.
+    """
+    path = settings_path() if path is None else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return AppSettings()
+    except (OSError, UnicodeDecodeError) as error:
+        log.warning("%s: cannot read the settings (%s); using the defaults", path, error)
+        if isinstance(error, UnicodeDecodeError):
+            _move_aside(path, AppSettings())
+        return AppSettings()
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        log.warning("%s: the settings are not valid JSON (%s); using the defaults", path, error)
+        _move_aside(path, AppSettings())
+        return AppSettings()
+    if not isinstance(data, dict):
+        log.warning("%s: the settings are not a JSON object; using the defaults", path)
+        _move_aside(path, AppSettings())
+        return AppSettings()
+    settings, problems, newer = settings_from_json(data)
+    if problems:
+        log.warning(
+            "%s: some settings were unusable and are back to their defaults: %s",
+            path, "; ".join(problems),
+        )
+        if not newer:  # a newer app's file is never touched
+            _move_aside(path, settings)
+    return settings
+
+
+def settings_from_json(data: Mapping[str, Any]) -> tuple[AppSettings, list[str], bool]:
+    """Turns a stored dict into settings, keeping every usable value.
+
+    Args:
+        data: The stored JSON object, of any version.
+
+    Returns:
+        The settings, the problems found (empty when all was well), and whether
+        the dict came from a newer version than this one (whose unknown keys are
+        then expected, not problems).
+    """
+    problems: list[str] = []
+    raw = dict(data)
+    version = raw.pop("version", 0)  # files without a version predate versioning
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        problems.append(f"version must be a whole number, not {version!r}")
+        version = SCHEMA_VERSION
+    newer = version > SCHEMA_VERSION
+    while version < SCHEMA_VERSION:
+        try:
+            raw = MIGRATIONS[version]({**raw, "version": version})
+        except Exception as error:  # a damaged old file must not stop the app
+            problems.append(f"cannot update the settings from version {version} ({error})")
+            break
+        raw.pop("version", None)
+        version += 1
+    values: dict[str, object] = {}
+    for key, value in raw.items():
+        convert = _CONVERTERS.get(key)
+        if convert is None:
+            if not newer:
+                problems.append(f"unknown setting {key!r}")
+            continue
+        try:
+            values[key] = convert(value)
+        except _Invalid as error:
+            problems.append(str(error))
+    return AppSettings(**values), problems, newer  # type: ignore[arg-type]
+
+
+def save_settings(settings: AppSettings, path: Path | None = None) -> None:
+    """Writes the settings atomically: a reader sees the old file or the new one.
+
+    Args:
+        settings: What to store.
+        path: The settings file; default :func:`settings_path`.
+
+    Raises:
+        StagewiseError: A value is out of range (nothing is written).
+        OSError: The file cannot be written; the old one is left as it was.
+    """
+    path = settings_path() if path is None else Path(path)
+    text = json.dumps(settings.validated().to_json(), indent=2, ensure_ascii=False) + "\n"
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _move_aside(path: Path, repaired: AppSettings) -> None:
+    """Keeps a damaged file as ``<name>.bad`` and writes the usable settings in its place."""
+    bad = path.with_name(path.name + BAD_SUFFIX)
+    try:
+        os.replace(path, bad)
+    except OSError as error:
+        log.warning("%s: cannot move the damaged settings aside (%s)", path, error)
+        return
+    log.warning("%s: the damaged settings were kept as %s", path, bad.name)
+    try:
+        save_settings(repaired, path)
+    except (OSError, StagewiseError) as error:
+        log.warning("%s: cannot write the repaired settings (%s)", path, error)

@@ -1,0 +1,136 @@
+"""What the Markdown and the HTML export both show of a run: segments, facts, notes.
+
+The search's candidates, checks and verdicts grouped by segment (:func:`search_segments`), and
+the lines that describe them, for :mod:`stagewise.models.storage.export_markdown` and
+:mod:`stagewise.models.storage.export_html` to format. Qt-free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from stagewise.models.events import Candidate, Check, SearchResult, Verdict
+from stagewise.models.reasoning.stages import Stage
+from stagewise.models.storage.history import StoredRun
+
+__all__ = [
+    "BODY_STAGES",
+    "Segment",
+    "asked_date",
+    "candidate_facts",
+    "check_line",
+    "search_line",
+    "search_segments",
+    "selection_note",
+    "status_line",
+    "verdict_parts",
+]
+
+_STRATEGIES = {
+    "stage": "stage-level beam search",
+    "sentence": "sentence-level beam search",
+    "best-of-n": "best-of-N",
+    "retrace": "stage-wise retracing search (SWIRES)",
+}
+
+BODY_STAGES = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
+"""The stages shown after the conclusion, in order."""
+
+
+@dataclass
+class Segment:
+    """One segment of the search: its candidates, checks, verdicts and winner."""
+
+    no: int
+    unit: Stage | None
+    title: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    chosen: int | None = None
+
+
+def search_segments(result: SearchResult) -> list[Segment]:
+    """The result's segments in order, titled (``"Reasoning, part 2"`` when a stage has many)."""
+    segments: dict[int, Segment] = {}
+    for c in result.candidates:
+        segments.setdefault(c.segment, Segment(c.segment, c.unit)).candidates.append(c)
+    for check in result.checks:
+        if check.segment in segments:
+            segments[check.segment].checks.append(check)
+    for v in result.verdicts:
+        segments.setdefault(v.segment, Segment(v.segment, v.unit)).verdicts.append(v)
+    for no, index in result.chosen:
+        if no in segments:
+            segments[no].chosen = index
+    ordered = [segments[no] for no in sorted(segments)]
+    counts: dict[Stage | None, int] = {}
+    for seg in ordered:
+        counts[seg.unit] = counts.get(seg.unit, 0) + 1
+    seen: dict[Stage | None, int] = {}
+    for seg in ordered:
+        seen[seg.unit] = seen.get(seg.unit, 0) + 1
+        name = seg.unit.title if seg.unit is not None else "Whole answer"
+        seg.title = name if counts[seg.unit] == 1 else f"{name}, part {seen[seg.unit]}"
+        seg.candidates.sort(key=lambda c: c.index)
+    return ordered
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+
+def candidate_facts(c: Candidate, chosen: bool) -> str:
+    """A candidate's facts on one line: chosen, why it stopped, tokens, mean log-prob."""
+    facts = ["chosen"] if chosen else []
+    facts += [f"finish: {c.finish}", f"{c.n_tokens} tokens",
+              f"mean log-prob {_number(c.mean_logprob)}"]
+    return " · ".join(facts)
+
+
+def search_line(result: SearchResult) -> str:
+    """The search's settings on one line: strategy, beam, selection, seed, stage mode."""
+    strategy = _STRATEGIES.get(result.strategy, result.strategy or "unknown search")
+    parts = [strategy, f"beam {result.beam}"]
+    if result.select:
+        parts.append(f"{result.select} selection")
+    parts.append(f"seed {result.seed}")
+    if result.mode:
+        parts.append(f"{result.mode} stages")
+    return ", ".join(parts)
+
+
+def selection_note(seg: Segment, result: SearchResult) -> str:
+    """How the segment's winner was chosen, for people ("" when it says nothing new)."""
+    if len(seg.candidates) <= 1:
+        return "A single candidate."
+    if seg.verdicts:
+        return "Chosen by the judge's knockout tournament."
+    if result.select == "logprob":
+        return "Chosen by the highest mean log-probability."
+    return "No choice was made (the run stopped first)." if seg.chosen is None else ""
+
+
+def check_line(check: Check) -> str:
+    """A correctness check as a sentence (candidates counted from 1)."""
+    verdict = "passed" if check.correct else "failed"
+    return f"Candidate {check.candidate + 1} {verdict} the correctness check."
+
+
+def verdict_parts(v: Verdict) -> tuple[str, str, str]:
+    """(round and pair, winner, reason) of a verdict, for people (candidates from 1)."""
+    pair = f"Round {v.round + 1}: candidate {v.first + 1} vs {v.second + 1}"
+    winner = f"candidate {v.winner + 1}" + (" (forced)" if v.forced else "")
+    return pair, winner, v.reason or "—"
+
+
+def asked_date(run: StoredRun) -> str:
+    """When the run was asked, in UTC to the minute."""
+    return run.entry.created.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def status_line(run: StoredRun) -> str:
+    """The run's status, with its error if it has one."""
+    return f"{run.entry.status}: {run.error}" if run.error else run.entry.status
+

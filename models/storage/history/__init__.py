@@ -1,0 +1,64 @@
+"""Every question asked, saved as it is answered: SQLite (WAL) plus content-addressed images.
+
+A :class:`History` works on one folder (by default ``data_dir() / "history"``)::
+
+    history.sqlite3        runs, candidates, verdicts and checks (journal_mode=WAL)
+    images/ab/abcdef….png  each original image once, named by the SHA-256 of its bytes
+    thumbs/abcdef….png     a thumbnail (at most 160 px a side) made from the prepared pixels
+
+Each instance owns one sqlite3 connection, opened lazily by the first thread that uses it;
+use one instance per thread (the GUI thread reads and deletes, the engine thread writes).
+Every write is its own transaction and commits at once, so a crash or a kill loses nothing
+already recorded. A run that was still ``"running"`` when its writer died is marked
+``"interrupted"`` by an instance opened with ``recover=True`` (the GUI does this once at
+startup, before it starts any engine thread).
+
+Failures to write (a full disk, a read-only folder, a locked database) become
+:class:`~stagewise.models.errors.StagewiseError` with a message for people; the instance stays
+usable.
+
+Qt-free.
+
+Modules: :mod:`~stagewise.models.storage.history.records` (:class:`HistoryEntry`,
+:class:`StoredRun`, :class:`RunNotFound`), :mod:`~stagewise.models.storage.history.schema` (the
+database file name, schema version and migrations), :mod:`~stagewise.models.storage.history.errors`
+(:func:`describe_error`, errors turned into StagewiseError),
+:mod:`~stagewise.models.storage.history.files` (:func:`image_extension`, :data:`MIME_TYPES`,
+thumbnails), :mod:`~stagewise.models.storage.history.rows` (a run's records written as rows, its
+SearchResult rebuilt from them), :mod:`~stagewise.models.storage.history.database` (the connection's
+settings, migrating, keeping a damaged database aside) and
+:mod:`~stagewise.models.storage.history.store` (:class:`History`).
+"""
+
+from __future__ import annotations
+
+from stagewise.models.library.files import write_atomic
+from stagewise.models.storage.history.errors import describe_error
+from stagewise.models.storage.history.files import MIME_TYPES, THUMBNAIL_SIZE, image_extension
+from stagewise.models.storage.history.records import RUN_RECORD_STATUSES as RUN_RECORD_STATUSES
+from stagewise.models.storage.history.records import (
+    HistoryEntry,
+    RunNotFound,
+    RunRecordStatus,
+    StoredRun,
+)
+from stagewise.models.storage.history.schema import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
+from stagewise.models.storage.history.schema import DATABASE_NAME, SCHEMA_VERSION
+from stagewise.models.storage.history.store import History
+
+# RUN_RECORD_STATUSES and BUSY_TIMEOUT_S: importable from here, but not in __all__ (as before).
+
+__all__ = [
+    "DATABASE_NAME",
+    "MIME_TYPES",
+    "SCHEMA_VERSION",
+    "THUMBNAIL_SIZE",
+    "History",
+    "HistoryEntry",
+    "RunNotFound",
+    "RunRecordStatus",
+    "StoredRun",
+    "describe_error",
+    "image_extension",
+    "write_atomic",
+]

@@ -1,0 +1,78 @@
+"""What the history hands out: list rows, stored runs, and the error for a missing run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import SearchResult
+
+__all__ = ["RUN_RECORD_STATUSES", "HistoryEntry", "RunNotFound", "RunRecordStatus", "StoredRun"]
+
+RunRecordStatus = Literal["running", "finished", "cancelled", "failed", "interrupted"]
+RUN_RECORD_STATUSES: tuple[RunRecordStatus, ...] = get_args(RunRecordStatus)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One row of the history list.
+
+    Attributes:
+        id: The run's id.
+        created: When the question was asked (timezone-aware, UTC).
+        question: The question.
+        model: The model's display name.
+        status: Where the run stands or how it ended.
+        conclusion: The chosen conclusion so far (``""`` if none yet).
+        thumbnail: The thumbnail file, or None if it is missing.
+    """
+
+    id: int
+    created: datetime
+    question: str
+    model: str
+    status: RunRecordStatus
+    conclusion: str
+    thumbnail: Path | None
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One run read back from the history.
+
+    Attributes:
+        entry: Its list row.
+        image_path: The stored copy of the original image bytes.
+        image_name: The original file name, or a label such as ``"<clipboard>"``.
+        settings: The JSON-able settings given to :meth:`History.start`.
+        error: The failure message of a failed run, ``""`` otherwise.
+        result: The search result rebuilt from the saved rows (partial for a run that did not
+            finish; its ``status`` is ``"cancelled"`` for failed, interrupted and running runs,
+            whose true status is in ``entry.status``). Candidates have no ``tokens``.
+    """
+
+    entry: HistoryEntry
+    image_path: Path
+    image_name: str
+    settings: dict[str, Any]
+    error: str
+    result: SearchResult
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the original image bytes."""
+        return self.image_path.name.split(".", 1)[0]
+
+
+class RunNotFound(StagewiseError, KeyError):
+    """The run is not (or no longer) in the history."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is not in the history (it may have been deleted)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

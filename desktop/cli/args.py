@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS
+from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS, SearchSettings
 
 
 def positive_int(text: str) -> int:
@@ -27,7 +27,7 @@ def beam_width(text: str) -> int:
 def add_retrace_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the retrace strategy (SWIRES), shared by ``ask`` and ``eval``."""
     group = parser.add_argument_group("retrace (--strategy retrace)")
-    group.add_argument("--scorer", choices=RETRACE_SCORERS, default="selfcheck",
+    group.add_argument("--scorer", choices=RETRACE_SCORERS, default=SearchSettings.retrace_scorer,
                        help="what scores candidates: the model's own P(yes) to 'is this "
                             "correct?' (selfcheck, default), their mean log-probability "
                             "(logprob), or a second model (model, with --scorer-model)")

@@ -31,6 +31,7 @@ from stagewise.models.events import (
     SegmentStarted,
     TokenStreamed,
 )
+from stagewise.models.inference.engine_settings import FLASH_ATTENTION, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.reasoning.search_settings import (
     MAX_BEAM,
@@ -51,45 +52,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
-    ask.add_argument("--beam", type=beam_width, default=1,
+    # the defaults are the settings dataclasses' own, as the window's are
+    ask.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
                      help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
-                          "(default 1)")
-    ask.add_argument("--select", choices=SELECTIONS, default="judge",
-                     help="how a candidate is chosen (default judge)")
-    ask.add_argument("--strategy", choices=STRATEGIES, default="stage",
-                     help="search granularity (default stage)")
-    ask.add_argument("--max-stage-tokens", type=positive_int, default=256,
-                     help="token budget per stage (default 256)")
-    ask.add_argument("--temperature", type=float, default=0.6)
-    ask.add_argument("--top-p", type=float, default=0.9)
-    ask.add_argument("--seed", type=int, default=0)
+                          "(default %(default)s)")
+    ask.add_argument("--select", choices=SELECTIONS, default=SearchSettings.select,
+                     help="how a candidate is chosen (default %(default)s)")
+    ask.add_argument("--strategy", choices=STRATEGIES, default=SearchSettings.strategy,
+                     help="search granularity (default %(default)s)")
+    ask.add_argument("--max-stage-tokens", type=positive_int,
+                     default=SearchSettings.max_stage_tokens,
+                     help="token budget per stage (default %(default)s)")
+    ask.add_argument("--temperature", type=float, default=SamplingSettings.temperature,
+                     help="(default %(default)s)")
+    ask.add_argument("--top-p", type=float, default=SamplingSettings.top_p,
+                     help="(default %(default)s)")
+    ask.add_argument("--seed", type=int, default=SearchSettings.seed,
+                     help="(default %(default)s)")
     ask.add_argument("--threads", type=positive_int, help="CPU threads (default: auto)")
-    ask.add_argument("--gpu-layers", type=int, default=-1,
-                     help="layers to offload to the GPU: -1 all (default), 0 none")
-    ask.add_argument("--ctx", type=positive_int, default=8192, help="context size (default 8192)")
-    ask.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
-                     help="flash attention (default auto)")
+    ask.add_argument("--gpu-layers", type=int, default=EngineSettings.gpu_layers,
+                     help="layers to offload to the GPU: -1 all that fit (default), 0 none")
+    ask.add_argument("--ctx", type=positive_int, default=EngineSettings.n_ctx,
+                     help="context size (default %(default)s)")
+    ask.add_argument("--flash-attn", choices=FLASH_ATTENTION, default=EngineSettings.flash_attn,
+                     help="flash attention (default %(default)s)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     add_retrace_arguments(ask)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
-    # imported here so that `stagewise --help` does not load llama.cpp
-    from stagewise.models.inference.engine_settings import EngineSettings
-    from stagewise.models.inference.images import load_image
-    from stagewise.models.session import Session, plan
-
-    image = load_image(args.image)  # before the model: a bad image fails fast
-    settings = SearchSettings(
+def search_settings(args: argparse.Namespace) -> SearchSettings:
+    """The search ``ask``'s options ask for."""
+    return SearchSettings(
         strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
         **retrace_settings(args),
     )
-    load = plan(args.model, args.mmproj, EngineSettings(
-        n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
-        flash_attn=args.flash_attn), settings)
+
+
+def engine_settings(args: argparse.Namespace) -> EngineSettings:
+    """The load ``ask``'s options ask for, before :func:`~stagewise.models.session.plan`
+    fits it to the machine."""
+    return EngineSettings(n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
+                          flash_attn=args.flash_attn)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
+    # imported here so that `stagewise --help` does not load llama.cpp
+    from stagewise.models.inference.images import load_image
+    from stagewise.models.session import Session, plan
+
+    image = load_image(args.image)  # before the model: a bad image fails fast
+    settings = search_settings(args)
+    load = plan(args.model, args.mmproj, engine_settings(args), settings)
     if load.note:
         print(f"stagewise: {load.note}", file=sys.stderr)
     cancel = threading.Event()

@@ -28,6 +28,7 @@ from stagewise.desktop.cli.args import (
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.results import STRATEGY_NAMES
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
@@ -36,6 +37,9 @@ if TYPE_CHECKING:  # the runner loads llama.cpp
     from stagewise.models.reasoning.retrace import ModelScorer
 
 EXIT_CANCELLED = 130
+EVAL_BEAM = 4
+"""The searches' beam width when none is given: the paper's N = 4 (a single pass is one of
+the strategies compared, so the window's default of 1 would compare nothing)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,25 +65,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help=f"what to compare: {', '.join(STRATEGY_NAMES)}; repeat it or "
                          "separate names with commas (default: all four, in that order); "
                          "single is one pass, the others search with --beam and --select")
-    ev.add_argument("--beam", type=beam_width, default=4, metavar="N",
+    ev.add_argument("--beam", type=beam_width, default=EVAL_BEAM, metavar="N",
                     help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
-                         "(default 4)")
-    ev.add_argument("--select", choices=SELECTIONS, default="judge",
-                    help="how the searches choose a candidate (default judge)")
+                         "(default %(default)s, the paper's)")
+    ev.add_argument("--select", choices=SELECTIONS, default=SearchSettings.select,
+                    help="how the searches choose a candidate (default %(default)s)")
     ev.add_argument("--model", type=Path, metavar="GGUF",
                     help="text model GGUF or library id (default: the built-in model; "
                          "with --demo, the demo model)")
     ev.add_argument("--mmproj", type=Path, metavar="GGUF",
                     help="projector GGUF (default: the one beside --model)")
-    ev.add_argument("--seed", type=int, default=0, metavar="N",
-                    help="question i is answered with seed + i by every strategy (default 0)")
-    ev.add_argument("--max-stage-tokens", type=positive_int, default=256, metavar="N",
-                    help="token budget per stage (default 256)")
-    ev.add_argument("--ctx", type=positive_int, default=8192, metavar="N",
-                    help="context size (default 8192)")
+    ev.add_argument("--seed", type=int, default=SearchSettings.seed, metavar="N",
+                    help="question i is answered with seed + i by every strategy "
+                         "(default %(default)s)")
+    ev.add_argument("--max-stage-tokens", type=positive_int,
+                    default=SearchSettings.max_stage_tokens, metavar="N",
+                    help="token budget per stage (default %(default)s)")
+    ev.add_argument("--ctx", type=positive_int, default=EngineSettings.n_ctx, metavar="N",
+                    help="context size (default %(default)s)")
     ev.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: auto)")
-    ev.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
-                    help="layers to offload to the GPU: -1 all (default), 0 none")
+    ev.add_argument("--gpu-layers", type=int, default=EngineSettings.gpu_layers, metavar="N",
+                    help="layers to offload to the GPU: -1 all that fit (default), 0 none")
     ev.add_argument("--calibration", type=Path, metavar="DATA",
                     help="retrace: questions to calibrate its cutoff on (jsonl or tsv), never "
                          "the ones evaluated; with --demo, the demo's shipped validation "
@@ -110,7 +116,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.evaluation import format_report, make_configs, read_items
     from stagewise.models.evaluation.runner import evaluate
-    from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr

@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["EngineSettings", "EngineStats", "FlashAttention", "default_threads"]
+__all__ = ["FLASH_ATTENTION", "EngineSettings", "EngineStats", "FlashAttention",
+           "default_threads"]
 
 FlashAttention = Literal["auto", "on", "off"]
+FLASH_ATTENTION: tuple[FlashAttention, ...] = ("auto", "on", "off")
 
 
 def default_threads() -> int:

@@ -24,9 +24,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.library.files import write_atomic
 from stagewise.models.reasoning.search_settings import (
@@ -40,9 +41,6 @@ from stagewise.models.reasoning.search_settings import (
     sequences_needed,
 )
 from stagewise.models.storage.paths import config_dir
-
-if TYPE_CHECKING:
-    from stagewise.models.inference.engine_settings import EngineSettings
 
 __all__ = [
     "BAD_SUFFIX",
@@ -113,17 +111,17 @@ class AppSettings:
     version: int = SCHEMA_VERSION
     model: Path | None = None
     mmproj: Path | None = None
-    beam: int = 1
-    select: Selection = "judge"
-    strategy: Strategy = "stage"
-    temperature: float = 0.6
-    top_p: float = 0.9
-    max_stage_tokens: int = 256
-    retrace_scorer: str = "selfcheck"
+    beam: int = SearchSettings.beam
+    select: Selection = SearchSettings.select
+    strategy: Strategy = SearchSettings.strategy
+    temperature: float = SamplingSettings.temperature
+    top_p: float = SamplingSettings.top_p
+    max_stage_tokens: int = SearchSettings.max_stage_tokens
+    retrace_scorer: str = SearchSettings.retrace_scorer
     scorer_model: Path | None = None
-    gpu_layers: int = -1
+    gpu_layers: int = EngineSettings.gpu_layers
     threads: int | None = None
-    n_ctx: int = 8192
+    n_ctx: int = EngineSettings.n_ctx
     cpu_amx: bool = False
     stages_collapsed: bool = False
     window_geometry: str = ""
@@ -135,10 +133,6 @@ class AppSettings:
         Returns:
             Settings with room for the beam's sequences (:func:`sequences_needed`).
         """
-        from stagewise.models.inference.engine_settings import (
-            EngineSettings,  # loads llama.cpp; only when needed
-        )
-
         return EngineSettings(
             n_ctx=self.n_ctx,
             n_seq_max=sequences_needed(self.beam, self.strategy),

@@ -93,3 +93,14 @@ def test_the_same_gpu_layers(monkeypatch, capsys, qtbot, settings, image_file):
     assert from_ask.engine.gpu_layers == from_window.engine.gpu_layers == \
         expected.engine.gpu_layers
     assert from_ask.engine.n_seq_max == from_window.engine.n_seq_max
+
+
+def test_ask_and_the_window_start_from_the_same_defaults():
+    """Both take their defaults from the settings dataclasses: no literal is typed twice."""
+    from stagewise.desktop.cli import ask
+
+    args = cli.build_parser().parse_args(["ask", "--image", "x.png", "--question", "?"])
+    window = AppSettings()
+    assert ask.search_settings(args) == window.search_settings()
+    sequences = window.engine_settings().n_seq_max  # plan() sizes them for every load
+    assert replace(ask.engine_settings(args), n_seq_max=sequences) == window.engine_settings()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -40,8 +39,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from stagewise.models.build.tiny_vlm import BENCH, write_tiny_pair
 from stagewise.models.events import AnswerFinished, SearchResult
 from stagewise.models.inference.engine import Engine
@@ -49,9 +46,10 @@ from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.sampling import Sampler, SamplingSettings, mix_seed
-from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stage_grammar import stage_grammar
 from stagewise.models.reasoning.stages import STAGES, parse_answer, user_text
+from stagewise.models.session import Session, plan
 
 LOGPROB_TARGET = 1.10
 
@@ -68,10 +66,10 @@ def make_image(folder: Path) -> PreparedImage:
     return load_image(path)
 
 
-def search(engine: Engine, image: PreparedImage, beam: int, select: str,
+def search(session: Session, image: PreparedImage, beam: int, select: str,
            tokens: int) -> SearchResult:
     settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1)
-    for event in StageSearch(engine, settings).run(image, QUESTION):
+    for event in session.ask(image, QUESTION, settings):
         if isinstance(event, AnswerFinished):
             return event.result
     raise RuntimeError("the search ended without a result")
@@ -201,18 +199,21 @@ def main() -> None:
     else:
         pair = write_tiny_pair(folder, BENCH)
     image = make_image(folder)
-    settings = EngineSettings(n_ctx=16384, n_seq_max=10, threads=args.threads)
-    with Engine(pair.model, pair.mmproj, settings) as engine:
-        search(engine, image, 1, "logprob", 4)  # warm-up
-        probe = search(engine, image, 4, "logprob", args.tokens)
+    settings = EngineSettings(n_ctx=16384, threads=args.threads)
+    # loaded as every front end loads (the same fit check and sequences); the raw
+    # reference runs below use the session's engine directly
+    with Session(plan(pair.model, pair.mmproj, settings)) as session:
+        engine = session.engine
+        search(session, image, 1, "logprob", 4)  # warm-up
+        probe = search(session, image, 4, "logprob", args.tokens)
         steps = probe.timings.decode_steps
         raw_steps = hardware_limit(engine, image, 4, args.tokens)
         runs: dict[str, Callable[[], object]] = {
-            "greedy (N=1)": lambda: search(engine, image, 1, "logprob", args.tokens),
-            "stage beam N=2, logprob": lambda: search(engine, image, 2, "logprob", args.tokens),
-            "stage beam N=2, judge": lambda: search(engine, image, 2, "judge", args.tokens),
-            "stage beam N=4, logprob": lambda: search(engine, image, 4, "logprob", args.tokens),
-            "stage beam N=4, judge": lambda: search(engine, image, 4, "judge", args.tokens),
+            "greedy (N=1)": lambda: search(session, image, 1, "logprob", args.tokens),
+            "stage beam N=2, logprob": lambda: search(session, image, 2, "logprob", args.tokens),
+            "stage beam N=2, judge": lambda: search(session, image, 2, "judge", args.tokens),
+            "stage beam N=4, logprob": lambda: search(session, image, 4, "logprob", args.tokens),
+            "stage beam N=4, judge": lambda: search(session, image, 4, "judge", args.tokens),
             "hardware limit N=4 (raw batches)": lambda: hardware_limit(engine, image, 4,
                                                                        args.tokens),
             "naive N=4, logprob (reference way)": lambda: naive(engine, image, 4, args.tokens),
@@ -222,10 +223,10 @@ def main() -> None:
             for name, fn in runs.items():
                 times[name].append(timed(fn))
         clock = DecodeClock(engine)
-        plain = search(engine, image, 4, "logprob", args.tokens)
+        plain = search(session, image, 4, "logprob", args.tokens)
         plain_decode_s = clock.step_s + clock.prefill_s
         clock.prefill_s = clock.step_s = 0.0
-        judged = search(engine, image, 4, "judge", args.tokens)
+        judged = search(session, image, 4, "judge", args.tokens)
         judge_prefill_s, judge_prefill_tokens = clock.prefill_s, clock.prefill_tokens
         clock.close()
         naive_encodes = naive(engine, image, 4, args.tokens)

@@ -32,8 +32,6 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from stagewise.models.build.quantize import quantize
 from stagewise.models.build.tiny_vlm import TinySpec, write_tiny_pair
 from stagewise.models.inference import cpu_buffers

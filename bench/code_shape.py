@@ -5,8 +5,8 @@ Run before and after a refactor and compare (issue 16 records both in the README
     python bench/code_shape.py            # models/ and desktop/
     python bench/code_shape.py --all      # tests/, bench/ and packaging/ too
 
-A repeated block is a run of :data:`WINDOW` lines (blank lines, comments and imports
-passed over, white space folded) that stands in more than one place.
+A repeated block is a run of :data:`WINDOW` lines (blank lines, comments, imports and
+docstrings passed over, white space folded) that stands in more than one place.
 """
 
 from __future__ import annotations
@@ -22,11 +22,24 @@ WINDOW = 6
 LONG_FUNCTION = 80
 
 
+def _skipped(tree: ast.Module) -> set[int]:
+    """Line numbers of imports and docstrings."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) or (
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            skipped.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return skipped
+
+
 def _code_lines(path: Path) -> list[tuple[int, str]]:
+    source = path.read_text(encoding="utf-8")
+    skipped = _skipped(ast.parse(source))
     lines = []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for no, line in enumerate(source.splitlines(), 1):
         text = " ".join(line.split())
-        if not text or text.startswith(("#", "import ", "from ")) or text in "()[]{}:,":
+        if no in skipped or not text or text.startswith("#") or text in "()[]{}:,":
             continue
         lines.append((no, text))
     return lines

@@ -37,9 +37,12 @@ def package_folders() -> set[str]:
 def test_the_package_list_names_every_package_folder():
     listed = set(CONFIG["tool"]["setuptools"]["packages"])
     assert listed == package_folders()
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split())
     for name in listed:
-        folder = ROOT / Path(*name.split(".")[1:])
-        assert (folder / "__init__.py").is_file(), f"{folder} is not a regular package"
+        init = Path(*name.split(".")[1:], "__init__.py")
+        assert (ROOT / init).is_file(), f"{init.parent} is not a regular package"
+        assert init.as_posix() in tracked, f"{init} is not in git (ignored?)"
 
 
 def test_no_module_imports_the_old_top_level_names():

@@ -1,8 +1,8 @@
 """Writes a LLaVA-1.5 style model pair as GGUF: a ``llama`` text model and an ``mlp`` projector.
 
-Both the random-weight test pairs (:mod:`stagewise.models.build.tiny_vlm`) and the trained demo model
-(:mod:`stagewise.models.recipes.demo`) are written here, so the metadata llama.cpp reads is declared
-once. Tensors are given as numpy arrays in the usual ``(out, in)`` layout (ggml's
+Both the random-weight test pairs (:mod:`stagewise.models.build.tiny_vlm`) and the trained demo
+model (:mod:`stagewise.models.recipes.demo`) are written here, so the metadata llama.cpp reads is
+declared once. Tensors are given as numpy arrays in the usual ``(out, in)`` layout (ggml's
 ``ne = [in, out]``); the caller decides their types.
 
 What llama.cpp computes from these files (and what a model written here must match):

@@ -76,8 +76,8 @@ def read_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
 
     Args:
         path: The jsonl file, or a ``.tsv`` (see
-        :func:`stagewise.models.evaluation.vlmevalkit.read_tsv`). limit: Read only the first
-        ``limit`` questions (blank lines do not count).
+            :func:`stagewise.models.evaluation.vlmevalkit.read_tsv`).
+        limit: Read only the first ``limit`` questions (blank lines do not count).
 
     Returns:
         The questions, in file order.

@@ -5,7 +5,13 @@ them (counting, attributes, spatial relations, comparisons, arithmetic, multiple
 for training a tiny vision-language model and its judge.
 """
 
-from stagewise.models.build.puzzles.dataset import DEFAULT_SIZES, generate_split, puzzle_key, record, write_splits
+from stagewise.models.build.puzzles.dataset import (
+    DEFAULT_SIZES,
+    generate_split,
+    puzzle_key,
+    record,
+    write_splits,
+)
 from stagewise.models.build.puzzles.questions import (
     CHOICE_INSTRUCTION,
     KINDS,

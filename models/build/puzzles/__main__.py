@@ -1,4 +1,7 @@
-"""``python -m stagewise.models.build.puzzles OUT_DIR [--train N] [--val N] [--test N] [--seed S]``."""
+"""Writes puzzle splits.
+
+``python -m stagewise.models.build.puzzles OUT_DIR [--train N] [--val N] [--test N] [--seed S]``
+"""
 
 from __future__ import annotations
 

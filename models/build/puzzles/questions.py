@@ -1,9 +1,9 @@
 """Questions about a scene and their templated four-stage answers (LLaVA-CoT style).
 
 Every text is a deterministic function of the scene and the question, so that a very small
-model can learn the format. :mod:`stagewise.models.build.puzzles.random_questions` draws the questions that
-fit a scene; :mod:`stagewise.models.build.puzzles.wrong_stages` makes plausible wrong stage contents in the
-same style, for training a judge.
+model can learn the format. :mod:`stagewise.models.build.puzzles.random_questions` draws the
+questions that fit a scene; :mod:`stagewise.models.build.puzzles.wrong_stages` makes plausible wrong
+stage contents in the same style, for training a judge.
 """
 
 from __future__ import annotations

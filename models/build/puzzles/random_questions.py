@@ -171,7 +171,8 @@ def make_puzzle(rng: random.Random, id: str = "", kind: str | None = None) -> Pu
     Args:
         rng: The source of randomness; the same state gives the same puzzle.
         id: The record id.
-        kind: One of :data:`~stagewise.models.build.puzzles.questions.KINDS`, or None to draw one uniformly.
+        kind: One of :data:`~stagewise.models.build.puzzles.questions.KINDS`, or None to draw
+            one uniformly.
 
     Returns:
         The puzzle.

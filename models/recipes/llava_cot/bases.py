@@ -34,8 +34,8 @@ class Base:
         key: The name on the command line.
         repo: The Hugging Face repository of the instruct model.
         family: Stagewise's family for the resulting GGUF pair (see
-        stagewise.models.inference.families). prompting: "qwen-grid": the tokenizer and image
-        processor, with each
+            stagewise.models.inference.families).
+        prompting: "qwen-grid": the tokenizer and image processor, with each
             ``<|image_pad|>`` repeated once per merged patch (Qwen2.5-VL and Qwen3-VL; their
             processors need torchvision only for video); "processor": the base's own
             processor (Gemma 3).

@@ -86,7 +86,7 @@ class AppSettings:
         mmproj: Projector GGUF; None means the one beside ``model`` (or the built-in
             model's projector when ``model`` is None).
         beam: Candidates per segment, 1 to
-        :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
+            :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
             1 is a single pass.
         select: How a candidate is chosen: "judge" or "logprob".
         strategy: Search granularity: "stage", "sentence" or "best-of-n".

@@ -91,7 +91,7 @@ def converter_source(*, version: str | None = None, source: Path | None = None,
         source: Use this folder instead of fetching: a llama.cpp checkout, or an extracted
             llama-cpp-python source tree (its ``vendor/llama.cpp`` is used).
         cache: Where fetched converters are kept; :func:`stagewise.models.storage.paths.cache_dir`
-        when None.
+            when None.
 
     Returns:
         The converter folder: ``source`` (or its ``vendor/llama.cpp``), or

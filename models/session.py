@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.inference.images import PreparedImage
     from stagewise.models.reasoning.retrace import ModelScorer
+    from stagewise.models.reasoning.search_backend import SearchBackend
+    from stagewise.models.remote.server import ServerSettings
 
 __all__ = ["SEQUENCES", "LoadPlan", "Session", "plan"]
 
@@ -97,9 +99,17 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
 
 
 class Session:
-    """An engine loaded from a plan, answering questions one at a time.
+    """A model answering questions one at a time: loaded here from a plan, or served by
+    another program (:meth:`connect`).
 
     Use as a context manager, or call :meth:`close`.
+
+    Attributes:
+        plan: The load, for a model in this process (None for a server).
+        engine: The in-process engine (None for a server).
+        backend: What the search runs on.
+        served_by: Who answers, as the front ends name it ("this computer", or
+            "llama-server at http://…").
     """
 
     def __init__(self, load: LoadPlan,
@@ -112,17 +122,37 @@ class Session:
             Cancelled: ``progress`` returned False.
         """
         from stagewise.models.inference.engine import Engine
+        from stagewise.models.reasoning.llama_backend import LlamaBackend
 
-        self.plan = load
-        self.engine: Engine = Engine(load.model, load.mmproj, load.engine, progress=progress)
+        self.plan: LoadPlan | None = load
+        self.engine: Engine | None = Engine(load.model, load.mmproj, load.engine,
+                                            progress=progress)
+        self.backend: SearchBackend = LlamaBackend(self.engine)
+        self.served_by = "this computer"
         self._scorers: dict[Path, ModelScorer] = {}
+
+    @classmethod
+    def connect(cls, server: ServerSettings, api_key: str = "") -> Session:
+        """A session on a model another program serves.
+
+        Raises:
+            ServerError: The server cannot be reached, refuses the key, or takes no images.
+        """
+        from stagewise.models.remote.server import connect
+
+        session = cls.__new__(cls)
+        session.plan, session.engine = None, None
+        session.backend = connect(server, api_key)
+        session.served_by = server.describe()
+        session._scorers = {}
+        return session
 
     def ask(self, image: PreparedImage, question: str, search: SearchSettings,
             cancel: threading.Event | None = None) -> Iterator[Event]:
         """Answer ``question`` about ``image``; the last event is ``AnswerFinished``."""
         from stagewise.models.reasoning.search import StageSearch
 
-        return StageSearch(self.engine, search, scorer_model=self.scorer(search)).run(
+        return StageSearch(self.backend, search, scorer_model=self.scorer(search)).run(
             image, question, cancel)
 
     def scorer(self, search: SearchSettings) -> ModelScorer | None:
@@ -148,7 +178,8 @@ class Session:
         for scorer in self._scorers.values():
             scorer.close()
         self._scorers.clear()
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
 
     def __enter__(self) -> Session:
         return self

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS, SearchSettings
+from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
 
 
 def positive_int(text: str) -> int:
@@ -43,3 +46,35 @@ def retrace_settings(args: argparse.Namespace) -> dict[str, object]:
     """The SearchSettings fields the retrace options give."""
     return {"retrace_scorer": args.scorer, "retrace_cutoff": args.retrace_cutoff,
             "scorer_model": args.scorer_model}
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that send the questions to a model another program serves."""
+    group = parser.add_argument_group("a remote model (instead of --model)")
+    group.add_argument("--server", metavar="URL",
+                       help="answer with the model a server serves: llama.cpp's llama-server "
+                            "(http://HOST:PORT) or an OpenAI-compatible server such as vLLM "
+                            "(http://HOST:PORT/v1, with --server-kind openai); the API key "
+                            "comes from STAGEWISE_API_KEY or the window's server settings")
+    group.add_argument("--server-kind", choices=SERVER_KINDS, default=ServerSettings.kind,
+                       help="the server's API (default %(default)s)")
+    group.add_argument("--server-model", metavar="NAME", default=ServerSettings.model,
+                       help="the model's name on an OpenAI-compatible server")
+    group.add_argument("--stage-mode", choices=[m.value for m in StageMode],
+                       default=ServerSettings.stage_mode.value,
+                       help="whether the served model writes the four stages itself (native: "
+                            "a LLaVA-CoT model) or is prompted for them (default %(default)s)")
+
+
+def server_settings(args: argparse.Namespace) -> ServerSettings | None:
+    """The server the options name, or None for a model in this process.
+
+    Raises:
+        StagewiseError: Both --server and --model were given.
+    """
+    if not args.server:
+        return None
+    if getattr(args, "model", None) is not None:
+        raise StagewiseError("give --server or --model, not both")
+    return ServerSettings(args.server, args.server_kind, args.server_model,
+                          StageMode(args.stage_mode))

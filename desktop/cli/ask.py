@@ -15,9 +15,11 @@ from typing import TextIO
 
 from stagewise.desktop.cli.args import (
     add_retrace_arguments,
+    add_server_arguments,
     beam_width,
     positive_int,
     retrace_settings,
+    server_settings,
 )
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.events import (
@@ -78,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="flash attention (default %(default)s)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     add_retrace_arguments(ask)
+    add_server_arguments(ask)
 
 
 def search_settings(args: argparse.Namespace) -> SearchSettings:
@@ -101,17 +104,23 @@ def run(args: argparse.Namespace) -> int:
     """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.inference.images import load_image
+    from stagewise.models.remote.keys import KeyStore
     from stagewise.models.session import Session, plan
 
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = search_settings(args)
-    load = plan(args.model, args.mmproj, engine_settings(args), settings)
-    if load.note:
-        print(f"stagewise: {load.note}", file=sys.stderr)
+    server = server_settings(args)
+    if server is not None:
+        session = Session.connect(server, KeyStore().get(server.url))
+    else:
+        load = plan(args.model, args.mmproj, engine_settings(args), settings)
+        if load.note:
+            print(f"stagewise: {load.note}", file=sys.stderr)
+        session = Session(load)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        with Session(load) as session:
+        with session:
             printer = None if args.json else _StagePrinter(
                 sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
             result = None

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
     add_retrace_arguments,
+    add_server_arguments,
     beam_width,
     positive_int,
     retrace_settings,
+    server_settings,
 )
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import StagewiseError
@@ -33,8 +35,8 @@ from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, Sea
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
     from stagewise.models.evaluation.runner import EvalProgress
-    from stagewise.models.inference.engine import Engine
     from stagewise.models.reasoning.retrace import ModelScorer
+    from stagewise.models.reasoning.search_backend import SearchBackend
 
 EXIT_CANCELLED = 130
 EVAL_BEAM = 4
@@ -96,6 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="retrace: the cutoff is this percentile of the scorer's reasoning "
                          "scores on the calibration questions (default 60, as the paper)")
     add_retrace_arguments(ev)
+    add_server_arguments(ev)
     ev.add_argument("--json", action="store_true",
                     help="print one JSON object: the summary and every question's results")
 
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.evaluation import format_report, make_configs, read_items
     from stagewise.models.evaluation.runner import evaluate
+    from stagewise.models.remote.keys import KeyStore
     from stagewise.models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -123,22 +127,27 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     items = read_items(data, args.limit)  # before the model: bad data fails fast
     names = [n for group in (args.strategy or [list(STRATEGY_NAMES)]) for n in group]
     configs = make_configs(names, args.beam, args.select)
-    model, mmproj = _model_pair(args, err)
     base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens,
                           **retrace_settings(args))
-    widest = max(configs, key=lambda c: c.beam)
-    load = plan(model, mmproj, EngineSettings(n_ctx=args.ctx, threads=args.threads,
-                                              gpu_layers=args.gpu_layers),
-                widest.settings(base, base.seed))
+    server = server_settings(args)
+    if server is not None:
+        model, mmproj = server.describe(), None
+        session = Session.connect(server, KeyStore().get(server.url))
+    else:
+        model, mmproj = _model_pair(args, err)
+        widest = max(configs, key=lambda c: c.beam)
+        session = Session(plan(model, mmproj, EngineSettings(
+            n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers),
+            widest.settings(base, base.seed)))
     retrace = any(c.strategy == "retrace" for c in configs)
     meter = _Progress(err)
     cancel = threading.Event()
-    with _sigint_sets(cancel), Session(load) as session:
+    with _sigint_sets(cancel), session:
         scorer_model = session.scorer(replace(base, strategy="retrace")) if retrace else None
         calibration = ""
         if retrace and args.retrace_cutoff is None:
-            base, calibration = _calibrated(session.engine, base, args, scorer_model, err)
-        report = evaluate(session.engine, items, configs, cancel=cancel,
+            base, calibration = _calibrated(session.backend, base, args, scorer_model, err)
+        report = evaluate(session.backend, items, configs, cancel=cancel,
                           progress=meter.show, base_settings=base,
                           scorer_model=scorer_model, calibration=calibration)
     meter.done()
@@ -155,7 +164,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     return EXIT_CANCELLED if report.status == "cancelled" else 0
 
 
-def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
+def _calibrated(backend: SearchBackend, base: SearchSettings, args: argparse.Namespace,
                 scorer_model: ModelScorer | None, err: TextIO
                 ) -> tuple[SearchSettings, str]:
     """Retrace's cutoff measured on calibration questions, never the evaluated ones."""
@@ -177,7 +186,7 @@ def _calibrated(engine: Engine, base: SearchSettings, args: argparse.Namespace,
               "--retrace-cutoff); the scorer's default is used", file=err)
         return base, ""
     print(f"stagewise: calibrating retrace's cutoff on {source}", file=err)
-    cutoff = calibrate(engine, questions, base, args.percentile, scorer_model)
+    cutoff = calibrate(backend, questions, base, args.percentile, scorer_model)
     how = f"{args.percentile:g}th percentile of {base.retrace_scorer} scores on {source}"
     return replace(base, retrace_cutoff=cutoff), how
 

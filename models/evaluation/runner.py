@@ -1,4 +1,4 @@
-"""Run strategies side by side over evaluation questions on one engine.
+"""Run strategies side by side over evaluation questions on one model.
 
 Question by question, every strategy answers before the next question starts, so that
 whatever slows or disturbs the machine meanwhile hits all strategies alike. Every strategy
@@ -22,6 +22,7 @@ from stagewise.models.events import AnswerFinished, SearchResult
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_backend import SearchBackend
 from stagewise.models.reasoning.search_settings import SearchSettings
 
 if TYPE_CHECKING:
@@ -54,14 +55,15 @@ class EvalProgress:
 ProgressFn = Callable[[EvalProgress], None]
 
 
-def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalConfig], *,
-             cancel: threading.Event | None = None, progress: ProgressFn | None = None,
-             base_settings: SearchSettings | None = None,
+def evaluate(backend: SearchBackend | Engine, items: Sequence[EvalItem],
+             configs: Sequence[EvalConfig], *, cancel: threading.Event | None = None,
+             progress: ProgressFn | None = None, base_settings: SearchSettings | None = None,
              scorer_model: ModelScorer | None = None, calibration: str = "") -> EvalReport:
     """Answer every question with every strategy and score the conclusions.
 
     Args:
-        engine: A loaded engine with room for the widest beam (see ``sequences_needed``).
+        backend: What the search runs on: a session's backend, or an engine with room
+            for the widest beam (see ``sequences_needed``).
         items: The questions.
         configs: The strategies, in the order each question runs them.
         cancel: Set it to stop; the question in progress is dropped for all strategies,
@@ -84,12 +86,12 @@ def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalCo
     if not configs:
         raise StagewiseError("no strategy to evaluate")
     for config in configs:  # a beam the engine cannot hold fails here, not per question
-        StageSearch(engine, config.settings(base, base.seed), scorer_model=scorer_model)
+        StageSearch(backend, config.settings(base, base.seed), scorer_model=scorer_model)
     rows: dict[str, list[ItemResult]] = {c.name: [] for c in configs}
     status = "finished"
     start = time.perf_counter()
     for index, item in enumerate(items):
-        results = None if cancel.is_set() else _one_item(engine, item, index, configs, base,
+        results = None if cancel.is_set() else _one_item(backend, item, index, configs, base,
                                                         cancel, scorer_model)
         if results is None:
             status = "cancelled"
@@ -107,8 +109,8 @@ def evaluate(engine: Engine, items: Sequence[EvalItem], configs: Sequence[EvalCo
     )
 
 
-def _one_item(engine: Engine, item: EvalItem, index: int, configs: Sequence[EvalConfig],
-              base: SearchSettings, cancel: threading.Event,
+def _one_item(backend: SearchBackend | Engine, item: EvalItem, index: int,
+              configs: Sequence[EvalConfig], base: SearchSettings, cancel: threading.Event,
               scorer_model: ModelScorer | None) -> tuple[ItemResult, ...] | None:
     """Every strategy's result for one question; None when cancelled meanwhile."""
     try:
@@ -117,7 +119,7 @@ def _one_item(engine: Engine, item: EvalItem, index: int, configs: Sequence[Eval
         return tuple(_failed(item, c, str(error), 0.0) for c in configs)
     results = []
     for config in configs:
-        search = StageSearch(engine, config.settings(base, base.seed + index),
+        search = StageSearch(backend, config.settings(base, base.seed + index),
                              scorer_model=scorer_model)
         t0 = time.perf_counter()
         try:

@@ -44,7 +44,7 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Candidate, Event, Retraced, SegmentChosen
 from stagewise.models.reasoning import judge as judging
 from stagewise.models.reasoning.llama_judging import yes_no_tokens, yes_share
-from stagewise.models.reasoning.search_backend import Piece, Prompt
+from stagewise.models.reasoning.search_backend import Piece, Prompt, SearchBackend
 from stagewise.models.reasoning.segments import stage_segment
 from stagewise.models.reasoning.stages import Stage, parse_answer
 from stagewise.models.reasoning.tournament import response_text
@@ -310,8 +310,9 @@ def selfcheck_scores(search: StageSearch) -> ScoreFn:
     return score
 
 
-def calibrate(engine: Engine, items: Sequence[tuple[PreparedImage, str]], settings: object,
-              percentile: float = 60.0, scorer_model: ModelScorer | None = None) -> float:
+def calibrate(backend: SearchBackend | Engine, items: Sequence[tuple[PreparedImage, str]],
+              settings: object, percentile: float = 60.0,
+              scorer_model: ModelScorer | None = None) -> float:
     """The cutoff: ``percentile`` of the scorer's reasoning scores on calibration questions.
 
     Each question runs one pass of the search (no retrace) and every reasoning it scores
@@ -324,7 +325,7 @@ def calibrate(engine: Engine, items: Sequence[tuple[PreparedImage, str]], settin
     settings = replace(settings, strategy="retrace", retrace_cutoff=-math.inf)  # one pass
     scores: list[float] = []
     for image, question in items:
-        search = StageSearch(engine, settings, scorer_model=scorer_model)
+        search = StageSearch(backend, settings, scorer_model=scorer_model)
         for event in search.run(image, question):
             if isinstance(event, SegmentChosen) and event.unit is Stage.REASONING:
                 scores += event.scores

@@ -1,0 +1,142 @@
+"""The search on an OpenAI-compatible chat completions server, as vLLM serves one.
+
+vLLM runs the released LLaVA-CoT model as published (a Llama 3.2 Vision model, which
+llama.cpp cannot run), with prefix caching that keeps an image's encoding between
+requests. Each segment is one streamed request for ``n`` candidates: the question (image
+first) as the user turn and the chosen text as an assistant turn to continue
+(``continue_final_message``; ``add_generation_prompt`` off), the stage's close tag as a
+stop string kept in the output (``include_stop_str_in_output``), log-probabilities on,
+and in prompted mode the stage's grammar (``structured_outputs``). Extra parameters are
+vLLM's (its OpenAI-compatible server documentation); other servers may ignore them.
+
+The judge is more requests. Whether the server reused the image's encoding is read from
+``usage.prompt_tokens_details.cached_tokens`` where the server reports it (vLLM with
+``--enable-prompt-tokens-details``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.sampling import mix_seed
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search_backend import Prompt, PromptInfo, SampleRequest
+from stagewise.models.reasoning.stages import user_text
+from stagewise.models.remote.http import Endpoint, ServerError
+from stagewise.models.remote.server_backend import png_base64
+from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
+
+__all__ = ["OpenAIBackend"]
+
+_TOP = 20
+_FINISH = {"length": "length"}
+
+
+class OpenAIBackend(RemoteBackend):
+    """:class:`~stagewise.models.reasoning.search_backend.SearchBackend` on a chat
+    completions server."""
+
+    def __init__(self, endpoint: Endpoint, model: str,
+                 stage_mode: StageMode = StageMode.PROMPTED) -> None:
+        """Check that the server serves ``model``.
+
+        Raises:
+            ServerError: It cannot be reached, refuses the key, or does not serve the model.
+        """
+        super().__init__(endpoint, stage_mode)
+        self.model = model
+        served = [str(m.get("id")) for m in endpoint.get("/models").get("data") or []]
+        if model not in served:
+            raise ServerError(f"{endpoint.url} does not serve {model!r} (it serves: "
+                              f"{', '.join(served) or 'nothing'})")
+        self._image = ""
+        self._question = ""
+
+    def start(self, image: PreparedImage, question: str, mode: StageMode) -> PromptInfo:
+        self._image = png_base64(image)
+        self._question = user_text(question, mode)
+        done = self._chat(self._messages(Prompt(self._question), ""), {"max_tokens": 1})
+        n = int((done.get("usage") or {}).get("prompt_tokens") or 0)
+        return PromptInfo(n, n)
+
+    def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
+        body = self._request(self._messages(Prompt(self._question), chosen)) | {
+            "n": request.n, "max_tokens": request.max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}, "logprobs": True,
+            "stop": list(request.stop_strings), "include_stop_str_in_output": True,
+            "seed": mix_seed(request.seed, request.segment) % (2**31 - 1), **_sampling(request)}
+        if request.grammar is not None:
+            body["structured_outputs"] = {"grammar": request.grammar}
+        return [Job("/chat/completions", body, tuple(range(request.n)))]
+
+    def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
+        if event.get("usage"):
+            self._count(event["usage"])
+        found = []
+        for choice in event.get("choices") or []:
+            index = int(choice.get("index", 0))
+            if index not in job.indexes:
+                raise ServerError(f"{self.endpoint.url} answered a choice {index} it was not "
+                                  "asked for")
+            text = str((choice.get("delta") or {}).get("content") or "")
+            content = (choice.get("logprobs") or {}).get("content") or []
+            logprobs = tuple(float(t["logprob"]) for t in content if "logprob" in t)
+            reason = choice.get("finish_reason")
+            # "stop" is the end of the turn or a stop string (kept in the text, which the
+            # search's stop test then finds)
+            finish = _FINISH.get(reason, "eog") if reason else None
+            found.append(Update(index, text, (), logprobs, finish))
+        return found
+
+    def greedy(self, prompt: Prompt, grammar: str, max_tokens: int, *, image: bool,
+               reply: str = "") -> str:
+        options = {"max_tokens": max_tokens, "temperature": 0,
+                   "structured_outputs": {"grammar": grammar}}
+        done = self._chat(self._messages(prompt, reply, image=image), options)
+        choices = done.get("choices") or [{}]
+        return str((choices[0].get("message") or {}).get("content") or "")
+
+    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
+        done = self._chat(self._messages(prompt, ""), {
+            "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": _TOP})
+        choices = done.get("choices") or [{}]
+        content = (choices[0].get("logprobs") or {}).get("content") or [{}]
+        return {str(t.get("token", "")).strip(): float(t["logprob"])
+                for t in content[0].get("top_logprobs") or [] if "logprob" in t}
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _messages(self, prompt: Prompt, chosen: str, *, image: bool = True
+                  ) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.text}]
+        if image:
+            content.insert(0, {"type": "image_url",
+                               "image_url": {"url": f"data:image/png;base64,{self._image}"}})
+        messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+        if chosen:
+            messages.append({"role": "assistant", "content": chosen})
+        return messages
+
+    def _request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        continuing = messages[-1]["role"] == "assistant"
+        return {"model": self.model, "messages": messages,
+                "continue_final_message": continuing, "add_generation_prompt": not continuing}
+
+    def _chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> dict[str, Any]:
+        done = self.post("/chat/completions", self._request(messages) | options)
+        self._count(done.get("usage") or {})
+        return done
+
+    def _count(self, usage: dict[str, Any]) -> None:
+        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is not None and int(cached) == 0:
+            self.image_encodes += 1
+
+
+def _sampling(request: SampleRequest) -> dict[str, Any]:
+    s = request.sampling
+    if s.greedy:
+        return {"temperature": 0}
+    return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p}

@@ -1,0 +1,66 @@
+"""Which server answers, and opening the search's backend on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search_backend import SearchBackend
+from stagewise.models.remote.http import Endpoint
+
+__all__ = ["SERVER_KINDS", "ServerKind", "ServerSettings", "connect"]
+
+ServerKind = Literal["llama-server", "openai"]
+SERVER_KINDS: tuple[ServerKind, ...] = ("llama-server", "openai")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """A remote model.
+
+    Attributes:
+        url: The server's address, e.g. ``http://127.0.0.1:8080`` (llama-server) or
+            ``http://gpu-box:8000/v1`` (vLLM).
+        kind: "llama-server" (llama.cpp's own API) or "openai" (an OpenAI-compatible chat
+            completions API, as vLLM serves it).
+        model: The model's name on the server ("" for llama-server, which serves one).
+        stage_mode: Whether the model writes the four stages itself (a LLaVA-CoT model,
+            such as Xkev/Llama-3.2V-11B-cot) or must be prompted for them.
+        stall_timeout: Seconds a read may wait for the server before giving up.
+    """
+
+    url: str
+    kind: ServerKind = "llama-server"
+    model: str = ""
+    stage_mode: StageMode = StageMode.PROMPTED
+    stall_timeout: float = 60.0
+
+    def describe(self) -> str:
+        """How the window and the history name it: "llama-server at http://…"."""
+        name = f"{self.model} on " if self.model else ""
+        kind = "llama-server" if self.kind == "llama-server" else "server"
+        return f"{name}{kind} at {self.url}"
+
+
+def connect(server: ServerSettings, api_key: str = "") -> SearchBackend:
+    """The search's backend on ``server``.
+
+    Raises:
+        ServerError: The server cannot be reached, refuses the key, or cannot take images.
+        StagewiseError: The settings are not usable.
+    """
+    endpoint = Endpoint(server.url, api_key, server.stall_timeout)
+    if server.kind == "llama-server":
+        from stagewise.models.remote.server_backend import ServerBackend
+
+        return ServerBackend(endpoint, server.stage_mode)
+    if server.kind == "openai":
+        if not server.model:
+            raise StagewiseError("an OpenAI-compatible server needs the model's name "
+                                 "(--server-model)")
+        from stagewise.models.remote.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(endpoint, server.model, server.stage_mode)
+    raise StagewiseError(f"unknown server kind {server.kind!r}: use one of {SERVER_KINDS}")

@@ -1,0 +1,173 @@
+"""The search on llama.cpp's ``llama-server``, through its own API.
+
+Prompts are rendered as the in-process engine renders them: the model family's adapter
+(:mod:`stagewise.models.inference.families`, recognised from the chat template the server
+reports) over that template, with the server's media marker where the image goes (the
+server's own ``/apply-template`` when the adapter cannot render it). They are continued
+with ``/completion``: the prompt string, the image as ``multimodal_data``, the chosen text
+appended. Each candidate is its own
+streamed request with the log-probability of every token (``n_probs``), the stage's close
+tag as a stop word and, in prompted mode, the stage's grammar. Candidate *i* always goes
+to slot *i*, so each slot's cache keeps the image and the text it has seen, and the server
+evaluates only what is new; how often it still had to encode the image is read from the
+cached-token counts it reports.
+
+What the server cannot do as the in-process engine does: force a stage's close tag into a
+whole answer that overran its stage's budget (best-of-N and sentence search get the whole
+answer's budget only), and give P("Yes") beyond its top 20 first tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+from typing import Any
+
+from stagewise.models.inference.chat_template import ChatTemplateError
+from stagewise.models.inference.families import detect_family
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.sampling import mix_seed
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.search_backend import Prompt, PromptInfo, SampleRequest
+from stagewise.models.reasoning.stages import user_text
+from stagewise.models.remote.http import Endpoint, ServerError
+from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
+
+__all__ = ["ServerBackend", "png_base64"]
+
+MARKER = "<__media__>"  # libmtmd's default marker, for a server that does not say its own
+_TOP = 20
+_FINISH = {"eos": "eog", "word": "closed", "limit": "length"}
+
+
+class ServerBackend(RemoteBackend):
+    """:class:`~stagewise.models.reasoning.search_backend.SearchBackend` on a llama-server."""
+
+    def __init__(self, endpoint: Endpoint, stage_mode: StageMode = StageMode.PROMPTED) -> None:
+        """Check that the server is a llama-server that takes images.
+
+        Raises:
+            ServerError: It cannot be reached, refuses the key, or takes no images.
+        """
+        super().__init__(endpoint, stage_mode)
+        props = endpoint.get("/props")
+        if not (props.get("modalities") or {}).get("vision", False):
+            raise ServerError(f"the model at {endpoint.url} takes no images: start "
+                              "llama-server with --mmproj")
+        self.slots = max(int(props.get("total_slots") or 1), 1)
+        self._marker = str(props.get("media_marker") or MARKER)
+        self._chat_template = props.get("chat_template") or None
+        self._eos = str(props.get("eos_token") or "")
+        self._family = detect_family({"tokenizer.chat_template": self._chat_template or ""})
+        self._image = ""
+        self._prompt = ""
+        self._before_image = 0  # a request that reuses no more tokens encodes the image again
+
+    def start(self, image: PreparedImage, question: str, mode: StageMode) -> PromptInfo:
+        self._image = png_base64(image)
+        self._prompt = self._template(Prompt(user_text(question, mode)), True)
+        head = self._prompt.partition(self._marker)[0]
+        self._before_image = len(self.post("/tokenize", {"content": head}).get("tokens") or [])
+        done = self._complete(self._prompt, {"n_predict": 0}, image=True, slot=0)
+        n = int(done.get("tokens_evaluated") or 0)
+        return PromptInfo(n, n)
+
+    def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
+        jobs = []
+        for i in range(request.n):
+            body = self._body(self._prompt + chosen, image=True, slot=i % self.slots) | {
+                "n_predict": request.max_tokens, "stream": True, "n_probs": 1,
+                "return_tokens": True, "stop": list(request.stop_strings),
+                "seed": mix_seed(request.seed, request.segment, i) % (2**32 - 1),
+                **_sampling(request)}
+            if request.grammar is not None:
+                body["grammar"] = request.grammar
+            jobs.append(Job("/completion", body, (i,)))
+        return jobs
+
+    def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
+        text = str(event.get("content") or "")
+        logprobs = tuple(float(p["logprob"]) for p in event.get("completion_probabilities") or []
+                         if isinstance(p.get("logprob"), int | float))
+        finish = None
+        if event.get("stop"):
+            kind = str(event.get("stop_type") or "limit")
+            finish = _FINISH.get(kind, "length")
+            if kind == "word":  # the server leaves the stop word out of the text
+                text += str(event.get("stopping_word") or "")
+            self._count(event)
+        tokens = tuple(int(t) for t in event.get("tokens") or [])
+        return [Update(job.indexes[0], text, tokens, logprobs, finish)]
+
+    def greedy(self, prompt: Prompt, grammar: str, max_tokens: int, *, image: bool,
+               reply: str = "") -> str:
+        options = {"n_predict": max_tokens, "grammar": grammar, "temperature": 0}
+        done = self._complete(self._template(prompt, image) + reply, options, image=image)
+        return str(done.get("content") or "")
+
+    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
+        done = self._complete(self._template(prompt, True), {"n_predict": 1, "n_probs": _TOP,
+                                                    "temperature": 0}, image=True)
+        first = (done.get("completion_probabilities") or [{}])[0]
+        return {str(t.get("token", "")).strip(): float(t["logprob"])
+                for t in first.get("top_logprobs") or [] if "logprob" in t}
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _template(self, prompt: Prompt, image: bool) -> str:
+        """One user turn in the model's chat template, the image first, as the in-process
+        engine renders it; the server's rendering where the family's adapter cannot."""
+        if not self._family.native_template:
+            with contextlib.suppress(ChatTemplateError):
+                return self._family.render_prompt(self._chat_template, prompt.text,
+                                                  self._marker, with_image=image,
+                                                  eos_token=self._eos)
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.text}]
+        if image:
+            content.insert(0, {"type": "image_url",
+                               "image_url": {"url": f"data:image/png;base64,{self._image}"}})
+        done = self.endpoint.post("/apply-template",
+                                  {"messages": [{"role": "user", "content": content}]})
+        rendered = done.get("prompt")
+        if not isinstance(rendered, str) or (image and self._marker not in rendered):
+            raise ServerError(f"{self.endpoint.url}/apply-template gave no prompt with an "
+                              "image marker")
+        return rendered
+
+    def _body(self, prompt: str, *, image: bool, slot: int = -1) -> dict[str, Any]:
+        data: Any = ({"prompt_string": prompt, "multimodal_data": [self._image]} if image
+                     else prompt)
+        return {"prompt": data, "cache_prompt": True, "id_slot": slot}
+
+    def _complete(self, prompt: str, options: dict[str, Any], *, image: bool,
+                  slot: int = -1) -> dict[str, Any]:
+        done = self.post("/completion", self._body(prompt, image=image, slot=slot) | options)
+        if image:
+            self._count(done)
+        return done
+
+    def _count(self, done: dict[str, Any]) -> None:
+        """Note the prompt tokens the server evaluated, and whether it encoded the image."""
+        timings = done.get("timings") or {}
+        self.prompt_tokens += int(timings.get("prompt_n") or 0)
+        if int(timings.get("cache_n") or 0) <= self._before_image:
+            self.image_encodes += 1
+
+
+def png_base64(image: PreparedImage) -> str:
+    """The image as a base64 PNG, as servers take it."""
+    from PIL import Image
+
+    picture = Image.frombytes("RGB", (image.width, image.height), image.rgb)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _sampling(request: SampleRequest) -> dict[str, Any]:
+    s = request.sampling
+    if s.greedy:
+        return {"temperature": 0}
+    return {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p,
+            "samplers": ["top_k", "temperature", "top_p", "min_p"]}

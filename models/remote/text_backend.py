@@ -1,0 +1,323 @@
+"""What every remote backend shares: the chosen text kept as text, candidates streamed
+from parallel requests, the judge's prompts as more requests, and cancelling.
+
+A server dialect (:mod:`.server_backend` for llama-server, :mod:`.openai_backend` for an
+OpenAI-compatible server) says how to render prompts, how to ask for candidates, and how
+to read what comes back, as :class:`Update` records.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from stagewise.models.errors import Cancelled
+from stagewise.models.events import Finish
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning import judge as judging
+from stagewise.models.reasoning.search_backend import (
+    BackendStats,
+    Delta,
+    JudgeReply,
+    Piece,
+    Prompt,
+    PromptInfo,
+    Sampled,
+    SampleRequest,
+)
+from stagewise.models.remote.http import Endpoint, ServerError, Stream
+
+__all__ = ["MAX_CANDIDATES", "Job", "RemoteBackend", "Update"]
+
+MAX_CANDIDATES = 64  # requests queue on the server beyond what it runs at once
+CHOICE_GRAMMAR = 'root ::= "1" | "2"\n'
+
+_Queue = queue.Queue["tuple[int, str] | BaseException | None"]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one streamed event says about one candidate.
+
+    Attributes:
+        index: The candidate.
+        text: New text (a stop word the server cut off included).
+        tokens: New token ids, where the server says them.
+        logprobs: The log-probabilities of the new tokens.
+        finish: Why it ended, in the search's terms, when it did.
+    """
+
+    index: int
+    text: str = ""
+    tokens: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] = ()
+    finish: Finish | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One streamed request and the candidates it writes (one, or ``n`` at once)."""
+
+    path: str
+    body: dict[str, Any]
+    indexes: tuple[int, ...]
+
+
+@dataclass
+class _Candidate:
+    index: int
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    logprob_sum: float = 0.0
+    n_scored: int = 0
+    finish: Finish | None = None
+
+    def sampled(self) -> Sampled:
+        mean = self.logprob_sum / self.n_scored if self.n_scored else float("-inf")
+        written = len(self.tokens) or self.n_scored - (self.finish == "eog")
+        return Sampled(self.index, self.text, tuple(self.tokens), written, self.n_scored, mean,
+                       self.finish)
+
+
+class RemoteBackend:
+    """The server-independent half of a remote
+    :class:`~stagewise.models.reasoning.search_backend.SearchBackend`."""
+
+    def __init__(self, endpoint: Endpoint, stage_mode: StageMode) -> None:
+        self.endpoint = endpoint
+        self._stage_mode = stage_mode
+        self._cancel = threading.Event()
+        self._chosen = ""
+        self._last: list[_Candidate] = []
+        self._in_flight: list[_Candidate] = []
+        self.image_encodes = self.prompt_tokens = self.requests = 0
+
+    # -- what a dialect provides ----------------------------------------------------------
+
+    def start(self, image: PreparedImage, question: str, mode: StageMode) -> PromptInfo:
+        """Prepare a question's prompt (and warm the server's cache with it)."""
+        raise NotImplementedError
+
+    def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
+        """The streamed requests that write the request's candidates after ``chosen``."""
+        raise NotImplementedError
+
+    def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
+        """What one streamed event of ``job`` says."""
+        raise NotImplementedError
+
+    def greedy(self, prompt: Prompt, grammar: str, max_tokens: int, *, image: bool,
+               reply: str = "") -> str:
+        """A greedy answer to the user turn ``prompt`` under ``grammar``, continuing
+        ``reply`` (the start of the answer) when one is given."""
+        raise NotImplementedError
+
+    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
+        """The log-probabilities of the likeliest first tokens of the answer (with the
+        image), by their text, stripped."""
+        raise NotImplementedError
+
+    # -- the seam -------------------------------------------------------------------------
+
+    @property
+    def stage_mode(self) -> StageMode:
+        return self._stage_mode
+
+    @property
+    def max_candidates(self) -> int:
+        return MAX_CANDIDATES
+
+    def stats(self) -> BackendStats:
+        return BackendStats(self.image_encodes, self.prompt_tokens, self.requests)
+
+    def begin(self, image: PreparedImage, question: str, mode: StageMode,
+              cancel: threading.Event) -> PromptInfo:
+        self._cancel = cancel
+        self._chosen, self._last, self._in_flight = "", [], []
+        return self.start(image, question, mode)
+
+    def end(self) -> None:
+        self._last, self._in_flight = [], []
+
+    def write(self, text: str) -> None:
+        self._chosen += text
+
+    def keep(self, index: int) -> None:
+        self._chosen += self._last[index].text
+        self._last = []
+
+    def discard(self) -> None:
+        self._last = []
+
+    def mark(self) -> object:
+        return self._chosen
+
+    def rewind(self, mark: object) -> None:
+        assert isinstance(mark, str)
+        self._chosen = mark
+
+    def branch(self, pieces: Sequence[Piece]) -> None:
+        self._chosen += "".join(piece.text for piece in pieces)
+
+    def sample(self, request: SampleRequest) -> Iterator[Delta]:
+        candidates = [_Candidate(i) for i in range(request.n)]
+        self._last = self._in_flight = candidates
+        deltas: _Queue = queue.Queue()
+        jobs = self.jobs(request, self._chosen)
+        streams: list[Stream | None] = [None] * len(jobs)
+        threads = [threading.Thread(target=self._run_job, daemon=True,
+                                    args=(k, job, request, candidates, streams, deltas),
+                                    name=f"stagewise-remote-{k}") for k, job in enumerate(jobs)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield from self._drain(deltas, len(jobs))
+        finally:
+            for stream in streams:
+                if stream is not None:
+                    stream.close()
+            for thread in threads:
+                thread.join(timeout=5)
+        self._in_flight = []
+        return [c.sampled() for c in candidates]
+
+    def unfinished(self) -> list[Sampled]:
+        return [c.sampled() for c in self._in_flight]
+
+    def judging(self) -> AbstractContextManager[_Judge]:
+        return nullcontext(_Judge(self))
+
+    def check(self, prompts: Sequence[Prompt]) -> list[str]:
+        return self.parallel([lambda p=p: self.greedy(p, judging.CHECK_GRAMMAR, 1, image=False)
+                              for p in prompts])
+
+    def yes_probability(self, prompts: Sequence[Prompt]) -> list[float]:
+        return self.parallel([lambda p=p: _yes_share(self.top_logprobs(p)) for p in prompts])
+
+    # -- running requests -----------------------------------------------------------------
+
+    def parallel(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run blocking requests side by side; a cancel ends the wait at once."""
+        results: list[Any] = [None] * len(jobs)
+        errors: list[BaseException] = []
+
+        def run(i: int) -> None:
+            try:
+                results[i] = jobs[i]()
+            except ServerError as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True)
+                   for i in range(len(jobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                if self._cancel.is_set():
+                    raise Cancelled()
+                thread.join(timeout=0.05)
+        if errors:
+            raise errors[0]
+        return results
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self._cancel.is_set():
+            raise Cancelled()
+        self.requests += 1
+        return self.endpoint.post(path, body)
+
+    def _drain(self, deltas: _Queue, jobs: int) -> Iterator[Delta]:
+        ended = 0
+        while ended < jobs:
+            if self._cancel.is_set():
+                raise Cancelled()
+            try:
+                item = deltas.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                ended += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield Delta(*item)
+
+    def _run_job(self, k: int, job: Job, request: SampleRequest, candidates: list[_Candidate],
+                 streams: list[Stream | None], deltas: _Queue) -> None:
+        try:
+            self.requests += 1
+            stream = streams[k] = self.endpoint.stream(job.path, job.body)
+            with stream:
+                for event in stream.events():
+                    for update in self.updates(event, job):
+                        _apply(update, candidates[update.index], request, deltas)
+                    if all(candidates[i].finish is not None for i in job.indexes):
+                        break
+            if any(candidates[i].finish is None for i in job.indexes) and not stream.closed:
+                raise ServerError(f"{self.endpoint.url} closed the connection mid-answer: "
+                                  "did the server stop?")
+        except ServerError as error:
+            if not self._cancel.is_set():
+                deltas.put(error)
+        finally:
+            deltas.put(None)
+
+
+class _Judge:
+    """A knockout's judgements, each a request (and one more when a verdict is cut short)."""
+
+    def __init__(self, backend: RemoteBackend) -> None:
+        self.backend = backend
+
+    def judge(self, prompts: Sequence[Prompt], max_tokens: int) -> list[JudgeReply]:
+        return self.backend.parallel([lambda p=p: self._one(p, max_tokens) for p in prompts])
+
+    def _one(self, prompt: Prompt, max_tokens: int) -> JudgeReply:
+        backend = self.backend
+        text = backend.greedy(prompt, judging.VERDICT_GRAMMAR, max_tokens, image=True)
+        parsed = judging.parse_verdict(text)
+        if parsed.choice is not None:
+            return JudgeReply(text, parsed.choice, parsed.reason, False)
+        forced = f"{text}{judging.FORCED_SUFFIX}"
+        digit = backend.greedy(prompt, CHOICE_GRAMMAR, 1, image=True, reply=forced)
+        choice = 1 if digit.strip() == "1" else 2
+        return JudgeReply(f"{forced}{choice}.", choice, parsed.reason, True)
+
+
+def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue) -> None:
+    """Add an update to its candidate. The stop test is the search's own: the server's stop
+    words are exact strings, and a close tag written in another case ends a candidate here."""
+    if c.finish is not None:
+        return
+    c.tokens += update.tokens
+    for logprob in update.logprobs:
+        if math.isfinite(logprob):
+            c.logprob_sum += logprob
+            c.n_scored += 1
+    before = len(c.text)
+    c.text += update.text
+    end = request.stop(c.text)
+    if end is not None and update.finish != "eog":
+        c.text, c.finish = c.text[:end], "closed"
+    elif update.finish is not None:
+        c.finish = update.finish
+        if update.finish == "eog":
+            c.n_scored += 1  # the end-of-turn token was sampled too
+    elif len(c.tokens) >= request.max_tokens:
+        c.finish = "length"
+    if len(c.text) > before:
+        deltas.put((c.index, c.text[before:]))
+
+
+def _yes_share(top: dict[str, float]) -> float:
+    yes, no = top.get("Yes", -math.inf), top.get("No", -math.inf)
+    if yes == no == -math.inf:
+        return 0.5
+    best = max(yes, no)
+    return math.exp(yes - best) / (math.exp(yes - best) + math.exp(no - best))

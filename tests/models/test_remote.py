@@ -1,0 +1,209 @@
+"""The search on a real llama.cpp ``llama-server`` on loopback, and on servers that misbehave.
+
+The server is built from the llama.cpp sources the installed llama-cpp-python vendors
+(cached after the first build) and serves the shipped demo pair, as the in-process engine
+loads it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.inference.sampling_settings import GREEDY
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.library.demo import demo_pair, example_image
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.remote.http import Endpoint, ServerError
+from stagewise.models.remote.server import ServerSettings
+from stagewise.models.session import Session, plan
+from tests.llama_server import RunningServer, free_port, running_server
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION = "How many red circles are there?"
+KEY = "sekrit-test-key"
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Path, Path]:
+    pair = demo_pair()
+    assert pair is not None
+    return pair.model, pair.mmproj
+
+
+@pytest.fixture(scope="module")
+def server(demo, tmp_path_factory) -> Iterator[RunningServer]:
+    with running_server(*demo, tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def picture() -> PreparedImage:
+    return load_image(example_image())
+
+
+def native(url: str, **changes: object) -> ServerSettings:
+    return replace(ServerSettings(url, stage_mode=StageMode.NATIVE), **changes)
+
+
+def answer(session: Session, image: PreparedImage, settings: SearchSettings,
+           cancel: threading.Event | None = None) -> tuple[list[Event], SearchResult]:
+    events = list(session.ask(image, QUESTION, settings, cancel))
+    assert isinstance(events[-1], AnswerFinished)
+    return events, events[-1].result
+
+
+def test_four_stages_at_beam_4_through_llama_server(server, picture):
+    with Session.connect(native(server.url)) as session:
+        assert session.served_by == f"llama-server at {server.url}"
+        events, result = answer(session, picture, SearchSettings(beam=4, seed=3))
+    assert result.status == "finished"
+    assert all(result.stages[stage].strip() for stage in STAGES)
+    assert len(result.candidates) == 16 and result.verdicts
+    assert any(isinstance(e, TokenStreamed) for e in events)
+    # the image is sent with every request; each of the 4 slots encodes it at most once
+    assert 1 <= result.timings.image_encodes <= 4
+
+
+@pytest.mark.parametrize("settings", [
+    SearchSettings(beam=1, sampling=GREEDY, seed=5),
+    SearchSettings(beam=2, select="logprob", sampling=GREEDY, seed=5),
+], ids=["single", "beam-2-logprob"])
+def test_greedy_answers_match_the_in_process_engine(server, demo, picture, settings):
+    with Session.connect(native(server.url)) as remote:
+        _, served = answer(remote, picture, settings)
+    with Session(plan(*demo, replace_ctx(), settings)) as local:
+        _, here = answer(local, picture, settings)
+    assert served.answer_text == here.answer_text
+    assert [c.text for c in served.candidates] == [c.text for c in here.candidates]
+
+
+def replace_ctx():
+    from stagewise.models.inference.engine_settings import EngineSettings
+
+    return EngineSettings(n_ctx=4096, threads=2)
+
+
+@pytest.mark.parametrize("strategy", ["best-of-n", "sentence", "retrace"])
+def test_the_other_strategies_run_unchanged(server, picture, strategy):
+    settings = SearchSettings(strategy=strategy, beam=2, max_stage_tokens=48, seed=1)
+    with Session.connect(native(server.url)) as session:
+        _, result = answer(session, picture, settings)
+    assert result.status == "finished" and result.answer_text
+    assert result.candidates
+
+
+def test_cancel_mid_stage_keeps_what_was_written(server, picture):
+    cancel = threading.Event()
+    events: list[Event] = []
+    with Session.connect(native(server.url)) as session:
+        started = time.monotonic()
+        for event in session.ask(picture, QUESTION, SearchSettings(beam=4), cancel):
+            events.append(event)
+            if isinstance(event, TokenStreamed) and event.unit is STAGES[1]:
+                cancel.set()
+        took = time.monotonic() - started
+    result = events[-1].result
+    assert result.status == "cancelled"
+    assert result.stages[STAGES[0]]  # the chosen summary is kept
+    assert any(c.unit is STAGES[1] and c.finish == "cancelled" for c in result.candidates)
+    assert took < 30
+
+
+def test_a_server_killed_mid_answer_is_a_clear_error(demo, picture, tmp_path):
+    streamed: list[str] = []
+    with running_server(*demo, tmp_path, slots=2) as doomed, \
+            Session.connect(native(doomed.url)) as session, pytest.raises(ServerError) as raised:
+        for event in session.ask(picture, QUESTION, SearchSettings(beam=2)):
+            if isinstance(event, TokenStreamed):
+                streamed.append(event.text)
+                if len(streamed) == 3:
+                    doomed.kill()
+    assert streamed
+    assert doomed.url.removeprefix("http://") in str(raised.value)
+
+
+def test_nothing_listening_is_one_clear_line():
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ServerError, match=r"nothing answers at .*: is the server running"):
+        Session.connect(ServerSettings(url))
+    assert time.monotonic() - started < 5
+
+
+def test_a_wrong_api_key_is_refused_and_the_right_one_answers(demo, picture, tmp_path):
+    with running_server(*demo, tmp_path, slots=1, api_key=KEY) as guarded:
+        with pytest.raises(ServerError, match="refused the API key"), \
+                Session.connect(native(guarded.url), "wrong") as session:
+            answer(session, picture, SearchSettings(max_stage_tokens=8))
+        with Session.connect(native(guarded.url), KEY) as session:
+            _, result = answer(session, picture, SearchSettings(max_stage_tokens=8))
+    assert result.status == "finished"
+
+
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    mode = "garbage"
+
+    def do_GET(self) -> None:
+        if self.mode == "stall":
+            time.sleep(30)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{this is not json")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[tuple[str, type[_Misbehaving]]]:
+    handler = type("Handler", (_Misbehaving,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_malformed_json_is_named(misbehaving):
+    url, _ = misbehaving
+    with pytest.raises(ServerError, match="not JSON"):
+        Session.connect(ServerSettings(url))
+
+
+def test_a_stalled_server_is_given_up_after_the_stall_timeout(misbehaving):
+    url, handler = misbehaving
+    handler.mode = "stall"
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="did not answer for 1 s"):
+        Endpoint(url, stall_timeout=1.0).get("/props")
+    assert time.monotonic() - started < 5
+
+
+def test_stagewise_ask_prints_four_stages_through_the_server(server):
+    done = subprocess.run(
+        [sys.executable, "-m", "stagewise.desktop.cli", "ask", "--image", str(example_image()),
+         "--question", QUESTION, "--beam", "4", "--server", server.url,
+         "--stage-mode", "native"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "STAGEWISE_API_KEY": ""})
+    assert done.returncode == 0, done.stderr
+    for stage in STAGES:
+        assert stage.value.capitalize() in done.stdout or stage.title in done.stdout
+    assert "Traceback" not in done.stderr

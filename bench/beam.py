@@ -3,6 +3,7 @@
 Usage::
 
     python bench/beam.py [--tokens 64] [--repeat 3] [--threads 2] [--vocab qwen2]
+    python bench/beam.py --server [--tokens 64] [--repeat 3]
 
 On the BENCH random-weight pair (n_embd 512, 8 layers, 256 image tokens), whose text
 never closes a stage early, so every candidate spends exactly ``--tokens`` per stage.
@@ -23,6 +24,11 @@ Prints, as ratios to a greedy single pass measured in the same run:
   log-probability, bookkeeping): the N=4 search's time outside llama_decode, per token.
 
 Each figure is the median of ``--repeat`` interleaved runs.
+
+``--server`` instead compares stage beam N=4 (log-probability and judge selection)
+through a local llama.cpp ``llama-server`` (built from the installed llama-cpp-python's
+sources, 4 slots, the same threads) with the in-process engine on the same pair, in one
+run. Target: the server within 1.3x the in-process wall time.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from stagewise.models.reasoning.stages import STAGES, parse_answer, user_text
 from stagewise.models.session import Session, plan
 
 LOGPROB_TARGET = 1.10
+SERVER_TARGET = 1.30
 
 QUESTION = "How many shapes are red, and which one is largest?"
 
@@ -189,7 +196,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--vocab", help="a real tokenizer and template instead of the tiny "
                                         "one: qwen2, llama-bpe or gemma-4")
+    parser.add_argument("--server", action="store_true",
+                        help="stage beam N=4 through a local llama-server against the "
+                             "in-process engine")
     args = parser.parse_args()
+    if args.server:
+        server_main(args)
+        return
 
     folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
     if args.vocab:
@@ -272,6 +285,49 @@ def main() -> None:
           f"naive {naive_encodes}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS: {peak_kib / 1024:.0f} MiB")
+
+
+
+def server_main(args: argparse.Namespace) -> None:
+    """Stage beam N=4 through llama-server and in process, interleaved, on one pair."""
+    from stagewise.models.build.llama_server import serve
+    from stagewise.models.remote.server import ServerSettings
+
+    folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
+    pair = write_tiny_pair(folder, BENCH)
+    image = make_image(folder)
+    threads = args.threads or 2
+    settings = EngineSettings(n_ctx=16384, threads=threads)
+    with Session(plan(pair.model, pair.mmproj, settings)) as local, \
+            serve(pair.model, pair.mmproj, folder, slots=4, ctx_per_slot=4096,
+                  threads=threads) as server, \
+            Session.connect(ServerSettings(server.url)) as remote:
+        for session in (local, remote):  # warm-up
+            search(session, image, 4, "logprob", 4)
+        runs = {f"{where} N=4, {select}": (session, select)
+                for where, session in (("in process", local), ("llama-server", remote))
+                for select in ("logprob", "judge")}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        encodes: dict[str, int] = {}
+        for _ in range(args.repeat):
+            for name, (session, select) in runs.items():
+                start = time.perf_counter()
+                result = search(session, image, 4, select, args.tokens)
+                times[name].append(time.perf_counter() - start)
+                encodes[name] = result.timings.image_encodes
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"BENCH pair: n_embd {BENCH.n_embd}, {BENCH.n_layer} layers, {BENCH.n_image_tokens} "
+          f"image tokens; {args.tokens} tokens per stage; median of {args.repeat}; "
+          f"threads {threads}; llama-server with 4 slots")
+    print(f"{'run':<34}{'seconds':>9}{'image encodes':>15}")
+    for name, t in med.items():
+        print(f"{name:<34}{t:>9.3f}{encodes[name]:>15}")
+    print()
+    for select in ("logprob", "judge"):
+        ratio = med[f"llama-server N=4, {select}"] / med[f"in process N=4, {select}"]
+        ok = ratio <= SERVER_TARGET
+        print(f"llama-server / in process, {select:<8}{ratio:>9.2f}   target <= "
+              f"{SERVER_TARGET:.2f}  {'met' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

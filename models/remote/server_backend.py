@@ -5,12 +5,14 @@ Prompts are rendered as the in-process engine renders them: the model family's a
 reports) over that template, with the server's media marker where the image goes (the
 server's own ``/apply-template`` when the adapter cannot render it). They are continued
 with ``/completion``: the prompt string, the image as ``multimodal_data``, the chosen text
-appended. Each candidate is its own
-streamed request with the log-probability of every token (``n_probs``), the stage's close
-tag as a stop word and, in prompted mode, the stage's grammar. Candidate *i* always goes
-to slot *i*, so each slot's cache keeps the image and the text it has seen, and the server
-evaluates only what is new; how often it still had to encode the image is read from the
-cached-token counts it reports.
+appended. All candidates of a segment are one streamed request (``n_cmpl``): the server
+evaluates the prompt once, always in slot 0 (whose cache keeps the image and the chosen
+text up to the last segment, so only the newly chosen text is evaluated), and copies that
+slot's cache to the others, as the in-process engine forks its root sequence. (A slot that
+received a copy does not serve later prompts from its cache, so the winner's own slot is
+not used.) Each candidate streams with the log-probability of every token (``n_probs``),
+the stage's close tag as a stop word and, in prompted mode, the stage's grammar. How often
+the server still had to encode the image is read from the cached-token counts it reports.
 
 What the server cannot do as the in-process engine does: force a stage's close tag into a
 whole answer that overran its stage's budget (best-of-N and sentence search get the whole
@@ -74,17 +76,16 @@ class ServerBackend(RemoteBackend):
         return PromptInfo(n, n)
 
     def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
-        jobs = []
-        for i in range(request.n):
-            body = self._body(self._prompt + chosen, image=True, slot=i % self.slots) | {
-                "n_predict": request.max_tokens, "stream": True, "n_probs": 1,
-                "return_tokens": True, "stop": list(request.stop_strings),
-                "seed": mix_seed(request.seed, request.segment, i) % (2**32 - 1),
-                **_sampling(request)}
-            if request.grammar is not None:
-                body["grammar"] = request.grammar
-            jobs.append(Job("/completion", body, (i,)))
-        return jobs
+        """One request for all candidates (``n_cmpl``): the server evaluates the prompt once,
+        in slot 0, and copies it to the others."""
+        body = self._body(self._prompt + chosen, image=True, slot=0) | {
+            "n_cmpl": request.n, "n_predict": request.max_tokens, "stream": True,
+            "n_probs": 1, "return_tokens": True, "stop": list(request.stop_strings),
+            "seed": mix_seed(request.seed, request.segment) % (2**32 - 1),
+            **_sampling(request)}
+        if request.grammar is not None:
+            body["grammar"] = request.grammar
+        return [Job("/completion", body, tuple(range(request.n)))]
 
     def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
         text = str(event.get("content") or "")
@@ -98,7 +99,11 @@ class ServerBackend(RemoteBackend):
                 text += str(event.get("stopping_word") or "")
             self._count(event)
         tokens = tuple(int(t) for t in event.get("tokens") or [])
-        return [Update(job.indexes[0], text, tokens, logprobs, finish)]
+        index = int(event.get("index") or 0)
+        if index not in job.indexes:
+            raise ServerError(f"{self.endpoint.url} answered a completion {index} it was not "
+                              "asked for")
+        return [Update(index, text, tokens, logprobs, finish)]
 
     def greedy(self, prompt: Prompt, grammar: str, max_tokens: int, *, image: bool,
                reply: str = "") -> str:

@@ -305,12 +305,10 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
     end = request.stop(c.text)
     if end is not None and update.finish != "eog":
         c.text, c.finish = c.text[:end], "closed"
-    elif update.finish is not None:
+    elif update.finish is not None:  # the server ends a candidate at its token budget
         c.finish = update.finish
         if update.finish == "eog":
             c.n_scored += 1  # the end-of-turn token was sampled too
-    elif len(c.tokens) >= request.max_tokens:
-        c.finish = "length"
     if len(c.text) > before:
         deltas.put((c.index, c.text[before:]))
 

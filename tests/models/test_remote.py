@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from stagewise.models.build.llama_server import RunningServer, free_port, serve
 from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.sampling_settings import GREEDY
@@ -29,7 +30,6 @@ from stagewise.models.reasoning.stages import STAGES
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.session import Session, plan
-from tests.llama_server import RunningServer, free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "How many red circles are there?"
@@ -45,7 +45,7 @@ def demo() -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(demo, tmp_path_factory) -> Iterator[RunningServer]:
-    with running_server(*demo, tmp_path_factory.mktemp("server")) as running:
+    with serve(*demo, tmp_path_factory.mktemp("server")) as running:
         yield running
 
 
@@ -124,7 +124,7 @@ def test_cancel_mid_stage_keeps_what_was_written(server, picture):
 
 def test_a_server_killed_mid_answer_is_a_clear_error(demo, picture, tmp_path):
     streamed: list[str] = []
-    with running_server(*demo, tmp_path, slots=2) as doomed, \
+    with serve(*demo, tmp_path, slots=2) as doomed, \
             Session.connect(native(doomed.url)) as session, pytest.raises(ServerError) as raised:
         for event in session.ask(picture, QUESTION, SearchSettings(beam=2)):
             if isinstance(event, TokenStreamed):
@@ -144,7 +144,7 @@ def test_nothing_listening_is_one_clear_line():
 
 
 def test_a_wrong_api_key_is_refused_and_the_right_one_answers(demo, picture, tmp_path):
-    with running_server(*demo, tmp_path, slots=1, api_key=KEY) as guarded:
+    with serve(*demo, tmp_path, slots=1, api_key=KEY) as guarded:
         with pytest.raises(ServerError, match="refused the API key"), \
                 Session.connect(native(guarded.url), "wrong") as session:
             answer(session, picture, SearchSettings(max_stage_tokens=8))

@@ -303,7 +303,7 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
     before = len(c.text)
     c.text += update.text
     end = request.stop(c.text)
-    if end is not None and update.finish != "eog":
+    if end is not None:  # an OpenAI "stop" that wrote the close tag is the stop string
         c.text, c.finish = c.text[:end], "closed"
     elif update.finish is not None:  # the server ends a candidate at its token budget
         c.finish = update.finish

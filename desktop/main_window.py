@@ -302,10 +302,15 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
-        where = "GPU" if loaded.gpu_offload else "CPU"
-        self.model_label.setText(f"{loaded.name} · {where}")
-        self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
-                                    f"loaded in {loaded.seconds:.1f} s")
+        if loaded.server:  # the name says which server answers
+            self.model_label.setText(loaded.name)
+            self.model_label.setToolTip(f"Answers come from {loaded.server}; Preferences "
+                                        "→ Remote model changes it.")
+        else:
+            where = "GPU" if loaded.gpu_offload else "CPU"
+            self.model_label.setText(f"{loaded.name} · {where}")
+            self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
+                                        f"loaded in {loaded.seconds:.1f} s")
         if loaded.note:  # the built-in model: say what it can do
             self.model_label.setText(f"{loaded.name} · {where} · built-in model")
             self.model_label.setToolTip(
@@ -506,7 +511,8 @@ class MainWindow(QMainWindow):
         self.reasoning.set_collapsed_default(settings.stages_collapsed)
         self.collapse_action.setChecked(settings.stages_collapsed)
         self._save_settings()
-        changed = (old.model, old.mmproj) != (settings.model, settings.mmproj)
+        changed = ((old.model, old.mmproj, old.server_settings())
+                   != (settings.model, settings.mmproj, settings.server_settings()))
         if changed or old.engine_settings() != settings.engine_settings():
             self._load_cancel = self.host.load(settings)  # runs after a running answer
 

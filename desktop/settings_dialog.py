@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from stagewise.models.errors import ModelFileError
+from stagewise.desktop.remote_model_group import RemoteModelGroup
+from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
 from stagewise.models.library.files import find_mmproj
 from stagewise.models.reasoning.search_settings import (
@@ -160,6 +161,12 @@ class SettingsDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_model_group())
+        self.remote_group = RemoteModelGroup(self)
+        self.remote_group.enabled.toggled.connect(self._update_ok)
+        self.remote_group.url.textChanged.connect(self._update_ok)
+        self.remote_group.model.textChanged.connect(self._update_ok)
+        self.remote_group.kind.currentIndexChanged.connect(self._update_ok)
+        layout.addWidget(self.remote_group)
         layout.addWidget(self._build_search_group())
         layout.addWidget(self._build_hardware_group())
         layout.addWidget(self._build_display_group())
@@ -409,6 +416,7 @@ class SettingsDialog(QDialog):
         self.ctx_spin.setValue(settings.n_ctx)
         self.amx_check.setChecked(settings.cpu_amx)
         self.collapse_check.setChecked(settings.stages_collapsed)
+        self.remote_group.load(settings, _stored_key(settings.server_url))
         self._update_enabled()
         self._files_changed()
 
@@ -434,15 +442,31 @@ class SettingsDialog(QDialog):
             n_ctx=self.ctx_spin.value(),
             cpu_amx=self.amx_check.isChecked(),
             stages_collapsed=self.collapse_check.isChecked(),
+            **self.remote_group.values(),
         )
+
+    def accept(self) -> None:
+        """Apply: the server's key goes to the key store (never into the settings)."""
+        url = self.remote_group.values()["server_url"]
+        if url:
+            from stagewise.models.remote.keys import KeyStore
+
+            try:
+                KeyStore().set(url, self.remote_group.key.text())
+            except StagewiseError as error:
+                self.status_label.setText(str(error))
+                self.status_label.show()
+                return
+        super().accept()
 
     def restore_defaults(self) -> None:
         """Puts every field back to its default (the window layout is kept)."""
         self._load(AppSettings())
 
     def problems(self) -> list[str]:
-        """The messages shown under the file fields; empty when OK is available."""
-        return [p for p in (self._model_problem, self._mmproj_problem) if p]
+        """The messages shown under the fields; empty when OK is available."""
+        return [p for p in (self._model_problem, self._mmproj_problem,
+                            self.remote_group.problem()) if p]
 
     def is_valid(self) -> bool:
         """Whether the settings can be applied (OK is enabled)."""
@@ -578,10 +602,25 @@ class SettingsDialog(QDialog):
                                        ("projector file", self._mmproj_problem))
             if problem
         ]
-        self.ok_button.setEnabled(not broken)
+        remote = self.remote_group.problem()
+        self.ok_button.setEnabled(not broken and not remote)
         if broken:
             self.status_label.setText(
                 f"OK is unavailable: the {' and the '.join(broken)} cannot be used "
                 "(see the message above)."
             )
-        self.status_label.setVisible(bool(broken))
+        elif remote:
+            self.status_label.setText(f"OK is unavailable: {remote}")
+        self.status_label.setVisible(bool(broken or remote))
+
+
+def _stored_key(url: str) -> str:
+    """The key kept for ``url`` ("" when none, or when the store cannot be read)."""
+    if not url:
+        return ""
+    from stagewise.models.remote.keys import KeyStore
+
+    try:
+        return KeyStore().get(url)
+    except StagewiseError:
+        return ""

@@ -26,6 +26,7 @@ from stagewise.models.storage.app_settings import AppSettings
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
     from stagewise.models.hardware import Hardware
     from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
     from stagewise.models.storage.history import History
 
@@ -39,11 +40,12 @@ class LoadedModel:
     """What the status bar says about the loaded model."""
 
     name: str
-    model: Path
-    mmproj: Path
+    model: Path | None  # None for a model a server serves
+    mmproj: Path | None
     note: str  # "" for a model the user chose; a warning for the built-in one
     gpu_offload: bool
     seconds: float
+    server: str = ""  # the server's address when a server answers
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class EngineWorker(QObject):
         self._history_folder = history_folder
         self._history: History | None = None
         self._session: Session | None = None
+        self._server: tuple[ServerSettings, str] | None = None  # what _session is connected to
         self._loaded: LoadedModel | None = None
         self._hardware: Hardware | None = None
 
@@ -150,6 +153,9 @@ class EngineWorker(QObject):
         from stagewise.models.inference.llama_runtime import supports_gpu_offload
         from stagewise.models.session import Session, plan
 
+        server = settings.server_settings()
+        if server is not None:
+            return self._ensure_server(server)
         if self._hardware is None:
             self._hardware = detect_hardware()
         try:
@@ -158,7 +164,8 @@ class EngineWorker(QObject):
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise
-        if self._session is not None and self._session.plan.key == load.key:
+        current = self._session.plan if self._session is not None else None
+        if current is not None and current.key == load.key:
             return self._session
         for warning in load.fit.warnings:
             log.warning("%s: %s", load.model.name, warning)
@@ -174,6 +181,7 @@ class EngineWorker(QObject):
 
         try:
             self._session = Session(load, progress=progress)
+            self._server = None
         except Cancelled:
             self.model_failed.emit("loading the model was stopped")
             raise
@@ -183,6 +191,34 @@ class EngineWorker(QObject):
         self._loaded = LoadedModel(load.model.name, load.model, load.mmproj, load.note,
                                    supports_gpu_offload() and load.engine.gpu_layers != 0,
                                    time.perf_counter() - start)
+        self.model_loaded.emit(self._loaded)
+        return self._session
+
+    def _ensure_server(self, server: ServerSettings) -> Session:
+        """The session on ``server``, connected unless it is the one in place."""
+        from stagewise.models.remote.keys import KeyStore
+        from stagewise.models.session import Session
+
+        try:
+            key = KeyStore().get(server.url)
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+            raise
+        if self._session is not None and self._server == (server, key):
+            return self._session
+        if self._session is not None:
+            self._session.close()
+            self._session = self._loaded = None
+        self.model_loading.emit(server.describe())
+        start = time.perf_counter()
+        try:
+            self._session = Session.connect(server, key)
+        except StagewiseError as error:
+            self.model_failed.emit(str(error))
+            raise
+        self._server = (server, key)
+        self._loaded = LoadedModel(server.describe(), None, None, "", False,
+                                   time.perf_counter() - start, server=server.url)
         self.model_loaded.emit(self._loaded)
         return self._session
 

@@ -29,6 +29,7 @@ from typing import Any
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.files import write_atomic
 from stagewise.models.reasoning.search_settings import (
     MAX_BEAM,
@@ -40,6 +41,7 @@ from stagewise.models.reasoning.search_settings import (
     Strategy,
     sequences_needed,
 )
+from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
 from stagewise.models.storage.paths import config_dir
 
 __all__ = [
@@ -100,6 +102,13 @@ class AppSettings:
             0 CPU only, n that many layers.
         threads: CPU threads; None picks them automatically.
         n_ctx: Context size in tokens, 2048 to 131072.
+        server_url: A server that answers instead of a model in this process ("" for
+            none): llama.cpp's llama-server, or an OpenAI-compatible server such as vLLM.
+            Its API key is kept apart (:mod:`stagewise.models.remote.keys`).
+        server_kind: "llama-server" or "openai".
+        server_model: The model's name on an OpenAI-compatible server.
+        server_stage_mode: "native" when the served model writes the four stages itself
+            (a LLaVA-CoT model), else "prompted".
         cpu_amx: Let llama.cpp keep weights in its AMX buffers on CPUs that have AMX
             (off: it crashes on some machines; ``STAGEWISE_CPU_AMX`` wins over it).
         stages_collapsed: Whether the Summary, Caption and Reasoning cards start
@@ -122,6 +131,10 @@ class AppSettings:
     gpu_layers: int = EngineSettings.gpu_layers
     threads: int | None = None
     n_ctx: int = EngineSettings.n_ctx
+    server_url: str = ""
+    server_kind: str = ServerSettings.kind
+    server_model: str = ServerSettings.model
+    server_stage_mode: str = ServerSettings.stage_mode.value
     cpu_amx: bool = False
     stages_collapsed: bool = False
     window_geometry: str = ""
@@ -140,6 +153,13 @@ class AppSettings:
             gpu_layers=self.gpu_layers,
             allow_amx=self.cpu_amx,
         )
+
+    def server_settings(self) -> ServerSettings | None:
+        """The server that answers, or None for a model in this process."""
+        if not self.server_url:
+            return None
+        return ServerSettings(self.server_url, self.server_kind,  # type: ignore[arg-type]
+                              self.server_model, StageMode(self.server_stage_mode))
 
     def search_settings(self, seed: int = 0) -> SearchSettings:
         """The search settings for one run.
@@ -277,6 +297,13 @@ def _threads(value: object) -> int | None:
     )
 
 
+def _server_url(value: object) -> str:
+    text = _text("server_url")(value).strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise _Invalid(f"server_url must start with http:// or https://, not {text!r}")
+    return text
+
+
 # Every stored key but "version", with the function that checks and normalises it.
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "model": _path("model"),
@@ -292,6 +319,10 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "gpu_layers": _int("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
     "n_ctx": _int("n_ctx", CTX_MIN, CTX_MAX),
+    "server_url": _server_url,
+    "server_kind": _choice("server_kind", SERVER_KINDS),
+    "server_model": _text("server_model"),
+    "server_stage_mode": _choice("server_stage_mode", tuple(m.value for m in StageMode)),
     "cpu_amx": _bool("cpu_amx"),
     "stages_collapsed": _bool("stages_collapsed"),
     "window_geometry": _text("window_geometry"),

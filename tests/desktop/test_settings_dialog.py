@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -306,7 +307,7 @@ def test_groups_and_minimum_size(qtbot, make_dialog, tiny_pair, tmp_path):
     truncated.write_bytes(tiny_pair.model.read_bytes()[:100])
     dialog = make_dialog()
     titles = [g.title() for g in dialog.findChildren(QGroupBox)]
-    assert titles == ["Model", "Search", "Hardware", "Display"]
+    assert titles == ["Model", "Remote model", "Search", "Hardware", "Display"]
     assert dialog.minimumWidth() >= 500
     dialog.show()
     qtbot.waitExposed(dialog)
@@ -335,3 +336,37 @@ def test_retrace_takes_its_scorer_and_not_the_beam(make_dialog, pair_copy):
     assert dialog.settings().retrace_scorer == "logprob"
     dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("stage"))
     assert dialog.beam_spin.isEnabled() and not dialog.scorer_combo.isEnabled()
+
+
+def test_a_remote_model_is_checked_and_its_key_kept_apart(qtbot, make_dialog):
+    from stagewise.models.remote.keys import KeyStore
+    from stagewise.models.storage.app_settings import settings_path
+
+    dialog = make_dialog()
+    group = dialog.remote_group
+    assert not group.url.isEnabled()
+    group.enabled.setChecked(True)
+    group.url.setText("gpu-box:8000")
+    assert not dialog.ok_button.isEnabled()
+    assert "http://" in dialog.status_label.text()
+    group.kind.setCurrentIndex(group.kind.findData("openai"))
+    group.url.setText("http://gpu-box:8000/v1")
+    assert not dialog.ok_button.isEnabled()  # an OpenAI-compatible server needs the model
+    group.model.setText("Xkev/Llama-3.2V-11B-cot")
+    group.mode.setCurrentIndex(group.mode.findData("native"))
+    group.key.setText("s3cret")
+    assert dialog.ok_button.isEnabled()
+    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+        qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    settings = dialog.settings()
+    assert settings.server_settings() is not None
+    assert settings.server_settings().describe() == (
+        "Xkev/Llama-3.2V-11B-cot on server at http://gpu-box:8000/v1")
+    assert "s3cret" not in json.dumps(settings.to_json())
+    store = KeyStore()
+    assert store.get("http://gpu-box:8000/v1") == "s3cret"
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    assert not settings_path().exists() or "s3cret" not in settings_path().read_text()
+    again = make_dialog(settings)  # the key is shown again, masked
+    assert again.remote_group.key.text() == "s3cret"
+    assert again.remote_group.key.echoMode() == again.remote_group.key.EchoMode.Password

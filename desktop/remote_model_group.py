@@ -1,0 +1,107 @@
+"""The settings' "Remote model" group: answer with a model another program serves.
+
+llama.cpp's ``llama-server`` or an OpenAI-compatible server such as vLLM (which runs the
+released LLaVA-CoT 11B model). The API key is shown masked and kept in the key store
+(:mod:`stagewise.models.remote.keys`), never in the settings file.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QWidget,
+)
+
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.storage.app_settings import AppSettings
+
+KINDS = (("llama-server", "llama.cpp llama-server"),
+         ("openai", "OpenAI-compatible (vLLM)"))
+MODES = ((StageMode.PROMPTED.value, "Prompted for the four stages"),
+         (StageMode.NATIVE.value, "Writes the four stages itself (a LLaVA-CoT model)"))
+
+
+class RemoteModelGroup(QGroupBox):
+    """Edits the server fields of :class:`AppSettings` and the server's key."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Remote model", parent)
+        form = QFormLayout(self)
+        self.enabled = QCheckBox("Answer w&ith a model on a server", self)
+        self.enabled.setToolTip("Send each question to a server instead of loading a model "
+                                "here. The image goes to that server.")
+        self.kind = QComboBox(self)
+        for value, text in KINDS:
+            self.kind.addItem(text, value)
+        self.url = QLineEdit(self)
+        self.url.setPlaceholderText("http://127.0.0.1:8080  or  http://gpu-box:8000/v1")
+        self.model = QLineEdit(self)
+        self.model.setPlaceholderText("e.g. Xkev/Llama-3.2V-11B-cot")
+        self.key = QLineEdit(self)
+        self.key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key.setPlaceholderText("none")
+        self.key.setToolTip("Kept in its own file, readable only by you, never in the "
+                            "settings or the history.")
+        self.mode = QComboBox(self)
+        for value, text in MODES:
+            self.mode.addItem(text, value)
+        self.kind.setToolTip("llama.cpp's own server, or a server with an OpenAI-compatible "
+                             "chat API such as vLLM.")
+        self.url.setToolTip("The server's address; for vLLM, with its /v1 path.")
+        self.model.setToolTip("The model's name on an OpenAI-compatible server (llama-server "
+                              "serves one model and needs none).")
+        self.mode.setToolTip("A LLaVA-CoT model writes the Summary, Caption, Reasoning and "
+                             "Conclusion tags itself; any other model is asked to.")
+        form.addRow(self.enabled)
+        for label, widget, name in (("S&erver:", self.kind, "Server kind"),
+                                    ("&Network address:", self.url, "Server address"),
+                                    ("Model on the ser&ver:", self.model,
+                                     "Model name on the server"),
+                                    ("API &key:", self.key, "API key"),
+                                    ("Stages &written:", self.mode,
+                                     "How the model writes stages")):
+            widget.setAccessibleName(name)
+            caption = QLabel(label, self)
+            caption.setBuddy(widget)
+            form.addRow(caption, widget)
+        self.enabled.setAccessibleName("Use a remote model")
+        self.enabled.toggled.connect(self._update_enabled)
+        self.kind.currentIndexChanged.connect(self._update_enabled)
+
+    def load(self, settings: AppSettings, key: str) -> None:
+        self.enabled.setChecked(bool(settings.server_url))
+        self.kind.setCurrentIndex(max(0, self.kind.findData(settings.server_kind)))
+        self.url.setText(settings.server_url)
+        self.model.setText(settings.server_model)
+        self.key.setText(key)
+        self.mode.setCurrentIndex(max(0, self.mode.findData(settings.server_stage_mode)))
+        self._update_enabled()
+
+    def values(self) -> dict[str, str]:
+        """The AppSettings fields as edited (an unchecked box clears the address)."""
+        return {"server_url": self.url.text().strip() if self.enabled.isChecked() else "",
+                "server_kind": self.kind.currentData(),
+                "server_model": self.model.text().strip(),
+                "server_stage_mode": self.mode.currentData()}
+
+    def problem(self) -> str | None:
+        """Why these values cannot be used, or None."""
+        if not self.enabled.isChecked():
+            return None
+        url = self.url.text().strip()
+        if not url.startswith(("http://", "https://")):
+            return "The server address must start with http:// or https://."
+        if self.kind.currentData() == "openai" and not self.model.text().strip():
+            return "An OpenAI-compatible server needs the model's name."
+        return None
+
+    def _update_enabled(self) -> None:
+        on = self.enabled.isChecked()
+        for widget in (self.kind, self.url, self.key, self.mode):
+            widget.setEnabled(on)
+        self.model.setEnabled(on and self.kind.currentData() == "openai")

@@ -489,6 +489,8 @@ class MainWindow(QMainWindow):
         manager = ModelManager(Library(), catalogue, detect_hardware(),
                                current=self.loaded.model if self.loaded else None, parent=self)
         manager.model_chosen.connect(self.use_model)
+        manager.server_requested.connect(manager.close)
+        manager.server_requested.connect(lambda: self.open_settings(remote=True))
         manager.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         manager.open()
         return manager
@@ -496,10 +498,14 @@ class MainWindow(QMainWindow):
     def use_model(self, model: InstalledModel) -> None:
         """Answer with this installed model from now on."""
         self.apply_settings(dataclasses.replace(self.settings, model=model.model,
-                                                mmproj=model.mmproj))
+                                                mmproj=model.mmproj, server_url=""))
 
-    def open_settings(self) -> None:
+    def open_settings(self, *, remote: bool = False) -> None:
+        """Open Preferences; ``remote`` starts at the remote model, switched on."""
         dialog = SettingsDialog(self.settings, self)
+        if remote:
+            dialog.remote_group.enabled.setChecked(True)
+            dialog.remote_group.url.setFocus()
         if dialog.exec():
             self.apply_settings(dialog.settings())
 

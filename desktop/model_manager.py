@@ -98,6 +98,7 @@ class ModelManager(QDialog):
     """Browse, download, import, delete and choose models."""
 
     model_chosen = Signal(object)  # InstalledModel
+    server_requested = Signal()  # the user wants a model another program serves
 
     def __init__(self, library: Library, catalogue: tuple[CatalogueEntry, ...],
                  hardware: Hardware, *, current: Path | None = None,
@@ -143,6 +144,7 @@ class ModelManager(QDialog):
         self.delete_button = QPushButton("De&lete")
         self.import_button = QPushButton("&Import Files…")
         self.use_button = QPushButton("&Use This Model")
+        self.server_button = QPushButton("Use a &Server…")
         self.close_button = QPushButton("Close")
         for button, tip in (
                 (self.download_button, "Download the model and its projector from Hugging Face"),
@@ -150,6 +152,8 @@ class ModelManager(QDialog):
                 (self.delete_button, "Delete a downloaded model (imported files are kept)"),
                 (self.import_button, "Use GGUF files already on this computer"),
                 (self.use_button, "Answer with this model from now on"),
+                (self.server_button, "Answer with a model that llama-server or vLLM serves "
+                                     "(Preferences → Remote model)"),
                 (self.close_button, "Close this window")):
             button.setToolTip(tip)
             button.setAccessibleName(button.text().replace("&", "").rstrip("…"))
@@ -160,6 +164,7 @@ class ModelManager(QDialog):
                        self.import_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        buttons.addWidget(self.server_button)
         buttons.addWidget(self.use_button)
         buttons.addWidget(self.close_button)
         layout = QVBoxLayout(self)
@@ -172,6 +177,7 @@ class ModelManager(QDialog):
 
         self.table.itemSelectionChanged.connect(self._update)
         self.download_button.clicked.connect(self.download_selected)
+        self.server_button.clicked.connect(self.server_requested)
         self.cancel_button.clicked.connect(self.cancel_download)
         self.delete_button.clicked.connect(self.delete_selected)
         self.import_button.clicked.connect(self._choose_import)

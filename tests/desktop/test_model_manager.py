@@ -120,3 +120,25 @@ def test_the_window_uses_the_chosen_model(qtbot, served_catalogue, tiny_pair, tm
         manager.close()
     finally:
         window.close()
+
+
+def test_use_a_server_opens_preferences_at_the_remote_model(qtbot, tiny_pair, tmp_path,
+                                                           monkeypatch):
+    from stagewise.desktop import settings_dialog
+
+    settings = replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj)
+    window = MainWindow(settings, settings_path=tmp_path / "settings.json",
+                        history_folder=tmp_path / "history")
+    qtbot.addWidget(window)
+    opened: list[settings_dialog.SettingsDialog] = []
+
+    def shown(dialog: settings_dialog.SettingsDialog) -> int:
+        opened.append(dialog)
+        return 0  # cancelled
+
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", shown)
+    manager = window.open_models()
+    qtbot.mouseClick(manager.server_button, Qt.MouseButton.LeftButton)
+    assert len(opened) == 1 and opened[0].remote_group.enabled.isChecked()
+    assert window.settings.server_url == ""  # nothing changes until Preferences say OK
+    window.close()

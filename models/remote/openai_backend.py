@@ -6,7 +6,8 @@ requests. Each segment is one streamed request for ``n`` candidates: the questio
 first) as the user turn and the chosen text as an assistant turn to continue
 (``continue_final_message``; ``add_generation_prompt`` off), the stage's close tag as a
 stop string kept in the output (``include_stop_str_in_output``), log-probabilities on,
-and in prompted mode the stage's grammar (``structured_outputs``). Extra parameters are
+and in prompted mode the stage's grammar (``structured_outputs``, and ``guided_grammar``
+for older vLLM). Extra parameters are
 vLLM's (its OpenAI-compatible server documentation); other servers may ignore them.
 
 The judge is more requests. Whether the server reused the image's encoding is read from
@@ -67,7 +68,7 @@ class OpenAIBackend(RemoteBackend):
             "stop": list(request.stop_strings), "include_stop_str_in_output": True,
             "seed": mix_seed(request.seed, request.segment) % (2**31 - 1), **_sampling(request)}
         if request.grammar is not None:
-            body["structured_outputs"] = {"grammar": request.grammar}
+            body |= _grammar(request.grammar)
         return [Job("/chat/completions", body, tuple(range(request.n)))]
 
     def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
@@ -91,8 +92,7 @@ class OpenAIBackend(RemoteBackend):
 
     def greedy(self, prompt: Prompt, grammar: str, max_tokens: int, *, image: bool,
                reply: str = "") -> str:
-        options = {"max_tokens": max_tokens, "temperature": 0,
-                   "structured_outputs": {"grammar": grammar}}
+        options = {"max_tokens": max_tokens, "temperature": 0, **_grammar(grammar)}
         done = self._chat(self._messages(prompt, reply, image=image), options)
         choices = done.get("choices") or [{}]
         return str((choices[0].get("message") or {}).get("content") or "")
@@ -140,3 +140,10 @@ def _sampling(request: SampleRequest) -> dict[str, Any]:
     if s.greedy:
         return {"temperature": 0}
     return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p}
+
+
+def _grammar(grammar: str) -> dict[str, Any]:
+    """A GBNF grammar as vLLM takes it: ``structured_outputs`` (0.10.2 on), and
+    ``guided_grammar`` for the versions before, which still run Llama 3.2 Vision on their
+    V0 engine (each version ignores the other's field)."""
+    return {"structured_outputs": {"grammar": grammar}, "guided_grammar": grammar}

@@ -35,6 +35,7 @@ DOCUMENTED = {  # vLLM's ChatCompletionRequest fields this client may send
     "top_p", "top_k", "min_p", "seed", "stop", "stream", "stream_options", "logprobs",
     "top_logprobs", "include_stop_str_in_output", "continue_final_message",
     "add_generation_prompt", "structured_outputs",
+    "guided_grammar",  # before 0.10.2 (the versions whose V0 engine runs Llama 3.2 Vision)
 }
 
 
@@ -113,7 +114,8 @@ def _invalid(body: dict[str, Any]) -> str:
     if body.get("top_logprobs") and not body.get("logprobs"):
         return "top_logprobs needs logprobs"
     grammar = (body.get("structured_outputs") or {}).get("grammar")
-    if grammar is not None and "root ::=" not in grammar:
+    if grammar is not None and ("root ::=" not in grammar
+                                or body.get("guided_grammar") != grammar):
         return "bad grammar"
     return ""
 

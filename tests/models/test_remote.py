@@ -8,6 +8,7 @@ loads it.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -207,3 +208,17 @@ def test_stagewise_ask_prints_four_stages_through_the_server(server):
     for stage in STAGES:
         assert stage.value.capitalize() in done.stdout or stage.title in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_stagewise_eval_runs_through_the_server(server):
+    done = subprocess.run(
+        [sys.executable, "-m", "stagewise.desktop.cli", "eval", "--demo", "--limit", "3",
+         "--strategy", "single,stage", "--beam", "2", "--server", server.url,
+         "--stage-mode", "native", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "STAGEWISE_API_KEY": ""})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["model"] == f"llama-server at {server.url}" and report["mmproj"] is None
+    assert report["status"] == "finished" and report["done"] == 3
+    assert len(report["items"]) == 3

@@ -154,8 +154,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
     if args.json:
-        payload = {"data": str(data), "model": str(model), "mmproj": str(mmproj) if mmproj else None,
-                   **report.to_json()}
+        payload = {"data": str(data), "model": str(model),
+                   "mmproj": str(mmproj) if mmproj else None, **report.to_json()}
         json.dump(payload, out, ensure_ascii=False, indent=2)
         out.write("\n")
     else:

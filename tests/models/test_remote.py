@@ -221,4 +221,4 @@ def test_stagewise_eval_runs_through_the_server(server):
     report = json.loads(done.stdout)
     assert report["model"] == f"llama-server at {server.url}" and report["mmproj"] is None
     assert report["status"] == "finished" and report["done"] == 3
-    assert len(report["items"]) == 3
+    assert len(report["items"]) == 6  # two strategies for each question

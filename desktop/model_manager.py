@@ -139,6 +139,26 @@ class ModelManager(QDialog):
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Message")
 
+        buttons = self._build_buttons()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.message)
+        layout.addLayout(buttons)
+
+        self.table.itemSelectionChanged.connect(self._update)
+        self.download_button.clicked.connect(self.download_selected)
+        self.server_button.clicked.connect(self.server_requested)
+        self.cancel_button.clicked.connect(self.cancel_download)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.import_button.clicked.connect(self._choose_import)
+        self.use_button.clicked.connect(self.use_selected)
+        self.close_button.clicked.connect(self.close)
+        self.refresh()
+
+    def _build_buttons(self) -> QHBoxLayout:
         self.download_button = QPushButton("&Download")
         self.cancel_button = QPushButton("&Cancel Download")
         self.delete_button = QPushButton("De&lete")
@@ -167,23 +187,7 @@ class ModelManager(QDialog):
         buttons.addWidget(self.server_button)
         buttons.addWidget(self.use_button)
         buttons.addWidget(self.close_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.details)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.progress_label)
-        layout.addWidget(self.message)
-        layout.addLayout(buttons)
-
-        self.table.itemSelectionChanged.connect(self._update)
-        self.download_button.clicked.connect(self.download_selected)
-        self.server_button.clicked.connect(self.server_requested)
-        self.cancel_button.clicked.connect(self.cancel_download)
-        self.delete_button.clicked.connect(self.delete_selected)
-        self.import_button.clicked.connect(self._choose_import)
-        self.use_button.clicked.connect(self.use_selected)
-        self.close_button.clicked.connect(self.close)
-        self.refresh()
+        return buttons
 
     # -- the table ------------------------------------------------------------------------
 

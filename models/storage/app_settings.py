@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -43,6 +42,15 @@ from stagewise.models.reasoning.search_settings import (
 )
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
 from stagewise.models.storage.paths import config_dir
+from stagewise.models.storage.settings_values import (
+    Invalid,
+    bool_value,
+    choice_value,
+    float_value,
+    int_value,
+    path_value,
+    text_value,
+)
 
 __all__ = [
     "BAD_SUFFIX",
@@ -198,7 +206,7 @@ class AppSettings:
         for name, convert in _CONVERTERS.items():
             try:
                 changes[name] = convert(getattr(self, name))
-            except _Invalid as error:
+            except Invalid as error:
                 raise StagewiseError(f"settings: {error}") from None
         if self.version != SCHEMA_VERSION:
             raise StagewiseError(
@@ -217,116 +225,47 @@ class AppSettings:
 # --------------------------------------------------------------------------- values
 
 
-class _Invalid(ValueError):
-    """A stored value that cannot be used; the message says why."""
-
-
-def _path(name: str) -> Callable[[object], Path | None]:
-    def convert(value: object) -> Path | None:
-        if value is None:
-            return None
-        if isinstance(value, str | os.PathLike):
-            text = os.fspath(value)
-            if isinstance(text, str):
-                return Path(text) if text else None
-        raise _Invalid(f"{name} must be a file path or null, not {value!r}")
-
-    return convert
-
-
-def _int(name: str, low: int, high: int, what: str = "") -> Callable[[object], int]:
-    def convert(value: object) -> int:
-        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return value
-        raise _Invalid(
-            f"{name} must be a whole number from {low} to {high}{what}, not {value!r}"
-        )
-
-    return convert
-
-
-def _float(name: str, low: float, high: float) -> Callable[[object], float]:
-    def convert(value: object) -> float:
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and low <= value <= high
-        ):
-            return float(value)
-        raise _Invalid(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
-
-    return convert
-
-
-def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
-    def convert(value: object) -> str:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise _Invalid(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-
-    return convert
-
-
-def _bool(name: str) -> Callable[[object], bool]:
-    def convert(value: object) -> bool:
-        if isinstance(value, bool):
-            return value
-        raise _Invalid(f"{name} must be true or false, not {value!r}")
-
-    return convert
-
-
-def _text(name: str) -> Callable[[object], str]:
-    def convert(value: object) -> str:
-        if isinstance(value, str):
-            return value
-        raise _Invalid(f"{name} must be text, not {value!r}")
-
-    return convert
-
-
 def _threads(value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= THREADS_MAX:
         return value
-    raise _Invalid(
+    raise Invalid(
         f"threads must be null (automatic) or a whole number from 1 to {THREADS_MAX}, "
         f"not {value!r}"
     )
 
 
 def _server_url(value: object) -> str:
-    text = _text("server_url")(value).strip()
+    text = text_value("server_url")(value).strip()
     if text and not text.startswith(("http://", "https://")):
-        raise _Invalid(f"server_url must start with http:// or https://, not {text!r}")
+        raise Invalid(f"server_url must start with http:// or https://, not {text!r}")
     return text
 
 
 # Every stored key but "version", with the function that checks and normalises it.
 _CONVERTERS: dict[str, Callable[[object], object]] = {
-    "model": _path("model"),
-    "mmproj": _path("mmproj"),
-    "beam": _int("beam", 1, MAX_BEAM, " (1 is a single pass)"),
-    "select": _choice("select", SELECTIONS),
-    "strategy": _choice("strategy", STRATEGIES),
-    "temperature": _float("temperature", 0.0, TEMPERATURE_MAX),
-    "top_p": _float("top_p", 0.0, 1.0),
-    "max_stage_tokens": _int("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
-    "retrace_scorer": _choice("retrace_scorer", RETRACE_SCORERS),
-    "scorer_model": _path("scorer_model"),
-    "gpu_layers": _int("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
+    "model": path_value("model"),
+    "mmproj": path_value("mmproj"),
+    "beam": int_value("beam", 1, MAX_BEAM, " (1 is a single pass)"),
+    "select": choice_value("select", SELECTIONS),
+    "strategy": choice_value("strategy", STRATEGIES),
+    "temperature": float_value("temperature", 0.0, TEMPERATURE_MAX),
+    "top_p": float_value("top_p", 0.0, 1.0),
+    "max_stage_tokens": int_value("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
+    "retrace_scorer": choice_value("retrace_scorer", RETRACE_SCORERS),
+    "scorer_model": path_value("scorer_model"),
+    "gpu_layers": int_value("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
-    "n_ctx": _int("n_ctx", CTX_MIN, CTX_MAX),
+    "n_ctx": int_value("n_ctx", CTX_MIN, CTX_MAX),
     "server_url": _server_url,
-    "server_kind": _choice("server_kind", SERVER_KINDS),
-    "server_model": _text("server_model"),
-    "server_stage_mode": _choice("server_stage_mode", tuple(m.value for m in StageMode)),
-    "cpu_amx": _bool("cpu_amx"),
-    "stages_collapsed": _bool("stages_collapsed"),
-    "window_geometry": _text("window_geometry"),
-    "window_state": _text("window_state"),
+    "server_kind": choice_value("server_kind", SERVER_KINDS),
+    "server_model": text_value("server_model"),
+    "server_stage_mode": choice_value("server_stage_mode", tuple(m.value for m in StageMode)),
+    "cpu_amx": bool_value("cpu_amx"),
+    "stages_collapsed": bool_value("stages_collapsed"),
+    "window_geometry": text_value("window_geometry"),
+    "window_state": text_value("window_state"),
 }
 assert set(_CONVERTERS) | {"version"} == {f.name for f in fields(AppSettings)}
 
@@ -478,7 +417,7 @@ def settings_from_json(data: Mapping[str, Any]) -> tuple[AppSettings, list[str],
             continue
         try:
             values[key] = convert(value)
-        except _Invalid as error:
+        except Invalid as error:
             problems.append(str(error))
     return AppSettings(**values), problems, newer  # type: ignore[arg-type]
 

@@ -15,10 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stagewise.desktop.cli import ask, doctor, evaluate, model_library
-from stagewise.desktop.cli.args import beam_width
 from stagewise.models.errors import StagewiseError
 
+# The commands' modules (and the core they import) load inside main(), so that Ctrl+C
+# while they load is main()'s to answer, in one line.
+
+EXIT_INTERRUPTED = 130
 EXIT_ERROR = 2
 
 
@@ -36,6 +38,9 @@ def ensure_std_streams() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the window's options and of every command."""
+    from stagewise.desktop.cli import ask, doctor, evaluate, model_library
+    from stagewise.desktop.cli.args import beam_width
+
     parser = argparse.ArgumentParser(
         prog="stagewise",
         description="Answer questions about images with visible, staged reasoning. "
@@ -74,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 when all went well, :data:`EXIT_ERROR` after an error.
     """
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl+C before a command set its own handler (loading, say)
+        print("stagewise: stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     ensure_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -86,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
             mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout,
             startup_report=args.startup_report))
+    from stagewise.desktop.cli import ask, doctor, evaluate, model_library
+
     try:
         if args.command == "models":
             return model_library.run(args)

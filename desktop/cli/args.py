@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
@@ -17,6 +19,57 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+SEED_MAX = 2**32 - 1
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``; out of range, argparse says which range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number_in(low: float, high: float) -> Callable[[str], float]:
+    """A finite number from ``low`` to ``high`` (no nan or inf)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, not {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def checked_question(text: str) -> str:
+    """The question, if it is one.
+
+    Raises:
+        StagewiseError: It is empty, or holds bytes that are not UTF-8 text (the shell
+            passed them through, as surrogate escapes).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StagewiseError("the question is not valid UTF-8 text") from None
+    if not text.strip():
+        raise StagewiseError("the question is empty")
+    return text
 
 
 def beam_width(text: str) -> int:
@@ -37,7 +90,7 @@ def add_retrace_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scorer-model", type=Path, metavar="GGUF",
                        help="the second model's text GGUF (projector beside it) or "
                             "library id, for --scorer model")
-    group.add_argument("--retrace-cutoff", type=float, metavar="X",
+    group.add_argument("--retrace-cutoff", type=number_in(-1e9, 1e9), metavar="X",
                        help="retrace while the second-best reasoning score is not above X "
                             "(default: 0.5 for selfcheck and model; logprob never retraces)")
 

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import TextIO
 
 from stagewise.desktop.cli.args import (
+    SEED_MAX,
     add_retrace_arguments,
     add_server_arguments,
     beam_width,
-    positive_int,
+    checked_question,
+    int_in,
+    number_in,
     retrace_settings,
     server_settings,
 )
@@ -42,6 +45,14 @@ from stagewise.models.reasoning.search_settings import (
     SearchSettings,
 )
 from stagewise.models.reasoning.stages import StageParser
+from stagewise.models.storage.app_settings import (
+    CTX_MAX,
+    CTX_MIN,
+    GPU_LAYERS_MAX,
+    MAX_STAGE_TOKENS_MAX,
+    TEMPERATURE_MAX,
+    THREADS_MAX,
+)
 
 EXIT_CANCELLED = 130
 
@@ -62,20 +73,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="how a candidate is chosen (default %(default)s)")
     ask.add_argument("--strategy", choices=STRATEGIES, default=SearchSettings.strategy,
                      help="search granularity (default %(default)s)")
-    ask.add_argument("--max-stage-tokens", type=positive_int,
+    ask.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
                      default=SearchSettings.max_stage_tokens,
                      help="token budget per stage (default %(default)s)")
-    ask.add_argument("--temperature", type=float, default=SamplingSettings.temperature,
-                     help="(default %(default)s)")
-    ask.add_argument("--top-p", type=float, default=SamplingSettings.top_p,
-                     help="(default %(default)s)")
-    ask.add_argument("--seed", type=int, default=SearchSettings.seed,
-                     help="(default %(default)s)")
-    ask.add_argument("--threads", type=positive_int, help="CPU threads (default: auto)")
-    ask.add_argument("--gpu-layers", type=int, default=EngineSettings.gpu_layers,
+    ask.add_argument("--temperature", type=number_in(0.0, TEMPERATURE_MAX),
+                     default=SamplingSettings.temperature,
+                     help=f"0 to {TEMPERATURE_MAX:g}; 0 is greedy (default %(default)s)")
+    ask.add_argument("--top-p", type=number_in(0.0, 1.0), default=SamplingSettings.top_p,
+                     help="0 to 1 (default %(default)s)")
+    ask.add_argument("--seed", type=int_in(0, SEED_MAX), default=SearchSettings.seed,
+                     help=f"0 to {SEED_MAX} (default %(default)s)")
+    ask.add_argument("--threads", type=int_in(1, THREADS_MAX), help="CPU threads (default: auto)")
+    ask.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),
+                     default=EngineSettings.gpu_layers,
                      help="layers to offload to the GPU: -1 all that fit (default), 0 none")
-    ask.add_argument("--ctx", type=positive_int, default=EngineSettings.n_ctx,
-                     help="context size (default %(default)s)")
+    ask.add_argument("--ctx", type=int_in(CTX_MIN, CTX_MAX), default=EngineSettings.n_ctx,
+                     help=f"context size, {CTX_MIN} to {CTX_MAX} (default %(default)s)")
     ask.add_argument("--flash-attn", choices=FLASH_ATTENTION, default=EngineSettings.flash_attn,
                      help="flash attention (default %(default)s)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -107,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from stagewise.models.remote.keys import KeyStore
     from stagewise.models.session import Session, plan
 
+    question = checked_question(args.question)
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = search_settings(args)
     server = server_settings(args)
@@ -124,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             printer = None if args.json else _StagePrinter(
                 sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
             result = None
-            for event in session.ask(image, args.question, settings, cancel):
+            for event in session.ask(image, question, settings, cancel):
                 if printer:
                     printer.show(event)
                 if isinstance(event, AnswerFinished):

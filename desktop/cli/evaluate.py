@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
+    SEED_MAX,
     add_retrace_arguments,
     add_server_arguments,
     beam_width,
+    int_in,
+    number_in,
     positive_int,
     retrace_settings,
     server_settings,
@@ -32,6 +35,13 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.results import STRATEGY_NAMES
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
+from stagewise.models.storage.app_settings import (
+    CTX_MAX,
+    CTX_MIN,
+    GPU_LAYERS_MAX,
+    MAX_STAGE_TOKENS_MAX,
+    THREADS_MAX,
+)
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
     from stagewise.models.evaluation.runner import EvalProgress
@@ -77,16 +87,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "with --demo, the demo model)")
     ev.add_argument("--mmproj", type=Path, metavar="GGUF",
                     help="projector GGUF (default: the one beside --model)")
-    ev.add_argument("--seed", type=int, default=SearchSettings.seed, metavar="N",
+    ev.add_argument("--seed", type=int_in(0, SEED_MAX // 2), default=SearchSettings.seed,
+                    metavar="N",
                     help="question i is answered with seed + i by every strategy "
                          "(default %(default)s)")
-    ev.add_argument("--max-stage-tokens", type=positive_int,
+    ev.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
                     default=SearchSettings.max_stage_tokens, metavar="N",
                     help="token budget per stage (default %(default)s)")
-    ev.add_argument("--ctx", type=positive_int, default=EngineSettings.n_ctx, metavar="N",
+    ev.add_argument("--ctx", type=int_in(CTX_MIN, CTX_MAX), default=EngineSettings.n_ctx,
+                    metavar="N",
                     help="context size (default %(default)s)")
-    ev.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: auto)")
-    ev.add_argument("--gpu-layers", type=int, default=EngineSettings.gpu_layers, metavar="N",
+    ev.add_argument("--threads", type=int_in(1, THREADS_MAX), metavar="N",
+                    help="CPU threads (default: auto)")
+    ev.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),
+                    default=EngineSettings.gpu_layers, metavar="N",
                     help="layers to offload to the GPU: -1 all that fit (default), 0 none")
     ev.add_argument("--calibration", type=Path, metavar="DATA",
                     help="retrace: questions to calibrate its cutoff on (jsonl or tsv), never "
@@ -94,7 +108,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "puzzles")
     ev.add_argument("--calibration-size", type=positive_int, default=20, metavar="K",
                     help="retrace: calibration questions (default 20)")
-    ev.add_argument("--percentile", type=float, default=60.0, metavar="P",
+    ev.add_argument("--percentile", type=number_in(0.0, 100.0), default=60.0, metavar="P",
                     help="retrace: the cutoff is this percentile of the scorer's reasoning "
                          "scores on the calibration questions (default 60, as the paper)")
     add_retrace_arguments(ev)

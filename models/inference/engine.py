@@ -46,6 +46,8 @@ from stagewise.models.inference.stage_mode import STAGE_MODE_KEY, StageMode
 
 log = logging.getLogger("stagewise.llama")
 
+MIN_CTX = 256  # the smallest context the engine takes (llama.cpp aborts below 64)
+
 
 
 class Engine:
@@ -92,6 +94,9 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self.weight_buffers: dict[str, float] = {}
         self._turn_end: frozenset[int] = frozenset()
+        if self.settings.n_ctx < MIN_CTX:  # llama.cpp asserts (and aborts) below this
+            raise EngineError(f"the context must hold at least {MIN_CTX} tokens, "
+                              f"not {self.settings.n_ctx}")
         text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)

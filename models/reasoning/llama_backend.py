@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+import numpy as np
+
 from stagewise.models.errors import EngineError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.families import fit_pixels
@@ -103,6 +105,11 @@ class LlamaBackend:
                 prompt.close()
             bitmap.close()
             raise
+        if not np.isfinite(engine.logits(-1)).all():
+            self._prefix.close()
+            self._prefix = None
+            raise EngineError(f"{engine.name} gives no usable output (its first logits are "
+                              "not numbers): the model file's weights are damaged")
         tail = prompt.tail_tokens()
         self._root = _Root(seq, pos, (), tail[-1] if tail else None)
         self._root_logits = True

@@ -125,3 +125,9 @@ def test_a_prompt_longer_than_the_context_is_refused_before_libmtmd(tiny_pair, i
                 engine.eval_prompt(prompt, 0)
         finally:
             prompt.close()
+
+
+def test_a_context_llama_cpp_would_abort_on_is_refused(tiny_pair):
+    """llama.cpp asserts (and the process dies) below 64 tokens of context."""
+    with pytest.raises(EngineError, match="at least 256 tokens, not 32"):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=32))

@@ -24,7 +24,9 @@ from stagewise.desktop.cli.args import (
     retrace_settings,
     server_settings,
 )
+from stagewise.desktop.cli.ask_history import AskRecord
 from stagewise.desktop.cli.progress_line import ProgressLine
+from stagewise.models.errors import StagewiseError
 from stagewise.models.events import (
     AnswerFinished,
     Event,
@@ -92,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--flash-attn", choices=FLASH_ATTENTION, default=EngineSettings.flash_attn,
                      help="flash attention (default %(default)s)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ask.add_argument("--no-history", action="store_true",
+                     help="do not keep this question and its answer in the history (which "
+                          "the window shows)")
     add_retrace_arguments(ask)
     add_server_arguments(ask)
 
@@ -126,23 +131,30 @@ def run(args: argparse.Namespace) -> int:
     server = server_settings(args)
     if server is not None:
         session = Session.connect(server, KeyStore().get(server.url))
+        model = session.served_by
     else:
         load = plan(args.model, args.mmproj, engine_settings(args), settings)
         if load.note:
             print(f"stagewise: {load.note}", file=sys.stderr)
         session = Session(load)
+        model = load.model.name
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    record = AskRecord(args, image, question, model)
     try:
         with session:
             printer = None if args.json else _StagePrinter(
                 sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
             result = None
             for event in session.ask(image, question, settings, cancel):
+                record.record(event)
                 if printer:
                     printer.show(event)
                 if isinstance(event, AnswerFinished):
                     result = event.result
+    except StagewiseError as error:
+        record.fail(str(error))
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result is not None

@@ -158,3 +158,35 @@ def test_retrace_answers_in_four_stages(tiny_pair, image_file):
 def test_the_model_scorer_without_a_model_is_one_clear_line(tiny_pair, image_file):
     assert_clean_failure(ask(tiny_pair, image_file, "--strategy", "retrace", "--scorer",
                              "model"), "second model")
+
+
+def test_ask_keeps_its_answer_in_the_history_the_window_reads(tiny_pair, image_file, tmp_path):
+    from stagewise.models.storage.history import History
+
+    data = tmp_path / "data"
+    done = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                     "--image", image_file, "--question", "How many circles?",
+                     "--max-stage-tokens", "8", "--beam", "2", data_dir=data)
+    assert done.returncode == 0, done.stderr
+    skipped = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                        "--image", image_file, "--question", "Not kept?", "--no-history",
+                        "--max-stage-tokens", "8", data_dir=data)
+    assert skipped.returncode == 0, skipped.stderr
+    entries = History(data / "history").entries()
+    assert [e.question for e in entries] == ["How many circles?"]
+    assert entries[0].model == tiny_pair.model.name and entries[0].status == "finished"
+    run = History(data / "history").load(entries[0].id)
+    assert run.result.beam == 2 and len(run.result.candidates) == 8
+
+
+def test_a_history_that_cannot_be_written_costs_a_warning_not_the_answer(
+        tiny_pair, image_file, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "history").write_text("a file where the history folder should be")
+    done = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                     "--image", image_file, "--question", "How many circles?",
+                     "--max-stage-tokens", "8", data_dir=data)
+    assert done.returncode == 0, done.stderr
+    assert "will not be saved in the history" in done.stderr
+    assert "Traceback" not in done.stderr

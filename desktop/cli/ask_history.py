@@ -1,0 +1,77 @@
+"""``stagewise ask`` keeps its answers in the history, as the window does.
+
+The same store and the same calls as the window's engine thread, so a scripted user has a
+record and the window shows it. A history that cannot be written costs one warning line,
+not the answer. ``--no-history`` opts out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stagewise.models.errors import StagewiseError
+from stagewise.models.events import Event, TokenStreamed
+from stagewise.models.storage.app_settings import AppSettings
+
+if TYPE_CHECKING:
+    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.storage.history import History
+
+__all__ = ["AskRecord"]
+
+
+class AskRecord:
+    """One ask's run in the history; every method is a no-op once saving has failed."""
+
+    def __init__(self, args: argparse.Namespace, image: PreparedImage, question: str,
+                 model: str, folder: Path | None = None) -> None:
+        self._history: History | None = None
+        self._run = -1
+        if args.no_history:
+            return
+        from stagewise.models.storage.history import History
+
+        try:
+            self._history = History(folder)
+            self._run = self._history.start(image, Path(args.image).read_bytes(),
+                                            Path(args.image).name, question, model,
+                                            settings_record(args))
+        except (StagewiseError, OSError) as error:
+            self._warn(error)
+
+    def record(self, event: Event) -> None:
+        if self._run < 0 or self._history is None or isinstance(event, TokenStreamed):
+            return
+        try:
+            self._history.record(self._run, event)
+        except StagewiseError as error:
+            self._warn(error)
+
+    def fail(self, message: str) -> None:
+        if self._run < 0 or self._history is None:
+            return
+        try:
+            self._history.fail(self._run, message)
+        except StagewiseError as error:
+            self._warn(error)
+
+    def _warn(self, error: Exception) -> None:
+        print(f"stagewise: this answer will not be saved in the history: {error}",
+              file=sys.stderr)
+        self._run = -1
+
+
+def settings_record(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings an ask ran with, as the window saves its own beside a run."""
+    settings = replace(
+        AppSettings(), model=args.model, mmproj=args.mmproj, beam=args.beam,
+        select=args.select, strategy=args.strategy, temperature=args.temperature,
+        top_p=args.top_p, max_stage_tokens=args.max_stage_tokens, retrace_scorer=args.scorer,
+        scorer_model=args.scorer_model, gpu_layers=args.gpu_layers, threads=args.threads,
+        n_ctx=args.ctx, server_url=args.server or "", server_kind=args.server_kind,
+        server_model=args.server_model, server_stage_mode=args.stage_mode)
+    return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,18 @@ def test_no_module_imports_the_old_top_level_names():
                          and node.level == 0 else [])
                 offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {name}" for name in names
                               if name.split(".")[0] in ("models", "desktop")]
+    assert not offenders
+
+
+def test_no_process_is_started_with_the_old_module_names():
+    """``python -m desktop`` works only where a checkout is on the path; the installed
+    names are ``stagewise.desktop`` and ``stagewise.models``."""
+    pattern = re.compile(r"""["']-m["'],\s*["'](models|desktop)\b""")
+    offenders = [f"{path.relative_to(ROOT)}:{no}"
+                 for top in ("models", "desktop", "tests", "bench", "packaging")
+                 for path in (ROOT / top).rglob("*.py")
+                 for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
     assert not offenders
 
 

@@ -56,7 +56,7 @@ def _self_command() -> list[str]:
     """How to start this program again: the bundle's executable, or this Python."""
     if getattr(sys, "frozen", False):
         return [sys.executable]
-    return [sys.executable, "-m", "desktop"]
+    return [sys.executable, "-m", "stagewise.desktop"]
 
 
 def isolated_smoke_answer(timeout_s: float = SMOKE_TIMEOUT_S) -> SmokeResult:

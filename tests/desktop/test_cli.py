@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def stagewise(*args: str | Path, data_dir: Path | None = None,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     if data_dir is not None:
         env["STAGEWISE_DATA_DIR"] = str(data_dir)
     return subprocess.run(

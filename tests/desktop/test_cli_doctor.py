@@ -22,10 +22,10 @@ from tests.desktop.test_cli import ROOT
 
 
 def doctor(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), "STAGEWISE_DATA_DIR": str(data_dir),
+    environ = {**os.environ, "STAGEWISE_DATA_DIR": str(data_dir),
                **env}
     environ.pop(AMX_ENV, None)
-    return subprocess.run([sys.executable, "-m", "desktop", "doctor", *args],
+    return subprocess.run([sys.executable, "-m", "stagewise.desktop", "doctor", *args],
                           capture_output=True, text=True, timeout=300, env=environ, cwd=ROOT)
 
 

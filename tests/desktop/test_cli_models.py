@@ -71,7 +71,7 @@ def test_bad_requests_end_in_one_clear_line(served_catalogue, tmp_path, tiny_pai
 
 def test_ctrl_c_stops_a_pull_and_says_how_to_resume(served_catalogue, tmp_path, tiny_pair):
     served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.05)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STAGEWISE_DATA_DIR": str(tmp_path / "d")}
+    env = {**os.environ, "STAGEWISE_DATA_DIR": str(tmp_path / "d")}
     process = subprocess.Popen([sys.executable, "-m", "stagewise.desktop.cli", "models", "pull",
                                 ENTRY_ID],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

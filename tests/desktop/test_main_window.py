@@ -241,8 +241,9 @@ def _run(args: list[str], tmp_path: Path, timeout: int = 120) -> subprocess.Comp
 
 def test_self_test_answers_and_saves_a_screenshot(tiny_pair, tmp_path):
     shot = tmp_path / "window.png"
-    done = _run([sys.executable, "-m", "desktop", "--self-test", "--screenshot", str(shot),
-                 "--model", str(tiny_pair.model), "--mmproj", str(tiny_pair.mmproj)], tmp_path)
+    done = _run([sys.executable, "-m", "stagewise.desktop", "--self-test", "--screenshot",
+                 str(shot), "--model", str(tiny_pair.model), "--mmproj", str(tiny_pair.mmproj)],
+                tmp_path)
     assert done.returncode == 0, done.stderr
     assert "all four stages arrived" in done.stdout
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -252,7 +253,7 @@ def test_self_test_answers_and_saves_a_screenshot(tiny_pair, tmp_path):
 def test_self_test_fails_on_a_broken_model(tiny_pair, tmp_path):
     broken = tmp_path / "broken-model.gguf"
     broken.write_bytes(tiny_pair.model.read_bytes()[:5000])
-    done = _run([sys.executable, "-m", "desktop", "--self-test", "--model", str(broken),
+    done = _run([sys.executable, "-m", "stagewise.desktop", "--self-test", "--model", str(broken),
                  "--mmproj", str(tiny_pair.mmproj), "--timeout", "60"], tmp_path)
     assert done.returncode == 1
     assert "could not be loaded" in done.stderr
@@ -360,7 +361,7 @@ def test_ctrl_c_in_the_terminal_closes_the_window_cleanly(tiny_pair, tmp_path):
                STAGEWISE_DATA_DIR=str(tmp_path / "data"),
                STAGEWISE_CONFIG_DIR=str(tmp_path / "config"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "desktop", "--model", str(tiny_pair.model), "--mmproj",
+        [sys.executable, "-m", "stagewise.desktop", "--model", str(tiny_pair.model), "--mmproj",
          str(tiny_pair.mmproj)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     database = tmp_path / "data" / "history" / "history.sqlite3"

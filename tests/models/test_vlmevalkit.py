@@ -215,7 +215,7 @@ def test_stagewise_eval_runs_on_a_tsv(tmp_path, tiny_pair: TinyPair):
          "--strategy", "single",
          "--max-stage-tokens", "8", "--threads", "1"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=dict(os.environ),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("2 questions · ")

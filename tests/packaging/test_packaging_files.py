@@ -94,7 +94,7 @@ def test_the_check_tells_a_native_llama_cpp_from_the_portable_one(info, offered,
 
 def test_the_check_reads_the_report_stagewise_doctor_prints():
     check = runpy.run_path(str(PACKAGING / "linux" / "check.py"))
-    done = subprocess.run([sys.executable, "-m", "desktop", "doctor", "--no-smoke"],
+    done = subprocess.run([sys.executable, "-m", "stagewise.desktop", "doctor", "--no-smoke"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert check["_line"](done.stdout, "system info").startswith("CPU :")

@@ -293,8 +293,6 @@ def _run(command: list[str], log: Callable[[str], None] | None) -> tuple[int, li
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
     env.pop("NO_LOCAL_GGUF", None)  # the converter's own gguf-py, of its version
-    package_root = str(Path(__file__).resolve().parents[3])  # where ``models`` lives
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     unrecognised = False
     try:

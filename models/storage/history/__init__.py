@@ -9,9 +9,15 @@ A :class:`History` works on one folder (by default ``data_dir() / "history"``)::
 Each instance owns one sqlite3 connection, opened lazily by the first thread that uses it;
 use one instance per thread (the GUI thread reads and deletes, the engine thread writes).
 Every write is its own transaction and commits at once, so a crash or a kill loses nothing
-already recorded. A run that was still ``"running"`` when its writer died is marked
-``"interrupted"`` by an instance opened with ``recover=True`` (the GUI does this once at
-startup, before it starts any engine thread).
+already recorded. Each run keeps its owner process; any opening (the window's, the engine
+thread's, ``stagewise ask``'s) and :meth:`History.repair_interrupted` mark ``"interrupted"``
+the runs still ``"running"`` whose owner is gone, never a live process's run.
+
+Every opening runs ``PRAGMA quick_check``: a damaged database is refused, or, opened with
+``recover=True`` (the window's own opening), kept aside (:attr:`History.damaged`) and a new
+one started; :func:`export_readable` copies what can still be read from it into JSON. A folder
+that cannot be written opens read-only (:attr:`History.read_only`): runs can be read, not
+saved.
 
 Failures to write (a full disk, a read-only folder, a locked database) become
 :class:`~stagewise.models.errors.StagewiseError` with a message for people; the instance stays
@@ -23,6 +29,9 @@ Modules: :mod:`~stagewise.models.storage.history.records` (:class:`HistoryEntry`
 :class:`StoredRun`, :class:`RunNotFound`), :mod:`~stagewise.models.storage.history.schema` (the
 database file name, schema version and migrations), :mod:`~stagewise.models.storage.history.errors`
 (:func:`describe_error`, errors turned into StagewiseError),
+:mod:`~stagewise.models.storage.history.owners` (which process owns a run, and whether it
+lives), :mod:`~stagewise.models.storage.history.opening` (checked, migrated, repaired, kept
+aside, read-only), :mod:`~stagewise.models.storage.history.salvage` (:func:`export_readable`),
 :mod:`~stagewise.models.storage.history.files` (:func:`image_extension`, :data:`MIME_TYPES`,
 thumbnails), :mod:`~stagewise.models.storage.history.rows` (a run's records written as rows, its
 SearchResult rebuilt from them), :mod:`~stagewise.models.storage.history.database` (the connection's
@@ -35,6 +44,7 @@ from __future__ import annotations
 from stagewise.models.library.files import write_atomic
 from stagewise.models.storage.history.errors import describe_error
 from stagewise.models.storage.history.files import MIME_TYPES, THUMBNAIL_SIZE, image_extension
+from stagewise.models.storage.history.opening import READ_ONLY_NOTICE
 from stagewise.models.storage.history.records import RUN_RECORD_STATUSES as RUN_RECORD_STATUSES
 from stagewise.models.storage.history.records import (
     HistoryEntry,
@@ -42,6 +52,7 @@ from stagewise.models.storage.history.records import (
     RunRecordStatus,
     StoredRun,
 )
+from stagewise.models.storage.history.salvage import ExportSummary, export_readable
 from stagewise.models.storage.history.schema import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
 from stagewise.models.storage.history.schema import DATABASE_NAME, SCHEMA_VERSION
 from stagewise.models.storage.history.store import History
@@ -51,14 +62,17 @@ from stagewise.models.storage.history.store import History
 __all__ = [
     "DATABASE_NAME",
     "MIME_TYPES",
+    "READ_ONLY_NOTICE",
     "SCHEMA_VERSION",
     "THUMBNAIL_SIZE",
+    "ExportSummary",
     "History",
     "HistoryEntry",
     "RunNotFound",
     "RunRecordStatus",
     "StoredRun",
     "describe_error",
+    "export_readable",
     "image_extension",
     "write_atomic",
 ]

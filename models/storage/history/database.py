@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.storage.history.owners import owner_alive
 from stagewise.models.storage.history.schema import (
     _MIGRATIONS,
     BUSY_TIMEOUT_S,
@@ -33,8 +34,16 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
-def _open_database(database: Path) -> sqlite3.Connection:
-    """A connection to ``database`` in WAL mode, autocommit, with ``sw_fold`` registered."""
+def _open_database(database: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection to ``database`` in WAL mode, autocommit, with ``sw_fold`` registered.
+
+    Args:
+        database: The database file.
+        read_only: Open it read-only (``mode=ro``; ``immutable=1`` when even the WAL index
+            cannot be made, as in a read-only folder after a clean exit); nothing is created.
+    """
+    if read_only:
+        return _open_read_only(database)
     db = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                          check_same_thread=False)
     try:
@@ -49,6 +58,68 @@ def _open_database(database: Path) -> sqlite3.Connection:
     return db
 
 
+def _open_read_only(database: Path) -> sqlite3.Connection:
+    """A read-only connection to ``database`` (see :func:`_open_database`)."""
+    uri = database.resolve().as_uri()
+    for mode in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                             isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            db.close()
+            if mode == "immutable=1":
+                raise
+            continue
+        db.row_factory = sqlite3.Row
+        db.create_function("sw_fold", 1, _fold, deterministic=True)
+        return db
+    raise AssertionError("unreachable")
+
+
+def _check_integrity(db: sqlite3.Connection) -> None:
+    """Run ``PRAGMA quick_check`` (every page, row and index entry is readable and in order).
+
+    Raises:
+        sqlite3.DatabaseError: With the SQLITE_CORRUPT code, when the check finds damage.
+    """
+    problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        error = sqlite3.DatabaseError("; ".join(problems[:3]))
+        error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+        error.sqlite_errorname = "SQLITE_CORRUPT"
+        raise error
+
+
+def _check_version(db: sqlite3.Connection) -> int:
+    """The schema version, after checking this version of Stagewise can read it.
+
+    Raises:
+        StagewiseError: The database was written by a newer version of Stagewise.
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StagewiseError(
+            f"the history was written by a newer version of Stagewise (schema "
+            f"{version}, this version reads up to {SCHEMA_VERSION})")
+    return int(version)
+
+
+def _repair_interrupted(db: sqlite3.Connection) -> list[int]:
+    """Mark ``"interrupted"`` every ``"running"`` run whose owner process is gone.
+
+    Returns:
+        The ids of the runs marked.
+    """
+    running = db.execute("SELECT id, owner FROM runs WHERE status = 'running'").fetchall()
+    dead = [row[0] for row in running if not owner_alive(row[1])]
+    if dead:
+        marks = ", ".join("?" * len(dead))
+        db.execute(f"UPDATE runs SET status = 'interrupted' "
+                   f"WHERE status = 'running' AND id IN ({marks})", dead)
+    return dead
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Brings the schema up to :data:`SCHEMA_VERSION`, in one transaction.
 
@@ -57,11 +128,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     """
     db.execute("BEGIN IMMEDIATE")
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StagewiseError(
-                f"the history was written by a newer version of Stagewise (schema "
-                f"{version}, this version reads up to {SCHEMA_VERSION})")
+        version = _check_version(db)
         if version < SCHEMA_VERSION:
             while version < SCHEMA_VERSION:
                 _MIGRATIONS[version](db)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
 
 DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's write to finish before giving up."""
 
@@ -82,6 +82,11 @@ def _create_schema(db: sqlite3.Connection) -> None:
     """)
 
 
+def _add_owners(db: sqlite3.Connection) -> None:
+    """Version 1 → 2: each run keeps its owner process (see ``owners.py``)."""
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+
+
 def _execute_all(db: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
     for statement in script.split(";"):
@@ -89,7 +94,10 @@ def _execute_all(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _create_schema,
+    1: _add_owners,
+}
 """Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
 
 To change the schema: add the step for the current version and raise ``SCHEMA_VERSION``."""

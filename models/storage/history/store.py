@@ -39,13 +39,14 @@ from stagewise.models.library.files import write_atomic
 from stagewise.models.reasoning.stages import STAGES, parse_answer
 from stagewise.models.storage.history.database import (
     _fold,
-    _keep_damaged,
-    _migrate,
     _open_database,
+    _repair_interrupted,
     _rollback,
 )
-from stagewise.models.storage.history.errors import _errors, _is_damaged
+from stagewise.models.storage.history.errors import _errors
 from stagewise.models.storage.history.files import _thumbnail_png, image_extension
+from stagewise.models.storage.history.opening import _open_folder
+from stagewise.models.storage.history.owners import current_owner
 from stagewise.models.storage.history.records import HistoryEntry, RunNotFound, StoredRun
 from stagewise.models.storage.history.rows import _insert_records, _result
 from stagewise.models.storage.history.schema import DATABASE_NAME
@@ -76,58 +77,33 @@ class History:
     def __init__(self, folder: Path | None = None, *, recover: bool = False) -> None:
         """Open (creating or migrating as needed) the history in ``folder``.
 
+        Every opening checks the database (``PRAGMA quick_check``), migrates it, and marks
+        ``"interrupted"`` the runs left ``"running"`` by a process that is gone (the runs of
+        live processes, such as another window's answer, are left alone). A folder that
+        cannot be written opens read-only: :attr:`read_only` is set, :attr:`notice` says so
+        and every write raises StagewiseError.
+
         Args:
             folder: The history folder; default ``data_dir() / "history"``.
-            recover: The app's own opening, once at startup, when no other instance is
-                writing a run: every run still ``"running"`` is marked ``"interrupted"``
-                (its writer is gone); a damaged database is kept aside and a new one
-                started; any other failure leaves this history off (each call raises
-                StagewiseError) instead of raising here. :attr:`notice` says what happened.
+            recover: The app's own opening at startup: a damaged database is kept aside
+                (:attr:`damaged`) and a new one started; any other failure leaves this
+                history off (each call raises StagewiseError) instead of raising here.
+                :attr:`notice` says what happened.
 
         Raises:
             StagewiseError: Without ``recover``: the folder or database cannot be created or
-                opened, or was written by a newer version of Stagewise.
+                opened, is damaged, or was written by a newer version of Stagewise.
         """
         self.folder = Path(folder) if folder is not None else data_dir() / "history"
         self._conn: sqlite3.Connection | None = None
         self._owner: int | None = None
         self._closed = False
         self._prefixes: dict[tuple[int, int], str] = {}
-        self._off = ""  # why the history is off ("" when it works)
-        self.notice = ""  # what the app should tell the person about opening it
-        try:
-            self._set_up(recover)
-        except StagewiseError as error:
-            if not recover:
-                raise
-            if _is_damaged(error.__cause__):
-                try:
-                    kept = _keep_damaged(self.database)
-                except OSError as move_error:
-                    self._off = f"{error} (and it could not be moved aside: {move_error})"
-                    self.notice = f"History is off: {self._off}"
-                    return
-                self.notice = (f"The history database was damaged. It was kept as {kept.name} "
-                               "and a new history was started.")
-                try:
-                    self._set_up(recover)
-                    return
-                except StagewiseError as again:
-                    error = again
-            self._off = str(error)
-            self.notice = f"History is off: {error}"
-
-    def _set_up(self, recover: bool) -> None:
-        with _errors(f"open the history in {self.folder}"):
-            self.folder.mkdir(parents=True, exist_ok=True)
-            setup = _open_database(self.database)
-            try:
-                _migrate(setup)
-                if recover:
-                    setup.execute("UPDATE runs SET status = 'interrupted' "
-                                  "WHERE status = 'running'")
-            finally:
-                setup.close()
+        opened = _open_folder(self.folder, self.database, recover)
+        self._off = opened.off  # why the history is off ("" when it works)
+        self.notice = opened.notice  # what the app should tell the person about opening it
+        self.read_only = opened.read_only  # new runs cannot be saved; old ones can be read
+        self.damaged = opened.damaged  # a damaged database kept aside at this opening
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -154,7 +130,7 @@ class History:
             raise StagewiseError(self._off)
         if self._conn is None:
             with _errors(f"open the history in {self.folder}"):
-                self._conn = _open_database(self.database)
+                self._conn = _open_database(self.database, read_only=self.read_only)
             self._owner = threading.get_ident()
         elif self._owner != threading.get_ident():
             raise RuntimeError("a History is used by one thread only; open another History "
@@ -176,6 +152,8 @@ class History:
 
     def _write(self, action: str = "save to history"
                ) -> AbstractContextManager[sqlite3.Connection]:
+        if self.read_only and not self._closed:
+            raise StagewiseError(f"could not {action}: the history folder is read-only")
         return self._transaction(action, write=True)
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -226,8 +204,8 @@ class History:
             self._store_image(db, image, original, ext)
             cursor = db.execute(
                 "INSERT INTO runs (created, question, model, status, image, image_name, "
-                "settings) VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                (_now(), question, model, sha, image_name, settings_json))
+                "settings, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                (_now(), question, model, sha, image_name, settings_json, current_owner()))
             run_id = cursor.lastrowid
         assert run_id is not None
         return run_id
@@ -282,6 +260,27 @@ class History:
                 self._choose(run_id, event)
             case AnswerFinished(result=result):
                 self._finish(run_id, result)
+
+    def repair_interrupted(self) -> list[int]:
+        """Mark ``"interrupted"`` the runs still ``"running"`` whose owner process is gone.
+
+        Opening a history does this already; call it to notice a writer that died since
+        (e.g. a ``stagewise ask`` killed while the window is open). Cheap when nothing is
+        running. Does nothing on a read-only history.
+
+        Returns:
+            The ids of the runs marked.
+
+        Raises:
+            StagewiseError: The history cannot be read or written.
+        """
+        if self.read_only:
+            return []
+        with self._read() as db:
+            if db.execute("SELECT 1 FROM runs WHERE status = 'running' LIMIT 1").fetchone() is None:
+                return []
+        with self._write("repair the history") as db:
+            return _repair_interrupted(db)
 
     def fail(self, run_id: int, message: str) -> None:
         """Mark the run ``"failed"`` with the error message.

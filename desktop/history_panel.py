@@ -1,25 +1,39 @@
-"""The sidebar of past questions: search, select to restore, delete, export."""
+"""The sidebar of past questions: search, select to restore, delete, export.
+
+Above the list, a notice that stays says what is wrong with the history itself (a damaged
+database kept aside, with a button to export what can still be read from it; a read-only
+folder whose runs are shown but where new answers are not saved; a history that is off).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
     QMessageBox,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from stagewise.models.errors import StagewiseError
-from stagewise.models.storage.history import History, HistoryEntry
+from stagewise.models.storage.history import (
+    READ_ONLY_NOTICE,
+    ExportSummary,
+    History,
+    HistoryEntry,
+    export_readable,
+)
 
 _STATUS_WORDS = {
     "running": "answering…",
@@ -57,8 +71,19 @@ class HistoryPanel(QWidget):
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.notice = QLabel(history.notice or (READ_ONLY_NOTICE if history.read_only else ""))
+        self.notice.setWordWrap(True)
+        self.notice.setAccessibleName("History notice")
+        self.notice.setVisible(bool(self.notice.text()))
+        self.export_damaged = QPushButton("Export What Can Still Be Read…")
+        self.export_damaged.setToolTip("Save the runs that can still be read from the damaged "
+                                       "history database as a JSON file")
+        self.export_damaged.setVisible(history.damaged is not None)
+        self.export_damaged.clicked.connect(self._ask_export_damaged)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.export_damaged)
         layout.addWidget(self.search)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.empty, 1)
@@ -87,10 +112,12 @@ class HistoryPanel(QWidget):
     def refresh(self, select: int | None = None) -> None:
         """Reload the list (keeping the selection, or selecting ``select``)."""
         keep = {select} if select is not None else set(self.selected_ids())
+        problem = ""
         try:
+            self.history.repair_interrupted()  # a writer that died since (e.g. a killed CLI)
             entries = self.history.entries(self.search.text().strip())
         except StagewiseError as error:
-            self.empty.setText(f"History cannot be read: {error}")
+            problem = f"History cannot be read: {error}"
             entries = []
         self.list.blockSignals(True)
         self.list.clear()
@@ -103,10 +130,46 @@ class HistoryPanel(QWidget):
         self.list.blockSignals(False)
         self.list.setVisible(bool(entries))
         self.empty.setVisible(not entries)
-        if not entries and self.search.text().strip():
+        if problem:
+            self.empty.setText(problem)
+        elif not entries and self.search.text().strip():
             self.empty.setText("No past question matches.")
         elif not entries:
             self.empty.setText("Questions you ask are kept here.")
+
+    def export_damaged_to(self, target: Path) -> ExportSummary:
+        """Export what can still be read from the damaged database kept aside at startup.
+
+        Args:
+            target: The JSON file to write.
+
+        Returns:
+            What was written.
+
+        Raises:
+            StagewiseError: Nothing could be read, or the file could not be written.
+        """
+        assert self.history.damaged is not None
+        return export_readable(self.history.damaged, target)
+
+    def _ask_export_damaged(self) -> None:
+        damaged = self.history.damaged
+        if damaged is None:
+            return
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export What Can Still Be Read", str(Path.home() / "stagewise-history.json"),
+            "JSON (*.json)")
+        if not name:
+            return
+        try:
+            summary = self.export_damaged_to(Path(name))
+        except StagewiseError as error:
+            QMessageBox.warning(self, "Export from the damaged history", str(error))
+            return
+        lost = (" Some damaged parts could not be read." if summary.unreadable else "")
+        QMessageBox.information(
+            self, "Export from the damaged history",
+            f"{summary.runs} past questions were saved to {summary.target}.{lost}")
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()

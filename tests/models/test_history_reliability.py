@@ -191,3 +191,16 @@ def test_a_read_only_folder_opens_the_history_read_only(image_file, tmp_path, re
     assert sorted(p.name for p in folder.iterdir()) == ["history.sqlite3", "images", "thumbs"]
     with History(folder) as writable:
         assert not writable.read_only and writable.notice == ""
+
+
+def test_an_owner_is_a_process_not_just_a_pid():
+    from stagewise.models.storage.history.owners import current_owner, owner_alive
+
+    host, boot, pid, started = current_owner().split("/")
+    assert owner_alive(current_owner())
+    assert not owner_alive(None)  # saved before owners were kept
+    assert owner_alive(f"elsewhere/{boot}/{pid}/{started}")  # cannot be seen from here
+    if started:  # Linux: the same pid given to a later process is another owner
+        assert not owner_alive(f"{host}/{boot}/{pid}/{int(started) + 1}")
+    if boot:  # a run from before a reboot
+        assert not owner_alive(f"{host}/other-boot/{pid}/{started}")

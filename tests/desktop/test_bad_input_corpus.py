@@ -122,6 +122,8 @@ def _cases(files: dict[str, Path], pair: TinyPair, image: Path) -> list[Case]:
         # questions
         Case("empty question", (*m, *img, "--question", ""), words=("empty",)),
         Case("blank question", (*m, *img, "--question", "  \t "), words=("empty",)),
+        Case("question not UTF-8", (*m, *img, "--question", os.fsdecode(b"caf\xe9?")),
+             words=("UTF-8",)),
         # images
         Case("missing image", (*m, "--image", str(files["empty.png"].with_name("nope.png")),
                                *q)),

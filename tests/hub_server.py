@@ -44,6 +44,17 @@ Faults, per file (arguments of :meth:`FakeHub.add`, changed later with
   ``X-Error-Code: GatedRepo``. The metadata stays readable, as on the hub.
 - ``slow=S``: sleep S seconds before each ``chunk_size`` bytes of body.
 - ``claim_size=N``: the metadata claims N bytes (e.g. more than any disk holds).
+- ``endless=True``: the content comes without ``Content-Length`` and is followed by
+  filler bytes without end (the server stops after :data:`ENDLESS_LIMIT` bytes, so a
+  client that never stops reading still ends).
+- ``html_page=N``: the next N content responses are ``200 text/html`` error pages
+  instead of the file, as a proxy or captive portal sends them.
+- ``replaced_by=b"..."``: these bytes are served instead of the content (with their own,
+  honest ``Content-Length``); the metadata still lists the content.
+- ``stall=S``: S seconds of silence after the headers (or after ``stall_after`` bytes
+  of the body).
+- ``trickle=N``: the body comes at about N bytes a second (in pieces every
+  :data:`TRICKLE_STEP` seconds).
 
 Requests are recorded in :attr:`FakeHub.requests` (method, path, lower-case headers),
 so a test can check that a resume sent a ``Range`` header.
@@ -80,7 +91,7 @@ from huggingface_hub import constants
 from huggingface_hub.utils import disable_progress_bars
 from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 
-__all__ = ["FakeHub", "HubFile", "Recorded"]
+__all__ = ["ENDLESS_LIMIT", "HTML_PAGE", "TRICKLE_STEP", "FakeHub", "HubFile", "Recorded"]
 
 _PATHS_INFO = re.compile(r"^/api/models/(?P<repo>.+)/paths-info/(?P<revision>[^/]+)$")
 _MODEL_INFO = re.compile(r"^/api/models/(?P<repo>.+?)(?:/revision/(?P<revision>[^/]+))?$")
@@ -88,6 +99,13 @@ _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<
 _CDN = re.compile(r"^/cdn/(?P<sha>[0-9a-f]{64})$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
 _POINTER_SIZE = 134  # what a git-lfs pointer file of a large file takes
+ENDLESS_LIMIT = 64 * 1024 * 1024
+"""Bytes after which an ``endless`` body ends anyway (a safety net for broken clients)."""
+TRICKLE_STEP = 0.05
+"""Seconds between the pieces of a ``trickle`` body."""
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+              b"<body><h1>502 Bad Gateway</h1><p>The proxy could not reach the origin."
+              b"</p></body></html>\n")
 
 
 @dataclass
@@ -108,6 +126,12 @@ class HubFile:
     token: str | None = None
     slow: float = 0.0
     claim_size: int | None = None
+    endless: bool = False
+    html_page: int = 0
+    replaced_by: bytes | None = None
+    stall: float = 0.0
+    stall_after: int = 0
+    trickle: int = 0
 
     @property
     def sha256(self) -> str:
@@ -125,10 +149,12 @@ class HubFile:
         return len(self.content) if self.claim_size is None else self.claim_size
 
     def served(self) -> bytes:
-        """The bytes actually sent: the content, with one byte flipped if ``corrupt``."""
-        if not self.corrupt or not self.content:
-            return self.content
-        data = bytearray(self.content)
+        """The bytes actually sent: the content (or ``replaced_by``), one byte flipped if
+        ``corrupt``."""
+        content = self.content if self.replaced_by is None else self.replaced_by
+        if not self.corrupt or not content:
+            return content
+        data = bytearray(content)
         data[len(data) // 2] ^= 0xFF
         return bytes(data)
 
@@ -353,6 +379,14 @@ class FakeHub:
             hub_file.cut_times -= 1
             return hub_file.cut_after
 
+    def _take_html_page(self, hub_file: HubFile) -> bool:
+        """Whether to answer this content request with an HTML page, using one up."""
+        with self._lock:
+            if hub_file.html_page <= 0:
+                return False
+            hub_file.html_page -= 1
+            return True
+
 
 def _set_env(key: str, value: str | None) -> None:
     if value is None:
@@ -524,6 +558,12 @@ class _Handler(BaseHTTPRequestHandler):
         return headers
 
     def _content(self, hub_file: HubFile) -> None:
+        if self.hub._take_html_page(hub_file):
+            self._send(200, {}, HTML_PAGE, content_type="text/html; charset=utf-8")
+            return
+        if hub_file.endless:
+            self._endless(hub_file)
+            return
         data = hub_file.served()
         size = len(data)
         headers = self._file_headers(hub_file)
@@ -541,30 +581,63 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         body = data[start:end + 1]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
+        headers["Content-Length"] = str(len(body))
+        self._file_head(status, headers)
         if self.command == "HEAD":
             return
         cut = self.hub._take_cut(hub_file)
         if cut is not None:
             body = body[:cut]
-        try:
-            for offset in range(0, len(body), self.hub.chunk_size):
-                if hub_file.slow and self.hub._stopping.wait(hub_file.slow):
-                    break
-                self.wfile.write(body[offset:offset + self.hub.chunk_size])
-            self.wfile.flush()
-        except OSError:
+        if not self._body(hub_file, body):
             return  # the client went away (cancelled): nothing more to do
         if cut is not None:
             # Drop the connection with the body incomplete, as a broken network would.
             with suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _file_head(self, status: int, headers: dict[str, str]) -> None:
+        """The status line and headers of a content answer (``Connection: close``)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _body(self, hub_file: HubFile, body: bytes) -> bool:
+        """Sends ``body`` with the file's ``stall``, ``slow`` and ``trickle``; False if cut off."""
+        stall_at = min(hub_file.stall_after, len(body)) if hub_file.stall else len(body)
+        try:
+            if not self._pieces(hub_file, body[:stall_at]):
+                return False
+            if hub_file.stall and self.hub._stopping.wait(hub_file.stall):
+                return False
+            return self._pieces(hub_file, body[stall_at:])
+        except OSError:
+            return False
+
+    def _pieces(self, hub_file: HubFile, data: bytes) -> bool:
+        """Writes ``data`` in ``chunk_size`` pieces (or trickles it); False if the hub stops."""
+        piece = max(1, int(hub_file.trickle * TRICKLE_STEP)) if hub_file.trickle else 0
+        step = piece or self.hub.chunk_size
+        pause = TRICKLE_STEP if piece else hub_file.slow
+        for offset in range(0, len(data), step):
+            if pause and self.hub._stopping.wait(pause):
+                return False
+            self.wfile.write(data[offset:offset + step])
+        return True
+
+    def _endless(self, hub_file: HubFile) -> None:
+        """The content without ``Content-Length``, then filler until the client hangs up."""
+        self._file_head(200, self._file_headers(hub_file))
+        if self.command == "HEAD" or not self._body(hub_file, hub_file.served()):
+            return
+        filler = b"\0" * self.hub.chunk_size
+        sent = len(hub_file.content)
+        with suppress(OSError):
+            while sent < ENDLESS_LIMIT and not self.hub._stopping.is_set():
+                self.wfile.write(filler)
+                sent += len(filler)
 
     def _model_info(self, path: str) -> None:
         match = _MODEL_INFO.match(path)

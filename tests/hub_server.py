@@ -51,6 +51,7 @@ Faults, per file (arguments of :meth:`FakeHub.add`, changed later with
   instead of the file, as a proxy or captive portal sends them.
 - ``replaced_by=b"..."``: these bytes are served instead of the content (with their own,
   honest ``Content-Length``); the metadata still lists the content.
+- ``no_length=True``: no ``Content-Length``; the body ends when the connection closes.
 - ``stall=S``: S seconds of silence after the headers (or after ``stall_after`` bytes
   of the body).
 - ``trickle=N``: the body comes at about N bytes a second (in pieces every
@@ -129,6 +130,7 @@ class HubFile:
     endless: bool = False
     html_page: int = 0
     replaced_by: bytes | None = None
+    no_length: bool = False
     stall: float = 0.0
     stall_after: int = 0
     trickle: int = 0
@@ -581,7 +583,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         body = data[start:end + 1]
-        headers["Content-Length"] = str(len(body))
+        if not hub_file.no_length:
+            headers["Content-Length"] = str(len(body))
         self._file_head(status, headers)
         if self.command == "HEAD":
             return

@@ -12,7 +12,12 @@
 4. The bytes go to ``<name>.<sha256 prefix>.incomplete`` beside the target
    (:mod:`stagewise.models.library.hub_transfer`). A broken connection is retried a few times with a
    ``Range`` request from where it stopped; a cancelled or failed download keeps the
-   partial file, and the next :func:`download` of the same file resumes from it.
+   partial file, and the next :func:`download` of the same file resumes from it. An
+   answer that contradicts the metadata (an HTML page, another ``Content-Length``, a
+   body longer than the file) is discarded at once; a stall of
+   :data:`~stagewise.models.library.hub_transfer.STALL_TIMEOUT` seconds or a rate below
+   :data:`~stagewise.models.library.hub_transfer.MIN_RATE` over
+   :data:`~stagewise.models.library.hub_transfer.RATE_WINDOW` seconds ends the download.
 5. Size and SHA-256 are checked against the hub's metadata (and the caller's
    expectations); a mismatch deletes the file. Only a checked file is renamed to
    its final name, so a file under the final name is always whole.
@@ -231,8 +236,9 @@ def download(repo: str, name: str, dest_dir: Path | str, *, revision: str = "mai
 
     Raises:
         StagewiseError: Offline or unreachable, refused (login / licence), no such file,
-            not enough disk space, a broken connection that retries did not mend, or a
-            file that fails its size or checksum test (it is deleted).
+            not enough disk space, a broken connection that retries did not mend, an
+            answer that contradicts the metadata (discarded), a stall or too slow a
+            transfer, or a file that fails its size or checksum test (it is deleted).
         Cancelled: ``cancel`` was set.
     """
     relative = _check_repo(repo, name)

@@ -28,7 +28,8 @@ __all__ = [
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection to the hub."""
 READ_TIMEOUT = 30.0
-"""Seconds to wait for the hub to send anything on an open connection."""
+"""Seconds to wait for the hub to send anything on an open connection (a download's
+limit is :data:`stagewise.models.library.hub_transfer.STALL_TIMEOUT`)."""
 
 
 def request_timeout() -> httpx2.Timeout:

@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.busy = False
         self.live_run_id = -1
         self._dirty: set[Stage] = set()
+        self._restoring = False  # a past run's image is going in: keep its answer
 
         self._build_widgets()
         self._build_menus()
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self._load_cancel = self.host.load(settings)
         if self.history.notice:
             self.show_message(self.history.notice)
+        self.question_box.edit.setFocus()  # typing at launch writes the question
 
     # -- construction ---------------------------------------------------------------------
 
@@ -397,14 +399,19 @@ class MainWindow(QMainWindow):
             self.image_pane.open_file(Path(path))
 
     def _on_image(self, image: ImageInput | None) -> None:
+        """A new image starts a new question: the previous image's answer goes, and the
+        keyboard goes to the question (a past run's own image, restored, keeps its run)."""
         self.question_box.set_image_ready(image is not None)
-        if image is None:
+        if image is None or self._restoring:
             return
-        if not self.busy and self.shown is not self.view:  # leaving a past run
+        if not self.busy:
             self.view = RunView()
             self.shown = self.view
             self.reasoning.show_run(self.shown)
+            self._show_timings(self.view)
             self.history_panel.list.clearSelection()
+            self.hide_message()
+        self.question_box.edit.setFocus()
 
     # -- history --------------------------------------------------------------------------
 
@@ -425,7 +432,11 @@ class MainWindow(QMainWindow):
             return
         view = RunView.from_result(stored.result, _STATUS_OF_RECORD[stored.entry.status],
                                    stored.error)
-        self.image_pane.set_image_bytes(data, stored.image_name)
+        self._restoring = True
+        try:
+            self.image_pane.set_image_bytes(data, stored.image_name)
+        finally:
+            self._restoring = False
         self.question_box.set_question(stored.entry.question)
         self.view = self.shown = view
         self.reasoning.show_run(view)

@@ -129,5 +129,5 @@ class QuestionBox(QWidget):
             self.ask_button.setToolTip("Ask the question about the image (Enter)")
 
     def _submit(self) -> None:
-        if self.ask_button.isEnabled():
-            self.ask_requested.emit(self.question())
+        """Enter asks; the window says why when it cannot (no image, no question, busy)."""
+        self.ask_requested.emit(self.question())

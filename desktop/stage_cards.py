@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from stagewise.desktop.candidates_view import CandidatesView, plural
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
-from stagewise.models.reasoning.run_view import RunView, StageStatus, StageView
+from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus, StageView
 from stagewise.models.reasoning.stages import STAGES, Stage
 
 PANEL_MIN_WIDTH = 320
@@ -176,6 +176,12 @@ class StageCard(QFrame):
         if self.prominent:
             self.text.setFont(small_font(self.text, ANSWER_SCALE))  # the answer: larger
         body.addWidget(self.text)
+        self.doubt = QLabel(self.body)  # the Conclusion's: why to trust it less
+        self.doubt.setWordWrap(True)
+        self.doubt.setStyleSheet("color: #b26a00;")
+        self.doubt.setAccessibleName(f"{stage.title} warning")
+        self.doubt.hide()
+        body.addWidget(self.doubt)
         layout.addWidget(self.body)
 
         self._update_disclosure()
@@ -226,10 +232,20 @@ class StageCard(QFrame):
             self._select = self._strategy = None
         self._show_status(view)
         self.text.set_text(view.text)
+        if self.prominent and run is not None:
+            self.show_doubts(run.doubts() if run.status is not RunStatus.RUNNING else [])
         if self._collapsed:
             self.preview.set_full_text(view.text)
         self._update_toggle(view.n_candidates)
         self._refresh_candidates()
+
+    def show_doubts(self, doubts: list[str]) -> None:
+        """Say, under the answer, why it deserves less trust (nothing when all went well)."""
+        self.doubt.setText("⚠ " + " ".join(doubts) if doubts else "")
+        self.doubt.setVisible(bool(doubts))
+
+    def doubt_text(self) -> str:
+        return self.doubt.text() if self.doubt.isVisibleTo(self) else ""
 
     def set_collapsed(self, collapsed: bool, *, user: bool = False) -> None:
         """Collapse or expand the body (the Conclusion never collapses)."""

@@ -124,6 +124,21 @@ class RunView:
     def __init__(self) -> None:
         self._reset()
 
+    def doubts(self) -> list[str]:
+        """Why the chosen answer deserves less trust than usual, one sentence each: every
+        candidate of a segment failed the correctness check, or the judge ran out of words
+        and was made to choose."""
+        found = []
+        for seg in self.segments:
+            where = seg.unit.title if seg.unit else "answer"
+            if seg.checks and not any(c.correct for c in seg.checks):
+                found.append(f"Every {where} candidate failed the correctness check; one "
+                             "was chosen anyway.")
+            if any(v.forced for v in seg.verdicts):
+                found.append(f"The judge did not finish a verdict on the {where} candidates "
+                             "and was made to choose.")
+        return found
+
     def _reset(self) -> None:
         self.status = RunStatus.IDLE
         self.started: RunStarted | None = None

@@ -431,3 +431,57 @@ def test_help_diagnostics_opens_the_doctors_report(qtbot, make_window, settings)
     qtbot.waitUntil(lambda: dialog.ready, timeout=ANSWER_MS * 5)
     assert str(settings.model) in dialog.text.toPlainText()  # the window's own settings
     dialog.close()
+
+
+def test_a_new_image_starts_a_new_question(qtbot, make_window, settings, image_file,
+                                           tmp_path):
+    """The previous image's answer goes; the keyboard goes to the question box."""
+    from PIL import Image
+
+    window = make_window(settings)
+    assert window.focusWidget() is window.question_box.edit  # at launch, not the search
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
+        window.ask("How many red circles?")
+    assert window.shown.stages[Stage.CONCLUSION].text
+    window.history_panel.list.item(0).setSelected(True)  # looking at the saved answer
+    other = tmp_path / "other.png"
+    Image.new("RGB", (64, 64), "green").save(other)
+    window.history_panel.search.setFocus()
+    window.image_pane.open_file(other)
+    assert not any(v.text for v in window.shown.stages.values())  # not the other's answer
+    assert all(not window.reasoning.card(stage).text_shown().strip() or
+               "appears here" in window.reasoning.card(stage).text_shown()
+               for stage in STAGES)
+    assert not window.history_panel.list.selectedItems()
+    assert window.focusWidget() is window.question_box.edit
+
+
+def test_enter_without_an_image_says_why(qtbot, make_window, settings):
+    window = make_window(settings)
+    window.question_box.edit.setFocus()
+    qtbot.keyClicks(window.question_box.edit, "What is this?")
+    qtbot.keyClick(window.question_box.edit, Qt.Key.Key_Return)
+    assert window.message.isVisible() or not window.message.isHidden()
+    assert "image first" in window.message.text()
+    assert not window.busy
+
+
+def test_the_conclusion_says_when_the_choice_was_forced_or_all_failed(
+        qtbot, make_window, settings, image_file):
+    """The tiny random model never finishes a verdict: the judge is made to choose, and
+    the answer says so under the conclusion (live, and restored from the history)."""
+    window = make_window(settings)
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("How many red circles?")
+    view: RunView = blocker.args[0]
+    forced = [v for seg in view.segments for v in seg.verdicts if v.forced]
+    assert forced, "the tiny model was expected to run out of words"
+    card = window.reasoning.card(Stage.CONCLUSION)
+    assert "made to choose" in card.doubt_text()
+    assert card.doubt_text() == "⚠ " + " ".join(view.doubts())
+    window.new_question()
+    assert card.doubt_text() == ""
+    window.history_panel.list.item(0).setSelected(True)
+    assert "made to choose" in card.doubt_text()

@@ -81,3 +81,31 @@ def test_a_run_that_ended_without_an_answer(engine, image):
     assert view.error == "the context is full"
     assert all(v.status in (StageStatus.WAITING, StageStatus.CHOSEN, StageStatus.STOPPED)
                for v in view.stages.values())
+
+
+def test_doubts_name_failed_checks_and_forced_verdicts(engine, image):
+    """Several seeds, so that some reasoning segments have every check failed and some
+    verdicts are forced (the tiny model rarely finishes a verdict)."""
+    from dataclasses import replace
+
+    from stagewise.models.events import Check
+
+    seen_failed = seen_forced = False
+    for seed in range(4):
+        view = RunView()
+        for event in run(engine, image, beam=2, max_stage_tokens=12, seed=seed):
+            view.apply(event)
+        doubts = view.doubts()
+        for seg in view.segments:
+            failed = bool(seg.checks) and not any(c.correct for c in seg.checks)
+            forced = any(v.forced for v in seg.verdicts)
+            where = seg.unit.title if seg.unit else "answer"
+            assert failed == any(f"Every {where} candidate failed" in d for d in doubts)
+            assert forced == any(f"on the {where} candidates" in d for d in doubts)
+            seen_failed |= failed
+            seen_forced |= forced
+    assert seen_forced
+    if not seen_failed:  # make one segment's checks all fail and see it named
+        seg = next(s for s in view.segments if s.checks)
+        seg.checks = [replace(c, correct=False) for c in seg.checks if isinstance(c, Check)]
+        assert any("failed the correctness check" in d for d in view.doubts())

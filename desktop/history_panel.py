@@ -195,7 +195,12 @@ class HistoryPanel(QWidget):
     def _item(self, entry: HistoryEntry) -> QListWidgetItem:
         status = _STATUS_WORDS.get(entry.status, entry.status)
         when = _when(entry.created)
-        detail = " · ".join(part for part in (when, status) if part)
+        search = f"beam {entry.beam}" if entry.beam and entry.beam > 1 else (
+            "single pass" if entry.beam == 1 else "")
+        answer = " ".join(entry.conclusion.split())
+        answer = f"→ {answer[:60]}{'…' if len(answer) > 60 else ''}" if answer else ""
+        detail = " · ".join(part for part in (answer, when, status, search, entry.model)
+                            if part)
         item = QListWidgetItem(f"{entry.question}\n{detail}")
         item.setData(Qt.ItemDataRole.UserRole, entry.id)
         tip = entry.question + (f"\n\n{entry.conclusion}" if entry.conclusion else "")

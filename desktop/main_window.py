@@ -32,7 +32,7 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.reasoning.stages import STAGES, Stage
-from stagewise.models.storage.app_settings import AppSettings, save_settings
+from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
 from stagewise.models.storage.export import export
 from stagewise.models.storage.history import History
 
@@ -438,6 +438,7 @@ class MainWindow(QMainWindow):
         finally:
             self._restoring = False
         self.question_box.set_question(stored.entry.question)
+        self._restore_search(stored.settings)
         self.view = self.shown = view
         self.reasoning.show_run(view)
         self._show_timings(view)
@@ -447,6 +448,19 @@ class MainWindow(QMainWindow):
             self.show_message("This answer was interrupted when Stagewise closed.")
         else:
             self.hide_message()
+
+    def _restore_search(self, saved: dict[str, object]) -> None:
+        """Ask again as the past run was asked: its beam, selection, strategy and sampling
+        (saved settings that no longer validate are left as they are)."""
+        keys = ("beam", "select", "strategy", "temperature", "top_p", "max_stage_tokens",
+                "retrace_scorer")
+        wanted = {k: saved[k] for k in keys if k in saved}
+        restored, problems, _ = settings_from_json({**self.settings.to_json(), **wanted})
+        if problems or not wanted:
+            return
+        self.settings = dataclasses.replace(self.settings, **{k: getattr(restored, k)
+                                                              for k in wanted})
+        self.question_box.beam.setValue(self.settings.beam)
 
     def export_selected(self) -> None:
         self.export_runs(self.history_panel.selected_ids())

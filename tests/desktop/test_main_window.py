@@ -485,3 +485,22 @@ def test_the_conclusion_says_when_the_choice_was_forced_or_all_failed(
     assert card.doubt_text() == ""
     window.history_panel.list.item(0).setSelected(True)
     assert "made to choose" in card.doubt_text()
+
+
+def test_history_rows_show_the_answer_beam_and_model_and_restore_the_search(
+        qtbot, make_window, settings, image_file):
+    window = make_window(replace(settings, beam=3, select="logprob"))
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("Which shape is blue?")
+    view: RunView = blocker.args[0]
+    row = window.history_panel.list.item(0).text()
+    conclusion = " ".join(view.stages[Stage.CONCLUSION].text.split())
+    assert "beam 3" in row and settings.model.name in row
+    assert f"→ {conclusion[:20]}" in row
+    window.question_box.beam.setValue(1)  # asked since with other settings
+    window.settings = replace(window.settings, beam=1, select="judge")
+    window.history_panel.list.clearSelection()
+    window.history_panel.list.item(0).setSelected(True)
+    assert window.settings.beam == 3 and window.settings.select == "logprob"
+    assert window.question_box.beam.value() == 3

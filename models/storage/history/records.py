@@ -28,6 +28,8 @@ class HistoryEntry:
         status: Where the run stands or how it ended.
         conclusion: The chosen conclusion so far (``""`` if none yet).
         thumbnail: The thumbnail file, or None if it is missing.
+        beam: The beam width it ran with (None before its search started).
+        strategy: The search strategy (None before its search started).
     """
 
     id: int
@@ -37,6 +39,8 @@ class HistoryEntry:
     status: RunRecordStatus
     conclusion: str
     thumbnail: Path | None
+    beam: int | None = None
+    strategy: str | None = None
 
 
 @dataclass(frozen=True)

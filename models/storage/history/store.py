@@ -351,7 +351,8 @@ class History:
         Raises:
             StagewiseError: The history cannot be read.
         """
-        query = ("SELECT id, created, question, model, status, conclusion, image FROM runs")
+        query = ("SELECT id, created, question, model, status, conclusion, image, beam, strategy"
+                 " FROM runs")
         params: list[Any] = []
         if search:
             query += (" WHERE instr(sw_fold(question), ?) > 0"
@@ -373,6 +374,8 @@ class History:
             status=row["status"],
             conclusion=row["conclusion"],
             thumbnail=thumb if thumb.is_file() else None,
+            beam=row["beam"],
+            strategy=row["strategy"],
         )
 
     def load(self, run_id: int) -> StoredRun:

@@ -127,7 +127,7 @@ class Session:
         self.plan: LoadPlan | None = load
         self.engine: Engine | None = Engine(load.model, load.mmproj, load.engine,
                                             progress=progress)
-        self.backend: SearchBackend = LlamaBackend(self.engine)
+        self.backend: SearchBackend = LlamaBackend(self.engine, keep_image=True)
         self.served_by = "this computer"
         self._scorers: dict[Path, ModelScorer] = {}
 

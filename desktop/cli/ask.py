@@ -1,4 +1,4 @@
-"""``stagewise ask``: one question about one image in the terminal.
+"""``stagewise ask``: questions about one image in the terminal.
 
 It streams the four stages, or prints one JSON object with ``--json``.
 """
@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
     SEED_MAX,
@@ -56,6 +56,10 @@ from stagewise.models.storage.app_settings import (
     THREADS_MAX,
 )
 
+if TYPE_CHECKING:
+    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.session import Session
+
 EXIT_CANCELLED = 130
 
 
@@ -63,7 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``ask`` command to the ``stagewise`` parser."""
     ask = sub.add_parser("ask", help="answer one question about one image")
     ask.add_argument("--image", required=True, type=Path, help="the image file")
-    ask.add_argument("--question", required=True, help="the question")
+    ask.add_argument("--question", required=True, action="append",
+                     help="the question; give it again for more questions about the same "
+                          "image, answered in turn without encoding the image again")
     ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from stagewise.models.remote.keys import KeyStore
     from stagewise.models.session import Session, plan
 
-    question = checked_question(args.question)
+    questions = [checked_question(q) for q in args.question]
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = search_settings(args)
     server = server_settings(args)
@@ -140,28 +146,45 @@ def run(args: argparse.Namespace) -> int:
         model = load.model.name
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    record = AskRecord(args, image, question, model)
+    results: list[SearchResult] = []
     try:
         with session:
-            printer = None if args.json else _StagePrinter(
-                sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
-            result = None
-            for event in session.ask(image, question, settings, cancel):
-                record.record(event)
-                if printer:
-                    printer.show(event)
-                if isinstance(event, AnswerFinished):
-                    result = event.result
+            for question in questions:
+                if len(questions) > 1 and not args.json:
+                    print(f"\n# {question}", file=sys.stdout)
+                results.append(_answer(args, session, image, question, settings, model,
+                                       cancel))
+                if results[-1].status == "cancelled":
+                    break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        payload = [r.to_json() for r in results]
+        json.dump(payload[0] if len(args.question) == 1 else payload, sys.stdout,
+                  ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_CANCELLED if results[-1].status == "cancelled" else 0
+
+
+def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, question: str,
+            settings: SearchSettings, model: str, cancel: threading.Event) -> SearchResult:
+    """One question: streamed to the terminal (unless --json) and kept in the history."""
+    record = AskRecord(args, image, question, model)
+    printer = None if args.json else _StagePrinter(
+        sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
+    result = None
+    try:
+        for event in session.ask(image, question, settings, cancel):
+            record.record(event)
+            if printer:
+                printer.show(event)
+            if isinstance(event, AnswerFinished):
+                result = event.result
     except StagewiseError as error:
         record.fail(str(error))
         raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
     assert result is not None
-    if args.json:
-        json.dump(result.to_json(), sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
-    return EXIT_CANCELLED if result.status == "cancelled" else 0
+    return result
 
 
 class _StagePrinter:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -57,8 +58,17 @@ class LlamaBackend:
     """:class:`~stagewise.models.reasoning.search_backend.SearchBackend` over one
     :class:`Engine`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, keep_image: bool = False) -> None:
+        """Answer on ``engine``.
+
+        Args:
+            engine: The loaded model; the backend owns its sequences while it answers.
+            keep_image: Between questions, keep the last image in the engine's cache so
+                that a next question about it does not encode it again (for an engine
+                nothing else uses between questions, such as a session's).
+        """
         self.engine = engine
+        self.keep_image = keep_image
         self._pool = SequencePool(engine.settings.n_seq_max)
         self._streams: list[Stream] = []  # alive, of any sample not yet kept or discarded
         self._last: list[Stream] = []  # the last sample's
@@ -67,6 +77,7 @@ class LlamaBackend:
         self._root = _Root(0, 0, (), None)
         self._root_logits = False  # whether the newest logits are the root's last token's
         self._branch: int | None = None  # retrace: the fork being continued
+        self._kept: tuple[object, ...] | None = None  # the image sequence 0 holds, its key
 
     # -- what the search reads ------------------------------------------------------------
 
@@ -86,20 +97,28 @@ class LlamaBackend:
 
     def begin(self, image: PreparedImage, question: str, mode: StageMode,
               cancel: threading.Event) -> PromptInfo:
+        """Evaluate the question's prompt into the root sequence.
+
+        A question about the image the last question was about (the same pixels, the same
+        text before them) reuses the image's cells, which :meth:`end` kept in sequence 0:
+        only the text after the image is evaluated, and the image is not encoded again.
+        """
         engine = self.engine
         engine.cancel_event = cancel
-        engine.clear()
         self._pool.reset()
         self._streams, self._last, self._in_flight, self._branch = [], [], [], None
-        bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
+        fitted = fit_pixels(image, engine.max_image_pixels)
+        bitmap = Bitmap(fitted)
         prompt: TokenizedPrompt | None = None
         try:
             prompt_text = engine.chat_prompt(user_text(question, mode))
             prompt = engine.tokenize_prompt(prompt_text, bitmap, (question.strip(),))
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
-            pos = engine.eval_prompt(prompt, seq)
+            key = (_image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
+            pos = self._eval_question(prompt, seq, key)
         except BaseException:
+            self._kept = None
             self._prefix = None
             if prompt is not None:
                 prompt.close()
@@ -115,15 +134,48 @@ class LlamaBackend:
         self._root_logits = True
         return PromptInfo(prompt.n_tokens, prompt.n_pos)
 
+    def _eval_question(self, prompt: TokenizedPrompt, seq: int, key: tuple[object, ...]
+                       ) -> int:
+        """Evaluate the prompt into ``seq`` (0), reusing the image kept there when ``key``
+        matches; return the next position."""
+        engine = self.engine
+        tail = prompt.tail_tokens()
+        if self._kept == key and seq == 0 and tail:
+            start = prompt.shared_pos
+            engine.eval_tokens([(seq, start, tail)])
+            engine.stats.prompt_tokens += len(tail)
+            return start + len(tail)
+        self._kept = None
+        engine.clear()
+        pos = engine.eval_prompt(prompt, seq)
+        self._kept = key
+        return pos
+
     def end(self) -> None:
         for st in self._streams:
             st.sampler.close()
         self._streams, self._last, self._in_flight = [], [], []
+        self._keep_image()
         if self._prefix is not None:
             self._prefix.close()
             self._prefix = None
-        self.engine.clear()
         self._pool.reset()
+
+    def _keep_image(self) -> None:
+        """Keep the question's image (its prompt up to the image's end) in sequence 0 for
+        a next question about it; forget everything else."""
+        engine, prefix = self.engine, self._prefix
+        if not self.keep_image or self._kept is None or prefix is None:
+            self._kept = None
+            engine.clear()
+            return
+        root = self._root.seq
+        if root != 0:
+            engine.remove_seq(0)
+            engine.copy_seq(root, 0, 0, prefix.shared_pos)
+        engine.remove_seq(0, prefix.shared_pos, -1)
+        for seq in range(1, self._pool.size):
+            engine.remove_seq(seq)
 
     # -- the chosen text ------------------------------------------------------------------
 
@@ -253,3 +305,8 @@ class LlamaBackend:
         self._release(st.seq)
         if st in self._streams:
             self._streams.remove(st)
+
+
+def _image_key(image: PreparedImage) -> tuple[int, int, str]:
+    """What identifies the pixels handed to libmtmd."""
+    return image.width, image.height, hashlib.sha256(image.rgb).hexdigest()

@@ -190,3 +190,19 @@ def test_a_history_that_cannot_be_written_costs_a_warning_not_the_answer(
     assert done.returncode == 0, done.stderr
     assert "will not be saved in the history" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_several_questions_about_one_image_encode_it_once(tiny_pair, image_file, tmp_path):
+    done = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                     "--image", image_file, "--question", "How many circles?",
+                     "--question", "Which shape is blue?", "--max-stage-tokens", "8", "--json",
+                     data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert [a["question"] for a in answers] == ["How many circles?", "Which shape is blue?"]
+    assert [a["timings"]["image_encodes"] for a in answers] == [1, 0]
+    streamed = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                         "--image", image_file, "--question", "One?", "--question", "Two?",
+                         "--max-stage-tokens", "8", "--no-history")
+    assert streamed.returncode == 0, streamed.stderr
+    assert "# One?" in streamed.stdout and "# Two?" in streamed.stdout

@@ -504,3 +504,17 @@ def test_history_rows_show_the_answer_beam_and_model_and_restore_the_search(
     window.history_panel.list.item(0).setSelected(True)
     assert window.settings.beam == 3 and window.settings.select == "logprob"
     assert window.question_box.beam.value() == 3
+
+
+def test_a_follow_up_about_the_open_image_does_not_encode_it_again(qtbot, make_window,
+                                                                    settings, image_file):
+    window = make_window(settings)
+    window.image_pane.open_file(image_file)
+    views = []
+    for question in ("How many red circles?", "Which shape is blue?"):
+        with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+            window.ask(question)
+        views.append(blocker.args[0])
+    assert [v.result.timings.image_encodes for v in views] == [1, 0]
+    assert [e.question for e in window.history.entries()] == ["Which shape is blue?",
+                                                             "How many red circles?"]

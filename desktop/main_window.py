@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from stagewise.desktop.demo_notice import DemoNotice
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
@@ -125,6 +126,8 @@ class MainWindow(QMainWindow):
         container = QWidget()
         layout = QVBoxLayout(container)
         layout.setContentsMargins(8, 8, 8, 4)
+        self.demo_notice = DemoNotice(container)
+        layout.addWidget(self.demo_notice)
         layout.addWidget(self.splitter)
         self.setCentralWidget(container)
 
@@ -220,6 +223,7 @@ class MainWindow(QMainWindow):
         w.run_finished.connect(self._on_run_finished)
         w.notice.connect(self.show_message)
         self.image_pane.image_changed.connect(self._on_image)
+        self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
         self.question_box.stop_requested.connect(self.stop)
         self.question_box.beam_changed.connect(self._on_beam)
@@ -313,6 +317,7 @@ class MainWindow(QMainWindow):
             self.model_label.setText(f"{loaded.name} · {where}")
             self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
                                         f"loaded in {loaded.seconds:.1f} s")
+        self.demo_notice.show_for(bool(loaded.note))
         if loaded.note:  # the built-in model: say what it can do
             self.model_label.setText(f"{loaded.name} · {where} · built-in model")
             self.model_label.setToolTip(

@@ -518,3 +518,27 @@ def test_a_follow_up_about_the_open_image_does_not_encode_it_again(qtbot, make_w
     assert [v.result.timings.image_encodes for v in views] == [1, 0]
     assert [e.question for e in window.history.entries()] == ["Which shape is blue?",
                                                              "How many red circles?"]
+
+
+def test_the_demo_model_says_what_it_knows_and_leads_to_a_real_model(
+        qtbot, make_window, settings, monkeypatch):
+    from stagewise.desktop.demo_notice import TEXT
+
+    window = make_window(replace(settings, model=None, mmproj=None))
+    notice = window.demo_notice
+    assert notice.isVisible() and notice.label.text() == TEXT
+    opened = []
+    monkeypatch.setattr(window, "open_models", lambda: opened.append(True))
+    notice.get_model.disconnect()
+    notice.get_model.connect(window.open_models)
+    qtbot.mouseClick(notice.button, Qt.MouseButton.LeftButton)
+    assert opened
+    qtbot.mouseClick(notice.close_button, Qt.MouseButton.LeftButton)
+    assert not notice.isVisible()
+    notice.show_for(True)  # the demo loads again (new settings): it stays hidden
+    assert not notice.isVisible()
+
+
+def test_no_demo_notice_with_a_real_model(make_window, settings):
+    window = make_window(settings)
+    assert not window.demo_notice.isVisible()

@@ -37,6 +37,8 @@ from stagewise.models.reasoning.stages import STAGES, Stage
 PANEL_MIN_WIDTH = 320
 ACCENT_WIDTH = 4
 ANSWER_PLACEHOLDER = "The answer appears here."
+NOT_WRITTEN = "Not written: the answer stopped before this stage."
+_ENDED_EARLY = frozenset({RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED})
 ANSWER_SCALE = 1.25
 
 _PLACEHOLDERS = {
@@ -184,6 +186,7 @@ class StageCard(QFrame):
         body.addWidget(self.doubt)
         layout.addWidget(self.body)
 
+        self._ended = False  # the run shown stopped before its end
         self._update_disclosure()
         self._update_toggle(0)
         self._show_status(StageView(stage))
@@ -230,6 +233,8 @@ class StageCard(QFrame):
             self._select, self._strategy = run.result.select, run.result.strategy
         elif run is not None:
             self._select = self._strategy = None
+        if run is not None:
+            self._ended = run.status in _ENDED_EARLY
         self._show_status(view)
         self.text.set_text(view.text)
         if self.prominent and run is not None:
@@ -295,11 +300,15 @@ class StageCard(QFrame):
 
     def _show_status(self, view: StageView) -> None:
         text, tip = status_texts(view)
+        if view.status is StageStatus.WAITING and self._ended:
+            text, tip = "Not written", "The answer was stopped before this stage."
         if text != self.chip.full_text():
             self.chip.set_full_text(text)
             self.chip.setToolTip(f"{text}: {tip}" if text else tip)  # the chip may be elided
             self.chip.setAccessibleDescription(tip)
-        if self.prominent and view.status is StageStatus.WAITING:
+        if view.status is StageStatus.WAITING and self._ended:
+            placeholder = NOT_WRITTEN
+        elif self.prominent and view.status is StageStatus.WAITING:
             placeholder = ANSWER_PLACEHOLDER
         else:
             placeholder = _PLACEHOLDERS.get(view.status, "")

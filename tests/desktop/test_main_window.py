@@ -124,6 +124,11 @@ def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, im
     assert view.stages[Stage.SUMMARY].text
     assert view.stages[Stage.CONCLUSION].status.value in ("waiting", "stopped")
     assert window.history.entries()[0].status == "cancelled"
+    from stagewise.desktop.stage_cards import NOT_WRITTEN
+
+    if view.stages[Stage.CONCLUSION].status.value == "waiting":  # honest after Stop
+        card = window.reasoning.card(Stage.CONCLUSION)
+        assert card.text.placeholderText() == NOT_WRITTEN
 
 
 def test_closing_mid_answer_stops_the_engine_thread(qtbot, make_window, settings, image_file):

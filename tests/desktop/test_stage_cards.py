@@ -12,7 +12,12 @@ from PySide6.QtWidgets import QAbstractButton
 from pytestqt.qtbot import QtBot
 
 from stagewise.desktop.candidates_view import FORCED_NOTE, CandidatesView, signed
-from stagewise.desktop.stage_cards import ANSWER_PLACEHOLDER, ReasoningPanel, StageCard
+from stagewise.desktop.stage_cards import (
+    ANSWER_PLACEHOLDER,
+    NOT_WRITTEN,
+    ReasoningPanel,
+    StageCard,
+)
 from stagewise.models.events import (
     AnswerFinished,
     Event,
@@ -383,10 +388,11 @@ def test_a_cancelled_run_shows_stopped_and_waiting(panel: ReasoningPanel, engine
     statuses = {s: panel.card(s).status_text() for s in STAGES}
     assert statuses[Stage.SUMMARY].startswith("Chosen")
     assert statuses[Stage.CAPTION] == "Stopped"
-    assert statuses[Stage.REASONING] == "Waiting"
-    assert statuses[Stage.CONCLUSION] == "Waiting"
+    # the stages the stop came before say so (not "Waiting", not "The answer appears here")
+    assert statuses[Stage.REASONING] == "Not written"
+    assert statuses[Stage.CONCLUSION] == "Not written"
     assert view.stages[Stage.CAPTION].status is StageStatus.STOPPED
-    assert panel.card(Stage.CONCLUSION).text.placeholderText() == ANSWER_PLACEHOLDER
+    assert panel.card(Stage.CONCLUSION).text.placeholderText() == NOT_WRITTEN
     for stage in STAGES:
         assert panel.card(stage).text_shown() == view.stages[stage].text
 

@@ -39,6 +39,7 @@ from stagewise.models.storage.history import History
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
     from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
+    from stagewise.desktop.help_pages import HelpPage
     from stagewise.desktop.model_manager import ModelManager
     from stagewise.models.library.installed import InstalledModel
 
@@ -206,10 +207,26 @@ class MainWindow(QMainWindow):
             prefs.setShortcut(QKeySequence("Ctrl+,"))
 
         help_menu = bar.addMenu("&Help")
+        action(help_menu, "&Getting Started", lambda: self.open_help("started"), None,
+               "How to ask a question, in five steps")
+        action(help_menu, "&Keyboard Shortcuts", lambda: self.open_help("keys"), "Ctrl+/",
+               "Every shortcut of the window")
         action(help_menu, "&Diagnostics…", self.open_diagnostics, None,
                "Versions, what llama.cpp sees on this machine, models, a test answer")
         help_menu.addSeparator()
         action(help_menu, "&About Stagewise", self._about, "F1")
+
+    def open_help(self, page: str) -> HelpPage:
+        """Show a help page: "started" (getting started) or "keys" (shortcuts)."""
+        from stagewise.desktop.help_pages import GETTING_STARTED, HelpPage, shortcuts_html
+
+        if page == "keys":
+            dialog = HelpPage("Keyboard Shortcuts", shortcuts_html(self.menuBar()), self)
+        else:
+            dialog = HelpPage("Getting Started", GETTING_STARTED, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _connect(self) -> None:
         w = self.host.worker

@@ -547,3 +547,25 @@ def test_the_demo_model_says_what_it_knows_and_leads_to_a_real_model(
 def test_no_demo_notice_with_a_real_model(make_window, settings):
     window = make_window(settings)
     assert not window.demo_notice.isVisible()
+
+
+def test_help_has_getting_started_and_every_shortcut(qtbot, make_window, settings,
+                                                     monkeypatch):
+    from stagewise.desktop import settings_dialog
+
+    window = make_window(settings)
+    keys = window.open_help("keys")
+    text = keys.browser.toPlainText()
+    for command, shortcut in (("Open Image", "Ctrl+O"), ("Stop", "Esc"), ("Models", "Ctrl+M"),
+                              ("Keyboard Shortcuts", "Ctrl+/")):
+        assert command in text and shortcut in text
+    started = window.open_help("started")
+    assert "Getting started" in started.browser.toPlainText()
+    # the menus' own commands open them (and Preferences, with the triggered argument)
+    shown: list[object] = []
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", lambda d: shown.append(d) or 0)
+    for menu_action in window.menuBar().actions():
+        for act in menu_action.menu().actions():
+            if act.text().replace("&", "") in ("Preferences…", "Getting Started"):
+                act.trigger()
+    assert len(shown) == 1

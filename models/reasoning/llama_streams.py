@@ -15,12 +15,9 @@ from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.sampling import Sampler, mix_seed
 from stagewise.models.reasoning.search_backend import Delta, Sampled, SampleRequest
 from stagewise.models.reasoning.stage_grammar import answer_grammar
-from stagewise.models.reasoning.stages import StageParser
+from stagewise.models.reasoning.stages import TAG_WINDOW, StageParser
 
 __all__ = ["Stream", "first_token", "generate"]
-
-TAG_WINDOW = 48  # longer than any tag the parser accepts, blanks inside included
-
 
 @dataclass
 class Stream:

@@ -28,6 +28,7 @@ from stagewise.models.inference.stage_mode import StageMode
 __all__ = [
     "PROMPTED_INSTRUCTION",
     "STAGES",
+    "TAG_WINDOW",
     "ParsedAnswer",
     "Stage",
     "StageDelta",
@@ -198,6 +199,9 @@ _MARKERS: dict[str, tuple[Stage, bool]] = {
 """The released LLaVA-CoT model's other published form of its tags, as its Hugging Face
 demo shows them: ``(Here begins the SUMMARY stage) … (Here ends the SUMMARY stage)``."""
 _LONGEST_MARKER = max(len(marker) for marker in _MARKERS)
+TAG_WINDOW = 48
+"""Longer than any tag the parser accepts, blanks inside included: a stop at a close tag
+needs to look only this far back from the newest text."""
 
 
 def _read_marker(text: str, start: int) -> _Tag | _Partial | None:

@@ -31,6 +31,7 @@ from stagewise.models.reasoning.search_backend import (
     Sampled,
     SampleRequest,
 )
+from stagewise.models.reasoning.stages import TAG_WINDOW
 from stagewise.models.remote.http import Endpoint, ServerError, Stream
 
 __all__ = ["MAX_CANDIDATES", "Job", "RemoteBackend", "Update"]
@@ -302,9 +303,11 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
             c.n_scored += 1
     before = len(c.text)
     c.text += update.text
-    end = request.stop(c.text)
+    # a close tag can only complete in the newest text: look at the tail, not the whole
+    start = max(0, before - TAG_WINDOW) if request.tail_stop else 0
+    end = request.stop(c.text[start:])
     if end is not None:  # an OpenAI "stop" that wrote the close tag is the stop string
-        c.text, c.finish = c.text[:end], "closed"
+        c.text, c.finish = c.text[:start + end], "closed"
     elif update.finish is not None:  # the server ends a candidate at its token budget
         c.finish = update.finish
         if update.finish == "eog":

@@ -151,8 +151,7 @@ def test_control_text_in_the_question_stays_text(engine: Engine, image: Prepared
 def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
     """As the search reads a stream: the close tag is seen in the newest piece's window
     when its last token arrives, and the detokenized answer parses into its stages."""
-    from stagewise.models.reasoning.llama_streams import TAG_WINDOW
-    from stagewise.models.reasoning.stages import parse_answer, stage_end
+    from stagewise.models.reasoning.stages import TAG_WINDOW, parse_answer, stage_end
 
     answer = "".join(f"{s.open_tag} The {s.value} here. {s.close_tag}\n" for s in STAGES)
     for stage in STAGES:

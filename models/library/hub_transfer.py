@@ -46,7 +46,7 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import get_session, hf_raise_for_status
 
 from stagewise.models.errors import Cancelled, StagewiseError
-from stagewise.models.library.hub_http import CONNECT_TIMEOUT, format_size
+from stagewise.models.library.hub_http import CONNECT_TIMEOUT, HubError, format_size
 
 __all__ = [
     "MIN_RATE",
@@ -144,9 +144,9 @@ class ProgressMeter:
             return
         rate = (self.done - done) / (now - since)
         if rate < MIN_RATE:
-            raise _gave_up(self.file, self.done, StagewiseError(
+            raise _gave_up(self.file, self.done, HubError(
                 f"too slow: {_format_rate(rate)} on average in the last {RATE_WINDOW:g} s, "
-                f"below the minimum of {_format_rate(MIN_RATE)}"))
+                f"below the minimum of {_format_rate(MIN_RATE)}", "timeout"))
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -230,14 +230,15 @@ def _timed_out(error: httpx2.TimeoutException,
     """Why a download timed out: no connection, or a stall of :data:`STALL_TIMEOUT`."""
     if isinstance(error, httpx2.ConnectTimeout):
         return explain(error)
-    return StagewiseError(f"no data from the server for {STALL_TIMEOUT:g} s")
+    return HubError(f"no data from the server for {STALL_TIMEOUT:g} s", "timeout")
 
 
 def _gave_up(name: str, kept: int, reason: StagewiseError) -> StagewiseError:
     """The error that ends a download, saying how much of ``name`` is kept to resume from."""
     resume = (f"; the {format_size(kept)} downloaded so far are kept and downloading "
               "again resumes from there" if kept else "")
-    return StagewiseError(f"download of {name} failed: {reason}{resume}")
+    return HubError(f"download of {name} failed: {reason}{resume}",
+                    reason.failure if isinstance(reason, HubError) else "other")
 
 
 def _format_rate(bytes_per_s: float) -> str:

@@ -53,7 +53,7 @@ licence_url = "https://example.invalid/licence"
 stage_mode = "prompted"
 thinking = false
 notes = "The tiny random-weight test pair."
-sources = ["tests/library_fixtures.py"]
+sources = ["https://example.invalid/stagewise/tests/library_fixtures.py (a test pair)"]
 ''', encoding="utf-8")
     return path
 

@@ -8,7 +8,8 @@ is built on this machine (the LLaVA-CoT fine-tune), which has no repository.
 Sizes and SHA-256 digests are recorded where a source was found for them; an unknown
 size is ``0`` and an unknown digest ``""``. The downloader then takes them from the
 hub's metadata at download time, and it always checks the file against the hub, so the
-catalogue is a cross-check, never the only one. Every entry names its ``sources``.
+catalogue is a cross-check, never the only one. Every entry names its ``sources``: each
+an http(s) link a reader can follow, with an optional note after it (:func:`source_link`).
 
 :func:`load_catalogue` checks every field and raises :class:`CatalogueError` (a
 :class:`~stagewise.models.errors.StagewiseError`) with a message that names the file, the entry
@@ -39,6 +40,7 @@ __all__ = [
     "CatalogueFile",
     "find_entry",
     "load_catalogue",
+    "source_link",
 ]
 
 SCHEMA_VERSION = 1
@@ -59,6 +61,7 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SOURCE_RE = re.compile(r"^(?P<url>https?://[^\s/]+\S*)(?:\s+(?P<note>.*))?$", re.DOTALL)
 
 _KINDS = ("model", "local")
 _TOP_LEVEL_KEYS = frozenset({"schema", *_KINDS})
@@ -129,7 +132,8 @@ class CatalogueEntry:
         thinking: Whether the model writes a thinking block before answering.
         context: Trained context length in tokens; None when unknown.
         notes: Caveats, including which facts are unknown and why.
-        sources: Where each recorded fact came from (URLs or repository paths).
+        sources: Where each recorded fact came from or can be checked: an http(s) URL,
+            optionally followed by a note (see :func:`source_link`).
     """
 
     id: str
@@ -232,6 +236,29 @@ def find_entry(
     else:
         hint = "the catalogue is empty"
     raise StagewiseError(f"no catalogue entry {entry_id!r}; {hint}")
+
+
+def source_link(source: str) -> tuple[str, str]:
+    """Splits a catalogue source into its link and its note.
+
+    Args:
+        source: ``"https://host/path (what it says)"``; the note is optional.
+
+    Returns:
+        The URL and the note without its parentheses ("" when there is none).
+
+    Raises:
+        CatalogueError: The source does not start with an http(s) URL.
+    """
+    match = _SOURCE_RE.match(source.strip())
+    if match is None:
+        raise CatalogueError(
+            f"source {source!r} is no link: a source starts with an http(s) URL a reader "
+            "can open (a note may follow it)")
+    note = (match.group("note") or "").strip()
+    if note.startswith("(") and note.endswith(")"):
+        note = note[1:-1].strip()
+    return match.group("url"), note
 
 
 def _parse(data: Mapping[str, Any], source: str) -> tuple[CatalogueEntry, ...]:
@@ -480,4 +507,8 @@ def _sources(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise CatalogueError(f"{where}: every source must be a non-empty string")
+        try:
+            source_link(item)
+        except CatalogueError as error:
+            raise CatalogueError(f"{where}: {error}") from None
     return tuple(value)

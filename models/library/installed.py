@@ -190,6 +190,37 @@ class Library:
             self._write(models)
         return gone
 
+    def partial_bytes(self, entry_id: str) -> int:
+        """Bytes an unfinished download of ``entry_id`` has left on disk (0 for none, or
+        for an installed model): what a resumed pull starts from."""
+        folder = self.folder / entry_id
+        if entry_id in self._read() or not folder.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+    def discard_download(self, entry_id: str) -> bool:
+        """Delete what an unfinished pull of ``entry_id`` left (partial and whole files).
+
+        An installed model is left alone: :meth:`remove` deletes one.
+
+        Returns:
+            Whether anything was deleted.
+
+        Raises:
+            StagewiseError: The files cannot be deleted.
+        """
+        if not entry_id or entry_id in {".", ".."} or Path(entry_id).name != entry_id:
+            raise StagewiseError(f"{entry_id!r} is not a catalogue id")
+        folder = self.folder / entry_id
+        if entry_id in self._read() or not folder.is_dir():
+            return False
+        try:
+            shutil.rmtree(folder)
+        except OSError as error:
+            raise StagewiseError(f"could not delete {folder}: "
+                                 f"{error.strerror or error}") from error
+        return True
+
     # -- storage --------------------------------------------------------------------------
 
     def _add(self, model: InstalledModel) -> InstalledModel:

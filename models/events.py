@@ -78,6 +78,8 @@ class Timings:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
+    earlier_turns: int = 0  # a follow-up: earlier turns of the thread in its prompt
+    dropped_turns: int = 0  # a follow-up: its oldest turns, left out to fit the context
 
     @property
     def tokens_per_s(self) -> float:
@@ -162,6 +164,8 @@ class PromptEvaluated:
     n_tokens: int
     n_positions: int
     seconds: float
+    earlier_turns: int = 0  # a follow-up: earlier turns of the thread in the prompt
+    dropped_turns: int = 0  # a follow-up: its oldest turns, left out to fit the context
 
 
 @dataclass(frozen=True)

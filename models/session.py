@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from stagewise.models.inference.engine import Engine
     from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.reasoning.conversation import Turn
     from stagewise.models.reasoning.retrace import ModelScorer
     from stagewise.models.reasoning.search_backend import SearchBackend
     from stagewise.models.remote.server import ServerSettings
@@ -148,12 +149,23 @@ class Session:
         return session
 
     def ask(self, image: PreparedImage, question: str, search: SearchSettings,
-            cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Answer ``question`` about ``image``; the last event is ``AnswerFinished``."""
+            cancel: threading.Event | None = None, *,
+            earlier: Sequence[Turn] = ()) -> Iterator[Event]:
+        """Answer ``question`` about ``image``; the last event is ``AnswerFinished``.
+
+        Args:
+            image: The image.
+            question: The question.
+            search: The search to answer with.
+            cancel: Set it to stop the answer (what was chosen is kept).
+            earlier: For a follow-up, the earlier turns of its thread about the same image
+                (:func:`~stagewise.models.reasoning.conversation.turns_of`), oldest first:
+                they go into the prompt after the image, which is not encoded again.
+        """
         from stagewise.models.reasoning.search import StageSearch
 
         return StageSearch(self.backend, search, scorer_model=self.scorer(search)).run(
-            image, question, cancel)
+            image, question, cancel, earlier=earlier)
 
     def scorer(self, search: SearchSettings) -> ModelScorer | None:
         """Retrace's second model for these settings, loaded once per session; None when

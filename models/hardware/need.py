@@ -16,11 +16,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from stagewise.models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
 from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
+
+if TYPE_CHECKING:
+    from stagewise.models.reasoning.search_settings import SearchSettings
 
 __all__ = [
     "CHECK_FIXED_TOKENS",
@@ -34,6 +38,7 @@ __all__ = [
     "estimate_need",
     "kv_bytes_per_token",
     "need_from_detail",
+    "search_context",
 ]
 
 
@@ -219,6 +224,22 @@ def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage
             checks = CHECK_FIXED_TOKENS + prompt_tokens + s + n * (s + 8)
         extra = max(judges, checks)
     return prompt_tokens + image_tokens + generated + extra
+
+
+def search_context(search: SearchSettings, *, prompt_tokens: int, image_tokens: int) -> int:
+    """Context cells a search with these settings fills at its peak (one question): the
+    rule :func:`estimate_need` sizes the context with (``_context_need``).
+
+    Args:
+        search: The search's settings.
+        prompt_tokens: Tokens of the prompt without the image.
+        image_tokens: Tokens of the image.
+    """
+    return _context_need(
+        prompt_tokens=prompt_tokens, image_tokens=image_tokens, beam=search.beam,
+        max_stage_tokens=search.max_stage_tokens, max_judge_tokens=search.max_judge_tokens,
+        strategy=search.strategy, judged=search.select == "judge",
+        check_reasoning=search.check_reasoning)
 
 
 def _pad(n: int) -> int:

@@ -279,8 +279,14 @@ class Engine:
                        add_special: bool = False) -> list[int]:
         """Tokenize ``text`` with its control tokens, except that every occurrence of a
         ``plain`` text is tokenized as written: a question containing ``<|im_end|>`` or
-        ``<start_of_turn>`` cannot end the user's turn."""
-        wanted = sorted({p for p in plain if p}, key=len, reverse=True)
+        ``<start_of_turn>`` cannot end the user's turn.
+
+        Only ``plain`` texts that would read as control tokens are looked for: a short text
+        with none in it (an earlier answer such as "turn") must not split the template's
+        own control tokens (``<end_of_turn>``) where it occurs inside them."""
+        wanted = sorted({p for p in plain
+                         if p and self.tokenize(p) != self.tokenize(p, special=False)},
+                        key=len, reverse=True)
         tokens: list[int] = self.tokenize("", add_special=True) if add_special else []
         rest = text
         while rest:
@@ -309,8 +315,12 @@ class Engine:
         self._pieces[token] = out
         return out
 
-    def chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
+    def chat_prompt(self, user_text: str, *, with_image: bool = True,
+                    earlier: Sequence[tuple[str, str]] = ()) -> str:
         """Render one user turn with the model's own chat template, ending at the reply.
+
+        ``earlier`` turns (the user's text, the assistant's answer; oldest first) come
+        before it, in the template's multi-turn form, the image in the first user turn.
 
         The model family's adapter (:attr:`family`, picked from the GGUF metadata at load)
         renders the Jinja template stored in the GGUF, with the media marker where that
@@ -326,24 +336,26 @@ class Engine:
         adapter = self.adapter
         if not adapter.native_template and self._chat_template is not None:
             try:
-                return self._render(adapter, user_text, with_image)
+                return self._render(adapter, user_text, with_image, earlier)
             except ChatTemplateError as error:
                 log.warning("%s: %s; using llama.cpp's template handling", self.name, error)
                 try:
-                    return self._native_chat_prompt(user_text, with_image=with_image)
+                    return self._native_chat_prompt(user_text, with_image=with_image,
+                                                    earlier=earlier)
                 except EngineError:
                     raise error from None
         try:
-            return self._native_chat_prompt(user_text, with_image=with_image)
+            return self._native_chat_prompt(user_text, with_image=with_image, earlier=earlier)
         except EngineError:
             if self._chat_template is None:
                 raise
-            return self._render(GENERIC, user_text, with_image)
+            return self._render(GENERIC, user_text, with_image, earlier)
 
-    def _render(self, adapter: FamilyAdapter, user_text: str, with_image: bool) -> str:
+    def _render(self, adapter: FamilyAdapter, user_text: str, with_image: bool,
+                earlier: Sequence[tuple[str, str]] = ()) -> str:
         return adapter.render_prompt(self._chat_template, user_text, self.media_marker,
                                      with_image=with_image, bos_token=self._bos_text,
-                                     eos_token=self._eos_text)
+                                     eos_token=self._eos_text, earlier=earlier)
 
     def _template_specials(self) -> tuple[str, str]:
         """What ``{{ bos_token }}`` and ``{{ eos_token }}`` render as in chat templates.
@@ -358,10 +370,16 @@ class Engine:
         bos = "" if adds_bos else text(lc.llama_vocab_bos(self._vocab))
         return bos, text(lc.llama_vocab_eos(self._vocab))
 
-    def _native_chat_prompt(self, user_text: str, *, with_image: bool = True) -> str:
-        """The user turn through llama.cpp's ``llama_chat_apply_template``, marker first."""
-        content = f"{self.media_marker}\n{user_text}" if with_image else user_text
-        return apply_builtin_template(self._model, content, self.model_path)
+    def _native_chat_prompt(self, user_text: str, *, with_image: bool = True,
+                            earlier: Sequence[tuple[str, str]] = ()) -> str:
+        """The conversation through llama.cpp's ``llama_chat_apply_template``, the marker
+        first in the first user turn."""
+        if with_image and earlier:
+            (first, answer), *rest = earlier
+            earlier = [(f"{self.media_marker}\n{first}", answer), *rest]
+        elif with_image:
+            user_text = f"{self.media_marker}\n{user_text}"
+        return apply_builtin_template(self._model, user_text, self.model_path, earlier)
 
     # -- prompts with images --------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import contextlib
 import ctypes
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from llama_cpp import llama_cpp as lc
@@ -133,20 +133,27 @@ def projector_params(settings: EngineSettings, threads: int) -> mtmd.mtmd_contex
     return mp
 
 
-def apply_builtin_template(model: lc.llama_model_p, content: str, path: Path) -> str:
-    """One user turn of ``content`` through llama.cpp's ``llama_chat_apply_template``.
+def apply_builtin_template(model: lc.llama_model_p, content: str, path: Path,
+                           earlier: Sequence[tuple[str, str]] = ()) -> str:
+    """One user turn of ``content`` through llama.cpp's ``llama_chat_apply_template``,
+    after the ``earlier`` turns (user text, assistant answer), oldest first.
 
     Raises:
         EngineError: llama.cpp does not know the model's template.
     """
     template = lc.llama_model_chat_template(model, None)
-    msg = (lc.llama_chat_message * 1)()
-    msg[0].role = b"user"
-    msg[0].content = content.encode("utf-8")
-    size = len(content) * 2 + 1024
+    turns = [(role, text) for user, answer in earlier
+             for role, text in (("user", user), ("assistant", answer))]
+    turns.append(("user", content))
+    encoded = [(role.encode(), text.encode("utf-8")) for role, text in turns]
+    msg = (lc.llama_chat_message * len(encoded))()
+    for i, (role, text) in enumerate(encoded):
+        msg[i].role = role
+        msg[i].content = text
+    size = sum(len(text) for _, text in encoded) * 2 + 1024
     for _ in range(2):
         buf = ctypes.create_string_buffer(size)
-        n = lc.llama_chat_apply_template(template, msg, 1, True, buf, size)
+        n = lc.llama_chat_apply_template(template, msg, len(encoded), True, buf, size)
         if n < 0:
             raise EngineError(f"{path}: llama.cpp does not know this model's chat template")
         if n <= size:

@@ -96,12 +96,15 @@ class LlamaBackend:
     # -- a question -----------------------------------------------------------------------
 
     def begin(self, image: PreparedImage, question: str, mode: StageMode,
-              cancel: threading.Event) -> PromptInfo:
+              cancel: threading.Event, *, earlier: Sequence[tuple[str, str]] = (),
+              room: int = 0) -> PromptInfo:
         """Evaluate the question's prompt into the root sequence.
 
         A question about the image the last question was about (the same pixels, the same
         text before them) reuses the image's cells, which :meth:`end` kept in sequence 0:
         only the text after the image is evaluated, and the image is not encoded again.
+        A follow-up's ``earlier`` turns are part of that text (the image is in the first
+        user turn), so a follow-up does not encode the image again either.
         """
         engine = self.engine
         engine.cancel_event = cancel
@@ -111,8 +114,8 @@ class LlamaBackend:
         bitmap = Bitmap(fitted)
         prompt: TokenizedPrompt | None = None
         try:
-            prompt_text = engine.chat_prompt(user_text(question, mode))
-            prompt = engine.tokenize_prompt(prompt_text, bitmap, (question.strip(),))
+            prompt_text, prompt, dropped = self._fit_thread(question, mode, bitmap, earlier,
+                                                            room)
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
             key = (_image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
@@ -132,7 +135,28 @@ class LlamaBackend:
         tail = prompt.tail_tokens()
         self._root = _Root(seq, pos, (), tail[-1] if tail else None)
         self._root_logits = True
-        return PromptInfo(prompt.n_tokens, prompt.n_pos)
+        return PromptInfo(prompt.n_tokens, prompt.n_pos, len(earlier) - dropped, dropped)
+
+    def _fit_thread(self, question: str, mode: StageMode, bitmap: Bitmap,
+                    earlier: Sequence[tuple[str, str]], room: int
+                    ) -> tuple[str, TokenizedPrompt, int]:
+        """The prompt with as many of the ``earlier`` turns as leave ``room`` cells of the
+        context for the answer, the oldest left out first; and how many were left out.
+
+        The question itself is never left out: a prompt too long on its own fails when it
+        is evaluated, saying so (:meth:`Engine.eval_prompt`).
+        """
+        engine = self.engine
+        user = user_text(question, mode)
+        for dropped in range(len(earlier) + 1):
+            kept = list(earlier[dropped:])
+            text = engine.chat_prompt(user, earlier=kept)
+            plain = (question.strip(), *(part.strip() for turn in kept for part in turn))
+            prompt = engine.tokenize_prompt(text, bitmap, plain)
+            if not kept or prompt.n_tokens + room <= engine.n_ctx:
+                return text, prompt, dropped
+            prompt.close()
+        raise AssertionError("unreachable: the last try has no earlier turns")
 
     def _eval_question(self, prompt: TokenizedPrompt, seq: int, key: tuple[object, ...]
                        ) -> int:

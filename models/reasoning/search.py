@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from stagewise.models.errors import Cancelled, StagewiseError
@@ -33,8 +33,9 @@ from stagewise.models.events import (
 )
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.conversation import Turn, answer_room
 from stagewise.models.reasoning.llama_backend import LlamaBackend
-from stagewise.models.reasoning.search_backend import Delta, Sampled, SearchBackend
+from stagewise.models.reasoning.search_backend import Delta, PromptInfo, Sampled, SearchBackend
 from stagewise.models.reasoning.search_run import RunRecord
 from stagewise.models.reasoning.search_settings import (
     MAX_BEAM,
@@ -82,11 +83,17 @@ class StageSearch:
     # -- the run --------------------------------------------------------------------------
 
     def run(self, image: PreparedImage, question: str,
-            cancel: threading.Event | None = None) -> Iterator[Event]:
+            cancel: threading.Event | None = None, *,
+            earlier: Sequence[Turn] = ()) -> Iterator[Event]:
         """Answer ``question`` about ``image``, yielding events.
 
         The last event is :class:`AnswerFinished`, also when ``cancel`` is set mid-run (its
         result's status says "cancelled" and keeps what was chosen so far).
+
+        A follow-up has the ``earlier`` turns of its thread (oldest first) in its prompt
+        (:mod:`stagewise.models.reasoning.conversation`); the oldest are left out when the
+        answer would not fit the context otherwise, and the prompt's event and the
+        result's timings say how many were kept and left out.
 
         Raises:
             EngineError: The backend failed (the context is full, say); nothing is
@@ -97,9 +104,11 @@ class StageSearch:
         yield RunStarted(question, s.strategy, s.beam, s.select, self.mode.value, s.seed)
         status = "finished"
         try:
-            info = backend.begin(image, question, self.mode, cancel or threading.Event())
+            info = self._begin(image, question, cancel or threading.Event(), earlier)
             run.prompt_s = time.perf_counter() - run.start
-            yield PromptEvaluated(info.n_tokens, info.n_pos, run.prompt_s)
+            run.earlier_turns, run.dropped_turns = info.earlier_turns, info.dropped_turns
+            yield PromptEvaluated(info.n_tokens, info.n_pos, run.prompt_s,
+                                  info.earlier_turns, info.dropped_turns)
             if s.strategy == "retrace":
                 from stagewise.models.reasoning import retrace
 
@@ -114,6 +123,15 @@ class StageSearch:
         finally:
             backend.end()
         yield AnswerFinished(run.result(s, self.mode.value, status, backend.stats()))
+
+    def _begin(self, image: PreparedImage, question: str, cancel: threading.Event,
+               earlier: Sequence[Turn]) -> PromptInfo:
+        """The backend's :meth:`~SearchBackend.begin`; a follow-up's turns, and the room
+        its answer needs, are passed only when there are earlier turns."""
+        if not earlier:
+            return self.backend.begin(image, question, self.mode, cancel)
+        return self.backend.begin(image, question, self.mode, cancel,
+                                  earlier=tuple(earlier), room=answer_room(self.settings))
 
     # -- one segment ----------------------------------------------------------------------
 

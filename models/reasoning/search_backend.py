@@ -40,10 +40,13 @@ __all__ = ["BackendStats", "Delta", "JudgeReply", "JudgeSession", "Piece", "Prom
 @dataclass(frozen=True)
 class PromptInfo:
     """The question's prompt, evaluated: its tokens and positions (images count as many
-    tokens as they have embeddings, and as few positions as their M-RoPE grid spans)."""
+    tokens as they have embeddings, and as few positions as their M-RoPE grid spans), and,
+    for a follow-up, the earlier turns it holds and those left out to fit the context."""
 
     n_tokens: int
     n_pos: int
+    earlier_turns: int = 0
+    dropped_turns: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,15 @@ class SearchBackend(Protocol):
         ...
 
     def begin(self, image: PreparedImage, question: str, mode: StageMode,
-              cancel: threading.Event) -> PromptInfo:
-        """Start a question: evaluate its prompt with the image, once."""
+              cancel: threading.Event, *, earlier: Sequence[tuple[str, str]] = (),
+              room: int = 0) -> PromptInfo:
+        """Start a question: evaluate its prompt with the image, once.
+
+        ``earlier`` turns (question, answer; oldest first) go before the question, the
+        image in the first one; the oldest are left out while the prompt would leave fewer
+        than ``room`` cells of the context for the answer. Backends that cannot hold a
+        conversation raise StagewiseError when given earlier turns.
+        """
         ...
 
     def end(self) -> None:

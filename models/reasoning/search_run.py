@@ -44,6 +44,8 @@ class RunRecord:
     prompt_s: float = 0.0
     judge_s: float = 0.0
     generated: int = 0
+    earlier_turns: int = 0
+    dropped_turns: int = 0
 
     def chosen_so_far(self) -> tuple[str, int, bool]:
         """The chosen text, the tokens it holds, and whether it ended the turn."""
@@ -75,6 +77,8 @@ class RunRecord:
             prompt_tokens=stats.prompt_tokens - self.stats0.prompt_tokens,
             generated_tokens=self.generated,
             decode_steps=stats.decode_steps - self.stats0.decode_steps,
+            earlier_turns=self.earlier_turns,
+            dropped_turns=self.dropped_turns,
         )
         parsed = parse_answer(self.answer)
         s = settings

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from stagewise.models.errors import Cancelled
+from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import Finish
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.stage_mode import StageMode
@@ -138,7 +138,11 @@ class RemoteBackend:
         return BackendStats(self.image_encodes, self.prompt_tokens, self.requests)
 
     def begin(self, image: PreparedImage, question: str, mode: StageMode,
-              cancel: threading.Event) -> PromptInfo:
+              cancel: threading.Event, *, earlier: Sequence[tuple[str, str]] = (),
+              room: int = 0) -> PromptInfo:
+        if earlier:
+            raise StagewiseError("follow-ups with the earlier questions in context need a "
+                                 "model on this computer; ask it as a new question instead")
         self._cancel = cancel
         self._chosen, self._last, self._in_flight = "", [], []
         return self.start(image, question, mode)

@@ -115,6 +115,24 @@ def test_the_image_marker_sits_where_the_template_puts_the_image(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_a_follow_up_renders_the_earlier_turn_and_keeps_the_image_prefix(case):
+    earlier = [("How many balls?", "Two balls.")]
+    single = case.family.render_prompt(template(case.file), QUESTION, MARKER, with_image=True)
+    follow = case.family.render_prompt(template(case.file), "Why red?", MARKER,
+                                       with_image=True, earlier=earlier)
+    assert follow.count(MARKER) == 1
+    # the text up to the image is a single question's: the kept image can be reused
+    assert follow.partition(MARKER)[0] == single.partition(MARKER)[0]
+    at = [follow.index(text) for text in (MARKER, "How many balls?", "Two balls.", "Why red?")]
+    assert at == sorted(at)
+    answer_end = follow.index("Two balls.") + len("Two balls.")
+    assert follow[answer_end:].lstrip().startswith(case.stop)  # the answer's turn is closed
+    assert follow.endswith(case.generation)
+    for placeholder in case.placeholders:
+        assert placeholder not in follow
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_a_text_only_turn_has_no_marker(case):
     prompt = case.family.render_prompt(template(case.file), QUESTION, MARKER, with_image=False)
     assert MARKER not in prompt

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -202,8 +202,14 @@ class FamilyAdapter:
     # -- prompts ----------------------------------------------------------------------
 
     def render_prompt(self, template: str | None, user_text: str, marker: str, *,
-                      with_image: bool, bos_token: str = "", eos_token: str = "") -> str:
+                      with_image: bool, bos_token: str = "", eos_token: str = "",
+                      earlier: Sequence[tuple[str, str]] = ()) -> str:
         """One user turn rendered with ``template``, ending where the assistant answers.
+
+        With ``earlier`` turns the conversation is rendered in the template's multi-turn
+        form: the image goes with the first user turn, so that the prompt up to the image's
+        end is the same as a single question's (and the image kept in the engine can be
+        reused), then each earlier question and answer, then ``user_text``.
 
         Args:
             template: The model's Jinja chat template.
@@ -213,6 +219,8 @@ class FamilyAdapter:
             bos_token: What ``{{ bos_token }}`` renders as. Leave empty when the
                 tokenizer adds BOS itself (libmtmd tokenizes with ``add_special``).
             eos_token: What ``{{ eos_token }}`` renders as.
+            earlier: Earlier turns of the conversation, oldest first: (the user's text, the
+                assistant's answer).
 
         Returns:
             The prompt, with exactly one ``marker`` when ``with_image`` (none otherwise),
@@ -225,33 +233,46 @@ class FamilyAdapter:
         if template is None:
             raise ChatTemplateError("the model has no chat template")
         context = {"bos_token": bos_token, "eos_token": eos_token, "enable_thinking": False}
+        turns = [*earlier, (user_text, None)]
         if self.content_parts:
             try:
-                prompt = self._render_parts(template, user_text, with_image, context)
+                prompt = self._render_parts(template, turns, with_image, context)
             except ChatTemplateError:
                 if self.string_image_prefix is None:
                     raise
-                prompt = self._render_string(template, user_text, with_image, context,
+                prompt = self._render_string(template, turns, with_image, context,
                                              self.string_image_prefix)
         else:
-            prompt = self._render_string(template, user_text, with_image, context, None)
+            prompt = self._render_string(template, turns, with_image, context, None)
         if with_image:
             prompt = self._place_marker(prompt, marker)
         return close_thinking(prompt)
 
-    def _render_parts(self, template: str, user_text: str, with_image: bool,
-                      context: dict[str, object]) -> str:
-        parts: list[dict[str, str]] = [{"type": "image"}] if with_image else []
-        parts.append({"type": "text", "text": user_text})
-        return render_chat(template, [{"role": "user", "content": parts}], **context)
+    def _render_parts(self, template: str, turns: Sequence[tuple[str, str | None]],
+                      with_image: bool, context: dict[str, object]) -> str:
+        messages: list[dict[str, object]] = []
+        for i, (user, answer) in enumerate(turns):
+            parts: list[dict[str, str]] = [{"type": "image"}] if with_image and i == 0 else []
+            parts.append({"type": "text", "text": user})
+            messages.append({"role": "user", "content": parts})
+            if answer is not None:
+                messages.append({"role": "assistant",
+                                 "content": [{"type": "text", "text": answer}]})
+        return render_chat(template, messages, **context)
 
-    def _render_string(self, template: str, user_text: str, with_image: bool,
-                       context: dict[str, object], image_prefix: str | None) -> str:
-        content = user_text
-        if with_image:
-            content = f"{image_prefix}{user_text}" if image_prefix is not None else (
-                f"{_PENDING}\n{user_text}")
-        return render_chat(template, [{"role": "user", "content": content}], **context)
+    def _render_string(self, template: str, turns: Sequence[tuple[str, str | None]],
+                       with_image: bool, context: dict[str, object],
+                       image_prefix: str | None) -> str:
+        messages: list[dict[str, str]] = []
+        for i, (user, answer) in enumerate(turns):
+            content = user
+            if with_image and i == 0:
+                content = f"{image_prefix}{user}" if image_prefix is not None else (
+                    f"{_PENDING}\n{user}")
+            messages.append({"role": "user", "content": content})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": answer})
+        return render_chat(template, messages, **context)
 
     def _place_marker(self, prompt: str, marker: str) -> str:
         if _PENDING in prompt:

@@ -30,6 +30,10 @@ class HistoryEntry:
         thumbnail: The thumbnail file, or None if it is missing.
         beam: The beam width it ran with (None before its search started).
         strategy: The search strategy (None before its search started).
+        thread: The id of the first run of its thread (the questions asked about the same
+            open image, one after another); None when it is the first, or its own.
+        follow_up: It was asked with the thread's earlier questions and answers in context
+            (a plain question asked again about the image is in the thread, but not this).
     """
 
     id: int
@@ -41,6 +45,13 @@ class HistoryEntry:
     thumbnail: Path | None
     beam: int | None = None
     strategy: str | None = None
+    thread: int | None = None
+    follow_up: bool = False
+
+    @property
+    def thread_id(self) -> int:
+        """Its thread: the id of the thread's first run (its own id if it started one)."""
+        return self.thread if self.thread is not None else self.id
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
 
 DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's write to finish before giving up."""
 
@@ -87,6 +87,21 @@ def _add_owners(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
 
 
+def _add_threads(db: sqlite3.Connection) -> None:
+    """Version 2 → 3: questions asked again about the same open image form a thread.
+
+    ``thread`` is the id of the thread's first run (NULL: the run is its own thread, as
+    every run written before threads is); ``follow_up`` is 1 when the question was asked
+    with the thread's earlier questions and answers in its prompt. There is no foreign
+    key: deleting a thread's first run leaves the others one thread.
+    """
+    _execute_all(db, """
+        ALTER TABLE runs ADD COLUMN thread INTEGER;
+        ALTER TABLE runs ADD COLUMN follow_up INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX runs_thread ON runs(thread)
+    """)
+
+
 def _execute_all(db: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
     for statement in script.split(";"):
@@ -97,6 +112,7 @@ def _execute_all(db: sqlite3.Connection, script: str) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _create_schema,
     1: _add_owners,
+    2: _add_threads,
 }
 """Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
 

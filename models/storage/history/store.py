@@ -50,6 +50,7 @@ from stagewise.models.storage.history.owners import current_owner
 from stagewise.models.storage.history.records import HistoryEntry, RunNotFound, StoredRun
 from stagewise.models.storage.history.rows import _insert_records, _result
 from stagewise.models.storage.history.schema import DATABASE_NAME
+from stagewise.models.storage.history.threads import has_threads, thread_columns, thread_root
 from stagewise.models.storage.paths import data_dir
 
 __all__ = ["History"]
@@ -68,6 +69,7 @@ def _jsonable(value: Any) -> Any:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
 
 
 class History:
@@ -176,7 +178,8 @@ class History:
     # -- writing --------------------------------------------------------------------------
 
     def start(self, image: PreparedImage, original: bytes, image_name: str, question: str,
-              model: str, settings: dict[str, Any]) -> int:
+              model: str, settings: dict[str, Any], *, thread: int | None = None,
+              follow_up: bool = False) -> int:
         """Save a new run, status ``"running"``, with its image and thumbnail.
 
         Args:
@@ -187,6 +190,10 @@ class History:
             model: The model's display name (e.g. its file name).
             settings: JSON-able settings to keep with the run (enums are saved by value,
                 dataclasses as dicts, other unknown values as text).
+            thread: A run this question comes after, about the same open image: the new
+                run joins that run's thread. None starts a new thread.
+            follow_up: The question is asked with the thread's earlier questions and
+                answers in context.
 
         Returns:
             The new run's id.
@@ -202,10 +209,13 @@ class History:
         settings_json = json.dumps(settings, default=_jsonable, ensure_ascii=False)
         with self._write() as db:  # files are written under the write lock: see delete()
             self._store_image(db, image, original, ext)
+            root = None if thread is None else thread_root(db, thread)
             cursor = db.execute(
                 "INSERT INTO runs (created, question, model, status, image, image_name, "
-                "settings, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-                (_now(), question, model, sha, image_name, settings_json, current_owner()))
+                "settings, owner, thread, follow_up) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, "
+                "?, ?)",
+                (_now(), question, model, sha, image_name, settings_json, current_owner(),
+                 root, int(follow_up)))
             run_id = cursor.lastrowid
         assert run_id is not None
         return run_id
@@ -337,13 +347,16 @@ class History:
 
     # -- reading --------------------------------------------------------------------------
 
-    def entries(self, search: str = "", limit: int = 500) -> list[HistoryEntry]:
+    def entries(self, search: str = "", limit: int = 500, *,
+                threads: bool = False) -> list[HistoryEntry]:
         """The saved runs, newest first.
 
         Args:
             search: Keep only runs whose question or conclusion contains this text (ignoring
                 case, Unicode-aware); ``""`` keeps all.
             limit: At most this many entries.
+            threads: Keep each thread's runs together, oldest first, the threads ordered by
+                their newest run (newest first).
 
         Returns:
             The entries.
@@ -351,18 +364,44 @@ class History:
         Raises:
             StagewiseError: The history cannot be read.
         """
-        query = ("SELECT id, created, question, model, status, conclusion, image, beam, strategy"
-                 " FROM runs")
-        params: list[Any] = []
-        if search:
-            query += (" WHERE instr(sw_fold(question), ?) > 0"
-                      " OR instr(sw_fold(conclusion), ?) > 0")
-            params += [_fold(search)] * 2
-        query += " ORDER BY id DESC LIMIT ?"
-        params.append(max(0, limit))
         with self._read() as db:
+            query = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
+                     f"strategy, {thread_columns(db)} FROM runs")
+            params: list[Any] = []
+            if search:
+                query += (" WHERE instr(sw_fold(question), ?) > 0"
+                          " OR instr(sw_fold(conclusion), ?) > 0")
+                params += [_fold(search)] * 2
+            if threads:
+                query = (f"SELECT * FROM ({query}) ORDER BY max(id) OVER (PARTITION BY "
+                         "coalesce(thread, id)) DESC, id ASC LIMIT ?")
+            else:
+                query += " ORDER BY id DESC LIMIT ?"
+            params.append(max(0, limit))
             rows = db.execute(query, params).fetchall()
         return [self._entry(row) for row in rows]
+
+    def thread(self, run_id: int) -> list[HistoryEntry]:
+        """The runs of ``run_id``'s thread (the questions asked about the same open image,
+        one after another), oldest first.
+
+        Raises:
+            RunNotFound: There is no such run.
+            StagewiseError: The history cannot be read.
+        """
+        with self._read() as db:
+            columns = thread_columns(db)
+            select = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
+                      f"strategy, {columns} FROM runs")
+            row = db.execute(f"{select} WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            if not has_threads(db):
+                return [self._entry(row)]
+            root = row["thread"] if row["thread"] is not None else row["id"]
+            rows = db.execute(f"{select} WHERE id = ? OR thread = ? ORDER BY id",
+                              (root, root)).fetchall()
+        return [self._entry(r) for r in rows]
 
     def _entry(self, row: sqlite3.Row) -> HistoryEntry:
         thumb = self.thumbnail_path(row["image"])
@@ -376,6 +415,8 @@ class History:
             thumbnail=thumb if thumb.is_file() else None,
             beam=row["beam"],
             strategy=row["strategy"],
+            thread=row["thread"] if row["thread"] != row["id"] else None,
+            follow_up=bool(row["follow_up"]),
         )
 
     def load(self, run_id: int) -> StoredRun:
@@ -392,8 +433,9 @@ class History:
             StagewiseError: The history cannot be read.
         """
         with self._read() as db:
-            row = db.execute("SELECT runs.*, images.ext FROM runs JOIN images "
-                             "ON images.sha256 = runs.image WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute(f"SELECT runs.*, images.ext, {thread_columns(db)} FROM runs "
+                             "JOIN images ON images.sha256 = runs.image WHERE id = ?",
+                             (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
             candidates = db.execute("SELECT * FROM candidates WHERE run = ? ORDER BY id",

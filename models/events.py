@@ -145,6 +145,7 @@ class SearchResult:
                 "image_encodes": t.image_encodes, "prompt_tokens": t.prompt_tokens,
                 "generated_tokens": t.generated_tokens, "decode_steps": t.decode_steps,
                 "tokens_per_s": round(t.tokens_per_s, 2),
+                "earlier_turns": t.earlier_turns, "dropped_turns": t.dropped_turns,
             },
         }
 

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -32,6 +33,7 @@ from stagewise.models.events import (
     Event,
     JudgeVerdict,
     JudgingStarted,
+    PromptEvaluated,
     Retraced,
     SearchResult,
     SegmentChosen,
@@ -40,6 +42,7 @@ from stagewise.models.events import (
 )
 from stagewise.models.inference.engine_settings import FLASH_ATTENTION, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.conversation import Turn, turns_of
 from stagewise.models.reasoning.search_settings import (
     MAX_BEAM,
     SELECTIONS,
@@ -70,6 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--question", required=True, action="append",
                      help="the question; give it again for more questions about the same "
                           "image, answered in turn without encoding the image again")
+    ask.add_argument("--follow-up", action="store_true",
+                     help="ask each --question after the first as a follow-up: the earlier "
+                          "questions and their answers (conclusions) go into its prompt")
     ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
@@ -147,13 +153,19 @@ def run(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     results: list[SearchResult] = []
+    thread: int | None = None  # the history's run the next question follows
     try:
         with session:
-            for question in questions:
+            for number, question in enumerate(questions, 1):
+                earlier = turns_of(results) if args.follow_up else ()
                 if len(questions) > 1 and not args.json:
-                    print(f"\n# {question}", file=sys.stdout)
-                results.append(_answer(args, session, image, question, settings, model,
-                                       cancel))
+                    print(_heading(number, question, args.follow_up, len(earlier)),
+                          file=sys.stdout)
+                record = AskRecord(args, image, question, model, thread=thread,
+                                   follow_up=bool(earlier))
+                results.append(_answer(args, session, image, question, settings, record,
+                                       cancel, earlier))
+                thread = record.run_id if record.run_id >= 0 else thread
                 if results[-1].status == "cancelled":
                     break
     finally:
@@ -166,15 +178,28 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if results[-1].status == "cancelled" else 0
 
 
+def _heading(number: int, question: str, follow_up: bool, earlier: int) -> str:
+    """The line before each of several questions' answers."""
+    if not follow_up or number == 1:
+        return f"\n# {question}"
+    context = f"{earlier} earlier question{'s' if earlier != 1 else ''} and answer" + (
+        "s" if earlier != 1 else "")
+    return f"\n# Follow-up {number} ({context} in context): {question}"
+
+
 def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, question: str,
-            settings: SearchSettings, model: str, cancel: threading.Event) -> SearchResult:
+            settings: SearchSettings, record: AskRecord, cancel: threading.Event,
+            earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""
-    record = AskRecord(args, image, question, model)
     printer = None if args.json else _StagePrinter(
         sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
     result = None
     try:
-        for event in session.ask(image, question, settings, cancel):
+        for event in session.ask(image, question, settings, cancel, earlier=earlier):
+            if isinstance(event, PromptEvaluated) and event.dropped_turns:
+                print(f"stagewise: the oldest {event.dropped_turns} of the earlier questions "
+                      "were left out of this follow-up so that its answer fits the context "
+                      f"({args.ctx} tokens; --ctx raises it)", file=sys.stderr)
             record.record(event)
             if printer:
                 printer.show(event)

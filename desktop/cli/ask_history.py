@@ -28,7 +28,20 @@ class AskRecord:
     """One ask's run in the history; every method is a no-op once saving has failed."""
 
     def __init__(self, args: argparse.Namespace, image: PreparedImage, question: str,
-                 model: str, folder: Path | None = None) -> None:
+                 model: str, folder: Path | None = None, *, thread: int | None = None,
+                 follow_up: bool = False) -> None:
+        """Start the run in the history (unless ``--no-history``).
+
+        Args:
+            args: ``ask``'s options.
+            image: The image.
+            question: The question.
+            model: The model's name, as the history shows it.
+            folder: The history folder; the user's if None.
+            thread: The run this question follows about the same image (one ``ask`` with
+                several questions is one thread), or None.
+            follow_up: It is asked with the earlier questions and answers in context.
+        """
         self._history: History | None = None
         self._run = -1
         if args.no_history:
@@ -39,9 +52,15 @@ class AskRecord:
             self._history = History(folder)
             self._run = self._history.start(image, Path(args.image).read_bytes(),
                                             Path(args.image).name, question, model,
-                                            settings_record(args))
+                                            settings_record(args), thread=thread,
+                                            follow_up=follow_up)
         except (StagewiseError, OSError) as error:
             self._warn(error)
+
+    @property
+    def run_id(self) -> int:
+        """The run's id in the history; -1 when it is not saved."""
+        return self._run
 
     def record(self, event: Event) -> None:
         if self._run < 0 or self._history is None or isinstance(event, TokenStreamed):

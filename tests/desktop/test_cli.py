@@ -192,6 +192,42 @@ def test_a_history_that_cannot_be_written_costs_a_warning_not_the_answer(
     assert "Traceback" not in done.stderr
 
 
+def test_follow_ups_see_the_earlier_answers_and_are_kept_as_one_thread(
+        tiny_pair, image_file, tmp_path):
+    from stagewise.models.storage.history import History
+
+    model = ("--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj, "--image", image_file,
+             "--beam", "2", "--max-stage-tokens", "10")
+    questions = ("--question", "How many circles?", "--question", "Why is it red?")
+    data = tmp_path / "data"
+    follow = stagewise("ask", *model, *questions, "--follow-up", "--json", data_dir=data)
+    plain = stagewise("ask", *model, *questions, "--json", "--no-history", data_dir=data)
+    assert follow.returncode == 0 and plain.returncode == 0, follow.stderr + plain.stderr
+    followed, asked = json.loads(follow.stdout), json.loads(plain.stdout)
+    assert followed[0]["stages"]["conclusion"].strip()  # an answer to follow up on
+    assert [a["timings"]["image_encodes"] for a in followed] == [1, 0]
+    assert [a["timings"]["earlier_turns"] for a in followed] == [0, 1]
+    assert [a["timings"]["earlier_turns"] for a in asked] == [0, 0]
+    # the same first answer; the follow-up's prompt holds the first question and answer
+    assert followed[0]["answer_text"] == asked[0]["answer_text"]
+    extra = len(" ".join(("How many circles?", followed[0]["stages"]["conclusion"]))) // 8
+    assert (followed[1]["timings"]["prompt_tokens"]
+            > asked[1]["timings"]["prompt_tokens"] + extra)
+    # one thread in the history, the second question marked as a follow-up
+    with History(data / "history") as history:
+        entries = history.entries(threads=True)
+        assert [e.question for e in entries] == ["How many circles?", "Why is it red?"]
+        assert [e.follow_up for e in entries] == [False, True]
+        assert entries[1].thread == entries[0].id
+    streamed = stagewise("ask", *model, *questions, "--follow-up", "--no-history")
+    assert streamed.returncode == 0, streamed.stderr
+    lines = streamed.stdout.splitlines()
+    assert "# How many circles?" in lines
+    assert ("# Follow-up 2 (1 earlier question and answer in context): Why is it red?"
+            in lines)
+    assert streamed.stderr.count("0 image encode(s)") == 1
+
+
 def test_several_questions_about_one_image_encode_it_once(tiny_pair, image_file, tmp_path):
     done = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
                      "--image", image_file, "--question", "How many circles?",

@@ -28,6 +28,7 @@ from stagewise.desktop.image_pane import ImagePane
 from stagewise.desktop.question_box import QuestionBox
 from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
+from stagewise.desktop.welcome_panel import WelcomePanel
 from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first ope
     from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
     from stagewise.desktop.help_pages import HelpPage
     from stagewise.desktop.model_manager import ModelManager
+    from stagewise.desktop.model_setup import ModelSetup
     from stagewise.models.library.installed import InstalledModel
 
 RENDER_MS = 33
@@ -82,6 +84,7 @@ class MainWindow(QMainWindow):
         self.live_run_id = -1
         self._dirty: set[Stage] = set()
         self._restoring = False  # a past run's image is going in: keep its answer
+        self.model_setup: ModelSetup | None = None  # made once the window is up
 
         self._build_widgets()
         self._build_menus()
@@ -93,6 +96,7 @@ class MainWindow(QMainWindow):
         if self.history.notice:
             self.show_message(self.history.notice)
         self.question_box.edit.setFocus()  # typing at launch writes the question
+        QTimer.singleShot(0, self, self.setup_models)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class MainWindow(QMainWindow):
         container = QWidget()
         layout = QVBoxLayout(container)
         layout.setContentsMargins(8, 8, 8, 4)
+        self.welcome = WelcomePanel(container)
+        layout.addWidget(self.welcome)
         self.demo_notice = DemoNotice(container)
         layout.addWidget(self.demo_notice)
         layout.addWidget(self.splitter)
@@ -334,7 +340,7 @@ class MainWindow(QMainWindow):
             self.model_label.setText(f"{loaded.name} · {where}")
             self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
                                         f"loaded in {loaded.seconds:.1f} s")
-        self.demo_notice.show_for(bool(loaded.note))
+        self.demo_notice.show_for(bool(loaded.note) and self.welcome.isHidden())
         if loaded.note:  # the built-in model: say what it can do
             self.model_label.setText(f"{loaded.name} · {where} · built-in model")
             self.model_label.setToolTip(
@@ -522,25 +528,27 @@ class MainWindow(QMainWindow):
     # -- settings -------------------------------------------------------------------------
 
     def open_models(self) -> ModelManager:
-        """Open the model manager (downloads go on in its own thread while it is open)."""
+        """Open the model manager (a download it starts goes on after it closes)."""
         from stagewise.desktop.model_manager import ModelManager
-        from stagewise.models.hardware import detect_hardware
-        from stagewise.models.library.catalogue import load_catalogue
-        from stagewise.models.library.installed import Library
 
-        try:
-            catalogue = load_catalogue()
-        except StagewiseError as error:
-            self.show_message(f"The model catalogue cannot be read: {error}")
-            catalogue = ()
-        manager = ModelManager(Library(), catalogue, detect_hardware(),
-                               current=self.loaded.model if self.loaded else None, parent=self)
+        setup = self.setup_models()
+        manager = ModelManager(setup.library, setup.catalogue, setup.hardware,
+                               current=self.loaded.model if self.loaded else None,
+                               downloads=setup.downloads, parent=self)
         manager.model_chosen.connect(self.use_model)
         manager.server_requested.connect(manager.close)
         manager.server_requested.connect(lambda: self.open_settings(remote=True))
         manager.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         manager.open()
         return manager
+
+    def setup_models(self) -> ModelSetup:
+        """The first-run panel and the background download (made on first use)."""
+        if self.model_setup is None:
+            from stagewise.desktop.model_setup import ModelSetup
+
+            self.model_setup = ModelSetup(self)
+        return self.model_setup
 
     def use_model(self, model: InstalledModel) -> None:
         """Answer with this installed model from now on."""
@@ -568,6 +576,8 @@ class MainWindow(QMainWindow):
                    != (settings.model, settings.mmproj, settings.server_settings()))
         if changed or old.engine_settings() != settings.engine_settings():
             self._load_cancel = self.host.load(settings)  # runs after a running answer
+        if self.model_setup is not None:
+            self.model_setup.refresh()  # a real model now: no first-run panel
 
     def _on_beam(self, beam: int) -> None:
         if beam != self.settings.beam:
@@ -630,6 +640,8 @@ class MainWindow(QMainWindow):
         )
         self._save_settings()
         self._render_timer.stop()
+        if self.model_setup is not None:
+            self.model_setup.shut_down()
         self.host.shut_down(SHUTDOWN_MS)
         self.history.close()
         event.accept()

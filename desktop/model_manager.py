@@ -1,19 +1,21 @@
-"""The model manager: the catalogue with sizes and a "fits this machine" mark, downloads with
-progress, cancel and resume, delete, import of local files, and choosing the model to use."""
+"""The model manager: the catalogue with sizes, a "fits this machine" mark and its sources,
+downloads with progress, pause, resume and cancel, delete, import of local files, and
+choosing the model to use.
+
+Downloads belong to :class:`~stagewise.desktop.downloads.Downloads`, which the main window
+owns: one started here goes on in the background after the manager closes."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -26,15 +28,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from stagewise.desktop import threads
+from stagewise.desktop.downloads import Downloads, State
 from stagewise.desktop.formatting import fits_text, format_bytes, progress_text
-from stagewise.models.errors import Cancelled, StagewiseError
+from stagewise.desktop.import_files import choose_model_files
+from stagewise.models.errors import StagewiseError
 from stagewise.models.hardware import Hardware
-from stagewise.models.library.catalogue import CatalogueEntry
+from stagewise.models.library.catalogue import CatalogueEntry, source_link
 from stagewise.models.library.hub_transfer import DownloadProgress
 from stagewise.models.library.installed import InstalledModel, Library, rough_fit
-
-SHUTDOWN_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -59,41 +60,6 @@ class Row:
         return self.entry.total_bytes if self.entry is not None else 0
 
 
-class _Downloader(QObject):
-    """Runs one pull in its own thread (never the engine's: answering goes on meanwhile)."""
-
-    progress = Signal(object)  # DownloadProgress
-    finished = Signal(object)  # InstalledModel
-    failed = Signal(str)
-    cancelled = Signal()
-
-    def __init__(self, library: Library, entry: CatalogueEntry, cancel: threading.Event,
-                 endpoint: str | None) -> None:
-        super().__init__()
-        self.library, self.entry, self.cancel, self.endpoint = library, entry, cancel, endpoint
-        self._last = 0.0
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            model = self.library.pull(self.entry, progress=self._progress, cancel=self.cancel,
-                                      endpoint=self.endpoint)
-        except Cancelled:
-            self.cancelled.emit()
-        except StagewiseError as error:
-            self.failed.emit(str(error))
-        except OSError as error:
-            self.failed.emit(f"{error.strerror or error}")
-        else:
-            self.finished.emit(model)
-
-    def _progress(self, p: DownloadProgress) -> None:
-        now = time.monotonic()
-        if now - self._last >= 0.1 or p.done >= p.total:  # the GUI needs 10 a second at most
-            self._last = now
-            self.progress.emit(p)
-
-
 class ModelManager(QDialog):
     """Browse, download, import, delete and choose models."""
 
@@ -102,16 +68,25 @@ class ModelManager(QDialog):
 
     def __init__(self, library: Library, catalogue: tuple[CatalogueEntry, ...],
                  hardware: Hardware, *, current: Path | None = None,
-                 endpoint: str | None = None, parent: QWidget | None = None) -> None:
+                 endpoint: str | None = None, downloads: Downloads | None = None,
+                 parent: QWidget | None = None) -> None:
+        """Args:
+            library: The installed models.
+            catalogue: The models that can be downloaded.
+            hardware: This machine, for the "fits" column.
+            current: The model file in use, marked "in use".
+            endpoint: The hub to download from (None: the usual one).
+            downloads: The window's background downloads; None makes the manager its own,
+                which stop (and keep their partial file) when it closes.
+            parent: The window.
+        """
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.setMinimumSize(720, 420)
         self.library, self.catalogue, self.hardware = library, catalogue, hardware
         self.current, self.endpoint = current, endpoint
-        self._thread: QThread | None = None
-        self._downloader: _Downloader | None = None
-        self._cancel: threading.Event | None = None
-        self._downloading: str | None = None
+        self._own_downloads = downloads is None
+        self.downloads = downloads or Downloads(library, endpoint=endpoint, parent=self)
         self.rows: list[Row] = []
 
         self.table = QTableWidget(0, 4)
@@ -128,7 +103,7 @@ class ModelManager(QDialog):
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.TextFormat.RichText)
-        self.details.setOpenExternalLinks(False)
+        self.details.setOpenExternalLinks(True)
         self.details.setAccessibleName("Model details")
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Download progress")
@@ -151,15 +126,21 @@ class ModelManager(QDialog):
         self.table.itemSelectionChanged.connect(self._update)
         self.download_button.clicked.connect(self.download_selected)
         self.server_button.clicked.connect(self.server_requested)
+        self.pause_button.clicked.connect(self.pause_or_resume)
         self.cancel_button.clicked.connect(self.cancel_download)
         self.delete_button.clicked.connect(self.delete_selected)
         self.import_button.clicked.connect(self._choose_import)
         self.use_button.clicked.connect(self.use_selected)
         self.close_button.clicked.connect(self.close)
-        self.refresh()
+        self.downloads.changed.connect(self._on_download_changed)
+        self.downloads.progress.connect(self._on_progress)
+        self.downloads.finished.connect(self._on_finished)
+        self.downloads.failed.connect(self._on_failed)
+        self._on_download_changed()
 
     def _build_buttons(self) -> QHBoxLayout:
         self.download_button = QPushButton("&Download")
+        self.pause_button = QPushButton("&Pause")
         self.cancel_button = QPushButton("&Cancel Download")
         self.delete_button = QPushButton("De&lete")
         self.import_button = QPushButton("&Import Files…")
@@ -167,8 +148,11 @@ class ModelManager(QDialog):
         self.server_button = QPushButton("Use a &Server…")
         self.close_button = QPushButton("Close")
         for button, tip in (
-                (self.download_button, "Download the model and its projector from Hugging Face"),
-                (self.cancel_button, "Stop the download; downloading again resumes it"),
+                (self.download_button, "Download the model and its projector from Hugging Face "
+                                       "in the background (it goes on when this closes)"),
+                (self.pause_button, "Stop the download for now; Resume continues where it "
+                                    "stopped"),
+                (self.cancel_button, "Stop the download and delete what it downloaded"),
                 (self.delete_button, "Delete a downloaded model (imported files are kept)"),
                 (self.import_button, "Use GGUF files already on this computer"),
                 (self.use_button, "Answer with this model from now on"),
@@ -180,8 +164,8 @@ class ModelManager(QDialog):
         self.use_button.setDefault(True)
 
         buttons = QHBoxLayout()
-        for button in (self.download_button, self.cancel_button, self.delete_button,
-                       self.import_button):
+        for button in (self.download_button, self.pause_button, self.cancel_button,
+                       self.delete_button, self.import_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.server_button)
@@ -227,9 +211,15 @@ class ModelManager(QDialog):
                 return
         raise KeyError(model_id)
 
+    @property
+    def _downloading(self) -> str | None:
+        """The id of the model being downloaded (or paused), if any."""
+        entry = self.downloads.entry
+        return entry.id if entry is not None and self.downloads.active else None
+
     def _state(self, row: Row) -> str:
         if row.id == self._downloading:
-            return "downloading…"
+            return "paused" if self.downloads.state is State.PAUSED else "downloading…"
         if row.installed is None:
             return "" if row.entry is None or row.entry.repo else "build it locally"
         if not row.installed.present:
@@ -245,7 +235,11 @@ class ModelManager(QDialog):
         downloadable = (row is not None and row.entry is not None and row.entry.repo is not None
                         and not installed)
         self.download_button.setEnabled(downloadable and not busy)
-        self.cancel_button.setEnabled(busy)
+        state = self.downloads.state
+        self.pause_button.setText("&Resume" if state is State.PAUSED else "&Pause")
+        self.pause_button.setEnabled(state in (State.RUNNING, State.PAUSED))
+        self.pause_button.setVisible(busy)
+        self.cancel_button.setEnabled(busy and state is not State.CANCELLING)
         self.cancel_button.setVisible(busy)
         self.delete_button.setEnabled(row is not None and row.installed is not None
                                       and row.id != self._downloading)
@@ -255,33 +249,24 @@ class ModelManager(QDialog):
     # -- actions --------------------------------------------------------------------------
 
     def download_selected(self) -> None:
-        """Start downloading the selected catalogue model in a background thread."""
+        """Start downloading the selected catalogue model in the background."""
         row = self.selected()
-        if row is None or row.entry is None or self._downloading is not None:
+        if row is None or row.entry is None:
             return
         self.hide_message()
-        self._downloading = row.id
-        self._cancel = threading.Event()
-        self._thread = QThread()
-        self._thread.setObjectName("stagewise-download")
-        self._downloader = _Downloader(self.library, row.entry, self._cancel, self.endpoint)
-        self._downloader.moveToThread(self._thread)
-        self._thread.started.connect(self._downloader.run)
-        self._downloader.progress.connect(self._on_progress)
-        self._downloader.finished.connect(self._on_finished)
-        self._downloader.failed.connect(self._on_failed)
-        self._downloader.cancelled.connect(self._on_cancelled)
-        threads.register_thread(self._thread)
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.progress_label.setText(f"Starting the download of {row.entry.name}…")
-        self._thread.start()
-        self.refresh()
+        if self.downloads.start(row.entry):
+            self.progress_label.setText(f"Starting the download of {row.entry.name}…")
+
+    def pause_or_resume(self) -> None:
+        """Pause a running download (keeping its partial file) or resume a paused one."""
+        if self.downloads.state is State.PAUSED:
+            self.downloads.resume()
+        else:
+            self.downloads.pause()
 
     def cancel_download(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self.progress_label.setText("Stopping…")
+        """Stop the download and delete what it downloaded."""
+        self.downloads.cancel()
 
     def delete_selected(self, confirm: bool = True) -> None:
         row = self.selected()
@@ -320,24 +305,28 @@ class ModelManager(QDialog):
             self.refresh()
 
     def _choose_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a model", "",
-                                              "GGUF models (*.gguf);;All files (*)")
-        if not path:
-            return
-        model = Path(path)
-        from stagewise.models.library.files import find_mmproj
-
-        mmproj = None
-        if find_mmproj(model) is None:
-            projector, _ = QFileDialog.getOpenFileName(
-                self, "Its projector (mmproj)", str(model.parent),
-                "GGUF projectors (*mmproj*.gguf);;GGUF files (*.gguf)")
-            if not projector:
-                return
-            mmproj = Path(projector)
-        self.import_files(model, mmproj)
+        chosen = choose_model_files(self)
+        if chosen is not None:
+            self.import_files(*chosen)
 
     # -- download signals -----------------------------------------------------------------
+
+    @Slot()
+    def _on_download_changed(self) -> None:
+        state, entry = self.downloads.state, self.downloads.entry
+        self.progress.setVisible(state is not State.IDLE)
+        if entry is not None and state is State.PAUSED:
+            last = self.downloads.last
+            at = f" at {format_bytes(last.done)} of {format_bytes(last.total)}" if last else ""
+            self.progress_label.setText(f"{entry.name}: paused{at}. Resume continues where "
+                                        "it stopped.")
+        elif entry is not None and state is State.RUNNING and self.downloads.last is None:
+            self.progress.setRange(0, 0)
+        elif state is State.CANCELLING:
+            self.progress_label.setText("Cancelling…")
+        elif state is State.IDLE and self.progress_label.text().endswith("…"):
+            self.progress_label.setText("")
+        self.refresh()
 
     @Slot(object)
     def _on_progress(self, p: DownloadProgress) -> None:
@@ -348,48 +337,36 @@ class ModelManager(QDialog):
 
     @Slot(object)
     def _on_finished(self, model: InstalledModel) -> None:
-        self._end_download(f"{model.name} is installed.")
+        self.progress_label.setText(f"{model.name} is installed.")
+        self.refresh()
         self.select(model.id)
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        self._end_download("")
-        self.show_message(f"The download failed: {message}")
-
-    @Slot()
-    def _on_cancelled(self) -> None:
-        self._end_download("Download stopped. Download again to resume where it stopped.")
-
-    def _end_download(self, status: str) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(SHUTDOWN_MS)
-        self._thread = self._downloader = self._cancel = None
-        self._downloading = None
-        self.progress.hide()
-        self.progress_label.setText(status)
-        self.refresh()
+    @Slot(object, str)
+    def _on_failed(self, entry: CatalogueEntry, advice: str) -> None:
+        self.progress_label.setText("")
+        self.show_message(f"{entry.name} was not downloaded. {advice}", self.downloads.detail)
 
     @property
     def downloading(self) -> bool:
-        return self._downloading is not None
+        """Whether a download is under way or paused."""
+        return self.downloads.active
 
     # -- messages and closing -------------------------------------------------------------
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, detail: str = "") -> None:
+        """Show ``text`` below the table; ``detail`` (an error's own words) as its tooltip."""
         self.message.setText(text)
+        self.message.setToolTip(detail)
         self.message.show()
 
     def hide_message(self) -> None:
         self.message.clear()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Closing stops a download (the partial file is kept for a resume)."""
-        if self._thread is not None:
-            self.cancel_download()
-            self._thread.quit()
-            if not self._thread.wait(SHUTDOWN_MS):
-                threads.keep_alive(self._thread, self._downloader)
+        """Closing leaves the window's download running; a download of the manager's own
+        stops (its partial file is kept for a resume)."""
+        if self._own_downloads:
+            self.downloads.shut_down()
         super().closeEvent(event)
 
     def reject(self) -> None:
@@ -398,8 +375,6 @@ class ModelManager(QDialog):
 
 
 def _details(row: Row) -> str:
-    from html import escape
-
     parts = [f"<b>{escape(row.name)}</b>"]
     entry = row.entry
     if entry is not None:
@@ -412,6 +387,18 @@ def _details(row: Row) -> str:
                      + (f" ({escape(entry.licence_url)})" if entry.licence_url else ""))
         if entry.notes:
             parts.append(escape(entry.notes))
+        if entry.sources:
+            parts.append("Sources: " + " · ".join(_source_html(s) for s in entry.sources))
     if row.installed is not None:
         parts.append(escape(f"Files: {row.installed.model} · {row.installed.mmproj.name}"))
     return "<br>".join(parts)
+
+
+def _source_html(source: str) -> str:
+    """A catalogue source as a link, its note in parentheses after it."""
+    url, note = source_link(source)
+    shown = url.split("://", 1)[-1]
+    if len(shown) > 60:
+        shown = shown[:57] + "…"
+    link = f'<a href="{escape(url, quote=True)}">{escape(shown)}</a>'
+    return f"{link} ({escape(note)})" if note else link

@@ -7,6 +7,8 @@ from dataclasses import replace
 import pytest
 from PySide6.QtCore import Qt
 
+from stagewise.desktop import threads
+from stagewise.desktop.downloads import State
 from stagewise.desktop.main_window import MainWindow
 from stagewise.desktop.model_manager import ModelManager
 from stagewise.models.hardware import detect_hardware
@@ -37,7 +39,7 @@ def test_download_with_progress_then_use(qtbot, manager, served_catalogue, tiny_
     qtbot.mouseClick(manager.download_button, Qt.MouseButton.LeftButton)
     assert manager.downloading and manager.table.item(row, 3).text() == "downloading…"
     seen: list[str] = []
-    manager._downloader.progress.connect(lambda p: seen.append(manager.progress_label.text()))
+    manager.downloads.progress.connect(lambda p: seen.append(manager.progress_label.text()))
     qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
     assert any(" of " in text and "/s" in text for text in seen)
     assert "is installed" in manager.progress_label.text()
@@ -48,23 +50,43 @@ def test_download_with_progress_then_use(qtbot, manager, served_catalogue, tiny_
     assert manager.table.item(row, 3).text() == "in use"
 
 
-def test_cancel_keeps_the_partial_and_a_second_download_resumes(qtbot, manager,
-                                                                 served_catalogue, tiny_pair):
+def test_pause_keeps_the_partial_and_resume_continues_from_it(qtbot, manager,
+                                                              served_catalogue, tiny_pair):
     hub = served_catalogue.hub
-    hub.set_faults(REPO, tiny_pair.model.name, slow=0.02)
+    hub.set_faults(REPO, tiny_pair.model.name, slow=0.1)
     manager.select(ENTRY_ID)
     manager.download_selected()
-    qtbot.waitUntil(lambda: tiny_pair.model.name in manager.progress_label.text()
-                    and " of " in manager.progress_label.text(), timeout=TIMEOUT_MS)
-    qtbot.mouseClick(manager.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
-    assert "resume" in manager.progress_label.text()
+    qtbot.waitUntil(lambda: manager.downloads.last is not None
+                    and manager.downloads.last.done > tiny_pair.mmproj.stat().st_size,
+                    timeout=TIMEOUT_MS)
+    qtbot.mouseClick(manager.pause_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: manager.downloads.state is State.PAUSED, timeout=TIMEOUT_MS)
+    assert "paused" in manager.progress_label.text()
+    assert manager.pause_button.text() == "&Resume"
+    row = manager.rows.index(manager.selected())
+    assert manager.table.item(row, 3).text() == "paused"
+    assert manager.library.partial_bytes(ENTRY_ID) > tiny_pair.mmproj.stat().st_size
     hub.set_faults(REPO, tiny_pair.model.name, slow=0)
     hub.clear_requests()
-    manager.download_selected()
+    qtbot.mouseClick(manager.pause_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
     assert "is installed" in manager.progress_label.text()
     assert any(r.range for r in hub.downloads())
+    installed = manager.library.get(ENTRY_ID)
+    assert installed.model.read_bytes() == tiny_pair.model.read_bytes()
+
+
+def test_cancel_deletes_what_was_downloaded(qtbot, manager, served_catalogue, tiny_pair):
+    served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.1)
+    manager.select(ENTRY_ID)
+    manager.download_selected()
+    qtbot.waitUntil(lambda: manager.library.partial_bytes(ENTRY_ID)
+                    > tiny_pair.mmproj.stat().st_size, timeout=TIMEOUT_MS)
+    qtbot.mouseClick(manager.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
+    assert not (manager.library.folder / ENTRY_ID).exists()
+    assert manager.library.find(ENTRY_ID) is None
+    assert manager.download_button.isEnabled()
 
 
 def test_a_failed_download_says_why(qtbot, manager, served_catalogue, tiny_pair):
@@ -72,7 +94,9 @@ def test_a_failed_download_says_why(qtbot, manager, served_catalogue, tiny_pair)
     manager.select(ENTRY_ID)
     manager.download_selected()
     qtbot.waitUntil(lambda: not manager.downloading, timeout=TIMEOUT_MS)
-    assert manager.message.text().startswith("The download failed:")
+    assert manager.message.text().startswith("Tiny test VLM was not downloaded. ")
+    assert "Import Files…" in manager.message.text()
+    assert "404" in manager.message.toolTip()  # the hub's own words, for a bug report
     assert tiny_pair.mmproj.name in manager.message.text()
 
 
@@ -94,9 +118,8 @@ def test_closing_mid_download_stops_it(qtbot, manager, served_catalogue, tiny_pa
     manager.select(ENTRY_ID)
     manager.download_selected()
     qtbot.waitUntil(lambda: " of " in manager.progress_label.text(), timeout=TIMEOUT_MS)
-    manager.close()
-    assert not manager.downloading or manager._thread is None or \
-        not manager._thread.isRunning()
+    manager.close()  # a manager without the window's downloads stops its own
+    assert not manager.downloading and not threads.running_threads()
 
 
 def test_the_window_uses_the_chosen_model(qtbot, served_catalogue, tiny_pair, tmp_path):

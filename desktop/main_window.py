@@ -51,6 +51,9 @@ RENDER_MS = 33
 SHUTDOWN_MS = 5000
 """How long closing the window waits for the engine to stop."""
 
+SETUP_DELAY_MS = 150
+"""The first-run panel and the download machinery are set up this long after launch."""
+
 _STATUS_OF_RECORD = {
     "finished": RunStatus.FINISHED,
     "cancelled": RunStatus.CANCELLED,
@@ -96,7 +99,8 @@ class MainWindow(QMainWindow):
         if self.history.notice:
             self.show_message(self.history.notice)
         self.question_box.edit.setFocus()  # typing at launch writes the question
-        QTimer.singleShot(0, self, self.setup_models)
+        # after the first frame: the model library loads huggingface_hub (a few 100 ms)
+        QTimer.singleShot(SETUP_DELAY_MS, self, self.setup_models)
 
     # -- construction ---------------------------------------------------------------------
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 from stagewise.desktop.formatting import format_bytes
 from stagewise.models.library.catalogue import CatalogueEntry
@@ -15,6 +23,7 @@ __all__ = ["WelcomePanel"]
 DEMO_LINE = ("Until then Stagewise answers with its built-in demo model, which only knows "
              "pictures of coloured circles, squares and triangles.")
 NO_MODEL_LINE = "Stagewise has no model to answer with yet."
+LABEL_MIN_WIDTH = 480
 
 
 class WelcomePanel(QFrame):
@@ -35,11 +44,15 @@ class WelcomePanel(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.setAccessibleName("Get a model")
         self.dismissed = False
         self.entry: CatalogueEntry | None = None
         self.label = QLabel(self)
         self.label.setWordWrap(True)
+        # a wrapped label is as tall as its text at its narrowest: keep it wide enough for
+        # three lines, not ten (the window is at least 760 px wide)
+        self.label.setMinimumWidth(LABEL_MIN_WIDTH)
         self.label.setTextFormat(Qt.TextFormat.RichText)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
                                            | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)

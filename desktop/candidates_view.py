@@ -2,18 +2,28 @@
 
 :class:`CandidatesView` sits inside a stage card when its "Candidates" toggle is on. It shows
 one segment at a time (the stage's latest by default; a stepper moves between segments when a
-stage has several, as in sentence-level search): the N candidates as columns, each with its
-text, a "Chosen" badge on the winner and a one-line footer, then the judge's verdicts or the
-log-probability comparison that decided. Colours come from the palette only, so light and
-dark system palettes both work.
+stage has several, as in sentence-level search): the N candidates as columns, the chosen one
+first, each with its text, a "Chosen" badge on the winner and a one-line footer, then the
+judge's verdicts or the log-probability comparison that decided. The columns wrap into rows
+that fit the width (:class:`CandidateGrid`: no sideways scrolling) and are stepped through by
+keyboard. Columns keep their candidate's number wherever they stand, and the verdicts use the
+same numbers. Colours come from the palette only, so light and dark system palettes both
+work.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QFocusEvent,
+    QKeyEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
-    QFrame,
     QHBoxLayout,
     QLabel,
     QScrollArea,
@@ -25,11 +35,15 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.widgets import Chip, GrowingText, bold_font, muted_label
 from stagewise.models.events import Verdict
+from stagewise.models.reasoning.judge import name_candidates
 from stagewise.models.reasoning.run_view import CandidateView, SegmentView, StageView
 from stagewise.models.reasoning.stages import Stage
 
 COLUMN_MIN_WIDTH = 200
 COLUMN_MAX_WIDTH = 420
+GRID_SPACING = 20  # px between columns, and between rows
+GRID_MARGIN = 6  # px around the grid: room for the keyboard's focus frame
+FOCUS_PAD = 4  # px between a column and its focus frame
 FORCED_NOTE = "(judge ran out of words; asked directly)"
 
 
@@ -66,10 +80,11 @@ def finish_text(candidate: CandidateView, stage: Stage, whole: bool) -> str:
 
 
 def verdict_line(verdict: Verdict) -> str:
-    """One verdict, 1-based: ``"Round 1 · 1 vs 3 → 3: <reason>"``."""
+    """One verdict, 1-based: ``"Round 1 · 1 vs 3 → 3: <reason>"``; where the judge's
+    reason says "response 1" or "response 2" it names the candidate, as its column does."""
     line = (f"Round {verdict.round + 1} · {verdict.first + 1} vs {verdict.second + 1} "
             f"→ {verdict.winner + 1}")
-    reason = " ".join(verdict.reason.split())
+    reason = name_candidates(" ".join(verdict.reason.split()), verdict.first, verdict.second)
     if reason:
         line += f": {reason}"
     if verdict.forced:
@@ -130,6 +145,15 @@ def _logprob_lines(segment: SegmentView) -> list[str]:
     return [line]
 
 
+def chosen_first(columns: list[CandidateColumn],
+                 segment: SegmentView | None) -> list[CandidateColumn]:
+    """``columns`` (in candidate order) with the chosen candidate's moved to the front."""
+    if segment is None or segment.chosen is None or segment.chosen >= len(columns):
+        return list(columns)
+    chosen = columns[segment.chosen]
+    return [chosen] + [c for c in columns if c is not chosen]
+
+
 # --------------------------------------------------------------------------------------------
 # Columns
 
@@ -157,6 +181,7 @@ class CandidateColumn(QWidget):
         top.addStretch(1)
         layout.addLayout(top)
         self.text = GrowingText(self, placeholder="Nothing written yet.")
+        self.text.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # the grid is the Tab stop
         layout.addWidget(self.text)
         self.footer = muted_label("", self)
         layout.addWidget(self.footer)
@@ -197,52 +222,173 @@ class CandidateColumn(QWidget):
             self.footer.setText(footer)
 
 
-class _ColumnsArea(QScrollArea):
-    """Columns in a row, scrolled sideways when they do not fit; as tall as its content."""
+class CandidateGrid(QWidget):
+    """The columns in rows that reflow to the width (never wider than it: no sideways
+    scrolling), and one keyboard stop that steps through them.
+
+    Tab comes in on the current candidate (the chosen one, first, until the user steps);
+    Left/Right, Page Up/Page Down step one candidate, Up/Down one row, Home/End go to the
+    ends; the current candidate is framed while the grid has the focus and is scrolled into
+    view.
+
+    Signals:
+        current_changed(int): the user stepped to another candidate (its 1-based number).
+    """
+
+    current_changed = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._order: list[CandidateColumn] = []
+        self._current = 0
+        self._per_row = 1
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.viewport().setAutoFillBackground(False)
-        self.inner = QWidget()
-        self.row = QHBoxLayout(self.inner)
-        self.row.setContentsMargins(0, 0, 0, 0)
-        self.row.setSpacing(20)
-        self.row.addStretch(0)
-        self.setWidget(self.inner)
-        self.inner.setAutoFillBackground(False)  # after setWidget, which turns it on
-        self.inner.installEventFilter(self)
         self.setAccessibleName("Candidates")
 
-    def add_column(self, column: CandidateColumn) -> None:
-        self.row.insertWidget(self.row.count() - 1, column, 1, Qt.AlignmentFlag.AlignTop)
+    # -- reading ---------------------------------------------------------------------------
+
+    def order(self) -> list[CandidateColumn]:
+        """The columns as shown: left to right, then row by row."""
+        return list(self._order)
+
+    def current(self) -> CandidateColumn | None:
+        """The candidate the keyboard is on."""
+        return self._order[self._current] if self._order else None
+
+    def per_row(self) -> int:
+        return self._per_row
+
+    # -- updating --------------------------------------------------------------------------
+
+    def set_order(self, columns: list[CandidateColumn]) -> None:
+        """Show ``columns`` in this order; the keyboard stays on its candidate while the
+        grid has the focus, else goes back to the first."""
+        if columns == self._order:
+            return
+        current = self.current()
+        for column in columns:
+            if column not in self._order:
+                column.installEventFilter(self)
+        self._order = list(columns)
+        keep = self.hasFocus() and current in self._order
+        self._current = self._order.index(current) if keep else 0
+        self._place()
+
+    def step(self, by: int) -> None:
+        """Move the keyboard ``by`` candidates (clamped to the ends)."""
+        self.set_current(self._current + by)
+
+    def set_current(self, position: int) -> None:
+        """Put the keyboard on the candidate shown at ``position`` (0-based, clamped)."""
+        if not self._order:
+            return
+        position = min(max(position, 0), len(self._order) - 1)
+        changed = position != self._current
+        self._current = position
+        self._announce()
+        self._bring_into_view()
+        self.update()
+        if changed:
+            self.current_changed.emit(self._order[position].number)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        steps = {Qt.Key.Key_Right: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_PageDown: 1,
+                 Qt.Key.Key_PageUp: -1, Qt.Key.Key_Down: self._per_row,
+                 Qt.Key.Key_Up: -self._per_row}
+        key = Qt.Key(event.key())
+        if key in steps and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            self.step(steps[key])
+        elif key is Qt.Key.Key_Home:
+            self.set_current(0)
+        elif key is Qt.Key.Key_End:
+            self.set_current(len(self._order) - 1)
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        super().focusInEvent(event)
+        self.set_current(self._current)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        self.update()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.inner and event.type() in (QEvent.Type.LayoutRequest,
-                                                      QEvent.Type.Resize):
-            self._fit()
+        if watched in self._order and event.type() == QEvent.Type.LayoutRequest:
+            self._place()  # a column's text grew: rows move
         return super().eventFilter(watched, event)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self._fit()
+        self._place()
 
-    def _fit(self) -> None:
-        minimum = self.row.minimumSize().width()
-        width = max(self.viewport().width(), minimum)
-        if self.row.hasHeightForWidth():  # wrapped footers: their height depends on width
-            height = self.row.totalHeightForWidth(width)
-        else:
-            height = self.row.sizeHint().height()
-        if minimum > self.viewport().width() + 1:
-            height += self.horizontalScrollBar().sizeHint().height()
-        height += 2 * self.frameWidth()
+    def minimumSizeHint(self) -> QSize:
+        return QSize(COLUMN_MIN_WIDTH + 2 * GRID_MARGIN, self.height())
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        column = self.current()
+        if not self.hasFocus() or column is None:
+            return
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 2))
+        frame = QRectF(column.geometry()).adjusted(-FOCUS_PAD, -FOCUS_PAD, FOCUS_PAD, FOCUS_PAD)
+        painter.drawRoundedRect(frame, 6, 6)
+        painter.end()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _place(self) -> None:
+        """Lay the columns out in rows of as many as fit the width; fix the height."""
+        width = self.width() - 2 * GRID_MARGIN
+        self._per_row = max(1, (width + GRID_SPACING) // (COLUMN_MIN_WIDTH + GRID_SPACING))
+        n = max(min(self._per_row, len(self._order)), 1)
+        column_width = min((width - (n - 1) * GRID_SPACING) // n, COLUMN_MAX_WIDTH)
+        y = GRID_MARGIN
+        for start in range(0, len(self._order), self._per_row):
+            row = self._order[start:start + self._per_row]
+            heights = [self._height_of(column, column_width) for column in row]
+            for k, column in enumerate(row):
+                x = GRID_MARGIN + k * (column_width + GRID_SPACING)
+                column.setGeometry(x, y, column_width, heights[k])
+            y += max(heights) + GRID_SPACING
+        height = (y - GRID_SPACING if self._order else y) + GRID_MARGIN
         if self.minimumHeight() != height or self.maximumHeight() != height:
             self.setFixedHeight(height)
+        self.update()
+
+    @staticmethod
+    def _height_of(column: CandidateColumn, width: int) -> int:
+        layout = column.layout()
+        if layout is not None and layout.hasHeightForWidth():
+            return layout.totalHeightForWidth(width)
+        return column.sizeHint().height()
+
+    def _announce(self) -> None:
+        column = self.current()
+        if column is None:
+            return
+        chosen = ", chosen" if column.chosen else ""
+        self.setAccessibleDescription(
+            f"Candidate {column.number}{chosen}: {self._current + 1} of {len(self._order)}. "
+            "Arrow keys step through the candidates.")
+
+    def _bring_into_view(self) -> None:
+        """Scroll the enclosing view (the stage cards') to the current candidate."""
+        column = self.current()
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QScrollArea):
+            area = area.parentWidget()
+        if column is not None and area is not None and self.hasFocus():
+            area.ensureWidgetVisible(column, 0, FOCUS_PAD + 4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,8 +441,8 @@ class CandidatesView(QWidget):
         self.stepper.hide()
         layout.addWidget(self.stepper)
 
-        self.columns_area = _ColumnsArea(self)
-        layout.addWidget(self.columns_area)
+        self.grid = CandidateGrid(self)
+        layout.addWidget(self.grid)
 
         self.why_title = muted_label("Why it won", self)
         self.why_title.setFont(bold_font(self, 0.9))
@@ -311,6 +457,10 @@ class CandidatesView(QWidget):
     def columns(self) -> list[CandidateColumn]:
         """The columns shown, in candidate order."""
         return [c for c in self._columns if not c.isHidden()]
+
+    def shown_order(self) -> list[CandidateColumn]:
+        """The columns shown, in the order they stand: the chosen one first."""
+        return self.grid.order()
 
     def segment_index(self) -> int:
         """The segment shown, 0-based among the stage's segments."""
@@ -373,15 +523,15 @@ class CandidatesView(QWidget):
         segment = segments[self._index] if segments else None
         candidates = segment.candidates if segment is not None else []
         while len(self._columns) < len(candidates):
-            column = CandidateColumn(len(self._columns) + 1, self.columns_area.inner)
+            column = CandidateColumn(len(self._columns) + 1, self.grid)
             self._columns.append(column)
-            self.columns_area.add_column(column)
         for k, column in enumerate(self._columns):
             if k < len(candidates) and segment is not None:
                 column.show_candidate(segment, candidates[k], self.stage, self._select)
                 column.setHidden(False)
             elif not column.isHidden():
                 column.hide()
+        self.grid.set_order(chosen_first(self._columns[:len(candidates)], segment))
         if segment is None:
             lines = []
         elif self._strategy == "retrace":

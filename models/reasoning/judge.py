@@ -82,3 +82,29 @@ def parse_verdict(text: str) -> ParsedVerdict:
         reason = reason[len("Since "):] if reason.startswith("Since ") else reason
         return ParsedVerdict(None, reason.split(FORCED_SUFFIX)[0].strip())
     return ParsedVerdict(int(m.group("choice")), m.group("reason").strip())
+
+
+_RESPONSE_WORD = re.compile(
+    r"\b(?P<word>response)\s+(?P<digit>[12])\b"
+    r"|\b(?P<lead>(?:the\s+)?(?P<place>first|second))\s+response\b", re.IGNORECASE)
+
+
+def name_candidates(reason: str, first: int, second: int) -> str:
+    """``reason`` with the judge's "response 1" / "response 2" (places in the judged pair,
+    also "the first/second response") named as the candidates they were, counted from 1.
+
+    Args:
+        reason: The judge's reason, in its own words.
+        first: The candidate (0-based) the judge saw as response 1.
+        second: The candidate (0-based) it saw as response 2.
+
+    Returns:
+        The reason naming "candidate N" where it named a response.
+    """
+    def named(m: re.Match[str]) -> str:
+        said = m.group("word") or m.group("lead")
+        in_first = m.group("digit") == "1" or (m.group("place") or "").lower() == "first"
+        number = (first if in_first else second) + 1
+        return f"{'C' if said[0].isupper() else 'c'}andidate {number}"
+
+    return _RESPONSE_WORD.sub(named, reason)

@@ -8,15 +8,24 @@ only set when it changed (and appended when it grew), and a card's candidates vi
 refreshed while it is open.
 
 Each :class:`StageCard` has a header (disclosure button, title, status chip, "Candidates"
-toggle, and a one-line preview while collapsed) and a body (the stage's text, then the
-:class:`~stagewise.desktop.candidates_view.CandidatesView` when the toggle is on). The Conclusion
-card is the prominent answer: larger text, an accent bar on its left, never collapsed.
+toggle, and a preview of the text on the same line while collapsed) and a body (the stage's
+text, then the :class:`~stagewise.desktop.candidates_view.CandidatesView` when the toggle is
+on). A stage folds to its header line when it is chosen (its chip then says how long it took),
+unless the user opened or closed that card or opened its candidates; a click on the line, or
+Space or Enter on its disclosure button, opens it again. The Conclusion card is the prominent
+answer: larger text, an accent bar on its left, never collapsed.
+
+While a run streams, the panel follows the card being written, and keeps the Conclusion in view
+once the run is over; a user who scrolls away is left where they are until they come back to
+the bottom.
 """
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QMouseEvent, QPainter, QPaintEvent, QPalette
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -40,6 +49,9 @@ ANSWER_PLACEHOLDER = "The answer appears here."
 NOT_WRITTEN = "Not written: the answer stopped before this stage."
 _ENDED_EARLY = frozenset({RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED})
 ANSWER_SCALE = 1.25
+FOLLOW_MARGIN = 12  # px kept around the card being written when the view follows it
+FOLLOW_SLACK = 4  # px from the bottom that still count as "at the bottom"
+_WRITING = frozenset({StageStatus.SAMPLING, StageStatus.JUDGING})
 
 _PLACEHOLDERS = {
     StageStatus.WAITING: "Not started yet.",
@@ -100,6 +112,17 @@ class _Header(QWidget):
         super().mouseReleaseEvent(event)
 
 
+class _Disclosure(QToolButton):
+    """The card's open/close arrow; Space (as any button) and Enter or Return toggle it."""
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+            self.click()
+        else:
+            super().keyPressEvent(event)
+
+
 class StageCard(QFrame):
     """One stage: header with disclosure, title, status and Candidates toggle; then its text.
 
@@ -115,6 +138,7 @@ class StageCard(QFrame):
         self.prominent = stage is Stage.CONCLUSION
         self._collapsed = False
         self._user_toggled = False
+        self._finished = False  # its stage was chosen (it folded then) in the run shown
         self._view: StageView | None = None
         self._select: str | None = None
         self._strategy: str | None = None
@@ -136,7 +160,7 @@ class StageCard(QFrame):
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(8)
-        self.disclosure = QToolButton(self.header)
+        self.disclosure = _Disclosure(self.header)
         self.disclosure.setAutoRaise(True)
         self.disclosure.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.disclosure.clicked.connect(self.toggle_collapsed)
@@ -153,19 +177,18 @@ class StageCard(QFrame):
         self.candidates_button.setFont(small_font(self))
         self.candidates_button.setAccessibleName(f"{stage.title} candidates")
         self.candidates_button.toggled.connect(self._candidates_toggled)
-        row.addWidget(self.disclosure)
-        row.addWidget(self.title)
-        row.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignVCenter)
-        row.addStretch(1)
-        row.addWidget(self.candidates_button)
-        top.addLayout(row)
-        self.preview = ElidedLabel(self.header)
+        self.preview = ElidedLabel(self.header)  # collapsed: the text, on the same line
         self.preview.setFont(small_font(self))
         self.preview.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.preview.setAccessibleName(f"{stage.title} preview")
-        self.preview.setContentsMargins(self.disclosure.sizeHint().width() + 8, 0, 0, 0)
         self.preview.hide()
-        top.addWidget(self.preview)
+        row.addWidget(self.disclosure)
+        row.addWidget(self.title)
+        row.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addWidget(self.preview, 1, Qt.AlignmentFlag.AlignVCenter)
+        row.addStretch(0)
+        row.addWidget(self.candidates_button)
+        top.addLayout(row)
         self.header.clicked.connect(self._header_clicked)
         layout.addWidget(self.header)
 
@@ -212,6 +235,11 @@ class StageCard(QFrame):
         return self.preview.full_text()
 
     @property
+    def finished(self) -> bool:
+        """Whether the stage shown is written and chosen (a finished card folds)."""
+        return self._finished
+
+    @property
     def candidates_view(self) -> CandidatesView | None:
         """The candidates view, once the toggle was first turned on."""
         return self._candidates
@@ -221,6 +249,7 @@ class StageCard(QFrame):
     def reset(self, collapsed: bool) -> None:
         """Forget the user's toggles (a new run is shown); close the candidates."""
         self._user_toggled = False
+        self._finished = False
         self.candidates_button.setChecked(False)
         self.set_collapsed(collapsed)
 
@@ -237,6 +266,7 @@ class StageCard(QFrame):
             self._ended = run.status in _ENDED_EARLY
         self._show_status(view)
         self.text.set_text(view.text)
+        self._fold_when_finished(view)
         if self.prominent and run is not None:
             self.show_doubts(run.doubts() if run.status is not RunStatus.RUNNING else [])
         if self._collapsed:
@@ -294,6 +324,16 @@ class StageCard(QFrame):
 
     # -- internals ------------------------------------------------------------------------
 
+    def _fold_when_finished(self, view: StageView) -> None:
+        """A stage that was just chosen folds to its header line (title, status and time),
+        unless the user opened or closed this card, or is looking at its candidates."""
+        finished = view.status is StageStatus.CHOSEN
+        if finished == self._finished:
+            return
+        self._finished = finished
+        if finished and not self._user_toggled and not self.candidates_button.isChecked():
+            self.set_collapsed(True)
+
     def _header_clicked(self) -> None:
         if not self.prominent:
             self.toggle_collapsed()
@@ -346,6 +386,11 @@ class StageCard(QFrame):
         if shown and self._candidates is None:
             self._candidates = CandidatesView(self.stage, self.body)
             self.body.layout().addWidget(self._candidates)
+            view = self._candidates  # Tab goes from the toggle into what it opened
+            chain = [self.candidates_button, view.previous_button, view.next_button,
+                     view.grid, view.why]
+            for first, second in pairwise(chain):
+                QWidget.setTabOrder(first, second)
         if shown and self._collapsed:
             self.set_collapsed(False, user=True)
         self._refresh_candidates()  # before it shows: the first frame is already current
@@ -362,11 +407,19 @@ class StageCard(QFrame):
 
 
 class ReasoningPanel(QWidget):
-    """The four stage cards, in order, in a vertical scroll area."""
+    """The four stage cards, in order, in a vertical scroll area.
+
+    While a run streams, the view follows the card being written (its latest text in view,
+    the Conclusion scrolled in when it starts) until the user scrolls away; it then stays
+    where they put it until they scroll back to the bottom.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._collapsed_default = False
+        self._run: RunView | None = None
+        self._following = True
+        self._scrolling = False  # the panel itself is moving the scroll bar
         self.setMinimumWidth(PANEL_MIN_WIDTH)
         self.setAccessibleName("Reasoning")
         outer = QVBoxLayout(self)
@@ -388,6 +441,9 @@ class ReasoningPanel(QWidget):
         column.addStretch(1)
         self.scroll.setWidget(container)
         outer.addWidget(self.scroll)
+        bar = self.scroll.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._follow_stream)
 
     def card(self, stage: Stage) -> StageCard:
         return self._cards[stage]
@@ -395,22 +451,31 @@ class ReasoningPanel(QWidget):
     def collapsed_default(self) -> bool:
         return self._collapsed_default
 
+    def is_following(self) -> bool:
+        """Whether the view follows the stream (the user has not scrolled away from it)."""
+        return self._following
+
     def show_run(self, view: RunView) -> None:
         """Render the whole of ``view``: a run starting, or one restored from history.
 
-        The user's collapse toggles are forgotten and every card takes the default; candidate
-        views close; the panel scrolls back to the top.
+        The user's collapse toggles are forgotten and every card takes the default (finished
+        stages fold); candidate views close; the panel scrolls back to the top (a finished
+        run: as far as it takes to show the Conclusion) and follows the stream again.
         """
+        self._run = view
         for stage, card in self._cards.items():
             card.reset(self._collapsed_default)
             card.update_view(view.stages[stage], view)
-        self.scroll.verticalScrollBar().setValue(0)
+        self._scroll_to(0)
+        self._following = True
 
     def update_stages(self, view: RunView, stages: set[Stage]) -> None:
         """Re-render the cards of ``stages`` only (called often while tokens stream)."""
+        self._run = view
         for stage in STAGES:
             if stage in stages:
                 self._cards[stage].update_view(view.stages[stage], view)
+        self._follow_stream()
 
     def set_collapsed_default(self, collapsed: bool) -> None:
         """The default for Summary, Caption and Reasoning (the Conclusion never collapses).
@@ -421,8 +486,52 @@ class ReasoningPanel(QWidget):
         self._collapsed_default = collapsed
         for card in self._cards.values():
             if not card.user_toggled:
-                card.set_collapsed(collapsed)
+                card.set_collapsed(collapsed or card.finished)  # finished cards stay folded
 
     def clear(self) -> None:
         """Back to the empty state: waiting cards, no text."""
         self.show_run(RunView())
+
+    # -- following the stream -------------------------------------------------------------
+
+    def writing_card(self) -> StageCard | None:
+        """The card being written: the last sampling or judging one that shows text (a
+        whole-answer segment writes every stage at once), else the first; None when idle."""
+        if self._run is None or self._run.status is not RunStatus.RUNNING:
+            return None
+        active = [card for stage, card in self._cards.items()
+                  if self._run.stages[stage].status in _WRITING]
+        written = [card for card in active if card.text_shown()]
+        return written[-1] if written else (active[0] if active else None)
+
+    def _follow_stream(self) -> None:
+        """Bring the card being written into view: all of it when it fits, else its end; once
+        the run is over, the Conclusion (all of it, else its start)."""
+        if not self._following or self._run is None or self._run.status is RunStatus.IDLE:
+            return
+        over = self._run.done
+        card = self._cards[Stage.CONCLUSION] if over else self.writing_card()
+        if card is None:
+            return
+        top, bottom = card.y() - FOLLOW_MARGIN, card.y() + card.height() + FOLLOW_MARGIN
+        height = self.scroll.viewport().height()
+        bar = self.scroll.verticalScrollBar()
+        if bottom - top > height:
+            value = top if over else bottom - height
+        else:
+            value = min(max(bar.value(), bottom - height), top)
+        self._scroll_to(min(max(value, 0), bar.maximum()))
+
+    def _scroll_to(self, value: int) -> None:
+        self._scrolling = True
+        try:
+            self.scroll.verticalScrollBar().setValue(value)
+        finally:
+            self._scrolling = False
+
+    def _scrolled(self, value: int) -> None:
+        """The user moved the view (wheel, keys, scroll bar, focus): follow again only once
+        they are back at the bottom."""
+        if not self._scrolling:
+            bar = self.scroll.verticalScrollBar()
+            self._following = value >= bar.maximum() - FOLLOW_SLACK

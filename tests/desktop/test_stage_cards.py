@@ -266,8 +266,10 @@ def test_collapsing_while_streaming_sticks_and_shows_a_preview(
     assert card.preview_text() == " ".join(view.stages[Stage.SUMMARY].text.split())
     assert card.disclosure.accessibleName() == "Expand Summary"
     assert card.text_shown() == view.stages[Stage.SUMMARY].text  # kept current while hidden
-    for stage in (Stage.CAPTION, Stage.REASONING, Stage.CONCLUSION):
-        assert not panel.card(stage).is_collapsed()
+    for stage in (Stage.CAPTION, Stage.REASONING):
+        assert panel.card(stage).is_collapsed()  # finished stages fold on their own
+        assert not panel.card(stage).user_toggled
+    assert not panel.card(Stage.CONCLUSION).is_collapsed()
 
     card.disclosure.setFocus()
     qtbot.keyClick(card.disclosure, Qt.Key.Key_Space)
@@ -325,10 +327,16 @@ def test_collapsed_default_applies_to_the_first_three(panel: ReasoningPanel,
 
     panel.card(Stage.CAPTION).toggle_collapsed()  # the user opens one card
     panel.set_collapsed_default(False)
-    assert not panel.card(Stage.SUMMARY).is_collapsed()
+    assert panel.card(Stage.SUMMARY).is_collapsed()  # finished: stays folded
     assert not panel.card(Stage.CAPTION).is_collapsed()
+    panel.show_run(RunView())
+    for stage in FIRST_THREE:  # not finished, not collapsed by default
+        assert not panel.card(stage).is_collapsed()
     panel.set_collapsed_default(True)
     assert panel.card(Stage.SUMMARY).is_collapsed()
+    panel.show_run(view)
+    panel.card(Stage.CAPTION).toggle_collapsed()
+    panel.set_collapsed_default(True)
     assert not panel.card(Stage.CAPTION).is_collapsed()  # the user's toggle wins this run
     panel.show_run(view)
     assert panel.card(Stage.CAPTION).is_collapsed()  # ...until the next run is shown

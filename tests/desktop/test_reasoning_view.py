@@ -1,0 +1,289 @@
+"""The reasoning view follows the answer: fed real runs of the tiny model event by event, it
+keeps the stage being written in view unless the user scrolled away, folds finished stages to
+one line with their time, and keeps the Conclusion in view (issue 20)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from stagewise.desktop.formatting import seconds_text
+from stagewise.desktop.main_window import MainWindow
+from stagewise.desktop.stage_cards import FOLLOW_MARGIN, NOT_WRITTEN, ReasoningPanel, StageCard
+from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.events import (
+    AnswerFinished,
+    Event,
+    RunStarted,
+    SearchResult,
+    SegmentChosen,
+    SegmentStarted,
+)
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.run_view import RunView, StageStatus
+from stagewise.models.reasoning.search import StageSearch
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.storage.app_settings import AppSettings
+
+QUESTION = "What is this?"
+ANSWER_MS = 180_000  # a loaded CI machine
+FIRST_THREE = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
+Search = Callable[..., list[Event]]
+Hook = Callable[[Event, RunView], None]
+
+
+@pytest.fixture(scope="module")
+def search(engine: Engine, image: PreparedImage) -> Search:
+    """Events of a real search with the tiny model; each setting is run once per module."""
+    cache: dict[tuple[tuple[str, object], ...], list[Event]] = {}
+
+    def run(**settings: object) -> list[Event]:
+        key = tuple(sorted(settings.items()))
+        if key not in cache:
+            chosen = {"beam": 2, "max_stage_tokens": 64, "select": "judge", **settings}
+            search = StageSearch(engine, SearchSettings(**chosen))  # type: ignore[arg-type]
+            cache[key] = list(search.run(image, QUESTION))
+        return cache[key]
+
+    return run
+
+
+@pytest.fixture
+def panel(qtbot: QtBot) -> ReasoningPanel:
+    """A short panel, so that a run's cards do not all fit and the view has to follow."""
+    widget = ReasoningPanel()
+    qtbot.addWidget(widget)
+    widget.resize(420, 240)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def stream(panel: ReasoningPanel, events: Iterable[Event], after: Hook | None = None) -> RunView:
+    """Feed ``events`` one by one as the window does, letting Qt lay out after each."""
+    view = RunView()
+    panel.show_run(view)
+    for event in events:
+        changed = view.apply(event)
+        if isinstance(event, RunStarted):
+            panel.show_run(view)
+        else:
+            panel.update_stages(view, changed)
+        QApplication.processEvents()
+        if after is not None:
+            after(event, view)
+    return view
+
+
+def span(panel: ReasoningPanel, card: StageCard) -> tuple[int, int]:
+    """The card's top and bottom in the panel's viewport (0 = the viewport's top edge)."""
+    top = card.mapTo(panel.scroll.viewport(), QPoint(0, 0)).y()
+    return top, top + card.height()
+
+
+def fully_in_view(panel: ReasoningPanel, card: StageCard) -> bool:
+    top, bottom = span(panel, card)
+    return top >= 0 and bottom <= panel.scroll.viewport().height()
+
+
+def assert_follows(panel: ReasoningPanel, card: StageCard) -> None:
+    """The card being written is in view: all of it if it fits, else its latest text."""
+    height = panel.scroll.viewport().height()
+    top, bottom = span(panel, card)
+    if bottom - top + 2 * FOLLOW_MARGIN <= height:
+        assert top >= 0 and bottom <= height, (card.stage, top, bottom, height)
+    else:
+        assert bottom + FOLLOW_MARGIN == height, (card.stage, top, bottom, height)
+
+
+def wheel(panel: ReasoningPanel, notches: int) -> None:
+    """The user turns the mouse wheel over the cards (positive: up, towards the start)."""
+    viewport = panel.scroll.viewport()
+    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
+    event = QWheelEvent(pos, viewport.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(viewport, event)
+
+
+def test_the_view_follows_the_stage_being_written(panel: ReasoningPanel,
+                                                  search: Search) -> None:
+    followed: list[Stage] = []
+    bar = panel.scroll.verticalScrollBar()
+
+    def check(event: Event, _view: RunView) -> None:
+        card = panel.writing_card()
+        if card is None:
+            return
+        assert panel.is_following()
+        assert_follows(panel, card)
+        if bar.value() > 0:  # the view had to move to keep up
+            followed.append(card.stage)
+
+    stream(panel, search(), check)
+    assert set(followed) >= {Stage.REASONING, Stage.CONCLUSION}, followed
+    assert fully_in_view(panel, panel.card(Stage.CONCLUSION))
+
+
+def test_scrolling_away_stops_following_until_back_at_the_bottom(
+        panel: ReasoningPanel, search: Search) -> None:
+    bar = panel.scroll.verticalScrollBar()
+    state = {"away_at": None, "left_behind": 0, "back": False}
+
+    def user(event: Event, _view: RunView) -> None:
+        card = panel.writing_card()
+        if state["away_at"] is None and card is not None and card.stage is Stage.REASONING \
+                and bar.value() > 0:
+            wheel(panel, 2)  # up, to read what came before
+            assert not panel.is_following()
+            state["away_at"] = bar.value()
+        elif state["away_at"] is not None and not state["back"]:
+            assert bar.value() == state["away_at"]  # it stays where the user put it
+            if card is not None and not fully_in_view(panel, card):
+                state["left_behind"] += 1
+            if isinstance(event, SegmentStarted) and event.unit is Stage.CONCLUSION:
+                wheel(panel, -50)  # back down to the bottom: following again
+                assert bar.value() == bar.maximum()
+                assert panel.is_following()
+                state["back"] = True
+        elif state["back"] and card is not None:
+            assert_follows(panel, card)
+
+    stream(panel, search(), user)
+    assert state["away_at"] is not None and state["back"]
+    assert state["left_behind"] > 0  # the stream went on below while the view stayed put
+    assert fully_in_view(panel, panel.card(Stage.CONCLUSION))
+
+
+def test_a_finished_stage_folds_to_one_line_with_its_time(panel: ReasoningPanel,
+                                                         search: Search,
+                                                         qtbot: QtBot) -> None:
+    def check(event: Event, view: RunView) -> None:
+        for stage in FIRST_THREE:
+            status = view.stages[stage].status
+            assert panel.card(stage).is_collapsed() == (status is StageStatus.CHOSEN), stage
+        assert not panel.card(Stage.CONCLUSION).is_collapsed()
+
+    view = stream(panel, search(), check)
+    for stage in FIRST_THREE:
+        card = panel.card(stage)
+        seconds = view.stages[stage].seconds
+        assert seconds is not None and seconds > 0
+        assert card.is_collapsed() and not card.body.isVisible()
+        assert card.title.text() == stage.title
+        assert card.chip.isVisible() and card.status_text() == f"Chosen · {seconds_text(seconds)}"
+        # one line: the preview of its text sits beside the title, not under it
+        assert card.preview.isVisible()
+        title, preview = card.title.geometry(), card.preview.geometry()
+        assert title.top() <= preview.center().y() <= title.bottom()
+        assert preview.left() > card.chip.geometry().right()
+        assert card.header.height() < 2 * card.title.height()
+        assert card.disclosure.arrowType() is Qt.ArrowType.RightArrow
+    conclusion = panel.card(Stage.CONCLUSION)
+    assert conclusion.body.isVisible() and conclusion.text_shown() == view.conclusion
+
+    card = panel.card(Stage.CAPTION)
+    qtbot.mouseClick(card.title, Qt.MouseButton.LeftButton)  # a click on the line opens it
+    assert not card.is_collapsed() and card.body.isVisible()
+    assert card.text_shown() == view.stages[Stage.CAPTION].text
+    card.disclosure.setFocus()
+    for key, collapsed in ((Qt.Key.Key_Return, True), (Qt.Key.Key_Space, False),
+                           (Qt.Key.Key_Enter, True)):
+        qtbot.keyClick(card.disclosure, key)
+        assert card.is_collapsed() is collapsed, key
+    # a run shown again (restored from history) looks like the one that just finished
+    panel.show_run(RunView.from_result(_result(search())))
+    assert [panel.card(s).is_collapsed() for s in STAGES] == [True, True, True, False]
+
+
+def test_a_card_the_user_opened_or_watches_does_not_fold(panel: ReasoningPanel,
+                                                       search: Search) -> None:
+    caption, reasoning = panel.card(Stage.CAPTION), panel.card(Stage.REASONING)
+
+    def user(event: Event, _view: RunView) -> None:
+        if isinstance(event, SegmentStarted) and event.unit is Stage.CAPTION:
+            caption.toggle_collapsed()  # the user closes and opens it again
+            caption.toggle_collapsed()
+        if isinstance(event, SegmentStarted) and event.unit is Stage.REASONING:
+            reasoning.candidates_button.click()
+
+    stream(panel, search(), user)
+    assert not caption.is_collapsed() and not reasoning.is_collapsed()
+    assert panel.card(Stage.SUMMARY).is_collapsed()
+
+
+def test_after_stop_only_finished_stages_fold_and_the_rest_say_so(
+        panel: ReasoningPanel, engine: Engine, image: PreparedImage) -> None:
+    cancel = threading.Event()
+    settings = SearchSettings(beam=2, max_stage_tokens=32, select="judge")
+    events = StageSearch(engine, settings).run(image, QUESTION, cancel=cancel)
+
+    def stop(event: Event, _view: RunView) -> None:
+        if isinstance(event, SegmentChosen):
+            cancel.set()
+
+    view = stream(panel, events, stop)
+    assert view.result is not None and view.result.status == "cancelled"
+    assert panel.card(Stage.SUMMARY).is_collapsed()
+    for stage in (Stage.CAPTION, Stage.REASONING, Stage.CONCLUSION):
+        assert not panel.card(stage).is_collapsed(), stage
+    assert panel.card(Stage.CAPTION).status_text() == "Stopped"
+    assert panel.card(Stage.CONCLUSION).status_text() == "Not written"
+    assert panel.card(Stage.CONCLUSION).text.placeholderText() == NOT_WRITTEN
+
+
+@pytest.fixture
+def small_window(qtbot: QtBot, tiny_pair: TinyPair,
+                 tmp_path: Path) -> Iterator[MainWindow]:
+    """The real window at 1024 × 640 with the tiny model, answering at length."""
+    settings = replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=2,
+                       max_stage_tokens=96, select="logprob", threads=2, n_ctx=4096)
+    window = MainWindow(settings, settings_path=tmp_path / "settings.json",
+                        history_folder=tmp_path / "history")
+    qtbot.addWidget(window)
+    window.resize(1024, 640)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
+    yield window
+    window.close()
+
+
+def test_the_conclusion_is_in_view_at_1024_by_640(qtbot: QtBot, small_window: MainWindow,
+                                                  image_file: Path) -> None:
+    window = small_window
+    assert window.width() == 1024 and window.height() == 640
+    panel = window.reasoning
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
+        window.ask("What shapes are there?")
+    qtbot.wait(50)  # the last layout
+    conclusion = panel.card(Stage.CONCLUSION)
+    assert window.view.conclusion and conclusion.text_shown() == window.view.conclusion
+    assert fully_in_view(panel, conclusion)
+    for stage in FIRST_THREE:
+        card = panel.card(stage)
+        assert card.is_collapsed() and card.visibleRegion().boundingRect().height() > 0
+        assert card.status_text().startswith("Chosen · ")
+    # opened, the stages would not all fit: the fold is what keeps the answer in view
+    for stage in FIRST_THREE:
+        qtbot.mouseClick(panel.card(stage).title, Qt.MouseButton.LeftButton)
+    qtbot.wait(50)
+    assert panel.scroll.verticalScrollBar().maximum() > 0
+    assert fully_in_view(panel, conclusion)  # still: the view keeps the answer in sight
+
+
+def _result(events: list[Event]) -> SearchResult:
+    last = events[-1]
+    assert isinstance(last, AnswerFinished)
+    return last.result

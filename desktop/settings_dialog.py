@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.remote_model_group import RemoteModelGroup
 from stagewise.models.errors import ModelFileError, StagewiseError
+from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
 from stagewise.models.library.files import find_mmproj
 from stagewise.models.reasoning.search_settings import (
@@ -338,12 +339,15 @@ class SettingsDialog(QDialog):
                        "machines and half of them on large ones.")
 
         self.ctx_spin = QSpinBox(group)
-        self.ctx_spin.setRange(CTX_MIN, CTX_MAX)
+        self.ctx_spin.setRange(AUTO_CTX, CTX_MAX)  # below CTX_MIN, only 0 (Automatic) is kept
         self.ctx_spin.setSingleStep(1024)
         self.ctx_spin.setSuffix(" tokens")
+        self.ctx_spin.setSpecialValueText("Automatic")
         self._describe(self.ctx_spin, "Context size",
                        f"Tokens the model can hold at once, shared by all candidates, "
-                       f"{CTX_MIN} to {CTX_MAX}. Larger needs more memory.")
+                       f"{CTX_MIN} to {CTX_MAX}. Automatic uses the model's trained context "
+                       f"(up to {FALLBACK_CTX}), or more when the search needs it. Larger "
+                       "needs more memory.")
 
         self.amx_check = QCheckBox("Use Intel &AMX for weights (experimental)", group)
         self._describe(self.amx_check, "Use Intel AMX for weights",
@@ -439,7 +443,7 @@ class SettingsDialog(QDialog):
             scorer_model=self._scorer_model,
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
-            n_ctx=self.ctx_spin.value(),
+            n_ctx=_context(self.ctx_spin.value()),
             cpu_amx=self.amx_check.isChecked(),
             stages_collapsed=self.collapse_check.isChecked(),
             **self.remote_group.values(),
@@ -624,3 +628,8 @@ def _stored_key(url: str) -> str:
         return KeyStore().get(url)
     except StagewiseError:
         return ""
+
+
+def _context(value: int) -> int:
+    """The spin box's context: 0 stays automatic, other values are raised to CTX_MIN."""
+    return value if value == AUTO_CTX else max(CTX_MIN, value)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.engine_settings import AUTO_CTX
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings, sequences_needed
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
     Args:
         model: The text model: a GGUF, a library id, or None for the built-in model.
         mmproj: Its projector; None finds the one beside the model.
-        engine: The engine settings asked for (context, threads, GPU layers: -1 is auto).
+        engine: The engine settings asked for (context: 0 is auto; threads; GPU layers:
+            -1 is auto). The plan's settings hold the sizes chosen.
         search: The search it is for (its context need); the defaults if None.
         hardware: The machine; detected if None.
 
@@ -96,6 +98,8 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
         raise StagewiseError(f"{pair.model.name} does not fit this machine: {fit.message}")
     if settings.gpu_layers == -1 and hardware.gpu_offload:
         settings = dataclasses.replace(settings, gpu_layers=fit.gpu_layers)
+    if settings.n_ctx == AUTO_CTX and fit.need is not None:  # the size the fit was planned at
+        settings = dataclasses.replace(settings, n_ctx=fit.need.n_ctx)
     return LoadPlan(pair.model, pair.mmproj, pair.note, settings, fit)
 
 

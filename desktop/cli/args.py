@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS, SearchSettings
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
+from stagewise.models.storage.app_settings import CTX_MAX, CTX_MIN
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +24,20 @@ def positive_int(text: str) -> int:
 
 
 SEED_MAX = 2**32 - 1
+
+
+def context_size(text: str) -> int:
+    """``--ctx``: "auto" (or 0), or a whole number from CTX_MIN to CTX_MAX."""
+    if text.strip().lower() in ("auto", str(AUTO_CTX)):
+        return AUTO_CTX
+    try:
+        return int_in(CTX_MIN, CTX_MAX)(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error}, or auto") from None
+
+
+CTX_HELP = (f"context size in tokens, {CTX_MIN} to {CTX_MAX}, or auto (the default): the "
+            f"model's trained context up to {FALLBACK_CTX}, or more when the search needs it")
 
 
 def int_in(low: int, high: int) -> Callable[[str], int]:

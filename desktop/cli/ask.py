@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
+    CTX_HELP,
     SEED_MAX,
     add_retrace_arguments,
     add_server_arguments,
     beam_width,
     checked_question,
+    context_size,
     int_in,
     number_in,
     retrace_settings,
@@ -51,8 +53,6 @@ from stagewise.models.reasoning.search_settings import (
 )
 from stagewise.models.reasoning.stages import StageParser
 from stagewise.models.storage.app_settings import (
-    CTX_MAX,
-    CTX_MIN,
     GPU_LAYERS_MAX,
     MAX_STAGE_TOKENS_MAX,
     TEMPERATURE_MAX,
@@ -101,8 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),
                      default=EngineSettings.gpu_layers,
                      help="layers to offload to the GPU: -1 all that fit (default), 0 none")
-    ask.add_argument("--ctx", type=int_in(CTX_MIN, CTX_MAX), default=EngineSettings.n_ctx,
-                     help=f"context size, {CTX_MIN} to {CTX_MAX} (default %(default)s)")
+    ask.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, help=CTX_HELP)
     ask.add_argument("--flash-attn", choices=FLASH_ATTENTION, default=EngineSettings.flash_attn,
                      help="flash attention (default %(default)s)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -187,6 +186,13 @@ def _heading(number: int, question: str, follow_up: bool, earlier: int) -> str:
     return f"\n# Follow-up {number} ({context} in context): {question}"
 
 
+def _context_of(session: Session, args: argparse.Namespace) -> int | str:
+    """The context the session's engine was made with (``--ctx`` for a server)."""
+    if session.plan is not None:
+        return session.plan.engine.n_ctx
+    return args.ctx or "auto"
+
+
 def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, question: str,
             settings: SearchSettings, record: AskRecord, cancel: threading.Event,
             earlier: Sequence[Turn] = ()) -> SearchResult:
@@ -199,7 +205,8 @@ def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, qu
             if isinstance(event, PromptEvaluated) and event.dropped_turns:
                 print(f"stagewise: the oldest {event.dropped_turns} of the earlier questions "
                       "were left out of this follow-up so that its answer fits the context "
-                      f"({args.ctx} tokens; --ctx raises it)", file=sys.stderr)
+                      f"({_context_of(session, args)} tokens; --ctx raises it)",
+                      file=sys.stderr)
             record.record(event)
             if printer:
                 printer.show(event)

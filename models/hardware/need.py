@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from stagewise.models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
+from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "KV_ELEMENT_BYTES",
     "Need",
     "NeedDetail",
+    "choose_context",
     "estimate_need",
     "kv_bytes_per_token",
     "need_from_detail",
@@ -303,13 +305,14 @@ def estimate_need(
       erring high (``_need_detail``), plus the image encoder's
       (:func:`~stagewise.models.hardware.image_need.vision_compute_bytes`).
 
-    A context longer than ``n_ctx`` or than the model's trained context is reported in
-    :attr:`Need.warnings` (and logged).
+    A context need larger than ``n_ctx``, or one sequence longer than the model's trained
+    context, is reported in :attr:`Need.warnings`.
 
     Args:
         model: The text model GGUF.
         mmproj: Its projector GGUF.
-        n_ctx: The context the engine is to be created with.
+        n_ctx: The context the engine is to be created with; ``AUTO_CTX`` (0) chooses
+            one (:func:`choose_context`), which the need's ``n_ctx`` then holds.
         beam: Candidates per segment.
         max_stage_tokens: Token budget per stage and candidate.
         flash_attn: Whether flash attention is used (llama.cpp's "auto" turns it on on
@@ -340,8 +343,14 @@ def estimate_need(
         max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
         strategy=strategy, judged=judged, check_reasoning=check_reasoning,
     )
+    longest = _longest_sequence(
+        prompt_tokens=prompt_tokens, image_tokens=detail.image_tokens,
+        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
+        strategy=strategy, judged=judged and beam > 1 and strategy != "retrace")
+    if n_ctx == AUTO_CTX:
+        n_ctx = choose_context(detail.n_ctx_train, context)
     warnings = _context_warnings(context, n_ctx=n_ctx, beam=beam,
-                                 n_ctx_train=detail.n_ctx_train)
+                                 n_ctx_train=detail.n_ctx_train, longest=longest)
     return need_from_detail(detail, weights=weights, projector=projector, context=context,
                             n_ctx=_pad(max(n_ctx, context)), warnings=warnings)
 
@@ -398,9 +407,41 @@ def _need_detail(text: GGUFInfo, proj: GGUFInfo, *, params: int, image_tokens: i
     )
 
 
-def _context_warnings(context: int, *, n_ctx: int, beam: int,
-                      n_ctx_train: int) -> tuple[str, ...]:
-    """What is wrong with a context of ``n_ctx`` for a search that needs ``context``."""
+def _longest_sequence(*, prompt_tokens: int, image_tokens: int, max_stage_tokens: int,
+                      max_judge_tokens: int, strategy: str, judged: bool) -> int:
+    """The most positions one sequence of the search takes: an answer (the prompt, the
+    image and four stages) or a judge prompt forked from the image (the task, the hint and
+    two responses). Positions, not cells, are what a model's trained context bounds: the
+    context's cells are shared by many sequences, each starting at position 0 after the
+    shared prefix."""
+    s = max_stage_tokens
+    answer = prompt_tokens + image_tokens + 4 * s
+    if not judged:
+        return answer
+    whole = strategy in ("best-of-n", "sentence")
+    response, hint = (4 * s, 4 * s if strategy == "sentence" else 0) if whole else (s, 2 * s)
+    judge = (prompt_tokens + image_tokens + JUDGE_FIXED_TOKENS + hint + 2 * response
+             + max_judge_tokens + JUDGE_PER_PAIR_TOKENS)
+    return max(answer, judge)
+
+
+def choose_context(n_ctx_train: int, context: int) -> int:
+    """The automatic context size: the model's trained context, at most
+    :data:`~stagewise.models.inference.engine_settings.FALLBACK_CTX`, or what the search
+    needs (``context``, padded) when that is more.
+
+    Args:
+        n_ctx_train: The context the model was trained for (0 if unknown).
+        context: Cells the search needs at its peak (:func:`search_context`).
+    """
+    ceiling = min(FALLBACK_CTX, n_ctx_train) if n_ctx_train else FALLBACK_CTX
+    return max(_pad(ceiling), _pad(context))
+
+
+def _context_warnings(context: int, *, n_ctx: int, beam: int, n_ctx_train: int,
+                      longest: int) -> tuple[str, ...]:
+    """What is wrong with a context of ``n_ctx`` for a search that needs ``context`` cells
+    and writes at most ``longest`` positions in one sequence."""
     warnings = []
     if context > n_ctx:
         warnings.append(
@@ -408,9 +449,9 @@ def _context_warnings(context: int, *, n_ctx: int, beam: int,
             f"context is {n_ctx}: raise the context size or lower the beam width or the stage "
             "budget"
         )
-    if n_ctx_train and max(context, n_ctx) > n_ctx_train:
+    if n_ctx_train and longest > n_ctx_train:
         warnings.append(
-            f"the context ({max(context, n_ctx)} tokens) is longer than the model was "
-            f"trained for ({n_ctx_train}); answers may degrade"
+            f"one answer or judgement can reach {longest} tokens, longer than the model was "
+            f"trained for ({n_ctx_train}); answers may degrade: lower the stage budget"
         )
     return tuple(warnings)

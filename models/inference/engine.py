@@ -12,6 +12,7 @@ sequences decode together in one :meth:`Engine.decode` call.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -29,7 +30,13 @@ from stagewise.models.inference.cpu_buffers import (
     choose_weight_buffers,
     parse_weight_buffers,
 )
-from stagewise.models.inference.engine_settings import EngineSettings, EngineStats, default_threads
+from stagewise.models.inference.engine_settings import (
+    AUTO_CTX,
+    FALLBACK_CTX,
+    EngineSettings,
+    EngineStats,
+    default_threads,
+)
 from stagewise.models.inference.families import GENERIC, FamilyAdapter, detect_family
 from stagewise.models.inference.families.base import chat_template
 from stagewise.models.inference.gguf_check import check_pair
@@ -94,6 +101,8 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self.weight_buffers: dict[str, float] = {}
         self._turn_end: frozenset[int] = frozenset()
+        if self.settings.n_ctx == AUTO_CTX:  # no plan sized it
+            self.settings = dataclasses.replace(self.settings, n_ctx=FALLBACK_CTX)
         if self.settings.n_ctx < MIN_CTX:  # llama.cpp asserts (and aborts) below this
             raise EngineError(f"the context must hold at least {MIN_CTX} tokens, "
                               f"not {self.settings.n_ctx}")

@@ -6,11 +6,19 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FLASH_ATTENTION", "EngineSettings", "EngineStats", "FlashAttention",
-           "default_threads"]
+__all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "EngineSettings", "EngineStats",
+           "FlashAttention", "default_threads"]
 
 FlashAttention = Literal["auto", "on", "off"]
 FLASH_ATTENTION: tuple[FlashAttention, ...] = ("auto", "on", "off")
+
+AUTO_CTX = 0
+"""A context size of 0 asks for one sized to the model and the search: a load plan picks
+the model's trained context, at most :data:`FALLBACK_CTX`, or more when the search needs
+more (:func:`stagewise.models.hardware.need.choose_context`)."""
+
+FALLBACK_CTX = 8192
+"""The automatic context's ceiling, and the context of an engine made without a plan."""
 
 
 def default_threads() -> int:
@@ -24,7 +32,8 @@ class EngineSettings:
     """How a model is loaded.
 
     Attributes:
-        n_ctx: Context size in tokens, shared by all sequences (unified KV cache).
+        n_ctx: Context size in tokens, shared by all sequences (unified KV cache);
+            :data:`AUTO_CTX` (0) sizes it to the model and the search.
         n_batch: Largest number of tokens handed to one decode call.
         n_seq_max: Most sequences alive at once (beam width, judges, the prefix).
         threads: CPU threads; ``None`` picks :func:`default_threads`.
@@ -34,7 +43,7 @@ class EngineSettings:
             off by default (:mod:`stagewise.models.inference.cpu_buffers` says why).
     """
 
-    n_ctx: int = 8192
+    n_ctx: int = AUTO_CTX
     n_batch: int = 512
     n_seq_max: int = 16
     threads: int | None = None

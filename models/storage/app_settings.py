@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.files import write_atomic
@@ -109,7 +109,8 @@ class AppSettings:
         gpu_layers: Layers offloaded to the GPU: -1 auto (everything that fits),
             0 CPU only, n that many layers.
         threads: CPU threads; None picks them automatically.
-        n_ctx: Context size in tokens, 2048 to 131072.
+        n_ctx: Context size in tokens, 2048 to 131072, or 0: automatic (the model's
+            trained context up to 8192, more when the search needs it).
         server_url: A server that answers instead of a model in this process ("" for
             none): llama.cpp's llama-server, or an OpenAI-compatible server such as vLLM.
             Its API key is kept apart (:mod:`stagewise.models.remote.keys`).
@@ -225,6 +226,12 @@ class AppSettings:
 # --------------------------------------------------------------------------- values
 
 
+def _context(value: object) -> int:
+    if value == AUTO_CTX and not isinstance(value, bool):
+        return AUTO_CTX
+    return int_value("n_ctx", CTX_MIN, CTX_MAX, " or 0 (automatic)")(value)
+
+
 def _threads(value: object) -> int | None:
     if value is None:
         return None
@@ -257,7 +264,7 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "scorer_model": path_value("scorer_model"),
     "gpu_layers": int_value("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
-    "n_ctx": int_value("n_ctx", CTX_MIN, CTX_MAX),
+    "n_ctx": _context,
     "server_url": _server_url,
     "server_kind": choice_value("server_kind", SERVER_KINDS),
     "server_model": text_value("server_model"),

@@ -6,6 +6,7 @@ signal instead of taking the test run down with it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -242,3 +243,13 @@ def test_several_questions_about_one_image_encode_it_once(tiny_pair, image_file,
                          "--max-stage-tokens", "8", "--no-history")
     assert streamed.returncode == 0, streamed.stderr
     assert "# One?" in streamed.stdout and "# Two?" in streamed.stdout
+
+
+def test_ctx_takes_auto_or_a_size_in_range():
+    from stagewise.desktop.cli.args import context_size
+
+    assert context_size("auto") == context_size("0") == 0
+    assert context_size("4096") == 4096
+    for bad in ("1024", "lots", "999999"):
+        with pytest.raises(argparse.ArgumentTypeError, match="or auto"):
+            context_size(bad)

@@ -128,7 +128,13 @@ def test_ranges_match_the_settings_limits(qtbot, make_dialog):
     assert (dialog.temperature_spin.minimum(), dialog.temperature_spin.maximum()) == (0, 2)
     assert (dialog.top_p_spin.minimum(), dialog.top_p_spin.maximum()) == (0, 1)
     assert (dialog.max_tokens_spin.minimum(), dialog.max_tokens_spin.maximum()) == (16, 4096)
-    assert (dialog.ctx_spin.minimum(), dialog.ctx_spin.maximum()) == (2048, 131072)
+    assert (dialog.ctx_spin.minimum(), dialog.ctx_spin.maximum()) == (0, 131072)
+    assert dialog.ctx_spin.value() == 0 and dialog.ctx_spin.text() == "Automatic"
+    assert dialog.settings().n_ctx == 0  # the default: sized to the model at load
+    dialog.ctx_spin.setValue(1000)  # below the smallest context llama.cpp accepts
+    assert dialog.settings().n_ctx == 2048
+    dialog.ctx_spin.setValue(4096)
+    assert dialog.settings().n_ctx == 4096
     dialog.beam_spin.setValue(MAX_BEAM + 5)
     assert dialog.settings().beam == MAX_BEAM
     dialog.threads_spin.setValue(0)

@@ -26,6 +26,7 @@ from stagewise.models.hardware import (
     need_from_detail,
     plan_fit,
 )
+from stagewise.models.hardware.need import choose_context
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.gguf_header import inspect_gguf
@@ -354,3 +355,30 @@ def test_check_fit_on_the_tiny_pair(tiny_pair: TinyPair):
     assert any("sequences" in w for w in few.warnings)
     real = check_fit(tiny_pair.model, tiny_pair.mmproj)
     assert real.fits
+
+
+def test_the_automatic_context_is_the_trained_one_unless_the_search_needs_more():
+    assert choose_context(2048, 1000) == 2048
+    assert choose_context(2048, 5000) == 5120  # padded to 256
+    assert choose_context(131072, 1000) == 8192  # never more than the fallback by itself
+    assert choose_context(0, 100) == 8192  # unknown training context
+
+
+def test_an_automatic_load_of_the_demo_sizes_its_context_and_does_not_warn():
+    from stagewise.models.library.demo import demo_pair
+    from stagewise.models.session import plan
+
+    pair = demo_pair()
+    trained = inspect_gguf(pair.model).metadata["llama.context_length"]
+    single = plan(None, None, EngineSettings(),
+                  SearchSettings(beam=1, max_stage_tokens=256))
+    assert single.engine.n_ctx == trained  # a single pass fits its trained context
+    beam = plan(None, None, EngineSettings(), SearchSettings(beam=4, max_stage_tokens=256))
+    assert beam.fit.need is not None and beam.engine.n_ctx == beam.fit.need.n_ctx
+    assert beam.engine.n_ctx >= beam.fit.need.context > trained  # the beam's cells need more
+    # ... but no one sequence is longer than the model was trained for
+    assert not beam.fit.warnings, beam.fit.warnings
+    long = plan(None, None, EngineSettings(), SearchSettings(beam=4, max_stage_tokens=1024))
+    assert any("longer than the model was trained for" in w for w in long.fit.warnings)
+    fixed = plan(None, None, EngineSettings(n_ctx=4096), SearchSettings(beam=1))
+    assert fixed.engine.n_ctx == 4096  # a size asked for is kept

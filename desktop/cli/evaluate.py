@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
+    CTX_HELP,
     SEED_MAX,
     add_retrace_arguments,
     add_server_arguments,
     beam_width,
+    context_size,
     int_in,
     number_in,
     positive_int,
@@ -36,8 +38,6 @@ from stagewise.models.evaluation.results import STRATEGY_NAMES
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
 from stagewise.models.storage.app_settings import (
-    CTX_MAX,
-    CTX_MIN,
     GPU_LAYERS_MAX,
     MAX_STAGE_TOKENS_MAX,
     THREADS_MAX,
@@ -75,8 +75,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--limit", type=positive_int, metavar="K", help="only the first K questions")
     ev.add_argument("--strategy", type=_strategies, action="append", metavar="NAMES",
                     help=f"what to compare: {', '.join(STRATEGY_NAMES)}; repeat it or "
-                         "separate names with commas (default: all four, in that order); "
-                         "single is one pass, the others search with --beam and --select")
+                         "separate names with commas (default: all of them, in that order); "
+                         "greedy is one pass that always takes the likeliest token, single "
+                         "one sampled pass (the baseline), the others search with --beam "
+                         "and --select")
     ev.add_argument("--beam", type=beam_width, default=EVAL_BEAM, metavar="N",
                     help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
                          "(default %(default)s, the paper's)")
@@ -94,9 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
                     default=SearchSettings.max_stage_tokens, metavar="N",
                     help="token budget per stage (default %(default)s)")
-    ev.add_argument("--ctx", type=int_in(CTX_MIN, CTX_MAX), default=EngineSettings.n_ctx,
-                    metavar="N",
-                    help="context size (default %(default)s)")
+    ev.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, metavar="N",
+                    help=CTX_HELP)
     ev.add_argument("--threads", type=int_in(1, THREADS_MAX), metavar="N",
                     help="CPU threads (default: auto)")
     ev.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from stagewise.models.evaluation.judge_accuracy import ANSWER_UNIT, JudgeCall
 from stagewise.models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
+from stagewise.models.inference.sampling_settings import GREEDY
 from stagewise.models.reasoning.search_settings import SearchSettings, Selection, Strategy
 from stagewise.models.reasoning.stages import STAGES
 
@@ -22,8 +23,10 @@ __all__ = [
     "make_configs",
 ]
 
-STRATEGY_NAMES: tuple[str, ...] = ("single", "best-of-n", "sentence", "stage", "retrace")
-"""What ``stagewise eval`` compares, in this order: a single pass and the four searches."""
+STRATEGY_NAMES: tuple[str, ...] = ("greedy", "single", "best-of-n", "sentence", "stage",
+                                   "retrace")
+"""What ``stagewise eval`` compares, in this order: a greedy pass, a sampled single pass and
+the four searches."""
 
 BASELINE = "single"
 """The strategy the others are compared with."""
@@ -37,17 +40,19 @@ class EvalConfig:
     """One strategy as evaluated.
 
     Attributes:
-        name: "single" (one pass: strategy "stage", beam 1), "best-of-n", "sentence",
-            "stage" or "retrace".
+        name: "greedy" (one pass, always the likeliest token), "single" (one sampled
+            pass: strategy "stage", beam 1), "best-of-n", "sentence", "stage" or "retrace".
         strategy: The search strategy it runs.
         beam: Candidates per segment.
         select: How a candidate is chosen (meaningless at beam 1).
+        greedy: Decode greedily instead of with the base settings' sampling.
     """
 
     name: str
     strategy: Strategy
     beam: int
     select: Selection
+    greedy: bool = False
 
     @property
     def judged(self) -> bool:
@@ -56,8 +61,9 @@ class EvalConfig:
 
     def settings(self, base: SearchSettings, seed: int) -> SearchSettings:
         """``base`` with this strategy, its beam and selection, and ``seed``."""
+        sampling = GREEDY if self.greedy else base.sampling
         return replace(base, strategy=self.strategy, beam=self.beam, select=self.select,
-                       seed=seed)
+                       seed=seed, sampling=sampling)
 
 
 def make_configs(names: Iterable[str], beam: int, select: Selection) -> tuple[EvalConfig, ...]:
@@ -70,7 +76,9 @@ def make_configs(names: Iterable[str], beam: int, select: Selection) -> tuple[Ev
     for name in names:
         if name not in STRATEGY_NAMES:
             raise ValueError(f"unknown strategy {name!r}: use {', '.join(STRATEGY_NAMES)}")
-        if name == "single":
+        if name == "greedy":
+            configs[name] = EvalConfig(name, "stage", 1, select, greedy=True)
+        elif name == "single":
             configs[name] = EvalConfig(name, "stage", 1, select)
         else:
             configs[name] = EvalConfig(name, name, beam, select)  # type: ignore[arg-type]

@@ -69,8 +69,8 @@ def test_the_table_has_a_row_per_strategy(tmp_path, capsys, tiny_pair):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("strategy"))
     assert "accuracy" in lines[header] and "95% CI" in lines[header]
-    rows = [line.split()[0] for line in lines[header + 1: header + 6]]
-    assert rows == ["single", "best-of-n", "sentence", "stage", "retrace"]
+    rows = [line.split()[0] for line in lines[header + 1: header + 7]]
+    assert rows == ["greedy", "single", "best-of-n", "sentence", "stage", "retrace"]
     assert "retrace's cutoff is not calibrated" in err
     assert any(line.startswith("stage vs single: ") and " points (95% CI " in line
                for line in lines)
@@ -89,9 +89,9 @@ def test_strategies_repeat_or_split_by_commas(tmp_path, capsys, tiny_pair):
     assert report["comparisons"] == []  # no single pass to compare with
     assert all(s["judge"] is None and s["select"] == "logprob" for s in report["strategies"])
     with pytest.raises(SystemExit) as exited:
-        main(["eval", str(data), "--strategy", "single,greedy"])
+        main(["eval", str(data), "--strategy", "single,beam"])
     assert exited.value.code == 2
-    assert "unknown strategy 'greedy'" in capsys.readouterr().err
+    assert "unknown strategy 'beam'" in capsys.readouterr().err
 
 
 def test_demo_without_demo_files_is_a_clear_error(tmp_path, capsys, monkeypatch):

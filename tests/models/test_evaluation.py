@@ -383,6 +383,10 @@ def test_make_configs():
         ("single", "stage", 1, "logprob"), ("stage", "stage", 4, "logprob"),
         ("best-of-n", "best-of-n", 4, "logprob")]
     assert not configs[0].judged
+    greedy, single = make_configs(["greedy", "single"], 4, "judge")
+    base = SearchSettings()
+    assert greedy.settings(base, 3).sampling.greedy and greedy.settings(base, 3).beam == 1
+    assert single.settings(base, 3).sampling == base.sampling != greedy.settings(base, 3).sampling
     with pytest.raises(ValueError, match="unknown strategy"):
         make_configs(["beam"], 2, "judge")
 

@@ -116,6 +116,8 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
         print(f"  licence {entry.licence}  {entry.licence_url}", file=out)
         if entry.notes:
             print(f"  note: {entry.notes}", file=out)
+        for source in entry.sources:
+            print(f"  source: {source}", file=out)
     if installed is not None:
         state = "installed" if installed.present else "installed, but files are missing"
         print(f"  {state}: {installed.model}\n  {' ' * len(state)}  {installed.mmproj}",

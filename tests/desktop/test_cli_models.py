@@ -98,6 +98,7 @@ def test_the_local_slot_says_how_it_is_built_and_shows_its_size_once_built(tiny_
     data = tmp_path / "data"
     info = stagewise("models", "info", "llava-cot-local", data_dir=data)
     assert "not built yet: python -m stagewise.models.recipes.llava_cot all" in info.stdout
+    assert "  source: https://arxiv.org/abs/2411.10440 " in info.stdout  # links, one a line
     assert "size from the hub" not in info.stdout
     home = data / "models" / "llava-cot-local"
     home.mkdir(parents=True)

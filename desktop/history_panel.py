@@ -44,8 +44,17 @@ _STATUS_WORDS = {
 }
 
 
+THREAD_ROLE = Qt.ItemDataRole.UserRole + 1
+"""An item's thread: the id of the thread's first run."""
+
+THREAD_INDENT = "↳ "
+"""Before a question asked after another about the same image, under its thread's first."""
+
+
 class HistoryPanel(QWidget):
-    """Lists saved runs, newest first. Reads through its own :class:`History` connection."""
+    """Lists saved runs, newest first; the questions asked one after another about one
+    image (a thread) stay together, oldest first, the later ones indented. Reads through
+    its own :class:`History` connection."""
 
     run_selected = Signal(int)
     export_requested = Signal(list)  # run ids
@@ -115,7 +124,7 @@ class HistoryPanel(QWidget):
         problem = ""
         try:
             self.history.repair_interrupted()  # a writer that died since (e.g. a killed CLI)
-            entries = self.history.entries(self.search.text().strip())
+            entries = self.history.entries(self.search.text().strip(), threads=True)
         except StagewiseError as error:
             problem = f"History cannot be read: {error}"
             entries = []
@@ -199,10 +208,13 @@ class HistoryPanel(QWidget):
             "single pass" if entry.beam == 1 else "")
         answer = " ".join(entry.conclusion.split())
         answer = f"→ {answer[:60]}{'…' if len(answer) > 60 else ''}" if answer else ""
-        detail = " · ".join(part for part in (answer, when, status, search, entry.model)
+        kind = "follow-up" if entry.follow_up else ("asked again" if entry.thread else "")
+        detail = " · ".join(part for part in (answer, kind, when, status, search, entry.model)
                             if part)
-        item = QListWidgetItem(f"{entry.question}\n{detail}")
+        indent = THREAD_INDENT if entry.thread is not None else ""
+        item = QListWidgetItem(f"{indent}{entry.question}\n{' ' * len(indent)}{detail}")
         item.setData(Qt.ItemDataRole.UserRole, entry.id)
+        item.setData(THREAD_ROLE, entry.thread_id)
         tip = entry.question + (f"\n\n{entry.conclusion}" if entry.conclusion else "")
         item.setToolTip(f"{tip}\n\n{entry.model} · {detail}")
         if entry.thumbnail is not None:

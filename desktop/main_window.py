@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from stagewise.desktop.demo_notice import DemoNotice
+from stagewise.desktop.follow_ups import ThreadView
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
@@ -118,6 +119,8 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.image_pane, 1)
         left_layout.addWidget(self.message)
+        self.thread_view = ThreadView(self.question_box.follow_up)
+        left_layout.addWidget(self.thread_view)
         left_layout.addWidget(self.question_box)
 
         self.reasoning = ReasoningPanel()
@@ -281,7 +284,8 @@ class MainWindow(QMainWindow):
         self.timing_label.setText("Reading the image…")
         self.live_run_id = -1
         job = AskJob(image.data, image.name, question.strip(), self.settings,
-                     seed=random.randrange(2**31))
+                     seed=random.randrange(2**31),
+                     **self.thread_view.job_fields(question.strip()))
         self.host.ask(job)
         return True
 
@@ -396,6 +400,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopped; what was written is kept", 4000)
 
     def _end_run(self) -> None:
+        self.thread_view.answered(self.live_run_id, self.view.conclusion)
         self._render_timer.stop()
         self._dirty = set(STAGES)
         self._render()
@@ -436,6 +441,7 @@ class MainWindow(QMainWindow):
         self.question_box.set_image_ready(image is not None)
         if image is None or self._restoring:
             return
+        self.thread_view.new_image()  # a new image starts a new thread
         if not self.busy:
             self.view = RunView()
             self.shown = self.view
@@ -470,6 +476,7 @@ class MainWindow(QMainWindow):
         finally:
             self._restoring = False
         self.question_box.set_question(stored.entry.question)
+        self._restore_thread(run_id)
         self._restore_search(stored.settings)
         self.view = self.shown = view
         self.reasoning.show_run(view)
@@ -480,6 +487,13 @@ class MainWindow(QMainWindow):
             self.show_message("This answer was interrupted when Stagewise closed.")
         else:
             self.hide_message()
+
+    def _restore_thread(self, run_id: int) -> None:
+        """Show the questions of the past run's thread; a follow-up goes on from them."""
+        try:
+            self.thread_view.restore(self.history.thread(run_id))
+        except StagewiseError:
+            self.thread_view.new_image()
 
     def _restore_search(self, saved: dict[str, object]) -> None:
         """Ask again as the past run was asked: its beam, selection, strategy and sampling
@@ -518,6 +532,7 @@ class MainWindow(QMainWindow):
         return written
 
     def _on_deleted(self, ids: list[int]) -> None:
+        self.thread_view.forget(ids)
         if self.shown is not self.view or self.live_run_id in ids:
             self.new_question()
 

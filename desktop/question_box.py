@@ -1,10 +1,12 @@
-"""The question row: a text box (Enter asks, Shift+Enter is a new line), Ask, Stop, beam."""
+"""The question row: a text box (Enter asks, Shift+Enter is a new line), Ask, Stop, beam,
+and "Follow-up" (:mod:`stagewise.desktop.follow_ups` turns it on and off)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -72,6 +74,10 @@ class QuestionBox(QWidget):
         beam_label = QLabel("&Beam")
         beam_label.setBuddy(self.beam)
 
+        self.follow_up = QCheckBox("Follo&w-up")
+        self.follow_up.setAccessibleName("Follow-up")
+        self.follow_up.setEnabled(False)  # until there is an answer to follow up on
+
         self.ask_button = QPushButton("&Ask")
         self.ask_button.setAccessibleName("Ask")
         self.ask_button.setToolTip("Ask the question about the image (Enter)")
@@ -85,6 +91,7 @@ class QuestionBox(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(beam_label)
         row.addWidget(self.beam)
+        row.addWidget(self.follow_up)
         row.addStretch(1)
         row.addWidget(self.stop_button)
         row.addWidget(self.ask_button)

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from stagewise.desktop.threads import keep_alive, register_thread
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.storage.app_settings import AppSettings
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
@@ -50,7 +51,12 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class AskJob:
-    """One question: the original image bytes, the question and the settings to use."""
+    """One question: the original image bytes, the question and the settings to use.
+
+    ``thread`` is the saved run it comes after about the same image (None: the first), and
+    ``earlier`` the turns a follow-up has in context (questions and conclusions, oldest
+    first; empty for a plain question).
+    """
 
     image_data: bytes
     image_name: str
@@ -58,6 +64,8 @@ class AskJob:
     settings: AppSettings
     seed: int = 0
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    earlier: tuple[tuple[str, str], ...] = ()
+    thread: int | None = None
 
 
 class EngineWorker(QObject):
@@ -133,7 +141,7 @@ class EngineWorker(QObject):
         last_flush = time.perf_counter()
         result: SearchResult | None = None
         for event in session.ask(image, job.question, job.settings.search_settings(job.seed),
-                                 job.cancel):
+                                 job.cancel, earlier=[Turn(*t) for t in job.earlier]):
             batch.append(event)
             self._record(run_id, event)
             now = time.perf_counter()
@@ -234,7 +242,8 @@ class EngineWorker(QObject):
         try:
             return self._history_store().start(
                 image, job.image_data, job.image_name, job.question, self._loaded.name,
-                _settings_record(job.settings))
+                _settings_record(job.settings), thread=job.thread,
+                follow_up=bool(job.earlier))
         except StagewiseError as error:
             self.notice.emit(f"This answer will not be saved: {error}")
             return -1

@@ -30,7 +30,9 @@ Modules: :mod:`~stagewise.models.storage.history.records` (:class:`HistoryEntry`
 database file name, schema version and migrations), :mod:`~stagewise.models.storage.history.errors`
 (:func:`describe_error`, errors turned into StagewiseError),
 :mod:`~stagewise.models.storage.history.owners` (which process owns a run, and whether it
-lives), :mod:`~stagewise.models.storage.history.opening` (checked, migrated, repaired, kept
+lives), :mod:`~stagewise.models.storage.history.threads` (the questions asked one after
+another about one open image: a run's ``thread`` is its thread's first run),
+:mod:`~stagewise.models.storage.history.opening` (checked, migrated, repaired, kept
 aside, read-only), :mod:`~stagewise.models.storage.history.salvage` (:func:`export_readable`),
 :mod:`~stagewise.models.storage.history.files` (:func:`image_extension`, :data:`MIME_TYPES`,
 thumbnails), :mod:`~stagewise.models.storage.history.rows` (a run's records written as rows, its

@@ -1,0 +1,138 @@
+"""The questions asked so far about the open image, and whether the next is a follow-up.
+
+Every question asked about the same open image joins its thread (the history keeps them
+together); with the question box's "Follow-up" box ticked, the next question is asked with
+the thread's earlier questions and answers in context. The box turns on by itself after the
+first answer about an image, and off, greyed out, when another image arrives.
+
+:class:`ThreadView` shows the thread above the question box, a line a question, and keeps
+the state the window asks with (:meth:`ThreadView.job_fields`).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
+
+from stagewise.models.reasoning.conversation import Turn
+from stagewise.models.storage.history import HistoryEntry
+
+__all__ = ["AskedTurn", "ThreadView"]
+
+SHOWN = 3
+"""The newest questions listed; older ones are counted."""
+
+NO_CONTEXT_TIP = "Ask a first question about the image; a follow-up can then refer to it"
+CONTEXT_TIP = ("Ask with the earlier questions about this image and their answers in "
+               "context (the image is not read again)")
+
+
+@dataclass(frozen=True)
+class AskedTurn:
+    """One question of the thread: its run in the history (-1 when it is not saved), the
+    question, and its conclusion ("" when it has none)."""
+
+    run_id: int
+    question: str
+    answer: str
+
+
+class ThreadView(QWidget):
+    """The thread of the open image, shown as a short list; hidden while it is empty."""
+
+    def __init__(self, follow_up: QCheckBox, parent: QWidget | None = None) -> None:
+        """Show the thread and drive ``follow_up``, the question box's "Follow-up" box."""
+        super().__init__(parent)
+        self.follow_up = follow_up
+        self.turns: list[AskedTurn] = []
+        self._pending = ""  # the question being answered
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        self.label.setAccessibleName("Earlier questions about this image")
+        self.label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+        self._show()
+
+    # -- what the window asks with --------------------------------------------------------
+
+    def earlier(self) -> tuple[Turn, ...]:
+        """The turns a follow-up has in context: every answered question of the thread."""
+        return tuple(Turn(t.question, t.answer) for t in self.turns if t.answer.strip())
+
+    def job_fields(self, question: str) -> dict[str, object]:
+        """The thread fields of the job asking ``question`` now: the earlier turns (when the
+        Follow-up box is ticked) and the saved run it follows (None for a new thread)."""
+        self._pending = question
+        saved = [t.run_id for t in self.turns if t.run_id >= 0]
+        follow = self.follow_up.isEnabled() and self.follow_up.isChecked()
+        return {"earlier": self.earlier() if follow else (),
+                "thread": saved[-1] if saved else None}
+
+    # -- changes --------------------------------------------------------------------------
+
+    def answered(self, run_id: int, conclusion: str) -> None:
+        """The question asked last has ended (``conclusion`` "" if it wrote none)."""
+        if not self._pending:
+            return
+        first = not self.earlier()
+        self.turns.append(AskedTurn(run_id, self._pending, conclusion.strip()))
+        self._pending = ""
+        if first and self.earlier():  # the first answer about this image: on by default
+            self.follow_up.setChecked(True)
+        self._show()
+
+    def new_image(self) -> None:
+        """Another image: a new thread, and no follow-up."""
+        self.turns, self._pending = [], ""
+        self.follow_up.setChecked(False)
+        self._show()
+
+    def restore(self, entries: Iterable[HistoryEntry]) -> None:
+        """A past thread, restored with its image: its questions, and a follow-up goes on
+        from its last one."""
+        self.turns = [AskedTurn(e.id, e.question, e.conclusion.strip()) for e in entries]
+        self._pending = ""
+        self.follow_up.setChecked(bool(self.earlier()))
+        self._show()
+
+    def forget(self, run_ids: Iterable[int]) -> None:
+        """Runs deleted from the history leave the thread."""
+        gone = set(run_ids)
+        self.turns = [t for t in self.turns if t.run_id not in gone]
+        self._show()
+
+    # -- showing --------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        available = bool(self.earlier())
+        self.follow_up.setEnabled(available)
+        if not available:
+            self.follow_up.setChecked(False)
+        self.follow_up.setToolTip(CONTEXT_TIP if available else NO_CONTEXT_TIP)
+        self.setVisible(bool(self.turns))
+        if not self.turns:
+            self.label.clear()
+            return
+        older = len(self.turns) - SHOWN
+        lines = ["<b>Asked about this image</b>"
+                 + (f" ({older} earlier not shown)" if older > 0 else "")]
+        for number, turn in enumerate(self.turns[-SHOWN:], max(older, 0) + 1):
+            answer = html.escape(_short(turn.answer)) if turn.answer else "<i>no answer</i>"
+            lines.append(f"{number}. {html.escape(_short(turn.question))} → {answer}")
+        self.label.setText("<br>".join(lines))
+        self.label.setToolTip("\n\n".join(f"{t.question}\n→ {t.answer or 'no answer'}"
+                                          for t in self.turns))
+
+
+def _short(text: str, limit: int = 70) -> str:
+    """One line of at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else f"{line[: limit - 1]}…"

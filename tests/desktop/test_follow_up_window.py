@@ -1,0 +1,117 @@
+"""Follow-up questions in the real window, offscreen, with the tiny model through real
+llama.cpp and a real history: ask → follow-up → the history shows one thread → restore."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from stagewise.desktop.history_panel import THREAD_INDENT, THREAD_ROLE
+from stagewise.models.reasoning.run_view import RunView
+from tests.desktop import test_main_window as shared
+from tests.desktop.test_main_window import ANSWER_MS, ask_by_keyboard
+
+# the real window's fixtures, shared with its own tests
+settings, folders, make_window = shared.settings, shared.folders, shared.make_window
+
+
+def asked(qtbot, window, question: str) -> RunView:
+    window.question_box.set_question("")  # the last question stays in the box
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        ask_by_keyboard(qtbot, window, question)
+    view: RunView = blocker.args[0]
+    assert view.result is not None and view.result.status == "finished"
+    return view
+
+
+def prompts_of(window) -> list[str]:
+    """The prompts the window's engine tokenizes from now on (it runs in the engine
+    thread; the list is only read once an answer is done)."""
+    engine = window.host.worker._session.engine
+    seen: list[str] = []
+    real = engine.tokenize_prompt
+
+    def spy(prompt, bitmap, plain=()):
+        seen.append(prompt)
+        return real(prompt, bitmap, plain)
+
+    engine.tokenize_prompt = spy
+    return seen
+
+
+def rows(window) -> list[tuple[str, int, int]]:
+    """The history list: each row's first line, run id and thread."""
+    items = [window.history_panel.list.item(i)
+             for i in range(window.history_panel.list.count())]
+    return [(item.text().splitlines()[0], item.data(Qt.ItemDataRole.UserRole),
+             item.data(THREAD_ROLE)) for item in items]
+
+
+def test_ask_follow_up_one_thread_in_history_and_restore(qtbot, make_window, settings,
+                                                          image_file, tmp_path):
+    window = make_window(settings)
+    box, thread_view = window.question_box, window.thread_view
+    window.image_pane.open_file(image_file)
+    assert not box.follow_up.isEnabled() and not box.follow_up.isChecked()
+    assert thread_view.isHidden()
+
+    first = asked(qtbot, window, "How many circles?")
+    conclusion = first.conclusion.strip()
+    assert conclusion, "the tiny model was expected to write a conclusion"
+    # after the first answer about this image, the follow-up box is on by default
+    assert box.follow_up.isVisible() and box.follow_up.isEnabled() and box.follow_up.isChecked()
+    assert thread_view.isVisible() and "How many circles?" in thread_view.label.text()
+
+    seen = prompts_of(window)
+    follow = asked(qtbot, window, "Why is it red?")
+    t = follow.result.timings
+    assert t.image_encodes == 0 and t.earlier_turns == 1 and t.dropped_turns == 0
+    prompt = seen[-1]
+    at = [prompt.index(text) for text in ("How many circles?", conclusion, "Why is it red?")]
+    assert at == sorted(at) and prompt.count("How many circles?") == 1
+
+    # untick: a plain question asked again, in the same thread, without the earlier turns
+    qtbot.mouseClick(box.follow_up, Qt.MouseButton.LeftButton)
+    assert not box.follow_up.isChecked()
+    again = asked(qtbot, window, "Which shape is blue?")
+    assert again.result.timings.earlier_turns == 0
+    assert again.result.timings.image_encodes == 0
+    assert "How many circles?" not in seen[-1]
+
+    # the history: one thread, its questions together, oldest first, the later indented
+    listed = rows(window)
+    assert [r[0] for r in listed] == ["How many circles?", f"{THREAD_INDENT}Why is it red?",
+                                      f"{THREAD_INDENT}Which shape is blue?"]
+    assert len({r[2] for r in listed}) == 1 and listed[0][2] == listed[0][1]
+    detail = window.history_panel.list.item(1).text().splitlines()[1]
+    assert "follow-up" in detail
+    assert "asked again" in window.history_panel.list.item(2).text()
+    thread = window.history.thread(listed[2][1])
+    assert [e.follow_up for e in thread] == [False, True, False]
+
+    # a new image: a new thread, no follow-up
+    other = tmp_path / "other.png"
+    Image.new("RGB", (64, 64), "green").save(other)
+    window.image_pane.open_file(other)
+    assert not box.follow_up.isEnabled() and not box.follow_up.isChecked()
+    assert thread_view.isHidden()
+    asked(qtbot, window, "What colour is it?")
+    listed = rows(window)
+    assert listed[0][0] == "What colour is it?" and listed[0][2] != listed[1][2]
+
+    # restoring the first thread's follow-up shows its thread, and a follow-up goes on
+    window.history_panel.list.clearSelection()
+    row = next(i for i, r in enumerate(rows(window)) if r[0].endswith("Why is it red?"))
+    window.history_panel.list.item(row).setSelected(True)
+    assert box.question() == "Why is it red?"
+    assert window.image_pane.current().data == image_file.read_bytes()
+    text = thread_view.label.text()
+    assert thread_view.isVisible()
+    assert all(q in text for q in ("How many circles?", "Why is it red?",
+                                   "Which shape is blue?"))
+    assert window.shown.conclusion == follow.conclusion
+    assert box.follow_up.isEnabled() and box.follow_up.isChecked()
+    more = asked(qtbot, window, "And the square?")
+    assert more.result.timings.earlier_turns == 3
+    assert [e.question for e in window.history.thread(listed[-1][1])] == [
+        "How many circles?", "Why is it red?", "Which shape is blue?", "And the square?"]

@@ -25,9 +25,10 @@ again about the same picture: it is read only once.</li>
 (what in the picture matters), Reasoning, and the Conclusion, the answer.</li>
 <li><b>A wider beam</b> (the number beside the question) writes several candidates for each
 stage and keeps the best; "candidates" on a stage shows them and why one won.</li>
-<li><b>Use a real model.</b> The built-in demo only knows shape puzzles. Settings → Models
-downloads or imports one (or uses a server); past questions stay in the history on the
-left.</li>
+<li><b>Use a real model.</b> The built-in demo only knows shape puzzles. The panel at the
+top recommends a model for this computer (Download, or Import Files… for files you have);
+Settings → Models lists them all (or uses a server). Downloads go on in the background, with
+Pause and Cancel in the status bar. Past questions stay in the history on the left.</li>
 </ol>
 """
 

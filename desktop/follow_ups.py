@@ -20,6 +20,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from stagewise.models.reasoning.conversation import Turn
+from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.storage.history import HistoryEntry
 
 __all__ = ["AskedTurn", "ThreadView"]
@@ -78,12 +79,14 @@ class ThreadView(QWidget):
 
     # -- changes --------------------------------------------------------------------------
 
-    def answered(self, run_id: int, conclusion: str) -> None:
-        """The question asked last has ended (``conclusion`` "" if it wrote none)."""
+    def answered(self, run_id: int, view: RunView) -> None:
+        """The question asked last has ended; a follow-up can refer to its conclusion if it
+        finished (a stopped or failed answer stays in the thread without one)."""
         if not self._pending:
             return
         first = not self.earlier()
-        self.turns.append(AskedTurn(run_id, self._pending, conclusion.strip()))
+        conclusion = view.conclusion.strip() if view.status is RunStatus.FINISHED else ""
+        self.turns.append(AskedTurn(run_id, self._pending, conclusion))
         self._pending = ""
         if first and self.earlier():  # the first answer about this image: on by default
             self.follow_up.setChecked(True)
@@ -98,7 +101,9 @@ class ThreadView(QWidget):
     def restore(self, entries: Iterable[HistoryEntry]) -> None:
         """A past thread, restored with its image: its questions, and a follow-up goes on
         from its last one."""
-        self.turns = [AskedTurn(e.id, e.question, e.conclusion.strip()) for e in entries]
+        self.turns = [AskedTurn(e.id, e.question,
+                                e.conclusion.strip() if e.status == "finished" else "")
+                      for e in entries]
         self._pending = ""
         self.follow_up.setChecked(bool(self.earlier()))
         self._show()

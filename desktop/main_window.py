@@ -400,7 +400,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopped; what was written is kept", 4000)
 
     def _end_run(self) -> None:
-        self.thread_view.answered(self.live_run_id, self.view.conclusion)
+        self.thread_view.answered(self.live_run_id, self.view)
         self._render_timer.stop()
         self._dirty = set(STAGES)
         self._render()

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from PIL import Image
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox
 
+from stagewise.desktop.follow_ups import ThreadView
 from stagewise.desktop.history_panel import THREAD_INDENT, THREAD_ROLE
-from stagewise.models.reasoning.run_view import RunView
+from stagewise.models.reasoning.conversation import Turn
+from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.stages import Stage
 from tests.desktop import test_main_window as shared
 from tests.desktop.test_main_window import ANSWER_MS, ask_by_keyboard
 
@@ -115,3 +119,35 @@ def test_ask_follow_up_one_thread_in_history_and_restore(qtbot, make_window, set
     assert more.result.timings.earlier_turns == 3
     assert [e.question for e in window.history.thread(listed[-1][1])] == [
         "How many circles?", "Why is it red?", "Which shape is blue?", "And the square?"]
+
+
+def ended(status: RunStatus, conclusion: str) -> RunView:
+    view = RunView()
+    view.stages[Stage.CONCLUSION].text = conclusion
+    view.status = status
+    return view
+
+
+def test_the_follow_up_box_follows_the_thread(qtbot):
+    box = QCheckBox("Follow-up")
+    view = ThreadView(box)
+    qtbot.addWidget(view)
+    assert not box.isEnabled() and view.isHidden()
+    assert view.job_fields("First?") == {"earlier": (), "thread": None}
+    view.answered(7, ended(RunStatus.CANCELLED, "half an ans"))
+    assert not box.isEnabled()  # a stopped answer gives nothing to follow up on
+    assert view.job_fields("Second?") == {"earlier": (), "thread": 7}
+    view.answered(8, ended(RunStatus.FINISHED, "Two <b>circles</b>."))
+    assert box.isEnabled() and box.isChecked()  # on after the first answer
+    assert "&lt;b&gt;" in view.label.text()  # answers are shown as text
+    assert view.job_fields("Why?") == {"earlier": (Turn("Second?", "Two <b>circles</b>."),),
+                                       "thread": 8}
+    box.setChecked(False)  # the person's choice holds for the next answers
+    view.answered(-1, ended(RunStatus.FINISHED, "Because."))
+    assert not box.isChecked()
+    assert view.job_fields("Plain?")["earlier"] == ()
+    assert view.job_fields("Plain?")["thread"] == 8  # the last saved run of the thread
+    view.forget([8])
+    assert [t.run_id for t in view.turns] == [7, -1]
+    view.new_image()
+    assert view.turns == [] and not box.isEnabled() and not box.isChecked()

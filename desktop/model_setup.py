@@ -45,8 +45,7 @@ class ModelSetup(QObject):
         self.status = DownloadStatus(self.downloads)
         window.statusBar().addPermanentWidget(self.status)
         self.welcome = window.welcome
-        self.welcome.set_recommendation(recommend(self.catalogue, self.hardware),
-                                        demo=demo_pair() is not None)
+        self._recommend()
         self.welcome.download.connect(self.download)
         self.welcome.import_files.connect(self.import_files)
         self.welcome.more_models.connect(window.open_models)
@@ -55,6 +54,13 @@ class ModelSetup(QObject):
         self.downloads.finished.connect(self._on_installed)
         self.downloads.failed.connect(self._on_failed)
         self.refresh()
+
+    def _recommend(self) -> None:
+        """Tell the panel what to suggest (and whether a download of it can resume)."""
+        entry = recommend(self.catalogue, self.hardware)
+        self.welcome.set_recommendation(
+            entry, demo=demo_pair() is not None,
+            resumable=entry is not None and self.library.partial_bytes(entry.id) > 0)
 
     def _load_catalogue(self) -> tuple[CatalogueEntry, ...]:
         try:
@@ -126,6 +132,8 @@ class ModelSetup(QObject):
 
     @Slot()
     def _on_changed(self) -> None:
+        if not self.downloads.active:
+            self._recommend()  # a cancelled download leaves nothing to resume
         self.welcome.set_busy(self.downloads.active)
 
     @Slot(object)

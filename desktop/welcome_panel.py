@@ -48,6 +48,7 @@ class WelcomePanel(QFrame):
         self.setAccessibleName("Get a model")
         self.dismissed = False
         self.entry: CatalogueEntry | None = None
+        self._idle_text = "Download"
         self.label = QLabel(self)
         self.label.setWordWrap(True)
         # a wrapped label is as tall as its text at its narrowest: keep it wide enough for
@@ -79,14 +80,18 @@ class WelcomePanel(QFrame):
         self.close_button.clicked.connect(self.dismiss)
         self.hide()
 
-    def set_recommendation(self, entry: CatalogueEntry | None, *, demo: bool) -> None:
+    def set_recommendation(self, entry: CatalogueEntry | None, *, demo: bool,
+                           resumable: bool = False) -> None:
         """Say what to download: ``entry`` (None: nothing in the catalogue fits here).
 
         Args:
             entry: The recommended catalogue entry.
             demo: Whether the built-in demo model answers meanwhile.
+            resumable: Whether an earlier download of it left a partial file to resume.
         """
         self.entry = entry
+        self._idle_text = "Resume Download" if resumable else "Download"
+        self.download_button.setText(self._idle_text)
         meanwhile = DEMO_LINE if demo else NO_MODEL_LINE
         more = '<a href="models">See all models</a>'
         if entry is None:
@@ -108,7 +113,7 @@ class WelcomePanel(QFrame):
     def set_busy(self, busy: bool) -> None:
         """While a download runs (its progress is in the status bar) Download waits."""
         self.download_button.setEnabled(not busy)
-        self.download_button.setText("Downloading…" if busy else "Download")
+        self.download_button.setText("Downloading…" if busy else self._idle_text)
 
     def show_for(self, needed: bool) -> None:
         """Show while no real model is set up, unless the user hid it this session."""

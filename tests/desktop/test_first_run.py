@@ -191,6 +191,7 @@ def test_cancel_in_the_status_bar_deletes_the_partial_file(qtbot, make_window,
     qtbot.waitUntil(lambda: not downloads.active, timeout=TIMEOUT_MS)
     assert not (window.model_setup.library.folder / ENTRY_ID).exists()
     assert not status.isVisible() and window.welcome.download_button.isEnabled()
+    assert window.welcome.download_button.text() == "Download"
 
 
 def test_closing_the_window_mid_download_keeps_the_partial_for_next_time(
@@ -204,6 +205,8 @@ def test_closing_the_window_mid_download_keeps_the_partial_for_next_time(
     window.close()
     assert library.partial_bytes(ENTRY_ID) > tiny_pair.mmproj.stat().st_size
     assert library.find(ENTRY_ID) is None
+    again = make_window()  # the next launch offers to resume it
+    assert again.welcome.download_button.text() == "Resume Download"
 
 
 def test_an_offline_download_says_what_to_do_next(qtbot, make_window, tiny_pair, tmp_path,

@@ -51,6 +51,7 @@ class ThreadView(QWidget):
         super().__init__(parent)
         self.follow_up = follow_up
         self.turns: list[AskedTurn] = []
+        self.note = ""  # the last follow-up's earlier turns left out to fit the context
         self._pending = ""  # the question being answered
         self.label = QLabel()
         self.label.setWordWrap(True)
@@ -87,6 +88,10 @@ class ThreadView(QWidget):
         first = not self.earlier()
         conclusion = view.conclusion.strip() if view.status is RunStatus.FINISHED else ""
         self.turns.append(AskedTurn(run_id, self._pending, conclusion))
+        dropped = view.result.timings.dropped_turns if view.result is not None else 0
+        self.note = (f"The oldest {dropped} of the earlier questions were left out of the "
+                     "last answer's context, so that it fits (a larger Context size in "
+                     "Settings → Preferences keeps more)." if dropped else "")
         self._pending = ""
         if first and self.earlier():  # the first answer about this image: on by default
             self.follow_up.setChecked(True)
@@ -94,7 +99,7 @@ class ThreadView(QWidget):
 
     def new_image(self) -> None:
         """Another image: a new thread, and no follow-up."""
-        self.turns, self._pending = [], ""
+        self.turns, self._pending, self.note = [], "", ""
         self.follow_up.setChecked(False)
         self._show()
 
@@ -104,7 +109,7 @@ class ThreadView(QWidget):
         self.turns = [AskedTurn(e.id, e.question,
                                 e.conclusion.strip() if e.status == "finished" else "")
                       for e in entries]
-        self._pending = ""
+        self._pending, self.note = "", ""
         self.follow_up.setChecked(bool(self.earlier()))
         self._show()
 
@@ -132,6 +137,8 @@ class ThreadView(QWidget):
         for number, turn in enumerate(self.turns[-SHOWN:], max(older, 0) + 1):
             answer = html.escape(_short(turn.answer)) if turn.answer else "<i>no answer</i>"
             lines.append(f"{number}. {html.escape(_short(turn.question))} → {answer}")
+        if self.note:
+            lines.append(f"<i>{html.escape(self.note)}</i>")
         self.label.setText("<br>".join(lines))
         self.label.setToolTip("\n\n".join(f"{t.question}\n→ {t.answer or 'no answer'}"
                                           for t in self.turns))

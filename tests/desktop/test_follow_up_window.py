@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from stagewise.desktop.follow_ups import ThreadView
 from stagewise.desktop.history_panel import THREAD_INDENT, THREAD_ROLE
+from stagewise.models.events import SearchResult, Timings
 from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.reasoning.stages import Stage
@@ -147,7 +148,14 @@ def test_the_follow_up_box_follows_the_thread(qtbot):
     assert not box.isChecked()
     assert view.job_fields("Plain?")["earlier"] == ()
     assert view.job_fields("Plain?")["thread"] == 8  # the last saved run of the thread
-    view.forget([8])
+    short = ended(RunStatus.FINISHED, "Left out.")
+    short.result = SearchResult("Long thread?", "stage", 1, "judge", 0, "prompted",
+                                "finished", "", {}, (), (), (), (),
+                                Timings(earlier_turns=1, dropped_turns=2))
+    view.job_fields("Long thread?")
+    view.answered(9, short)
+    assert "oldest 2 of the earlier questions were left out" in view.label.text()
+    view.forget([8, 9])
     assert [t.run_id for t in view.turns] == [7, -1]
     view.new_image()
     assert view.turns == [] and not box.isEnabled() and not box.isChecked()

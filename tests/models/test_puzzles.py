@@ -21,13 +21,15 @@ from stagewise.models.build.puzzles import (
     Puzzle,
     answer_text,
     corrupt,
+    corrupt_with_fact,
     draw,
-    judge_reason,
     make_puzzle,
     puzzle_key,
+    verdict_text,
     write_splits,
 )
 from stagewise.models.build.puzzles.dataset import generate_split
+from stagewise.models.build.puzzles.questions import _truth
 from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
 
 
@@ -270,14 +272,57 @@ def test_corrupt_is_deterministic():
     assert first == [corrupt(puzzle, s, random.Random(9)) for s in STAGES]
 
 
-@pytest.mark.parametrize("stage", [*STAGES, None])
-def test_judge_reason_is_a_bare_phrase(stage):
-    for winner in (1, 2):
-        reason = judge_reason(stage, winner)
-        assert f"response {winner}" in reason
-        assert "," not in reason and "\n" not in reason and not reason.endswith(".")
+def _caption_fact_holds(fact: str, scene) -> bool:
+    """Reads a caption fact back against the scene it was made from."""
+    cell = {name: i for i, name in enumerate(CELL_NAMES)}
+    names = "|".join(sorted(CELL_NAMES, key=len, reverse=True))
+    if m := re.fullmatch(rf"nothing is at the ({names})", fact):
+        return scene.at(cell[m[1]]) is None
+    if m := re.fullmatch(rf"there is a (\w+) (\w+) (\w+) at the ({names})", fact):
+        obj = scene.at(cell[m[4]])
+        return obj is not None and (obj.size, obj.colour, obj.shape) == m.group(1, 2, 3)
+    if m := re.fullmatch(rf"the (\w+) (\w+) is at the ({names})", fact):
+        obj = scene.at(cell[m[3]])
+        return obj is not None and (obj.colour, obj.shape) == m.group(1, 2)
+    if m := re.fullmatch(rf"the (\w+) at the ({names}) is (\w+)", fact):
+        obj = scene.at(cell[m[2]])
+        return obj is not None and (obj.shape, obj.colour) == m.group(1, 3)
+    if m := re.fullmatch(rf"the object at the ({names}) is a (\w+)", fact):
+        obj = scene.at(cell[m[1]])
+        return obj is not None and obj.shape == m[2]
+    if m := re.fullmatch(rf"the (\w+) (\w+) at the ({names}) is (\w+)", fact):
+        obj = scene.at(cell[m[3]])
+        return obj is not None and (obj.colour, obj.shape, obj.size) == m.group(1, 2, 4)
+    raise AssertionError(f"not a caption fact: {fact!r}")
+
+
+def test_each_wrong_stage_comes_with_the_true_fact_it_gets_wrong():
+    rng = random.Random(4)
+    for puzzle in _sample()[:400]:
+        for stage in STAGES:
+            broken = corrupt_with_fact(puzzle, stage, rng)
+            fact, right = broken.fact, puzzle.stages[stage]
+            assert fact and not any(c in fact for c in ",.\n"), fact
+            if stage is Stage.CAPTION:
+                assert _caption_fact_holds(fact, puzzle.scene), (fact, right)
+            elif stage is Stage.SUMMARY:
+                def bare(text: str) -> str:
+                    return text.lower().replace(",", "")
+
+                assert bare(right).split(". ")[0] == fact != bare(broken.wrong).split(". ")[0]
+            elif stage is Stage.CONCLUSION:
+                assert fact == f"the reasoning gives {right}"
+            else:
+                assert fact == f"the description gives {_truth(puzzle.spec, puzzle.scene)}"
+
+
+def test_a_verdict_states_the_fact_before_the_choice():
+    assert verdict_text("the circle at the top is red", 2) == \
+        "Since the circle at the top is red, I choose response 2."
     with pytest.raises(ValueError):
-        judge_reason(stage, 3)
+        verdict_text("a fact", 3)
+    with pytest.raises(ValueError):
+        verdict_text("red, not blue", 1)
 
 
 def test_splits_share_no_scene_and_question():

@@ -35,7 +35,12 @@ from stagewise.models.build.puzzles.scenes import (
     draw,
     random_scene,
 )
-from stagewise.models.build.puzzles.wrong_stages import corrupt, judge_reason
+from stagewise.models.build.puzzles.wrong_stages import (
+    Corruption,
+    corrupt,
+    corrupt_with_fact,
+    verdict_text,
+)
 
 __all__ = [
     "CANVAS",
@@ -48,6 +53,7 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "Clutter",
+    "Corruption",
     "Filter",
     "Obj",
     "Puzzle",
@@ -55,14 +61,15 @@ __all__ = [
     "Scene",
     "answer_text",
     "corrupt",
+    "corrupt_with_fact",
     "draw",
     "generate_split",
-    "judge_reason",
     "make_puzzle",
     "make_spec",
     "puzzle_key",
     "random_scene",
     "record",
     "render",
+    "verdict_text",
     "write_splits",
 ]

@@ -1,13 +1,18 @@
-"""Wrong stages, for training a judge: :func:`corrupt` and :func:`judge_reason`.
+"""Wrong stages, for training a judge: :func:`corrupt`, :func:`corrupt_with_fact` and
+:func:`verdict_text`.
 
-A wrong stage is written in the same templated style as the right one, so that only its
-content tells them apart.
+A wrong stage is written in the same templated style as the right one and differs from it
+in one thing (an attribute, an object, a count, a result), so that only that content tells
+them apart: a hard negative. With each wrong stage comes the *fact* at the difference, a
+short true statement that the right stage agrees with and the wrong one does not; a
+verdict's reason states it before the decision ("Since the circle at the top left is red,
+I choose response 2.").
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from stagewise.models.build.puzzles.questions import (
     _RELATIONS,
@@ -20,11 +25,12 @@ from stagewise.models.build.puzzles.questions import (
     _reasoning,
     _relevant,
     _summary,
+    _truth,
 )
 from stagewise.models.build.puzzles.scenes import COLOURS, SHAPES, SIZES, Scene, make_obj
 from stagewise.models.reasoning.stages import Stage
 
-__all__ = ["corrupt", "judge_reason"]
+__all__ = ["Corruption", "corrupt", "corrupt_with_fact", "verdict_text"]
 
 _COLOUR_NAMES = tuple(COLOURS)
 _SIZE_NAMES = tuple(SIZES)
@@ -75,7 +81,8 @@ def _wrong_summary(spec: QuestionSpec, rng: random.Random) -> str:
     return _summary(wrong)
 
 
-def _wrong_caption(spec: QuestionSpec, scene: Scene, rng: random.Random) -> str:
+def _wrong_caption(spec: QuestionSpec, scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """A caption with one object changed, dropped, moved or added, and the true fact there."""
     objects = _relevant(spec, scene)
     free = list(scene.free_cells)
     ops = ["colour", "shape", "size"] + ["drop"] * bool(objects) + ["add", "move"] * bool(free)
@@ -85,33 +92,94 @@ def _wrong_caption(spec: QuestionSpec, scene: Scene, rng: random.Random) -> str:
         group = rng.choice(groups)
         new = make_obj(rng, rng.choice(free), group.shape or rng.choice(SHAPES),
                        group.colour or rng.choice(_COLOUR_NAMES), rng.choice(_SIZE_NAMES))
-        return _caption_of(spec, [*objects, new])
+        return _caption_of(spec, [*objects, new]), f"nothing is at the {new.position}"
     if op == "add":  # no free cell and nothing relevant: cannot happen with at most 6 objects
         op = "colour"
     index = rng.randrange(len(objects))
     obj = objects[index]
     if op == "drop":
         del objects[index]
+        fact = f"there is {obj.phrase}"
     elif op == "move":
         objects[index] = replace(obj, cell=rng.choice(free))
+        fact = f"the {obj.description} is at the {obj.position}"
     elif op == "colour":
         objects[index] = replace(obj, colour=rng.choice([c for c in _COLOUR_NAMES
                                                          if c != obj.colour]))
+        fact = f"the {obj.shape} at the {obj.position} is {obj.colour}"
     elif op == "shape":
         objects[index] = replace(obj, shape=rng.choice([s for s in SHAPES if s != obj.shape]))
+        fact = f"the object at the {obj.position} is a {obj.shape}"
     else:
         objects[index] = replace(obj, size="small" if obj.size == "large" else "large")
-    return _caption_of(spec, objects)
+        fact = f"the {obj.description} at the {obj.position} is {obj.size}"
+    return _caption_of(spec, objects), fact
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A wrong stage and the true fact at its difference from the right one.
+
+    Attributes:
+        wrong: The wrong content, in the right one's templated style.
+        fact: A short true statement the right content agrees with and the wrong one does
+            not (no comma, period or newline, so it fits a verdict's reason).
+    """
+
+    wrong: str
+    fact: str
+
+
+def _summary_fact(right: str) -> str:
+    """The right summary's first sentence, as a clause: what the question asks."""
+    first = right.split(". ")[0].rstrip(".")
+    return (first[0].lower() + first[1:]).replace(",", "")
+
+
+def _value_fact(spec: QuestionSpec, scene: Scene, prefix: str) -> str:
+    return f"{prefix} {_truth(spec, scene)}"
+
+
+def corrupt_with_fact(puzzle: Puzzle, stage: Stage, rng: random.Random) -> Corruption:
+    """A plausible wrong content for one stage of ``puzzle``, and the fact it gets wrong.
+
+    * summary: asks about other objects (another colour, shape, position or relation);
+      the fact is what the question asks;
+    * caption: a relevant object dropped, changed or moved, or an object added; the fact
+      is the truth about that object or cell;
+    * reasoning: the right facts, but a wrong count, arithmetic result or conclusion; the
+      fact is the result the description gives;
+    * conclusion: another answer of the same type (another number, the other Yes/No,
+      another color, shape, size or object, another option letter); the fact is the
+      answer the reasoning gives.
+
+    Args:
+        puzzle: The puzzle.
+        stage: The stage to corrupt.
+        rng: The source of randomness.
+
+    Returns:
+        The wrong content (always different from ``puzzle.stages[stage]``) and the fact.
+    """
+    spec, scene = puzzle.spec, puzzle.scene
+    right = puzzle.stages[stage]
+    for _ in range(100):
+        if stage is Stage.SUMMARY:
+            wrong, fact = _wrong_summary(spec, rng), _summary_fact(right)
+        elif stage is Stage.CAPTION:
+            wrong, fact = _wrong_caption(spec, scene, rng)
+        elif stage is Stage.REASONING:
+            wrong = _reasoning(spec, scene, _wrong_answer(spec, scene, rng))
+            fact = _value_fact(spec, scene, "the description gives")
+        else:
+            wrong, fact = _wrong_answer(spec, scene, rng), f"the reasoning gives {right}"
+        if wrong != right:
+            return Corruption(wrong, fact.replace(",", ""))
+    raise RuntimeError(f"could not corrupt the {stage.value} of {puzzle.id}")
 
 
 def corrupt(puzzle: Puzzle, stage: Stage, rng: random.Random) -> str:
-    """A plausible wrong content for one stage of ``puzzle``, in the same templated style.
-
-    * summary: asks about other objects (another colour, shape, position or relation);
-    * caption: a relevant object dropped, changed or moved, or an object added;
-    * reasoning: the right facts, but a wrong count, arithmetic result or conclusion;
-    * conclusion: another answer of the same type (another number, the other Yes/No, another
-      color, shape, size or object, another option letter).
+    """A plausible wrong content for one stage of ``puzzle`` (see :func:`corrupt_with_fact`).
 
     Args:
         puzzle: The puzzle.
@@ -121,41 +189,21 @@ def corrupt(puzzle: Puzzle, stage: Stage, rng: random.Random) -> str:
     Returns:
         The wrong content; always different from ``puzzle.stages[stage]``.
     """
-    spec, scene = puzzle.spec, puzzle.scene
-    right = puzzle.stages[stage]
-    for _ in range(100):
-        if stage is Stage.SUMMARY:
-            wrong = _wrong_summary(spec, rng)
-        elif stage is Stage.CAPTION:
-            wrong = _wrong_caption(spec, scene, rng)
-        elif stage is Stage.REASONING:
-            wrong = _reasoning(spec, scene, _wrong_answer(spec, scene, rng))
-        else:
-            wrong = _wrong_answer(spec, scene, rng)
-        if wrong != right:
-            return wrong
-    raise RuntimeError(f"could not corrupt the {stage.value} of {puzzle.id}")
+    return corrupt_with_fact(puzzle, stage, rng).wrong
 
 
-_REASONS = {
-    Stage.SUMMARY: "response {n} asks about the right objects",
-    Stage.CAPTION: "response {n} lists the objects in the image correctly",
-    Stage.REASONING: "response {n} reasons correctly from the description",
-    Stage.CONCLUSION: "response {n} gives the answer that the reasoning supports",
-    None: "response {n} answers the question correctly",
-}
-
-
-def judge_reason(stage: Stage | None, winner: int) -> str:
-    """The reason phrase of a verdict for the better response (no comma, newline or period).
+def verdict_text(fact: str, winner: int) -> str:
+    """The judge's reply for a pair whose better response is ``winner``: the fact first.
 
     Args:
-        stage: The judged stage, or None for whole answers.
+        fact: The fact at the difference (:attr:`Corruption.fact`).
         winner: 1 or 2.
 
     Returns:
-        E.g. ``"response 2 lists the objects in the image correctly"``.
+        E.g. ``"Since the circle at the top left is red, I choose response 2."``
     """
     if winner not in (1, 2):
         raise ValueError(f"winner must be 1 or 2, not {winner!r}")
-    return _REASONS[stage].format(n=winner)
+    if any(c in fact for c in ",\n"):
+        raise ValueError(f"a verdict's reason has no comma or newline: {fact!r}")
+    return f"Since {fact}, I choose response {winner}."

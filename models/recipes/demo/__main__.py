@@ -39,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--vision-steps", type=int,
+                        help="steps of the vision warm-up on what is in each cell "
+                             "(default: TrainSettings')")
     parser.add_argument("--spec", choices=("demo", "mini"), default="demo")
     parser.add_argument("--ship", action="store_true",
                         help="copy the pair and the test split into models/data/demo/")
     args = parser.parse_args(argv)
     import torch
 
+    from stagewise.models.recipes.demo.cells import cell_classes
     from stagewise.models.recipes.demo.examples import ExampleBuilder, build_examples
     from stagewise.models.recipes.demo.export import export_pair
     from stagewise.models.recipes.demo.model import DemoModel, count_parameters
@@ -71,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t0:.0f} s")
     images = _images(splits["train"], spec)
     val_images = _images(splits["val"], spec)
+    cells = np.stack([cell_classes(p.scene) for p in splits["train"]])
+    val_cells = np.stack([cell_classes(p.scene) for p in splits["val"]])
     model = DemoModel(spec, len(vocab.tokens))
     print(f"model: {count_parameters(model) / 1e6:.2f} M parameters "
           f"(vision and projector {count_parameters(model.vision) / 1e6:.2f} M)")
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                             threads=args.threads, minutes=args.minutes)
+                             threads=args.threads, minutes=args.minutes,
+                             **({} if args.vision_steps is None
+                                else {"vision_steps": args.vision_steps}))
     try:
         train(model, train_ex, images, out / "train", settings, image_at=builder.image_at,
-              pad_id=tokenizer.eos, val=(val_ex, val_images), log=_log)
+              pad_id=tokenizer.eos, val=(val_ex, val_images), cells=cells,
+              val_cells=val_cells, log=_log)
     except KeyboardInterrupt:
         return 130
     torch.save(model.state_dict(), out / "model.pt")

@@ -7,7 +7,8 @@ model learns the formats it will be asked in:
 
 - *answer*: image + question → the four stages, the model writing its own tags;
 - *judge*: image + a judge prompt comparing a right and a wrong candidate of one stage (or
-  of a whole answer, for best-of-N) → "Since <reason>, I choose response <n>.";
+  of a whole answer, for best-of-N) that differ in one thing → "Since <the true fact at the
+  difference>, I choose response <n>.";
 - *check*: text only, the reasoning check → "Yes" or "No".
 """
 
@@ -18,7 +19,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from stagewise.models.build.puzzles import Puzzle, answer_text, corrupt, judge_reason
+from stagewise.models.build.puzzles import (
+    Puzzle,
+    answer_text,
+    corrupt,
+    corrupt_with_fact,
+    verdict_text,
+)
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.judge import check_text, judge_text
 from stagewise.models.reasoning.stages import STAGES, Stage, user_text
@@ -61,19 +68,25 @@ class ExampleBuilder:
 
     def judge(self, puzzle: Puzzle, image: int, stage: Stage | None,
               rng: random.Random) -> Example:
-        """A right and a wrong candidate of ``stage`` (None: whole answers) in random order."""
+        """A right and a wrong candidate of ``stage`` (None: whole answers) in random order.
+
+        The wrong one differs in one thing (a hard negative); the verdict states the true
+        fact at that difference before choosing (see :func:`corrupt_with_fact`).
+        """
         if stage is None:
             wrong_stage = rng.choice(STAGES)
-            wrong_stages = {**puzzle.stages, wrong_stage: corrupt(puzzle, wrong_stage, rng)}
+            broken = corrupt_with_fact(puzzle, wrong_stage, rng)
+            wrong_stages = {**puzzle.stages, wrong_stage: broken.wrong}
             right, wrong = answer_text(puzzle), answer_text(replace(puzzle, stages=wrong_stages))
             hint = ""
         else:
-            right, wrong = puzzle.stages[stage], corrupt(puzzle, stage, rng)
+            broken = corrupt_with_fact(puzzle, stage, rng)
+            right, wrong = puzzle.stages[stage], broken.wrong
             hint = _hint(puzzle, stage)
         winner = rng.choice((1, 2))
         first, second = (right, wrong) if winner == 1 else (wrong, right)
         text = judge_text(stage, puzzle.question, first, second, hint)
-        verdict = f"Since {judge_reason(stage, winner)}, I choose response {winner}."
+        verdict = verdict_text(broken.fact, winner)
         return self._with_image(text, verdict, image, "judge")
 
     def check(self, puzzle: Puzzle, rng: random.Random) -> Example:
@@ -107,7 +120,7 @@ def _hint(puzzle: Puzzle, stage: Stage) -> str:
 
 
 def build_examples(builder: ExampleBuilder, puzzles: list[Puzzle], *, seed: int = 0,
-                   judge_share: float = 0.4, check_share: float = 0.1) -> list[Example]:
+                   judge_share: float = 0.5, check_share: float = 0.1) -> list[Example]:
     """One answer per puzzle, plus judge and check examples for a share of them.
 
     Judge examples are spread evenly over the four stages and whole answers.

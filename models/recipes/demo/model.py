@@ -140,7 +140,8 @@ class DemoModel(nn.Module):
         self.apply(_init)
 
     def forward(self, tokens: torch.Tensor, pixels: torch.Tensor | None = None,
-                image_at: int = 0, has_image: torch.Tensor | None = None) -> torch.Tensor:
+                image_at: int = 0, has_image: torch.Tensor | None = None, *,
+                image: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every position.
 
         Args:
@@ -148,13 +149,16 @@ class DemoModel(nn.Module):
             pixels: ``(batch, 3, H, W)`` normalised pixels, or None for text only.
             image_at: Sequence index where the image's ``n_patches`` embeddings start.
             has_image: ``(batch,)`` bool: which rows get the image (default all, if pixels).
+            image: The vision tower's output for ``pixels``, when the caller has it already.
 
         Returns:
             ``(batch, seq, n_vocab)`` logits.
         """
         x = self.embed(tokens)
-        if pixels is not None:
-            img = self.vision(pixels)
+        if image is None and pixels is not None:
+            image = self.vision(pixels)
+        if image is not None:
+            img = image
             n = img.shape[1]
             if has_image is None:
                 x = torch.cat((x[:, :image_at], img, x[:, image_at + n:]), dim=1)

@@ -45,7 +45,7 @@ class DemoSpec:
 DEMO = DemoSpec(
     text=TextHyper(n_embd=192, n_layer=4, n_head=6, n_head_kv=2, n_ff=512, n_ctx_train=2048),
     image_size=96,
-    patch_size=12,
+    patch_size=32,  # one patch a grid cell: every object lies inside one patch
     v_embd=128,
     v_blocks=3,
     v_head=4,
@@ -56,7 +56,7 @@ DEMO = DemoSpec(
 MINI = DemoSpec(
     text=TextHyper(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128, n_ctx_train=1024),
     image_size=48,
-    patch_size=12,
+    patch_size=16,
     v_embd=32,
     v_blocks=2,
     v_head=2,

@@ -1,9 +1,12 @@
 """Trains the demo model on CPU (or a GPU when there is one): seeded and resumable.
 
-The loss is cross-entropy on the reply's tokens only (the answer, verdict or Yes/No and the
-end-of-turn token). AdamW with a linear warm-up and a cosine decay; a checkpoint is saved
-every ``save_every`` steps and on Ctrl+C, and a run started again with the same folder
-goes on from the last one, drawing the same batches it would have drawn.
+First the vision tower and projector learn the picture alone: what is in each grid cell
+(:mod:`stagewise.models.recipes.demo.cells`), for ``vision_steps`` steps. Then the whole
+model learns the texts: cross-entropy on the reply's tokens only (the answer, verdict or
+Yes/No and the end-of-turn token), with the cell loss kept on at ``cell_weight``. AdamW
+with a linear warm-up and a cosine decay; a checkpoint is saved after the vision warm-up,
+every ``save_every`` steps and on Ctrl+C, and a run started again with the same folder goes
+on from the last one, drawing the same batches it would have drawn.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stagewise.models.recipes.demo.cells import CellHead
 from stagewise.models.recipes.demo.examples import Example
 from stagewise.models.recipes.demo.model import DemoModel, normalise
 
@@ -39,6 +43,9 @@ class TrainSettings:
     threads: int = 0  # 0: torch's default
     judge_weight: float = 8.0  # loss weight of judge and check replies against answer tokens
     minutes: float = 0.0  # > 0: after 20 steps, set ``steps`` to what fits this many minutes
+    vision_steps: int = 1000  # the vision tower's warm-up on the cells, before the texts
+    vision_batch: int = 64
+    cell_weight: float = 0.25  # the cell loss beside the text loss, after the warm-up
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,12 @@ class Batch:
     weights: torch.Tensor
     pixels: torch.Tensor
     has_image: torch.Tensor
+    cells: torch.Tensor | None = None  # (batch, 9) cell classes, for the rows with an image
 
 
 def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
-               pad_id: int, judge_weight: float = 1.0) -> Batch:
+               pad_id: int, judge_weight: float = 1.0,
+               cells: np.ndarray | None = None) -> Batch:
     """Right-padded tokens, next-token targets (ignored outside the replies), their loss
     weights and pixels.
 
@@ -70,16 +79,57 @@ def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
     index = [max(e.image, 0) for e in examples]
     return Batch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(weights),
                  normalise(images[index], model.spec),
-                 torch.tensor([e.image >= 0 for e in examples]))
+                 torch.tensor([e.image >= 0 for e in examples]),
+                 None if cells is None else torch.from_numpy(cells[index]))
 
 
-def batch_loss(model: DemoModel, batch: Batch, image_at: int) -> torch.Tensor:
-    """Weighted mean cross-entropy over the reply tokens."""
-    logits = model(batch.tokens, batch.pixels, image_at=image_at, has_image=batch.has_image)
+def batch_loss(model: DemoModel, batch: Batch, image_at: int,
+               head: CellHead | None = None, cell_weight: float = 0.0) -> torch.Tensor:
+    """Weighted mean cross-entropy over the reply tokens, plus ``cell_weight`` times the
+    cell loss of the rows with an image (when ``head`` and the batch's cells are given)."""
+    image = model.vision(batch.pixels)
+    logits = model(batch.tokens, image_at=image_at, has_image=batch.has_image, image=image)
     losses = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
                              ignore_index=IGNORE, reduction="none")
     weights = batch.weights.flatten()
-    return (losses * weights).sum() / weights.sum()
+    loss = (losses * weights).sum() / weights.sum()
+    rows = batch.has_image
+    if head is not None and cell_weight and batch.cells is not None and bool(rows.any()):
+        loss = loss + cell_weight * head.loss(image[rows], batch.cells[rows])
+    return loss
+
+
+def warm_up_vision(model: DemoModel, head: CellHead, images: np.ndarray, cells: np.ndarray,
+                   settings: TrainSettings, log: Callable[[str], None] = print,
+                   val: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Trains the vision tower, projector and head alone on the cells; returns the share of
+    validation cells (or of the last batch's, without ``val``) read right."""
+    params = [*model.vision.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95),
+                            weight_decay=settings.weight_decay)
+    rng = np.random.default_rng([settings.seed, 1])
+    warm = max(1, settings.vision_steps // 10)
+    accuracy = 0.0
+    for step in range(settings.vision_steps):
+        for group in opt.param_groups:
+            group["lr"] = settings.lr * min(1.0, (step + 1) / warm)
+        index = rng.integers(0, len(images), settings.vision_batch)
+        embeddings = model.vision(normalise(images[index], model.spec))
+        target = torch.from_numpy(cells[index])
+        loss = head.loss(embeddings, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, settings.clip)
+        opt.step()
+        if (step + 1) % 100 == 0 or step + 1 == settings.vision_steps:
+            if val is not None:
+                with torch.no_grad():
+                    embeddings = model.vision(normalise(val[0], model.spec))
+                    target = torch.from_numpy(val[1])
+            accuracy = head.accuracy(embeddings, target)
+            log(f"vision warm-up {step + 1}/{settings.vision_steps}  cell loss "
+                f"{loss.item():.3f}  cells right {accuracy:.1%}")
+    return accuracy
 
 
 def learning_rate(step: int, s: TrainSettings, total: int) -> float:
@@ -123,6 +173,7 @@ class _Order:
 def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Path,
           settings: TrainSettings, *, image_at: int, pad_id: int,
           val: tuple[list[Example], np.ndarray] | None = None,
+          cells: np.ndarray | None = None, val_cells: np.ndarray | None = None,
           log: Callable[[str], None] = print) -> dict:
     """Runs (or resumes) training; returns the final log record.
 
@@ -135,20 +186,28 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
         image_at: Where the image's embeddings start in each sequence.
         pad_id: Token id used for padding.
         val: Held-out examples and their images, for a loss every ``save_every`` steps.
+        cells: ``(n, 9)`` cell classes of ``images``: with them, the vision warm-up runs
+            first and the cell loss stays on.
+        val_cells: The cell classes of ``val``'s images, for the warm-up's accuracy.
         log: Where progress lines go.
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     out.mkdir(parents=True, exist_ok=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95),
+    head = CellHead(model.spec.text.n_embd) if cells is not None else None
+    params = [*model.parameters(), *(head.parameters() if head else ())]
+    opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95),
                             weight_decay=settings.weight_decay)
     ckpt_path, log_path = out / "checkpoint.pt", out / "train-log.jsonl"
     step, spent, total = 0, 0.0, settings.steps
-    calibrated = not settings.minutes
+    calibrated, warmed = not settings.minutes, head is None or not settings.vision_steps
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
+        if head is not None and "head" in state:
+            head.load_state_dict(state["head"])
+        warmed = warmed or state.get("warmed", False)
         opt.load_state_dict(state["opt"])
         step, spent = state["step"], state["seconds"]
         if settings.minutes:  # the step count fixed by the first run's calibration
@@ -159,8 +218,20 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                     "seconds": spent, "total": total, "calibrated": calibrated,
-                    "settings": asdict(settings)}, tmp)
+                    "warmed": warmed, "settings": asdict(settings),
+                    **({"head": head.state_dict()} if head else {})}, tmp)
         tmp.replace(ckpt_path)
+
+    if not warmed:
+        start = time.perf_counter()
+        val_pair = (val[1], val_cells) if val is not None and val_cells is not None else None
+        right = warm_up_vision(model, head, images, cells, settings, log, val_pair)
+        warmed = True
+        with log_path.open("a") as f:
+            f.write(json.dumps({"vision_steps": settings.vision_steps, "cells_right": right,
+                                "minutes": round((time.perf_counter() - start) / 60, 2)})
+                    + "\n")
+        save()
 
     record: dict = {}
     order = _Order(examples, settings.batch, settings.seed)
@@ -173,8 +244,8 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
                 group["lr"] = lr
             idx = order(step)
             batch = make_batch([examples[i] for i in idx], images, model, pad_id,
-                               settings.judge_weight)
-            loss = batch_loss(model, batch, image_at)
+                               settings.judge_weight, cells)
+            loss = batch_loss(model, batch, image_at, head, settings.cell_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)

@@ -167,3 +167,48 @@ def test_batches_weigh_verdicts_above_answer_tokens(tokenizer, puzzles, images):
         assert set(batch.weights[row][scored].tolist()) == {weight}
         assert float(batch.weights[row][~scored].abs().sum()) == 0.0
     assert batch.has_image.tolist() == [True, True, False]
+
+
+def test_the_vision_warm_up_learns_what_is_in_each_cell(puzzles, images):
+    """One patch a cell at the demo's sizes; here 16-pixel patches on 48-pixel pictures."""
+    from stagewise.models.recipes.demo.cells import EMPTY, CellHead, cell_classes
+    from stagewise.models.recipes.demo.model import normalise
+    from stagewise.models.recipes.demo.train import warm_up_vision
+
+    cells = np.stack([cell_classes(p.scene) for p in puzzles])
+    for p, row in zip(puzzles, cells, strict=True):
+        assert (row != EMPTY).sum() == len(p.scene.objects)
+    torch.manual_seed(0)
+    model = DemoModel(MINI, 300)
+    head = CellHead(MINI.text.n_embd)
+    with torch.no_grad():
+        before = head.accuracy(model.vision(normalise(images, MINI)), torch.from_numpy(cells))
+    lines: list[str] = []
+    settings = TrainSettings(vision_steps=150, vision_batch=32, lr=3e-3)
+    after = warm_up_vision(model, head, images, cells, settings, lines.append)
+    empty_share = float((cells == EMPTY).mean())  # what always answering "empty" scores
+    assert after > max(before, empty_share) + 0.1, (before, after, empty_share)
+    assert lines[-1].startswith("vision warm-up 150/150")
+
+
+def test_training_with_cells_warms_up_once_and_keeps_the_cell_loss(tmp_path, tokenizer,
+                                                                    puzzles, images):
+    from stagewise.models.recipes.demo.cells import cell_classes
+
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    examples = build_examples(builder, puzzles, judge_share=0.2, check_share=0.1)
+    cells = np.stack([cell_classes(p.scene) for p in puzzles])
+    settings = TrainSettings(steps=4, batch=8, warmup=2, save_every=2, vision_steps=20)
+    kwargs = {"image_at": builder.image_at, "pad_id": tokenizer.eos, "cells": cells}
+    lines: list[str] = []
+    train(DemoModel(MINI, len(tokenizer.vocab.tokens)), examples, images, tmp_path, settings,
+          log=lines.append, **kwargs)
+    assert sum(line.startswith("vision warm-up") for line in lines) == 1  # at step 20 only
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["warmed"] and "head" in state
+    again: list[str] = []
+    longer = TrainSettings(steps=6, batch=8, warmup=2, save_every=2, vision_steps=20)
+    train(DemoModel(MINI, len(tokenizer.vocab.tokens)), examples, images, tmp_path, longer,
+          log=again.append, **kwargs)
+    assert again[0].startswith("resuming at step 4")
+    assert not any(line.startswith("vision warm-up") for line in again)

@@ -1,0 +1,58 @@
+"""The judge alone on right-vs-wrong pairs, with the demo model through llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from stagewise.models.library.demo import DEMO_TEST, DEMO_VALIDATION, demo_dir
+from stagewise.models.reasoning.judge import parse_verdict
+from stagewise.models.recipes.demo import judge_pairs as cli
+from stagewise.models.recipes.demo.judge_pairs import PairVerdict, recipe_puzzles, summarise
+
+
+def test_every_unit_is_judged_both_ways_and_scored_by_the_right_ones_place(capsys):
+    assert cli.main(["--limit", "2", "--threads", "1", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    verdicts = [PairVerdict(**json.loads(line)) for line in out
+                if line.startswith("{")]
+    assert len(verdicts) == 2 * 5 * 2  # puzzles × units × orders
+    for first, second in zip(verdicts[::2], verdicts[1::2], strict=True):
+        assert (first.puzzle, first.unit) == (second.puzzle, second.unit)
+        assert first.right_first and not second.right_first
+    for v in verdicts:
+        choice = parse_verdict(v.text + ("" if v.text.endswith(".") else ".")).choice
+        if not v.forced:
+            assert v.picked_right == (choice == (1 if v.right_first else 2)), v
+    table = "\n".join(out)
+    assert "2 puzzles of the val split (seed 0)" in table
+    for row in summarise(verdicts):
+        assert re.search(rf"^{row.unit} +{row.accuracy:.1%}", table, re.MULTILINE), row.unit
+
+
+def test_summaries_count_per_unit_in_order():
+    def v(unit: str, right: bool) -> PairVerdict:
+        return PairVerdict("p", unit, True, right, False, "")
+
+    rows = summarise([v("answer", True), v("caption", True), v("caption", False)])
+    assert [(r.unit, r.right, r.total) for r in rows] == [("caption", 1, 2), ("answer", 1, 1)]
+    assert rows[0].accuracy == 0.5 and rows[0].ci95[0] < 0.5 < rows[0].ci95[1]
+
+
+def _shipped(path: Path) -> list[tuple[str, str]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(r["id"], r["conversations"][0]["value"]) for r in rows]
+
+
+def test_the_splits_are_the_ones_the_recipe_trained_and_shipped_beside():
+    """The pairs are made from the same puzzles as the shipped splits (validation for
+    choosing, test for reporting once), drawn again from their seed."""
+    shipped_val = _shipped(demo_dir() / DEMO_VALIDATION)
+    shipped_test = _shipped(demo_dir() / DEMO_TEST)[:50]
+    val = recipe_puzzles("val", 0, len(shipped_val))
+    test = recipe_puzzles("test", 0, len(shipped_test))
+    assert [(p.id, p.question) for p in val] == shipped_val
+    assert [(p.id, p.question) for p in test] == shipped_test
+    assert {p.question for p in recipe_puzzles("test", 7, 50)} != {
+        p.question for p in recipe_puzzles("test", 0, 50)}

@@ -16,8 +16,8 @@ Space or Enter on its disclosure button, opens it again. The Conclusion card is 
 answer: larger text, an accent bar on its left, never collapsed.
 
 While a run streams, the panel follows the card being written, and keeps the Conclusion in view
-once the run is over; a user who scrolls away is left where they are until they come back to
-the bottom.
+once the run is over; a user who scrolls away, or opens or closes a card, is left where they are
+until they come back to the bottom.
 """
 
 from __future__ import annotations
@@ -128,9 +128,11 @@ class StageCard(QFrame):
 
     Signals:
         collapsed_changed(bool): the card was collapsed (True) or expanded (False).
+        user_acted(): the user opened or closed the card or its candidates.
     """
 
     collapsed_changed = Signal(bool)
+    user_acted = Signal()
 
     def __init__(self, stage: Stage, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -177,6 +179,7 @@ class StageCard(QFrame):
         self.candidates_button.setFont(small_font(self))
         self.candidates_button.setAccessibleName(f"{stage.title} candidates")
         self.candidates_button.toggled.connect(self._candidates_toggled)
+        self.candidates_button.clicked.connect(self.user_acted)
         self.preview = ElidedLabel(self.header)  # collapsed: the text, on the same line
         self.preview.setFont(small_font(self))
         self.preview.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -300,6 +303,7 @@ class StageCard(QFrame):
     def toggle_collapsed(self) -> None:
         """What the disclosure button does."""
         self.set_collapsed(not self._collapsed, user=True)
+        self.user_acted.emit()
 
     def set_candidates_open(self, shown: bool) -> None:
         self.candidates_button.setChecked(shown)
@@ -410,8 +414,9 @@ class ReasoningPanel(QWidget):
     """The four stage cards, in order, in a vertical scroll area.
 
     While a run streams, the view follows the card being written (its latest text in view,
-    the Conclusion scrolled in when it starts) until the user scrolls away; it then stays
-    where they put it until they scroll back to the bottom.
+    the Conclusion scrolled in when it starts, and kept in view when the run ends) until the
+    user scrolls away or opens or closes a card; it then stays where they put it until they
+    scroll back to the bottom.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -436,6 +441,7 @@ class ReasoningPanel(QWidget):
         self._cards: dict[Stage, StageCard] = {}
         for stage in STAGES:
             card = StageCard(stage, container)
+            card.user_acted.connect(self._stop_following)
             self._cards[stage] = card
             column.addWidget(card)
         column.addStretch(1)
@@ -521,6 +527,11 @@ class ReasoningPanel(QWidget):
         else:
             value = min(max(bar.value(), bottom - height), top)
         self._scroll_to(min(max(value, 0), bar.maximum()))
+
+    def _stop_following(self) -> None:
+        """The user opened or closed something: the view stays where it is (what they
+        opened is not pushed away) until they scroll back to the bottom."""
+        self._following = False
 
     def _scroll_to(self, value: int) -> None:
         self._scrolling = True

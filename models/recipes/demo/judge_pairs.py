@@ -33,7 +33,7 @@ from stagewise.models.build.puzzles import (
     generate_split,
 )
 from stagewise.models.evaluation.stats import wilson_interval
-from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.engine_settings import FALLBACK_CTX, EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.reasoning.judge import judge_text
 from stagewise.models.reasoning.search_backend import Prompt, SearchBackend
@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     puzzles = recipe_puzzles(args.split, args.seed, args.limit)
     search = SearchSettings()
-    load = plan(args.model, None, EngineSettings(threads=args.threads), search)
+    # all ten prompts of a puzzle are judged in one batch: more cells than one knockout
+    load = plan(args.model, None, EngineSettings(n_ctx=FALLBACK_CTX, threads=args.threads),
+                search)
     start = time.perf_counter()
     with Session(load) as session:
         verdicts = []

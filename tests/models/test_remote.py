@@ -74,8 +74,9 @@ def test_four_stages_at_beam_4_through_llama_server(server, picture):
     assert all(result.stages[stage].strip() for stage in STAGES)
     assert len(result.candidates) == 16 and result.verdicts
     assert any(isinstance(e, TokenStreamed) for e in events)
-    # the image is sent with every request; each of the 4 slots encodes it at most once
-    assert 1 <= result.timings.image_encodes <= 4
+    # the image is sent with every request; each of the 4 slots encodes it at most once,
+    # and again only after a text-only reasoning check took the slot (and its cache)
+    assert 1 <= result.timings.image_encodes <= 4 + len(result.checks)
 
 
 @pytest.mark.parametrize("settings", [

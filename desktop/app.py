@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stagewise.models.library.demo import example_image
+from stagewise.models.reasoning.stages import Stage
 from stagewise.models.storage.app_settings import AppSettings, load_settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class WindowOptions:
     beam: int | None = None
     timeout_s: float = 300.0
     startup_report: Path | None = None
+    show_candidates: Stage | None = None
 
 
 def run_window(options: WindowOptions) -> int:
@@ -55,7 +57,7 @@ def run_window(options: WindowOptions) -> int:
     status = EXIT_OK
     if options.self_test:
         test = SelfTest(window, example_image(), SELF_TEST_QUESTION, options.screenshot,
-                        options.timeout_s)
+                        options.timeout_s, options.show_candidates)
         test.start()
         app.exec()
         status = test.status

@@ -13,17 +13,19 @@ from PySide6.QtWidgets import QApplication
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.reasoning.run_view import RunStatus, RunView
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 
 class SelfTest(QObject):
     """Drives a :class:`MainWindow` through one question; ``status`` is the exit status."""
 
     def __init__(self, window: MainWindow, image: Path, question: str,
-                 screenshot: Path | None, timeout_s: float) -> None:
+                 screenshot: Path | None, timeout_s: float,
+                 candidates: Stage | None = None) -> None:
         super().__init__(window)
         self.window, self.image, self.question = window, image, question
         self.screenshot = screenshot
+        self.candidates = candidates  # a stage whose candidates to open before the screenshot
         self.status = 1
         self.report = "self-test: did not run"
         self._finished = False
@@ -53,8 +55,20 @@ class SelfTest(QObject):
         else:
             t = view.result.timings if view.result else None
             took = f" in {seconds_text(t.total_s)}" if t else ""
+            shown = "" if self.candidates is None else self._open_candidates(self.candidates)
             self._finish(0, f"self-test: all four stages arrived{took}; "
-                            f"conclusion: {view.conclusion[:80]!r}")
+                            f"conclusion: {view.conclusion[:80]!r}{shown}")
+
+    def _open_candidates(self, stage: Stage) -> str:
+        """Open ``stage``'s card and its candidates, scroll them into view, and say how many
+        there are."""
+        card = self.window.reasoning.card(stage)
+        card.set_collapsed(False, user=True)
+        card.set_candidates_open(True)
+        QApplication.processEvents()
+        view = card.candidates_view
+        self.window.reasoning.scroll.ensureWidgetVisible(view or card)
+        return f"; {len(view.columns()) if view else 0} {stage.value} candidates shown"
 
     @Slot(str)
     def _model_failed(self, message: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.reasoning.stages import STAGES, Stage
 
 # The commands' modules (and the core they import) load inside main(), so that Ctrl+C
 # while they load is main()'s to answer, in one line.
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "image, exit 0 only if all four stages arrived")
     window.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="with --self-test: save a screenshot of the window at the end")
+    window.add_argument("--show-candidates", choices=[s.value for s in STAGES], metavar="STAGE",
+                        help="with --self-test: open this stage's candidates before the "
+                             "screenshot (summary, caption, reasoning or conclusion)")
     window.add_argument("--startup-report", type=Path, metavar="FILE",
                         help=argparse.SUPPRESS)  # the packaging check's launch timer
     window.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
@@ -91,14 +95,15 @@ def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        if args.screenshot and not args.self_test:
-            parser.error("--screenshot goes with --self-test")
+        if (args.screenshot or args.show_candidates) and not args.self_test:
+            parser.error("--screenshot and --show-candidates go with --self-test")
         from stagewise.desktop.app import WindowOptions, run_window
 
         return run_window(WindowOptions(
             self_test=args.self_test, screenshot=args.screenshot, model=args.window_model,
             mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout,
-            startup_report=args.startup_report))
+            startup_report=args.startup_report,
+            show_candidates=Stage(args.show_candidates) if args.show_candidates else None))
     from stagewise.desktop.cli import ask, doctor, evaluate, model_library
 
     try:

@@ -255,6 +255,18 @@ def test_self_test_answers_and_saves_a_screenshot(tiny_pair, tmp_path):
     assert "QThread" not in done.stderr
 
 
+def test_self_test_can_show_a_stages_candidates_for_its_screenshot(tmp_path):
+    shot = tmp_path / "candidates.png"  # the built-in demo model: short answers at beam 2
+    done = _run([sys.executable, "-m", "stagewise.desktop", "--self-test", "--beam", "2",
+                 "--show-candidates", "caption", "--screenshot", str(shot)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "; 2 caption candidates shown" in done.stdout
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    alone = _run([sys.executable, "-m", "stagewise.desktop", "--show-candidates", "caption"],
+                 tmp_path)
+    assert alone.returncode == 2 and "go with --self-test" in alone.stderr
+
+
 def test_self_test_fails_on_a_broken_model(tiny_pair, tmp_path):
     broken = tmp_path / "broken-model.gguf"
     broken.write_bytes(tiny_pair.model.read_bytes()[:5000])

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -618,7 +618,7 @@ class MainWindow(QMainWindow):
         if self.settings.window_geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
         else:
-            self.resize(1280, 800)
+            self.resize(_first_size(self.screen().availableGeometry().size()))
         if self.settings.window_state:
             self.splitter.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
 
@@ -668,3 +668,9 @@ class MainWindow(QMainWindow):
     @property
     def engine_stopped(self) -> bool:
         return not self.host.thread.isRunning()
+
+
+def _first_size(available: QSize) -> QSize:
+    """The window's size on a first run: 1280×800, but never larger than the screen's
+    usable area (a 1024×640 laptop screen gets the window whole)."""
+    return QSize(min(1280, available.width()), min(800, available.height()))

@@ -583,3 +583,12 @@ def test_help_has_getting_started_and_every_shortcut(qtbot, make_window, setting
             if act.text().replace("&", "") in ("Preferences…", "Getting Started"):
                 act.trigger()
     assert len(shown) == 1
+
+
+def test_a_first_run_window_fits_a_small_screen():
+    from PySide6.QtCore import QSize
+
+    from stagewise.desktop.main_window import _first_size
+
+    assert _first_size(QSize(1024, 610)) == QSize(1024, 610)  # 1024×640 less a panel
+    assert _first_size(QSize(1920, 1050)) == QSize(1280, 800)

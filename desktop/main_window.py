@@ -37,6 +37,7 @@ from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.reasoning.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
 from stagewise.models.storage.export import export
+from stagewise.models.storage.export_view import suggested_name
 from stagewise.models.storage.history import History
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
@@ -256,6 +257,7 @@ class MainWindow(QMainWindow):
         self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
         self.question_box.stop_requested.connect(self.stop)
+        self.question_box.attach_requested.connect(self.open_image)
         self.question_box.beam_changed.connect(self._on_beam)
         self.question_box.image_pasted.connect(self.image_pane.paste_mime)
         self.history_panel.run_selected.connect(self.show_past_run)
@@ -516,14 +518,14 @@ class MainWindow(QMainWindow):
         if not ids:
             self.show_message("Select one or more past questions to export.")
             return None
-        if path is None:
-            name, _ = QFileDialog.getSaveFileName(self, "Export", "stagewise.md",
-                                                  _EXPORT_FILTERS)
-            if not name:
-                return None
-            path = Path(name)
         try:
             runs = [self.history.load(run_id) for run_id in ids]
+            if path is None:
+                name, _ = QFileDialog.getSaveFileName(self, "Export", suggested_name(runs),
+                                                      _EXPORT_FILTERS)
+                if not name:
+                    return None
+                path = Path(name)
             written = export(runs, path)
         except (StagewiseError, OSError) as error:
             self.show_message(f"Export failed: {error}")

@@ -129,7 +129,7 @@ def _html_segment(seg: view.Segment, result: SearchResult) -> list[str]:
         css = ' class="chosen"' if won else ""
         out.append(f'<li value="{c.index + 1}"{css}>'
                    f'<div class="facts">{_e(view.candidate_facts(c, won))}</div>'
-                   f"<pre>{_e(c.text)}</pre></li>")
+                   f"<pre>{_e(view.candidate_text(c))}</pre></li>")
     out.append("</ol>")
     out += [f"<p>{_e(view.check_line(check))}</p>" for check in seg.checks]
     if seg.verdicts:

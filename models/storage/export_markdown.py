@@ -102,7 +102,7 @@ def _md_segment(seg: view.Segment, result: SearchResult) -> list[str]:
         mark = "✔ " if c.index == seg.chosen else ""
         out += [f"- {mark}**Candidate {c.index + 1}** — "
                 f"{view.candidate_facts(c, c.index == seg.chosen)}", "",
-                "  " + _md_code(c.text).replace("\n", "\n  "), ""]
+                "  " + _md_code(view.candidate_text(c)).replace("\n", "\n  "), ""]
     for check in seg.checks:
         out += [f"- {view.check_line(check)}"]
     if seg.checks:

@@ -8,10 +8,13 @@ the lines that describe them, for :mod:`stagewise.models.storage.export_markdown
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stagewise.models.events import Candidate, Check, SearchResult, Verdict
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.reasoning.judge import name_candidates
+from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
 from stagewise.models.storage.history import StoredRun
 
 __all__ = [
@@ -19,11 +22,13 @@ __all__ = [
     "Segment",
     "asked_date",
     "candidate_facts",
+    "candidate_text",
     "check_line",
     "search_line",
     "search_segments",
     "selection_note",
     "status_line",
+    "suggested_name",
     "verdict_parts",
 ]
 
@@ -119,10 +124,24 @@ def check_line(check: Check) -> str:
 
 
 def verdict_parts(v: Verdict) -> tuple[str, str, str]:
-    """(round and pair, winner, reason) of a verdict, for people (candidates from 1)."""
+    """(round and pair, winner, reason) of a verdict, for people (candidates from 1; the
+    judge's "response 1/2", places in the pair, named as the candidates they were)."""
     pair = f"Round {v.round + 1}: candidate {v.first + 1} vs {v.second + 1}"
     winner = f"candidate {v.winner + 1}" + (" (forced)" if v.forced else "")
-    return pair, winner, v.reason or "—"
+    return pair, winner, name_candidates(v.reason, v.first, v.second) if v.reason else "—"
+
+
+def candidate_text(c: Candidate) -> str:
+    """A candidate's words without the model's stage tags: its stage's content, or for a
+    whole answer each stage on a line of its own, titled."""
+    if c.unit is None:
+        stages = parse_answer(c.text).stages
+        lines = [f"{stage.title}: {stages[stage]}" for stage in STAGES if stages.get(stage)]
+        return "\n".join(lines) or c.text.strip()
+    content = parse_answer(c.text).stages.get(c.unit)
+    if not content:  # the open tag was written by the search, before the candidate
+        content = parse_answer(c.unit.open_tag + c.text).stages.get(c.unit)
+    return content or c.text.strip()
 
 
 def asked_date(run: StoredRun) -> str:
@@ -134,3 +153,16 @@ def status_line(run: StoredRun) -> str:
     """The run's status, with its error if it has one."""
     return f"{run.entry.status}: {run.error}" if run.error else run.entry.status
 
+
+
+def suggested_name(runs: Sequence[StoredRun], suffix: str = ".md") -> str:
+    """A file name for an export: the question's first words and the day it was asked
+    (``stagewise-how-many-red-circles-2026-12-03.md``), or the number of questions and
+    the last day for several."""
+    if not runs:
+        return f"stagewise{suffix}"
+    day = max(run.entry.created for run in runs).strftime("%Y-%m-%d")
+    if len(runs) > 1:
+        return f"stagewise-{len(runs)}-questions-{day}{suffix}"
+    words = re.findall(r"[a-z0-9]+", runs[0].entry.question.lower())[:6]
+    return f"stagewise-{'-'.join(words) or 'question'}-{day}{suffix}"

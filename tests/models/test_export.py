@@ -19,7 +19,7 @@ from stagewise.models.events import AnswerFinished, Event
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.reasoning.stages import STAGES, Stage
 from stagewise.models.storage.export import export, to_json
 from stagewise.models.storage.export_html import to_html
 from stagewise.models.storage.export_markdown import to_markdown
@@ -227,3 +227,32 @@ def test_export_replaces_a_file_and_reports_what_it_cannot_write(runs, tmp_path)
     with pytest.raises(StagewiseError, match="could not export"):
         export(runs, blocker / "runs.html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "runs.json"]
+
+
+def test_exports_show_candidates_without_stage_tags_and_name_judged_candidates():
+    from stagewise.models.events import Candidate, Verdict
+    from stagewise.models.storage.export_view import candidate_text, verdict_parts
+
+    def cand(unit: Stage | None, text: str) -> Candidate:
+        return Candidate(unit, 0, 0, text, 5, -0.1, "closed")
+
+    assert candidate_text(cand(Stage.CAPTION, "<CAPTION> A red circle. </CAPTION>")) == \
+        "A red circle."
+    assert candidate_text(cand(Stage.CAPTION, " A red circle. </CAPTION>")) == "A red circle."
+    whole = "<SUMMARY> Count. </SUMMARY><CAPTION> Two. </CAPTION><REASONING> So 2. " \
+            "</REASONING><CONCLUSION> 2 </CONCLUSION>"
+    assert candidate_text(cand(None, whole)) == \
+        "Summary: Count.\nCaption: Two.\nReasoning: So 2.\nConclusion: 2"
+    verdict = Verdict(Stage.CAPTION, 0, 0, 2, 0, 0, "response 2 is right", "", False)
+    pair, winner, reason = verdict_parts(verdict)
+    assert (pair, winner, reason) == ("Round 1: candidate 3 vs 1", "candidate 1",
+                                      "candidate 1 is right")
+
+
+def test_an_export_is_named_after_its_question_and_day(runs):
+    from stagewise.models.storage.export_view import suggested_name
+
+    day = runs[1].entry.created.strftime("%Y-%m-%d")
+    assert suggested_name([runs[1]]) == f"stagewise-what-colour-{day}.md"
+    assert suggested_name(runs, ".html") == f"stagewise-3-questions-{day}.html"
+    assert suggested_name([]) == "stagewise.md"

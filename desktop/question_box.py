@@ -1,5 +1,5 @@
-"""The question row: a text box (Enter asks, Shift+Enter is a new line), Ask, Stop, beam,
-and "Follow-up" (:mod:`stagewise.desktop.follow_ups` turns it on and off)."""
+"""The question row: a text box (Enter asks, Shift+Enter is a new line), an image button,
+Ask, Stop, beam, and "Follow-up" (:mod:`stagewise.desktop.follow_ups` turns it on and off)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class QuestionBox(QWidget):
     """
 
     ask_requested = Signal(str)
+    attach_requested = Signal()  # the "Image…" button: choose an image file
     image_pasted = Signal(QMimeData)
     stop_requested = Signal()
     beam_changed = Signal(int)
@@ -78,6 +79,11 @@ class QuestionBox(QWidget):
         self.follow_up.setAccessibleName("Follow-up")
         self.follow_up.setEnabled(False)  # until there is an answer to follow up on
 
+        self.attach_button = QPushButton("&Image…")
+        self.attach_button.setAccessibleName("Attach an image")
+        self.attach_button.setToolTip("Choose an image file to ask about (Ctrl+O); you can "
+                                      "also drop or paste one")
+
         self.ask_button = QPushButton("&Ask")
         self.ask_button.setAccessibleName("Ask")
         self.ask_button.setToolTip("Ask the question about the image (Enter)")
@@ -89,6 +95,7 @@ class QuestionBox(QWidget):
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.attach_button)
         row.addWidget(beam_label)
         row.addWidget(self.beam)
         row.addWidget(self.follow_up)
@@ -104,6 +111,7 @@ class QuestionBox(QWidget):
         self.edit.image_pasted.connect(self.image_pasted)
         self.ask_button.clicked.connect(self._submit)
         self.stop_button.clicked.connect(self.stop_requested)
+        self.attach_button.clicked.connect(self.attach_requested)
         self.beam.valueChanged.connect(self.beam_changed)
         self.edit.textChanged.connect(self._update_buttons)
         self._busy = False

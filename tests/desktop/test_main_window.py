@@ -592,3 +592,18 @@ def test_a_first_run_window_fits_a_small_screen():
 
     assert _first_size(QSize(1024, 610)) == QSize(1024, 610)  # 1024×640 less a panel
     assert _first_size(QSize(1920, 1050)) == QSize(1280, 800)
+
+
+def test_the_image_button_opens_an_image_for_the_question(qtbot, make_window, settings,
+                                                          image_file, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window(settings)
+    asked: list[str] = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *args, **kw: (asked.append(args[1]) or str(image_file), ""))
+    assert window.question_box.attach_button.isVisible()
+    qtbot.mouseClick(window.question_box.attach_button, Qt.MouseButton.LeftButton)
+    assert asked == ["Open Image"]
+    assert window.image_pane.current() is not None
+    assert window.image_pane.current().data == image_file.read_bytes()

@@ -97,7 +97,7 @@ def _cases(files: dict[str, Path], pair: TinyPair, image: Path) -> list[Case]:
     cases = [
         # numbers out of range or not numbers
         *(Case(f"ctx {v}", (*base, "--ctx", v), words=("--ctx",))
-          for v in ("0", "32", "-5", "abc", "999999999")),
+          for v in ("1", "32", "-5", "abc", "999999999")),  # 0 is auto
         *(Case(f"temperature {v}", (*base, "--temperature", v), words=("--temperature",))
           for v in ("-1", "nan", "inf", "3", "abc")),
         *(Case(f"top-p {v}", (*base, "--top-p", v), words=("--top-p",))

@@ -29,6 +29,8 @@ SHOWN = 3
 """The newest questions listed; older ones are counted."""
 
 NO_CONTEXT_TIP = "Ask a first question about the image; a follow-up can then refer to it"
+SERVER_TIP = ("Follow-ups need a model on this computer: a server answers each question "
+              "on its own")
 CONTEXT_TIP = ("Ask with the earlier questions about this image and their answers in "
                "context (the image is not read again)")
 
@@ -52,6 +54,7 @@ class ThreadView(QWidget):
         self.follow_up = follow_up
         self.turns: list[AskedTurn] = []
         self.note = ""  # the last follow-up's earlier turns left out to fit the context
+        self.supported = True  # False while a server answers (it cannot hold a thread)
         self._pending = ""  # the question being answered
         self.label = QLabel()
         self.label.setWordWrap(True)
@@ -113,6 +116,11 @@ class ThreadView(QWidget):
         self.follow_up.setChecked(bool(self.earlier()))
         self._show()
 
+    def set_supported(self, supported: bool) -> None:
+        """Whether follow-ups can be asked at all: not while a server answers."""
+        self.supported = supported
+        self._show()
+
     def forget(self, run_ids: Iterable[int]) -> None:
         """Runs deleted from the history leave the thread."""
         gone = set(run_ids)
@@ -122,11 +130,12 @@ class ThreadView(QWidget):
     # -- showing --------------------------------------------------------------------------
 
     def _show(self) -> None:
-        available = bool(self.earlier())
+        available = bool(self.earlier()) and self.supported
         self.follow_up.setEnabled(available)
         if not available:
             self.follow_up.setChecked(False)
-        self.follow_up.setToolTip(CONTEXT_TIP if available else NO_CONTEXT_TIP)
+        self.follow_up.setToolTip(CONTEXT_TIP if available else NO_CONTEXT_TIP
+                                  if self.supported else SERVER_TIP)
         self.setVisible(bool(self.turns))
         if not self.turns:
             self.label.clear()

@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.image_pane, 1)
         left_layout.addWidget(self.message)
         self.thread_view = ThreadView(self.question_box.follow_up)
+        self.thread_view.set_supported(not self.settings.server_url)
         left_layout.addWidget(self.thread_view)
         left_layout.addWidget(self.question_box)
 
@@ -592,6 +593,7 @@ class MainWindow(QMainWindow):
         self.question_box.beam.setValue(settings.beam)
         self.reasoning.set_collapsed_default(settings.stages_collapsed)
         self.collapse_action.setChecked(settings.stages_collapsed)
+        self.thread_view.set_supported(not settings.server_url)
         self._save_settings()
         changed = ((old.model, old.mmproj, old.server_settings())
                    != (settings.model, settings.mmproj, settings.server_settings()))

@@ -159,3 +159,18 @@ def test_the_follow_up_box_follows_the_thread(qtbot):
     assert [t.run_id for t in view.turns] == [7, -1]
     view.new_image()
     assert view.turns == [] and not box.isEnabled() and not box.isChecked()
+
+
+def test_no_follow_ups_while_a_server_answers(qtbot):
+    """A server answers each question on its own, so the box stays off and says why."""
+    box = QCheckBox("Follow-up")
+    view = ThreadView(box)
+    qtbot.addWidget(view)
+    view.set_supported(False)
+    view.job_fields("First?")
+    view.answered(1, ended(RunStatus.FINISHED, "Two."))
+    assert not box.isEnabled() and not box.isChecked()
+    assert "server" in box.toolTip()
+    assert view.job_fields("Why?")["earlier"] == ()
+    view.set_supported(True)  # back to a model on this computer
+    assert box.isEnabled()

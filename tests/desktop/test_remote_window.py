@@ -45,4 +45,8 @@ def test_the_window_answers_through_a_remote_model(qtbot, server, tmp_path):
     # the history says which server answered
     entry, = window.history.entries()
     assert entry.model == f"llama-server at {server.url}"
+    # a server holds no thread: no follow-up is offered after the answer
+    follow_up = window.question_box.follow_up
+    assert not follow_up.isEnabled() and not follow_up.isChecked()
+    assert "server" in follow_up.toolTip()
     window.close()

@@ -7,6 +7,7 @@ warnings and errors are kept to explain a failure, and a load's lines can be cap
 
 from __future__ import annotations
 
+import _thread
 import collections
 import contextlib
 import ctypes
@@ -46,6 +47,15 @@ class NativeLog:
         self.callback = lc.llama_log_callback(self._on_log)
 
     def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        try:
+            self._take(level, text)
+        except KeyboardInterrupt:
+            # Ctrl+C landed while llama.cpp was calling back into Python: ctypes would print
+            # the interrupt as an ignored exception and drop it, and the program would go
+            # on as if no key was pressed; deliver it again once llama.cpp returns.
+            _thread.interrupt_main()
+
+    def _take(self, level: int, text: bytes) -> None:
         piece = text.decode("utf-8", "replace") if text else ""
         with self._lock:
             if level != _GGML_LOG_CONT:

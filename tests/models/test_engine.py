@@ -131,3 +131,20 @@ def test_a_context_llama_cpp_would_abort_on_is_refused(tiny_pair):
     """llama.cpp asserts (and the process dies) below 64 tokens of context."""
     with pytest.raises(EngineError, match="at least 256 tokens, not 32"):
         Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=32))
+
+
+def test_ctrl_c_inside_a_llama_cpp_log_callback_is_delivered_not_dropped(monkeypatch):
+    """ctypes prints an exception raised in a callback and drops it: a Ctrl+C that lands
+    while llama.cpp logs must still stop the program once the callback returns."""
+    from stagewise.models.inference.llama_runtime import NativeLog
+
+    native = NativeLog()
+
+    def interrupted(level: int, text: bytes) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(native, "_take", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        native._on_log(3, b"loading\n", None)  # returns normally, the interrupt re-armed
+        for _ in range(10_000):  # raised at the interpreter's next check
+            pass

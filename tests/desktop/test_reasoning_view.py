@@ -267,8 +267,10 @@ def test_the_conclusion_is_in_view_at_1024_by_640(qtbot: QtBot, small_window: Ma
     window.image_pane.open_file(image_file)
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
         window.ask("What shapes are there?")
-    qtbot.wait(50)  # the last layout
     conclusion = panel.card(Stage.CONCLUSION)
+    # the last layout and scroll of the run settle (later under load than at rest)
+    qtbot.waitUntil(lambda: fully_in_view(panel, conclusion), timeout=5000)
+    qtbot.wait(200)
     assert window.view.conclusion and conclusion.text_shown() == window.view.conclusion
     assert fully_in_view(panel, conclusion)
     for stage in FIRST_THREE:

@@ -91,6 +91,22 @@ def span(panel: ReasoningPanel, card: StageCard) -> tuple[int, int]:
     return top, top + card.height()
 
 
+def settle(qtbot: QtBot, panel: ReasoningPanel, timeout_ms: int = 3000) -> None:
+    """Wait until the cards' heights stop changing (a wrapped label takes its height for
+    its width a layout pass later, and later still under load)."""
+    def heights() -> list[int]:
+        return [panel.card(stage).height() for stage in STAGES]
+
+    waited, last = 0, heights()
+    while waited < timeout_ms:
+        qtbot.wait(100)
+        waited += 100
+        now = heights()
+        if now == last:
+            return
+        last = now
+
+
 def fully_in_view(panel: ReasoningPanel, card: StageCard) -> bool:
     top, bottom = span(panel, card)
     return top >= 0 and bottom <= panel.scroll.viewport().height()
@@ -281,6 +297,7 @@ def test_the_conclusion_is_in_view_at_1024_by_640(qtbot: QtBot, small_window: Ma
     bar = panel.scroll.verticalScrollBar()
     for stage in FIRST_THREE:
         card = panel.card(stage)
+        settle(qtbot, panel)  # the card opened before has wrapped its text to its width
         before = span(panel, card)
         qtbot.mouseClick(card.title, Qt.MouseButton.LeftButton)
         qtbot.wait(20)

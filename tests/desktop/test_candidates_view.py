@@ -5,7 +5,7 @@ their columns show. Real widgets, fed real runs of the tiny model."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,66 +21,30 @@ from stagewise.models.build.tiny_vlm import TinyPair
 from stagewise.models.events import (
     Event,
     JudgeVerdict,
-    RunStarted,
     SegmentChosen,
     SegmentStarted,
 )
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.run_view import RunView
-from stagewise.models.reasoning.search import StageSearch
-from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
+from tests.desktop.panel_runs import Search, search_runner, shown_panel, stream
 
 QUESTION = "What is this?"
 BEAM = 4
 ANSWER_MS = 180_000  # a loaded CI machine
 REASON = "response 2 names more shapes than response 1"
-Search = Callable[..., list[Event]]
-Hook = Callable[[Event, RunView], None]
 
 
 @pytest.fixture(scope="module")
 def search(engine: Engine, image: PreparedImage) -> Search:
-    """Events of a real search with the tiny model; each setting is run once per module."""
-    cache: dict[tuple[tuple[str, object], ...], list[Event]] = {}
-
-    def run(**settings: object) -> list[Event]:
-        key = tuple(sorted(settings.items()))
-        if key not in cache:
-            chosen = {"beam": BEAM, "max_stage_tokens": 8, "select": "judge", **settings}
-            search = StageSearch(engine, SearchSettings(**chosen))  # type: ignore[arg-type]
-            cache[key] = list(search.run(image, QUESTION))
-        return cache[key]
-
-    return run
+    return search_runner(engine, image, QUESTION, beam=BEAM)
 
 
 @pytest.fixture
 def panel(qtbot: QtBot) -> ReasoningPanel:
-    widget = ReasoningPanel()
-    qtbot.addWidget(widget)
-    widget.resize(480, 360)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
-
-
-def stream(panel: ReasoningPanel, events: Iterable[Event], after: Hook | None = None) -> RunView:
-    """Feed ``events`` one by one as the window does, letting Qt lay out after each."""
-    view = RunView()
-    panel.show_run(view)
-    for event in events:
-        changed = view.apply(event)
-        if isinstance(event, RunStarted):
-            panel.show_run(view)
-        else:
-            panel.update_stages(view, changed)
-        QApplication.processEvents()
-        if after is not None:
-            after(event, view)
-    return view
+    return shown_panel(qtbot, 480, 360)
 
 
 def open_candidates(card: StageCard) -> CandidatesView:

@@ -5,7 +5,7 @@ one line with their time, and keeps the Conclusion in view (issue 20)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from stagewise.models.build.tiny_vlm import TinyPair
 from stagewise.models.events import (
     AnswerFinished,
     Event,
-    RunStarted,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -34,55 +33,22 @@ from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
+from tests.desktop.panel_runs import Search, search_runner, shown_panel, stream
 
 QUESTION = "What is this?"
 ANSWER_MS = 180_000  # a loaded CI machine
 FIRST_THREE = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
-Search = Callable[..., list[Event]]
-Hook = Callable[[Event, RunView], None]
 
 
 @pytest.fixture(scope="module")
 def search(engine: Engine, image: PreparedImage) -> Search:
-    """Events of a real search with the tiny model; each setting is run once per module."""
-    cache: dict[tuple[tuple[str, object], ...], list[Event]] = {}
-
-    def run(**settings: object) -> list[Event]:
-        key = tuple(sorted(settings.items()))
-        if key not in cache:
-            chosen = {"beam": 2, "max_stage_tokens": 64, "select": "judge", **settings}
-            search = StageSearch(engine, SearchSettings(**chosen))  # type: ignore[arg-type]
-            cache[key] = list(search.run(image, QUESTION))
-        return cache[key]
-
-    return run
+    return search_runner(engine, image, QUESTION, max_stage_tokens=64)
 
 
 @pytest.fixture
 def panel(qtbot: QtBot) -> ReasoningPanel:
     """A short panel, so that a run's cards do not all fit and the view has to follow."""
-    widget = ReasoningPanel()
-    qtbot.addWidget(widget)
-    widget.resize(420, 240)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
-
-
-def stream(panel: ReasoningPanel, events: Iterable[Event], after: Hook | None = None) -> RunView:
-    """Feed ``events`` one by one as the window does, letting Qt lay out after each."""
-    view = RunView()
-    panel.show_run(view)
-    for event in events:
-        changed = view.apply(event)
-        if isinstance(event, RunStarted):
-            panel.show_run(view)
-        else:
-            panel.update_stages(view, changed)
-        QApplication.processEvents()
-        if after is not None:
-            after(event, view)
-    return view
+    return shown_panel(qtbot, 420, 240)
 
 
 def span(panel: ReasoningPanel, card: StageCard) -> tuple[int, int]:

@@ -21,7 +21,6 @@ from stagewise.desktop.stage_cards import (
 from stagewise.models.events import (
     AnswerFinished,
     Event,
-    RunStarted,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -33,52 +32,27 @@ from stagewise.models.reasoning.run_view import RunView, StageStatus
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stages import STAGES, Stage
+from tests.desktop.panel_runs import Search, search_runner, shown_panel
+from tests.desktop.panel_runs import stream as stream_events
 
 QUESTION = "What is this?"
 FIRST_THREE = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
-Search = Callable[..., list[Event]]
 
 
 @pytest.fixture(scope="module")
 def search(engine: Engine, image: PreparedImage) -> Search:
-    """Events of a real search with the tiny model; each setting is run once per module."""
-    cache: dict[tuple[tuple[str, object], ...], list[Event]] = {}
-
-    def run(**settings: object) -> list[Event]:
-        key = tuple(sorted(settings.items()))
-        if key not in cache:
-            chosen = {"beam": 3, "max_stage_tokens": 8, "select": "judge", **settings}
-            search = StageSearch(engine, SearchSettings(**chosen))  # type: ignore[arg-type]
-            cache[key] = list(search.run(image, QUESTION))
-        return cache[key]
-
-    return run
+    return search_runner(engine, image, QUESTION, beam=3)
 
 
 @pytest.fixture
 def panel(qtbot: QtBot) -> ReasoningPanel:
-    widget = ReasoningPanel()
-    qtbot.addWidget(widget)
-    widget.resize(560, 900)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+    return shown_panel(qtbot, 560, 900)
 
 
 def stream(panel: ReasoningPanel, events: Iterable[Event],
            after: Callable[[Event, RunView], None] | None = None) -> RunView:
-    """Feed ``events`` to a RunView one by one, as the window does, updating the panel."""
-    view = RunView()
-    panel.show_run(view)
-    for event in events:
-        changed = view.apply(event)
-        if isinstance(event, RunStarted):
-            panel.show_run(view)
-        else:
-            panel.update_stages(view, changed)
-        if after is not None:
-            after(event, view)
-    return view
+    """Feed ``events`` as the window does, without a layout pass between them."""
+    return stream_events(panel, events, after, lay_out=False)
 
 
 def result_of(events: list[Event]) -> SearchResult:

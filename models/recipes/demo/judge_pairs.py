@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from stagewise.models.build.puzzles import (
     Puzzle,
@@ -32,6 +33,7 @@ from stagewise.models.build.puzzles import (
     draw,
     generate_split,
 )
+from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.stats import wilson_interval
 from stagewise.models.inference.engine_settings import FALLBACK_CTX, EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
@@ -192,23 +194,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=RECIPE_SEED,
                         help=f"the data set's seed (the recipe's is {RECIPE_SEED})")
     parser.add_argument("--limit", type=int, default=100, help="puzzles (default 100)")
-    parser.add_argument("--model", help="text model GGUF (default: the demo model)")
+    parser.add_argument("--model", type=Path,
+                        help="text model GGUF (default: the demo model)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", action="store_true", help="print every verdict as JSON")
     args = parser.parse_args(argv)
     puzzles = recipe_puzzles(args.split, args.seed, args.limit)
     search = SearchSettings()
     # all ten prompts of a puzzle are judged in one batch: more cells than one knockout
-    load = plan(args.model, None, EngineSettings(n_ctx=FALLBACK_CTX, threads=args.threads),
-                search)
     start = time.perf_counter()
-    with Session(load) as session:
-        verdicts = []
-        for verdict in judge_pairs(session.backend, puzzles, seed=args.seed,
-                                   max_tokens=search.max_judge_tokens):
-            verdicts.append(verdict)
-            if args.json:
-                print(json.dumps(verdict.__dict__))
+    try:
+        load = plan(args.model, None,
+                    EngineSettings(n_ctx=FALLBACK_CTX, threads=args.threads), search)
+        with Session(load) as session:
+            verdicts = []
+            for verdict in judge_pairs(session.backend, puzzles, seed=args.seed,
+                                       max_tokens=search.max_judge_tokens):
+                verdicts.append(verdict)
+                if args.json:
+                    print(json.dumps(verdict.__dict__))
+    except StagewiseError as error:
+        print(f"judge_pairs: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
     print(f"judge on right-vs-wrong pairs: {len(puzzles)} puzzles of the {args.split} split "
           f"(seed {args.seed}), both orders, {load.model.name}, {seconds:.0f} s")

@@ -56,3 +56,9 @@ def test_the_splits_are_the_ones_the_recipe_trained_and_shipped_beside():
     assert [(p.id, p.question) for p in test] == shipped_test
     assert {p.question for p in recipe_puzzles("test", 7, 50)} != {
         p.question for p in recipe_puzzles("test", 0, 50)}
+
+
+def test_a_missing_model_is_one_line_not_a_traceback(capsys, tmp_path):
+    assert cli.main(["--model", str(tmp_path / "missing.gguf"), "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("judge_pairs: ") and "missing.gguf" in err and "Traceback" not in err

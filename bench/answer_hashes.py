@@ -33,7 +33,7 @@ from stagewise.models.session import Session, plan
 
 EXAMPLE = Path(__file__).parents[1] / "models" / "data" / "example.png"
 
-# (pair, question, settings); the selection names those main had before the registries
+# (pair, question, settings), as written before the registries (see _today)
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
     ("demo", "How many red circles are there?", {"beam": 1}),
     ("demo", "How many red circles are there?", {"beam": 2, "select": "judge"}),
@@ -93,6 +93,14 @@ def fingerprint(session: Session, image: Any, question: str, settings: SearchSet
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _today(values: dict[str, Any]) -> dict[str, Any]:
+    """The configuration in today's settings: retrace's scorer became its selection."""
+    values = dict(values)
+    if "retrace_scorer" in values and "retrace_scorer" not in SearchSettings.__annotations__:
+        values["select"] = values.pop("retrace_scorer")
+    return values
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--against", type=Path, help="a JSON file this command wrote before")
@@ -109,7 +117,7 @@ def main() -> int:
                 for no, (pair, question, values) in enumerate(CONFIGS):
                     if pair != name:
                         continue
-                    settings = SearchSettings(seed=7, **values)
+                    settings = SearchSettings(seed=7, **_today(values))
                     key = f"{no:02d} {pair} {json.dumps(values, sort_keys=True)}"
                     hashes[key] = fingerprint(session, image, question, settings)
     hashes = dict(sorted(hashes.items()))

@@ -54,8 +54,8 @@ from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.sampling import Sampler, SamplingSettings, mix_seed
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stage_grammar import stage_grammar
-from stagewise.models.reasoning.stages import STAGES, parse_answer, user_text
 from stagewise.models.session import Session, plan
+from stagewise.models.stages import STAGES, parse_answer, user_text
 
 LOGPROB_TARGET = 1.10
 SERVER_TARGET = 1.30

@@ -84,7 +84,7 @@ def main() -> int:
     from stagewise.desktop.app import SELF_TEST_QUESTION, example_image
     from stagewise.desktop.main_window import MainWindow
     from stagewise.models.build.tiny_vlm import BENCH, TINY, write_tiny_pair
-    from stagewise.models.reasoning.stages import STAGES
+    from stagewise.models.stages import STAGES
     from stagewise.models.storage.app_settings import AppSettings
 
     pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)

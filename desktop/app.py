@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stagewise.models.library.demo import example_image
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 from stagewise.models.storage.app_settings import AppSettings, load_settings
 
 if TYPE_CHECKING:

@@ -37,7 +37,9 @@ from stagewise.desktop.widgets import Chip, GrowingText, bold_font, muted_label
 from stagewise.models.events import Verdict
 from stagewise.models.reasoning.judge import name_candidates
 from stagewise.models.reasoning.run_view import CandidateView, SegmentView, StageView
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.reasoning.selections import SELECTIONS, Selection
+from stagewise.models.reasoning.strategies import STRATEGIES
+from stagewise.models.stages import Stage
 
 COLUMN_MIN_WIDTH = 200
 COLUMN_MAX_WIDTH = 420
@@ -45,6 +47,7 @@ GRID_SPACING = 20  # px between columns, and between rows
 GRID_MARGIN = 6  # px around the grid: room for the keyboard's focus frame
 FOCUS_PAD = 4  # px between a column and its focus frame
 FORCED_NOTE = "(judge ran out of words; asked directly)"
+UNREAD_NOTE = "(the reply named neither; read as the second, as the paper's code reads it)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,6 +92,8 @@ def verdict_line(verdict: Verdict) -> str:
         line += f": {reason}"
     if verdict.forced:
         line += f" {FORCED_NOTE}"
+    if verdict.unread:
+        line += f" {UNREAD_NOTE}"
     return line
 
 
@@ -97,8 +102,9 @@ def why_lines(segment: SegmentView, select: str | None) -> list[str]:
     n = len(segment.candidates)
     if n < 2:
         return []
-    if select == "logprob":
-        return _logprob_lines(segment)
+    chosen_by = SELECTIONS.find(select)
+    if chosen_by is not None and not chosen_by.pairwise:
+        return _score_lines(segment, chosen_by)
     lines = []
     for check in segment.checks:
         verb = "passed" if check.correct else "failed"
@@ -116,7 +122,8 @@ def why_lines(segment: SegmentView, select: str | None) -> list[str]:
 
 
 def retrace_lines(segment: SegmentView) -> list[str]:
-    """Retrace: the scorer's scores of a candidate set, and whether the search went back."""
+    """Retrace: the selection's scores of a candidate set, and whether the search went
+    back."""
     if segment.chosen is None:
         return ["Each candidate is scored once all are written; the best-scored ones go on."]
     scores = ", ".join(f"{k + 1}: {score:.3g}" for k, score in enumerate(segment.scores))
@@ -129,20 +136,26 @@ def retrace_lines(segment: SegmentView) -> list[str]:
     return lines
 
 
-def _logprob_lines(segment: SegmentView) -> list[str]:
-    scores = [c.score if c.score is not None else c.mean_logprob for c in segment.candidates]
+def _score_lines(segment: SegmentView, chosen_by: Selection) -> list[str]:
+    """A pointwise selection's scores: the winner's against the others'."""
+    scores = [c.score for c in segment.candidates]
     if segment.chosen is None:
-        return ["The candidate with the highest mean log-probability is kept "
+        return [f"The candidate with the highest {chosen_by.score_label} is kept "
                 "once all are written."]
     best = scores[segment.chosen]
     others = sorted((s for i, s in enumerate(scores) if i != segment.chosen and s is not None),
                     reverse=True)
     if best is None:
         return [f"Candidate {segment.chosen + 1} was kept."]
-    line = f"Highest mean log-probability: {signed(best)}"
+    line = f"Highest {chosen_by.score_label}: {_score(chosen_by, best)}"
     if others:
-        line += " vs " + ", ".join(signed(s) for s in others)
+        line += " vs " + ", ".join(_score(chosen_by, s) for s in others)
     return [line]
+
+
+def _score(chosen_by: Selection, score: float) -> str:
+    """A score as its selection writes it, with a true minus sign."""
+    return chosen_by.format_score(score).lstrip("+").replace("-", "\u2212")
 
 
 def chosen_first(columns: list[CandidateColumn],
@@ -213,8 +226,9 @@ class CandidateColumn(QWidget):
             finish = finish_text(candidate, stage, segment.whole)
             if finish:
                 parts.append(finish)
-            if select == "logprob" and candidate.score is not None:
-                parts.append(f"score {signed(candidate.score)}")
+            chosen_by = SELECTIONS.find(select)
+            if chosen_by is not None and not chosen_by.pairwise and candidate.score is not None:
+                parts.append(f"score {_score(chosen_by, candidate.score)}")
         else:
             parts.append("writing…")
         footer = " · ".join(parts)
@@ -508,8 +522,8 @@ class CandidatesView(QWidget):
     def _render(self) -> None:
         view = self._view
         segments = view.segments if view is not None else []
-        word = {"sentence": "Sentence", "retrace": "Candidate set"}.get(self._strategy or "",
-                                                                      "Segment")
+        strategy = STRATEGIES.find(self._strategy)
+        word = strategy.segment_word if strategy is not None else "Segment"
         if word != self._unit:
             self._set_unit_words(word)
         many = len(segments) > 1
@@ -534,7 +548,7 @@ class CandidatesView(QWidget):
         self.grid.set_order(chosen_first(self._columns[:len(candidates)], segment))
         if segment is None:
             lines = []
-        elif self._strategy == "retrace":
+        elif strategy is not None and strategy.keeps_best:
             lines = retrace_lines(segment)
         else:
             lines = why_lines(segment, self._select)

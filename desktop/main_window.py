@@ -34,7 +34,7 @@ from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
 from stagewise.models.reasoning.run_view import RunStatus, RunView
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
 from stagewise.models.storage.export import export
 from stagewise.models.storage.export_view import suggested_name
@@ -501,10 +501,12 @@ class MainWindow(QMainWindow):
     def _restore_search(self, saved: dict[str, object]) -> None:
         """Ask again as the past run was asked: its beam, selection, strategy and sampling
         (saved settings that no longer validate are left as they are)."""
-        keys = ("beam", "select", "strategy", "temperature", "top_p", "max_stage_tokens",
-                "retrace_scorer")
+        keys = ("beam", "select", "strategy", "temperature", "top_p", "max_stage_tokens")
         wanted = {k: saved[k] for k in keys if k in saved}
-        restored, problems, _ = settings_from_json({**self.settings.to_json(), **wanted})
+        older = {k: saved[k] for k in ("version", "retrace_scorer") if k in saved}
+        # settings saved by an older version are brought up to date as a settings file is
+        restored, problems, _ = settings_from_json({**self.settings.to_json(), **wanted,
+                                                    **older})
         if problems or not wanted:
             return
         self.settings = dataclasses.replace(self.settings, **{k: getattr(restored, k)

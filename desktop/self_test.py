@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.reasoning.run_view import RunStatus, RunView
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 
 class SelfTest(QObject):

@@ -40,14 +40,9 @@ from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
 from stagewise.models.library.files import find_mmproj
-from stagewise.models.reasoning.search_settings import (
-    MAX_BEAM,
-    RETRACE_SCORERS,
-    SELECTIONS,
-    STRATEGIES,
-    Selection,
-    Strategy,
-)
+from stagewise.models.reasoning.search_settings import MAX_BEAM
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.storage.app_settings import (
     CTX_MAX,
     CTX_MIN,
@@ -60,24 +55,8 @@ from stagewise.models.storage.app_settings import (
     AppSettings,
 )
 
-__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SCORER_LABELS", "SELECTION_LABELS",
-           "STRATEGY_LABELS", "SettingsDialog"]
+__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SettingsDialog"]
 
-STRATEGY_LABELS: dict[Strategy, str] = {
-    "stage": "Stage by stage (recommended)",
-    "sentence": "Sentence by sentence",
-    "best-of-n": "Best of N whole answers",
-    "retrace": "Retrace stage by stage (SWIRES)",
-}
-SCORER_LABELS: dict[str, str] = {
-    "selfcheck": "The model checks itself",
-    "logprob": "Mean log-probability",
-    "model": "A second model",
-}
-SELECTION_LABELS: dict[Selection, str] = {
-    "judge": "The model judges pairs",
-    "logprob": "Highest mean log-probability",
-}
 GPU_AUTO, GPU_CPU, GPU_LAYERS = range(3)  # rows of the GPU layers combo
 GGUF_FILTER = "GGUF model files (*.gguf);;All files (*)"
 _DEFAULT_GPU_LAYER_COUNT = 32
@@ -243,14 +222,20 @@ class SettingsDialog(QDialog):
         self.beam_spin.valueChanged.connect(self._update_enabled)
 
         self.select_combo = QComboBox(group)
-        for key in SELECTIONS:
-            self.select_combo.addItem(SELECTION_LABELS[key], key)
+        self.select_combo.addItem("Automatic (the strategy's own)", "")
+        for chosen_by in SELECTIONS:
+            self.select_combo.addItem(chosen_by.label, chosen_by.name)
+            self.select_combo.setItemData(self.select_combo.count() - 1, chosen_by.help,
+                                          Qt.ItemDataRole.ToolTipRole)
         self._describe(self.select_combo, "Selection",
                        "How the best candidate is chosen when the beam is wider than 1.")
+        self.select_combo.currentIndexChanged.connect(self._update_enabled)
 
         self.strategy_combo = QComboBox(group)
-        for key in STRATEGIES:
-            self.strategy_combo.addItem(STRATEGY_LABELS[key], key)
+        for strategy in STRATEGIES:
+            self.strategy_combo.addItem(strategy.label, strategy.name)
+            self.strategy_combo.setItemData(self.strategy_combo.count() - 1, strategy.help,
+                                            Qt.ItemDataRole.ToolTipRole)
         self._describe(self.strategy_combo, "Strategy",
                        "What a candidate is: one stage (the paper's method), one sentence, "
                        "or a whole answer (best of N). Retrace (the final paper's search) "
@@ -259,17 +244,10 @@ class SettingsDialog(QDialog):
                        "low; its sizes are the paper's, so the beam width does not apply.")
         self.strategy_combo.currentIndexChanged.connect(self._update_enabled)
 
-        self.scorer_combo = QComboBox(group)
-        for key in RETRACE_SCORERS:
-            self.scorer_combo.addItem(SCORER_LABELS[key], key)
-        self._describe(self.scorer_combo, "Retrace scorer",
-                       "What scores the retrace strategy's candidates: the model's own "
-                       "probability of 'Yes' to 'is this correct?', the candidates' mean "
-                       "log-probability (never retraces), or a second model.")
-        self.scorer_combo.currentIndexChanged.connect(self._update_enabled)
         self.scorer_field = _FileField(
             "Scorer model", "None", "Use no second model.",
-            "The retrace scorer's second vision model: a .gguf file, its projector beside it.",
+            "The second vision model that scores candidates, for a selection that uses "
+            "one: a .gguf file, its projector beside it.",
             group)
         self.scorer_field.choose_button.clicked.connect(self._choose_scorer_model)
         self.scorer_field.reset_button.clicked.connect(lambda: self._set_scorer_model(None))
@@ -301,7 +279,6 @@ class SettingsDialog(QDialog):
         self._add_row(form, "&Beam width:", self.beam_spin)
         self._add_row(form, "Se&lection:", self.select_combo)
         self._add_row(form, "S&trategy:", self.strategy_combo)
-        self._add_row(form, "Retrace sco&rer:", self.scorer_combo)
         self._add_row(form, "Scorer mo&del:", self.scorer_field, self.scorer_field.edit)
         self._add_row(form, "Temperat&ure:", self.temperature_spin)
         self._add_row(form, "T&op-p:", self.top_p_spin)
@@ -397,12 +374,11 @@ class SettingsDialog(QDialog):
             and settings.mmproj.parent == settings.model.parent
         )
         self.beam_spin.setValue(settings.beam)
-        self.select_combo.setCurrentIndex(max(0, self.select_combo.findData(settings.select)))
+        self.select_combo.setCurrentIndex(
+            max(0, self.select_combo.findData(settings.select or "")))
         self.strategy_combo.setCurrentIndex(
             max(0, self.strategy_combo.findData(settings.strategy))
         )
-        self.scorer_combo.setCurrentIndex(
-            max(0, self.scorer_combo.findData(settings.retrace_scorer)))
         self._set_scorer_model(settings.scorer_model)
         self.temperature_spin.setValue(settings.temperature)
         self.top_p_spin.setValue(settings.top_p)
@@ -434,12 +410,11 @@ class SettingsDialog(QDialog):
             model=self._model,
             mmproj=self._mmproj,
             beam=self.beam_spin.value(),
-            select=self.select_combo.currentData(),
+            select=self.select_combo.currentData() or None,
             strategy=self.strategy_combo.currentData(),
             temperature=round(self.temperature_spin.value(), 2),
             top_p=round(self.top_p_spin.value(), 2),
             max_stage_tokens=self.max_tokens_spin.value(),
-            retrace_scorer=self.scorer_combo.currentData(),
             scorer_model=self._scorer_model,
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
@@ -593,11 +568,24 @@ class SettingsDialog(QDialog):
     # ------------------------------------------------------------------ state
 
     def _update_enabled(self) -> None:
-        retrace = self.strategy_combo.currentData() == "retrace"
-        self.select_combo.setEnabled(self.beam_spin.value() > 1 and not retrace)
-        self.beam_spin.setEnabled(not retrace)
-        self.scorer_combo.setEnabled(retrace)
-        self.scorer_field.setEnabled(retrace and self.scorer_combo.currentData() == "model")
+        strategy = STRATEGIES.find(self.strategy_combo.currentData())
+        uses_beam = strategy is None or strategy.uses_beam
+        pointwise_only = strategy is not None and strategy.pointwise_only
+        model = self.select_combo.model()
+        for row in range(self.select_combo.count()):  # what this strategy can choose with
+            chosen_by = SELECTIONS.find(self.select_combo.itemData(row))
+            usable = chosen_by is None or not (pointwise_only and chosen_by.pairwise)
+            model.item(row).setEnabled(usable)  # type: ignore[attr-defined]
+        current = SELECTIONS.find(self.select_combo.currentData())
+        if current is not None and pointwise_only and current.pairwise:
+            self.select_combo.setCurrentIndex(0)  # automatic: the strategy's own
+            return  # the change calls back here
+        self.select_combo.setEnabled(self.beam_spin.value() > 1 or not uses_beam)
+        self.beam_spin.setEnabled(uses_beam)
+        name = self.select_combo.currentData() or (
+            default_selection(strategy.name) if strategy is not None else "")
+        current = SELECTIONS.find(name)
+        self.scorer_field.setEnabled(current is not None and current.needs_verifier)
         self.gpu_spin.setEnabled(self.gpu_combo.currentIndex() == GPU_LAYERS)
 
     def _update_ok(self) -> None:

@@ -41,7 +41,7 @@ from stagewise.desktop.candidates_view import CandidatesView, plural
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
 from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus, StageView
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 PANEL_MIN_WIDTH = 320
 ACCENT_WIDTH = 4

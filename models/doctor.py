@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from stagewise.models.disk.paths import cache_dir, config_dir, data_dir
 from stagewise.models.errors import StagewiseError
 from stagewise.models.storage.app_settings import AppSettings, settings_path
-from stagewise.models.storage.paths import cache_dir, config_dir, data_dir
 
 SMOKE_QUESTION = "How many shapes are there?"
 STAGE_NAMES = ("summary", "caption", "reasoning", "conclusion")

@@ -9,10 +9,11 @@ exactly one :class:`AnswerFinished` holding the whole :class:`SearchResult`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 Finish = Literal["closed", "eog", "length", "cancelled"]
 Status = Literal["finished", "cancelled"]
@@ -31,6 +32,10 @@ class Candidate:
         mean_logprob: Mean log-probability of its tokens under the model (temperature 1).
         finish: Why it stopped: its closing tag, end of generation, the token limit, or a cancel.
         tokens: The token ids it sampled (end-of-generation excluded).
+        score: The score its selection gave it (higher is better), once its segment was
+            chosen in; None for a lone candidate or one not yet scored.
+        mean_entropy: The mean entropy (nats) of the distributions its tokens were sampled
+            from, where the backend sees them (None elsewhere).
     """
 
     unit: Stage | None
@@ -41,11 +46,30 @@ class Candidate:
     mean_logprob: float
     finish: Finish
     tokens: tuple[int, ...] = ()
+    score: float | None = None
+    mean_entropy: float | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One pairwise judgement of the knockout tournament."""
+    """One pairwise judgement of the knockout tournament.
+
+    Attributes:
+        unit: The stage of the pair (None: whole answers or sentences).
+        segment: The segment's number.
+        round: The knockout's round, from 0.
+        first: The candidate shown as "Response 1" (0-based).
+        second: The candidate shown as "Response 2".
+        winner: The candidate that won.
+        reason: Why, in the judge's words (or the search's, for a failed check).
+        text: The judge's whole reply ("" when none was written).
+        forced: Runs saved before replies were free: the judge ran out of tokens and was
+            asked for the digit directly.
+        unread: The reply named no response; it was read as the reference reads it
+            (response 2).
+        probability: For verdicts decided by probabilities, the probability that the
+            winner is the better (the two orders averaged); None for written verdicts.
+    """
 
     unit: Stage | None
     segment: int
@@ -55,7 +79,9 @@ class Verdict:
     winner: int
     reason: str
     text: str
-    forced: bool = False  # the judge ran out of tokens and was asked for the digit directly
+    forced: bool = False
+    unread: bool = False
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +143,9 @@ class SearchResult:
             by_unit.setdefault(key, []).append({
                 "segment": c.segment, "index": c.index, "text": c.text,
                 "chosen": (c.segment, c.index) in chosen, "tokens": c.n_tokens,
-                "mean_logprob": round(c.mean_logprob, 4), "finish": c.finish,
+                "mean_logprob": _finite(c.mean_logprob), "finish": c.finish,
+                "score": None if c.score is None else _finite(c.score),
+                "mean_entropy": None if c.mean_entropy is None else _finite(c.mean_entropy),
             })
         t = self.timings
         return {
@@ -131,7 +159,8 @@ class SearchResult:
             "verdicts": [
                 {"unit": v.unit.value if v.unit else "answer", "segment": v.segment,
                  "round": v.round, "pair": [v.first, v.second], "winner": v.winner,
-                 "reason": v.reason, "forced": v.forced}
+                 "reason": v.reason, "forced": v.forced, "unread": v.unread,
+                 "probability": None if v.probability is None else _finite(v.probability)}
                 for v in self.verdicts
             ],
             "checks": [
@@ -148,6 +177,11 @@ class SearchResult:
                 "earlier_turns": t.earlier_turns, "dropped_turns": t.dropped_turns,
             },
         }
+
+
+def _finite(value: float) -> float | None:
+    """A number for JSON: rounded, or None where it is not finite (JSON has no -inf)."""
+    return round(value, 4) if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

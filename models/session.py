@@ -11,8 +11,9 @@ reaches all of them:
   search, yielding the core's frozen events.
 
 Sequences are sized for the widest search there is
-(:data:`~stagewise.models.reasoning.search_settings.MAX_BEAM` and retrace): with llama.cpp's unified
-KV cache more sequences cost no memory, and changing the beam width never reloads the model.
+(:data:`~stagewise.models.reasoning.search_settings.MAX_BEAM` and the strategy that needs the most
+sequences): with llama.cpp's unified KV cache more sequences cost no memory, and changing the
+beam width or the strategy never reloads the model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 
 if TYPE_CHECKING:
     from stagewise.models.events import Event
@@ -35,14 +36,25 @@ if TYPE_CHECKING:
     from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.inference.images import PreparedImage
     from stagewise.models.reasoning.conversation import Turn
-    from stagewise.models.reasoning.retrace import ModelScorer
+    from stagewise.models.reasoning.search import StageSearch
     from stagewise.models.reasoning.search_backend import SearchBackend
+    from stagewise.models.reasoning.selections import Selection, Verifier
     from stagewise.models.remote.server import ServerSettings
 
-__all__ = ["SEQUENCES", "LoadPlan", "Session", "plan"]
+__all__ = ["DEFAULT_SCORER_KEY", "DEFAULT_SELECT_KEY", "LoadPlan", "Session", "plan",
+           "sequences_reserved"]
 
-SEQUENCES = max(sequences_needed(MAX_BEAM), sequences_needed(1, "retrace"))
-"""Sequences every load reserves: enough for any beam width and for retrace."""
+DEFAULT_SELECT_KEY = "stagewise.search.select"
+"""GGUF metadata: the selection measured best for this model on its validation data."""
+DEFAULT_SCORER_KEY = "stagewise.search.scorer_model"
+"""GGUF metadata: the file name, beside the model, of that selection's second model."""
+
+
+def sequences_reserved() -> int:
+    """Sequences every load reserves: enough for any beam width of any strategy there is."""
+    from stagewise.models.reasoning.strategies import most_sequences
+
+    return most_sequences(MAX_BEAM)
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,8 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
 
     pair = resolve_pair(model, mmproj)
     hardware = hardware or detect_hardware()
-    settings = dataclasses.replace(engine, n_seq_max=max(engine.n_seq_max, SEQUENCES))
+    settings = dataclasses.replace(engine, n_seq_max=max(engine.n_seq_max,
+                                                         sequences_reserved()))
     fit = check_fit(pair.model, pair.mmproj, settings, search, hardware=hardware)
     if not fit.fits:
         raise StagewiseError(f"{pair.model.name} does not fit this machine: {fit.message}")
@@ -134,7 +147,7 @@ class Session:
                                             progress=progress)
         self.backend: SearchBackend = LlamaBackend(self.engine, keep_image=True)
         self.served_by = "this computer"
-        self._scorers: dict[Path, ModelScorer] = {}
+        self._verifiers: dict[tuple[Path, str], tuple[Engine, Verifier]] = {}
 
     @classmethod
     def connect(cls, server: ServerSettings, api_key: str = "") -> Session:
@@ -149,7 +162,7 @@ class Session:
         session.plan, session.engine = None, None
         session.backend = connect(server, api_key)
         session.served_by = server.describe()
-        session._scorers = {}
+        session._verifiers = {}
         return session
 
     def ask(self, image: PreparedImage, question: str, search: SearchSettings,
@@ -166,34 +179,78 @@ class Session:
                 (:func:`~stagewise.models.reasoning.conversation.turns_of`), oldest first:
                 they go into the prompt after the image, which is not encoded again.
         """
-        from stagewise.models.reasoning.search import StageSearch
+        return self.search(search).run(image, question, cancel, earlier=earlier)
 
-        return StageSearch(self.backend, search, scorer_model=self.scorer(search)).run(
-            image, question, cancel, earlier=earlier)
-
-    def scorer(self, search: SearchSettings) -> ModelScorer | None:
-        """Retrace's second model for these settings, loaded once per session; None when
-        the search needs none.
+    def search(self, search: SearchSettings) -> StageSearch:
+        """A search with these settings on this session's model (and its second model,
+        for a selection that scores with one). With no selection asked for, the model's
+        own measured default is used where it has one (:meth:`settled`).
 
         Raises:
-            StagewiseError: The "model" scorer was asked for without a model.
+            StagewiseError: The settings cannot run here (an unknown strategy, a beam the
+                engine cannot hold, a selection this server cannot do, no second model).
         """
-        from stagewise.models.reasoning.retrace import ModelScorer
+        from stagewise.models.reasoning.search import StageSearch
 
-        if search.strategy != "retrace" or search.retrace_scorer != "model":
+        search = self.settled(search)
+        return StageSearch(self.backend, search, verifier=self.verifier(search))
+
+    def settled(self, search: SearchSettings) -> SearchSettings:
+        """``search`` with the model's own default selection (and that selection's second
+        model) when none is asked for and the strategy can use it.
+
+        A model carries its default, measured on its validation data, in its GGUF metadata:
+        :data:`DEFAULT_SELECT_KEY` names the selection and :data:`DEFAULT_SCORER_KEY` a
+        second model's file beside it, for a selection that scores with one.
+        """
+        from stagewise.models.reasoning.selections import SELECTIONS
+        from stagewise.models.reasoning.strategies import STRATEGIES
+
+        if search.select is not None or self.engine is None or self.plan is None:
+            return search
+        chosen_by = SELECTIONS.find(self.engine.meta(DEFAULT_SELECT_KEY))
+        strategy = STRATEGIES.find(search.strategy)
+        if chosen_by is None or strategy is None or (strategy.pointwise_only
+                                                     and chosen_by.pairwise):
+            return search
+        scorer = search.scorer_model
+        if chosen_by.needs_verifier and scorer is None:
+            name = self.engine.meta(DEFAULT_SCORER_KEY)
+            scorer = self.plan.model.parent / name if name else None
+            if scorer is None or not scorer.is_file():
+                return search  # the default's second model is not there: keep the fallback
+        return dataclasses.replace(search, select=chosen_by.name, scorer_model=scorer)
+
+    def verifier(self, search: SearchSettings) -> Verifier | None:
+        """The second model that scores candidates for these settings, loaded once per
+        session through its own load plan (fit check included); None when the selection
+        needs none.
+
+        Raises:
+            StagewiseError: The selection needs a second model and none was given, or it
+                cannot be loaded or does not fit this machine.
+        """
+        from stagewise.models.reasoning.selections import selection
+        from stagewise.models.reasoning.strategies import selection_name
+
+        name = selection_name(search)
+        if not selection(name).needs_verifier:
             return None
         model = search.scorer_model
         if model is None:
-            raise StagewiseError("the model scorer needs a second model (--scorer-model)")
-        if model not in self._scorers:
-            self._scorers[model] = ModelScorer(model)
-        return self._scorers[model]
+            raise StagewiseError(f"the {name} selection needs a second model "
+                                 "(--scorer-model GGUF)")
+        key = (model, name)
+        if key not in self._verifiers:
+            self._verifiers[key] = _load_verifier(model, self.plan, selection(name))
+        return self._verifiers[key][1]
 
     def close(self) -> None:
-        """Free the engine and any scorer model; safe to call twice."""
-        for scorer in self._scorers.values():
-            scorer.close()
-        self._scorers.clear()
+        """Free the engine and any second model; safe to call twice."""
+        for engine, verifier in self._verifiers.values():
+            verifier.finish()
+            engine.close()
+        self._verifiers.clear()
         if self.engine is not None:
             self.engine.close()
 
@@ -202,3 +259,20 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _load_verifier(model: Path, main: LoadPlan | None, scorer: Selection
+                   ) -> tuple[Engine, Verifier]:
+    """Load a second model through its own plan (the threads the main model uses, the
+    automatic context) and make the selection's scorer on it."""
+    from stagewise.models.inference.engine import Engine
+    from stagewise.models.inference.engine_settings import EngineSettings
+
+    threads = main.engine.threads if main is not None else None
+    load = plan(model, None, EngineSettings(threads=threads))
+    engine = Engine(load.model, load.mmproj, load.engine)
+    try:
+        return engine, scorer.verifier_for(engine)
+    except BaseException:
+        engine.close()
+        raise

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.disk.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
-from stagewise.models.storage.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
 from tests.library_fixtures import served_catalogue  # noqa: F401 (a shared fixture)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 # The commands' modules (and the core they import) load inside main(), so that Ctrl+C
 # while they load is main()'s to answer, in one line.

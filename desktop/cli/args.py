@@ -10,7 +10,10 @@ from pathlib import Path
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.search_settings import MAX_BEAM, RETRACE_SCORERS, SearchSettings
+from stagewise.models.reasoning.judge import WORDINGS
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
 from stagewise.models.storage.app_settings import CTX_MAX, CTX_MIN
 
@@ -96,25 +99,57 @@ def beam_width(text: str) -> int:
     return value
 
 
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The judge's wording and reply budget, shared by ``ask`` and ``eval``."""
+    parser.add_argument("--judge-prompt", choices=WORDINGS, default=SearchSettings.judge_prompt,
+                        help="the judge's wording: short (this project's, which the demo "
+                             "model was trained on) or reference (the paper code's); "
+                             "default %(default)s")
+    parser.add_argument("--max-judge-tokens", type=int_in(1, 4096),
+                        default=SearchSettings.max_judge_tokens, metavar="N",
+                        help="tokens a judge's reply may write before it is read "
+                             "(default %(default)s; the reference allows 2048)")
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--strategy`` and ``--select`` of ``ask``: their choices are the registries'."""
+    parser.add_argument("--select", choices=SELECTIONS.names(), metavar="SELECTION",
+                        help="how a candidate is chosen: "
+                             + "; ".join(f"{s.name}: {s.help}" for s in SELECTIONS)
+                             + " (default: the strategy's, else "
+                             + f"{default_selection(SearchSettings.strategy)})")
+    parser.add_argument("--strategy", choices=STRATEGIES.names(),
+                        default=SearchSettings.strategy, metavar="STRATEGY",
+                        help="what the search generates: "
+                             + "; ".join(f"{s.name}: {s.help}" for s in STRATEGIES)
+                             + " (default %(default)s)")
+
+
+def selection_of(args: argparse.Namespace) -> str | None:
+    """The selection the options ask for: ``--select`` (or its older name ``--scorer``);
+    None leaves it to the default (the strategy's)."""
+    return args.select or args.scorer
+
+
 def add_retrace_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the retrace strategy (SWIRES), shared by ``ask`` and ``eval``."""
-    group = parser.add_argument_group("retrace (--strategy retrace)")
-    group.add_argument("--scorer", choices=RETRACE_SCORERS, default=SearchSettings.retrace_scorer,
-                       help="what scores candidates: the model's own P(yes) to 'is this "
-                            "correct?' (selfcheck, default), their mean log-probability "
-                            "(logprob), or a second model (model, with --scorer-model)")
+    """The options of the retrace strategy (SWIRES) and of a second model, shared by ``ask``
+    and ``eval``."""
+    group = parser.add_argument_group("retrace (--strategy retrace) and a second model")
+    # retrace's scorer is its selection now; --scorer stays as another name for --select
+    group.add_argument("--scorer", choices=SELECTIONS.names(), help=argparse.SUPPRESS)
     group.add_argument("--scorer-model", type=Path, metavar="GGUF",
-                       help="the second model's text GGUF (projector beside it) or "
-                            "library id, for --scorer model")
+                       help="a second model's text GGUF (projector beside it) or library id, "
+                            "for a selection that scores with one (--select model)")
     group.add_argument("--retrace-cutoff", type=number_in(-1e9, 1e9), metavar="X",
                        help="retrace while the second-best reasoning score is not above X "
-                            "(default: 0.5 for selfcheck and model; logprob never retraces)")
+                            "(default: the selection's; probabilities 0.5, log-probabilities "
+                            "never retrace)")
 
 
 def retrace_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The SearchSettings fields the retrace options give."""
-    return {"retrace_scorer": args.scorer, "retrace_cutoff": args.retrace_cutoff,
-            "scorer_model": args.scorer_model}
+    """The SearchSettings fields the retrace, second-model and judge options give."""
+    return {"retrace_cutoff": args.retrace_cutoff, "scorer_model": args.scorer_model,
+            "judge_prompt": args.judge_prompt, "max_judge_tokens": args.max_judge_tokens}
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

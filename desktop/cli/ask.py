@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, TextIO
 from stagewise.desktop.cli.args import (
     CTX_HELP,
     SEED_MAX,
+    add_judge_arguments,
     add_retrace_arguments,
+    add_search_arguments,
     add_server_arguments,
     beam_width,
     checked_question,
@@ -25,6 +27,7 @@ from stagewise.desktop.cli.args import (
     int_in,
     number_in,
     retrace_settings,
+    selection_of,
     server_settings,
 )
 from stagewise.desktop.cli.ask_history import AskRecord
@@ -45,13 +48,9 @@ from stagewise.models.events import (
 from stagewise.models.inference.engine_settings import FLASH_ATTENTION, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.reasoning.conversation import Turn, turns_of
-from stagewise.models.reasoning.search_settings import (
-    MAX_BEAM,
-    SELECTIONS,
-    STRATEGIES,
-    SearchSettings,
-)
-from stagewise.models.reasoning.stages import StageParser
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.strategies import strategy
+from stagewise.models.stages import StageParser
 from stagewise.models.storage.app_settings import (
     GPU_LAYERS_MAX,
     MAX_STAGE_TOKENS_MAX,
@@ -83,10 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
                      help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
                           "(default %(default)s)")
-    ask.add_argument("--select", choices=SELECTIONS, default=SearchSettings.select,
-                     help="how a candidate is chosen (default %(default)s)")
-    ask.add_argument("--strategy", choices=STRATEGIES, default=SearchSettings.strategy,
-                     help="search granularity (default %(default)s)")
+    add_search_arguments(ask)
     ask.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
                      default=SearchSettings.max_stage_tokens,
                      help="token budget per stage (default %(default)s)")
@@ -108,6 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--no-history", action="store_true",
                      help="do not keep this question and its answer in the history (which "
                           "the window shows)")
+    add_judge_arguments(ask)
     add_retrace_arguments(ask)
     add_server_arguments(ask)
 
@@ -115,7 +112,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def search_settings(args: argparse.Namespace) -> SearchSettings:
     """The search ``ask``'s options ask for."""
     return SearchSettings(
-        strategy=args.strategy, beam=args.beam, select=args.select, seed=args.seed,
+        strategy=args.strategy, beam=args.beam, select=selection_of(args), seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
         **retrace_settings(args),
@@ -198,7 +195,7 @@ def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, qu
             earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""
     printer = None if args.json else _StagePrinter(
-        sys.stdout, sys.stderr, args.beam, final_only=args.strategy == "retrace")
+        sys.stdout, sys.stderr, args.beam, final_only=strategy(args.strategy).final_only)
     result = None
     try:
         for event in session.ask(image, question, settings, cancel, earlier=earlier):

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stagewise.desktop.cli.args import selection_of
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, TokenStreamed
 from stagewise.models.storage.app_settings import AppSettings
@@ -88,8 +89,8 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     """The settings an ask ran with, as the window saves its own beside a run."""
     settings = replace(
         AppSettings(), model=args.model, mmproj=args.mmproj, beam=args.beam,
-        select=args.select, strategy=args.strategy, temperature=args.temperature,
-        top_p=args.top_p, max_stage_tokens=args.max_stage_tokens, retrace_scorer=args.scorer,
+        select=selection_of(args), strategy=args.strategy, temperature=args.temperature,
+        top_p=args.top_p, max_stage_tokens=args.max_stage_tokens,
         scorer_model=args.scorer_model, gpu_layers=args.gpu_layers, threads=args.threads,
         n_ctx=args.ctx, server_url=args.server or "", server_kind=args.server_kind,
         server_model=args.server_model, server_stage_mode=args.stage_mode)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from stagewise.desktop.cli.args import (
     CTX_HELP,
     SEED_MAX,
+    add_judge_arguments,
     add_retrace_arguments,
     add_server_arguments,
     beam_width,
@@ -34,9 +35,11 @@ from stagewise.desktop.cli.args import (
 )
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import StagewiseError
-from stagewise.models.evaluation.results import STRATEGY_NAMES
+from stagewise.models.evaluation.results import strategy_names
 from stagewise.models.inference.engine_settings import EngineSettings
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SELECTIONS, SearchSettings
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES
 from stagewise.models.storage.app_settings import (
     GPU_LAYERS_MAX,
     MAX_STAGE_TOKENS_MAX,
@@ -44,9 +47,9 @@ from stagewise.models.storage.app_settings import (
 )
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
+    from stagewise.models.evaluation.results import EvalConfig
     from stagewise.models.evaluation.runner import EvalProgress
-    from stagewise.models.reasoning.retrace import ModelScorer
-    from stagewise.models.reasoning.search_backend import SearchBackend
+    from stagewise.models.session import Session
 
 EXIT_CANCELLED = 130
 EVAL_BEAM = 4
@@ -74,16 +77,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "by the demo model unless --model is given")
     ev.add_argument("--limit", type=positive_int, metavar="K", help="only the first K questions")
     ev.add_argument("--strategy", type=_strategies, action="append", metavar="NAMES",
-                    help=f"what to compare: {', '.join(STRATEGY_NAMES)}; repeat it or "
+                    help=f"what to compare: {', '.join(strategy_names())}; repeat it or "
                          "separate names with commas (default: all of them, in that order); "
-                         "greedy is one pass that always takes the likeliest token, single "
-                         "one sampled pass (the baseline), the others search with --beam "
-                         "and --select")
+                         "greedy is one pass that always takes the likeliest token (the "
+                         "baseline every other is compared with), single one sampled pass, "
+                         "the others search with --beam and --select")
     ev.add_argument("--beam", type=beam_width, default=EVAL_BEAM, metavar="N",
                     help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
                          "(default %(default)s, the paper's)")
-    ev.add_argument("--select", choices=SELECTIONS, default=SearchSettings.select,
-                    help="how the searches choose a candidate (default %(default)s)")
+    ev.add_argument("--select", type=_selections, action="append", metavar="NAMES",
+                    help=f"how the searches choose a candidate: {', '.join(SELECTIONS.names())}"
+                         "; several (repeated or separated with commas) run each search "
+                         "with each (default: each strategy's own)")
     ev.add_argument("--model", type=Path, metavar="GGUF",
                     help="text model GGUF or library id (default: the built-in model; "
                          "with --demo, the demo model)")
@@ -112,6 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--percentile", type=number_in(0.0, 100.0), default=60.0, metavar="P",
                     help="retrace: the cutoff is this percentile of the scorer's reasoning "
                          "scores on the calibration questions (default 60, as the paper)")
+    add_judge_arguments(ev)
     add_retrace_arguments(ev)
     add_server_arguments(ev)
     ev.add_argument("--json", action="store_true",
@@ -119,13 +125,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _strategies(text: str) -> list[str]:
+    return _names(text, strategy_names(), "strategy")
+
+
+def _selections(text: str) -> list[str]:
+    return _names(text, SELECTIONS.names(), "selection")
+
+
+def _names(text: str, known: tuple[str, ...], kind: str) -> list[str]:
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     for name in names:
-        if name not in STRATEGY_NAMES:
-            raise argparse.ArgumentTypeError(
-                f"unknown strategy {name!r}: use {', '.join(STRATEGY_NAMES)}")
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {name!r}: use {', '.join(known)}")
     if not names:
-        raise argparse.ArgumentTypeError("no strategy named")
+        raise argparse.ArgumentTypeError(f"no {kind} named")
     return names
 
 
@@ -140,8 +153,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out, err = out or sys.stdout, err or sys.stderr
     data = _data_file(args)
     items = read_items(data, args.limit)  # before the model: bad data fails fast
-    names = [n for group in (args.strategy or [list(STRATEGY_NAMES)]) for n in group]
-    configs = make_configs(names, args.beam, args.select)
+    names = [n for group in (args.strategy or [list(strategy_names())]) for n in group]
+    selects = [n for group in (args.select or []) for n in group]
+    if args.scorer:  # retrace's scorer, by its older name
+        selects.append(args.scorer)
+    try:
+        configs = make_configs(names, args.beam, list(dict.fromkeys(selects)) or None)
+    except ValueError as error:
+        raise StagewiseError(str(error)) from None
     base = SearchSettings(seed=args.seed, max_stage_tokens=args.max_stage_tokens,
                           **retrace_settings(args))
     server = server_settings(args)
@@ -154,17 +173,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         session = Session(plan(model, mmproj, EngineSettings(
             n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers),
             widest.settings(base, base.seed)))
-    retrace = any(c.strategy == "retrace" for c in configs)
     meter = _Progress(err)
     cancel = threading.Event()
     with _sigint_sets(cancel), session:
-        scorer_model = session.scorer(replace(base, strategy="retrace")) if retrace else None
         calibration = ""
-        if retrace and args.retrace_cutoff is None:
-            base, calibration = _calibrated(session.backend, base, args, scorer_model, err)
-        report = evaluate(session.backend, items, configs, cancel=cancel,
-                          progress=meter.show, base_settings=base,
-                          scorer_model=scorer_model, calibration=calibration)
+        if args.retrace_cutoff is None:
+            configs, calibration = _calibrated(session, configs, base, args, err)
+        report = evaluate(session, items, configs, cancel=cancel,
+                          progress=meter.show, base_settings=base, calibration=calibration)
     meter.done()
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
@@ -179,15 +195,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     return EXIT_CANCELLED if report.status == "cancelled" else 0
 
 
-def _calibrated(backend: SearchBackend, base: SearchSettings, args: argparse.Namespace,
-                scorer_model: ModelScorer | None, err: TextIO
-                ) -> tuple[SearchSettings, str]:
-    """Retrace's cutoff measured on calibration questions, never the evaluated ones."""
+def _calibrated(session: Session, configs: tuple[EvalConfig, ...], base: SearchSettings,
+                args: argparse.Namespace, err: TextIO) -> tuple[tuple[EvalConfig, ...], str]:
+    """Each retracing config's cutoff measured with its selection on calibration questions,
+    never the evaluated ones; and how, for the report ("" when nothing was calibrated)."""
     from stagewise.models.evaluation import read_items
     from stagewise.models.inference.images import load_image
     from stagewise.models.library.demo import demo_validation_split
-    from stagewise.models.reasoning.retrace import calibrate
+    from stagewise.models.reasoning.strategies.retrace import calibrate
 
+    retracing = [c for c in configs if not STRATEGIES.get(c.strategy).uses_beam]
+    if not retracing:
+        return configs, ""
     size = args.calibration_size
     if args.calibration is not None:
         questions = [(load_image(i.image), i.question)
@@ -198,12 +217,17 @@ def _calibrated(backend: SearchBackend, base: SearchSettings, args: argparse.Nam
         source = f"{len(questions)} of the demo's validation puzzles"
     else:
         print("stagewise: retrace's cutoff is not calibrated (give --calibration DATA or "
-              "--retrace-cutoff); the scorer's default is used", file=err)
-        return base, ""
+              "--retrace-cutoff); the selection's default is used", file=err)
+        return configs, ""
     print(f"stagewise: calibrating retrace's cutoff on {source}", file=err)
-    cutoff = calibrate(backend, questions, base, args.percentile, scorer_model)
-    how = f"{args.percentile:g}th percentile of {base.retrace_scorer} scores on {source}"
-    return replace(base, retrace_cutoff=cutoff), how
+    calibrated, notes = {}, []
+    for config in retracing:
+        cutoff = calibrate(session, questions, config.settings(base, base.seed),
+                           args.percentile)
+        calibrated[config.name] = replace(config, cutoff=cutoff)
+        notes.append(f"{config.name}: {args.percentile:g}th percentile of {config.select} "
+                     f"scores on {source}")
+    return tuple(calibrated.get(c.name, c) for c in configs), "; ".join(notes)
 
 
 def _data_file(args: argparse.Namespace) -> Path:

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from stagewise.models.disk.paths import cache_dir
 from stagewise.models.errors import StagewiseError
-from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["CMAKE_OPTIONS", "BuildError", "RunningServer", "free_port", "llama_server", "serve"]
 

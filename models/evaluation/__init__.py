@@ -1,12 +1,12 @@
 """Measure how well strategies answer: accuracy on a question set, side by side.
 
-``stagewise eval`` reads questions (:mod:`~stagewise.models.evaluation.data`), runs each strategy
-on each question over one engine (:func:`stagewise.models.evaluation.runner.evaluate`), scores the
-conclusions (:mod:`~stagewise.models.evaluation.scoring`), and reports accuracy with 95% intervals,
-paired differences against a single pass (:mod:`~stagewise.models.evaluation.stats`), how often the
-judge picked the right candidate (:mod:`~stagewise.models.evaluation.judge_accuracy`) and a
-breakdown by question kind (:mod:`~stagewise.models.evaluation.results`,
-:mod:`~stagewise.models.evaluation.report`).
+``stagewise eval`` reads questions (:mod:`~stagewise.models.evaluation.data`), runs each
+strategy on each question over one session (:func:`stagewise.models.evaluation.runner.evaluate`),
+scores the conclusions (:mod:`~stagewise.models.evaluation.scoring`), and reports accuracy with
+95% intervals, paired differences against the greedy pass
+(:mod:`~stagewise.models.evaluation.stats`), how often the selection picked the right candidate
+(:mod:`~stagewise.models.evaluation.judge_accuracy`) and a breakdown by question kind
+(:mod:`~stagewise.models.evaluation.results`, :mod:`~stagewise.models.evaluation.report`).
 
 Importing this package does not load llama.cpp; :mod:`~stagewise.models.evaluation.runner` does.
 Qt-free.
@@ -19,19 +19,22 @@ from stagewise.models.evaluation.judge_accuracy import JudgeCall, candidate_cont
 from stagewise.models.evaluation.report import format_report
 from stagewise.models.evaluation.results import (
     BASELINE,
-    STRATEGY_NAMES,
+    GREEDY,
+    SINGLE,
     EvalConfig,
     EvalReport,
     ItemResult,
     StrategyReport,
     make_configs,
+    strategy_names,
 )
 from stagewise.models.evaluation.scoring import answer_letter, is_correct, normalise, options, score
 from stagewise.models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
 
 __all__ = [
     "BASELINE",
-    "STRATEGY_NAMES",
+    "GREEDY",
+    "SINGLE",
     "EvalConfig",
     "EvalDataError",
     "EvalItem",
@@ -52,5 +55,6 @@ __all__ = [
     "paired_difference",
     "read_items",
     "score",
+    "strategy_names",
     "wilson_interval",
 ]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stagewise.models.errors import StagewiseError
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
+from stagewise.models.stages import STAGES, Stage, parse_answer
 
 __all__ = ["EvalDataError", "EvalItem", "item_kind", "read_items", "strip_image_marker"]
 

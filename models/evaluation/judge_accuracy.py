@@ -1,4 +1,4 @@
-"""How often the judge picks the right candidate, where one of the two it compares is right.
+"""How often the selection picks the right candidate, where one of two it compares is right.
 
 A candidate is *right* when:
 
@@ -7,8 +7,10 @@ A candidate is *right* when:
 * it is any other stage: its content equals the gold stage's after normalisation (only
   when the gold stages are known, i.e. for LLaVA-CoT records).
 
-A verdict counts only when exactly one of its two candidates is right; it is a hit when
-the judge chose that one.
+For a pairwise selection a verdict counts only when exactly one of its two candidates is
+right; it is a hit when the judge chose that one. For a pointwise selection every pair of a
+right and a wrong candidate of one segment counts; it is a hit when the right one scored
+higher (a tie is a miss: it picks by position, not by what is right).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from stagewise.models.evaluation.data import EvalItem
 from stagewise.models.evaluation.scoring import normalise, score
 from stagewise.models.events import Candidate, SearchResult
-from stagewise.models.reasoning.stages import Stage, parse_answer
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.stages import Stage, parse_answer
 
 __all__ = ["ANSWER_UNIT", "JudgeCall", "candidate_content", "candidate_right", "judge_calls"]
 
@@ -70,8 +73,13 @@ def candidate_right(candidate: Candidate, item: EvalItem) -> bool | None:
 
 
 def judge_calls(result: SearchResult, item: EvalItem) -> tuple[JudgeCall, ...]:
-    """The verdicts of a judged run that compared a right candidate with a wrong one."""
-    if result.select != "judge" or not result.verdicts:
+    """The comparisons of a run's selection between a right and a wrong candidate."""
+    chosen_by = SELECTIONS.find(result.select)
+    if chosen_by is None:
+        return ()
+    if not chosen_by.pairwise:
+        return _score_calls(result, item)
+    if not result.verdicts:
         return ()
     segments: dict[int, dict[int, Candidate]] = {}
     for c in result.candidates:
@@ -92,4 +100,23 @@ def judge_calls(result: SearchResult, item: EvalItem) -> tuple[JudgeCall, ...]:
             continue
         unit = v.unit.value if v.unit else ANSWER_UNIT
         calls.append(JudgeCall(unit, v.winner == (v.first if first else v.second)))
+    return tuple(calls)
+
+
+def _score_calls(result: SearchResult, item: EvalItem) -> tuple[JudgeCall, ...]:
+    """Every (right, wrong) pair of scored candidates of a segment, as a comparison."""
+    segments: dict[int, list[Candidate]] = {}
+    for c in result.candidates:
+        if c.score is not None:
+            segments.setdefault(c.segment, []).append(c)
+    calls = []
+    for candidates in segments.values():
+        judged = [(c, candidate_right(c, item)) for c in candidates]
+        rights = [c for c, ok in judged if ok is True]
+        wrongs = [c for c, ok in judged if ok is False]
+        for good in rights:
+            for bad in wrongs:
+                unit = good.unit.value if good.unit else ANSWER_UNIT
+                assert good.score is not None and bad.score is not None
+                calls.append(JudgeCall(unit, good.score > bad.score))
     return tuple(calls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stagewise.models.evaluation.results import EvalReport, StrategyReport
+from stagewise.models.reasoning.strategies import STRATEGIES
 
 __all__ = ["format_report"]
 
@@ -16,15 +17,15 @@ def format_report(report: EvalReport) -> str:
     lines.append(f"{report.done} questions · seed {s.seed} · at most {s.max_stage_tokens} "
                  f"tokens per stage · temperature {s.sampling.temperature:g}, "
                  f"top_p {s.sampling.top_p:g}")
-    if any(r.config.strategy == "retrace" for r in report.strategies):
+    if any(not STRATEGIES.get(r.config.strategy).uses_beam for r in report.strategies):
         cutoff = "default" if s.retrace_cutoff is None else f"{s.retrace_cutoff:.4g}"
-        lines.append(f"retrace: {s.retrace_scorer} scorer, cutoff {cutoff}"
+        lines.append(f"retrace: cutoff {cutoff}"
                      + (f" ({report.calibration})" if report.calibration else ""))
     lines.append("")
     lines += _table(
         ("strategy", "beam", "select", "n", "accuracy", "95% CI", "s/question",
          "tokens/question"),
-        [_strategy_row(r, s.retrace_scorer) for r in report.strategies],
+        [_strategy_row(r) for r in report.strategies],
         right=(False, True, False, True, True, True, True, True),
     )
     comparisons = report.comparisons()
@@ -36,7 +37,7 @@ def format_report(report: EvalReport) -> str:
             f"(95% CI {100 * d.low:+.1f}..{100 * d.high:+.1f}; {d.a_only} won, {d.b_only} lost "
             f"of {d.n}): {_verdict_words(d.verdict, base)}"
         )
-    judged = [r for r in report.strategies if r.config.judged]
+    judged = [r for r in report.strategies if r.config.chooses]
     if judged:
         lines.append("")
     for r in judged:
@@ -46,14 +47,13 @@ def format_report(report: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _strategy_row(r: StrategyReport, scorer: str) -> tuple[str, ...]:
+def _strategy_row(r: StrategyReport) -> tuple[str, ...]:
     low, high = r.interval
     accuracy = f"{100 * r.accuracy:.1f}%" if r.n else "-"
     interval = f"{100 * low:.1f}..{100 * high:.1f}%" if r.n else "-"
-    if r.config.strategy == "retrace":  # the paper's sizes; its scorer chooses
-        beam, select = "4", scorer
-    else:
-        beam, select = str(r.config.beam), r.config.select if r.config.beam > 1 else "-"
+    uses_beam = STRATEGIES.get(r.config.strategy).uses_beam
+    beam = str(r.config.beam) if uses_beam else "own"  # retrace: the paper's sizes
+    select = r.config.select if r.config.chooses else "-"
     return (r.config.name, beam, select, str(r.n), accuracy, interval,
             f"{r.seconds_per_question:.2f}", f"{r.tokens_per_question:.1f}")
 
@@ -68,12 +68,15 @@ def _verdict_words(verdict: str, base: str) -> str:
 
 def _judge_line(r: StrategyReport) -> str:
     right, counted = r.judge_total
+    select = r.config.select
     if not counted:
-        return (f"judge ({r.config.name}): no verdict compared a right candidate with a wrong "
-                "one")
+        return (f"{select} ({r.config.name}): no comparison of a right candidate with a "
+                "wrong one")
     units = ", ".join(f"{unit} {a}/{n}" for unit, (a, n) in r.judge_by_unit().items())
-    return (f"judge ({r.config.name}): picked the right candidate in {right} of {counted} "
-            f"verdicts between a right and a wrong one ({100 * right / counted:.1f}%): {units}")
+    unread = f"; {r.unread} verdicts named neither response" if r.unread else ""
+    return (f"{select} ({r.config.name}): picked the right candidate in {right} of {counted} "
+            f"comparisons between a right and a wrong one ({100 * right / counted:.1f}%): "
+            f"{units}{unread}")
 
 
 def _kinds(report: EvalReport) -> list[str]:

@@ -8,28 +8,38 @@ from typing import Any, Literal
 
 from stagewise.models.evaluation.judge_accuracy import ANSWER_UNIT, JudgeCall
 from stagewise.models.evaluation.stats import PairedDifference, paired_difference, wilson_interval
-from stagewise.models.inference.sampling_settings import GREEDY
-from stagewise.models.reasoning.search_settings import SearchSettings, Selection, Strategy
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.inference.sampling_settings import GREEDY as GREEDY_SAMPLING
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
+from stagewise.models.reasoning.strategies.stage import StageStrategy
+from stagewise.models.stages import STAGES
 
 __all__ = [
     "BASELINE",
-    "STRATEGY_NAMES",
+    "GREEDY",
+    "SINGLE",
     "EvalConfig",
     "EvalReport",
     "EvalStatus",
     "ItemResult",
     "StrategyReport",
     "make_configs",
+    "strategy_names",
 ]
 
-STRATEGY_NAMES: tuple[str, ...] = ("greedy", "single", "best-of-n", "sentence", "stage",
-                                   "retrace")
-"""What ``stagewise eval`` compares, in this order: a greedy pass, a sampled single pass and
-the four searches."""
+GREEDY = "greedy"
+"""One pass that always takes the likeliest token: what every search is measured against."""
+SINGLE = "single"
+"""One sampled pass (stage-level search at beam 1)."""
+BASELINE = GREEDY
+"""The pass the others are compared with (the sampled single pass when greedy was not run)."""
 
-BASELINE = "single"
-"""The strategy the others are compared with."""
+
+def strategy_names() -> tuple[str, ...]:
+    """What ``stagewise eval`` compares, in this order: a greedy pass, a sampled single pass
+    and every registered search strategy."""
+    return (GREEDY, SINGLE, *STRATEGIES.names())
 
 EvalStatus = Literal["finished", "cancelled"]
 _UNITS = (*(s.value for s in STAGES), ANSWER_UNIT)
@@ -40,48 +50,73 @@ class EvalConfig:
     """One strategy as evaluated.
 
     Attributes:
-        name: "greedy" (one pass, always the likeliest token), "single" (one sampled
-            pass: strategy "stage", beam 1), "best-of-n", "sentence", "stage" or "retrace".
+        name: How tables name it: "greedy" (one pass, always the likeliest token),
+            "single" (one sampled pass: stage-level search at beam 1), or a strategy's name,
+            with its selection's when several selections are compared ("stage+logprob").
         strategy: The search strategy it runs.
         beam: Candidates per segment.
         select: How a candidate is chosen (meaningless at beam 1).
         greedy: Decode greedily instead of with the base settings' sampling.
+        cutoff: Retrace's cutoff for this selection, when it was calibrated (None: the
+            base settings' or the selection's default).
     """
 
     name: str
-    strategy: Strategy
+    strategy: str
     beam: int
-    select: Selection
+    select: str
     greedy: bool = False
+    cutoff: float | None = None
 
     @property
-    def judged(self) -> bool:
-        """Whether the model judges candidates in this strategy."""
-        return self.beam > 1 and self.select == "judge" and self.strategy != "retrace"
+    def chooses(self) -> bool:
+        """Whether its selection chooses among candidates (not a single pass)."""
+        return self.beam > 1 or not STRATEGIES.get(self.strategy).uses_beam
 
     def settings(self, base: SearchSettings, seed: int) -> SearchSettings:
         """``base`` with this strategy, its beam and selection, and ``seed``."""
-        sampling = GREEDY if self.greedy else base.sampling
+        sampling = GREEDY_SAMPLING if self.greedy else base.sampling
+        cutoff = base.retrace_cutoff if self.cutoff is None else self.cutoff
         return replace(base, strategy=self.strategy, beam=self.beam, select=self.select,
-                       seed=seed, sampling=sampling)
+                       seed=seed, sampling=sampling, retrace_cutoff=cutoff)
 
 
-def make_configs(names: Iterable[str], beam: int, select: Selection) -> tuple[EvalConfig, ...]:
-    """The strategies named, each once, in the order given.
+def make_configs(names: Iterable[str], beam: int,
+                 selects: str | Sequence[str] | None = None) -> tuple[EvalConfig, ...]:
+    """The strategies named, each once, in the order given, each search with every
+    selection in ``selects`` (a strategy that needs a pointwise selection skips pairwise
+    ones); without ``selects``, each search with its default selection.
 
     Raises:
-        ValueError: A name is not one of :data:`STRATEGY_NAMES`.
+        ValueError: A name is not one of :func:`strategy_names`, a selection is unknown, or a
+            strategy has no selection it can use.
     """
+    chosen = [selects] if isinstance(selects, str) else list(selects or ())
+    for select in chosen:
+        if select not in SELECTIONS:
+            raise ValueError(f"unknown selection {select!r}: use "
+                             f"{', '.join(SELECTIONS.names())}")
+    known = strategy_names()
     configs: dict[str, EvalConfig] = {}
+    stage = StageStrategy.name
     for name in names:
-        if name not in STRATEGY_NAMES:
-            raise ValueError(f"unknown strategy {name!r}: use {', '.join(STRATEGY_NAMES)}")
-        if name == "greedy":
-            configs[name] = EvalConfig(name, "stage", 1, select, greedy=True)
-        elif name == "single":
-            configs[name] = EvalConfig(name, "stage", 1, select)
-        else:
-            configs[name] = EvalConfig(name, name, beam, select)  # type: ignore[arg-type]
+        if name not in known:
+            raise ValueError(f"unknown strategy {name!r}: use {', '.join(known)}")
+        if name in (GREEDY, SINGLE):
+            select = chosen[0] if chosen else default_selection(stage)
+            configs[name] = EvalConfig(name, stage, 1, select, greedy=name == GREEDY)
+            continue
+        selects = chosen or [default_selection(name)]
+        usable = [select for select in selects
+                  if not (STRATEGIES.get(name).pointwise_only
+                          and SELECTIONS.get(select).pairwise)]
+        if not usable:
+            raise ValueError(f"{name} needs a selection that scores each candidate on its "
+                             f"own; give one of "
+                             f"{', '.join(s.name for s in SELECTIONS if not s.pairwise)}")
+        for select in usable:
+            key = name if len(chosen) < 2 else f"{name}+{select}"
+            configs[key] = EvalConfig(key, name, beam, select)
     return tuple(configs.values())
 
 
@@ -98,7 +133,9 @@ class ItemResult:
         seconds: Wall time of the run.
         tokens: Tokens generated for candidates.
         error: Why the question failed ("" if it did not).
-        judge: Verdicts between a right and a wrong candidate.
+        judge: The selection's comparisons of a right and a wrong candidate.
+        unread: The judge's verdicts that named no response (read as the reference reads
+            them).
     """
 
     item_id: str
@@ -110,6 +147,7 @@ class ItemResult:
     tokens: int
     error: str = ""
     judge: tuple[JudgeCall, ...] = ()
+    unread: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -179,6 +217,11 @@ class StrategyReport:
         return {u: (tally[u][0], tally[u][1]) for u in _UNITS if u in tally}
 
     @property
+    def unread(self) -> int:
+        """The judge's verdicts that named no response, over all questions."""
+        return sum(r.unread for r in self.items)
+
+    @property
     def judge_total(self) -> tuple[int, int]:
         """(right picks, verdicts that count) over all units."""
         units = self.judge_by_unit().values()
@@ -189,19 +232,21 @@ class StrategyReport:
         right, counted = self.judge_total
         return {
             "strategy": self.config.name, "search": self.config.strategy,
-            "beam": self.config.beam, "select": self.config.select if self.config.beam > 1
-            else None,
+            "beam": self.config.beam,
+            "select": self.config.select if self.config.chooses else None,
+            "retrace_cutoff": self.config.cutoff,
             "n": self.n, "correct": self.correct, "accuracy": round(self.accuracy, 4),
             "ci95": [round(low, 4), round(high, 4)], "errors": self.errors,
             "seconds_per_question": round(self.seconds_per_question, 4),
             "tokens_per_question": round(self.tokens_per_question, 2),
             "by_kind": {kind or "-": {"correct": c, "n": n, "accuracy": round(c / n, 4)}
                         for kind, (c, n) in self.by_kind().items()},
-            "judge": None if not self.config.judged else {
+            "judge": None if not self.config.chooses else {
                 "right": right, "counted": counted,
                 "accuracy": round(right / counted, 4) if counted else None,
                 "by_unit": {u: {"right": r, "counted": n}
                             for u, (r, n) in self.judge_by_unit().items()},
+                "unread_verdicts": self.unread,
             },
         }
 
@@ -233,11 +278,12 @@ class EvalReport:
         return next((s for s in self.strategies if s.config.name == name), None)
 
     def comparisons(self) -> list[tuple[str, str, PairedDifference]]:
-        """(strategy, baseline, difference) of each strategy against a single pass, if run."""
-        base = self.strategy(BASELINE)
+        """(strategy, baseline, difference) of each strategy against the greedy pass, or
+        against the sampled single pass when greedy was not run."""
+        base = self.strategy(BASELINE) or self.strategy(SINGLE)
         if base is None:
             return []
-        return [(s.config.name, BASELINE, _paired(s.items, base.items))
+        return [(s.config.name, base.config.name, _paired(s.items, base.items))
                 for s in self.strategies if s is not base]
 
     def to_json(self, *, items: bool = True) -> dict[str, Any]:
@@ -247,8 +293,7 @@ class EvalReport:
             "status": self.status, "questions": self.total, "done": self.done,
             "settings": {"seed": s.seed, "max_stage_tokens": s.max_stage_tokens,
                          "temperature": s.sampling.temperature, "top_p": s.sampling.top_p,
-                         "top_k": s.sampling.top_k, "retrace_scorer": s.retrace_scorer,
-                         "retrace_cutoff": s.retrace_cutoff,
+                         "top_k": s.sampling.top_k, "retrace_cutoff": s.retrace_cutoff,
                          "retrace_calibration": self.calibration},
             "strategies": [r.to_json() for r in self.strategies],
             "comparisons": [

@@ -19,14 +19,12 @@ from stagewise.models.evaluation.judge_accuracy import judge_calls
 from stagewise.models.evaluation.results import EvalConfig, EvalReport, ItemResult, StrategyReport
 from stagewise.models.evaluation.scoring import score
 from stagewise.models.events import AnswerFinished, SearchResult
-from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage, load_image
-from stagewise.models.reasoning.search import StageSearch
-from stagewise.models.reasoning.search_backend import SearchBackend
 from stagewise.models.reasoning.search_settings import SearchSettings
 
 if TYPE_CHECKING:
-    from stagewise.models.reasoning.retrace import ModelScorer
+    from stagewise.models.reasoning.search import StageSearch
+    from stagewise.models.session import Session
 
 __all__ = ["EvalProgress", "ProgressFn", "evaluate"]
 
@@ -55,23 +53,22 @@ class EvalProgress:
 ProgressFn = Callable[[EvalProgress], None]
 
 
-def evaluate(backend: SearchBackend | Engine, items: Sequence[EvalItem],
+def evaluate(session: Session, items: Sequence[EvalItem],
              configs: Sequence[EvalConfig], *, cancel: threading.Event | None = None,
              progress: ProgressFn | None = None, base_settings: SearchSettings | None = None,
-             scorer_model: ModelScorer | None = None, calibration: str = "") -> EvalReport:
+             calibration: str = "") -> EvalReport:
     """Answer every question with every strategy and score the conclusions.
 
     Args:
-        backend: What the search runs on: a session's backend, or an engine with room
-            for the widest beam (see ``sequences_needed``).
+        session: The model the searches run on (its second model too, for a selection
+            that scores with one).
         items: The questions.
         configs: The strategies, in the order each question runs them.
         cancel: Set it to stop; the question in progress is dropped for all strategies,
             and the report (status "cancelled") holds the questions done before it.
         progress: Called after each question.
         base_settings: Settings shared by the strategies (token budget, sampling, seed,
-            retrace's scorer and cutoff).
-        scorer_model: Retrace's second model, loaded once, for the "model" scorer.
+            retrace's cutoff, the second model).
         calibration: How retrace's cutoff was chosen, for the report.
 
     Returns:
@@ -86,13 +83,13 @@ def evaluate(backend: SearchBackend | Engine, items: Sequence[EvalItem],
     if not configs:
         raise StagewiseError("no strategy to evaluate")
     for config in configs:  # a beam the engine cannot hold fails here, not per question
-        StageSearch(backend, config.settings(base, base.seed), scorer_model=scorer_model)
+        session.search(config.settings(base, base.seed))
     rows: dict[str, list[ItemResult]] = {c.name: [] for c in configs}
     status = "finished"
     start = time.perf_counter()
     for index, item in enumerate(items):
-        results = None if cancel.is_set() else _one_item(backend, item, index, configs, base,
-                                                        cancel, scorer_model)
+        results = None if cancel.is_set() else _one_item(session, item, index, configs, base,
+                                                        cancel)
         if results is None:
             status = "cancelled"
             break
@@ -109,9 +106,9 @@ def evaluate(backend: SearchBackend | Engine, items: Sequence[EvalItem],
     )
 
 
-def _one_item(backend: SearchBackend | Engine, item: EvalItem, index: int,
-              configs: Sequence[EvalConfig], base: SearchSettings, cancel: threading.Event,
-              scorer_model: ModelScorer | None) -> tuple[ItemResult, ...] | None:
+def _one_item(session: Session, item: EvalItem, index: int,
+              configs: Sequence[EvalConfig], base: SearchSettings, cancel: threading.Event
+              ) -> tuple[ItemResult, ...] | None:
     """Every strategy's result for one question; None when cancelled meanwhile."""
     try:
         image = load_image(item.image)
@@ -119,8 +116,7 @@ def _one_item(backend: SearchBackend | Engine, item: EvalItem, index: int,
         return tuple(_failed(item, c, str(error), 0.0) for c in configs)
     results = []
     for config in configs:
-        search = StageSearch(backend, config.settings(base, base.seed + index),
-                             scorer_model=scorer_model)
+        search = session.search(config.settings(base, base.seed + index))
         t0 = time.perf_counter()
         try:
             answer = _last_result(search, image, item.question, cancel)
@@ -134,6 +130,7 @@ def _one_item(backend: SearchBackend | Engine, item: EvalItem, index: int,
             item.id, item.kind, config.name, answer.conclusion,
             score(answer.conclusion, item), seconds, answer.timings.generated_tokens,
             judge=judge_calls(answer, item),
+            unread=sum(v.unread for v in answer.verdicts),
         ))
     return tuple(results)
 

@@ -20,7 +20,7 @@ Which benchmark a file holds is told by its name (``MMStar.tsv``, ``MMBench_DEV_
 * Any other file without option columns: plain question and answer.
 
 The pictures are written once, as files named by the row's index, to a folder under
-:func:`stagewise.models.storage.paths.cache_dir` named after the TSV (its stem and a hash of its
+:func:`stagewise.models.disk.paths.cache_dir` named after the TSV (its stem and a hash of its
 path, size and modification time), since an :class:`~stagewise.models.evaluation.data.EvalItem`
 names an image file.
 """
@@ -42,8 +42,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from stagewise.models.disk.paths import cache_dir
 from stagewise.models.evaluation.data import EvalDataError, EvalItem
-from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["GRADED_BENCHMARKS", "image_folder", "read_tsv"]
 

@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from stagewise.models.hardware.devices import GiB, Hardware, detect_hardware
-from stagewise.models.hardware.need import (
-    CTX_PAD,
-    DEFAULT_PROMPT_TOKENS,
-    Need,
-    _text_compute,
-    estimate_need,
-)
+from stagewise.models.hardware.need import CTX_PAD, Need, _text_compute, estimate_need
+from stagewise.models.reasoning.search_sizes import DEFAULT_PROMPT_TOKENS
 
 if TYPE_CHECKING:
     from stagewise.models.inference.engine_settings import EngineSettings
@@ -270,16 +265,14 @@ def check_fit(
         ModelFileError: A file cannot be read as GGUF.
     """
     from stagewise.models.inference.engine_settings import EngineSettings
-    from stagewise.models.reasoning.search_settings import SearchSettings, sequences_needed
+    from stagewise.models.reasoning.search_settings import SearchSettings
+    from stagewise.models.reasoning.strategies import sequences_needed
 
     engine = engine or EngineSettings()
     search = search or SearchSettings()
     need = estimate_need(
-        model, mmproj,
-        n_ctx=engine.n_ctx, beam=search.beam, max_stage_tokens=search.max_stage_tokens,
-        flash_attn=engine.flash_attn != "off", max_judge_tokens=search.max_judge_tokens,
-        strategy=search.strategy, judged=search.select == "judge",
-        check_reasoning=search.check_reasoning, prompt_tokens=prompt_tokens,
+        model, mmproj, n_ctx=engine.n_ctx, search=search,
+        flash_attn=engine.flash_attn != "off", prompt_tokens=prompt_tokens,
         image_tokens=image_tokens, n_batch=engine.n_batch,
     )
     needed = sequences_needed(search.beam, search.strategy)

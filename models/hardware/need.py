@@ -16,23 +16,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from stagewise.models.hardware.image_need import image_tokens_and_patches, vision_compute_bytes
 from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
 from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_gguf, int_value
-
-if TYPE_CHECKING:
-    from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.search_sizes import DEFAULT_PROMPT_TOKENS
+from stagewise.models.reasoning.strategies import context_need, longest_sequence
 
 __all__ = [
-    "CHECK_FIXED_TOKENS",
     "CTX_PAD",
-    "DEFAULT_PROMPT_TOKENS",
-    "JUDGE_FIXED_TOKENS",
-    "JUDGE_PER_PAIR_TOKENS",
     "KV_ELEMENT_BYTES",
     "Need",
     "NeedDetail",
@@ -40,7 +35,6 @@ __all__ = [
     "estimate_need",
     "kv_bytes_per_token",
     "need_from_detail",
-    "search_context",
 ]
 
 
@@ -49,17 +43,6 @@ __all__ = [
 KV_ELEMENT_BYTES = 2
 # llama-context.cpp (llama_context::llama_context): cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256).
 CTX_PAD = 256
-
-# Tokens of the chat template, the instruction and a question, when not given.
-DEFAULT_PROMPT_TOKENS = 256
-# A judge prompt's fixed text (task sentence, answer form, labels, chat template) and the
-# text-only check's fixed text, in tokens (models/reasoning/judge.py, measured with room to spare).
-JUDGE_FIXED_TOKENS = 128
-CHECK_FIXED_TOKENS = 96
-# Labels and separators around each response in a judge prompt.
-JUDGE_PER_PAIR_TOKENS = 16
-
-
 
 @dataclass(frozen=True)
 class NeedDetail:
@@ -188,62 +171,6 @@ def kv_bytes_per_token(info: GGUFInfo) -> int:
     return elements * KV_ELEMENT_BYTES
 
 
-def _context_need(*, prompt_tokens: int, image_tokens: int, beam: int, max_stage_tokens: int,
-                  max_judge_tokens: int, strategy: str, judged: bool,
-                  check_reasoning: bool) -> int:
-    """Context cells a search fills at its peak (one question).
-
-    With P = ``prompt_tokens``, I = ``image_tokens``, S = ``max_stage_tokens``,
-    N = ``beam``, J = ``max_judge_tokens``::
-
-        context = P + I + N·4·S + judging
-
-    The prompt and image are evaluated once and shared by every sequence (forking a
-    sequence shares its cells), but each candidate's generated cells are its own; N·4·S
-    bounds the answer kept in the root plus N candidates for every strategy (best-of-N:
-    N whole answers of 4·S; stage search: 3·S chosen + N·S). With N > 1 and a judge,
-    ``judging`` is the larger of the tournament's N − 1 judge prompts, which stay cached
-    until the segment ends (128 fixed + P for the question + hint 2·S + (N − 1) ×
-    (2 responses + J + 16), a response being S, or 4·S for best-of-N, with no hint) and
-    the reasoning checks (96 + P + S for the caption + N × (S + 8)).
-    """
-    s, n, j = max_stage_tokens, max(1, beam), max_judge_tokens
-    if strategy == "retrace":  # the paper's sizes: 4 candidates at a time, each scored
-        # the summary, a branch's caption and reasoning, 4 candidates; 4 scoring prompts
-        # (the answer so far and one candidate each), forked from the image
-        scoring = 4 * (JUDGE_FIXED_TOKENS + 4 * s)
-        return prompt_tokens + image_tokens + 3 * s + 4 * s + scoring
-    generated = n * 4 * s
-    extra = 0
-    if n > 1 and judged:
-        whole = strategy in ("best-of-n", "sentence")  # a sentence may run the whole budget
-        response = 4 * s if whole else s
-        hint = {"stage": 2 * s, "sentence": 4 * s}.get(strategy, 0)  # the answer so far
-        judges = (JUDGE_FIXED_TOKENS + prompt_tokens + hint
-                  + (n - 1) * (2 * response + j + JUDGE_PER_PAIR_TOKENS))
-        checks = 0
-        if check_reasoning and strategy == "stage":
-            checks = CHECK_FIXED_TOKENS + prompt_tokens + s + n * (s + 8)
-        extra = max(judges, checks)
-    return prompt_tokens + image_tokens + generated + extra
-
-
-def search_context(search: SearchSettings, *, prompt_tokens: int, image_tokens: int) -> int:
-    """Context cells a search with these settings fills at its peak (one question): the
-    rule :func:`estimate_need` sizes the context with (``_context_need``).
-
-    Args:
-        search: The search's settings.
-        prompt_tokens: Tokens of the prompt without the image.
-        image_tokens: Tokens of the image.
-    """
-    return _context_need(
-        prompt_tokens=prompt_tokens, image_tokens=image_tokens, beam=search.beam,
-        max_stage_tokens=search.max_stage_tokens, max_judge_tokens=search.max_judge_tokens,
-        strategy=search.strategy, judged=search.select == "judge",
-        check_reasoning=search.check_reasoning)
-
-
 def _pad(n: int) -> int:
     return -(-n // CTX_PAD) * CTX_PAD
 
@@ -278,13 +205,8 @@ def estimate_need(
     mmproj: Path | str,
     *,
     n_ctx: int,
-    beam: int,
-    max_stage_tokens: int,
+    search: SearchSettings | None = None,
     flash_attn: bool = False,
-    max_judge_tokens: int = 32,
-    strategy: str = "stage",
-    judged: bool = True,
-    check_reasoning: bool = True,
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
     image_tokens: int | None = None,
     n_batch: int = 512,
@@ -296,8 +218,8 @@ def estimate_need(
     * **weights**, **projector**: the tensor data of each file, from the shapes and types
       in its header (the file size less the header and padding).
     * **context** (tokens): one question's peak: the prompt and the image, every
-      candidate's answer, and the judge prompts or reasoning checks cached meanwhile
-      (``_context_need``).
+      candidate's answer, and the selection's prompts cached meanwhile, as the search's
+      strategy counts them (:func:`~stagewise.models.reasoning.strategies.context_need`).
     * **kv_cache**: ``n_ctx_alloc`` cells of :func:`kv_bytes_per_token` bytes, where
       ``n_ctx_alloc`` is the larger of ``n_ctx`` and ``context``, padded to 256 as
       llama.cpp pads it: the cache the run really needs.
@@ -313,15 +235,10 @@ def estimate_need(
         mmproj: Its projector GGUF.
         n_ctx: The context the engine is to be created with; ``AUTO_CTX`` (0) chooses
             one (:func:`choose_context`), which the need's ``n_ctx`` then holds.
-        beam: Candidates per segment.
-        max_stage_tokens: Token budget per stage and candidate.
+        search: The search's settings (strategy, selection, beam, budgets); the defaults
+            if None.
         flash_attn: Whether flash attention is used (llama.cpp's "auto" turns it on on
             every backend that has it, which is all common ones).
-        max_judge_tokens: Token budget of a judge's verdict.
-        strategy: "stage", "sentence" or "best-of-n".
-        judged: Candidates are chosen by the model judging them (else by log-probability,
-            which needs no judge prompts).
-        check_reasoning: The text-only reasoning check runs before reasoning is judged.
         prompt_tokens: Tokens of the prompt without the image (template and question).
         image_tokens: Tokens of the image; None estimates them from the projector.
         n_batch: The engine's batch (and micro-batch) size.
@@ -338,18 +255,14 @@ def estimate_need(
     projector, _ = _tensor_bytes(proj)
     detail = _need_detail(text, proj, params=params, image_tokens=image_tokens,
                           n_batch=n_batch, flash_attn=flash_attn)
-    context = _context_need(
-        prompt_tokens=prompt_tokens, image_tokens=detail.image_tokens, beam=beam,
-        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
-        strategy=strategy, judged=judged, check_reasoning=check_reasoning,
-    )
-    longest = _longest_sequence(
-        prompt_tokens=prompt_tokens, image_tokens=detail.image_tokens,
-        max_stage_tokens=max_stage_tokens, max_judge_tokens=max_judge_tokens,
-        strategy=strategy, judged=judged and beam > 1 and strategy != "retrace")
+    search = search or SearchSettings()
+    context = context_need(search, prompt_tokens=prompt_tokens,
+                           image_tokens=detail.image_tokens)
+    longest = longest_sequence(search, prompt_tokens=prompt_tokens,
+                               image_tokens=detail.image_tokens)
     if n_ctx == AUTO_CTX:
         n_ctx = choose_context(detail.n_ctx_train, context)
-    warnings = _context_warnings(context, n_ctx=n_ctx, beam=beam,
+    warnings = _context_warnings(context, n_ctx=n_ctx, beam=search.beam,
                                  n_ctx_train=detail.n_ctx_train, longest=longest)
     return need_from_detail(detail, weights=weights, projector=projector, context=context,
                             n_ctx=_pad(max(n_ctx, context)), warnings=warnings)
@@ -407,24 +320,6 @@ def _need_detail(text: GGUFInfo, proj: GGUFInfo, *, params: int, image_tokens: i
     )
 
 
-def _longest_sequence(*, prompt_tokens: int, image_tokens: int, max_stage_tokens: int,
-                      max_judge_tokens: int, strategy: str, judged: bool) -> int:
-    """The most positions one sequence of the search takes: an answer (the prompt, the
-    image and four stages) or a judge prompt forked from the image (the task, the hint and
-    two responses). Positions, not cells, are what a model's trained context bounds: the
-    context's cells are shared by many sequences, each starting at position 0 after the
-    shared prefix."""
-    s = max_stage_tokens
-    answer = prompt_tokens + image_tokens + 4 * s
-    if not judged:
-        return answer
-    whole = strategy in ("best-of-n", "sentence")
-    response, hint = (4 * s, 4 * s if strategy == "sentence" else 0) if whole else (s, 2 * s)
-    judge = (prompt_tokens + image_tokens + JUDGE_FIXED_TOKENS + hint + 2 * response
-             + max_judge_tokens + JUDGE_PER_PAIR_TOKENS)
-    return max(answer, judge)
-
-
 def choose_context(n_ctx_train: int, context: int) -> int:
     """The automatic context size: the model's trained context, at most
     :data:`~stagewise.models.inference.engine_settings.FALLBACK_CTX`, or what the search
@@ -432,7 +327,8 @@ def choose_context(n_ctx_train: int, context: int) -> int:
 
     Args:
         n_ctx_train: The context the model was trained for (0 if unknown).
-        context: Cells the search needs at its peak (:func:`search_context`).
+        context: Cells the search needs at its peak
+            (:func:`~stagewise.models.reasoning.strategies.context_need`).
     """
     ceiling = min(FALLBACK_CTX, n_ctx_train) if n_ctx_train else FALLBACK_CTX
     return max(_pad(ceiling), _pad(context))

@@ -325,11 +325,12 @@ class Engine:
         return out
 
     def chat_prompt(self, user_text: str, *, with_image: bool = True,
-                    earlier: Sequence[tuple[str, str]] = ()) -> str:
+                    earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
         """Render one user turn with the model's own chat template, ending at the reply.
 
         ``earlier`` turns (the user's text, the assistant's answer; oldest first) come
-        before it, in the template's multi-turn form, the image in the first user turn.
+        before it, in the template's multi-turn form, the image in the first user turn;
+        a ``system`` message, when given, before them all.
 
         The model family's adapter (:attr:`family`, picked from the GGUF metadata at load)
         renders the Jinja template stored in the GGUF, with the media marker where that
@@ -345,26 +346,27 @@ class Engine:
         adapter = self.adapter
         if not adapter.native_template and self._chat_template is not None:
             try:
-                return self._render(adapter, user_text, with_image, earlier)
+                return self._render(adapter, user_text, with_image, earlier, system)
             except ChatTemplateError as error:
                 log.warning("%s: %s; using llama.cpp's template handling", self.name, error)
                 try:
                     return self._native_chat_prompt(user_text, with_image=with_image,
-                                                    earlier=earlier)
+                                                    earlier=earlier, system=system)
                 except EngineError:
                     raise error from None
         try:
-            return self._native_chat_prompt(user_text, with_image=with_image, earlier=earlier)
+            return self._native_chat_prompt(user_text, with_image=with_image, earlier=earlier,
+                                            system=system)
         except EngineError:
             if self._chat_template is None:
                 raise
-            return self._render(GENERIC, user_text, with_image, earlier)
+            return self._render(GENERIC, user_text, with_image, earlier, system)
 
     def _render(self, adapter: FamilyAdapter, user_text: str, with_image: bool,
-                earlier: Sequence[tuple[str, str]] = ()) -> str:
+                earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
         return adapter.render_prompt(self._chat_template, user_text, self.media_marker,
                                      with_image=with_image, bos_token=self._bos_text,
-                                     eos_token=self._eos_text, earlier=earlier)
+                                     eos_token=self._eos_text, earlier=earlier, system=system)
 
     def _template_specials(self) -> tuple[str, str]:
         """What ``{{ bos_token }}`` and ``{{ eos_token }}`` render as in chat templates.
@@ -380,7 +382,7 @@ class Engine:
         return bos, text(lc.llama_vocab_eos(self._vocab))
 
     def _native_chat_prompt(self, user_text: str, *, with_image: bool = True,
-                            earlier: Sequence[tuple[str, str]] = ()) -> str:
+                            earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
         """The conversation through llama.cpp's ``llama_chat_apply_template``, the marker
         first in the first user turn."""
         if with_image and earlier:
@@ -388,7 +390,7 @@ class Engine:
             earlier = [(f"{self.media_marker}\n{first}", answer), *rest]
         elif with_image:
             user_text = f"{self.media_marker}\n{user_text}"
-        return apply_builtin_template(self._model, user_text, self.model_path, earlier)
+        return apply_builtin_template(self._model, user_text, self.model_path, earlier, system)
 
     # -- prompts with images --------------------------------------------------------------
 

@@ -144,16 +144,18 @@ def projector_params(settings: EngineSettings, threads: int) -> mtmd.mtmd_contex
 
 
 def apply_builtin_template(model: lc.llama_model_p, content: str, path: Path,
-                           earlier: Sequence[tuple[str, str]] = ()) -> str:
+                           earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
     """One user turn of ``content`` through llama.cpp's ``llama_chat_apply_template``,
-    after the ``earlier`` turns (user text, assistant answer), oldest first.
+    after the ``earlier`` turns (user text, assistant answer), oldest first, and a
+    ``system`` message first when one is given.
 
     Raises:
         EngineError: llama.cpp does not know the model's template.
     """
     template = lc.llama_model_chat_template(model, None)
-    turns = [(role, text) for user, answer in earlier
-             for role, text in (("user", user), ("assistant", answer))]
+    turns = [("system", system)] if system else []
+    turns += [(role, text) for user, answer in earlier
+              for role, text in (("user", user), ("assistant", answer))]
     turns.append(("user", content))
     encoded = [(role.encode(), text.encode("utf-8")) for role, text in turns]
     msg = (lc.llama_chat_message * len(encoded))()

@@ -8,7 +8,7 @@ import numpy as np
 from llama_cpp import llama_cpp as lc
 
 from stagewise.models.errors import EngineError
-from stagewise.models.inference.sampling_settings import GREEDY, SamplingSettings
+from stagewise.models.inference.sampling_settings import GREEDY, SamplingSettings, mix_seed
 
 __all__ = ["GREEDY", "Sampler", "SamplingSettings", "mix_seed"]
 
@@ -114,12 +114,3 @@ def _array_of(data: np.ndarray) -> lc.llama_token_data_array:
         data=data.ctypes.data_as(lc.llama_token_data_p), size=len(data), selected=-1,
         sorted=False,
     )
-
-
-def mix_seed(*parts: int) -> int:
-    """Derive a 32-bit seed from several integers (stable across runs and platforms)."""
-    h = 0x811C9DC5
-    for part in parts:
-        for byte in int(part).to_bytes(8, "little", signed=True):
-            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h

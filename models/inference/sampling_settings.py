@@ -1,4 +1,4 @@
-"""How candidates pick tokens; importable without loading llama.cpp."""
+"""How candidates pick tokens, and their seeds; importable without loading llama.cpp."""
 
 from __future__ import annotations
 
@@ -29,3 +29,12 @@ class SamplingSettings:
 
 
 GREEDY = SamplingSettings(temperature=0.0, top_p=1.0)
+
+
+def mix_seed(*parts: int) -> int:
+    """Derive a 32-bit seed from several integers (stable across runs and platforms)."""
+    h = 0x811C9DC5
+    for part in parts:
+        for byte in int(part).to_bytes(8, "little", signed=True):
+            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h

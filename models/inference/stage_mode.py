@@ -15,7 +15,7 @@ class StageMode(enum.StrEnum):
 
     NATIVE: the model was fine-tuned on LLaVA-CoT data and emits the stages by itself.
     PROMPTED: any other model; the question is followed by
-    :data:`stagewise.models.reasoning.stages.PROMPTED_INSTRUCTION`.
+    :data:`stagewise.models.stages.PROMPTED_INSTRUCTION`.
     """
 
     NATIVE = "native"

@@ -18,14 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from stagewise.models.disk.atomic import write_atomic
+from stagewise.models.disk.paths import data_dir
 from stagewise.models.errors import StagewiseError
 from stagewise.models.hardware import Hardware
 from stagewise.models.inference.gguf_check import check_pair
 from stagewise.models.library.catalogue import CatalogueEntry
-from stagewise.models.library.files import find_mmproj, write_atomic
+from stagewise.models.library.files import find_mmproj
 from stagewise.models.library.hub import download
 from stagewise.models.library.hub_transfer import DownloadProgress
-from stagewise.models.storage.paths import data_dir
 
 LIBRARY_FILE = "library.json"
 LIBRARY_VERSION = 1

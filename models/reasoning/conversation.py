@@ -47,8 +47,8 @@ def turns_of(results: Iterable[SearchResult]) -> tuple[Turn, ...]:
 
 def answer_room(settings: SearchSettings) -> int:
     """Context cells the search needs after its prompt: the chosen answer, the candidates
-    and the judges' prompts (:func:`stagewise.models.hardware.need.search_context` without
-    the prompt and the image, which the prompt's own count covers)."""
-    from stagewise.models.hardware.need import search_context
+    and the selection's prompts (:func:`stagewise.models.reasoning.strategies.context_need`
+    without the prompt and the image, which the prompt's own count covers)."""
+    from stagewise.models.reasoning.strategies import context_need
 
-    return search_context(settings, prompt_tokens=0, image_tokens=0)
+    return context_need(settings, prompt_tokens=0, image_tokens=0)

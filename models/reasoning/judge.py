@@ -1,23 +1,30 @@
 """What the model is asked when it judges its own candidates (after the LLaVA-CoT paper).
 
 The judge sees the image, the question, an optional hint and two responses, and answers
-"Since <reason>, I choose response <1|2>." under a grammar, so the verdict can always be
-read. Before reasoning candidates meet, a text-only check asks whether each one's
-reasoning is correct assuming the caption is true; a candidate judged wrong loses.
+"Since <reason>, I choose response <1|2>." Before reasoning candidates meet, a text-only
+check asks whether each one's reasoning is correct assuming the caption is true; a
+candidate judged wrong loses.
+
+Two wordings (:data:`WORDINGS`):
+
+* ``short``: this project's, one sentence a stage, the form first and the responses last
+  (the demo model was trained as a judge on it); its check is a greedy "Yes" or "No";
+* ``reference``: the LLaVA-CoT reference's (``inference/VLMEvalKit/inference_demo.py``,
+  ``judge``): its long per-stage instruction before the responses and its reminder after
+  them, its "Repsonse" spelt as it spells it; its check is a free reply, failed when it says
+  "incorrect". The reference's indentation inside its check prompt (a code artifact) is left
+  out.
+
+A verdict is read as the reference reads it (:func:`read_choice`): response 1 when the reply
+says "I choose response 1", else response 2.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 
-VERDICT_GRAMMAR = r'''root ::= "Since " reason ", I choose response " choice "."
-reason ::= [^,\n]+
-choice ::= "1" | "2"
-'''
-FORCED_SUFFIX = ", I choose response "
 CHECK_GRAMMAR = 'root ::= "Yes" | "No"\n'
 
 _ASK = {
@@ -34,24 +41,83 @@ _ASK_WHOLE = "Which response answers the question better, with a more accurate d
              "of the image and sounder reasoning?"
 _ASK_SENTENCE = "The hint is the answer written so far. Which response is the better next " \
                 "sentence of that answer?"
-_VERDICT_RE = re.compile(r"^Since (?P<reason>.*?), I choose response (?P<choice>[12])\.?\s*$",
-                         re.DOTALL)
 
+WORDINGS = ("short", "reference")
+"""The judge's wordings: this project's short one and the reference's."""
 
-@dataclass(frozen=True)
-class ParsedVerdict:
-    choice: int | None  # 1 or 2; None while incomplete
-    reason: str
+CHOICE_PHRASE = "I choose response "
+"""What a verdict says before the response it chooses."""
+
+_REFERENCE = {
+    # stage (None: whole answers): (instruction before the responses, reminder after them)
+    Stage.SUMMARY: (
+        "Now you act as a judge, helping me determine which of the two texts I provide better "
+        "provides a summary of what it should do to solve the question. The summary should "
+        "focus on outlining the main approach instead of stating specific analytical "
+        "reasoning or math formula.",
+        "Please note that a better summary should focus on outlining the main approach "
+        "instead of stating specific analytical reasoning or math formula."),
+    Stage.CAPTION: (
+        "Now you act as a judge, helping me determine which of the two texts I provide better "
+        "summarizes the information in the image related to the question, and has fewer "
+        "errors. It is essential that the captions are as thorough as possible while "
+        "remaining accurate, capturing as many details as possible rather than providing only "
+        "general commentary.",
+        "Please note that a better caption should be as thorough as possible while remaining "
+        "accurate, capturing as many details as possible rather than providing only general "
+        "commentary."),
+    Stage.REASONING: (
+        "Now you act as a judge, helping me determine which of the two texts I provide better "
+        "explains the reasoning process to solve the question, and has fewer errors. Begin by "
+        "thoroughly reviewing the question, followed by an in-depth examination of each "
+        "answer individually, noting any differences. Subsequently, analyze these differences "
+        "to determine which response demonstrates stronger reasoning and provide a clear "
+        "conclusion.",
+        "Begin by thoroughly reviewing the question, followed by an in-depth examination of "
+        "each answer individually, noting any differences. Subsequently, analyze these "
+        "differences to determine which response demonstrates stronger reasoning and provide "
+        "a clear conclusion."),
+    Stage.CONCLUSION: (
+        "Now you act as a judge, helping me determine which of the two texts I provide offers "
+        "a more effective conclusion to the question. The conclusion should align with the "
+        "reasoning presented in the hint. The conclusion should never refuse to answer the "
+        "question.",
+        "Please note that a better conclusion should align with the reasoning presented in "
+        "the hint. The conclusion should never refuse to answer the question."),
+    None: (
+        "Now you act as a judge, helping me determine which of the two texts I provide better "
+        "answers the question.", ""),
+}
+_REFERENCE_SENTENCE = (
+    "Now you act as a judge, helping me determine which of the two texts I provide is a "
+    "better next sentence for the answer to the question.", "")
+_REFERENCE_FORMAT = (
+    " Please strictly follow the following format requirements when outputting, and "
+    "don\u2019t have any other unnecessary words.\n\nOutput format: \"Since [reason], I choose "
+    "response [1/2].\"")
+_REFERENCE_CHECK = (
+    "Now you act as a judge, helping me determine whether the reasoning process in the given "
+    "text is correct and accurate based on the given information.\n"
+    "You should assume that the given information about the image is correct.\n"
+    "You should only consider the reasoning process itself, not the correctness of the "
+    "background information.\n"
+    "If the reasoning process invovles any calculations, you should verify the accuracy of "
+    "the calculations.\n"
+    "You should output 'correct' if you don't find any errors in the reasoning process, and "
+    "'incorrect' if you find any errors.")
 
 
 def judge_text(stage: Stage | None, question: str, first: str, second: str,
-               hint: str = "", *, sentence: bool = False) -> str:
+               hint: str = "", *, sentence: bool = False, wording: str = "short") -> str:
     """The user turn of a pairwise judgement (the image goes before it).
 
-    The task comes first and the two responses last, so that the judgements of one
-    question share everything up to "Response 1" in the cache. With ``sentence``, the
-    paper's sentence-level question: which response is the better next sentence.
+    In the short wording the task comes first and the two responses last, so that the
+    judgements of one question share everything up to "Response 1" in the cache. With
+    ``sentence``, the paper's sentence-level question: which response is the better next
+    sentence. The reference wording is the reference's (:data:`_REFERENCE`).
     """
+    if wording == "reference":
+        return _reference_judge_text(stage, question, first, second, hint, sentence)
     ask = _ASK_SENTENCE if sentence else _ASK[stage] if stage else _ASK_WHOLE
     parts = [
         f"{ask} Answer in the form \"Since <reason>, I choose response <1 or 2>.\"",
@@ -63,6 +129,41 @@ def judge_text(stage: Stage | None, question: str, first: str, second: str,
     return "\n\n".join(parts)
 
 
+def _reference_judge_text(stage: Stage | None, question: str, first: str, second: str,
+                          hint: str, sentence: bool) -> str:
+    ask, remind = _REFERENCE_SENTENCE if sentence else _REFERENCE[stage]
+    text = f"{ask}\n\nQuestion: {question.strip()}"
+    if hint:
+        text += f"\n\nHint about the Question: {hint.strip()}"
+    text += f"\nRepsonse 1: {first.strip()}\nRepsonse 2: {second.strip()}"
+    return f"{text}\n\n{remind}{_REFERENCE_FORMAT}"
+
+
+def reference_check_text(caption: str, reasoning: str) -> str:
+    """The reference's text-only check of one reasoning: a free reply that fails it when it
+    says "incorrect"."""
+    return (f"{_REFERENCE_CHECK}\n\nGiven Information: {caption.strip()}\n\n"
+            f"Reasoning Process: {reasoning.strip()}")
+
+
+def read_choice(text: str) -> tuple[int, bool]:
+    """The response a judge's reply chooses, as the reference reads it: 1 when it says "I
+    choose response 1", else 2; and whether the reply named a response at all."""
+    if f"{CHOICE_PHRASE}1" in text:
+        return 1, True
+    return 2, f"{CHOICE_PHRASE}2" in text
+
+
+def choice_stop(text: str) -> int | None:
+    """Where a judge's reply ends: just after it names a response (None until then)."""
+    for digit in "12":
+        at = text.find(f"{CHOICE_PHRASE}{digit}")
+        if at >= 0:
+            end = at + len(CHOICE_PHRASE) + 1
+            return end + 1 if text[end:end + 1] == "." else end
+    return None
+
+
 def check_text(question: str, caption: str, reasoning: str) -> str:
     """The text-only correctness check for one reasoning candidate."""
     return (
@@ -72,16 +173,6 @@ def check_text(question: str, caption: str, reasoning: str) -> str:
         "Assuming the description is true, is this reasoning, including any arithmetic, "
         "correct? Answer Yes or No."
     )
-
-
-def parse_verdict(text: str) -> ParsedVerdict:
-    """Read a (possibly incomplete) verdict; never raises."""
-    m = _VERDICT_RE.match(text.strip())
-    if not m:
-        reason = text.strip()
-        reason = reason[len("Since "):] if reason.startswith("Since ") else reason
-        return ParsedVerdict(None, reason.split(FORCED_SUFFIX)[0].strip())
-    return ParsedVerdict(int(m.group("choice")), m.group("reason").strip())
 
 
 _RESPONSE_WORD = re.compile(

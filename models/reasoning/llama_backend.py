@@ -26,7 +26,13 @@ from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
 from stagewise.models.inference.sampling import Sampler, mix_seed
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.llama_judging import ImagePrefix, JudgeCache, check, yes_probability
+from stagewise.models.reasoning.llama_judging import (
+    ImagePrefix,
+    JudgeCache,
+    check,
+    choice_probabilities,
+    yes_probability,
+)
 from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
 from stagewise.models.reasoning.search_backend import (
     BackendStats,
@@ -39,7 +45,7 @@ from stagewise.models.reasoning.search_backend import (
     SampleRequest,
 )
 from stagewise.models.reasoning.sequence_pool import SequencePool
-from stagewise.models.reasoning.stages import StageParser, user_text
+from stagewise.models.stages import StageParser, user_text
 
 __all__ = ["LlamaBackend"]
 
@@ -88,6 +94,10 @@ class LlamaBackend:
     @property
     def max_candidates(self) -> int:
         return self.engine.settings.n_seq_max
+
+    @property
+    def measures_entropy(self) -> bool:
+        return True
 
     def stats(self) -> BackendStats:
         s = self.engine.stats
@@ -312,6 +322,11 @@ class LlamaBackend:
     def yes_probability(self, prompts: Sequence[Prompt]) -> list[float]:
         return yes_probability(self.engine, self._pool, self._image_prefix(), self._root.seq,
                                prompts)
+
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        return choice_probabilities(self.engine, self._pool, self._image_prefix(),
+                                    self._root.seq, prompts, answer_start, choices)
 
     def _image_prefix(self) -> ImagePrefix:
         if self._prefix is None:

@@ -12,16 +12,19 @@ import math
 from collections.abc import Sequence
 from types import TracebackType
 
+import numpy as np
+
 from stagewise.models.errors import EngineError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
 from stagewise.models.inference.sampling import GREEDY, Sampler
+from stagewise.models.inference.sampling_settings import mix_seed
 from stagewise.models.reasoning import judge as judging
 from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
-from stagewise.models.reasoning.search_backend import JudgeReply, Prompt, SampleRequest
+from stagewise.models.reasoning.search_backend import Prompt, ReplyRequest, SampleRequest
 from stagewise.models.reasoning.sequence_pool import SequencePool
 
-__all__ = ["ImagePrefix", "JudgeCache", "check", "yes_probability"]
+__all__ = ["ImagePrefix", "JudgeCache", "check", "choice_probabilities", "yes_probability"]
 
 
 class ImagePrefix:
@@ -62,8 +65,8 @@ class ImagePrefix:
 
 
 class JudgeCache:
-    """One knockout's judgements; its judge sequences stay cached until it closes, so
-    that a later round can reuse their cells."""
+    """One knockout's replies; the sequences of replies with the image stay cached until it
+    closes, so that a later round's prompts can reuse their cells."""
 
     def __init__(self, engine: Engine, pool: SequencePool, prefix: ImagePrefix,
                  root: int) -> None:
@@ -79,47 +82,54 @@ class JudgeCache:
             _release(self.engine, self.pool, seq)
         self.donors = []
 
-    def judge(self, prompts: Sequence[Prompt], max_tokens: int) -> list[JudgeReply]:
-        """Judge several pairs at once, each forked from the cached image prefix."""
+    def reply(self, prompts: Sequence[Prompt], request: ReplyRequest) -> list[str]:
+        """Write a reply to each prompt, all together: with the image, each forked from the
+        cached image prefix; text only, each from the start of its own sequence."""
         if not prompts:
             return []
-        engine, shared = self.engine, self.prefix.shared_pos
+        engine = self.engine
+        with_image = prompts[0].image
+        start = self.prefix.shared_pos if with_image else 0
         streams: list[Stream] = []
         try:
             jobs = []
             for k, prompt in enumerate(prompts):
-                tail = self.prefix.tail_after_image(engine.chat_prompt(prompt.text),
-                                                    prompt.plain)
+                if with_image:
+                    tail = self.prefix.tail_after_image(engine.chat_prompt(prompt.text),
+                                                        prompt.plain)
+                else:
+                    tail = engine.tokenize_plain(
+                        engine.chat_prompt(prompt.text, with_image=False), prompt.plain,
+                        add_special=True)
                 seq = self.pool.take()
-                engine.copy_seq(self.root, seq, 0, shared)
-                streams.append(Stream(seq, shared + len(tail), k,
-                                      Sampler(engine.vocab, GREEDY, 0, judging.VERDICT_GRAMMAR)))
+                if with_image:
+                    engine.copy_seq(self.root, seq, 0, start)
+                sampler = Sampler(engine.vocab, request.sampling, mix_seed(request.seed, k))
+                streams.append(Stream(seq, start + len(tail), k, sampler))
                 jobs.append(tail)
-            index = eval_shared(engine, [st.seq for st in streams], shared, jobs, self.donors)
-            self.donors += [(st.seq, tail) for st, tail in zip(streams, jobs, strict=True)]
-            request = SampleRequest(len(prompts), 0, 0, GREEDY, judging.VERDICT_GRAMMAR,
-                                    _verdict_stop, (), False, max_tokens)
-            for _ in first_token(engine, streams, index, request):
+            donors = self.donors if with_image else ()
+            index = eval_shared(engine, [st.seq for st in streams], start, jobs, donors)
+            if with_image:
+                self.donors += [(st.seq, tail) for st, tail in zip(streams, jobs, strict=True)]
+            sample = SampleRequest(len(prompts), request.seed, 0, request.sampling, None,
+                                   request.stop, request.stop_strings, False,
+                                   request.max_tokens)
+            for _ in first_token(engine, streams, index, sample):
                 pass
-            for _ in generate(engine, streams, request):
+            for _ in generate(engine, streams, sample):
                 pass
-            return self._replies(streams)
+            return [_kept(st.text, request) for st in streams]
         finally:
             for st in streams:
                 st.sampler.close()
                 if all(seq != st.seq for seq, _ in self.donors):
                     _release(engine, self.pool, st.seq)
 
-    def _replies(self, streams: list[Stream]) -> list[JudgeReply]:
-        undecided = [st for st in streams if judging.parse_verdict(st.text).choice is None]
-        forced = _force_choice(self.engine, undecided)
-        replies = []
-        for st in streams:
-            parsed = judging.parse_verdict(st.text)
-            choice = parsed.choice or forced[st.seq]
-            text = st.text if parsed.choice else f"{st.text}{judging.FORCED_SUFFIX}{choice}."
-            replies.append(JudgeReply(text, choice, parsed.reason, parsed.choice is None))
-        return replies
+
+def _kept(text: str, request: ReplyRequest) -> str:
+    """A reply up to its stop."""
+    end = request.stop(text)
+    return text if end is None else text[:end]
 
 
 def check(engine: Engine, pool: SequencePool, prompts: Sequence[Prompt]) -> list[str]:
@@ -150,16 +160,40 @@ def yes_probability(engine: Engine, pool: SequencePool, prefix: ImagePrefix, roo
     """P("Yes") against "No" as the first token of the answer to each prompt (with the
     image forked from ``root``)."""
     yes, no = yes_no_tokens(engine)
+    return [yes_share(row, yes, no) for row in _answer_logits(engine, pool, prefix, root,
+                                                              prompts, "")]
+
+
+def choice_probabilities(engine: Engine, pool: SequencePool, prefix: ImagePrefix, root: int,
+                         prompts: Sequence[Prompt], answer_start: str,
+                         choices: Sequence[str]) -> list[tuple[float, ...]]:
+    """For each prompt (with the image forked from ``root``) and its answer begun with
+    ``answer_start``: the probability of each choice's first token, among the choices."""
+    tokens = [engine.tokenize(choice, special=False)[-1] for choice in choices]
+    out = []
+    for row in _answer_logits(engine, pool, prefix, root, prompts, answer_start):
+        picked = [float(row[t]) for t in tokens]
+        top = max(picked)
+        weights = [math.exp(v - top) for v in picked]
+        total = sum(weights)
+        out.append(tuple(w / total for w in weights))
+    return out
+
+
+def _answer_logits(engine: Engine, pool: SequencePool, prefix: ImagePrefix, root: int,
+                   prompts: Sequence[Prompt], answer_start: str) -> list[np.ndarray]:
+    """The logits of the next token after each prompt and ``answer_start`` (copies)."""
     shared = prefix.shared_pos
     seqs, jobs = [], []
     try:
         for prompt in prompts:
-            jobs.append(prefix.tail_after_image(engine.chat_prompt(prompt.text), prompt.plain))
+            text = engine.chat_prompt(prompt.text) + answer_start
+            jobs.append(prefix.tail_after_image(text, prompt.plain))
             seq = pool.take()
             engine.copy_seq(root, seq, 0, shared)
             seqs.append(seq)
         index = eval_shared(engine, seqs, shared, jobs)
-        return [yes_share(engine.logits(index[seq]), yes, no) for seq in seqs]
+        return [np.array(engine.logits(index[seq])) for seq in seqs]
     finally:
         for seq in seqs:
             _release(engine, pool, seq)
@@ -213,30 +247,12 @@ def eval_shared(engine: Engine, seqs: list[int], start: int, runs: list[list[int
                                for seq, run, n in zip(seqs, runs, done, strict=True)])
 
 
-def _force_choice(engine: Engine, streams: list[Stream]) -> dict[int, int]:
-    """For judges out of budget, append the verdict phrase and compare "1" against "2"."""
-    if not streams:
-        return {}
-    suffix = engine.tokenize(judging.FORCED_SUFFIX)
-    one, two = engine.tokenize("1")[-1], engine.tokenize("2")[-1]
-    index = engine.eval_tokens([(st.seq, st.pos, st.pending + suffix) for st in streams])
-    choice = {}
-    for st in streams:
-        row = engine.logits(index[st.seq])
-        choice[st.seq] = 1 if row[one] >= row[two] else 2
-    return choice
-
-
 def _common_prefix(runs: list[list[int]]) -> list[int]:
     first = runs[0]
     n = 0
     while n < len(first) and all(len(r) > n and r[n] == first[n] for r in runs):
         n += 1
     return first[:n]
-
-
-def _verdict_stop(text: str) -> int | None:
-    return len(text) if judging.parse_verdict(text).choice is not None else None
 
 
 def _release(engine: Engine, pool: SequencePool, seq: int) -> None:

@@ -10,14 +10,16 @@ import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from stagewise.models.events import Finish
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.sampling import Sampler, mix_seed
 from stagewise.models.reasoning.search_backend import Delta, Sampled, SampleRequest
 from stagewise.models.reasoning.stage_grammar import answer_grammar
-from stagewise.models.reasoning.stages import TAG_WINDOW, StageParser
+from stagewise.models.stages import TAG_WINDOW, StageParser
 
-__all__ = ["Stream", "first_token", "generate"]
+__all__ = ["Stream", "first_token", "generate", "token_stats"]
 
 @dataclass
 class Stream:
@@ -30,6 +32,7 @@ class Stream:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     logprob_sum: float = 0.0
+    entropy_sum: float = 0.0
     n_scored: int = 0
     finish: Finish | None = None
     pending: list[int] = field(default_factory=list)  # sampled or forced, not yet in the cache
@@ -40,8 +43,9 @@ class Stream:
 
     def sampled(self) -> Sampled:
         mean = self.logprob_sum / self.n_scored if self.n_scored else float("-inf")
+        entropy = self.entropy_sum / self.n_scored if self.n_scored else None
         return Sampled(self.index, self.text, tuple(self.tokens), len(self.tokens),
-                       self.n_scored, mean, self.finish, self.stage_tokens)
+                       self.n_scored, mean, self.finish, self.stage_tokens, entropy)
 
 
 def first_token(engine: Engine, streams: list[Stream], index: int | dict[int, int],
@@ -80,7 +84,9 @@ def generate(engine: Engine, streams: list[Stream], request: SampleRequest
 def _next_token(engine: Engine, st: Stream, index: int, request: SampleRequest) -> None:
     """Sample the stream's next token from output ``index`` and decide whether it ends."""
     token = st.sampler.sample(engine.ctx, index)
-    st.logprob_sum += engine.token_logprob(index, token)
+    logprob, entropy = token_stats(engine.logits(index), token)
+    st.logprob_sum += logprob
+    st.entropy_sum += entropy
     st.n_scored += 1
     if engine.is_eog(token):
         st.finish = "eog"
@@ -125,3 +131,15 @@ def _keep_stage_budget(engine: Engine, st: Stream, piece: str, request: SampleRe
         st.sampler = Sampler(engine.vocab, request.sampling,
                              mix_seed(request.seed, request.segment, st.index, len(st.tokens)),
                              answer_grammar(stage.next, opened=True))
+
+
+def token_stats(row: np.ndarray, token: int) -> tuple[float, float]:
+    """log p(token) and the distribution's entropy (nats), from a row of raw logits: the
+    distribution the sampler's chain starts from, at temperature 1, in one pass over it."""
+    top = float(row.max())
+    shifted = row - top
+    weights = np.exp(shifted)
+    total = weights.sum()
+    log_total = float(np.log(total))
+    entropy = log_total - float(np.dot(weights, shifted) / total)
+    return float(row[token]) - top - log_total, entropy

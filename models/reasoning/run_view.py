@@ -34,7 +34,9 @@ from stagewise.models.events import (
     Verdict,
 )
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.stages import STAGES, Stage, StageParser
+from stagewise.models.reasoning.selections import SELECTIONS, Selection
+from stagewise.models.reasoning.strategies import STRATEGIES, Strategy
+from stagewise.models.stages import STAGES, Stage, StageParser
 
 _TAG = re.compile(r"</?(?:" + "|".join(s.name for s in STAGES) + r")>")
 
@@ -126,14 +128,18 @@ class RunView:
 
     def doubts(self) -> list[str]:
         """Why the chosen answer deserves less trust than usual, one sentence each: every
-        candidate of a segment failed the correctness check, or the judge ran out of words
-        and was made to choose."""
+        candidate of a segment failed the correctness check, or the judge's reply named no
+        candidate (it was read as the reference reads it), or (runs saved before replies
+        were free) the judge ran out of words and was made to choose."""
         found = []
         for seg in self.segments:
             where = seg.unit.title if seg.unit else "answer"
             if seg.checks and not any(c.correct for c in seg.checks):
                 found.append(f"Every {where} candidate failed the correctness check; one "
                              "was chosen anyway.")
+            if any(v.unread for v in seg.verdicts):
+                found.append(f"A verdict on the {where} candidates named neither; it was "
+                             "read as choosing the second, as the paper's code reads it.")
             if any(v.forced for v in seg.verdicts):
                 found.append(f"The judge did not finish a verdict on the {where} candidates "
                              "and was made to choose.")
@@ -215,7 +221,7 @@ class RunView:
                 for k, cv in enumerate(seg.candidates):
                     cv.won = k == i
                     cv.score = scores[k] if k < len(scores) else None
-                if self.started is not None and self.started.strategy == "retrace":
+                if self.strategy is not None and self.strategy.keeps_best:
                     self._keep_best(seg, i, scores)
                 else:
                     self._committed += seg.prefix + seg.candidates[i].raw
@@ -237,7 +243,8 @@ class RunView:
                 for stage in STAGES:  # a stopped stage keeps what its leader had written
                     final = result.stages.get(stage, "").strip()
                     live[stage].text = final or live[stage].text
-                    whole = result.strategy in ("best-of-n", "sentence")
+                    found = STRATEGIES.find(result.strategy)
+                    whole = found is not None and found.whole_answer
                     key = "answer" if whole else stage.value
                     if key in result.timings.stage_s:
                         self._stages[stage].seconds = result.timings.stage_s[key]
@@ -264,6 +271,18 @@ class RunView:
     @property
     def conclusion(self) -> str:
         return self._stages[Stage.CONCLUSION].text
+
+    @property
+    def strategy(self) -> Strategy | None:
+        """The run's strategy, when it is one this app knows."""
+        started = self.started.strategy if self.started else None
+        return STRATEGIES.find(started or (self.result.strategy if self.result else None))
+
+    @property
+    def selection(self) -> Selection | None:
+        """The run's selection, when it is one this app knows."""
+        started = self.started.select if self.started else None
+        return SELECTIONS.find(started or (self.result.select if self.result else None))
 
     @property
     def done(self) -> bool:
@@ -348,11 +367,18 @@ def replay(result: SearchResult) -> Iterator[Event]:
         for v in verdicts:
             yield JudgeVerdict(v)
         if no in chosen:
-            if result.select == "judge" and len(cands) > 1:
-                scores = tuple(float(sum(v.winner == c.index for v in verdicts))
-                               for c in cands)
-            else:
-                scores = tuple(c.mean_logprob for c in cands)
+            scores = _scores(cands, verdicts, SELECTIONS.find(result.select))
             i = chosen[no]
             yield SegmentChosen(unit, no, i, cands[i].text, scores, 0.0)
     yield AnswerFinished(result)
+
+
+def _scores(cands: list[Candidate], verdicts: list[Verdict],
+            chosen_by: Selection | None) -> tuple[float, ...]:
+    """A saved segment's scores: the ones its candidates kept; for runs saved before
+    candidates kept them, the verdicts won (pairwise) or the mean log-probabilities."""
+    if all(c.score is not None for c in cands):
+        return tuple(c.score for c in cands if c.score is not None)
+    if chosen_by is not None and chosen_by.pairwise and len(cands) > 1:
+        return tuple(float(sum(v.winner == c.index for v in verdicts)) for c in cands)
+    return tuple(c.mean_logprob for c in cands)

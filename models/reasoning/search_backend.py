@@ -14,8 +14,11 @@ text", "score these prompts" or "move the chosen text", never a token or a cache
 * :meth:`~SearchBackend.mark`, :meth:`~SearchBackend.rewind` and
   :meth:`~SearchBackend.branch` let retrace go back to an earlier point and continue
   from text it chose before;
-* :meth:`~SearchBackend.judging`, :meth:`~SearchBackend.check` and
-  :meth:`~SearchBackend.yes_probability` are the judge's prompts, asked about the image;
+* :meth:`~SearchBackend.judging` (free replies, such as a judge's verdicts),
+  :meth:`~SearchBackend.check` (a greedy Yes or No, text only),
+  :meth:`~SearchBackend.yes_probability` and :meth:`~SearchBackend.choice_probabilities`
+  (the probabilities of a few answers' first tokens) are the selections' prompts, asked about
+  the image unless a prompt says it is text only;
 * the cancel event given to :meth:`~SearchBackend.begin` stops any call with
   :class:`~stagewise.models.errors.Cancelled`.
 """
@@ -33,8 +36,8 @@ from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
 
-__all__ = ["BackendStats", "Delta", "JudgeReply", "JudgeSession", "Piece", "Prompt",
-           "PromptInfo", "SampleRequest", "Sampled", "SearchBackend", "StageBudget"]
+__all__ = ["BackendStats", "Delta", "JudgeSession", "Piece", "Prompt", "PromptInfo",
+           "ReplyRequest", "SampleRequest", "Sampled", "SearchBackend", "StageBudget"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class Sampled:
         mean_logprob: The mean log-probability of the sampled tokens.
         finish: Why it ended, or None when it was cut short.
         stage_tokens: In a whole answer, the tokens it wrote in the stage it ended in.
+        mean_entropy: The mean entropy (nats) of the model's distributions its tokens were
+            sampled from (temperature 1), where the backend sees whole distributions.
     """
 
     index: int
@@ -137,6 +142,7 @@ class Sampled:
     mean_logprob: float
     finish: Finish | None
     stage_tokens: int = 0
+    mean_entropy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -151,29 +157,44 @@ class Piece:
 @dataclass(frozen=True)
 class Prompt:
     """A user turn to ask the model, and the parts of it that are plain text (the
-    question, candidates) which must never be read as special tokens."""
+    question, candidates) which must never be read as special tokens.
+
+    Attributes:
+        text: The user turn's text.
+        plain: Its parts that are plain text.
+        image: The image goes before the text (False: a text-only prompt).
+    """
 
     text: str
     plain: tuple[str, ...] = ()
+    image: bool = True
 
 
 @dataclass(frozen=True)
-class JudgeReply:
-    """A pairwise verdict: its text, the response chosen (1 or 2), the reason given, and
-    whether the choice was forced because the judge ran out of tokens before naming one."""
+class ReplyRequest:
+    """How replies to prompts are written.
 
-    text: str
-    choice: int
-    reason: str
-    forced: bool
+    Attributes:
+        max_tokens: Tokens a reply may write.
+        sampling: Temperature, top-k, top-p (greedy with temperature 0).
+        seed: With each prompt's index it seeds that reply's sampler.
+        stop: Where a reply's text ends: the length kept, or None while it goes on.
+        stop_strings: ``stop`` as literal strings, for backends that only stop on strings.
+    """
+
+    max_tokens: int
+    sampling: SamplingSettings
+    seed: int
+    stop: Callable[[str], int | None]
+    stop_strings: tuple[str, ...] = ()
 
 
 class JudgeSession(Protocol):
-    """The judgements of one knockout: prompts judged in a later round may reuse what an
+    """The replies of one knockout: prompts asked in a later round may reuse what an
     earlier round's prompts left in the cache."""
 
-    def judge(self, prompts: Sequence[Prompt], max_tokens: int) -> list[JudgeReply]:
-        """Judge each prompt (with the image) greedily under the verdict grammar."""
+    def reply(self, prompts: Sequence[Prompt], request: ReplyRequest) -> list[str]:
+        """Each prompt's reply, written together."""
         ...
 
 
@@ -245,8 +266,14 @@ class SearchBackend(Protocol):
         itself to :meth:`rewind` to."""
         ...
 
+    @property
+    def measures_entropy(self) -> bool:
+        """Whether sampled candidates carry their mean entropy (the backend sees whole
+        distributions)."""
+        ...
+
     def judging(self) -> AbstractContextManager[JudgeSession]:
-        """A knockout's judgements; what they cached is freed when it closes."""
+        """A knockout's replies; what they cached is freed when it closes."""
         ...
 
     def check(self, prompts: Sequence[Prompt]) -> list[str]:
@@ -256,4 +283,11 @@ class SearchBackend(Protocol):
     def yes_probability(self, prompts: Sequence[Prompt]) -> list[float]:
         """The probability of "Yes" (against "No") as the answer to each prompt, with the
         image."""
+        ...
+
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        """For each prompt, with the image, and its answer begun with ``answer_start``: the
+        probability of each of ``choices`` as the next token, among them only (they sum
+        to 1)."""
         ...

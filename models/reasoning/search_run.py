@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stagewise.models.events import Candidate, Check, SearchResult, Timings, Verdict
 from stagewise.models.reasoning.search_backend import BackendStats, Sampled
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
+from stagewise.models.stages import STAGES, Stage, parse_answer
 
 __all__ = ["RunRecord"]
 
@@ -61,6 +61,13 @@ class RunRecord:
             self.generated += sum(s.n_sampled for s in sampled)
         return candidates
 
+    def set_scores(self, segment: int, scores: tuple[float, ...]) -> None:
+        """Give the candidates of ``segment`` the scores their selection gave them."""
+        self.candidates = [
+            replace(c, score=scores[c.index])
+            if c.segment == segment and c.index < len(scores) else c
+            for c in self.candidates]
+
     def add_time(self, unit: Stage | None, seconds: float) -> None:
         key = unit.value if unit else "answer"
         self.stage_s[key] = self.stage_s.get(key, 0.0) + seconds
@@ -94,4 +101,4 @@ class RunRecord:
 def candidate(unit: Stage | None, segment: int, s: Sampled) -> Candidate:
     """The event record of a sampled candidate."""
     return Candidate(unit, segment, s.index, s.text, s.n_tokens, s.mean_logprob,
-                     s.finish or "cancelled", s.tokens)
+                     s.finish or "cancelled", s.tokens, mean_entropy=s.mean_entropy)

@@ -16,9 +16,10 @@ from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_backend import SampleRequest, StageBudget
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stage_grammar import answer_grammar, stage_grammar
-from stagewise.models.reasoning.stages import STAGES, Stage, StageParser, stage_end
+from stagewise.models.stages import STAGES, Stage, StageParser, stage_end
 
-__all__ = ["Segment", "plan", "stage_segment"]
+__all__ = ["Segment", "paper_sentence_stop", "sentence_segments", "stage_segment",
+           "whole_answer_segment"]
 
 
 @dataclass(frozen=True)
@@ -67,33 +68,26 @@ def stage_segment(stage: Stage, settings: SearchSettings, mode: StageMode,
                    settings.max_stage_tokens, opened if prompted else "")
 
 
-def plan(settings: SearchSettings, mode: StageMode, chosen: Callable[[], tuple[str, int, bool]]
-         ) -> Iterator[Segment]:
-    """The segments of a run, in order.
+def whole_answer_segment(settings: SearchSettings, mode: StageMode) -> Segment:
+    """The whole answer as one segment, as best-of-N samples it."""
+    prompted = mode is StageMode.PROMPTED
+    return Segment(None, answer_grammar(opened=True) if prompted else None,
+                   lambda t: stage_end(t, Stage.CONCLUSION), (Stage.CONCLUSION.close_tag,),
+                   4 * settings.max_stage_tokens,
+                   Stage.SUMMARY.open_tag if prompted else "", whole=True)
+
+
+def sentence_segments(settings: SearchSettings, mode: StageMode,
+                      chosen: Callable[[], tuple[str, int, bool]]) -> Iterator[Segment]:
+    """The paper's sentence-level search: the whole answer, one sentence at a time.
 
     Args:
-        settings: The search's settings (strategy, budgets).
+        settings: The search's settings (the answer's budget).
         mode: Prompted or native.
         chosen: The chosen text so far when the next segment is planned: (its text, the
             tokens it holds, whether it ended the assistant's turn).
     """
     prompted = mode is StageMode.PROMPTED
-    if settings.strategy == "best-of-n":
-        yield Segment(None, answer_grammar(opened=True) if prompted else None,
-                      lambda t: stage_end(t, Stage.CONCLUSION), (Stage.CONCLUSION.close_tag,),
-                      4 * settings.max_stage_tokens,
-                      Stage.SUMMARY.open_tag if prompted else "", whole=True)
-        return
-    if settings.strategy == "stage":
-        for stage in STAGES:
-            yield stage_segment(stage, settings, mode, chosen()[0])
-        return
-    yield from _sentences(settings, prompted, chosen)
-
-
-def _sentences(settings: SearchSettings, prompted: bool,
-               chosen: Callable[[], tuple[str, int, bool]]) -> Iterator[Segment]:
-    """The paper's sentence-level search: the whole answer, one sentence at a time."""
     total = 4 * settings.max_stage_tokens
     while True:
         answer, spent, ended = chosen()

@@ -6,7 +6,7 @@ for the close tag, so a prompted model cannot skip, repeat or reorder stages.
 
 from __future__ import annotations
 
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 __all__ = ["answer_grammar", "stage_grammar"]
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from stagewise.models.build.gguf_writer import CopiedTokenizer
 from stagewise.models.build.tiny_vlm import TinyPair, TinySpec, write_tiny_pair
+from stagewise.models.disk.paths import cache_dir
 from stagewise.models.recipes.llava_cot.converter import converter_source, llama_cpp_version
-from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["QWEN_SHAPES", "REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary",
            "qwen_real_vocabulary_pair", "real_vocabulary_pair", "with_tokenizer"]

@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
+from stagewise.models.disk.atomic import write_atomic
+from stagewise.models.disk.paths import config_dir
 from stagewise.models.errors import StagewiseError
-from stagewise.models.library.files import write_atomic
-from stagewise.models.storage.paths import config_dir
 
 __all__ = ["KEY_ENV", "KeyStore"]
 

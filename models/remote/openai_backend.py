@@ -22,11 +22,16 @@ from typing import Any
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling import mix_seed
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.search_backend import Prompt, PromptInfo, SampleRequest
-from stagewise.models.reasoning.stages import user_text
+from stagewise.models.reasoning.search_backend import (
+    Prompt,
+    PromptInfo,
+    ReplyRequest,
+    SampleRequest,
+)
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.server_backend import png_base64
 from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
+from stagewise.models.stages import user_text
 
 __all__ = ["OpenAIBackend"]
 
@@ -97,13 +102,21 @@ class OpenAIBackend(RemoteBackend):
         choices = done.get("choices") or [{}]
         return str((choices[0].get("message") or {}).get("content") or "")
 
-    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
-        done = self._chat(self._messages(prompt, ""), {
+    def top_logprobs(self, prompt: Prompt, reply: str = "") -> dict[str, float]:
+        done = self._chat(self._messages(prompt, reply), {
             "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": _TOP})
         choices = done.get("choices") or [{}]
         content = (choices[0].get("logprobs") or {}).get("content") or [{}]
         return {str(t.get("token", "")).strip(): float(t["logprob"])
                 for t in content[0].get("top_logprobs") or [] if "logprob" in t}
+
+    def sampled(self, prompt: Prompt, request: ReplyRequest, seed: int) -> str:
+        options = {"max_tokens": request.max_tokens, "seed": seed,
+                   "stop": list(request.stop_strings), "include_stop_str_in_output": True,
+                   **_sampling(request)}
+        done = self._chat(self._messages(prompt, "", image=prompt.image), options)
+        choices = done.get("choices") or [{}]
+        return str((choices[0].get("message") or {}).get("content") or "")
 
     # -- requests -------------------------------------------------------------------------
 
@@ -135,7 +148,7 @@ class OpenAIBackend(RemoteBackend):
             self.image_encodes += 1
 
 
-def _sampling(request: SampleRequest) -> dict[str, Any]:
+def _sampling(request: SampleRequest | ReplyRequest) -> dict[str, Any]:
     s = request.sampling
     if s.greedy:
         return {"temperature": 0}

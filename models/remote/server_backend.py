@@ -31,10 +31,15 @@ from stagewise.models.inference.families import detect_family
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling import mix_seed
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.search_backend import Prompt, PromptInfo, SampleRequest
-from stagewise.models.reasoning.stages import user_text
+from stagewise.models.reasoning.search_backend import (
+    Prompt,
+    PromptInfo,
+    ReplyRequest,
+    SampleRequest,
+)
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
+from stagewise.models.stages import user_text
 
 __all__ = ["ServerBackend", "png_base64"]
 
@@ -111,12 +116,20 @@ class ServerBackend(RemoteBackend):
         done = self._complete(self._template(prompt, image) + reply, options, image=image)
         return str(done.get("content") or "")
 
-    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
-        done = self._complete(self._template(prompt, True), {"n_predict": 1, "n_probs": _TOP,
-                                                    "temperature": 0}, image=True)
+    def top_logprobs(self, prompt: Prompt, reply: str = "") -> dict[str, float]:
+        done = self._complete(self._template(prompt, True) + reply,
+                              {"n_predict": 1, "n_probs": _TOP, "temperature": 0}, image=True)
         first = (done.get("completion_probabilities") or [{}])[0]
         return {str(t.get("token", "")).strip(): float(t["logprob"])
                 for t in first.get("top_logprobs") or [] if "logprob" in t}
+
+    def sampled(self, prompt: Prompt, request: ReplyRequest, seed: int) -> str:
+        options = {"n_predict": request.max_tokens, "seed": seed,
+                   "stop": list(request.stop_strings), **_sampling(request)}
+        done = self._complete(self._template(prompt, prompt.image), options,
+                              image=prompt.image)
+        stop = done.get("stopping_word") if done.get("stopped_word") else ""
+        return str(done.get("content") or "") + (stop if isinstance(stop, str) else "")
 
     # -- requests -------------------------------------------------------------------------
 
@@ -170,7 +183,7 @@ def png_base64(image: PreparedImage) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def _sampling(request: SampleRequest) -> dict[str, Any]:
+def _sampling(request: SampleRequest | ReplyRequest) -> dict[str, Any]:
     s = request.sampling
     if s.greedy:
         return {"temperature": 0}

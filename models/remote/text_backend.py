@@ -19,25 +19,25 @@ from typing import Any
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import Finish
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.sampling_settings import mix_seed
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning import judge as judging
 from stagewise.models.reasoning.search_backend import (
     BackendStats,
     Delta,
-    JudgeReply,
     Piece,
     Prompt,
     PromptInfo,
+    ReplyRequest,
     Sampled,
     SampleRequest,
 )
-from stagewise.models.reasoning.stages import TAG_WINDOW
 from stagewise.models.remote.http import Endpoint, ServerError, Stream
+from stagewise.models.stages import TAG_WINDOW
 
 __all__ = ["MAX_CANDIDATES", "Job", "RemoteBackend", "Update"]
 
 MAX_CANDIDATES = 64  # requests queue on the server beyond what it runs at once
-CHOICE_GRAMMAR = 'root ::= "1" | "2"\n'
 
 _Queue = queue.Queue["tuple[int, str] | BaseException | None"]
 
@@ -119,9 +119,14 @@ class RemoteBackend:
         ``reply`` (the start of the answer) when one is given."""
         raise NotImplementedError
 
-    def top_logprobs(self, prompt: Prompt) -> dict[str, float]:
+    def top_logprobs(self, prompt: Prompt, reply: str = "") -> dict[str, float]:
         """The log-probabilities of the likeliest first tokens of the answer (with the
-        image), by their text, stripped."""
+        image), continuing ``reply`` when one is given, by their text, stripped."""
+        raise NotImplementedError
+
+    def sampled(self, prompt: Prompt, request: ReplyRequest, seed: int) -> str:
+        """A reply to the user turn ``prompt`` (with the image unless the prompt is text
+        only), sampled as ``request`` says, ending at its stop strings."""
         raise NotImplementedError
 
     # -- the seam -------------------------------------------------------------------------
@@ -198,12 +203,21 @@ class RemoteBackend:
     def judging(self) -> AbstractContextManager[_Judge]:
         return nullcontext(_Judge(self))
 
+    @property
+    def measures_entropy(self) -> bool:
+        return False  # servers return a few log-probabilities a token, not distributions
+
     def check(self, prompts: Sequence[Prompt]) -> list[str]:
         return self.parallel([lambda p=p: self.greedy(p, judging.CHECK_GRAMMAR, 1, image=False)
                               for p in prompts])
 
     def yes_probability(self, prompts: Sequence[Prompt]) -> list[float]:
         return self.parallel([lambda p=p: _yes_share(self.top_logprobs(p)) for p in prompts])
+
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        tops = self.parallel([lambda p=p: self.top_logprobs(p, answer_start) for p in prompts])
+        return [_shares(top, choices) for top in tops]
 
     # -- running requests -----------------------------------------------------------------
 
@@ -275,24 +289,22 @@ class RemoteBackend:
 
 
 class _Judge:
-    """A knockout's judgements, each a request (and one more when a verdict is cut short)."""
+    """A knockout's replies, each a request."""
 
     def __init__(self, backend: RemoteBackend) -> None:
         self.backend = backend
 
-    def judge(self, prompts: Sequence[Prompt], max_tokens: int) -> list[JudgeReply]:
-        return self.backend.parallel([lambda p=p: self._one(p, max_tokens) for p in prompts])
+    def reply(self, prompts: Sequence[Prompt], request: ReplyRequest) -> list[str]:
+        replies = self.backend.parallel([
+            lambda p=p, k=k: self.backend.sampled(p, request, mix_seed(request.seed, k))
+            for k, p in enumerate(prompts)])
+        return [_kept(str(text), request) for text in replies]
 
-    def _one(self, prompt: Prompt, max_tokens: int) -> JudgeReply:
-        backend = self.backend
-        text = backend.greedy(prompt, judging.VERDICT_GRAMMAR, max_tokens, image=True)
-        parsed = judging.parse_verdict(text)
-        if parsed.choice is not None:
-            return JudgeReply(text, parsed.choice, parsed.reason, False)
-        forced = f"{text}{judging.FORCED_SUFFIX}"
-        digit = backend.greedy(prompt, CHOICE_GRAMMAR, 1, image=True, reply=forced)
-        choice = 1 if digit.strip() == "1" else 2
-        return JudgeReply(f"{forced}{choice}.", choice, parsed.reason, True)
+
+def _kept(text: str, request: ReplyRequest) -> str:
+    """A reply up to its stop (a server's stop strings may leave the stop's tail out)."""
+    end = request.stop(text)
+    return text if end is None else text[:end]
 
 
 def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue) -> None:
@@ -318,6 +330,17 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
             c.n_scored += 1  # the end-of-turn token was sampled too
     if len(c.text) > before:
         deltas.put((c.index, c.text[before:]))
+
+
+def _shares(top: dict[str, float], choices: Sequence[str]) -> tuple[float, ...]:
+    """The probabilities of ``choices`` among themselves, from a server's top log-probs (a
+    choice missing from them counts as impossible; none found: all alike)."""
+    found = [top.get(choice, -math.inf) for choice in choices]
+    best = max(found)
+    if best == -math.inf:
+        return tuple(1 / len(choices) for _ in choices)
+    weights = [math.exp(v - best) for v in found]
+    return tuple(w / sum(weights) for w in weights)
 
 
 def _yes_share(top: dict[str, float]) -> float:

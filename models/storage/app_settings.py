@@ -25,23 +25,18 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from stagewise.models.disk.atomic import write_atomic
+from stagewise.models.disk.paths import config_dir
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.library.files import write_atomic
-from stagewise.models.reasoning.search_settings import (
-    MAX_BEAM,
-    RETRACE_SCORERS,
-    SELECTIONS,
-    STRATEGIES,
-    SearchSettings,
-    Selection,
-    Strategy,
-    sequences_needed,
-)
+from stagewise.models.reasoning.registry import Registry
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES, sequences_needed
+from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
-from stagewise.models.storage.paths import config_dir
 from stagewise.models.storage.settings_values import (
     Invalid,
     bool_value,
@@ -75,7 +70,7 @@ __all__ = [
 
 log = logging.getLogger("stagewise.settings")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SETTINGS_FILE = "settings.json"
 BAD_SUFFIX = ".bad"
 
@@ -98,14 +93,16 @@ class AppSettings:
         beam: Candidates per segment, 1 to
             :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
             1 is a single pass.
-        select: How a candidate is chosen: "judge" or "logprob".
-        strategy: Search granularity: "stage", "sentence" or "best-of-n".
+        select: How a candidate is chosen: a selection's name
+            (:data:`~stagewise.models.reasoning.selections.SELECTIONS`), or None for the
+            default (the strategy's, or the measured best).
+        strategy: What the search generates: a strategy's name
+            (:data:`~stagewise.models.reasoning.strategies.STRATEGIES`).
         temperature: Sampling temperature, 0 to 2; 0 is greedy.
         top_p: Nucleus sampling mass, 0 to 1; 1 turns it off.
         max_stage_tokens: Token budget per stage, 16 to 4096.
-        retrace_scorer: What scores the retrace strategy's candidates: "selfcheck",
-            "logprob" or "model" (a second model, ``scorer_model``).
-        scorer_model: The retrace scorer's second model (text GGUF, projector beside it).
+        scorer_model: The second model of a selection that scores with one (text GGUF,
+            projector beside it).
         gpu_layers: Layers offloaded to the GPU: -1 auto (everything that fits),
             0 CPU only, n that many layers.
         threads: CPU threads; None picks them automatically.
@@ -130,12 +127,11 @@ class AppSettings:
     model: Path | None = None
     mmproj: Path | None = None
     beam: int = SearchSettings.beam
-    select: Selection = SearchSettings.select
-    strategy: Strategy = SearchSettings.strategy
+    select: str | None = SearchSettings.select
+    strategy: str = SearchSettings.strategy
     temperature: float = SamplingSettings.temperature
     top_p: float = SamplingSettings.top_p
     max_stage_tokens: int = SearchSettings.max_stage_tokens
-    retrace_scorer: str = SearchSettings.retrace_scorer
     scorer_model: Path | None = None
     gpu_layers: int = EngineSettings.gpu_layers
     threads: int | None = None
@@ -186,7 +182,6 @@ class AppSettings:
             sampling=SamplingSettings(temperature=self.temperature, top_p=self.top_p),
             max_stage_tokens=self.max_stage_tokens,
             seed=seed,
-            retrace_scorer=self.retrace_scorer,
             scorer_model=self.scorer_model,
         )
 
@@ -250,17 +245,32 @@ def _server_url(value: object) -> str:
     return text
 
 
+def _registered(name: str, registry: Registry[Any], *, none_ok: bool = False
+                ) -> Callable[[object], str | None]:
+    """A name in ``registry`` (read when checked: a plug-in may register late), or None
+    (the default) where ``none_ok``."""
+    def convert(value: object) -> str | None:
+        if isinstance(value, str) and value in registry:
+            return value
+        if value is None and none_ok:
+            return None
+        default = " or null (the default)" if none_ok else ""
+        raise Invalid(f"{name} must be one of {', '.join(registry.names())}{default}, "
+                      f"not {value!r}")
+
+    return convert
+
+
 # Every stored key but "version", with the function that checks and normalises it.
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "model": path_value("model"),
     "mmproj": path_value("mmproj"),
     "beam": int_value("beam", 1, MAX_BEAM, " (1 is a single pass)"),
-    "select": choice_value("select", SELECTIONS),
-    "strategy": choice_value("strategy", STRATEGIES),
+    "select": _registered("select", SELECTIONS, none_ok=True),
+    "strategy": _registered("strategy", STRATEGIES),
     "temperature": float_value("temperature", 0.0, TEMPERATURE_MAX),
     "top_p": float_value("top_p", 0.0, 1.0),
     "max_stage_tokens": int_value("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
-    "retrace_scorer": choice_value("retrace_scorer", RETRACE_SCORERS),
     "scorer_model": path_value("scorer_model"),
     "gpu_layers": int_value("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
     "threads": _threads,
@@ -332,9 +342,20 @@ def _from_v0(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept retrace's scorer apart; it is retrace's selection now."""
+    out = dict(data)
+    scorer = out.pop("retrace_scorer", None)
+    if out.get("strategy") == RetraceStrategy.name and isinstance(scorer, str):
+        out["select"] = scorer
+    out["version"] = 2
+    return out
+
+
 # Version n -> function turning a version-n dict into a version n+1 dict.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     0: _from_v0,
+    1: _from_v1,
 }
 assert all(v in MIGRATIONS for v in range(SCHEMA_VERSION))
 

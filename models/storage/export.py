@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
-from stagewise.models.library.files import write_atomic
 from stagewise.models.storage.export_html import to_html
 from stagewise.models.storage.export_markdown import to_markdown
 from stagewise.models.storage.history import StoredRun, describe_error

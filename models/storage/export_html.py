@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stagewise.models.events import SearchResult
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 from stagewise.models.storage import export_view as view
 from stagewise.models.storage.history import MIME_TYPES, StoredRun
 
@@ -127,8 +127,9 @@ def _html_segment(seg: view.Segment, result: SearchResult) -> list[str]:
     for c in seg.candidates:
         won = c.index == seg.chosen
         css = ' class="chosen"' if won else ""
+        facts = view.candidate_facts(c, won, result.select)
         out.append(f'<li value="{c.index + 1}"{css}>'
-                   f'<div class="facts">{_e(view.candidate_facts(c, won))}</div>'
+                   f'<div class="facts">{_e(facts)}</div>'
                    f"<pre>{_e(view.candidate_text(c))}</pre></li>")
     out.append("</ol>")
     out += [f"<p>{_e(view.check_line(check))}</p>" for check in seg.checks]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from stagewise.models.events import SearchResult
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 from stagewise.models.storage import export_view as view
 from stagewise.models.storage.history import StoredRun
 
@@ -101,7 +101,7 @@ def _md_segment(seg: view.Segment, result: SearchResult) -> list[str]:
     for c in seg.candidates:
         mark = "✔ " if c.index == seg.chosen else ""
         out += [f"- {mark}**Candidate {c.index + 1}** — "
-                f"{view.candidate_facts(c, c.index == seg.chosen)}", "",
+                f"{view.candidate_facts(c, c.index == seg.chosen, result.select)}", "",
                 "  " + _md_code(view.candidate_text(c)).replace("\n", "\n  "), ""]
     for check in seg.checks:
         out += [f"- {view.check_line(check)}"]

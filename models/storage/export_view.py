@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from stagewise.models.events import Candidate, Check, SearchResult, Verdict
 from stagewise.models.reasoning.judge import name_candidates
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
+from stagewise.models.reasoning.selections import SELECTIONS
+from stagewise.models.reasoning.strategies import STRATEGIES
+from stagewise.models.stages import STAGES, Stage, parse_answer
 from stagewise.models.storage.history import StoredRun
 
 __all__ = [
@@ -31,13 +33,6 @@ __all__ = [
     "suggested_name",
     "verdict_parts",
 ]
-
-_STRATEGIES = {
-    "stage": "stage-level beam search",
-    "sentence": "sentence-level beam search",
-    "best-of-n": "best-of-N",
-    "retrace": "stage-wise retracing search (SWIRES)",
-}
 
 BODY_STAGES = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
 """The stages shown after the conclusion, in order."""
@@ -86,20 +81,26 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "n/a"
 
 
-def candidate_facts(c: Candidate, chosen: bool) -> str:
-    """A candidate's facts on one line: chosen, why it stopped, tokens, mean log-prob."""
+def candidate_facts(c: Candidate, chosen: bool, select: str = "") -> str:
+    """A candidate's facts on one line: chosen, why it stopped, tokens, mean log-prob, and
+    the score its selection gave it."""
     facts = ["chosen"] if chosen else []
     facts += [f"finish: {c.finish}", f"{c.n_tokens} tokens",
               f"mean log-prob {_number(c.mean_logprob)}"]
+    chosen_by = SELECTIONS.find(select)
+    if c.score is not None and chosen_by is not None:
+        facts.append(f"{chosen_by.score_label} {chosen_by.format_score(c.score)}")
     return " · ".join(facts)
 
 
 def search_line(result: SearchResult) -> str:
     """The search's settings on one line: strategy, beam, selection, seed, stage mode."""
-    strategy = _STRATEGIES.get(result.strategy, result.strategy or "unknown search")
+    known = STRATEGIES.find(result.strategy)
+    strategy = known.title if known else result.strategy or "unknown search"
     parts = [strategy, f"beam {result.beam}"]
     if result.select:
-        parts.append(f"{result.select} selection")
+        chosen_by = SELECTIONS.find(result.select)
+        parts.append(chosen_by.title if chosen_by else f"{result.select} selection")
     parts.append(f"seed {result.seed}")
     if result.mode:
         parts.append(f"{result.mode} stages")
@@ -112,9 +113,12 @@ def selection_note(seg: Segment, result: SearchResult) -> str:
         return "A single candidate."
     if seg.verdicts:
         return "Chosen by the judge's knockout tournament."
-    if result.select == "logprob":
-        return "Chosen by the highest mean log-probability."
-    return "No choice was made (the run stopped first)." if seg.chosen is None else ""
+    if seg.chosen is None:
+        return "No choice was made (the run stopped first)."
+    chosen_by = SELECTIONS.find(result.select)
+    if chosen_by is None or chosen_by.pairwise:
+        return ""
+    return f"Chosen by the highest {chosen_by.score_label}."
 
 
 def check_line(check: Check) -> str:

@@ -11,6 +11,7 @@ from stagewise.desktop.stage_cards import ReasoningPanel
 from stagewise.models.events import Event, RunStarted
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunView
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
@@ -30,7 +31,7 @@ def search_runner(engine: Engine, image: PreparedImage, question: str,
         key = tuple(sorted(settings.items()))
         if key not in cache:
             chosen = {**base, **settings}
-            search = StageSearch(engine, SearchSettings(**chosen))  # type: ignore[arg-type]
+            search = StageSearch(LlamaBackend(engine), SearchSettings(**chosen))  # type: ignore[arg-type]
             cache[key] = list(search.run(image, question))
         return cache[key]
 

@@ -27,7 +27,7 @@ from stagewise.models.events import (
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.run_view import RunView
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.panel_runs import Search, search_runner, shown_panel, stream
 

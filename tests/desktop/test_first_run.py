@@ -14,10 +14,10 @@ from PySide6.QtCore import Qt
 
 from stagewise.desktop.downloads import State
 from stagewise.desktop.main_window import MainWindow
+from stagewise.models.disk.paths import DATA_DIR_ENV
 from stagewise.models.library import catalogue as catalogue_module
 from stagewise.models.library.catalogue import CATALOGUE_ENV, load_catalogue, source_link
 from stagewise.models.storage.app_settings import AppSettings
-from stagewise.models.storage.paths import DATA_DIR_ENV
 from tests.library_fixtures import ENTRY_ID, REPO, write_catalogue
 
 TIMEOUT_MS = 60_000

@@ -12,7 +12,7 @@ from stagewise.desktop.history_panel import THREAD_INDENT, THREAD_ROLE
 from stagewise.models.events import SearchResult, Timings
 from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.reasoning.run_view import RunStatus, RunView
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 from tests.desktop import test_main_window as shared
 from tests.desktop.test_main_window import ANSWER_MS, ask_by_keyboard
 

@@ -28,10 +28,11 @@ from stagewise.models.events import (
 )
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunView, StageStatus
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.panel_runs import Search, search_runner, shown_panel, stream
 
@@ -208,7 +209,7 @@ def test_after_stop_only_finished_stages_fold_and_the_rest_say_so(
         panel: ReasoningPanel, engine: Engine, image: PreparedImage) -> None:
     cancel = threading.Event()
     settings = SearchSettings(beam=2, max_stage_tokens=32, select="judge")
-    events = StageSearch(engine, settings).run(image, QUESTION, cancel=cancel)
+    events = StageSearch(LlamaBackend(engine), settings).run(image, QUESTION, cancel=cancel)
 
     def stop(event: Event, _view: RunView) -> None:
         if isinstance(event, SegmentChosen):

@@ -11,7 +11,7 @@ from stagewise.desktop.main_window import MainWindow
 from stagewise.models.build.llama_server import RunningServer, serve
 from stagewise.models.library.demo import demo_pair, example_image
 from stagewise.models.reasoning.run_view import RunStatus, RunView
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.stages import STAGES
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.test_main_window import ANSWER_MS
 

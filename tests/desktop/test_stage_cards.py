@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton
 from pytestqt.qtbot import QtBot
 
-from stagewise.desktop.candidates_view import FORCED_NOTE, CandidatesView, signed
+from stagewise.desktop.candidates_view import UNREAD_NOTE, CandidatesView, signed
 from stagewise.desktop.stage_cards import (
     ANSWER_PLACEHOLDER,
     NOT_WRITTEN,
@@ -28,10 +28,11 @@ from stagewise.models.events import (
 )
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunView, StageStatus
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from tests.desktop.panel_runs import Search, search_runner, shown_panel
 from tests.desktop.panel_runs import stream as stream_events
 
@@ -115,8 +116,8 @@ def test_live_judge_run_renders_texts_statuses_and_verdicts(
         prefix = (f"Round {verdict.round + 1} · {verdict.first + 1} vs {verdict.second + 1} "
                   f"→ {verdict.winner + 1}")
         assert any(line.startswith(prefix) for line in why), (prefix, why)
-        if verdict.forced:
-            assert any(line.startswith(prefix) and line.endswith(FORCED_NOTE) for line in why)
+        if verdict.unread:
+            assert any(line.startswith(prefix) and line.endswith(UNREAD_NOTE) for line in why)
     assert not candidates.stepper.isVisibleTo(candidates)
 
 
@@ -359,7 +360,7 @@ def test_a_cancelled_run_shows_stopped_and_waiting(panel: ReasoningPanel, engine
                                                    image: PreparedImage) -> None:
     cancel = threading.Event()
     settings = SearchSettings(beam=3, max_stage_tokens=8, select="judge")
-    events = StageSearch(engine, settings).run(image, QUESTION, cancel=cancel)
+    events = StageSearch(LlamaBackend(engine), settings).run(image, QUESTION, cancel=cancel)
 
     def stop(event: Event, _view: RunView) -> None:
         if isinstance(event, SegmentChosen):

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from stagewise.models.disk.paths import CONFIG_DIR_ENV
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.sampling_settings import SamplingSettings
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings, sequences_needed
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.storage import app_settings
 from stagewise.models.storage.app_settings import (
     MIGRATIONS,
@@ -22,7 +24,6 @@ from stagewise.models.storage.app_settings import (
     parse_gpu_layers,
     save_settings,
 )
-from stagewise.models.storage.paths import CONFIG_DIR_ENV
 
 CUSTOM = AppSettings(
     model=Path("/models/llava-cot.gguf"),
@@ -50,7 +51,7 @@ def write_json(path: Path, data: object) -> Path:
 def test_defaults_are_valid_and_match_the_core_defaults():
     defaults = AppSettings()
     assert defaults.validated() == defaults
-    assert defaults.version == SCHEMA_VERSION == 1
+    assert defaults.version == SCHEMA_VERSION == 2
     search = defaults.search_settings()
     assert search == SearchSettings()
 
@@ -60,7 +61,7 @@ def test_round_trip_keeps_every_value(tmp_path):
     save_settings(CUSTOM, path)
     assert load_settings(path) == CUSTOM
     stored = json.loads(path.read_text(encoding="utf-8"))
-    assert stored["version"] == 1
+    assert stored["version"] == SCHEMA_VERSION
     assert stored["model"] == str(CUSTOM.model)
     assert stored["threads"] == 3
 
@@ -143,7 +144,7 @@ def test_bad_values_are_defaulted_one_by_one(tmp_path, caplog):
 @pytest.mark.parametrize(("key", "value"), [
     ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", 0),
     ("temperature", float("nan")), ("temperature", "0.5"), ("temperature", 2.5),
-    ("threads", False), ("select", None), ("n_ctx", 2047),
+    ("threads", False), ("select", "coin"), ("n_ctx", 2047),
 ])
 def test_each_bad_value_alone_is_refused(tmp_path, key, value):
     path = tmp_path / "settings.json"
@@ -153,6 +154,17 @@ def test_each_bad_value_alone_is_refused(tmp_path, key, value):
     if key != "beam":
         assert settings.beam == 3
     assert (tmp_path / "settings.json.bad").exists()
+
+
+def test_retraces_scorer_of_version_1_becomes_its_selection(tmp_path):
+    path = write_json(tmp_path / "settings.json", {
+        "version": 1, "strategy": "retrace", "select": "judge", "retrace_scorer": "logprob"})
+    settings = load_settings(path)
+    assert (settings.strategy, settings.select) == ("retrace", "logprob")
+    other = write_json(tmp_path / "other.json", {
+        "version": 1, "strategy": "stage", "select": "judge", "retrace_scorer": "logprob"})
+    assert load_settings(other).select == "judge"  # the scorer applied to retrace only
+    assert not (tmp_path / "settings.json.bad").exists()
 
 
 def test_whole_number_temperature_is_accepted_as_float(tmp_path):
@@ -280,7 +292,7 @@ def test_module_does_not_load_qt_or_llama():
     ({"gpu_layers": -5}, "gpu_layers"),
     ({"threads": 0}, "threads"),
     ({"n_ctx": 1024}, "n_ctx"),
-    ({"version": 2}, "version"),
+    ({"version": 3}, "version"),
 ])
 def test_validated_names_the_bad_value(change, word):
     from dataclasses import replace

@@ -23,9 +23,10 @@ from stagewise.models.library.demo import (
     demo_test_split,
     demo_validation_split,
 )
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.stages import STAGES
 
 MAX_SHIPPED_BYTES = 25 * 1024 * 1024
 
@@ -89,7 +90,7 @@ def test_the_demo_answers_puzzles_it_never_saw(shipped):
     right = 0
     with Engine(shipped.model, shipped.mmproj, EngineSettings(n_seq_max=3, threads=2)) as e:
         for i, item in enumerate(items):
-            search = StageSearch(e, SearchSettings(beam=1, seed=i))
+            search = StageSearch(LlamaBackend(e), SearchSettings(beam=1, seed=i))
             result = list(search.run(load_image(item.image), item.question))[-1].result
             assert all(result.stages[s] for s in STAGES), result.answer_text
             right += score(result.conclusion, item)

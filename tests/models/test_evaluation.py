@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,11 @@ from stagewise.models.evaluation import (
 )
 from stagewise.models.evaluation.runner import EvalProgress, evaluate
 from stagewise.models.events import Candidate, SearchResult, Timings, Verdict
-from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
-from stagewise.models.reasoning.search_settings import SearchSettings, sequences_needed
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.strategies import sequences_needed
+from stagewise.models.session import Session, plan
+from stagewise.models.stages import STAGES, Stage
 
 MC_QUESTION = "What colour is the ball?\nA. red\nB. dark blue\nC. green"
 
@@ -382,7 +384,7 @@ def test_make_configs():
     assert [(c.name, c.strategy, c.beam, c.select) for c in configs] == [
         ("single", "stage", 1, "logprob"), ("stage", "stage", 4, "logprob"),
         ("best-of-n", "best-of-n", 4, "logprob")]
-    assert not configs[0].judged
+    assert not configs[0].chooses and configs[1].chooses
     greedy, single = make_configs(["greedy", "single"], 4, "judge")
     base = SearchSettings()
     assert greedy.settings(base, 3).sampling.greedy and greedy.settings(base, 3).beam == 1
@@ -391,15 +393,32 @@ def test_make_configs():
         make_configs(["beam"], 2, "judge")
 
 
+def test_make_configs_crosses_strategies_with_selections():
+    configs = make_configs(["greedy", "stage", "retrace"], 4, ["judge", "logprob"])
+    assert [(c.name, c.strategy, c.select) for c in configs] == [
+        ("greedy", "stage", "judge"),
+        ("stage+judge", "stage", "judge"), ("stage+logprob", "stage", "logprob"),
+        ("retrace+logprob", "retrace", "logprob")]  # retrace cannot judge pairs
+    defaults = make_configs(["stage", "retrace"], 2)  # each strategy's own selection
+    assert [(c.name, c.select) for c in defaults] == [("stage", "judge"),
+                                                       ("retrace", "selfcheck")]
+    with pytest.raises(ValueError, match="on its own"):
+        make_configs(["retrace"], 4, ["judge"])
+    with pytest.raises(ValueError, match="unknown selection"):
+        make_configs(["stage"], 4, ["coin"])
+
+
 # --------------------------------------------------------------------------------------------
 # real runs on the tiny random pair
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_pair: TinyPair) -> Iterator[Engine]:
-    """The tiny pair on one thread: two spinning threads crawl when the cores are busy."""
-    with Engine(tiny_pair.model, tiny_pair.mmproj,
-                EngineSettings(n_ctx=4096, n_seq_max=sequences_needed(2), threads=1)) as loaded:
+def engine(tiny_pair: TinyPair) -> Iterator[Session]:
+    """A session on the tiny pair, on one thread (two spinning threads crawl when the cores
+    are busy), with room for beam 2 only."""
+    load = plan(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=4096, threads=1))
+    load = replace(load, engine=replace(load.engine, n_seq_max=sequences_needed(2)))
+    with Session(load) as loaded:
         yield loaded
 
 

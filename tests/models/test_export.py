@@ -18,8 +18,9 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.events import AnswerFinished, Event
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage, load_image
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.export import export, to_json
 from stagewise.models.storage.export_html import to_html
 from stagewise.models.storage.export_markdown import to_markdown
@@ -33,7 +34,7 @@ def search(engine: Engine, image: PreparedImage, question: str,
            **settings: object) -> list[Event]:
     options = {"beam": 2, "select": "judge", "max_stage_tokens": 8, "max_judge_tokens": 6,
                "seed": 4, **settings}
-    events = list(StageSearch(engine, SearchSettings(**options)).run(image, question))
+    events = list(StageSearch(LlamaBackend(engine), SearchSettings(**options)).run(image, question))
     assert isinstance(events[-1], AnswerFinished)
     return events
 

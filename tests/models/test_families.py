@@ -40,9 +40,10 @@ from stagewise.models.inference.gguf_header import inspect_gguf
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import user_text
+from stagewise.models.stages import user_text
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
 MARKER = mtmd_cpp.mtmd_default_marker().decode()
@@ -419,7 +420,7 @@ def test_the_search_hands_libmtmd_an_image_within_the_family_cap(engine, image, 
     monkeypatch.setattr("stagewise.models.reasoning.llama_backend.Bitmap", Recording)
     monkeypatch.setattr(engine, "adapter", dataclasses.replace(engine.adapter,
                                                                max_image_pixels=1500))
-    events = list(StageSearch(engine, SearchSettings(beam=1, max_stage_tokens=4)).run(
+    events = list(StageSearch(LlamaBackend(engine), SearchSettings(beam=1, max_stage_tokens=4)).run(
         image, QUESTION))
     assert events[-1].result.status == "finished"
     assert len(seen) == 1

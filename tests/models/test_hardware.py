@@ -92,8 +92,8 @@ def _kv_bytes_by_hand(model: Path) -> int:
 def test_tiny_kv_by_hand(tiny_pair: TinyPair):
     per_cell = _kv_bytes_by_hand(tiny_pair.model)
     assert per_cell == TINY.n_layer * 2 * (TINY.n_embd // TINY.n_head) * TINY.n_head_kv * 2
-    need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=4000, beam=1,
-                         max_stage_tokens=128)
+    need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=4000,
+                         search=SearchSettings(beam=1, max_stage_tokens=128))
     assert need.context <= 4000
     assert need.n_ctx == 4096  # padded to 256 as llama.cpp pads it
     assert need.kv_cache == 4096 * per_cell
@@ -110,8 +110,8 @@ def test_weights_are_the_tensor_data(tiny_pair: TinyPair):
             block, size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
             data += math.prod(dims) * size // block
         assert 0.8 * info.file_size < data < info.file_size, (path, data, expected_params)
-    need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2048, beam=1,
-                         max_stage_tokens=64)
+    need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2048,
+                         search=SearchSettings(beam=1, max_stage_tokens=64))
     model_info, mmproj_info = inspect_gguf(tiny_pair.model), inspect_gguf(tiny_pair.mmproj)
     assert need.weights < model_info.file_size
     assert need.projector < mmproj_info.file_size
@@ -123,8 +123,9 @@ def test_weights_are_the_tensor_data(tiny_pair: TinyPair):
 def test_the_estimate_matches_what_llama_cpp_allocates(tiny_pair: TinyPair,
                                                        caplog: pytest.LogCaptureFixture):
     for flash in ("off", "on"):
-        need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2000, beam=1,
-                             max_stage_tokens=128, flash_attn=flash == "on")
+        need = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2000,
+                             search=SearchSettings(beam=1, max_stage_tokens=128),
+                             flash_attn=flash == "on")
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="stagewise.llama"), Engine(
             tiny_pair.model, tiny_pair.mmproj,
@@ -144,9 +145,10 @@ def test_the_estimate_matches_what_llama_cpp_allocates(tiny_pair: TinyPair,
 
 
 def test_wider_beams_need_more_context(tiny_pair: TinyPair):
-    def need(beam: int, **kw: object) -> Need:
-        return estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2048, beam=beam,
-                             max_stage_tokens=256, **kw)  # type: ignore[arg-type]
+    def need(beam: int, select: str | None = None) -> Need:
+        return estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=2048,
+                             search=SearchSettings(beam=beam, max_stage_tokens=256,
+                                                   select=select))
 
     one, four, eight = need(1), need(4), need(8)
     assert one.context < four.context < eight.context
@@ -158,11 +160,11 @@ def test_wider_beams_need_more_context(tiny_pair: TinyPair):
     assert four.kv_cache > one.kv_cache
     assert any("beam width 4" in w and "2048" in w for w in four.warnings)
     # choosing by log-probability needs no judge prompts
-    assert need(4, judged=False).context == 256 + TINY.n_image_tokens + 4 * 4 * 256
+    assert need(4, "logprob").context == 256 + TINY.n_image_tokens + 4 * 4 * 256
 
 
 def test_flash_attention_only_changes_the_compute_buffer(tiny_pair: TinyPair):
-    kw = {"n_ctx": 4096, "beam": 2, "max_stage_tokens": 128}
+    kw = {"n_ctx": 4096, "search": SearchSettings(beam=2, max_stage_tokens=128)}
     off = estimate_need(tiny_pair.model, tiny_pair.mmproj, flash_attn=False, **kw)
     on = estimate_need(tiny_pair.model, tiny_pair.mmproj, flash_attn=True, **kw)
     assert on.kv_cache == off.kv_cache and on.context == off.context
@@ -172,8 +174,8 @@ def test_flash_attention_only_changes_the_compute_buffer(tiny_pair: TinyPair):
 
 def test_image_tokens(tiny_pair: TinyPair, tmp_path: Path):
     assert estimate_image_tokens(tiny_pair.mmproj) == TINY.n_image_tokens
-    given = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=4096, beam=1,
-                          max_stage_tokens=64, image_tokens=1000)
+    given = estimate_need(tiny_pair.model, tiny_pair.mmproj, n_ctx=4096,
+                          search=SearchSettings(beam=1, max_stage_tokens=64), image_tokens=1000)
     assert given.context == 256 + 1000 + 4 * 64
     assert given.detail is not None and given.detail.image_tokens == 1000
 

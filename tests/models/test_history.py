@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from stagewise.models.disk.paths import data_dir
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import (
     AnswerFinished,
@@ -31,11 +32,11 @@ from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.history import SCHEMA_VERSION, History, RunNotFound
-from stagewise.models.storage.paths import data_dir
 
 QUESTION = "How many red circles are there?"
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,8 @@ def search(engine: Engine, image: PreparedImage, *, cancel_after_first_choice: b
                "seed": 5, **settings}
     cancel = threading.Event()
     events: list[Event] = []
-    for event in StageSearch(engine, SearchSettings(**options)).run(image, QUESTION, cancel):
+    search = StageSearch(LlamaBackend(engine), SearchSettings(**options))
+    for event in search.run(image, QUESTION, cancel):
         events.append(event)
         if cancel_after_first_choice and isinstance(event, SegmentChosen):
             cancel.set()
@@ -304,7 +306,10 @@ def test_a_killed_writer_loses_nothing_and_reads_as_interrupted(searched, image_
     second_choice = [i for i, e in enumerate(events) if isinstance(e, SegmentChosen)][1]
     so_far = events[: second_choice + 1]
     recorded = [e.candidate for e in so_far if isinstance(e, CandidateFinished)]
-    assert stored.result.candidates == tuple(dataclasses.replace(c, tokens=()) for c in recorded)
+    scores = {(e.segment, i): score for e in so_far if isinstance(e, SegmentChosen)
+              for i, score in enumerate(e.scores)}  # a chosen segment's scores are kept
+    assert stored.result.candidates == tuple(
+        dataclasses.replace(c, tokens=(), score=scores[(c.segment, c.index)]) for c in recorded)
     assert stored.result.chosen == events[-1].result.chosen[:2]
     assert stored.result.status == "cancelled"
     assert stored.entry.question == "killed mid-answer"

@@ -26,6 +26,7 @@ from stagewise.models.events import AnswerFinished
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import load_image
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
 from stagewise.models.storage.history import History
 
@@ -39,7 +40,8 @@ with Engine(model, mmproj, EngineSettings(n_ctx=4096, n_seq_max=12, threads=1)) 
     for n in range(10_000):
         run_id = history.start(image, image_file.read_bytes(), image_file.name,
                                f"question {n}", "tiny.gguf", {"beam": 2})
-        for event in StageSearch(engine, settings).run(image, "How many?", threading.Event()):
+        search = StageSearch(LlamaBackend(engine), settings)
+        for event in search.run(image, "How many?", threading.Event()):
             history.record(run_id, event)
             if isinstance(event, AnswerFinished):
                 print("done", run_id, flush=True)

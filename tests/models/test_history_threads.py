@@ -69,10 +69,9 @@ def old_database(folder: Path, image_file: Path) -> int:
 def test_a_database_from_before_threads_is_migrated_and_keeps_its_runs(tmp_path, image_file):
     folder = tmp_path / "history"
     old = old_database(folder, image_file)
-    assert SCHEMA_VERSION == 3
     with History(folder) as history:
         db = history._connection()
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         [entry] = history.entries(threads=True)
         assert (entry.id, entry.question, entry.conclusion) == (old, "Old question?",
                                                                 "Old answer.")

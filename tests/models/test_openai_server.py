@@ -23,10 +23,10 @@ from stagewise.models.events import AnswerFinished
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage
 from stagewise.models.remote.http import ServerError
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.session import Session
+from stagewise.models.stages import STAGES, Stage
 
 MODEL = "Xkev/Llama-3.2V-11B-cot"
 KEY = "vllm-key"

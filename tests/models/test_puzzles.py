@@ -30,7 +30,7 @@ from stagewise.models.build.puzzles import (
 )
 from stagewise.models.build.puzzles.dataset import generate_split
 from stagewise.models.build.puzzles.questions import _truth
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
+from stagewise.models.stages import STAGES, Stage, parse_answer
 
 
 @cache

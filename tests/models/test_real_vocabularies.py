@@ -20,15 +20,16 @@ from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.search_settings import sequences_needed
-from stagewise.models.reasoning.stages import STAGES, user_text
+from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.recipes.real_vocab import (
     REAL_VOCABULARIES,
     RealVocabulary,
     qwen_real_vocabulary_pair,
     real_vocabulary_pair,
 )
+from stagewise.models.stages import STAGES, user_text
 
 QUESTION = "How many red circles are there?"
 
@@ -57,7 +58,8 @@ def engine(case: str, vocab: RealVocabulary) -> Iterator[Engine]:
 
 def run(engine: Engine, image: PreparedImage, question: str = QUESTION,
         **settings: object) -> tuple[list[Event], SearchResult]:
-    search = StageSearch(engine, SearchSettings(**{"max_stage_tokens": 10, **settings}))
+    search = StageSearch(LlamaBackend(engine),
+                         SearchSettings(**{"max_stage_tokens": 10, **settings}))
     events = list(search.run(image, question))
     assert isinstance(events[-1], AnswerFinished)
     return events, events[-1].result
@@ -110,7 +112,7 @@ def test_prompted_search_gives_four_stages(engine: Engine, image: PreparedImage,
         assert result.verdicts
         for verdict in result.verdicts:
             assert verdict.winner in (verdict.first, verdict.second)
-            assert verdict.forced or verdict.reason
+            assert verdict.unread or verdict.reason
 
 
 @pytest.mark.parametrize(("strategy", "select"), [
@@ -151,7 +153,7 @@ def test_control_text_in_the_question_stays_text(engine: Engine, image: Prepared
 def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
     """As the search reads a stream: the close tag is seen in the newest piece's window
     when its last token arrives, and the detokenized answer parses into its stages."""
-    from stagewise.models.reasoning.stages import TAG_WINDOW, parse_answer, stage_end
+    from stagewise.models.stages import TAG_WINDOW, parse_answer, stage_end
 
     answer = "".join(f"{s.open_tag} The {s.value} here. {s.close_tag}\n" for s in STAGES)
     for stage in STAGES:

@@ -27,10 +27,10 @@ from stagewise.models.inference.sampling_settings import GREEDY
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.demo import demo_pair, example_image
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.session import Session, plan
+from stagewise.models.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "How many red circles are there?"

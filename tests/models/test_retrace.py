@@ -15,22 +15,22 @@ from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning import retrace
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunView
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.search_settings import RETRACE_SEQUENCES
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.reasoning.strategies import retrace
+from stagewise.models.reasoning.strategies.retrace import RETRACE_SEQUENCES
+from stagewise.models.session import Session, plan
+from stagewise.models.stages import STAGES, Stage
 
 QUESTION = "How many red circles are there?"
 
 
 def run(engine: Engine, image: PreparedImage, cancel: threading.Event | None = None,
-        scorer_model: retrace.ModelScorer | None = None,
         **settings: object) -> tuple[list[Event], SearchResult]:
     s = SearchSettings(**{"strategy": "retrace", "max_stage_tokens": 10, "seed": 1,
                           **settings})
-    events = list(StageSearch(engine, s, scorer_model=scorer_model).run(image, QUESTION,
-                                                                         cancel))
+    events = list(StageSearch(LlamaBackend(engine), s).run(image, QUESTION, cancel))
     assert isinstance(events[-1], AnswerFinished)
     return events, events[-1].result
 
@@ -40,8 +40,9 @@ def chosen_by_segment(events: list[Event]) -> dict[int, SegmentChosen]:
 
 
 @pytest.mark.parametrize("scorer", ["logprob", "selfcheck"])
-def test_every_scorer_gives_four_stages_with_one_image_encode(engine, image, scorer):
-    _, result = run(engine, image, retrace_scorer=scorer)
+def test_every_pointwise_selection_gives_four_stages_with_one_image_encode(engine, image,
+                                                                          scorer):
+    _, result = run(engine, image, select=scorer)
     assert result.status == "finished" and result.strategy == "retrace"
     for stage in STAGES:
         assert result.stages[stage].strip(), (stage, result.answer_text)
@@ -49,31 +50,46 @@ def test_every_scorer_gives_four_stages_with_one_image_encode(engine, image, sco
     assert result.timings.image_encodes == 1
 
 
-def test_a_second_model_scores(engine, image, tiny_pair: TinyPair):
-    scorer = retrace.ModelScorer(tiny_pair.model, tiny_pair.mmproj, threads=2)
-    try:
-        events, result = run(engine, image, scorer_model=scorer, retrace_scorer="model")
-        again, _ = run(engine, image, scorer_model=scorer, retrace_scorer="model")
-    finally:
-        scorer.close()
+def test_a_second_model_scores(tiny_pair: TinyPair, image):
+    """The second model is loaded once per session, through its own load plan."""
+    settings = SearchSettings(strategy="retrace", max_stage_tokens=10, seed=1, select="model",
+                              scorer_model=tiny_pair.model)
+    with Session(plan(tiny_pair.model, tiny_pair.mmproj,
+                      EngineSettings(n_ctx=4096, threads=2))) as session:
+        events = list(session.ask(image, QUESTION, settings))
+        verifier = session.verifier(settings)
+        again = list(session.ask(image, QUESTION, settings))
+        assert session.verifier(settings) is verifier  # loaded once
+    result = events[-1].result
     assert result.status == "finished"
     scores = [s for e in events if isinstance(e, SegmentChosen) and e.unit is Stage.CAPTION
               for s in e.scores]
     assert scores and all(0.0 <= s <= 1.0 for s in scores)
     assert len({round(s, 6) for s in scores}) > 1  # it tells candidates apart
+
     def picked(evs):  # a scorer loaded once serves every question alike
         return [(e.segment, e.candidate, e.scores) for e in evs if isinstance(e, SegmentChosen)]
 
     assert picked(events) == picked(again)
+    assert all(c.score is not None for c in result.candidates if c.unit is not Stage.SUMMARY)
 
 
-def test_the_model_scorer_needs_a_model(engine):
+def test_the_model_selection_needs_a_model(engine, tiny_pair: TinyPair):
     with pytest.raises(StagewiseError, match="second model"):
-        StageSearch(engine, SearchSettings(strategy="retrace", retrace_scorer="model"))
+        StageSearch(LlamaBackend(engine), SearchSettings(strategy="retrace", select="model"))
+    with Session(plan(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=4096,
+                                                                        threads=2))) as session,\
+            pytest.raises(StagewiseError, match="second model"):
+        session.search(SearchSettings(strategy="retrace", select="model"))
+
+
+def test_retrace_refuses_a_pairwise_selection(engine):
+    with pytest.raises(StagewiseError, match="scores each candidate on its own"):
+        StageSearch(LlamaBackend(engine), SearchSettings(strategy="retrace", select="judge"))
 
 
 def test_a_low_second_best_retraces_up_to_the_papers_limit(engine, image):
-    events, result = run(engine, image, retrace_scorer="selfcheck", retrace_cutoff=2.0)
+    events, result = run(engine, image, select="selfcheck", retrace_cutoff=2.0)
     retraces = [e for e in events if isinstance(e, Retraced)]
     assert [r.pass_no for r in retraces] == list(range(retrace.MAX_RETRACES))
     assert all(r.cutoff == 2.0 and r.second_best <= 2.0 for r in retraces)
@@ -87,14 +103,14 @@ def test_a_low_second_best_retraces_up_to_the_papers_limit(engine, image):
 
 
 def test_a_high_second_best_stops_after_one_pass(engine, image):
-    events, _ = run(engine, image, retrace_scorer="selfcheck", retrace_cutoff=-math.inf)
+    events, _ = run(engine, image, select="selfcheck", retrace_cutoff=-math.inf)
     assert not any(isinstance(e, Retraced) for e in events)
-    events, _ = run(engine, image, retrace_scorer="logprob")  # its default never retraces
+    events, _ = run(engine, image, select="logprob")  # its default never retraces
     assert not any(isinstance(e, Retraced) for e in events)
 
 
 def test_the_answer_is_the_best_scored_conclusions_path(engine, image):
-    events, result = run(engine, image, retrace_scorer="logprob")
+    events, result = run(engine, image, select="logprob")
     chosen = chosen_by_segment(events)
     conclusions = [e for e in chosen.values() if e.unit is Stage.CONCLUSION]
     assert len(conclusions) == retrace.FINALISTS
@@ -113,13 +129,15 @@ def test_the_answer_is_the_best_scored_conclusions_path(engine, image):
     assert reasoning.scores[picks[reasoning_no]] in finalists
 
 
-def test_calibration_is_the_percentile_of_reasoning_scores(engine, image):
-    settings = SearchSettings(strategy="retrace", retrace_scorer="selfcheck",
+def test_calibration_is_the_percentile_of_reasoning_scores(tiny_pair: TinyPair, image):
+    settings = SearchSettings(strategy="retrace", select="selfcheck",
                               max_stage_tokens=10, seed=3)
-    cutoff = retrace.calibrate(engine, [(image, QUESTION)], settings, percentile=60)
-    events = list(StageSearch(engine, SearchSettings(
-        strategy="retrace", retrace_scorer="selfcheck", max_stage_tokens=10, seed=3,
-        retrace_cutoff=-math.inf)).run(image, QUESTION))
+    with Session(plan(tiny_pair.model, tiny_pair.mmproj,
+                      EngineSettings(n_ctx=4096, threads=2))) as session:
+        cutoff = retrace.calibrate(session, [(image, QUESTION)], settings, percentile=60)
+        events = list(session.ask(image, QUESTION, SearchSettings(
+            strategy="retrace", select="selfcheck", max_stage_tokens=10, seed=3,
+            retrace_cutoff=-math.inf)))
     scores = [s for e in events if isinstance(e, SegmentChosen) and e.unit is Stage.REASONING
               for s in e.scores]
     assert len(scores) == retrace.KEPT * retrace.REASONINGS
@@ -127,7 +145,7 @@ def test_calibration_is_the_percentile_of_reasoning_scores(engine, image):
 
 
 def test_the_live_view_ends_with_the_answer_and_shows_the_retraces(engine, image):
-    events, result = run(engine, image, retrace_scorer="selfcheck", retrace_cutoff=2.0)
+    events, result = run(engine, image, select="selfcheck", retrace_cutoff=2.0)
     view = RunView()
     view.apply_all(events)
     for stage in STAGES:
@@ -140,8 +158,8 @@ def test_the_live_view_ends_with_the_answer_and_shows_the_retraces(engine, image
 def test_a_stop_mid_retrace_keeps_a_well_formed_result(engine, image):
     cancel = threading.Event()
     events = []
-    search = StageSearch(engine, SearchSettings(strategy="retrace", max_stage_tokens=10,
-                                                retrace_scorer="logprob"))
+    search = StageSearch(LlamaBackend(engine), SearchSettings(
+        strategy="retrace", max_stage_tokens=10, select="logprob"))
     for event in search.run(image, QUESTION, cancel):
         events.append(event)
         if isinstance(event, SegmentChosen) and event.unit is Stage.CAPTION:
@@ -151,7 +169,7 @@ def test_a_stop_mid_retrace_keeps_a_well_formed_result(engine, image):
 
 
 def test_native_mode_runs(engine, image):
-    _, result = run(engine, image, retrace_scorer="logprob", mode=StageMode.NATIVE)
+    _, result = run(engine, image, select="logprob", mode=StageMode.NATIVE)
     assert result.status == "finished" and result.mode == "native"
 
 
@@ -159,4 +177,4 @@ def test_too_few_sequences_are_refused(tiny_pair: TinyPair):
     settings = EngineSettings(n_ctx=2048, n_seq_max=RETRACE_SEQUENCES - 1, threads=2)
     with Engine(tiny_pair.model, tiny_pair.mmproj, settings) as small, \
             pytest.raises(StagewiseError, match="sequences"):
-        StageSearch(small, SearchSettings(strategy="retrace"))
+        StageSearch(LlamaBackend(small), SearchSettings(strategy="retrace"))

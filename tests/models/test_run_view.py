@@ -8,16 +8,18 @@ import threading
 import pytest
 
 from stagewise.models.events import AnswerFinished, SegmentChosen, TokenStreamed
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 
 def run(engine, image, cancel_after_first_token_of: Stage | None = None, **settings):
     cancel = threading.Event()
     events = []
-    for event in StageSearch(engine, SearchSettings(**settings)).run(image, "What?", cancel):
+    search = StageSearch(LlamaBackend(engine), SearchSettings(**settings))
+    for event in search.run(image, "What?", cancel):
         events.append(event)
         stop_at = cancel_after_first_token_of
         if stop_at is not None and isinstance(event, TokenStreamed) and event.unit is stop_at:
@@ -83,9 +85,9 @@ def test_a_run_that_ended_without_an_answer(engine, image):
                for v in view.stages.values())
 
 
-def test_doubts_name_failed_checks_and_forced_verdicts(engine, image):
+def test_doubts_name_failed_checks_and_unread_verdicts(engine, image):
     """Several seeds, so that some reasoning segments have every check failed and some
-    verdicts are forced (the tiny model rarely finishes a verdict)."""
+    verdicts name neither response (the tiny model rarely finishes a verdict)."""
     from dataclasses import replace
 
     from stagewise.models.events import Check
@@ -98,7 +100,7 @@ def test_doubts_name_failed_checks_and_forced_verdicts(engine, image):
         doubts = view.doubts()
         for seg in view.segments:
             failed = bool(seg.checks) and not any(c.correct for c in seg.checks)
-            forced = any(v.forced for v in seg.verdicts)
+            forced = any(v.unread for v in seg.verdicts)
             where = seg.unit.title if seg.unit else "answer"
             assert failed == any(f"Every {where} candidate failed" in d for d in doubts)
             assert forced == any(f"on the {where} candidates" in d for d in doubts)

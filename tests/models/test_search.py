@@ -19,15 +19,17 @@ from stagewise.models.events import (
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling_settings import GREEDY
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 QUESTION = "How many red circles are there?"
 
 
 def run(engine: Engine, image: PreparedImage, cancel: threading.Event | None = None,
         **settings: object) -> tuple[list[Event], SearchResult]:
-    search = StageSearch(engine, SearchSettings(**{"max_stage_tokens": 12, **settings}))
+    search = StageSearch(LlamaBackend(engine),
+                         SearchSettings(**{"max_stage_tokens": 12, **settings}))
     events = list(search.run(image, QUESTION, cancel))
     assert isinstance(events[-1], AnswerFinished)
     assert sum(isinstance(e, AnswerFinished) for e in events) == 1
@@ -115,12 +117,16 @@ def test_the_judge_runs_a_tournament_and_records_verdicts(engine, image):
         assert final.winner == winner
     # reasoning candidates got the text-only correctness check
     assert sorted(c.candidate for c in result.checks) == [0, 1, 2, 3]
+    from stagewise.models.reasoning.judge import read_choice
+
     for v in verdicts:
         if not v.text:  # decided by the correctness check, not by a judge call
             loser = v.second if v.winner == v.first else v.first
             assert v.reason == f"candidate {loser + 1} failed the correctness check"
-        else:
-            assert v.text.startswith("Since ") and "I choose response" in v.text
+        else:  # a free reply, read as the reference reads it
+            choice, named = read_choice(v.text)
+            assert v.winner == (v.first if choice == 1 else v.second)
+            assert v.unread == (not named)
 
 
 def test_the_image_is_encoded_once_per_question_even_with_a_judge(engine, image):
@@ -132,7 +138,8 @@ def test_the_image_is_encoded_once_per_question_even_with_a_judge(engine, image)
 
 def test_cancel_stops_within_one_decode_step(engine, image):
     cancel = threading.Event()
-    search = StageSearch(engine, SearchSettings(beam=2, select="logprob", max_stage_tokens=40))
+    search = StageSearch(LlamaBackend(engine),
+                         SearchSettings(beam=2, select="logprob", max_stage_tokens=40))
     calls_at_cancel = None
     events = []
     for event in search.run(image, QUESTION, cancel):
@@ -170,7 +177,7 @@ def test_cancel_reaches_llama_decode_through_the_abort_callback(engine, image, m
 
 def test_a_beam_wider_than_the_engine_allows_is_refused(engine):
     with pytest.raises(StagewiseError, match="n_seq_max"):
-        StageSearch(engine, SearchSettings(beam=8))
+        StageSearch(LlamaBackend(engine), SearchSettings(beam=8))
 
 
 def test_result_json_has_the_documented_shape(engine, image):
@@ -212,7 +219,8 @@ def test_judge_prompts_skip_a_second_pass_over_the_image(engine, image, monkeypa
     original = engine.tokenize_prompt
     monkeypatch.setattr(engine, "tokenize_prompt",
                         lambda *a, **k: calls.append(a) or original(*a, **k))
-    search = StageSearch(engine, SearchSettings(beam=2, select="judge", max_stage_tokens=6))
+    search = StageSearch(LlamaBackend(engine),
+                         SearchSettings(beam=2, select="judge", max_stage_tokens=6))
     assert isinstance(list(search.run(image, QUESTION))[-1], AnswerFinished)
     assert len(calls) == 1  # the question only
     text = engine.chat_prompt("Which response is better?\n\nResponse 1: a\n\nResponse 2: b")
@@ -266,7 +274,8 @@ def test_after_a_winner_ends_its_turn_the_next_stage_reads_the_roots_logits(tmp_
 
         monkeypatch.setattr(eng, "decode", recording)
         monkeypatch.setattr(eng, "is_eog", every_third_ends)
-        search = StageSearch(eng, SearchSettings(beam=2, select="judge", max_stage_tokens=8))
+        search = StageSearch(LlamaBackend(eng),
+                             SearchSettings(beam=2, select="judge", max_stage_tokens=8))
         for event in search.run(image, QUESTION):
             if isinstance(event, SegmentStarted) and event.segment > 0:
                 watch["armed"] = True
@@ -283,9 +292,9 @@ def test_sentence_search_is_the_papers(engine, image, monkeypatch):
     asked = []
     original = judging.judge_text
 
-    def recording(stage, question, first, second, hint="", *, sentence=False):
+    def recording(stage, question, first, second, hint="", *, sentence=False, **kw):
         asked.append((stage, first, second, hint, sentence))
-        return original(stage, question, first, second, hint, sentence=sentence)
+        return original(stage, question, first, second, hint, sentence=sentence, **kw)
 
     monkeypatch.setattr(judging, "judge_text", recording)
     _, result = run(engine, image, strategy="sentence", beam=2, select="judge",

@@ -1,4 +1,4 @@
-"""Tests for stagewise.models.reasoning.stages: the parser, stopping points, grammars and prompt
+"""Tests for stagewise.models.stages: the parser, stopping points, grammars and prompt
 text."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.stage_grammar import answer_grammar, stage_grammar
-from stagewise.models.reasoning.stages import (
+from stagewise.models.stages import (
     PROMPTED_INSTRUCTION,
     STAGES,
     ParsedAnswer,

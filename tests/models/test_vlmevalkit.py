@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.disk.paths import CACHE_DIR_ENV
 from stagewise.models.evaluation import EvalDataError, options, read_items, score
-from stagewise.models.storage.paths import CACHE_DIR_ENV
 from tests.desktop.test_cli import ROOT
 
 MC_HEADER = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category",

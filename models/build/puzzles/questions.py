@@ -18,7 +18,7 @@ from stagewise.models.build.puzzles.scenes import (
     column_name,
     row_name,
 )
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 __all__ = [
     "CHOICE_INSTRUCTION",

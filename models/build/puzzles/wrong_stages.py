@@ -28,7 +28,7 @@ from stagewise.models.build.puzzles.questions import (
     _truth,
 )
 from stagewise.models.build.puzzles.scenes import COLOURS, SHAPES, SIZES, Scene, make_obj
-from stagewise.models.reasoning.stages import Stage
+from stagewise.models.stages import Stage
 
 __all__ = ["Corruption", "corrupt", "corrupt_with_fact", "verdict_text"]
 

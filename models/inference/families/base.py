@@ -203,7 +203,7 @@ class FamilyAdapter:
 
     def render_prompt(self, template: str | None, user_text: str, marker: str, *,
                       with_image: bool, bos_token: str = "", eos_token: str = "",
-                      earlier: Sequence[tuple[str, str]] = ()) -> str:
+                      earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
         """One user turn rendered with ``template``, ending where the assistant answers.
 
         With ``earlier`` turns the conversation is rendered in the template's multi-turn
@@ -221,6 +221,7 @@ class FamilyAdapter:
             eos_token: What ``{{ eos_token }}`` renders as.
             earlier: Earlier turns of the conversation, oldest first: (the user's text, the
                 assistant's answer).
+            system: A system message before the conversation ("" for none).
 
         Returns:
             The prompt, with exactly one ``marker`` when ``with_image`` (none otherwise),
@@ -236,21 +237,23 @@ class FamilyAdapter:
         turns = [*earlier, (user_text, None)]
         if self.content_parts:
             try:
-                prompt = self._render_parts(template, turns, with_image, context)
+                prompt = self._render_parts(template, turns, with_image, context, system)
             except ChatTemplateError:
                 if self.string_image_prefix is None:
                     raise
                 prompt = self._render_string(template, turns, with_image, context,
-                                             self.string_image_prefix)
+                                             self.string_image_prefix, system)
         else:
-            prompt = self._render_string(template, turns, with_image, context, None)
+            prompt = self._render_string(template, turns, with_image, context, None, system)
         if with_image:
             prompt = self._place_marker(prompt, marker)
         return close_thinking(prompt)
 
     def _render_parts(self, template: str, turns: Sequence[tuple[str, str | None]],
-                      with_image: bool, context: dict[str, object]) -> str:
+                      with_image: bool, context: dict[str, object], system: str = "") -> str:
         messages: list[dict[str, object]] = []
+        if system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
         for i, (user, answer) in enumerate(turns):
             parts: list[dict[str, str]] = [{"type": "image"}] if with_image and i == 0 else []
             parts.append({"type": "text", "text": user})
@@ -262,8 +265,8 @@ class FamilyAdapter:
 
     def _render_string(self, template: str, turns: Sequence[tuple[str, str | None]],
                        with_image: bool, context: dict[str, object],
-                       image_prefix: str | None) -> str:
-        messages: list[dict[str, str]] = []
+                       image_prefix: str | None, system: str = "") -> str:
+        messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
         for i, (user, answer) in enumerate(turns):
             content = user
             if with_image and i == 0:

@@ -20,8 +20,8 @@ from stagewise.models.build.gguf_writer import Vocabulary
 from stagewise.models.build.puzzles import Puzzle, answer_text, draw, generate_split, write_splits
 from stagewise.models.library.demo import DEMO_TEST, DEMO_VALIDATION, DEMO_VALIDATION_SIZE, demo_dir
 from stagewise.models.reasoning.judge import check_text, judge_text
-from stagewise.models.reasoning.stages import STAGES
 from stagewise.models.recipes.demo.spec import DEMO, MINI, DemoSpec
+from stagewise.models.stages import STAGES
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Training examples for the demo model: answers, judgements and reasoning checks.
 
 Every prompt is rendered exactly as the search renders it at run time (the same chat
-template, :func:`stagewise.models.reasoning.stages.user_text`,
+template, :func:`stagewise.models.stages.user_text`,
 :mod:`stagewise.models.reasoning.judge`'s texts and hints), so the
 model learns the formats it will be asked in:
 
@@ -28,8 +28,8 @@ from stagewise.models.build.puzzles import (
 )
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.judge import check_text, judge_text
-from stagewise.models.reasoning.stages import STAGES, Stage, user_text
 from stagewise.models.recipes.demo.tokenizer import Tokenizer, prompt_parts
+from stagewise.models.stages import STAGES, Stage, user_text
 
 
 @dataclass(frozen=True)

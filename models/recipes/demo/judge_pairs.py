@@ -1,16 +1,20 @@
-"""``python -m stagewise.models.recipes.demo.judge_pairs``: the demo judge's accuracy per stage.
+"""``python -m stagewise.models.recipes.demo.judge_pairs``: each selection alone, per stage.
 
-Inside a search, the judge meets right-vs-wrong pairs only when the model happened to
+Inside a search, a selection meets right-vs-wrong pairs only when the model happened to
 sample one of each, so its accuracy there is counted on few and uneven pairs. Here every
 puzzle gives, for each stage and for whole answers, its gold content against a wrong one
-that differs in one thing (:func:`~stagewise.models.build.puzzles.corrupt_with_fact`),
-shown in both orders so that a judge that always picks one position scores 50%. The
-prompts, hints and grammar are the search's own (:mod:`stagewise.models.reasoning.judge`),
-judged through the :class:`~stagewise.models.reasoning.search_backend.SearchBackend` seam,
-with the demo model or ``--model``; the accuracy per stage is printed with 95% intervals.
-The puzzles are those of the recipe's validation split (the default: what settings are
-chosen on), of its test split (``--split test``: report it once), or of a fresh split
-drawn with another seed (``--seed``).
+that differs in one thing (:func:`~stagewise.models.build.puzzles.corrupt_with_fact`). A
+pairwise selection (``judge``, ``verdict``) decides the pair shown in both orders, so that
+one that always picks a position scores 50%; a pointwise one (``selfcheck``, ``prm``,
+``model``) scores both and is right when the right one scores higher (a tie is wrong). The
+prompts are the search's own, through the selections themselves and the
+:class:`~stagewise.models.reasoning.search_backend.SearchBackend` seam, with the demo model
+or ``--model`` (and ``--scorer-model`` for a second model); the accuracy per stage is
+printed with 95% intervals. ``logprob`` and ``entropy`` score how the model sampled a
+candidate, so they cannot be measured on written pairs. The puzzles are those of the
+recipe's validation split (the default: what settings are chosen on), of its test split
+(``--split test``: report it once), or of a fresh split drawn with another seed
+(``--seed``).
 """
 
 from __future__ import annotations
@@ -35,13 +39,21 @@ from stagewise.models.build.puzzles import (
 )
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.stats import wilson_interval
+from stagewise.models.events import Candidate
 from stagewise.models.inference.engine_settings import FALLBACK_CTX, EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
-from stagewise.models.reasoning.judge import judge_text
-from stagewise.models.reasoning.search_backend import Prompt, SearchBackend
+from stagewise.models.reasoning.judge import WORDINGS, judge_text
+from stagewise.models.reasoning.search_backend import Prompt
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.reasoning.selections import (
+    Choosing,
+    PairwiseSelection,
+    PointwiseSelection,
+    Selection,
+    selection,
+)
 from stagewise.models.session import Session, plan
+from stagewise.models.stages import STAGES, Stage
 
 __all__ = ["UNITS", "PairVerdict", "UnitAccuracy", "judge_pairs", "recipe_puzzles",
            "summarise"]
@@ -52,33 +64,33 @@ UNITS: tuple[Stage | None, ...] = (*STAGES, None)
 
 @dataclass(frozen=True)
 class PairVerdict:
-    """One verdict on a right-vs-wrong pair.
+    """One decision on a right-vs-wrong pair.
 
     Attributes:
         puzzle: The puzzle's id.
         unit: The stage's name, or "answer" for whole answers.
-        right_first: Whether the right candidate was shown as response 1.
-        picked_right: Whether the judge chose the right one.
-        forced: Whether the judge ran out of tokens and the choice was forced.
-        text: The verdict as written.
+        right_first: Whether the right candidate was shown as response 1 (pointwise: True).
+        picked_right: Whether the selection chose (or scored higher) the right one.
+        unread: Whether the judge's reply named no response (read as response 2).
+        text: The verdict as written, or the two scores.
     """
 
     puzzle: str
     unit: str
     right_first: bool
     picked_right: bool
-    forced: bool
+    unread: bool
     text: str
 
 
 @dataclass(frozen=True)
 class UnitAccuracy:
-    """How often the judge picked the right candidate of one unit."""
+    """How often a selection picked the right candidate of one unit."""
 
     unit: str
     right: int
     total: int
-    forced: int
+    unread: int
 
     @property
     def accuracy(self) -> float:
@@ -120,55 +132,110 @@ def puzzle_image(puzzle: Puzzle) -> PreparedImage:
     return load_image(buffer.getvalue(), name=f"{puzzle.id}.png")
 
 
-def judge_pairs(backend: SearchBackend, puzzles: Iterable[Puzzle], *, seed: int = 0,
-                max_tokens: int = 32, units: Sequence[Stage | None] = UNITS,
+def _context(puzzle: Puzzle, unit: Stage | None) -> tuple[str, str]:
+    """The chosen text before ``unit``'s candidates (the gold earlier stages), before and
+    after the open tag the search writes for the unit."""
+    if unit is None:
+        return "", ""
+    earlier = STAGES[:STAGES.index(unit)]
+    so_far = "\n\n".join(f"{s.open_tag}{puzzle.stages[s]}{s.close_tag}" for s in earlier)
+    return so_far, f"{so_far}\n\n{unit.open_tag}" if so_far else unit.open_tag
+
+
+def judge_pairs(session: Session, puzzles: Iterable[Puzzle], select: str,
+                settings: SearchSettings, *, seed: int = 0,
+                units: Sequence[Stage | None] = UNITS,
                 cancel: threading.Event | None = None) -> Iterator[PairVerdict]:
-    """Judge, for every puzzle and unit, its right response against a wrong one, both ways.
+    """Decide, for every puzzle and unit, its right response against a wrong one.
 
     Args:
-        backend: The model, through the search's seam.
+        session: The model (and the second model, for a selection that scores with one).
         puzzles: The puzzles (with their scenes, so that wrong responses can be made).
+        select: The selection's name.
+        settings: The search's settings the selection reads (its wording, budgets, seed).
         seed: Seeds which wrong response each puzzle gets.
-        max_tokens: The verdict's token budget (the search's ``max_judge_tokens``).
-        units: The units to judge.
+        units: The units to decide.
         cancel: Set it to stop after the current puzzle.
 
     Yields:
-        Two verdicts per puzzle and unit.
+        Two decisions per puzzle and unit (one for a pointwise selection).
+
+    Raises:
+        StagewiseError: The selection scores how candidates were sampled (``logprob``,
+            ``entropy``), which written pairs do not have.
     """
+    chosen_by = selection(select)
+    if chosen_by.reads_sampling:
+        raise StagewiseError(f"{select} scores how the model sampled a candidate; it cannot "
+                             "be measured on written pairs")
+    backend = session.backend
+    settings = replace(settings, select=select)
+    verifier = session.verifier(settings)
     cancel = cancel or threading.Event()
     for puzzle in puzzles:
         if cancel.is_set():
             return
         rng = random.Random(f"{seed}-{puzzle.id}")
-        backend.begin(puzzle_image(puzzle), puzzle.question, backend.stage_mode, cancel)
+        image = puzzle_image(puzzle)
+        backend.begin(image, puzzle.question, backend.stage_mode, cancel)
+        if verifier is not None:
+            verifier.start(image, puzzle.question)
         try:
-            asked: list[tuple[Stage | None, bool]] = []
-            prompts: list[Prompt] = []
+            decided = []
             for unit in units:
                 right, wrong = _pair(puzzle, unit, rng)
-                hint = _hint(puzzle, unit)
-                for right_first in (True, False):
-                    first, second = (right, wrong) if right_first else (wrong, right)
-                    text = judge_text(unit, puzzle.question, first, second, hint)
-                    prompts.append(Prompt(text, (puzzle.question, first, second, hint)))
-                    asked.append((unit, right_first))
-            with backend.judging() as session:
-                replies = session.judge(prompts, max_tokens)
+                so_far, answer = _context(puzzle, unit)
+                job = Choosing(backend, settings, puzzle.question.strip(), answer, unit, 0,
+                               so_far, verifier=verifier)
+                decided += _decide(chosen_by, job, puzzle, unit, right, wrong)
         finally:
+            if verifier is not None:
+                verifier.finish()
             backend.end()
-        for (unit, right_first), reply in zip(asked, replies, strict=True):
-            yield PairVerdict(puzzle.id, _unit_name(unit), right_first,
-                              reply.choice == (1 if right_first else 2), reply.forced,
-                              reply.text)
+        yield from decided
+
+
+def _decide(chosen_by: Selection, job: Choosing, puzzle: Puzzle, unit: Stage | None,
+            right: str, wrong: str) -> list[PairVerdict]:
+    """The selection's decision(s) on one pair."""
+    name = _unit_name(unit)
+
+    def candidate(index: int, text: str) -> Candidate:
+        return Candidate(unit, 0, index, text, 1, 0.0, "closed")
+
+    if not chosen_by.pairwise:
+        assert isinstance(chosen_by, PointwiseSelection)
+        good, bad = chosen_by.score(job, [candidate(0, right), candidate(1, wrong)])
+        return [PairVerdict(puzzle.id, name, True, good > bad, False,
+                            f"right {good!r}, wrong {bad!r}")]
+    assert isinstance(chosen_by, PairwiseSelection)
+    out = []
+    with job.backend.judging() as session:
+        for right_first in (True, False):
+            first, second = (right, wrong) if right_first else (wrong, right)
+            shown = (_prompt(job, puzzle, unit, first, second),
+                     _prompt(job, puzzle, unit, second, first))
+            [verdict] = chosen_by.referee().decide(session, job, 0, [(0, 1)], [shown])
+            out.append(PairVerdict(puzzle.id, name, right_first,
+                                   verdict.winner == (0 if right_first else 1), verdict.unread,
+                                   verdict.text or verdict.reason))
+    return out
+
+
+def _prompt(job: Choosing, puzzle: Puzzle, unit: Stage | None, first: str, second: str
+            ) -> Prompt:
+    hint = _hint(puzzle, unit)
+    text = judge_text(unit, puzzle.question, first, second, hint,
+                      wording=job.settings.judge_prompt)
+    return Prompt(text, (puzzle.question, first, second, hint))
 
 
 def summarise(verdicts: Iterable[PairVerdict]) -> list[UnitAccuracy]:
     """Accuracy per unit, in :data:`UNITS` order (units never judged are left out)."""
     counts: dict[str, list[int]] = {}
     for v in verdicts:
-        right, total, forced = counts.setdefault(v.unit, [0, 0, 0])
-        counts[v.unit] = [right + v.picked_right, total + 1, forced + v.forced]
+        right, total, unread = counts.setdefault(v.unit, [0, 0, 0])
+        counts[v.unit] = [right + v.picked_right, total + 1, unread + v.unread]
     order = [_unit_name(u) for u in UNITS]
     return [UnitAccuracy(name, *counts[name]) for name in order if name in counts]
 
@@ -194,37 +261,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=RECIPE_SEED,
                         help=f"the data set's seed (the recipe's is {RECIPE_SEED})")
     parser.add_argument("--limit", type=int, default=100, help="puzzles (default 100)")
+    parser.add_argument("--select", default="judge",
+                        help="selections to measure, separated by commas (default judge)")
+    parser.add_argument("--judge-prompt", choices=WORDINGS, default=SearchSettings.judge_prompt)
     parser.add_argument("--model", type=Path,
                         help="text model GGUF (default: the demo model)")
+    parser.add_argument("--scorer-model", type=Path,
+                        help="the second model of a selection that scores with one")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--json", action="store_true", help="print every verdict as JSON")
+    parser.add_argument("--json", action="store_true", help="print every decision as JSON")
     args = parser.parse_args(argv)
     puzzles = recipe_puzzles(args.split, args.seed, args.limit)
-    search = SearchSettings()
-    # all ten prompts of a puzzle are judged in one batch: more cells than one knockout
-    start = time.perf_counter()
+    names = [n.strip() for n in args.select.split(",") if n.strip()]
+    search = SearchSettings(judge_prompt=args.judge_prompt, scorer_model=args.scorer_model,
+                            seed=args.seed)
+    # all prompts of a puzzle's unit are asked in one batch: more cells than one knockout
     try:
         load = plan(args.model, None,
                     EngineSettings(n_ctx=FALLBACK_CTX, threads=args.threads), search)
         with Session(load) as session:
-            verdicts = []
-            for verdict in judge_pairs(session.backend, puzzles, seed=args.seed,
-                                       max_tokens=search.max_judge_tokens):
-                verdicts.append(verdict)
-                if args.json:
-                    print(json.dumps(verdict.__dict__))
+            for name in names:
+                start = time.perf_counter()
+                verdicts = []
+                for verdict in judge_pairs(session, puzzles, name, search, seed=args.seed):
+                    verdicts.append(verdict)
+                    if args.json:
+                        print(json.dumps({"select": name, **verdict.__dict__}))
+                seconds = time.perf_counter() - start
+                _print_table(name, verdicts, puzzles, args, load.model.name, seconds)
     except StagewiseError as error:
         print(f"judge_pairs: {error}", file=sys.stderr)
         return 2
-    seconds = time.perf_counter() - start
-    print(f"judge on right-vs-wrong pairs: {len(puzzles)} puzzles of the {args.split} split "
-          f"(seed {args.seed}), both orders, {load.model.name}, {seconds:.0f} s")
-    print(f"{'unit':<11} {'accuracy':>8}  {'95% CI':>11}  {'pairs':>5}  forced")
+    return 0
+
+
+def _print_table(name: str, verdicts: list[PairVerdict], puzzles: list[Puzzle],
+                 args: argparse.Namespace, model: str, seconds: float) -> None:
+    print(f"{name} on right-vs-wrong pairs: {len(puzzles)} puzzles of the {args.split} split "
+          f"(seed {args.seed}), {model}, {seconds:.0f} s")
+    print(f"{'unit':<11} {'accuracy':>8}  {'95% CI':>11}  {'pairs':>5}  unread")
     for row in summarise(verdicts):
         low, high = row.ci95
         print(f"{row.unit:<11} {row.accuracy:>8.1%}  {low:>5.1%}–{high:<5.1%}  {row.total:>5}  "
-              f"{row.forced}")
-    return 0
+              f"{row.unread}")
 
 
 if __name__ == "__main__":

@@ -285,10 +285,10 @@ def _register(wd: Workdir, args: argparse.Namespace) -> None:
 
 
 def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
+    from stagewise.models.disk.atomic import write_atomic
     from stagewise.models.evaluation import format_report, make_configs, read_items
     from stagewise.models.evaluation.runner import evaluate
     from stagewise.models.inference.engine_settings import EngineSettings
-    from stagewise.models.library.files import write_atomic
     from stagewise.models.reasoning.search_settings import SearchSettings
     from stagewise.models.session import Session, plan
 

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
 from stagewise.models.library.catalogue import LOCAL_FAMILY, find_entry, load_catalogue
-from stagewise.models.library.files import write_atomic
 from stagewise.models.library.installed import InstalledModel, Library
 from stagewise.models.recipes.llava_cot.data import LICENCE_NOTICE
 

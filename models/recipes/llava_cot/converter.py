@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
+from stagewise.models.disk.paths import cache_dir
 from stagewise.models.errors import StagewiseError
-from stagewise.models.storage.paths import cache_dir
 
 __all__ = ["MARKER", "ConversionError", "convert", "converter_source", "llama_cpp_version"]
 
@@ -90,7 +90,7 @@ def converter_source(*, version: str | None = None, source: Path | None = None,
             installed one (:func:`llama_cpp_version`) when None. Ignored with ``source``.
         source: Use this folder instead of fetching: a llama.cpp checkout, or an extracted
             llama-cpp-python source tree (its ``vendor/llama.cpp`` is used).
-        cache: Where fetched converters are kept; :func:`stagewise.models.storage.paths.cache_dir`
+        cache: Where fetched converters are kept; :func:`stagewise.models.disk.paths.cache_dir`
             when None.
 
     Returns:

@@ -34,10 +34,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
+from stagewise.models.disk.atomic import write_atomic, write_atomic_chunks
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.data import strip_image_marker
-from stagewise.models.library.files import write_atomic, write_atomic_chunks
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 __all__ = [
     "LICENCE_NOTICE",

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stagewise.models.build.puzzles import Puzzle, answer_text, draw, generate_split
-from stagewise.models.library.files import write_atomic
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.disk.atomic import write_atomic
+from stagewise.models.stages import STAGES, Stage
 
 __all__ = ["MALFORMED", "ZIP_FOLDER", "write_synthetic"]
 

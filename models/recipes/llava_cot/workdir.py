@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
-from stagewise.models.library.files import write_atomic
 
 __all__ = ["MODEL_STEM", "Workdir"]
 

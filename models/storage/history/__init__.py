@@ -43,7 +43,7 @@ settings, migrating, keeping a damaged database aside) and
 
 from __future__ import annotations
 
-from stagewise.models.library.files import write_atomic
+from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.storage.history.errors import describe_error
 from stagewise.models.storage.history.files import MIME_TYPES, THUMBNAIL_SIZE, image_extension
 from stagewise.models.storage.history.opening import READ_ONLY_NOTICE

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stagewise.models.events import Candidate, Check, SearchResult, Timings, Verdict
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
+from stagewise.models.stages import STAGES, Stage, parse_answer
 
 
 def _unit(value: str | None) -> Stage | None:
@@ -29,14 +29,16 @@ def _insert_records(db: sqlite3.Connection, run_id: int, candidates: Iterable[Ca
     """
     db.executemany(
         "INSERT OR REPLACE INTO candidates (run, segment, idx, unit, text, n_tokens, "
-        "mean_logprob, finish, chosen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "mean_logprob, finish, chosen, score, mean_entropy) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(run_id, c.segment, c.index, _unit_value(c.unit), c.text, c.n_tokens,
-          c.mean_logprob, c.finish, (c.segment, c.index) in chosen) for c in candidates])
+          c.mean_logprob, c.finish, (c.segment, c.index) in chosen, c.score, c.mean_entropy)
+         for c in candidates])
     db.executemany(
         "INSERT INTO verdicts (run, unit, segment, round, pair_first, pair_second, winner, "
-        "reason, text, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "reason, text, forced, unread, probability) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(run_id, _unit_value(v.unit), v.segment, v.round, v.first, v.second, v.winner,
-          v.reason, v.text, v.forced) for v in verdicts])
+          v.reason, v.text, v.forced, v.unread, v.probability) for v in verdicts])
     db.executemany(
         "INSERT INTO checks (run, segment, candidate, correct, text) VALUES (?, ?, ?, ?, ?)",
         [(run_id, c.segment, c.candidate, c.correct, c.text) for c in checks])
@@ -87,14 +89,15 @@ def _candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(
         unit=_unit(row["unit"]), segment=row["segment"], index=row["idx"], text=row["text"],
         n_tokens=row["n_tokens"], mean_logprob=float("nan") if logprob is None else logprob,
-        finish=row["finish"])
+        finish=row["finish"], score=row["score"], mean_entropy=row["mean_entropy"])
 
 
 def _verdict(row: sqlite3.Row) -> Verdict:
     return Verdict(
         unit=_unit(row["unit"]), segment=row["segment"], round=row["round"],
         first=row["pair_first"], second=row["pair_second"], winner=row["winner"],
-        reason=row["reason"], text=row["text"], forced=bool(row["forced"]))
+        reason=row["reason"], text=row["text"], forced=bool(row["forced"]),
+        unread=bool(row["unread"]), probability=row["probability"])
 
 
 def _timings(text: str | None) -> Timings:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
-from stagewise.models.library.files import write_atomic
 from stagewise.models.storage.history.database import _open_database
 from stagewise.models.storage.history.errors import _errors, describe_error
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
 
 DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's write to finish before giving up."""
 
@@ -102,6 +102,20 @@ def _add_threads(db: sqlite3.Connection) -> None:
     """)
 
 
+def _add_scores(db: sqlite3.Connection) -> None:
+    """Version 3 → 4: each candidate keeps the score its selection gave it (NULL: a lone
+    candidate, one not yet scored, or a run saved before scores were kept) and its mean
+    entropy where the backend measured it; each verdict
+    whether its reply named no response (``unread``) and, when decided by probabilities,
+    the winner's (``probability``)."""
+    _execute_all(db, """
+        ALTER TABLE candidates ADD COLUMN score REAL;
+        ALTER TABLE candidates ADD COLUMN mean_entropy REAL;
+        ALTER TABLE verdicts ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE verdicts ADD COLUMN probability REAL
+    """)
+
+
 def _execute_all(db: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
     for statement in script.split(";"):
@@ -113,6 +127,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _create_schema,
     1: _add_owners,
     2: _add_threads,
+    3: _add_scores,
 }
 """Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
 

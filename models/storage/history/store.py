@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from stagewise.models.disk.atomic import write_atomic
+from stagewise.models.disk.paths import data_dir
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import (
     AnswerFinished,
@@ -35,8 +37,7 @@ from stagewise.models.events import (
     Verdict,
 )
 from stagewise.models.inference.images import PreparedImage
-from stagewise.models.library.files import write_atomic
-from stagewise.models.reasoning.stages import STAGES, parse_answer
+from stagewise.models.stages import STAGES, parse_answer
 from stagewise.models.storage.history.database import (
     _fold,
     _open_database,
@@ -51,7 +52,6 @@ from stagewise.models.storage.history.records import HistoryEntry, RunNotFound, 
 from stagewise.models.storage.history.rows import _insert_records, _result
 from stagewise.models.storage.history.schema import DATABASE_NAME
 from stagewise.models.storage.history.threads import has_threads, thread_columns, thread_root
-from stagewise.models.storage.paths import data_dir
 
 __all__ = ["History"]
 
@@ -323,6 +323,11 @@ class History:
             answer = row["answer_text"] + prefix + event.text
             db.execute("UPDATE candidates SET chosen = (idx = ?) WHERE run = ? AND segment = ?",
                        (event.candidate, run_id, event.segment))
+            if len(event.scores) > 1:  # a lone candidate was not scored by a selection
+                db.executemany(
+                    "UPDATE candidates SET score = ? WHERE run = ? AND segment = ? AND idx = ?",
+                    [(score, run_id, event.segment, index)
+                     for index, score in enumerate(event.scores)])
             db.execute("UPDATE runs SET answer_text = ?, conclusion = ? WHERE id = ?",
                        (answer, parse_answer(answer).conclusion, run_id))
 

@@ -11,8 +11,8 @@ from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import load_image
 from stagewise.models.inference.mtmd_prompt import Bitmap
-from stagewise.models.reasoning.stages import user_text
 from stagewise.models.recipes.llava_cot.workdir import Workdir
+from stagewise.models.stages import user_text
 
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 

@@ -7,28 +7,46 @@ import re
 from pathlib import Path
 
 from stagewise.models.library.demo import DEMO_TEST, DEMO_VALIDATION, demo_dir
-from stagewise.models.reasoning.judge import parse_verdict
+from stagewise.models.reasoning.judge import read_choice
 from stagewise.models.recipes.demo import judge_pairs as cli
 from stagewise.models.recipes.demo.judge_pairs import PairVerdict, recipe_puzzles, summarise
 
 
-def test_every_unit_is_judged_both_ways_and_scored_by_the_right_ones_place(capsys):
-    assert cli.main(["--limit", "2", "--threads", "1", "--json"]) == 0
+def _decisions(out: list[str], select: str) -> list[PairVerdict]:
+    rows = [json.loads(line) for line in out if line.startswith("{")]
+    return [PairVerdict(**{k: v for k, v in r.items() if k != "select"}) for r in rows
+            if r["select"] == select]
+
+
+def test_every_unit_is_decided_both_ways_and_scored_by_the_right_ones_place(capsys):
+    assert cli.main(["--limit", "2", "--threads", "1", "--json",
+                     "--select", "judge,verdict,selfcheck"]) == 0
     out = capsys.readouterr().out.splitlines()
-    verdicts = [PairVerdict(**json.loads(line)) for line in out
-                if line.startswith("{")]
-    assert len(verdicts) == 2 * 5 * 2  # puzzles × units × orders
-    for first, second in zip(verdicts[::2], verdicts[1::2], strict=True):
-        assert (first.puzzle, first.unit) == (second.puzzle, second.unit)
-        assert first.right_first and not second.right_first
-    for v in verdicts:
-        choice = parse_verdict(v.text + ("" if v.text.endswith(".") else ".")).choice
-        if not v.forced:
-            assert v.picked_right == (choice == (1 if v.right_first else 2)), v
+    for select in ("judge", "verdict"):
+        verdicts = _decisions(out, select)
+        assert len(verdicts) == 2 * 5 * 2  # puzzles × units × orders
+        for first, second in zip(verdicts[::2], verdicts[1::2], strict=True):
+            assert (first.puzzle, first.unit) == (second.puzzle, second.unit)
+            assert first.right_first and not second.right_first
+    for v in _decisions(out, "judge"):  # read as the reference reads a verdict
+        choice, named = read_choice(v.text)
+        assert v.unread == (not named)
+        assert v.picked_right == (choice == (1 if v.right_first else 2)), v
+    pointwise = _decisions(out, "selfcheck")
+    assert len(pointwise) == 2 * 5 and all(v.right_first for v in pointwise)
+    for v in pointwise:
+        right, wrong = (float(x.split()[-1]) for x in v.text.split(","))
+        assert v.picked_right == (right > wrong)
     table = "\n".join(out)
-    assert "2 puzzles of the val split (seed 0)" in table
-    for row in summarise(verdicts):
+    for select in ("judge", "verdict", "selfcheck"):
+        assert f"{select} on right-vs-wrong pairs: 2 puzzles of the val split (seed 0)" in table
+    for row in summarise(_decisions(out, "verdict")):
         assert re.search(rf"^{row.unit} +{row.accuracy:.1%}", table, re.MULTILINE), row.unit
+
+
+def test_a_selection_that_reads_sampling_cannot_be_measured_on_written_pairs(capsys):
+    assert cli.main(["--limit", "1", "--select", "entropy"]) == 2
+    assert "cannot be measured on written pairs" in capsys.readouterr().err
 
 
 def test_summaries_count_per_unit_in_order():

@@ -11,8 +11,7 @@ torch = pytest.importorskip("torch")
 
 from stagewise.models.build.puzzles import answer_text, draw, generate_split  # noqa: E402
 from stagewise.models.build.tiny_vlm import STAGE_TAGS  # noqa: E402
-from stagewise.models.reasoning.judge import VERDICT_GRAMMAR, parse_verdict  # noqa: E402
-from stagewise.models.reasoning.stages import STAGES, Stage  # noqa: E402
+from stagewise.models.reasoning.judge import read_choice  # noqa: E402
 from stagewise.models.recipes.demo.examples import ExampleBuilder, build_examples  # noqa: E402
 from stagewise.models.recipes.demo.export import export_pair, load_pair  # noqa: E402
 from stagewise.models.recipes.demo.model import DemoModel  # noqa: E402
@@ -20,8 +19,7 @@ from stagewise.models.recipes.demo.parity import llama_logits, torch_logits  # n
 from stagewise.models.recipes.demo.spec import MINI  # noqa: E402
 from stagewise.models.recipes.demo.tokenizer import Tokenizer, build_vocabulary, prompt_parts  # noqa: E402
 from stagewise.models.recipes.demo.train import TrainSettings, train  # noqa: E402
-
-assert VERDICT_GRAMMAR  # the verdicts below must read back through the same parser
+from stagewise.models.stages import STAGES, Stage  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +68,12 @@ def test_judge_examples_pick_the_right_candidate(tokenizer, puzzles):
     for stage in (*STAGES, None):
         for puzzle in puzzles[:6]:
             example = builder.judge(puzzle, 0, stage, rng)
-            verdict = parse_verdict(tokenizer.decode(example.ids[example.loss_from : -1]))
+            choice, named = read_choice(tokenizer.decode(example.ids[example.loss_from : -1]))
+            assert named  # the search reads verdicts as the reference does
             prompt = tokenizer.decode(example.ids[: example.loss_from])
             right = answer_text(puzzle) if stage is None else puzzle.stages[stage]
             first = prompt.split("Response 1: ")[1].split("\n\nResponse 2: ")[0]
-            assert verdict.choice == (1 if first == right.strip() else 2), (stage, prompt)
+            assert choice == (1 if first == right.strip() else 2), (stage, prompt)
 
 
 def test_check_examples_answer_yes_only_for_the_right_reasoning(tokenizer, puzzles):

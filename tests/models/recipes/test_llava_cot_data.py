@@ -13,7 +13,6 @@ from PIL import Image
 
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.data import read_items, strip_image_marker
-from stagewise.models.reasoning.stages import Stage
 from stagewise.models.recipes.llava_cot.data import (
     LICENCE_NOTICE,
     DataReport,
@@ -24,6 +23,7 @@ from stagewise.models.recipes.llava_cot.data import (
     read_prepared,
 )
 from stagewise.models.recipes.llava_cot.synthetic import MALFORMED, ZIP_FOLDER, write_synthetic
+from stagewise.models.stages import Stage
 
 GOOD = ("<SUMMARY> s </SUMMARY>\n\n<CAPTION> c </CAPTION>\n\n"
         "<REASONING> r </REASONING>\n\n<CONCLUSION> 3 </CONCLUSION>")

@@ -23,11 +23,12 @@ from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.gguf_header import inspect_gguf
 from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES
 from stagewise.models.recipes.llava_cot.__main__ import main
 from stagewise.models.recipes.llava_cot.tiny_gemma import IMAGE_TOKEN, MM_TOKENS_PER_IMAGE, TEXT
 from stagewise.models.recipes.llava_cot.workdir import Workdir
+from stagewise.models.stages import STAGES
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,
@@ -143,7 +144,8 @@ def test_the_engine_runs_a_stage_beam_search_on_it(run, image):
         assert engine.family == "gemma3"
         assert not engine.uses_mrope
         assert engine.stage_mode is StageMode.NATIVE
-        search = StageSearch(engine, SearchSettings(beam=2, max_stage_tokens=10, seed=1))
+        search = StageSearch(LlamaBackend(engine),
+                             SearchSettings(beam=2, max_stage_tokens=10, seed=1))
         events = list(search.run(image, "How many red circles are there?"))
         assert engine.stats.image_encodes == 1
     result = events[-1].result
@@ -159,8 +161,8 @@ def test_training_prompt_is_the_prompt_the_app_gives(run, image, image_file):
     from PIL import Image
 
     from stagewise.models.inference.families import family_named
-    from stagewise.models.reasoning.stages import user_text
     from stagewise.models.recipes.llava_cot.inputs import IGNORE, load_prompt_builder
+    from stagewise.models.stages import user_text
 
     _, wd, _ = run
     question = "How many red circles are there?"

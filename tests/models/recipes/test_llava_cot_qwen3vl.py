@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stagewise.models.disk.paths import DATA_DIR_ENV
 from stagewise.models.events import AnswerFinished
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.gguf_header import inspect_gguf
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.installed import Library
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
-from stagewise.models.reasoning.stages import STAGES, user_text
 from stagewise.models.recipes.llava_cot.__main__ import main
 from stagewise.models.recipes.llava_cot.workdir import Workdir
-from stagewise.models.storage.paths import DATA_DIR_ENV
+from stagewise.models.stages import STAGES, user_text
 from tests.models.recipes.llava_cot_parity import (
     assert_same_logits,
     llama_image_prompt_logits,
@@ -175,7 +176,8 @@ def test_the_engine_runs_a_stage_beam_search_on_it(run, image):
         assert engine.family == "qwen3-vl"
         assert engine.uses_mrope
         assert engine.stage_mode is StageMode.NATIVE
-        search = StageSearch(engine, SearchSettings(beam=2, max_stage_tokens=10, seed=1))
+        search = StageSearch(LlamaBackend(engine),
+                             SearchSettings(beam=2, max_stage_tokens=10, seed=1))
         events = list(search.run(image, QUESTION))
         assert engine.stats.image_encodes == 1
     result = events[-1].result

@@ -13,7 +13,9 @@ place with its real chat template (``qwen2``: 151,936 tokens; ``llama-bpe``: 128
 log-probabilities cost what they cost on real models.
 Prints, as ratios to a greedy single pass measured in the same run:
 
-* stage beam N=2 and N=4 with each selection strategy;
+* stage beam N=2 with the log-probability and judge selections, and N=4 with every
+  selection (the cost of each selection is its N=4 time against log-probability's, which
+  chooses for free);
 * the hardware limit for N=4: one prefill plus the same decode steps as raw batches of 4
   sequences, keeping one sequence per stage as the search does, with no sampling and no
   Python logic between steps;
@@ -52,6 +54,7 @@ from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.inference.sampling import Sampler, SamplingSettings, mix_seed
+from stagewise.models.reasoning.llama_streams import token_stats
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stage_grammar import stage_grammar
 from stagewise.models.session import Session, plan
@@ -59,6 +62,10 @@ from stagewise.models.stages import STAGES, parse_answer, user_text
 
 LOGPROB_TARGET = 1.10
 SERVER_TARGET = 1.30
+SELECTION_TARGETS = {"verdict": 1.2, "selfcheck": 1.3, "entropy": 1.1}
+"""Each selection's N=4 wall time against log-probability selection's, at most (issue 26);
+the written judge is reported, with no target: it is allowed to be dear."""
+N4_SELECTIONS = ("logprob", "entropy", "verdict", "selfcheck", "judge")
 
 QUESTION = "How many shapes are red, and which one is largest?"
 
@@ -74,8 +81,9 @@ def make_image(folder: Path) -> PreparedImage:
 
 
 def search(session: Session, image: PreparedImage, beam: int, select: str,
-           tokens: int) -> SearchResult:
-    settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1)
+           tokens: int, scorer: Path | None = None) -> SearchResult:
+    settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1,
+                              scorer_model=scorer)
     for event in session.ask(image, QUESTION, settings):
         if isinstance(event, AnswerFinished):
             return event.result
@@ -143,7 +151,7 @@ def naive(engine: Engine, image: PreparedImage, beam: int, tokens: int) -> int:
                 text, logp = b"", 0.0
                 for _ in range(tokens):
                     tok = sampler.sample(engine.ctx, index)
-                    logp += engine.token_logprob(index, tok)
+                    logp += token_stats(engine.logits(index), tok)[0]
                     text += engine.piece(tok)
                     if stage.close_tag.encode() in text:
                         break
@@ -199,19 +207,32 @@ def main() -> None:
     parser.add_argument("--server", action="store_true",
                         help="stage beam N=4 through a local llama-server against the "
                              "in-process engine")
+    parser.add_argument("--demo", action="store_true",
+                        help="the demo pair and its example picture instead of the BENCH pair "
+                             "(its answers close their stages early, as a trained model's do)")
+    parser.add_argument("--scorer-model", type=Path,
+                        help="a process reward model: also time N=4 with the prm selection")
     args = parser.parse_args()
     if args.server:
         server_main(args)
         return
 
     folder = Path(tempfile.mkdtemp(prefix="stagewise-bench-"))
-    if args.vocab:
+    if args.demo:
+        from stagewise.models.library.demo import demo_pair, example_image
+
+        pair = demo_pair()
+        assert pair is not None, "the demo pair is not installed"
+        image = load_image(example_image())
+    elif args.vocab:
         from stagewise.models.recipes.real_vocab import real_vocabulary_pair
 
         pair = real_vocabulary_pair(args.vocab, BENCH)
+        image = make_image(folder)
     else:
         pair = write_tiny_pair(folder, BENCH)
-    image = make_image(folder)
+        image = make_image(folder)
+    selections = (*N4_SELECTIONS, "prm") if args.scorer_model else N4_SELECTIONS
     settings = EngineSettings(n_ctx=16384, threads=args.threads)
     # loaded as every front end loads (the same fit check and sequences); the raw
     # reference runs below use the session's engine directly
@@ -225,8 +246,10 @@ def main() -> None:
             "greedy (N=1)": lambda: search(session, image, 1, "logprob", args.tokens),
             "stage beam N=2, logprob": lambda: search(session, image, 2, "logprob", args.tokens),
             "stage beam N=2, judge": lambda: search(session, image, 2, "judge", args.tokens),
-            "stage beam N=4, logprob": lambda: search(session, image, 4, "logprob", args.tokens),
-            "stage beam N=4, judge": lambda: search(session, image, 4, "judge", args.tokens),
+            **{f"stage beam N=4, {select}": (
+                lambda select=select: search(session, image, 4, select, args.tokens,
+                                             args.scorer_model))
+               for select in selections},
             "hardware limit N=4 (raw batches)": lambda: hardware_limit(engine, image, 4,
                                                                        args.tokens),
             "naive N=4, logprob (reference way)": lambda: naive(engine, image, 4, args.tokens),
@@ -247,15 +270,15 @@ def main() -> None:
 
     med = {name: statistics.median(ts) for name, ts in times.items()}
     base = med["greedy (N=1)"]
-    print(f"BENCH pair: n_embd {BENCH.n_embd}, {BENCH.n_layer} layers, "
-          f"{BENCH.n_image_tokens} image tokens, vocabulary {args.vocab or 'tiny'} "
-          f"({n_vocab} tokens); {args.tokens} tokens per stage; "
+    what = ("the demo pair" if args.demo else
+            f"BENCH pair: n_embd {BENCH.n_embd}, {BENCH.n_layer} layers, "
+            f"{BENCH.n_image_tokens} image tokens, vocabulary {args.vocab or 'tiny'}")
+    print(f"{what} ({n_vocab} tokens); {args.tokens} tokens per stage; "
           f"median of {args.repeat}; threads {engine.settings.threads or 'auto'}")
     print(f"{'run':<38}{'seconds':>9}{'x greedy':>10}")
     for name, t in med.items():
         print(f"{name:<38}{t:>9.3f}{t / base:>10.2f}")
-    limit, lp4, j4 = (med["hardware limit N=4 (raw batches)"], med["stage beam N=4, logprob"],
-                      med["stage beam N=4, judge"])
+    limit, lp4 = med["hardware limit N=4 (raw batches)"], med["stage beam N=4, logprob"]
     nv = med["naive N=4, logprob (reference way)"]
     print()
     print(f"decode steps: N=4 search {steps} (4 sequences each, plus one per stage for the "
@@ -263,11 +286,18 @@ def main() -> None:
     checks = [
         ("N=4 logprob / hardware limit", lp4 / limit, f"<= {LOGPROB_TARGET:.2f}",
          lp4 / limit <= LOGPROB_TARGET),
-        ("N=4 judge / N=4 logprob", j4 / lp4, "<= 1.50", j4 / lp4 <= 1.5),
+        *((f"N=4 {select} / N=4 logprob", med[f"stage beam N=4, {select}"] / lp4,
+           f"<= {SELECTION_TARGETS[select]:.2f}",
+           med[f"stage beam N=4, {select}"] / lp4 <= SELECTION_TARGETS[select])
+          for select in selections if select in SELECTION_TARGETS),
         ("naive N=4 / N=4 logprob", nv / lp4, ">= 3.00", nv / lp4 >= 3.0),
     ]
     for label, value, target, ok in checks:
         print(f"{label:<38}{value:>9.2f}   target {target}  {'met' if ok else 'MISSED'}")
+    for select in selections:
+        if select not in SELECTION_TARGETS and select != "logprob":
+            ratio = med[f"stage beam N=4, {select}"] / lp4
+            print(f"{f'N=4 {select} / N=4 logprob':<38}{ratio:>9.2f}   (no target: reported)")
     outside = plain.timings.total_s - plain.timings.prompt_s - plain_decode_s
     print(f"N=4 logprob run: {outside / plain.timings.total_s:.0%} of its time is outside "
           "llama_decode (sampling, bookkeeping)")
@@ -275,12 +305,12 @@ def main() -> None:
     print(f"host work per sampled token per candidate: {host_ms:.2f} ms   target <= 1.00  "
           f"{'met' if host_ms <= 1.0 else 'MISSED'}")
     jt = judged.timings
-    forced = sum(v.forced for v in judged.verdicts)
+    unread = sum(v.unread for v in judged.verdicts)
     print(f"N=4 judge run: {jt.judge_s:.2f} s of {jt.total_s:.2f} s judging; "
-          f"{forced} of {len(judged.verdicts)} verdicts used the whole reason budget "
-          f"({SearchSettings().max_judge_tokens} tokens) and were asked for the digit; "
-          f"reading the judge and check prompts ({judge_prefill_tokens} tokens) took "
-          f"{judge_prefill_s:.2f} s of the judging")
+          f"{unread} of {len(judged.verdicts)} verdicts named no response within the reply "
+          f"budget ({SearchSettings().max_judge_tokens} tokens); reading the judge and check "
+          f"prompts ({judge_prefill_tokens} tokens) took {judge_prefill_s:.2f} s of the "
+          "judging")
     print(f"image encodes per question: ours {judged.timings.image_encodes} (N=4, judge), "
           f"naive {naive_encodes}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -306,7 +336,7 @@ def server_main(args: argparse.Namespace) -> None:
             search(session, image, 4, "logprob", 4)
         runs = {f"{where} N=4, {select}": (session, select)
                 for where, session in (("in process", local), ("llama-server", remote))
-                for select in ("logprob", "judge")}
+                for select in ("logprob", "verdict", "selfcheck", "judge")}
         times: dict[str, list[float]] = {name: [] for name in runs}
         encodes: dict[str, int] = {}
         for _ in range(args.repeat):
@@ -323,7 +353,7 @@ def server_main(args: argparse.Namespace) -> None:
     for name, t in med.items():
         print(f"{name:<34}{t:>9.3f}{encodes[name]:>15}")
     print()
-    for select in ("logprob", "judge"):
+    for select in ("logprob", "verdict", "selfcheck", "judge"):
         ratio = med[f"llama-server N=4, {select}"] / med[f"in process N=4, {select}"]
         ok = ratio <= SERVER_TARGET
         print(f"llama-server / in process, {select:<8}{ratio:>9.2f}   target <= "

@@ -338,19 +338,50 @@ class RunView:
             self._stages[stage].text = parser.contents[stage].strip()
 
 
+@dataclass
+class SavedSegment:
+    """One segment of a finished (or saved) run: its candidates in order, its checks and
+    verdicts, the winner, and a title for people (set by who shows it)."""
+
+    no: int
+    unit: Stage | None
+    candidates: list[Candidate] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    chosen: int | None = None
+    title: str = ""
+
+
+def saved_segments(result: SearchResult) -> list[SavedSegment]:
+    """``result``'s records grouped by segment, in segment order, candidates by index: what
+    the replay and the exports both read."""
+    segments: dict[int, SavedSegment] = {}
+    for c in result.candidates:
+        segments.setdefault(c.segment, SavedSegment(c.segment, c.unit)).candidates.append(c)
+    for check in result.checks:
+        if check.segment in segments:
+            segments[check.segment].checks.append(check)
+    for v in result.verdicts:
+        segments.setdefault(v.segment, SavedSegment(v.segment, v.unit)).verdicts.append(v)
+    for no, index in result.chosen:
+        if no in segments:
+            segments[no].chosen = index
+    ordered = [segments[no] for no in sorted(segments)]
+    for seg in ordered:
+        seg.candidates.sort(key=lambda c: c.index)
+    return ordered
+
+
 def replay(result: SearchResult) -> Iterator[Event]:
     """Events that rebuild ``result``'s view (tokens arrive whole, one event per candidate)."""
     yield RunStarted(result.question, result.strategy, result.beam, result.select,
                      result.mode, result.seed)
     prompted = result.mode == StageMode.PROMPTED.value
-    by_segment: dict[int, list[Candidate]] = {}
-    for c in result.candidates:
-        by_segment.setdefault(c.segment, []).append(c)
-    chosen = dict(result.chosen)
     seen_units: set[Stage | None] = set()
-    for no in sorted(by_segment):
-        cands = sorted(by_segment[no], key=lambda c: c.index)
-        unit = cands[0].unit
+    for seg in saved_segments(result):
+        cands, unit, no = seg.candidates, seg.unit, seg.no
+        if not cands:
+            continue
         prefix = ""
         if prompted and unit not in seen_units:
             prefix = (unit or Stage.SUMMARY).open_tag
@@ -358,18 +389,15 @@ def replay(result: SearchResult) -> Iterator[Event]:
         yield SegmentStarted(unit, no, len(cands), prefix)
         for c in cands:
             yield CandidateFinished(c)
-        verdicts = [v for v in result.verdicts if v.segment == no]
-        checks = [c for c in result.checks if c.segment == no]
-        if verdicts or checks:
+        if seg.verdicts or seg.checks:
             yield JudgingStarted(unit, no, max(len(cands) - 1, 0))
-        for check in checks:
+        for check in seg.checks:
             yield CorrectnessChecked(check)
-        for v in verdicts:
+        for v in seg.verdicts:
             yield JudgeVerdict(v)
-        if no in chosen:
-            scores = _scores(cands, verdicts, SELECTIONS.find(result.select))
-            i = chosen[no]
-            yield SegmentChosen(unit, no, i, cands[i].text, scores, 0.0)
+        if seg.chosen is not None:
+            scores = _scores(cands, seg.verdicts, SELECTIONS.find(result.select))
+            yield SegmentChosen(unit, no, seg.chosen, cands[seg.chosen].text, scores, 0.0)
     yield AnswerFinished(result)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from stagewise.models.events import Candidate, Check, SearchResult, Verdict
 from stagewise.models.reasoning.judge import name_candidates
+from stagewise.models.reasoning.run_view import SavedSegment, saved_segments
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES
 from stagewise.models.stages import STAGES, Stage, parse_answer
@@ -38,33 +38,13 @@ BODY_STAGES = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
 """The stages shown after the conclusion, in order."""
 
 
-@dataclass
-class Segment:
-    """One segment of the search: its candidates, checks, verdicts and winner."""
-
-    no: int
-    unit: Stage | None
-    title: str = ""
-    candidates: list[Candidate] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-    chosen: int | None = None
+Segment = SavedSegment
+"""One segment of the search as exports show it (grouped as the run view groups it)."""
 
 
 def search_segments(result: SearchResult) -> list[Segment]:
     """The result's segments in order, titled (``"Reasoning, part 2"`` when a stage has many)."""
-    segments: dict[int, Segment] = {}
-    for c in result.candidates:
-        segments.setdefault(c.segment, Segment(c.segment, c.unit)).candidates.append(c)
-    for check in result.checks:
-        if check.segment in segments:
-            segments[check.segment].checks.append(check)
-    for v in result.verdicts:
-        segments.setdefault(v.segment, Segment(v.segment, v.unit)).verdicts.append(v)
-    for no, index in result.chosen:
-        if no in segments:
-            segments[no].chosen = index
-    ordered = [segments[no] for no in sorted(segments)]
+    ordered = saved_segments(result)
     counts: dict[Stage | None, int] = {}
     for seg in ordered:
         counts[seg.unit] = counts.get(seg.unit, 0) + 1
@@ -73,7 +53,6 @@ def search_segments(result: SearchResult) -> list[Segment]:
         seen[seg.unit] = seen.get(seg.unit, 0) + 1
         name = seg.unit.title if seg.unit is not None else "Whole answer"
         seg.title = name if counts[seg.unit] == 1 else f"{name}, part {seen[seg.unit]}"
-        seg.candidates.sort(key=lambda c: c.index)
     return ordered
 
 

@@ -72,8 +72,8 @@ def test_the_table_has_a_row_per_strategy(tmp_path, capsys, tiny_pair):
     rows = [line.split()[0] for line in lines[header + 1: header + 7]]
     assert rows == ["greedy", "single", "best-of-n", "sentence", "stage", "retrace"]
     assert "retrace's cutoff is not calibrated" in err
-    assert any(line.startswith("stage vs single: ") and " points (95% CI " in line
-               for line in lines)
+    assert any(line.startswith("stage vs greedy: ") and " points (95% CI " in line
+               for line in lines)  # every search against greedy decoding
     assert any(line.startswith("judge (stage):") for line in lines)
     assert any(line.startswith("kind") for line in lines)
 
@@ -86,7 +86,7 @@ def test_strategies_repeat_or_split_by_commas(tmp_path, capsys, tiny_pair):
     assert status == 0
     report = json.loads(out)
     assert [s["strategy"] for s in report["strategies"]] == ["stage", "best-of-n"]
-    assert report["comparisons"] == []  # no single pass to compare with
+    assert report["comparisons"] == []  # no greedy or single pass to compare with
     assert all(s["judge"] is None and s["select"] == "logprob" for s in report["strategies"])
     with pytest.raises(SystemExit) as exited:
         main(["eval", str(data), "--strategy", "single,beam"])
@@ -173,9 +173,10 @@ def test_retrace_calibrates_its_cutoff_on_other_questions(tmp_path, capsys, tiny
     assert status == 0, err
     report = json.loads(out)
     settings = report["settings"]
-    assert settings["retrace_scorer"] == "selfcheck"
-    assert 0.0 <= settings["retrace_cutoff"] <= 1.0
     assert settings["retrace_calibration"] == (
-        "60th percentile of selfcheck scores on 2 questions of test.jsonl")
+        "retrace: 60th percentile of selfcheck scores on 2 questions of test.jsonl")
     assert [s["strategy"] for s in report["strategies"]] == ["single", "retrace"]
+    retrace = report["strategies"][1]
+    assert retrace["select"] == "selfcheck"  # retrace's own selection
+    assert 0.0 <= retrace["retrace_cutoff"] <= 1.0
     assert "calibrating retrace's cutoff on 2 questions" in err

@@ -330,18 +330,26 @@ def test_ok_and_cancel(qtbot, make_dialog):
     assert dialog.settings().beam == 3
 
 
-def test_retrace_takes_its_scorer_and_not_the_beam(make_dialog, pair_copy):
-    dialog = make_dialog(AppSettings(strategy="retrace", retrace_scorer="model",
+def test_retrace_takes_a_pointwise_selection_and_not_the_beam(make_dialog, pair_copy):
+    dialog = make_dialog(AppSettings(strategy="retrace", select="model",
                                      scorer_model=pair_copy.model))
-    assert not dialog.beam_spin.isEnabled() and not dialog.select_combo.isEnabled()
-    assert dialog.scorer_combo.isEnabled() and dialog.scorer_field.isEnabled()
+    assert not dialog.beam_spin.isEnabled() and dialog.select_combo.isEnabled()
+    assert dialog.scorer_field.isEnabled()  # the model selection scores with it
     assert dialog.scorer_field.edit.text() == str(pair_copy.model)
     assert dialog.settings().scorer_model == pair_copy.model
-    dialog.scorer_combo.setCurrentIndex(dialog.scorer_combo.findData("logprob"))
+    items = dialog.select_combo.model()
+    enabled = {dialog.select_combo.itemData(row): items.item(row).isEnabled()
+               for row in range(dialog.select_combo.count())}
+    assert not enabled["judge"] and not enabled["verdict"]  # pairwise: not for retrace
+    assert enabled["selfcheck"] and enabled["prm"] and enabled["logprob"]
+    dialog.select_combo.setCurrentIndex(dialog.select_combo.findData("logprob"))
     assert not dialog.scorer_field.isEnabled()
-    assert dialog.settings().retrace_scorer == "logprob"
+    assert dialog.settings().select == "logprob"
     dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("stage"))
-    assert dialog.beam_spin.isEnabled() and not dialog.scorer_combo.isEnabled()
+    assert dialog.beam_spin.isEnabled()
+    dialog.select_combo.setCurrentIndex(dialog.select_combo.findData("judge"))
+    dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("retrace"))
+    assert dialog.settings().select is None  # a pairwise choice falls back to retrace's own
 
 
 def test_a_remote_model_is_checked_and_its_key_kept_apart(qtbot, make_dialog):

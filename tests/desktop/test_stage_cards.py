@@ -417,7 +417,7 @@ def test_every_control_has_an_accessible_name(panel: ReasoningPanel, search: Sea
 
 def test_retrace_shows_its_candidate_sets_scores_and_retraces(panel: ReasoningPanel,
                                                               search: Search) -> None:
-    events = search(strategy="retrace", retrace_scorer="selfcheck", retrace_cutoff=2.0)
+    events = search(strategy="retrace", select="selfcheck", retrace_cutoff=2.0)
     view = stream(panel, events)
     for stage in STAGES:
         assert panel.card(stage).text_shown() == view.stages[stage].text

@@ -225,7 +225,7 @@ def test_prompted_mode_sends_the_stage_grammar(fake, image):
 def test_retrace_reads_yes_from_the_top_logprobs(fake, image):
     url, requests = fake
     with Session.connect(vllm(url), KEY) as session:
-        result = run(session, image, strategy="retrace", retrace_scorer="selfcheck")
+        result = run(session, image, strategy="retrace", select="selfcheck")
     assert result.status == "finished"
     asked = [r for r in requests if r.get("top_logprobs")]
     assert asked and all(r["max_tokens"] == 1 for r in asked)

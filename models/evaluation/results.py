@@ -241,7 +241,7 @@ class StrategyReport:
             "tokens_per_question": round(self.tokens_per_question, 2),
             "by_kind": {kind or "-": {"correct": c, "n": n, "accuracy": round(c / n, 4)}
                         for kind, (c, n) in self.by_kind().items()},
-            "judge": None if not self.config.chooses else {
+            "picks": None if not self.config.chooses else {
                 "right": right, "counted": counted,
                 "accuracy": round(right / counted, 4) if counted else None,
                 "by_unit": {u: {"right": r, "counted": n}

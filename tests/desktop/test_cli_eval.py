@@ -70,7 +70,7 @@ def test_the_table_has_a_row_per_strategy(tmp_path, capsys, tiny_pair):
     header = next(i for i, line in enumerate(lines) if line.startswith("strategy"))
     assert "accuracy" in lines[header] and "95% CI" in lines[header]
     rows = [line.split()[0] for line in lines[header + 1: header + 7]]
-    assert rows == ["greedy", "single", "best-of-n", "sentence", "stage", "retrace"]
+    assert rows == ["greedy", "single", "stage", "sentence", "best-of-n", "retrace"]
     assert "retrace's cutoff is not calibrated" in err
     assert any(line.startswith("stage vs greedy: ") and " points (95% CI " in line
                for line in lines)  # every search against greedy decoding
@@ -87,7 +87,8 @@ def test_strategies_repeat_or_split_by_commas(tmp_path, capsys, tiny_pair):
     report = json.loads(out)
     assert [s["strategy"] for s in report["strategies"]] == ["stage", "best-of-n"]
     assert report["comparisons"] == []  # no greedy or single pass to compare with
-    assert all(s["judge"] is None and s["select"] == "logprob" for s in report["strategies"])
+    assert all(s["select"] == "logprob" and s["picks"] is not None  # every choosing selection
+               for s in report["strategies"])                     # is scored on its picks
     with pytest.raises(SystemExit) as exited:
         main(["eval", str(data), "--strategy", "single,beam"])
     assert exited.value.code == 2

@@ -375,7 +375,7 @@ def test_strategy_report_tallies_kinds_and_judge_units():
     assert r.judge_by_unit() == {"caption": (0, 1), "conclusion": (2, 2)}
     assert r.judge_total == (2, 3)
     data = r.to_json()
-    assert data["judge"]["right"] == 2 and data["judge"]["counted"] == 3
+    assert data["picks"]["right"] == 2 and data["picks"]["counted"] == 3
     assert data["ci95"][0] < r.accuracy < data["ci95"][1]
 
 

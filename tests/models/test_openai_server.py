@@ -146,7 +146,9 @@ def _chunks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
     grammar = (body.get("structured_outputs") or {}).get("grammar") or ""
     logprobs = None
-    if "Since" in grammar:
+    asked = json.dumps(body.get("messages") or [])
+    if "Since" in grammar or (not grammar and "I choose response" in asked
+                              and not body.get("top_logprobs")):  # the judge's free reply
         content = "Since the first one is clearer, I choose response 1."
     elif '"Yes"' in grammar:
         content = "Yes"

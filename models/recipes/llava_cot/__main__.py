@@ -299,7 +299,7 @@ def _evaluate(wd: Workdir, args: argparse.Namespace) -> None:
     load = plan(model, wd.require(wd.mmproj, "convert"), EngineSettings(n_ctx=args.ctx),
                 configs[-1].settings(base, base.seed))
     with Session(load) as session:
-        report = evaluate(session.backend, items, configs, base_settings=base,
+        report = evaluate(session, items, configs, base_settings=base,
                           progress=lambda p: _say(f"evaluated {p.done}/{p.total}"))
     text = format_report(report)
     write_atomic(wd.eval_json, (json.dumps({"model": str(model), **report.to_json()},

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import logging
 import os
 import threading
@@ -36,7 +35,7 @@ from stagewise.models.inference.cpu_buffers import (
 )
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
-    FALLBACK_CTX,
+    N_CTX,
     EngineSettings,
     EngineStats,
     default_threads,
@@ -64,8 +63,6 @@ from stagewise.models.inference.tokenizer import Tokenizer
 
 log = logging.getLogger("stagewise.llama")
 
-MIN_CTX = 256  # the smallest context the engine takes (llama.cpp aborts below 64)
-
 
 
 class Engine:
@@ -83,7 +80,7 @@ class Engine:
         self,
         model_path: str | os.PathLike[str],
         mmproj_path: str | os.PathLike[str],
-        settings: EngineSettings | None = None,
+        settings: EngineSettings,
         progress: Callable[[float], bool] | None = None,
     ) -> None:
         """Validate the pair, then load it.
@@ -91,17 +88,20 @@ class Engine:
         Args:
             model_path: The text model GGUF.
             mmproj_path: Its projector GGUF.
-            settings: Context and hardware settings.
+            settings: Context and hardware settings, with a context size: a load plan's
+                (:func:`stagewise.models.session.plan`) or one given, never automatic.
             progress: Called with 0.0 to 1.0 while the weights load; returning False
                 stops loading, and the constructor raises :class:`Cancelled`.
 
         Raises:
+            StagewiseError: A setting is out of its range
+                (:meth:`EngineSettings.validate`).
             ModelFileError: A file is missing, truncated or does not match the other.
-            EngineError: llama.cpp or libmtmd refused a file; what was loaded before the
-                refusal is freed.
+            EngineError: The context size is automatic, or llama.cpp or libmtmd refused
+                a file; what was loaded before the refusal is freed.
             Cancelled: ``progress`` returned False.
         """
-        self.settings = settings or EngineSettings()
+        self.settings = settings
         self._progress = progress
         self._load_cancelled = False
         self.model_path = Path(model_path)
@@ -114,11 +114,12 @@ class Engine:
         self._projector: ProjectorOwner | None = None
         self._batch: BatchOwner | None = None
         self.weight_buffers: dict[str, float] = {}
-        if self.settings.n_ctx == AUTO_CTX:  # no plan sized it
-            self.settings = dataclasses.replace(self.settings, n_ctx=FALLBACK_CTX)
-        if self.settings.n_ctx < MIN_CTX:  # llama.cpp asserts (and aborts) below this
-            raise EngineError(f"the context must hold at least {MIN_CTX} tokens, "
-                              f"not {self.settings.n_ctx}")
+        self.settings.validate()  # before llama.cpp, which aborts on some values
+        if self.settings.n_ctx == AUTO_CTX:
+            raise EngineError(
+                "the context size is automatic: a load plan sizes it "
+                "(stagewise.models.session.plan); an engine needs a size from "
+                f"{N_CTX.low} to {N_CTX.high}")
         text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stagewise.models.build.tiny_vlm import TINY, token_id, write_tiny_pair
-from stagewise.models.errors import Cancelled, EngineError, ModelFileError
+from stagewise.models.errors import Cancelled, EngineError, ModelFileError, StagewiseError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.gguf_check import check_pair
@@ -100,7 +100,7 @@ def test_the_context_manager_closes(tiny_pair):
 
 def test_a_bad_pair_is_refused_before_llama_cpp(tiny_pair):
     with pytest.raises(ModelFileError, match="projector"):
-        Engine(tiny_pair.mmproj, tiny_pair.model)
+        Engine(tiny_pair.mmproj, tiny_pair.model, EngineSettings(n_ctx=512))
 
 
 def test_model_facts(engine):
@@ -199,8 +199,29 @@ def test_a_prompt_longer_than_the_context_is_refused_before_libmtmd(tiny_pair, i
 
 def test_a_context_llama_cpp_would_abort_on_is_refused(tiny_pair):
     """llama.cpp asserts (and the process dies) below 64 tokens of context."""
-    with pytest.raises(EngineError, match="at least 256 tokens, not 32"):
+    with pytest.raises(StagewiseError, match=r"^n_ctx must be a whole number from 256 to "
+                                             r"131072 or 0 \(automatic\), not 32$"):
         Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=32))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"n_ctx": 131073}, "n_ctx must be a whole number from 256 to 131072"),
+    ({"n_seq_max": 257}, "n_seq_max must be a whole number from 1 to 256"),
+    ({"threads": 0}, "threads must be a whole number from 1 to 256 or None"),
+    ({"gpu_layers": -2}, "gpu_layers must be a whole number from -1 to 999"),
+    ({"n_batch": 0}, "n_batch must be a whole number from 1"),
+    ({"flash_attn": "yes"}, "flash_attn must be one of auto, on, off"),
+])
+def test_settings_out_of_range_are_refused_before_llama_cpp(tiny_pair, change, words):
+    before = live_owners()
+    with pytest.raises(StagewiseError, match=words):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(**{"n_ctx": 512, **change}))
+    assert live_owners() == before  # nothing was loaded
+
+
+def test_an_automatic_context_is_for_a_load_plan_to_size(tiny_pair):
+    with pytest.raises(EngineError, match=r"automatic: a load plan sizes it.*256 to 131072"):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings())
 
 
 def test_ctrl_c_inside_a_llama_cpp_log_callback_is_delivered_not_dropped(monkeypatch):

@@ -239,7 +239,7 @@ def test_settings_and_window_geometry_are_remembered(qtbot, make_window, setting
     from stagewise.models.storage.app_settings import load_settings
 
     saved = load_settings(folders["settings_path"])
-    assert saved.beam == 5
+    assert saved.search.beam == 5
     assert saved.window_geometry
     again = make_window(saved)
     assert again.question_box.beam.value() == 5

@@ -17,9 +17,10 @@ from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import AUTO_CTX, N_CTX, EngineSettings
+from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import BEAM, SearchSettings
-from stagewise.models.session import SEQUENCES
+from stagewise.models.session import sequences_reserved
 from stagewise.models.storage.app_settings import AppSettings
 
 
@@ -52,11 +53,12 @@ def test_the_beam_width_has_one_range(qtbot, tiny_pair, capsys):
     bounds = (BEAM.low, BEAM.high)
     # the search, on an engine with room for the widest beam
     with Engine(tiny_pair.model, tiny_pair.mmproj,
-                EngineSettings(n_ctx=512, n_seq_max=SEQUENCES, threads=1)) as engine:
+                EngineSettings(n_ctx=512, n_seq_max=sequences_reserved(), threads=1)) as engine:
+        backend = LlamaBackend(engine)
 
         def search_accepts(beam: int) -> bool:
             try:
-                StageSearch(engine, SearchSettings(beam=beam))
+                StageSearch(backend, SearchSettings(beam=beam))
             except StagewiseError as error:
                 assert "beam must be a whole number" in str(error)
                 return False

@@ -79,18 +79,19 @@ def main() -> int:
     os.environ["STAGEWISE_DATA_DIR"] = str(folder / "data")
     os.environ["STAGEWISE_CONFIG_DIR"] = str(folder / "config")
 
-    from dataclasses import replace
 
     from stagewise.desktop.app import SELF_TEST_QUESTION, example_image
     from stagewise.desktop.main_window import MainWindow
     from stagewise.models.build.tiny_vlm import BENCH, TINY, write_tiny_pair
+    from stagewise.models.reasoning.search_settings import SearchSettings
     from stagewise.models.stages import STAGES
     from stagewise.models.storage.app_settings import AppSettings
 
     pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (kept alive)
-    settings = replace(AppSettings(), model=pair.model, mmproj=pair.mmproj, beam=args.beam,
-                       max_stage_tokens=args.tokens, select="judge")
+    settings = AppSettings(model=pair.model, mmproj=pair.mmproj,
+                           search=SearchSettings(beam=args.beam, max_stage_tokens=args.tokens,
+                                                 select="judge"))
     window = MainWindow(settings)
     window.show()
     recorder = GapRecorder()

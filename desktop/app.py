@@ -102,5 +102,5 @@ def _for_session(settings: AppSettings, options: WindowOptions) -> AppSettings:
         settings = replace(settings, model=options.model or settings.model,
                            mmproj=options.mmproj)
     if options.beam is not None:
-        settings = replace(settings, beam=options.beam)
+        settings = replace(settings, search=replace(settings.search, beam=options.beam))
     return settings

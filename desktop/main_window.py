@@ -109,7 +109,7 @@ class MainWindow(QMainWindow):
     def _build_widgets(self) -> None:
         self.image_pane = ImagePane()
         self.question_box = QuestionBox()
-        self.question_box.beam.setValue(self.settings.beam)
+        self.question_box.beam.setValue(self.settings.search.beam)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Message")
@@ -121,7 +121,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.image_pane, 1)
         left_layout.addWidget(self.message)
         self.thread_view = ThreadView(self.question_box.follow_up)
-        self.thread_view.set_supported(not self.settings.server_url)
+        self.thread_view.set_supported(self.settings.server_settings() is None)
         left_layout.addWidget(self.thread_view)
         left_layout.addWidget(self.question_box)
 
@@ -499,19 +499,19 @@ class MainWindow(QMainWindow):
             self.thread_view.new_image()
 
     def _restore_search(self, saved: dict[str, object]) -> None:
-        """Ask again as the past run was asked: its beam, selection, strategy and sampling
-        (saved settings that no longer validate are left as they are)."""
-        keys = ("beam", "select", "strategy", "temperature", "top_p", "max_stage_tokens")
-        wanted = {k: saved[k] for k in keys if k in saved}
-        older = {k: saved[k] for k in ("version", "retrace_scorer") if k in saved}
-        # settings saved by an older version are brought up to date as a settings file is
-        restored, problems, _ = settings_from_json({**self.settings.to_json(), **wanted,
-                                                    **older})
-        if problems or not wanted:
+        """Ask again as the past run was asked: its search (beam, selection, strategy,
+        sampling, budgets; the scorer model stays the current one). Saved settings that no
+        longer validate, or a run saved without them, leave the search as it is; runs saved
+        before settings version 3 (flat) are read through the settings' migrations."""
+        if not isinstance(saved.get("search"), dict) and "beam" not in saved:
             return
-        self.settings = dataclasses.replace(self.settings, **{k: getattr(restored, k)
-                                                              for k in wanted})
-        self.question_box.beam.setValue(self.settings.beam)
+        restored, problems, _ = settings_from_json(saved)
+        if problems:
+            return
+        search = dataclasses.replace(restored.search,
+                                     scorer_model=self.settings.search.scorer_model)
+        self.settings = dataclasses.replace(self.settings, search=search)
+        self.question_box.beam.setValue(search.beam)
 
     def export_selected(self) -> None:
         self.export_runs(self.history_panel.selected_ids())
@@ -576,8 +576,9 @@ class MainWindow(QMainWindow):
 
     def use_model(self, model: InstalledModel) -> None:
         """Answer with this installed model from now on."""
-        self.apply_settings(dataclasses.replace(self.settings, model=model.model,
-                                                mmproj=model.mmproj, server_url=""))
+        self.apply_settings(dataclasses.replace(
+            self.settings, model=model.model, mmproj=model.mmproj,
+            server=dataclasses.replace(self.settings.server, url="")))
 
     def open_settings(self, *, remote: bool = False) -> None:
         """Open Preferences; ``remote`` starts at the remote model, switched on."""
@@ -592,10 +593,10 @@ class MainWindow(QMainWindow):
         """Use new settings from now on (and load another model if they name one)."""
         old = self.settings
         self.settings = settings
-        self.question_box.beam.setValue(settings.beam)
+        self.question_box.beam.setValue(settings.search.beam)
         self.reasoning.set_collapsed_default(settings.stages_collapsed)
         self.collapse_action.setChecked(settings.stages_collapsed)
-        self.thread_view.set_supported(not settings.server_url)
+        self.thread_view.set_supported(settings.server_settings() is None)
         self._save_settings()
         changed = ((old.model, old.mmproj, old.server_settings())
                    != (settings.model, settings.mmproj, settings.server_settings()))
@@ -605,8 +606,9 @@ class MainWindow(QMainWindow):
             self.model_setup.refresh()  # a real model now: no first-run panel
 
     def _on_beam(self, beam: int) -> None:
-        if beam != self.settings.beam:
-            self.settings = dataclasses.replace(self.settings, beam=beam)
+        if beam != self.settings.search.beam:
+            self.settings = dataclasses.replace(
+                self.settings, search=dataclasses.replace(self.settings.search, beam=beam))
 
     def _toggle_collapsed(self) -> None:
         collapsed = self.collapse_action.isChecked()

@@ -74,7 +74,7 @@ class ModelSetup(QObject):
     def needs_model(self) -> bool:
         """Whether no real model is set up: none chosen, no server, none in the library."""
         settings = self.window.settings
-        if settings.model is not None or settings.server_url:
+        if settings.model is not None or settings.server_settings() is not None:
             return False
         try:
             return not any(model.present for model in self.library.installed())
@@ -139,7 +139,7 @@ class ModelSetup(QObject):
     @Slot(object)
     def _on_installed(self, model: InstalledModel) -> None:
         settings = self.window.settings
-        if settings.model is None and not settings.server_url:
+        if settings.model is None and settings.server_settings() is None:
             self.window.use_model(model)
             self.window.statusBar().showMessage(
                 f"{model.name} is installed and answers from now on", 8000)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from stagewise.models.reasoning.search_settings import MAX_BEAM
+from stagewise.models.reasoning.search_settings import BEAM
 
 
 class _QuestionEdit(QPlainTextEdit):
@@ -69,7 +69,7 @@ class QuestionBox(QWidget):
         self.edit.setFixedHeight(line * 3 + 16)
 
         self.beam = QSpinBox()
-        self.beam.setRange(1, MAX_BEAM)
+        self.beam.setRange(BEAM.low, BEAM.high)
         self.beam.setAccessibleName("Beam width")
         self.beam.setToolTip("Candidates sampled per stage; the best is kept. 1 = single pass.")
         beam_label = QLabel("&Beam")

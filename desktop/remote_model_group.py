@@ -7,6 +7,8 @@ released LLaVA-CoT 11B model). The API key is shown masked and kept in the key s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.storage.app_settings import AppSettings
+from stagewise.models.remote.server import ServerSettings
 
 KINDS = (("llama-server", "llama.cpp llama-server"),
          ("openai", "OpenAI-compatible (vLLM)"))
@@ -27,7 +29,7 @@ MODES = ((StageMode.PROMPTED.value, "Prompted for the four stages"),
 
 
 class RemoteModelGroup(QGroupBox):
-    """Edits the server fields of :class:`AppSettings` and the server's key."""
+    """Edits the window's :class:`ServerSettings` and the server's key."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Remote model", parent)
@@ -73,21 +75,22 @@ class RemoteModelGroup(QGroupBox):
         self.enabled.toggled.connect(self._update_enabled)
         self.kind.currentIndexChanged.connect(self._update_enabled)
 
-    def load(self, settings: AppSettings, key: str) -> None:
-        self.enabled.setChecked(bool(settings.server_url))
-        self.kind.setCurrentIndex(max(0, self.kind.findData(settings.server_kind)))
-        self.url.setText(settings.server_url)
-        self.model.setText(settings.server_model)
+    def load(self, server: ServerSettings, key: str) -> None:
+        self.enabled.setChecked(bool(server.url))
+        self.kind.setCurrentIndex(max(0, self.kind.findData(server.kind)))
+        self.url.setText(server.url)
+        self.model.setText(server.model)
         self.key.setText(key)
-        self.mode.setCurrentIndex(max(0, self.mode.findData(settings.server_stage_mode)))
+        self.mode.setCurrentIndex(max(0, self.mode.findData(server.stage_mode.value)))
         self._update_enabled()
 
-    def values(self) -> dict[str, str]:
-        """The AppSettings fields as edited (an unchecked box clears the address)."""
-        return {"server_url": self.url.text().strip() if self.enabled.isChecked() else "",
-                "server_kind": self.kind.currentData(),
-                "server_model": self.model.text().strip(),
-                "server_stage_mode": self.mode.currentData()}
+    def values(self, original: ServerSettings) -> ServerSettings:
+        """``original`` as edited (an unchecked box clears the address)."""
+        return replace(original,
+                       url=self.url.text().strip() if self.enabled.isChecked() else "",
+                       kind=self.kind.currentData(),
+                       model=self.model.text().strip(),
+                       stage_mode=StageMode(self.mode.currentData()))
 
     def problem(self) -> str | None:
         """Why these values cannot be used, or None."""

@@ -37,23 +37,20 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.remote_model_group import RemoteModelGroup
 from stagewise.models.errors import ModelFileError, StagewiseError
-from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
+from stagewise.models.inference.engine_settings import (
+    AUTO_CTX,
+    FALLBACK_CTX,
+    N_CTX,
+    THREADS,
+)
+from stagewise.models.inference.engine_settings import GPU_LAYERS as GPU_LAYER_RANGE
 from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
+from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P
 from stagewise.models.library.files import find_mmproj
-from stagewise.models.reasoning.search_settings import MAX_BEAM
+from stagewise.models.reasoning.search_settings import BEAM, MAX_STAGE_TOKENS
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
-from stagewise.models.storage.app_settings import (
-    CTX_MAX,
-    CTX_MIN,
-    GPU_LAYERS_MAX,
-    MAX_STAGE_TOKENS_MAX,
-    MAX_STAGE_TOKENS_MIN,
-    SCHEMA_VERSION,
-    TEMPERATURE_MAX,
-    THREADS_MAX,
-    AppSettings,
-)
+from stagewise.models.storage.app_settings import SCHEMA_VERSION, AppSettings
 
 __all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SettingsDialog"]
 
@@ -214,11 +211,11 @@ class SettingsDialog(QDialog):
         form = QFormLayout(group)
 
         self.beam_spin = QSpinBox(group)
-        self.beam_spin.setRange(1, MAX_BEAM)
+        self.beam_spin.setRange(BEAM.low, BEAM.high)
         self.beam_spin.setSpecialValueText("1 (single pass)")
         self._describe(self.beam_spin, "Beam width",
-                       f"Candidates sampled for each stage, 1 to {MAX_BEAM}; 1 = single pass. "
-                       "Wider beams are slower and use more memory.")
+                       f"Candidates sampled for each stage, {BEAM.low} to {BEAM.high}; "
+                       "1 = single pass. Wider beams are slower and use more memory.")
         self.beam_spin.valueChanged.connect(self._update_enabled)
 
         self.select_combo = QComboBox(group)
@@ -253,15 +250,15 @@ class SettingsDialog(QDialog):
         self.scorer_field.reset_button.clicked.connect(lambda: self._set_scorer_model(None))
 
         self.temperature_spin = QDoubleSpinBox(group)
-        self.temperature_spin.setRange(0.0, TEMPERATURE_MAX)
+        self.temperature_spin.setRange(TEMPERATURE.low, TEMPERATURE.high)
         self.temperature_spin.setDecimals(2)
         self.temperature_spin.setSingleStep(0.05)
         self._describe(self.temperature_spin, "Temperature",
-                       f"Sampling temperature, 0 to {TEMPERATURE_MAX:g}; 0 always takes the "
-                       "most likely token, higher values vary more.")
+                       f"Sampling temperature, {TEMPERATURE.low:g} to {TEMPERATURE.high:g}; 0 "
+                       "always takes the most likely token, higher values vary more.")
 
         self.top_p_spin = QDoubleSpinBox(group)
-        self.top_p_spin.setRange(0.0, 1.0)
+        self.top_p_spin.setRange(TOP_P.low, TOP_P.high)
         self.top_p_spin.setDecimals(2)
         self.top_p_spin.setSingleStep(0.05)
         self._describe(self.top_p_spin, "Top-p",
@@ -269,12 +266,12 @@ class SettingsDialog(QDialog):
                        "of the probability; 1 turns it off.")
 
         self.max_tokens_spin = QSpinBox(group)
-        self.max_tokens_spin.setRange(MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX)
+        self.max_tokens_spin.setRange(MAX_STAGE_TOKENS.low, MAX_STAGE_TOKENS.high)
         self.max_tokens_spin.setSingleStep(16)
         self.max_tokens_spin.setSuffix(" tokens")
         self._describe(self.max_tokens_spin, "Max tokens per stage",
-                       f"Token budget of each stage, {MAX_STAGE_TOKENS_MIN} to "
-                       f"{MAX_STAGE_TOKENS_MAX}; a whole answer has four stages.")
+                       f"Token budget of each stage, {MAX_STAGE_TOKENS.low} to "
+                       f"{MAX_STAGE_TOKENS.high}; a whole answer has four stages.")
 
         self._add_row(form, "&Beam width:", self.beam_spin)
         self._add_row(form, "Se&lection:", self.select_combo)
@@ -298,7 +295,7 @@ class SettingsDialog(QDialog):
                        "How much of the model runs on the GPU. Builds without GPU support "
                        "ignore this.")
         self.gpu_spin = QSpinBox(gpu_row)
-        self.gpu_spin.setRange(1, GPU_LAYERS_MAX)
+        self.gpu_spin.setRange(1, GPU_LAYER_RANGE.high)  # -1 and 0 are the combo's rows
         self.gpu_spin.setSuffix(" layers")
         self._describe(self.gpu_spin, "Number of GPU layers",
                        "Layers offloaded to the GPU when \"Number of layers\" is chosen.")
@@ -309,20 +306,20 @@ class SettingsDialog(QDialog):
         row.addWidget(self.gpu_spin)
 
         self.threads_spin = QSpinBox(group)
-        self.threads_spin.setRange(0, THREADS_MAX)
+        self.threads_spin.setRange(0, THREADS.high)  # 0 shows None: automatic
         self.threads_spin.setSpecialValueText("Automatic")
         self._describe(self.threads_spin, "Threads",
                        "CPU threads for generation. Automatic uses every core on small "
                        "machines and half of them on large ones.")
 
         self.ctx_spin = QSpinBox(group)
-        self.ctx_spin.setRange(AUTO_CTX, CTX_MAX)  # below CTX_MIN, only 0 (Automatic) is kept
+        self.ctx_spin.setRange(AUTO_CTX, N_CTX.high)  # below N_CTX.low only 0 (Automatic)
         self.ctx_spin.setSingleStep(1024)
         self.ctx_spin.setSuffix(" tokens")
         self.ctx_spin.setSpecialValueText("Automatic")
         self._describe(self.ctx_spin, "Context size",
                        f"Tokens the model can hold at once, shared by all candidates, "
-                       f"{CTX_MIN} to {CTX_MAX}. Automatic uses the model's trained context "
+                       f"{N_CTX.low} to {N_CTX.high}. Automatic uses the model's trained context "
                        f"(up to {FALLBACK_CTX}), or more when the search needs it. Larger "
                        "needs more memory.")
 
@@ -373,30 +370,31 @@ class SettingsDialog(QDialog):
             and settings.mmproj is not None
             and settings.mmproj.parent == settings.model.parent
         )
-        self.beam_spin.setValue(settings.beam)
+        search, engine = settings.search, settings.engine
+        self.beam_spin.setValue(search.beam)
         self.select_combo.setCurrentIndex(
-            max(0, self.select_combo.findData(settings.select or "")))
+            max(0, self.select_combo.findData(search.select or "")))
         self.strategy_combo.setCurrentIndex(
-            max(0, self.strategy_combo.findData(settings.strategy))
+            max(0, self.strategy_combo.findData(search.strategy))
         )
-        self._set_scorer_model(settings.scorer_model)
-        self.temperature_spin.setValue(settings.temperature)
-        self.top_p_spin.setValue(settings.top_p)
-        self.max_tokens_spin.setValue(settings.max_stage_tokens)
-        if settings.gpu_layers < 0:
+        self._set_scorer_model(search.scorer_model)
+        self.temperature_spin.setValue(search.sampling.temperature)
+        self.top_p_spin.setValue(search.sampling.top_p)
+        self.max_tokens_spin.setValue(search.max_stage_tokens)
+        if engine.gpu_layers < 0:
             self.gpu_combo.setCurrentIndex(GPU_AUTO)
             self.gpu_spin.setValue(_DEFAULT_GPU_LAYER_COUNT)
-        elif settings.gpu_layers == 0:
+        elif engine.gpu_layers == 0:
             self.gpu_combo.setCurrentIndex(GPU_CPU)
             self.gpu_spin.setValue(_DEFAULT_GPU_LAYER_COUNT)
         else:
             self.gpu_combo.setCurrentIndex(GPU_LAYERS)
-            self.gpu_spin.setValue(settings.gpu_layers)
-        self.threads_spin.setValue(settings.threads or 0)
-        self.ctx_spin.setValue(settings.n_ctx)
-        self.amx_check.setChecked(settings.cpu_amx)
+            self.gpu_spin.setValue(engine.gpu_layers)
+        self.threads_spin.setValue(engine.threads or 0)
+        self.ctx_spin.setValue(engine.n_ctx)
+        self.amx_check.setChecked(engine.allow_amx)
         self.collapse_check.setChecked(settings.stages_collapsed)
-        self.remote_group.load(settings, _stored_key(settings.server_url))
+        self.remote_group.load(settings.server, _stored_key(settings.server.url))
         self._update_enabled()
         self._files_changed()
 
@@ -404,29 +402,39 @@ class SettingsDialog(QDialog):
         """The settings as edited; window geometry and state as they were given."""
         gpu = self.gpu_combo.currentIndex()
         gpu_layers = -1 if gpu == GPU_AUTO else 0 if gpu == GPU_CPU else self.gpu_spin.value()
-        return replace(
-            self._original,
-            version=SCHEMA_VERSION,
-            model=self._model,
-            mmproj=self._mmproj,
+        original = self._original
+        search = replace(
+            original.search,
             beam=self.beam_spin.value(),
             select=self.select_combo.currentData() or None,
             strategy=self.strategy_combo.currentData(),
-            temperature=round(self.temperature_spin.value(), 2),
-            top_p=round(self.top_p_spin.value(), 2),
+            sampling=replace(original.search.sampling,
+                             temperature=round(self.temperature_spin.value(), 2),
+                             top_p=round(self.top_p_spin.value(), 2)),
             max_stage_tokens=self.max_tokens_spin.value(),
             scorer_model=self._scorer_model,
+        )
+        engine = replace(
+            original.engine,
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
             n_ctx=_context(self.ctx_spin.value()),
-            cpu_amx=self.amx_check.isChecked(),
+            allow_amx=self.amx_check.isChecked(),
+        )
+        return replace(
+            original,
+            version=SCHEMA_VERSION,
+            model=self._model,
+            mmproj=self._mmproj,
+            search=search,
+            engine=engine,
+            server=self.remote_group.values(original.server),
             stages_collapsed=self.collapse_check.isChecked(),
-            **self.remote_group.values(),
         )
 
     def accept(self) -> None:
         """Apply: the server's key goes to the key store (never into the settings)."""
-        url = self.remote_group.values()["server_url"]
+        url = self.remote_group.values(self._original.server).url
         if url:
             from stagewise.models.remote.keys import KeyStore
 
@@ -619,5 +627,6 @@ def _stored_key(url: str) -> str:
 
 
 def _context(value: int) -> int:
-    """The spin box's context: 0 stays automatic, other values are raised to CTX_MIN."""
-    return value if value == AUTO_CTX else max(CTX_MIN, value)
+    """The spin box's context: 0 stays automatic, other values are raised to the floor
+    (:data:`~stagewise.models.inference.engine_settings.N_CTX`)."""
+    return value if value == AUTO_CTX else max(N_CTX.low, value)

@@ -146,7 +146,7 @@ def _devices() -> Section:
 def _buffers(settings: AppSettings) -> Section:
     from stagewise.models.inference.cpu_buffers import choose_weight_buffers
 
-    choice = choose_weight_buffers(settings.cpu_amx)
+    choice = choose_weight_buffers(settings.engine.allow_amx)
     return Section("Weight buffers", (
         ("offered", ", ".join(choice.offered) or "none"),
         ("used", ", ".join(choice.allowed) or "plain CPU memory only"),
@@ -227,7 +227,7 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
     name = ""
     try:
         search = SearchSettings(beam=1, sampling=SamplingSettings(temperature=0.0))
-        load = plan(model, mmproj, EngineSettings(n_ctx=4096, allow_amx=allow_amx), search)
+        load = plan(model, mmproj, EngineSettings(allow_amx=allow_amx), search)
         name = str(load.model)
         image = load_image(example_image())
         with Session(load) as session:

@@ -91,17 +91,19 @@ def plan(model: Path | None, mmproj: Path | None, engine: EngineSettings,
         model: The text model: a GGUF, a library id, or None for the built-in model.
         mmproj: Its projector; None finds the one beside the model.
         engine: The engine settings asked for (context: 0 is auto; threads; GPU layers:
-            -1 is auto). The plan's settings hold the sizes chosen.
+            -1 is auto). The plan's settings hold the sizes chosen: this is the one place
+            an automatic context is given its size.
         search: The search it is for (its context need); the defaults if None.
         hardware: The machine; detected if None.
 
     Raises:
-        StagewiseError: The files cannot be found or read, or the load cannot fit this
-            machine (the message says why and what would).
+        StagewiseError: A setting is out of its range, the files cannot be found or read,
+            or the load cannot fit this machine (the message says why and what would).
     """
     from stagewise.models.hardware import check_fit, detect_hardware
     from stagewise.models.library.defaults import resolve_pair
 
+    engine.validate()
     pair = resolve_pair(model, mmproj)
     hardware = hardware or detect_hardware()
     settings = dataclasses.replace(engine, n_seq_max=max(engine.n_seq_max,

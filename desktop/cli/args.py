@@ -6,16 +6,17 @@ import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from stagewise.models.bounds import FloatRange, IntRange
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX
+from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX, N_CTX
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.judge import WORDINGS
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.search_settings import BEAM, MAX_JUDGE_TOKENS, SearchSettings
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
-from stagewise.models.storage.app_settings import CTX_MAX, CTX_MIN
 
 
 def positive_int(text: str) -> int:
@@ -26,21 +27,27 @@ def positive_int(text: str) -> int:
     return value
 
 
-SEED_MAX = 2**32 - 1
-
-
 def context_size(text: str) -> int:
-    """``--ctx``: "auto" (or 0), or a whole number from CTX_MIN to CTX_MAX."""
+    """``--ctx``: "auto" (or 0), or a whole number in
+    :data:`~stagewise.models.inference.engine_settings.N_CTX`."""
     if text.strip().lower() in ("auto", str(AUTO_CTX)):
         return AUTO_CTX
     try:
-        return int_in(CTX_MIN, CTX_MAX)(text)
+        return int_in(N_CTX.low, N_CTX.high)(text)
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"{error}, or auto") from None
 
 
-CTX_HELP = (f"context size in tokens, {CTX_MIN} to {CTX_MAX}, or auto (the default): the "
+CTX_HELP = (f"context size in tokens, {N_CTX.low} to {N_CTX.high}, or auto (the default): the "
             f"model's trained context up to {FALLBACK_CTX}, or more when the search needs it")
+
+
+def setting(bound: IntRange | FloatRange) -> Callable[[str], Any]:
+    """The argument type of a setting: a value its range (``bound``) allows, read as a whole
+    number or a number as the range is; out of range, argparse says which range."""
+    if isinstance(bound, FloatRange):
+        return number_in(bound.low, bound.high)
+    return int_in(bound.low, bound.high)
 
 
 def int_in(low: int, high: int) -> Callable[[str], int]:
@@ -91,12 +98,8 @@ def checked_question(text: str) -> str:
     return text
 
 
-def beam_width(text: str) -> int:
-    """A beam width from 1 to :data:`MAX_BEAM`."""
-    value = positive_int(text)
-    if value > MAX_BEAM:
-        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
-    return value
+beam_width = setting(BEAM)
+"""``--beam``: a width that :data:`~stagewise.models.reasoning.search_settings.BEAM` allows."""
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +108,7 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the judge's wording: short (this project's, which the demo "
                              "model was trained on) or reference (the paper code's); "
                              "default %(default)s")
-    parser.add_argument("--max-judge-tokens", type=int_in(1, 4096),
+    parser.add_argument("--max-judge-tokens", type=setting(MAX_JUDGE_TOKENS),
                         default=SearchSettings.max_judge_tokens, metavar="N",
                         help="tokens a judge's reply may write before it is read "
                              "(default %(default)s; the reference allows 2048)")

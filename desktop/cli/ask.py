@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
     CTX_HELP,
-    SEED_MAX,
     add_judge_arguments,
     add_retrace_arguments,
     add_search_arguments,
@@ -24,11 +23,10 @@ from stagewise.desktop.cli.args import (
     beam_width,
     checked_question,
     context_size,
-    int_in,
-    number_in,
     retrace_settings,
     selection_of,
     server_settings,
+    setting,
 )
 from stagewise.desktop.cli.ask_history import AskRecord
 from stagewise.desktop.cli.progress_line import ProgressLine
@@ -45,18 +43,22 @@ from stagewise.models.events import (
     SegmentStarted,
     TokenStreamed,
 )
-from stagewise.models.inference.engine_settings import FLASH_ATTENTION, EngineSettings
-from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.inference.engine_settings import (
+    FLASH_ATTENTION,
+    GPU_LAYERS,
+    THREADS,
+    EngineSettings,
+)
+from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P, SamplingSettings
 from stagewise.models.reasoning.conversation import Turn, turns_of
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.search_settings import (
+    BEAM,
+    MAX_STAGE_TOKENS,
+    SEED,
+    SearchSettings,
+)
 from stagewise.models.reasoning.strategies import strategy
 from stagewise.models.stages import StageParser
-from stagewise.models.storage.app_settings import (
-    GPU_LAYERS_MAX,
-    MAX_STAGE_TOKENS_MAX,
-    TEMPERATURE_MAX,
-    THREADS_MAX,
-)
 
 if TYPE_CHECKING:
     from stagewise.models.inference.images import PreparedImage
@@ -80,21 +82,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="projector GGUF (default: the one beside --model)")
     # the defaults are the settings dataclasses' own, as the window's are
     ask.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
-                     help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
-                          "(default %(default)s)")
+                     help=f"candidates per stage, {BEAM.low} to {BEAM.high}; 1 is a single "
+                          "pass (default %(default)s)")
     add_search_arguments(ask)
-    ask.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
+    ask.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
                      default=SearchSettings.max_stage_tokens,
-                     help="token budget per stage (default %(default)s)")
-    ask.add_argument("--temperature", type=number_in(0.0, TEMPERATURE_MAX),
+                     help=f"token budget per stage, {MAX_STAGE_TOKENS.low} to "
+                          f"{MAX_STAGE_TOKENS.high} (default %(default)s)")
+    ask.add_argument("--temperature", type=setting(TEMPERATURE),
                      default=SamplingSettings.temperature,
-                     help=f"0 to {TEMPERATURE_MAX:g}; 0 is greedy (default %(default)s)")
-    ask.add_argument("--top-p", type=number_in(0.0, 1.0), default=SamplingSettings.top_p,
-                     help="0 to 1 (default %(default)s)")
-    ask.add_argument("--seed", type=int_in(0, SEED_MAX), default=SearchSettings.seed,
-                     help=f"0 to {SEED_MAX} (default %(default)s)")
-    ask.add_argument("--threads", type=int_in(1, THREADS_MAX), help="CPU threads (default: auto)")
-    ask.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),
+                     help=f"{TEMPERATURE.low:g} to {TEMPERATURE.high:g}; 0 is greedy "
+                          "(default %(default)s)")
+    ask.add_argument("--top-p", type=setting(TOP_P), default=SamplingSettings.top_p,
+                     help=f"{TOP_P.low:g} to {TOP_P.high:g} (default %(default)s)")
+    ask.add_argument("--seed", type=setting(SEED), default=SearchSettings.seed,
+                     help=f"{SEED.low} to {SEED.high} (default %(default)s)")
+    ask.add_argument("--threads", type=setting(THREADS),
+                     help=f"CPU threads, {THREADS.low} to {THREADS.high} (default: auto)")
+    ask.add_argument("--gpu-layers", type=setting(GPU_LAYERS),
                      default=EngineSettings.gpu_layers,
                      help="layers to offload to the GPU: -1 all that fit (default), 0 none")
     ask.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, help=CTX_HELP)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stagewise.desktop.cli.args import selection_of
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, TokenStreamed
+from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.remote.server import ServerSettings
 from stagewise.models.storage.app_settings import AppSettings
 
 if TYPE_CHECKING:
@@ -87,11 +87,11 @@ class AskRecord:
 
 def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     """The settings an ask ran with, as the window saves its own beside a run."""
-    settings = replace(
-        AppSettings(), model=args.model, mmproj=args.mmproj, beam=args.beam,
-        select=selection_of(args), strategy=args.strategy, temperature=args.temperature,
-        top_p=args.top_p, max_stage_tokens=args.max_stage_tokens,
-        scorer_model=args.scorer_model, gpu_layers=args.gpu_layers, threads=args.threads,
-        n_ctx=args.ctx, server_url=args.server or "", server_kind=args.server_kind,
-        server_model=args.server_model, server_stage_mode=args.stage_mode)
+    from stagewise.desktop.cli.ask import engine_settings, search_settings
+
+    settings = AppSettings(
+        model=args.model, mmproj=args.mmproj, search=search_settings(args),
+        engine=engine_settings(args),
+        server=ServerSettings(args.server or "", args.server_kind, args.server_model,
+                              StageMode(args.stage_mode)))
     return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}

@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.smoke_child:
-        result = smoke_answer(allow_amx=settings.cpu_amx)
+        result = smoke_answer(allow_amx=settings.engine.allow_amx)
         print(result.to_json())
         return 0 if result.ok else 1
     text, ok = report(settings, smoke=not args.no_smoke)

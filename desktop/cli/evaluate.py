@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
     CTX_HELP,
-    SEED_MAX,
     add_judge_arguments,
     add_retrace_arguments,
     add_server_arguments,
@@ -32,19 +31,20 @@ from stagewise.desktop.cli.args import (
     positive_int,
     retrace_settings,
     server_settings,
+    setting,
 )
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.results import strategy_names
-from stagewise.models.inference.engine_settings import EngineSettings
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.inference.engine_settings import GPU_LAYERS, THREADS, EngineSettings
+from stagewise.models.reasoning.search_settings import (
+    BEAM,
+    MAX_STAGE_TOKENS,
+    SEED,
+    SearchSettings,
+)
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES
-from stagewise.models.storage.app_settings import (
-    GPU_LAYERS_MAX,
-    MAX_STAGE_TOKENS_MAX,
-    THREADS_MAX,
-)
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
     from stagewise.models.evaluation.results import EvalConfig
@@ -83,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "baseline every other is compared with), single one sampled pass, "
                          "the others search with --beam and --select")
     ev.add_argument("--beam", type=beam_width, default=EVAL_BEAM, metavar="N",
-                    help=f"candidates per segment for the searches, 1 to {MAX_BEAM} "
+                    help=f"candidates per segment for the searches, {BEAM.low} to {BEAM.high} "
                          "(default %(default)s, the paper's)")
     ev.add_argument("--select", type=_selections, action="append", metavar="NAMES",
                     help=f"how the searches choose a candidate: {', '.join(SELECTIONS.names())}"
@@ -94,18 +94,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "with --demo, the demo model)")
     ev.add_argument("--mmproj", type=Path, metavar="GGUF",
                     help="projector GGUF (default: the one beside --model)")
-    ev.add_argument("--seed", type=int_in(0, SEED_MAX // 2), default=SearchSettings.seed,
+    ev.add_argument("--seed", type=int_in(SEED.low, SEED.high // 2), default=SearchSettings.seed,
                     metavar="N",
                     help="question i is answered with seed + i by every strategy "
                          "(default %(default)s)")
-    ev.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
+    ev.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
                     default=SearchSettings.max_stage_tokens, metavar="N",
                     help="token budget per stage (default %(default)s)")
     ev.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, metavar="N",
                     help=CTX_HELP)
-    ev.add_argument("--threads", type=int_in(1, THREADS_MAX), metavar="N",
+    ev.add_argument("--threads", type=setting(THREADS), metavar="N",
                     help="CPU threads (default: auto)")
-    ev.add_argument("--gpu-layers", type=int_in(-1, GPU_LAYERS_MAX),
+    ev.add_argument("--gpu-layers", type=setting(GPU_LAYERS),
                     default=EngineSettings.gpu_layers, metavar="N",
                     help="layers to offload to the GPU: -1 all that fit (default), 0 none")
     ev.add_argument("--calibration", type=Path, metavar="DATA",

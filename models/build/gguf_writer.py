@@ -234,6 +234,7 @@ def write_projector(
     name: str,
     file_type: int = 0,
     omit: Collection[str] = (),
+    projector_type: str = "mlp",
 ) -> None:
     """Writes the vision tower and its ``mlp`` projector.
 
@@ -244,13 +245,15 @@ def write_projector(
         name: ``general.name``.
         file_type: ``general.file_type`` (0 F32, 1 F16).
         omit: Metadata keys or tensor names to leave out (for tests of broken files).
+        projector_type: ``clip.projector_type``; another type than "mlp" makes a file whose
+            tensors do not match its type (for tests of broken files).
     """
     w = gguf.GGUFWriter(str(path), "clip")
     o = _Omitting(w, omit)
     h = hyper
     o.kv("general.name", lambda: w.add_name(name))
     o.kv("general.file_type", lambda: w.add_file_type(file_type))
-    o.kv("clip.projector_type", lambda: w.add_string("clip.projector_type", "mlp"))
+    o.kv("clip.projector_type", lambda: w.add_string("clip.projector_type", projector_type))
     o.kv("clip.has_vision_encoder", lambda: w.add_bool("clip.has_vision_encoder", True))
     o.kv("clip.has_text_encoder", lambda: w.add_bool("clip.has_text_encoder", False))
     o.kv("clip.use_gelu", lambda: w.add_bool("clip.use_gelu", True))

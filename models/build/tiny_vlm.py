@@ -375,6 +375,7 @@ def write_tiny_pair(
     chat_template: str | None = None,
     _omit_model: Collection[str] = (),
     _omit_mmproj: Collection[str] = (),
+    _projector_type: str = "mlp",
 ) -> TinyPair:
     """Writes a random-weight text model and projector into ``directory``.
 
@@ -395,6 +396,8 @@ def write_tiny_pair(
         _omit_model: Metadata keys or tensor names to leave out of the text
             model (for tests of broken files).
         _omit_mmproj: The same for the projector.
+        _projector_type: The projector's declared type; another than "mlp" does not match
+            its tensors (for tests of a projector only libmtmd refuses).
 
     Returns:
         The paths of the two files.
@@ -422,5 +425,6 @@ def write_tiny_pair(
     )
     n_out = spec.n_embd if mmproj_n_embd is None else mmproj_n_embd
     write_projector(pair.mmproj, _vision_hyper(spec, n_out), _projector_tensors(spec, rng, n_out),
-                    name=f"stagewise-{spec.name}-random-mmproj", omit=_omit_mmproj)
+                    name=f"stagewise-{spec.name}-random-mmproj", omit=_omit_mmproj,
+                    projector_type=_projector_type)
     return pair

@@ -1,8 +1,12 @@
 """The llama.cpp engine: one text model, its projector, and one context with many sequences.
 
-This is a thin owner of native handles over the low-level bindings
-(``llama_cpp.llama_cpp`` and ``llama_cpp.mtmd_cpp``). It knows nothing of stages or
-beams; :mod:`stagewise.models.reasoning.search` drives it. One thread at a time may use an engine.
+This is a thin layer over the low-level bindings (``llama_cpp.llama_cpp`` and
+``llama_cpp.mtmd_cpp``): each native handle has its owner
+(:mod:`~stagewise.models.inference.native_owners`), all closed through one exit stack;
+prompts are rendered by :mod:`~stagewise.models.inference.prompt_render` and text is
+tokenized by :mod:`~stagewise.models.inference.tokenizer`. It knows nothing of stages or
+beams; :mod:`stagewise.models.reasoning.search` drives it. One thread at a time may use an
+engine.
 
 Sequences share one unified KV cache: a prompt evaluated once into a sequence can be
 forked into others with :meth:`Engine.copy_seq` at no cost, and tokens of many
@@ -11,8 +15,8 @@ sequences decode together in one :meth:`Engine.decode` call.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import dataclasses
 import logging
 import os
 import threading
@@ -24,7 +28,6 @@ from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from stagewise.models.errors import Cancelled, EngineError
-from stagewise.models.inference.chat_template import ChatTemplateError
 from stagewise.models.inference.cpu_buffers import (
     WeightBuffers,
     choose_weight_buffers,
@@ -32,28 +35,33 @@ from stagewise.models.inference.cpu_buffers import (
 )
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
-    FALLBACK_CTX,
+    N_CTX,
     EngineSettings,
     EngineStats,
     default_threads,
 )
-from stagewise.models.inference.families import GENERIC, FamilyAdapter, detect_family
+from stagewise.models.inference.families import FamilyAdapter, detect_family
 from stagewise.models.inference.families.base import chat_template
 from stagewise.models.inference.gguf_check import check_pair
 from stagewise.models.inference.llama_runtime import (
-    apply_builtin_template,
     context_params,
     init_backend,
     native_log,
     projector_params,
     reason,
 )
-from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt, split_at_image
+from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt, tokenize_prompt
+from stagewise.models.inference.native_owners import (
+    BatchOwner,
+    ContextOwner,
+    ModelOwner,
+    ProjectorOwner,
+)
+from stagewise.models.inference.prompt_render import PromptRenderer
 from stagewise.models.inference.stage_mode import STAGE_MODE_KEY, StageMode
+from stagewise.models.inference.tokenizer import Tokenizer
 
 log = logging.getLogger("stagewise.llama")
-
-MIN_CTX = 256  # the smallest context the engine takes (llama.cpp aborts below 64)
 
 
 
@@ -72,7 +80,7 @@ class Engine:
         self,
         model_path: str | os.PathLike[str],
         mmproj_path: str | os.PathLike[str],
-        settings: EngineSettings | None = None,
+        settings: EngineSettings,
         progress: Callable[[float], bool] | None = None,
     ) -> None:
         """Validate the pair, then load it.
@@ -80,42 +88,47 @@ class Engine:
         Args:
             model_path: The text model GGUF.
             mmproj_path: Its projector GGUF.
-            settings: Context and hardware settings.
+            settings: Context and hardware settings, with a context size: a load plan's
+                (:func:`stagewise.models.session.plan`) or one given, never automatic.
             progress: Called with 0.0 to 1.0 while the weights load; returning False
                 stops loading, and the constructor raises :class:`Cancelled`.
 
         Raises:
+            StagewiseError: A setting is out of its range
+                (:meth:`EngineSettings.validate`).
             ModelFileError: A file is missing, truncated or does not match the other.
-            EngineError: llama.cpp or libmtmd refused a file.
+            EngineError: The context size is automatic, or llama.cpp or libmtmd refused
+                a file; what was loaded before the refusal is freed.
             Cancelled: ``progress`` returned False.
         """
-        self.settings = settings or EngineSettings()
+        self.settings = settings
         self._progress = progress
         self._load_cancelled = False
         self.model_path = Path(model_path)
         self.mmproj_path = Path(mmproj_path)
         self.stats = EngineStats()
         self.cancel_event = threading.Event()
-        self._model = self._ctx = self._mctx = None
-        self._batch: lc.llama_batch | None = None
-        self._pieces: dict[int, bytes] = {}
+        self._owners = contextlib.ExitStack()  # every native handle, freed in reverse
+        self._model: ModelOwner | None = None
+        self._context: ContextOwner | None = None
+        self._projector: ProjectorOwner | None = None
+        self._batch: BatchOwner | None = None
         self.weight_buffers: dict[str, float] = {}
-        self._turn_end: frozenset[int] = frozenset()
-        if self.settings.n_ctx == AUTO_CTX:  # no plan sized it
-            self.settings = dataclasses.replace(self.settings, n_ctx=FALLBACK_CTX)
-        if self.settings.n_ctx < MIN_CTX:  # llama.cpp asserts (and aborts) below this
-            raise EngineError(f"the context must hold at least {MIN_CTX} tokens, "
-                              f"not {self.settings.n_ctx}")
+        self.settings.validate()  # before llama.cpp, which aborts on some values
+        if self.settings.n_ctx == AUTO_CTX:
+            raise EngineError(
+                "the context size is automatic: a load plan sizes it "
+                "(stagewise.models.session.plan); an engine needs a size from "
+                f"{N_CTX.low} to {N_CTX.high}")
         text_info, mmproj_info = check_pair(self.model_path, self.mmproj_path)
         self._declared_mode = text_info.metadata.get(STAGE_MODE_KEY)
         self.adapter: FamilyAdapter = detect_family(text_info.metadata, mmproj_info.metadata)
         self._chat_template = chat_template(text_info.metadata)
-        self._bos_text = self._eos_text = ""
         init_backend()
         try:
             self._load()
         except BaseException:
-            self.close()
+            self.close()  # frees what the load made before it failed
             raise
 
     # -- lifetime -------------------------------------------------------------------------
@@ -132,41 +145,43 @@ class Engine:
             self._progress_cb = lc.llama_progress_callback(self._on_progress)
             mparams.progress_callback = self._progress_cb
         with native_log.capture() as lines:
-            self._model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+            model = lc.llama_model_load_from_file(str(self.model_path).encode(), mparams)
         self.weight_buffers = parse_weight_buffers(lines)
-        if not self._model and self._load_cancelled:
+        if not model and self._load_cancelled:
             raise Cancelled("loading the model was cancelled")
-        if not self._model:
+        if not model:
             raise EngineError(
                 f"{self.model_path}: llama.cpp could not load the model"
                 + reason(native_log.last_error())
             )
-        self._vocab = lc.llama_model_get_vocab(self._model)
-        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
-        self._bos_text, self._eos_text = self._template_specials()
-        self._turn_end = self._turn_end_tokens()
+        self._model = self._owners.enter_context(ModelOwner(model))
+        self.tokenizer = Tokenizer(self._model, self.adapter.stop_tokens)
 
-        self._ctx = lc.llama_init_from_model(self._model, context_params(s, threads))
-        if not self._ctx:
+        abort = lc.ggml_abort_callback(lambda _data: self.cancel_event.is_set())
+        ctx = lc.llama_init_from_model(model, context_params(s, threads))
+        if not ctx:
             raise EngineError(
                 f"{self.model_path}: llama.cpp could not create a context of {s.n_ctx} tokens"
                 + reason(native_log.last_error())
             )
-        self._abort_cb = lc.ggml_abort_callback(lambda _data: self.cancel_event.is_set())
-        lc.llama_set_abort_callback(self._ctx, self._abort_cb, ctypes.c_void_p(0))
-        self._memory = lc.llama_get_memory(self._ctx)
+        self._context = self._owners.enter_context(ContextOwner(ctx, abort))
+        lc.llama_set_abort_callback(ctx, abort, ctypes.c_void_p(0))
+        self._memory = lc.llama_get_memory(ctx)
 
-        self._mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model,
-                                               projector_params(s, threads))
-        if not self._mctx:
+        mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), model,
+                                        projector_params(s, threads))
+        if not mctx:
             raise EngineError(
                 f"{self.mmproj_path}: libmtmd could not load the projector"
                 + reason(native_log.last_error())
             )
-        if not mtmd.mtmd_support_vision(self._mctx):
+        self._projector = self._owners.enter_context(ProjectorOwner(mctx))
+        if not mtmd.mtmd_support_vision(mctx):
             raise EngineError(f"{self.mmproj_path}: the projector has no vision encoder")
-        self._batch = lc.llama_batch_init(s.n_batch, 0, s.n_seq_max)
+        self._batch = self._owners.enter_context(BatchOwner(s.n_batch, s.n_seq_max))
         self.media_marker = mtmd.mtmd_default_marker().decode()
+        self.prompts = PromptRenderer(self._model, self.model_path, self.name, self.adapter,
+                                      self._chat_template, self.tokenizer, self.media_marker)
 
     def _on_progress(self, value: float, _data: ctypes.c_void_p) -> bool:
         try:
@@ -178,19 +193,8 @@ class Engine:
         return go_on
 
     def close(self) -> None:
-        """Free every native resource; safe to call twice."""
-        if self._batch is not None:
-            lc.llama_batch_free(self._batch)
-            self._batch = None
-        if self._mctx:
-            mtmd.mtmd_free(self._mctx)
-            self._mctx = None
-        if self._ctx:
-            lc.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            lc.llama_model_free(self._model)
-            self._model = None
+        """Free every native resource (batch, projector, context, model); safe to call twice."""
+        self._owners.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -202,9 +206,9 @@ class Engine:
 
     @property
     def ctx(self) -> lc.llama_context_p:
-        if not self._ctx:
+        if self._context is None or self._context.closed:
             raise EngineError("the engine is closed")
-        return self._ctx
+        return self._context.handle
 
     @property
     def n_ctx(self) -> int:
@@ -213,7 +217,11 @@ class Engine:
 
     @property
     def vocab(self) -> lc.llama_vocab_p:
-        return self._vocab
+        return self.tokenizer.vocab
+
+    @property
+    def n_vocab(self) -> int:
+        return self.tokenizer.n_vocab
 
     @property
     def name(self) -> str:
@@ -243,175 +251,54 @@ class Engine:
         """Largest image handed to libmtmd; larger ones are downscaled before encoding."""
         return self.adapter.max_image_pixels
 
+    @property
+    def _mctx(self) -> mtmd.mtmd_context_p:
+        if self._projector is None:
+            raise EngineError("the engine is closed")
+        return self._projector.handle
+
     def meta(self, key: str) -> str | None:
+        if self._model is None:
+            raise EngineError("the engine is closed")
         buf = ctypes.create_string_buffer(4096)
-        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        n = lc.llama_model_meta_val_str(self._model.handle, key.encode(), buf, len(buf))
         return buf.value.decode("utf-8", "replace") if n >= 0 else None
 
+    # -- text (delegated) -----------------------------------------------------------------
+
     def is_eog(self, token: int) -> bool:
-        """Whether ``token`` ends the assistant's turn: one of llama.cpp's end-of-generation
-        tokens, or one of the family's end-of-turn tokens (:attr:`stop_texts`)."""
-        return token in self._turn_end or bool(lc.llama_vocab_is_eog(self._vocab, token))
-
-    def _turn_end_tokens(self) -> frozenset[int]:
-        """The family's end-of-turn texts that are single tokens of this vocabulary.
-
-        llama.cpp recognises the usual ones by their text, but a GGUF whose converter
-        marked none of them still stops where its family's template ends a turn.
-        """
-        found = set()
-        for text in self.adapter.stop_tokens:
-            ids = self.tokenize(text)
-            if len(ids) == 1 and self.piece(ids[0]).decode("utf-8", "replace") == text:
-                found.add(ids[0])
-        return frozenset(found)
-
-    # -- text -----------------------------------------------------------------------------
+        """Whether ``token`` ends the assistant's turn (:meth:`Tokenizer.is_eog`)."""
+        return self.tokenizer.is_eog(token)
 
     def tokenize(self, text: str, *, add_special: bool = False,
                  special: bool = True) -> list[int]:
-        """Tokenize text, parsing control tokens (chat markers, stage tags) unless
-        ``special`` is False."""
-        raw = text.encode("utf-8")
-        cap = len(raw) + 16
-        buf = (lc.llama_token * cap)()
-        n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, special)
-        if n < 0:
-            cap = -n
-            buf = (lc.llama_token * cap)()
-            n = lc.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, special)
-        if n < 0:
-            raise EngineError("llama.cpp could not tokenize the text")
-        return list(buf[:n])
+        """Tokenize text (:meth:`Tokenizer.tokenize`)."""
+        return self.tokenizer.tokenize(text, add_special=add_special, special=special)
 
     def tokenize_plain(self, text: str, plain: Sequence[str] = (), *,
                        add_special: bool = False) -> list[int]:
-        """Tokenize ``text`` with its control tokens, except that every occurrence of a
-        ``plain`` text is tokenized as written: a question containing ``<|im_end|>`` or
-        ``<start_of_turn>`` cannot end the user's turn.
-
-        Only ``plain`` texts that would read as control tokens are looked for: a short text
-        with none in it (an earlier answer such as "turn") must not split the template's
-        own control tokens (``<end_of_turn>``) where it occurs inside them."""
-        wanted = sorted({p for p in plain
-                         if p and self.tokenize(p) != self.tokenize(p, special=False)},
-                        key=len, reverse=True)
-        tokens: list[int] = self.tokenize("", add_special=True) if add_special else []
-        rest = text
-        while rest:
-            found = [(rest.find(p), -len(p), p) for p in wanted if p in rest]
-            if not found:
-                tokens += self.tokenize(rest)
-                break
-            at, _, piece = min(found)
-            if at:
-                tokens += self.tokenize(rest[:at])
-            tokens += self.tokenize(piece, special=False)
-            rest = rest[at + len(piece):]
-        return tokens
+        """Tokenize text, ``plain`` texts as written (:meth:`Tokenizer.tokenize_plain`)."""
+        return self.tokenizer.tokenize_plain(text, plain, add_special=add_special)
 
     def piece(self, token: int) -> bytes:
-        """The bytes a token stands for (special tokens render as their text)."""
-        cached = self._pieces.get(token)
-        if cached is not None:
-            return cached
-        buf = ctypes.create_string_buffer(64)
-        n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-        out = buf.raw[: max(n, 0)]
-        self._pieces[token] = out
-        return out
+        """The bytes a token stands for (:meth:`Tokenizer.piece`)."""
+        return self.tokenizer.piece(token)
 
     def chat_prompt(self, user_text: str, *, with_image: bool = True,
                     earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
-        """Render one user turn with the model's own chat template, ending at the reply.
-
-        ``earlier`` turns (the user's text, the assistant's answer; oldest first) come
-        before it, in the template's multi-turn form, the image in the first user turn;
-        a ``system`` message, when given, before them all.
-
-        The model family's adapter (:attr:`family`, picked from the GGUF metadata at load)
-        renders the Jinja template stored in the GGUF, with the media marker where that
-        family's template puts the image. The generic adapter, and a model without a
-        template, use llama.cpp's ``llama_chat_apply_template`` with the marker first;
-        a template llama.cpp does not know is then rendered here, the same way.
-        If the family's rendering fails, llama.cpp's is tried before giving up.
-
-        Raises:
-            ChatTemplateError: The template cannot be rendered, by either path.
-            EngineError: No template at all, and llama.cpp has no default either.
-        """
-        adapter = self.adapter
-        if not adapter.native_template and self._chat_template is not None:
-            try:
-                return self._render(adapter, user_text, with_image, earlier, system)
-            except ChatTemplateError as error:
-                log.warning("%s: %s; using llama.cpp's template handling", self.name, error)
-                try:
-                    return self._native_chat_prompt(user_text, with_image=with_image,
-                                                    earlier=earlier, system=system)
-                except EngineError:
-                    raise error from None
-        try:
-            return self._native_chat_prompt(user_text, with_image=with_image, earlier=earlier,
-                                            system=system)
-        except EngineError:
-            if self._chat_template is None:
-                raise
-            return self._render(GENERIC, user_text, with_image, earlier, system)
-
-    def _render(self, adapter: FamilyAdapter, user_text: str, with_image: bool,
-                earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
-        return adapter.render_prompt(self._chat_template, user_text, self.media_marker,
-                                     with_image=with_image, bos_token=self._bos_text,
-                                     eos_token=self._eos_text, earlier=earlier, system=system)
-
-    def _template_specials(self) -> tuple[str, str]:
-        """What ``{{ bos_token }}`` and ``{{ eos_token }}`` render as in chat templates.
-
-        BOS renders empty when the tokenizer adds it itself (libmtmd tokenizes prompts
-        with ``add_special``), so that it is not doubled.
-        """
-        def text(token: int) -> str:
-            return self.piece(token).decode("utf-8", "replace") if token >= 0 else ""
-
-        adds_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
-        bos = "" if adds_bos else text(lc.llama_vocab_bos(self._vocab))
-        return bos, text(lc.llama_vocab_eos(self._vocab))
-
-    def _native_chat_prompt(self, user_text: str, *, with_image: bool = True,
-                            earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
-        """The conversation through llama.cpp's ``llama_chat_apply_template``, the marker
-        first in the first user turn."""
-        if with_image and earlier:
-            (first, answer), *rest = earlier
-            earlier = [(f"{self.media_marker}\n{first}", answer), *rest]
-        elif with_image:
-            user_text = f"{self.media_marker}\n{user_text}"
-        return apply_builtin_template(self._model, user_text, self.model_path, earlier, system)
+        """One user turn in the model's chat template, after ``earlier`` turns and a
+        ``system`` message (:meth:`PromptRenderer.chat_prompt`)."""
+        return self.prompts.chat_prompt(user_text, with_image=with_image, earlier=earlier,
+                                        system=system)
 
     # -- prompts with images --------------------------------------------------------------
 
     def tokenize_prompt(self, prompt: str, bitmap: Bitmap | None,
                         plain: Sequence[str] = ()) -> TokenizedPrompt:
-        """Split a prompt into text and image chunks (preprocessing, not encoding, the image).
-
-        libmtmd tokenizes the prompt up to the image's media marker; the text after it
-        goes through :meth:`tokenize_plain`, so that ``plain`` texts in it (the user's
-        question, say) stay text even where they spell a control token such as
-        ``<|im_end|>``. Every family's template puts the image before the question.
-        """
-        head, marker, after = prompt.rpartition(self.media_marker)
-        if bitmap is None or not marker:
-            head, after = "", prompt
-        result = split_at_image(self._mctx, head + marker, bitmap if marker else None)
-        result.extra = tuple(self.tokenize_plain(after, plain))
-        if not result.chunks and not result.extra:
-            result.close()
-            raise EngineError("the prompt is empty")
-        return result
+        """Split a prompt into text and image chunks
+        (:func:`~stagewise.models.inference.mtmd_prompt.tokenize_prompt`)."""
+        return tokenize_prompt(self._mctx, self.tokenizer, self.media_marker, prompt, bitmap,
+                               plain)
 
     def eval_prompt(self, prompt: TokenizedPrompt, seq_id: int) -> int:
         """Evaluate a whole prompt into ``seq_id`` from position 0; return the next position.
@@ -477,7 +364,7 @@ class Engine:
         if n > self.settings.n_batch:
             raise EngineError(f"batch of {n} tokens exceeds n_batch {self.settings.n_batch}")
         self._check_cancel()
-        b = self._batch
+        b = self._batch_handle
         for i in range(n):
             b.token[i] = tokens[i]
             b.pos[i] = positions[i]
@@ -543,6 +430,12 @@ class Engine:
         row = self.logits(index)
         top = float(row.max())
         return float(row[token]) - top - float(np.log(np.exp(row - top).sum()))
+
+    @property
+    def _batch_handle(self) -> lc.llama_batch:
+        if self._batch is None:
+            raise EngineError("the engine is closed")
+        return self._batch.handle
 
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():

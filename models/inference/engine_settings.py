@@ -6,19 +6,45 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "EngineSettings", "EngineStats",
-           "FlashAttention", "default_threads"]
+from stagewise.models.bounds import IntRange
+from stagewise.models.errors import StagewiseError
+
+__all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "GPU_LAYERS", "N_BATCH", "N_CTX",
+           "N_SEQ_MAX", "THREADS", "EngineSettings", "EngineStats", "FlashAttention",
+           "default_threads"]
 
 FlashAttention = Literal["auto", "on", "off"]
 FLASH_ATTENTION: tuple[FlashAttention, ...] = ("auto", "on", "off")
 
 AUTO_CTX = 0
-"""A context size of 0 asks for one sized to the model and the search: a load plan picks
-the model's trained context, at most :data:`FALLBACK_CTX`, or more when the search needs
-more (:func:`stagewise.models.hardware.need.choose_context`)."""
+"""A context size of 0 asks for one sized to the model and the search. Only a load plan
+resolves it (:func:`stagewise.models.session.plan`): the model's trained context, at most
+:data:`FALLBACK_CTX`, or more when the search needs more
+(:func:`stagewise.models.hardware.need.choose_context`); an engine refuses it."""
 
 FALLBACK_CTX = 8192
-"""The automatic context's ceiling, and the context of an engine made without a plan."""
+"""The automatic context's ceiling when the search needs no more."""
+
+N_CTX = IntRange("n_ctx", 256, 131072, special=((AUTO_CTX, "automatic"),))
+"""The context size. The floor is llama.cpp's own unit: it pads every context to a multiple
+of 256 cells (and aborts the process below 64), so 256 is the smallest context it
+allocates. Whether a context is large enough for a question depends on the model's image
+tokens and the search's stage budget, not on a fixed number: the load plan warns when the
+search needs more, and the engine refuses a prompt that does not fit, each with the size
+it needs. The ceiling is the longest context common models are trained for."""
+
+N_BATCH = IntRange("n_batch", 1, N_CTX.high)
+"""Tokens one decode call takes."""
+
+N_SEQ_MAX = IntRange("n_seq_max", 1, 256)
+"""Sequences in one context; 256 is llama.cpp's ``LLAMA_MAX_SEQ``
+(``llama_max_parallel_sequences()``)."""
+
+THREADS = IntRange("threads", 1, 256, optional="automatic")
+"""CPU threads; None picks :func:`default_threads`."""
+
+GPU_LAYERS = IntRange("gpu_layers", -1, 999, note="-1 auto, 0 CPU only")
+"""Layers offloaded to the GPU; 999 is more than any model has (llama.cpp clamps it)."""
 
 
 def default_threads() -> int:
@@ -32,8 +58,9 @@ class EngineSettings:
     """How a model is loaded.
 
     Attributes:
-        n_ctx: Context size in tokens, shared by all sequences (unified KV cache);
-            :data:`AUTO_CTX` (0) sizes it to the model and the search.
+        n_ctx: Context size in tokens (:data:`N_CTX`), shared by all sequences (unified KV
+            cache); :data:`AUTO_CTX` (0) asks a load plan to size it to the model and the
+            search.
         n_batch: Largest number of tokens handed to one decode call.
         n_seq_max: Most sequences alive at once (beam width, judges, the prefix).
         threads: CPU threads; ``None`` picks :func:`default_threads`.
@@ -50,6 +77,23 @@ class EngineSettings:
     gpu_layers: int = -1
     flash_attn: FlashAttention = "auto"
     allow_amx: bool = False
+
+    def validate(self) -> None:
+        """Checks every value against its range (:data:`N_CTX`, :data:`THREADS`, ...).
+
+        Raises:
+            StagewiseError: A value is out of range or of the wrong type; the message names
+                the setting and the allowed values.
+        """
+        for bound, value in ((N_CTX, self.n_ctx), (N_BATCH, self.n_batch),
+                             (N_SEQ_MAX, self.n_seq_max), (THREADS, self.threads),
+                             (GPU_LAYERS, self.gpu_layers)):
+            bound.check(value)
+        if self.flash_attn not in FLASH_ATTENTION:
+            raise StagewiseError(f"flash_attn must be one of {', '.join(FLASH_ATTENTION)}, "
+                                 f"not {self.flash_attn!r}")
+        if not isinstance(self.allow_amx, bool):
+            raise StagewiseError(f"allow_amx must be true or false, not {self.allow_amx!r}")
 
 
 @dataclass

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llama_cpp import mtmd_cpp as mtmd
 
 from stagewise.models.errors import EngineError
 from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.tokenizer import Tokenizer
 
-__all__ = ["Bitmap", "Chunk", "TokenizedPrompt", "split_at_image"]
+__all__ = ["Bitmap", "Chunk", "TokenizedPrompt", "split_at_image", "tokenize_prompt"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Chunk:
 class TokenizedPrompt:
     """A prompt as libmtmd splits it into text and image chunks, then the text after the
     image as Stagewise tokenizes it
-    (:meth:`~stagewise.models.inference.engine.Engine.tokenize_plain`); owns the native chunks.
+    (:meth:`~stagewise.models.inference.tokenizer.Tokenizer.tokenize_plain`); owns the native
+    chunks.
 
     Attributes:
         handle: libmtmd's chunks: the prompt up to and including the image (with the
@@ -134,4 +137,27 @@ def split_at_image(mctx: mtmd.mtmd_context_p, text: str, bitmap: Bitmap | None
             tokens = tuple(ptr[: count.value])
         result.chunks.append(Chunk(kind != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT, n_pos, n_tokens,
                                    tokens))
+    return result
+
+
+def tokenize_prompt(mctx: mtmd.mtmd_context_p, tokenizer: Tokenizer, marker: str, prompt: str,
+                    bitmap: Bitmap | None, plain: Sequence[str] = ()) -> TokenizedPrompt:
+    """Split a prompt into text and image chunks (preprocessing, not encoding, the image).
+
+    libmtmd tokenizes the prompt up to the image's media ``marker``; the text after it goes
+    through :meth:`Tokenizer.tokenize_plain`, so that ``plain`` texts in it (the user's
+    question, say) stay text even where they spell a control token such as
+    ``<|im_end|>``. Every family's template puts the image before the question.
+
+    Raises:
+        EngineError: libmtmd refused the prompt or the image, or the prompt is empty.
+    """
+    head, found, after = prompt.rpartition(marker)
+    if bitmap is None or not found:
+        head, after = "", prompt
+    result = split_at_image(mctx, head + found, bitmap if found else None)
+    result.extra = tuple(tokenizer.tokenize_plain(after, plain))
+    if not result.chunks and not result.extra:
+        result.close()
+        raise EngineError("the prompt is empty")
     return result

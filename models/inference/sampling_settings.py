@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stagewise.models.bounds import FloatRange, IntRange
+
+TEMPERATURE = FloatRange("temperature", 0.0, 2.0)
+"""Softmax temperature; 0 is greedy."""
+
+TOP_P = FloatRange("top_p", 0.0, 1.0)
+"""Nucleus sampling mass; 1 turns it off."""
+
+TOP_K = IntRange("top_k", 0, 2**31 - 1, note="0 turns it off")
+"""Most likely tokens kept; any int32 (llama.cpp's type) goes."""
+
+MIN_P = FloatRange("min_p", 0.0, 1.0)
+"""Share of the best token's probability below which tokens are dropped."""
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
     """How one candidate picks its tokens.
 
     Attributes:
-        temperature: Softmax temperature; 0 or less means greedy.
+        temperature: Softmax temperature (:data:`TEMPERATURE`); 0 means greedy.
         top_p: Nucleus sampling mass, over the distribution after temperature; 1.0 turns
             it off.
         top_k: Keep the k most likely tokens first; 0 turns it off. 50 is Hugging Face
@@ -26,6 +40,17 @@ class SamplingSettings:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+    def validate(self) -> None:
+        """Checks every value against its range (:data:`TEMPERATURE`, :data:`TOP_P`, ...).
+
+        Raises:
+            StagewiseError: A value is out of range or of the wrong type; the message names
+                the setting and the allowed values.
+        """
+        for bound, value in ((TEMPERATURE, self.temperature), (TOP_P, self.top_p),
+                             (TOP_K, self.top_k), (MIN_P, self.min_p)):
+            bound.check(value)
 
 
 GREEDY = SamplingSettings(temperature=0.0, top_p=1.0)

@@ -26,7 +26,7 @@ from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.conversation import Turn, answer_room
 from stagewise.models.reasoning.search_backend import PromptInfo, SearchBackend
 from stagewise.models.reasoning.search_run import RunRecord
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.search_steps import SearchSteps
 from stagewise.models.reasoning.selections import Selection, Verifier, selection
 from stagewise.models.reasoning.strategies import Strategy, selection_name, strategy
@@ -116,8 +116,7 @@ class StageSearch:
 
 def _check_settings(s: SearchSettings, strategy: Strategy, selection: Selection,
                     backend: SearchBackend, verifier: Verifier | None) -> None:
-    if not 1 <= s.beam <= MAX_BEAM:
-        raise StagewiseError(f"the beam width must be between 1 and {MAX_BEAM}")
+    s.validate()
     strategy.check(s, selection)
     needed = strategy.sequences(s.beam)
     if needed > backend.max_candidates:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from stagewise.models.bounds import FloatRange
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_backend import SearchBackend
 from stagewise.models.remote.http import Endpoint
 
-__all__ = ["SERVER_KINDS", "ServerKind", "ServerSettings", "connect"]
+__all__ = ["SERVER_KINDS", "STALL_TIMEOUT", "ServerKind", "ServerSettings", "connect"]
 
 ServerKind = Literal["llama-server", "openai"]
 SERVER_KINDS: tuple[ServerKind, ...] = ("llama-server", "openai")
+
+STALL_TIMEOUT = FloatRange("stall_timeout", 0.1, 3600.0)
+"""Seconds a read may wait for the server."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,27 @@ class ServerSettings:
     stage_mode: StageMode = StageMode.PROMPTED
     stall_timeout: float = 60.0
 
+    def validate(self) -> None:
+        """Checks the values: the address's scheme (an empty address is allowed: the
+        window's settings keep the other values of a server that is switched off), the
+        kind, the stage mode and :data:`STALL_TIMEOUT`.
+
+        Raises:
+            StagewiseError: A value is not usable; the message names the setting.
+        """
+        if not isinstance(self.url, str) or (
+                self.url and not self.url.startswith(("http://", "https://"))):
+            raise StagewiseError(f"url must start with http:// or https://, not {self.url!r}")
+        if self.kind not in SERVER_KINDS:
+            raise StagewiseError(f"kind must be one of {', '.join(SERVER_KINDS)}, "
+                                 f"not {self.kind!r}")
+        if not isinstance(self.model, str):
+            raise StagewiseError(f"model must be text, not {self.model!r}")
+        if not isinstance(self.stage_mode, StageMode):
+            raise StagewiseError(f"stage_mode must be native or prompted, "
+                                 f"not {self.stage_mode!r}")
+        STALL_TIMEOUT.check(self.stall_timeout)
+
     def describe(self) -> str:
         """How the window and the history name it: "llama-server at http://…"."""
         name = f"{self.model} on " if self.model else ""
@@ -51,6 +76,7 @@ def connect(server: ServerSettings, api_key: str = "") -> SearchBackend:
         ServerError: The server cannot be reached, refuses the key, or cannot take images.
         StagewiseError: The settings are not usable.
     """
+    server.validate()
     endpoint = Endpoint(server.url, api_key, server.stall_timeout)
     if server.kind == "llama-server":
         from stagewise.models.remote.server_backend import ServerBackend

@@ -1,9 +1,13 @@
 """The user's settings: typed, versioned, stored as JSON in the config folder.
 
 :class:`AppSettings` is what the desktop app remembers between runs: which model to
-load, how to search, how to use the hardware and a few display choices. It maps onto
-the core's own settings with :meth:`AppSettings.engine_settings` and
-:meth:`AppSettings.search_settings`, following the same rules as ``stagewise ask``.
+load, and the core's own settings dataclasses as they are: how to search
+(:class:`~stagewise.models.reasoning.search_settings.SearchSettings`, its sampling
+included), how to load the model
+(:class:`~stagewise.models.inference.engine_settings.EngineSettings`), which server
+answers (:class:`~stagewise.models.remote.server.ServerSettings`), and a few display
+choices. Each dataclass owns its fields' ranges and checks them (``validate()``); the file
+stores each as a JSON object under its name.
 
 Loading never fails. A missing file gives the defaults; a damaged one (bad JSON, a
 value of the wrong type or out of range, an unknown key) keeps what is valid, defaults
@@ -17,48 +21,36 @@ This module is Qt-free and does not load llama.cpp.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.disk.paths import config_dir
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
-from stagewise.models.inference.sampling_settings import SamplingSettings
-from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.reasoning.registry import Registry
-from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
-from stagewise.models.reasoning.selections import SELECTIONS
-from stagewise.models.reasoning.strategies import STRATEGIES, sequences_needed
-from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
-from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
-from stagewise.models.storage.settings_values import (
-    Invalid,
-    bool_value,
-    choice_value,
-    float_value,
-    int_value,
-    path_value,
-    text_value,
+from stagewise.models.inference.engine_settings import (
+    AUTO_CTX,
+    FALLBACK_CTX,
+    GPU_LAYERS,
+    EngineSettings,
 )
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.reasoning.strategies import sequences_needed
+from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
+from stagewise.models.remote.server import ServerSettings
+from stagewise.models.storage.settings_values import Invalid, decode, encode, supported
 
 __all__ = [
     "BAD_SUFFIX",
-    "CTX_MAX",
-    "CTX_MIN",
-    "GPU_LAYERS_MAX",
-    "MAX_STAGE_TOKENS_MAX",
-    "MAX_STAGE_TOKENS_MIN",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SETTINGS_FILE",
-    "TEMPERATURE_MAX",
-    "THREADS_MAX",
     "AppSettings",
     "format_gpu_layers",
     "load_settings",
@@ -70,15 +62,9 @@ __all__ = [
 
 log = logging.getLogger("stagewise.settings")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SETTINGS_FILE = "settings.json"
 BAD_SUFFIX = ".bad"
-
-TEMPERATURE_MAX = 2.0
-MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX = 16, 4096
-GPU_LAYERS_MAX = 999  # more than any model has; llama.cpp clamps to the real count
-THREADS_MAX = 256
-CTX_MIN, CTX_MAX = 2048, 131072
 
 
 @dataclass(frozen=True)
@@ -90,33 +76,16 @@ class AppSettings:
         model: Text model GGUF; None means the built-in default model.
         mmproj: Projector GGUF; None means the one beside ``model`` (or the built-in
             model's projector when ``model`` is None).
-        beam: Candidates per segment, 1 to
-            :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
-            1 is a single pass.
-        select: How a candidate is chosen: a selection's name
-            (:data:`~stagewise.models.reasoning.selections.SELECTIONS`), or None for the
-            default (the strategy's, or the measured best).
-        strategy: What the search generates: a strategy's name
-            (:data:`~stagewise.models.reasoning.strategies.STRATEGIES`).
-        temperature: Sampling temperature, 0 to 2; 0 is greedy.
-        top_p: Nucleus sampling mass, 0 to 1; 1 turns it off.
-        max_stage_tokens: Token budget per stage, 16 to 4096.
-        scorer_model: The second model of a selection that scores with one (text GGUF,
-            projector beside it).
-        gpu_layers: Layers offloaded to the GPU: -1 auto (everything that fits),
-            0 CPU only, n that many layers.
-        threads: CPU threads; None picks them automatically.
-        n_ctx: Context size in tokens, 2048 to 131072, or 0: automatic (the model's
-            trained context up to 8192, more when the search needs it).
-        server_url: A server that answers instead of a model in this process ("" for
-            none): llama.cpp's llama-server, or an OpenAI-compatible server such as vLLM.
-            Its API key is kept apart (:mod:`stagewise.models.remote.keys`).
-        server_kind: "llama-server" or "openai".
-        server_model: The model's name on an OpenAI-compatible server.
-        server_stage_mode: "native" when the served model writes the four stages itself
-            (a LLaVA-CoT model), else "prompted".
-        cpu_amx: Let llama.cpp keep weights in its AMX buffers on CPUs that have AMX
-            (off: it crashes on some machines; ``STAGEWISE_CPU_AMX`` wins over it).
+        search: How to search: the strategy and the selection by their names in the
+            registries (:data:`~stagewise.models.reasoning.strategies.STRATEGIES`,
+            :data:`~stagewise.models.reasoning.selections.SELECTIONS`); its seed is each
+            run's own (:meth:`search_settings`).
+        engine: How to load the model; its sequences follow the search
+            (:meth:`engine_settings`), its context 0 is automatic (a load plan sizes it).
+        server: A server that answers instead of a model in this process: llama.cpp's
+            llama-server, or an OpenAI-compatible server such as vLLM; an empty ``url``
+            means none (the rest is kept for when it is switched on again). Its API key
+            is kept apart (:mod:`stagewise.models.remote.keys`).
         stages_collapsed: Whether the Summary, Caption and Reasoning cards start
             collapsed.
         window_geometry: Base64 of the main window's saved geometry; opaque here.
@@ -126,21 +95,9 @@ class AppSettings:
     version: int = SCHEMA_VERSION
     model: Path | None = None
     mmproj: Path | None = None
-    beam: int = SearchSettings.beam
-    select: str | None = SearchSettings.select
-    strategy: str = SearchSettings.strategy
-    temperature: float = SamplingSettings.temperature
-    top_p: float = SamplingSettings.top_p
-    max_stage_tokens: int = SearchSettings.max_stage_tokens
-    scorer_model: Path | None = None
-    gpu_layers: int = EngineSettings.gpu_layers
-    threads: int | None = None
-    n_ctx: int = EngineSettings.n_ctx
-    server_url: str = ""
-    server_kind: str = ServerSettings.kind
-    server_model: str = ServerSettings.model
-    server_stage_mode: str = ServerSettings.stage_mode.value
-    cpu_amx: bool = False
+    search: SearchSettings = field(default_factory=SearchSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    server: ServerSettings = field(default_factory=lambda: ServerSettings(""))
     stages_collapsed: bool = False
     window_geometry: str = ""
     window_state: str = ""
@@ -149,22 +106,14 @@ class AppSettings:
         """The engine settings these settings ask for (as ``stagewise ask`` builds them).
 
         Returns:
-            Settings with room for the beam's sequences (:func:`sequences_needed`).
+            :attr:`engine` with room for the beam's sequences (:func:`sequences_needed`).
         """
-        return EngineSettings(
-            n_ctx=self.n_ctx,
-            n_seq_max=sequences_needed(self.beam, self.strategy),
-            threads=self.threads,
-            gpu_layers=self.gpu_layers,
-            allow_amx=self.cpu_amx,
-        )
+        return replace(self.engine,
+                       n_seq_max=sequences_needed(self.search.beam, self.search.strategy))
 
     def server_settings(self) -> ServerSettings | None:
         """The server that answers, or None for a model in this process."""
-        if not self.server_url:
-            return None
-        return ServerSettings(self.server_url, self.server_kind,  # type: ignore[arg-type]
-                              self.server_model, StageMode(self.server_stage_mode))
+        return self.server if self.server.url else None
 
     def search_settings(self, seed: int = 0) -> SearchSettings:
         """The search settings for one run.
@@ -175,15 +124,7 @@ class AppSettings:
         Returns:
             The run's search parameters.
         """
-        return SearchSettings(
-            strategy=self.strategy,
-            beam=self.beam,
-            select=self.select,
-            sampling=SamplingSettings(temperature=self.temperature, top_p=self.top_p),
-            max_stage_tokens=self.max_stage_tokens,
-            seed=seed,
-            scorer_model=self.scorer_model,
-        )
+        return replace(self.search, seed=seed)
 
     def validated(self) -> AppSettings:
         """Checks every value and returns the settings in their normal form.
@@ -198,93 +139,94 @@ class AppSettings:
             StagewiseError: A value is of the wrong type or out of range; the message
                 names the setting and the allowed values.
         """
-        changes: dict[str, object] = {}
-        for name, convert in _CONVERTERS.items():
-            try:
-                changes[name] = convert(getattr(self, name))
-            except Invalid as error:
-                raise StagewiseError(f"settings: {error}") from None
         if self.version != SCHEMA_VERSION:
             raise StagewiseError(
                 f"settings: version must be {SCHEMA_VERSION}, not {self.version!r}"
             )
-        return replace(self, **changes)
+        problems: list[str] = []
+        settings = _read(AppSettings, AppSettings(), self.to_json(), "", problems, newer=False)
+        if problems:
+            raise StagewiseError(f"settings: {problems[0]}")
+        return settings
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form: a JSON-ready dict starting with ``version``."""
-        data = asdict(self)
-        for key in ("model", "mmproj", "scorer_model"):
-            data[key] = None if data[key] is None else str(data[key])
-        return data
+        """The stored form: a JSON-ready dict starting with ``version``, each of the
+        core's dataclasses an object under its name."""
+        return typing.cast(dict[str, Any], encode(dataclasses.asdict(self)))
 
 
-# --------------------------------------------------------------------------- values
+# --------------------------------------------------------------------------- reading
 
 
-def _context(value: object) -> int:
-    if value == AUTO_CTX and not isinstance(value, bool):
-        return AUTO_CTX
-    return int_value("n_ctx", CTX_MIN, CTX_MAX, " or 0 (automatic)")(value)
+def _read(cls: type, default: Any, data: object, where: str, problems: list[str], *,
+          newer: bool) -> Any:
+    """A ``cls`` from its stored object, keeping every usable value.
+
+    Each key is decoded to its field's type, then checked by ``cls.validate()`` with the
+    other values at their defaults, so that a bad value costs only itself; the whole is
+    checked once more at the end. A nested dataclass is read the same way.
+
+    Args:
+        cls: The dataclass.
+        default: The instance whose values stand in for what is missing or unusable.
+        data: The stored object.
+        where: The keys above it ("search."), for messages.
+        problems: Where to add what was unusable.
+        newer: The file is from a newer version: its unknown keys are expected.
+    """
+    if not isinstance(data, dict):
+        problems.append(f"{where.rstrip('.') or 'the settings'} must be a JSON object, "
+                        f"not {data!r}")
+        return default
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        if key not in names:
+            if not newer:
+                problems.append(f"unknown setting {where + key!r}")
+            continue
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _read(hint, getattr(default, key), value, f"{where}{key}.",
+                                problems, newer=newer)
+            continue
+        try:
+            decoded = decode(hint, where + key, value)
+        except Invalid as error:
+            problems.append(str(error))
+            continue
+        try:
+            _validate(replace(default, **{key: decoded}))
+        except StagewiseError as error:  # its message starts with the key
+            problems.append(where + str(error))
+            continue
+        values[key] = decoded
+    result = replace(default, **values)
+    try:
+        _validate(result)
+    except StagewiseError as error:  # values that are fine alone but not together
+        problems.append(f"{where}{error}")
+        return default
+    return result
 
 
-def _threads(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= THREADS_MAX:
-        return value
-    raise Invalid(
-        f"threads must be null (automatic) or a whole number from 1 to {THREADS_MAX}, "
-        f"not {value!r}"
-    )
+def _validate(settings: object) -> None:
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate()
 
 
-def _server_url(value: object) -> str:
-    text = text_value("server_url")(value).strip()
-    if text and not text.startswith(("http://", "https://")):
-        raise Invalid(f"server_url must start with http:// or https://, not {text!r}")
-    return text
+def _check_types(cls: type) -> None:
+    """Every field of the stored dataclasses is of a type :func:`decode` knows."""
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            _check_types(hint)  # type: ignore[arg-type]
+        else:
+            assert supported(hint), f"{cls.__name__}.{name}: {hint} cannot be stored"
 
 
-def _registered(name: str, registry: Registry[Any], *, none_ok: bool = False
-                ) -> Callable[[object], str | None]:
-    """A name in ``registry`` (read when checked: a plug-in may register late), or None
-    (the default) where ``none_ok``."""
-    def convert(value: object) -> str | None:
-        if isinstance(value, str) and value in registry:
-            return value
-        if value is None and none_ok:
-            return None
-        default = " or null (the default)" if none_ok else ""
-        raise Invalid(f"{name} must be one of {', '.join(registry.names())}{default}, "
-                      f"not {value!r}")
-
-    return convert
-
-
-# Every stored key but "version", with the function that checks and normalises it.
-_CONVERTERS: dict[str, Callable[[object], object]] = {
-    "model": path_value("model"),
-    "mmproj": path_value("mmproj"),
-    "beam": int_value("beam", 1, MAX_BEAM, " (1 is a single pass)"),
-    "select": _registered("select", SELECTIONS, none_ok=True),
-    "strategy": _registered("strategy", STRATEGIES),
-    "temperature": float_value("temperature", 0.0, TEMPERATURE_MAX),
-    "top_p": float_value("top_p", 0.0, 1.0),
-    "max_stage_tokens": int_value("max_stage_tokens", MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX),
-    "scorer_model": path_value("scorer_model"),
-    "gpu_layers": int_value("gpu_layers", -1, GPU_LAYERS_MAX, " (-1 auto, 0 CPU only)"),
-    "threads": _threads,
-    "n_ctx": _context,
-    "server_url": _server_url,
-    "server_kind": choice_value("server_kind", SERVER_KINDS),
-    "server_model": text_value("server_model"),
-    "server_stage_mode": choice_value("server_stage_mode", tuple(m.value for m in StageMode)),
-    "cpu_amx": bool_value("cpu_amx"),
-    "stages_collapsed": bool_value("stages_collapsed"),
-    "window_geometry": text_value("window_geometry"),
-    "window_state": text_value("window_state"),
-}
-assert set(_CONVERTERS) | {"version"} == {f.name for f in fields(AppSettings)}
+_check_types(AppSettings)
 
 
 def format_gpu_layers(layers: int) -> str:
@@ -297,7 +239,8 @@ def parse_gpu_layers(text: str) -> int:
 
     Args:
         text: "auto" or "all" (-1), "cpu" or "none" (0), or a number from -1 to
-            :data:`GPU_LAYERS_MAX`.
+            ``GPU_LAYERS.high``
+            (:data:`~stagewise.models.inference.engine_settings.GPU_LAYERS`).
 
     Returns:
         The layer count as :class:`AppSettings` stores it.
@@ -313,9 +256,10 @@ def parse_gpu_layers(text: str) -> int:
         value = int(word)
     except ValueError:
         value = None
-    if value is None or not -1 <= value <= GPU_LAYERS_MAX:
+    if value is None or not GPU_LAYERS.allows(value):
         raise StagewiseError(
-            f"GPU layers must be auto, cpu or a number from 0 to {GPU_LAYERS_MAX}, not {text!r}"
+            f"GPU layers must be auto, cpu or a number from 0 to {GPU_LAYERS.high}, "
+            f"not {text!r}"
         )
     return value
 
@@ -343,12 +287,57 @@ def _from_v0(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 kept retrace's scorer apart; it is retrace's selection now."""
+    """Version 1 kept retrace's scorer apart; it is retrace's selection now.
+
+    A context of exactly :data:`FALLBACK_CTX` (8192) becomes automatic: it is what every
+    file written before the context was automatic holds, as the default of the time (they
+    are all version 1 or older), and automatic gives the same 8192 unless the model was
+    trained for less (which is why it became the default) or the search needs more.
+    """
     out = dict(data)
     scorer = out.pop("retrace_scorer", None)
     if out.get("strategy") == RetraceStrategy.name and isinstance(scorer, str):
         out["select"] = scorer
+    context = out.get("n_ctx")
+    if context == FALLBACK_CTX and not isinstance(context, bool):
+        out["n_ctx"] = AUTO_CTX
     out["version"] = 2
+    return out
+
+
+# Where version 2's flat keys went in version 3: the object and the key in it.
+_V2_KEYS: dict[str, tuple[str, ...]] = {
+    "beam": ("search", "beam"),
+    "select": ("search", "select"),
+    "strategy": ("search", "strategy"),
+    "temperature": ("search", "sampling", "temperature"),
+    "top_p": ("search", "sampling", "top_p"),
+    "max_stage_tokens": ("search", "max_stage_tokens"),
+    "scorer_model": ("search", "scorer_model"),
+    "gpu_layers": ("engine", "gpu_layers"),
+    "threads": ("engine", "threads"),
+    "n_ctx": ("engine", "n_ctx"),
+    "cpu_amx": ("engine", "allow_amx"),
+    "server_url": ("server", "url"),
+    "server_kind": ("server", "kind"),
+    "server_model": ("server", "model"),
+    "server_stage_mode": ("server", "stage_mode"),
+}
+
+
+def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 kept every setting flat, copied from the core's dataclasses under names of
+    its own; version 3 stores the dataclasses themselves, each under its name. Keys that
+    version 2 did not know stay where they are, and are reported as unknown."""
+    out: dict[str, Any] = {"version": 3}
+    for key, value in data.items():
+        if key == "version":
+            continue
+        *path, last = _V2_KEYS.get(key, (key,))
+        target = out
+        for name in path:
+            target = target.setdefault(name, {})
+        target[last] = value
     return out
 
 
@@ -356,6 +345,7 @@ def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     0: _from_v0,
     1: _from_v1,
+    2: _from_v2,
 }
 assert all(v in MIGRATIONS for v in range(SCHEMA_VERSION))
 
@@ -426,7 +416,9 @@ def settings_from_json(data: Mapping[str, Any]) -> tuple[AppSettings, list[str],
     version = raw.pop("version", 0)  # files without a version predate versioning
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         problems.append(f"version must be a whole number, not {version!r}")
-        version = SCHEMA_VERSION
+        # read the layout it has: the flat keys of versions 1 and 2, or the current one
+        flat = any(key in raw for key in (*_V2_KEYS, "retrace_scorer"))
+        version = 1 if flat else SCHEMA_VERSION
     newer = version > SCHEMA_VERSION
     while version < SCHEMA_VERSION:
         try:
@@ -436,18 +428,8 @@ def settings_from_json(data: Mapping[str, Any]) -> tuple[AppSettings, list[str],
             break
         raw.pop("version", None)
         version += 1
-    values: dict[str, object] = {}
-    for key, value in raw.items():
-        convert = _CONVERTERS.get(key)
-        if convert is None:
-            if not newer:
-                problems.append(f"unknown setting {key!r}")
-            continue
-        try:
-            values[key] = convert(value)
-        except Invalid as error:
-            problems.append(str(error))
-    return AppSettings(**values), problems, newer  # type: ignore[arg-type]
+    settings = _read(AppSettings, AppSettings(), raw, "", problems, newer=newer)
+    return settings, problems, newer
 
 
 def save_settings(settings: AppSettings, path: Path | None = None) -> None:

@@ -25,8 +25,10 @@ from stagewise.models.events import (
     SegmentStarted,
 )
 from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.run_view import RunView
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.panel_runs import Search, search_runner, shown_panel, stream
@@ -179,8 +181,10 @@ def test_the_keyboard_steps_through_the_candidates(panel: ReasoningPanel, search
 def wide_beam_window(qtbot: QtBot, tiny_pair: TinyPair,
                      tmp_path: Path) -> Iterator[MainWindow]:
     """The real window at 1024 × 640 with the tiny model and four candidates a stage."""
-    settings = replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=BEAM,
-                       max_stage_tokens=24, select="logprob", threads=2, n_ctx=4096)
+    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                           search=SearchSettings(beam=BEAM, max_stage_tokens=24,
+                                                 select="logprob"),
+                           engine=EngineSettings(threads=2, n_ctx=4096))
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from PySide6.QtCore import Qt
 from stagewise.desktop.downloads import State
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.disk.paths import DATA_DIR_ENV
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.library import catalogue as catalogue_module
 from stagewise.models.library.catalogue import CATALOGUE_ENV, load_catalogue, source_link
 from stagewise.models.storage.app_settings import AppSettings
@@ -34,7 +34,7 @@ def make_window(qtbot, tmp_path: Path) -> Iterator:
     windows: list[MainWindow] = []
 
     def make(settings: AppSettings | None = None) -> MainWindow:
-        window = MainWindow(settings or replace(AppSettings(), threads=2),
+        window = MainWindow(settings or AppSettings(engine=EngineSettings(threads=2)),
                             settings_path=tmp_path / "settings.json",
                             history_folder=tmp_path / "history")
         qtbot.addWidget(window)
@@ -84,8 +84,8 @@ def test_the_demo_alone_gets_the_panel_whose_download_installs_and_uses_a_model(
 
 
 def test_no_panel_once_a_real_model_is_set_up(make_window, served_catalogue, tiny_pair):
-    window = make_window(replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj,
-                                 threads=2))
+    window = make_window(AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                                     engine=EngineSettings(threads=2)))
     assert not window.welcome.isVisible()
 
 

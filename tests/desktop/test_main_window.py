@@ -16,17 +16,26 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from stagewise.desktop.main_window import MainWindow
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings
 
 ANSWER_MS = 60_000
 
 
+def tuned(settings: AppSettings, n_ctx: int | None = None, **search: object) -> AppSettings:
+    """``settings`` with other search values, and another context size if given."""
+    engine = settings.engine if n_ctx is None else replace(settings.engine, n_ctx=n_ctx)
+    return replace(settings, search=replace(settings.search, **search), engine=engine)
+
+
 @pytest.fixture
 def settings(tiny_pair) -> AppSettings:
-    return replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=2,
-                   max_stage_tokens=16, select="judge", threads=2, n_ctx=4096)
+    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                       search=SearchSettings(beam=2, max_stage_tokens=16, select="judge"),
+                       engine=EngineSettings(threads=2, n_ctx=4096))
 
 
 @pytest.fixture
@@ -99,7 +108,7 @@ def test_drop_ask_and_all_four_stages_stream_in(qtbot, make_window, settings, im
 
 def test_the_candidates_view_shows_n_candidates_and_the_winner(
         qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, beam=3))
+    window = make_window(tuned(settings, beam=3))
     window.image_pane.open_file(image_file)
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
         window.ask("What is red?")
@@ -113,7 +122,7 @@ def test_the_candidates_view_shows_n_candidates_and_the_winner(
 
 
 def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, max_stage_tokens=1024, beam=2, n_ctx=16384))
+    window = make_window(tuned(settings, max_stage_tokens=1024, beam=2, n_ctx=16384))
     window.image_pane.open_file(image_file)
     window.ask("Describe everything.")
     qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
@@ -132,7 +141,7 @@ def test_stop_mid_stream_keeps_what_was_written(qtbot, make_window, settings, im
 
 
 def test_closing_mid_answer_stops_the_engine_thread(qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, max_stage_tokens=1024, n_ctx=16384))
+    window = make_window(tuned(settings, max_stage_tokens=1024, n_ctx=16384))
     window.image_pane.open_file(image_file)
     window.ask("Describe everything.")
     qtbot.waitUntil(lambda: bool(window.view.stages[Stage.SUMMARY].text), timeout=ANSWER_MS)
@@ -211,7 +220,7 @@ def test_asking_without_an_image_says_so(qtbot, make_window, settings):
 
 
 def test_a_failed_run_is_shown_and_saved_as_failed(qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, n_ctx=2048, max_stage_tokens=1024, beam=4))
+    window = make_window(tuned(settings, n_ctx=2048, max_stage_tokens=1024, beam=4))
     window.image_pane.open_file(image_file)
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
         window.ask("Describe everything.")
@@ -230,7 +239,7 @@ def test_settings_and_window_geometry_are_remembered(qtbot, make_window, setting
     from stagewise.models.storage.app_settings import load_settings
 
     saved = load_settings(folders["settings_path"])
-    assert saved.beam == 5
+    assert saved.search.beam == 5
     assert saved.window_geometry
     again = make_window(saved)
     assert again.question_box.beam.value() == 5
@@ -284,12 +293,15 @@ def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tm
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
         from stagewise.desktop.main_window import MainWindow
+        from stagewise.models.inference.engine_settings import EngineSettings
+        from stagewise.models.reasoning.search_settings import SearchSettings
         from stagewise.models.storage.app_settings import AppSettings
         from stagewise.models.stages import Stage
         app = QApplication([])
-        settings = replace(AppSettings(), model=Path({str(tiny_pair.model)!r}),
-                           mmproj=Path({str(tiny_pair.mmproj)!r}), beam=2,
-                           max_stage_tokens=1024, n_ctx=16384)
+        settings = AppSettings(model=Path({str(tiny_pair.model)!r}),
+                               mmproj=Path({str(tiny_pair.mmproj)!r}),
+                               search=SearchSettings(beam=2, max_stage_tokens=1024),
+                               engine=EngineSettings(n_ctx=16384))
         window = MainWindow(settings)
         window.show()
         window.image_pane.open_file({str(image_file)!r})
@@ -408,7 +420,7 @@ def test_a_damaged_history_is_set_aside_and_the_window_still_answers(
 
 def test_changing_the_beam_width_does_not_reload_the_model(qtbot, make_window, settings,
                                                            image_file):
-    window = make_window(replace(settings, beam=1))
+    window = make_window(tuned(settings, beam=1))
     loads: list[str] = []
     window.host.worker.model_loading.connect(loads.append)
     window.image_pane.open_file(image_file)
@@ -429,7 +441,7 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(qtbot, make_window, s
     window.host.worker._hardware = Hardware(devices=(), gpu_offload=False, ram_total=2**20,
                                             ram_available=2**19, cpu_count=2)
     with qtbot.waitSignal(window.host.worker.model_failed, timeout=ANSWER_MS) as failed:
-        window.apply_settings(replace(settings, n_ctx=8192))
+        window.apply_settings(tuned(settings, n_ctx=8192))
     assert "does not fit this machine" in failed.args[0]
     # the window's own slot may run after the test's: wait for its state, not a time
     qtbot.waitUntil(lambda: "could not be loaded" in window.message.text(), timeout=ANSWER_MS)
@@ -507,7 +519,7 @@ def test_the_conclusion_says_when_a_verdict_named_neither_or_all_failed(
 
 def test_history_rows_show_the_answer_beam_and_model_and_restore_the_search(
         qtbot, make_window, settings, image_file):
-    window = make_window(replace(settings, beam=3, select="logprob"))
+    window = make_window(tuned(settings, beam=3, select="logprob"))
     window.image_pane.open_file(image_file)
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
         window.ask("Which shape is blue?")
@@ -517,10 +529,10 @@ def test_history_rows_show_the_answer_beam_and_model_and_restore_the_search(
     assert "beam 3" in row and settings.model.name in row
     assert f"→ {conclusion[:20]}" in row
     window.question_box.beam.setValue(1)  # asked since with other settings
-    window.settings = replace(window.settings, beam=1, select="judge")
+    window.settings = tuned(window.settings, beam=1, select="judge")
     window.history_panel.list.clearSelection()
     window.history_panel.list.item(0).setSelected(True)
-    assert window.settings.beam == 3 and window.settings.select == "logprob"
+    assert window.settings.search.beam == 3 and window.settings.search.select == "logprob"
     assert window.question_box.beam.value() == 3
 
 

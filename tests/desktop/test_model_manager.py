@@ -12,6 +12,7 @@ from stagewise.desktop.downloads import State
 from stagewise.desktop.main_window import MainWindow
 from stagewise.desktop.model_manager import ModelManager
 from stagewise.models.hardware import detect_hardware
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.library.catalogue import load_catalogue
 from stagewise.models.library.installed import Library
 from stagewise.models.storage.app_settings import AppSettings
@@ -123,8 +124,8 @@ def test_closing_mid_download_stops_it(qtbot, manager, served_catalogue, tiny_pa
 
 
 def test_the_window_uses_the_chosen_model(qtbot, served_catalogue, tiny_pair, tmp_path):
-    window = MainWindow(replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj,
-                                threads=2, n_ctx=4096),
+    window = MainWindow(AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                                    engine=EngineSettings(threads=2, n_ctx=4096)),
                         settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)
@@ -163,5 +164,5 @@ def test_use_a_server_opens_preferences_at_the_remote_model(qtbot, tiny_pair, tm
     manager = window.open_models()
     qtbot.mouseClick(manager.server_button, Qt.MouseButton.LeftButton)
     assert len(opened) == 1 and opened[0].remote_group.enabled.isChecked()
-    assert window.settings.server_url == ""  # nothing changes until Preferences say OK
+    assert window.settings.server.url == ""  # nothing changes until Preferences say OK
     window.close()

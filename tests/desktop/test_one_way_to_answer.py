@@ -15,6 +15,8 @@ from stagewise.models import session as session_module
 from stagewise.models.errors import Cancelled
 from stagewise.models.hardware import Device, Hardware
 from stagewise.models.hardware import devices as devices_module
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.session import plan
 from stagewise.models.storage.app_settings import AppSettings
 
@@ -35,15 +37,17 @@ def small_gpu_machine() -> Hardware:
 
 @pytest.fixture
 def settings(tiny_pair) -> AppSettings:
-    return replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=2,
-                   max_stage_tokens=16, threads=2, n_ctx=4096)
+    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                       search=SearchSettings(beam=2, max_stage_tokens=16),
+                       engine=EngineSettings(threads=2, n_ctx=4096))
 
 
 def ask_args(settings: AppSettings, image_file) -> list[str]:
     return ["ask", "--model", str(settings.model), "--mmproj", str(settings.mmproj),
             "--image", str(image_file), "--question", "How many?", "--beam",
-            str(settings.beam), "--max-stage-tokens", str(settings.max_stage_tokens),
-            "--threads", str(settings.threads), "--ctx", str(settings.n_ctx)]
+            str(settings.search.beam), "--max-stage-tokens",
+            str(settings.search.max_stage_tokens), "--threads", str(settings.engine.threads),
+            "--ctx", str(settings.engine.n_ctx)]
 
 
 def test_the_same_refusal(monkeypatch, capsys, qtbot, settings, image_file):

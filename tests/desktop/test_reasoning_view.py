@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from stagewise.models.events import (
     SegmentStarted,
 )
 from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.run_view import RunView, StageStatus
@@ -229,8 +229,9 @@ def test_after_stop_only_finished_stages_fold_and_the_rest_say_so(
 def small_window(qtbot: QtBot, tiny_pair: TinyPair,
                  tmp_path: Path) -> Iterator[MainWindow]:
     """The real window at 1024 × 640 with the tiny model, answering at length."""
-    settings = replace(AppSettings(), model=tiny_pair.model, mmproj=tiny_pair.mmproj, beam=2,
-                       max_stage_tokens=96, select="logprob", threads=2, n_ctx=4096)
+    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+                           search=SearchSettings(beam=2, max_stage_tokens=96, select="logprob"),
+                           engine=EngineSettings(threads=2, n_ctx=4096))
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)

@@ -101,7 +101,8 @@ def test_ask_runs_with_them_and_says_their_scores(plugged, capsys):
 
 
 def test_preferences_offer_them(plugged, qtbot):
-    dialog = SettingsDialog(AppSettings(strategy="stages-again", select="shortest"))
+    dialog = SettingsDialog(AppSettings(search=SearchSettings(strategy="stages-again",
+                                                              select="shortest")))
     qtbot.addWidget(dialog)
     strategy = dialog.strategy_combo
     select = dialog.select_combo
@@ -109,7 +110,7 @@ def test_preferences_offer_them(plugged, qtbot):
     assert select.itemText(select.findData("shortest")) == "The shortest candidate"
     assert strategy.currentData() == "stages-again" and select.currentData() == "shortest"
     settings = dialog.settings()
-    assert (settings.strategy, settings.select) == ("stages-again", "shortest")
+    assert (settings.search.strategy, settings.search.select) == ("stages-again", "shortest")
 
 
 def test_evals_table_the_run_view_and_exports_show_them(plugged, tmp_path, qtbot):

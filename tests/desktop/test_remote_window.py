@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.build.llama_server import RunningServer, serve
+from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.demo import demo_pair, example_image
 from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.search_settings import SearchSettings
+from stagewise.models.remote.server import ServerSettings
 from stagewise.models.stages import STAGES
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.test_main_window import ANSWER_MS
@@ -25,8 +27,8 @@ def server(tmp_path_factory) -> Iterator[RunningServer]:
 
 
 def test_the_window_answers_through_a_remote_model(qtbot, server, tmp_path):
-    settings = replace(AppSettings(), server_url=server.url, server_stage_mode="native",
-                       beam=2, max_stage_tokens=48)
+    settings = AppSettings(server=ServerSettings(server.url, stage_mode=StageMode.NATIVE),
+                           search=SearchSettings(beam=2, max_stage_tokens=48))
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)

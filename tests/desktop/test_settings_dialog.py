@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.settings_dialog import GPU_AUTO, GPU_CPU, GPU_LAYERS, SettingsDialog
 from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
-from stagewise.models.reasoning.search_settings import MAX_BEAM
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.storage.app_settings import AppSettings
 
 
@@ -57,10 +59,12 @@ def type_into(qtbot, spin: QAbstractSpinBox, text: str) -> None:
 
 def test_starts_from_the_given_settings(make_dialog):
     settings = AppSettings(
-        model=None, beam=5, select="logprob", strategy="sentence", temperature=1.1,
-        top_p=0.75, max_stage_tokens=128, gpu_layers=12, threads=4, n_ctx=16384,
-        cpu_amx=True, stages_collapsed=True, window_geometry="Z2VvbQ==",
-        window_state="c3RhdGU=",
+        model=None,
+        search=SearchSettings(beam=5, select="logprob", strategy="sentence",
+                              sampling=SamplingSettings(temperature=1.1, top_p=0.75),
+                              max_stage_tokens=128),
+        engine=EngineSettings(gpu_layers=12, threads=4, n_ctx=16384, allow_amx=True),
+        stages_collapsed=True, window_geometry="Z2VvbQ==", window_state="c3RhdGU=",
     )
     dialog = make_dialog(settings)
     assert dialog.beam_spin.value() == 5
@@ -101,8 +105,10 @@ def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
     qtbot.mouseClick(dialog.collapse_check, Qt.MouseButton.LeftButton)
 
     assert dialog.settings() == AppSettings(
-        beam=6, select="logprob", strategy="best-of-n", temperature=0.25, top_p=0.8,
-        max_stage_tokens=512, gpu_layers=0, threads=3, n_ctx=4096, cpu_amx=True,
+        search=SearchSettings(beam=6, select="logprob", strategy="best-of-n",
+                              sampling=SamplingSettings(temperature=0.25, top_p=0.8),
+                              max_stage_tokens=512),
+        engine=EngineSettings(gpu_layers=0, threads=3, n_ctx=4096, allow_amx=True),
         stages_collapsed=True, window_geometry="Z2VvbQ==",
     )
     assert dialog.settings().validated() == dialog.settings()
@@ -115,11 +121,11 @@ def test_gpu_layers_combo_and_spin(make_dialog):
     dialog.gpu_combo.setCurrentIndex(GPU_LAYERS)
     assert dialog.gpu_spin.isEnabled()
     dialog.gpu_spin.setValue(20)
-    assert dialog.settings().gpu_layers == 20
+    assert dialog.settings().engine.gpu_layers == 20
     dialog.gpu_combo.setCurrentIndex(GPU_CPU)
-    assert dialog.settings().gpu_layers == 0
+    assert dialog.settings().engine.gpu_layers == 0
     dialog.gpu_combo.setCurrentIndex(GPU_AUTO)
-    assert dialog.settings().gpu_layers == -1
+    assert dialog.settings().engine.gpu_layers == -1
 
 
 def test_ranges_match_the_settings_limits(qtbot, make_dialog):
@@ -127,18 +133,18 @@ def test_ranges_match_the_settings_limits(qtbot, make_dialog):
     assert (dialog.beam_spin.minimum(), dialog.beam_spin.maximum()) == (1, MAX_BEAM)
     assert (dialog.temperature_spin.minimum(), dialog.temperature_spin.maximum()) == (0, 2)
     assert (dialog.top_p_spin.minimum(), dialog.top_p_spin.maximum()) == (0, 1)
-    assert (dialog.max_tokens_spin.minimum(), dialog.max_tokens_spin.maximum()) == (16, 4096)
+    assert (dialog.max_tokens_spin.minimum(), dialog.max_tokens_spin.maximum()) == (1, 4096)
     assert (dialog.ctx_spin.minimum(), dialog.ctx_spin.maximum()) == (0, 131072)
     assert dialog.ctx_spin.value() == 0 and dialog.ctx_spin.text() == "Automatic"
-    assert dialog.settings().n_ctx == 0  # the default: sized to the model at load
-    dialog.ctx_spin.setValue(1000)  # below the smallest context llama.cpp accepts
-    assert dialog.settings().n_ctx == 2048
+    assert dialog.settings().engine.n_ctx == 0  # the default: sized to the model at load
+    dialog.ctx_spin.setValue(100)  # below the smallest context llama.cpp allocates
+    assert dialog.settings().engine.n_ctx == 256
     dialog.ctx_spin.setValue(4096)
-    assert dialog.settings().n_ctx == 4096
+    assert dialog.settings().engine.n_ctx == 4096
     dialog.beam_spin.setValue(MAX_BEAM + 5)
-    assert dialog.settings().beam == MAX_BEAM
+    assert dialog.settings().search.beam == MAX_BEAM
     dialog.threads_spin.setValue(0)
-    assert dialog.settings().threads is None
+    assert dialog.settings().engine.threads is None
 
 
 def test_selection_only_matters_with_a_beam(make_dialog):
@@ -157,7 +163,8 @@ def test_strategies_have_human_labels(make_dialog):
 
 
 def test_restore_defaults_keeps_the_window_layout(qtbot, make_dialog):
-    start = AppSettings(beam=8, n_ctx=4096, gpu_layers=0, stages_collapsed=True,
+    start = AppSettings(search=SearchSettings(beam=8),
+                        engine=EngineSettings(n_ctx=4096, gpu_layers=0), stages_collapsed=True,
                         model=Path("/nowhere/model.gguf"), window_state="c3RhdGU=")
     dialog = make_dialog(start)
     assert not ok_enabled(dialog)  # the model file does not exist
@@ -327,16 +334,16 @@ def test_ok_and_cancel(qtbot, make_dialog):
     dialog.beam_spin.setValue(3)
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
-    assert dialog.settings().beam == 3
+    assert dialog.settings().search.beam == 3
 
 
 def test_retrace_takes_a_pointwise_selection_and_not_the_beam(make_dialog, pair_copy):
-    dialog = make_dialog(AppSettings(strategy="retrace", select="model",
-                                     scorer_model=pair_copy.model))
+    dialog = make_dialog(AppSettings(search=SearchSettings(
+        strategy="retrace", select="model", scorer_model=pair_copy.model)))
     assert not dialog.beam_spin.isEnabled() and dialog.select_combo.isEnabled()
     assert dialog.scorer_field.isEnabled()  # the model selection scores with it
     assert dialog.scorer_field.edit.text() == str(pair_copy.model)
-    assert dialog.settings().scorer_model == pair_copy.model
+    assert dialog.settings().search.scorer_model == pair_copy.model
     items = dialog.select_combo.model()
     enabled = {dialog.select_combo.itemData(row): items.item(row).isEnabled()
                for row in range(dialog.select_combo.count())}
@@ -344,12 +351,12 @@ def test_retrace_takes_a_pointwise_selection_and_not_the_beam(make_dialog, pair_
     assert enabled["selfcheck"] and enabled["prm"] and enabled["logprob"]
     dialog.select_combo.setCurrentIndex(dialog.select_combo.findData("logprob"))
     assert not dialog.scorer_field.isEnabled()
-    assert dialog.settings().select == "logprob"
+    assert dialog.settings().search.select == "logprob"
     dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("stage"))
     assert dialog.beam_spin.isEnabled()
     dialog.select_combo.setCurrentIndex(dialog.select_combo.findData("judge"))
     dialog.strategy_combo.setCurrentIndex(dialog.strategy_combo.findData("retrace"))
-    assert dialog.settings().select is None  # a pairwise choice falls back to retrace's own
+    assert dialog.settings().search.select is None  # a pairwise choice falls back to retrace's
 
 
 def test_a_remote_model_is_checked_and_its_key_kept_apart(qtbot, make_dialog):

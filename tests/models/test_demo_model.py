@@ -42,7 +42,8 @@ def test_the_pair_is_small_valid_and_native(shipped):
     assert shipped.model.name == DEMO_MODEL and shipped.mmproj.name == DEMO_MMPROJ
     assert shipped.model.stat().st_size + shipped.mmproj.stat().st_size <= MAX_SHIPPED_BYTES
     check_pair(shipped.model, shipped.mmproj)  # raises on any mismatch
-    with Engine(shipped.model, shipped.mmproj, EngineSettings(n_seq_max=1, threads=1)) as e:
+    with Engine(shipped.model, shipped.mmproj,
+                EngineSettings(n_ctx=1024, n_seq_max=1, threads=1)) as e:
         assert e.stage_mode.value == "native"
         assert [len(e.tokenize(s.open_tag)) for s in STAGES] == [1] * 4
 
@@ -88,7 +89,8 @@ def test_the_demo_answers_puzzles_it_never_saw(shipped):
     """
     items = read_items(demo_test_split(), limit=24)
     right = 0
-    with Engine(shipped.model, shipped.mmproj, EngineSettings(n_seq_max=3, threads=2)) as e:
+    with Engine(shipped.model, shipped.mmproj,
+                EngineSettings(n_ctx=8192, n_seq_max=3, threads=2)) as e:
         for i, item in enumerate(items):
             search = StageSearch(LlamaBackend(e), SearchSettings(beam=1, seed=i))
             result = list(search.run(load_image(item.image), item.question))[-1].result

@@ -2,22 +2,92 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from stagewise.models.build.tiny_vlm import TINY, token_id
-from stagewise.models.errors import Cancelled, EngineError, ModelFileError
+from stagewise.models.build.tiny_vlm import TINY, token_id, write_tiny_pair
+from stagewise.models.errors import Cancelled, EngineError, ModelFileError, StagewiseError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.gguf_check import check_pair
 from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.native_owners import live_owners
 from stagewise.models.inference.stage_mode import StageMode
 
+REPO = Path(__file__).resolve().parents[2]
 
-def test_close_frees_everything_and_is_idempotent(tiny_pair):
+
+def _freed(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the native owners freed, in order, as they logged it."""
+    return [r.getMessage().removeprefix("freed the ") for r in caplog.records
+            if r.name == "stagewise.llama" and r.getMessage().startswith("freed the ")]
+
+
+def test_close_frees_everything_and_is_idempotent(tiny_pair, caplog):
+    before = live_owners()
     engine = Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=512, n_seq_max=2))
-    engine.close()
-    engine.close()
+    assert sorted(live_owners()) == sorted([*before, "batch", "context", "model", "projector"])
+    with caplog.at_level(logging.DEBUG, logger="stagewise.llama"):
+        engine.close()
+        engine.close()
+    assert _freed(caplog) == ["batch", "projector", "context", "model"]  # the reverse of made
+    assert live_owners() == before
     with pytest.raises(EngineError, match="closed"):
         _ = engine.ctx
+    with pytest.raises(EngineError, match="closed"):  # not a read of freed memory
+        engine.tokenize("Hi?")
+
+
+@pytest.fixture(scope="module")
+def mismatched_projector(tmp_path_factory: pytest.TempPathFactory, tiny_pair) -> Path:
+    """A projector whose header passes every check but whose tensors are not those of its
+    declared type ("lfm2"): only libmtmd finds out, after the model and its context exist."""
+    path = write_tiny_pair(tmp_path_factory.mktemp("mismatched"), TINY,
+                           _projector_type="lfm2").mmproj
+    check_pair(tiny_pair.model, path)  # the header checks cannot see it
+    return path
+
+
+def test_a_load_that_fails_late_frees_what_it_made(tiny_pair, mismatched_projector, caplog):
+    before = live_owners()
+    with caplog.at_level(logging.DEBUG, logger="stagewise.llama"), \
+            pytest.raises(EngineError) as info:
+        Engine(tiny_pair.model, mismatched_projector,
+               EngineSettings(n_ctx=512, n_seq_max=1, threads=1))
+    message = str(info.value)
+    assert message.startswith(f"{mismatched_projector}: libmtmd could not load the projector")
+    assert "\n" not in message
+    assert _freed(caplog) == ["context", "model"]  # made before the projector failed
+    assert live_owners() == before
+
+
+def test_failed_loads_neither_leak_nor_crash_the_process(tiny_pair, mismatched_projector):
+    """Twenty failed loads, then a good one that answers, in a process of its own: a double
+    free or a use after free would kill it, and a leak would leave owners alive."""
+    code = f"""
+from stagewise.models.errors import EngineError
+from stagewise.models.inference.engine import Engine
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.native_owners import live_owners
+settings = EngineSettings(n_ctx=512, n_seq_max=1, threads=1)
+for _ in range(20):
+    try:
+        Engine({str(tiny_pair.model)!r}, {str(mismatched_projector)!r}, settings)
+    except EngineError:
+        pass
+    assert live_owners() == [], live_owners()
+with Engine({str(tiny_pair.model)!r}, {str(tiny_pair.mmproj)!r}, settings) as engine:
+    engine.eval_tokens([(0, 0, engine.tokenize("one two"))])
+print("OK", live_owners())
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "OK []"
 
 
 def test_the_context_manager_closes(tiny_pair):
@@ -30,7 +100,7 @@ def test_the_context_manager_closes(tiny_pair):
 
 def test_a_bad_pair_is_refused_before_llama_cpp(tiny_pair):
     with pytest.raises(ModelFileError, match="projector"):
-        Engine(tiny_pair.mmproj, tiny_pair.model)
+        Engine(tiny_pair.mmproj, tiny_pair.model, EngineSettings(n_ctx=512))
 
 
 def test_model_facts(engine):
@@ -129,8 +199,29 @@ def test_a_prompt_longer_than_the_context_is_refused_before_libmtmd(tiny_pair, i
 
 def test_a_context_llama_cpp_would_abort_on_is_refused(tiny_pair):
     """llama.cpp asserts (and the process dies) below 64 tokens of context."""
-    with pytest.raises(EngineError, match="at least 256 tokens, not 32"):
+    with pytest.raises(StagewiseError, match=r"^n_ctx must be a whole number from 256 to "
+                                             r"131072 or 0 \(automatic\), not 32$"):
         Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=32))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"n_ctx": 131073}, "n_ctx must be a whole number from 256 to 131072"),
+    ({"n_seq_max": 257}, "n_seq_max must be a whole number from 1 to 256"),
+    ({"threads": 0}, "threads must be a whole number from 1 to 256 or None"),
+    ({"gpu_layers": -2}, "gpu_layers must be a whole number from -1 to 999"),
+    ({"n_batch": 0}, "n_batch must be a whole number from 1"),
+    ({"flash_attn": "yes"}, "flash_attn must be one of auto, on, off"),
+])
+def test_settings_out_of_range_are_refused_before_llama_cpp(tiny_pair, change, words):
+    before = live_owners()
+    with pytest.raises(StagewiseError, match=words):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings(**{"n_ctx": 512, **change}))
+    assert live_owners() == before  # nothing was loaded
+
+
+def test_an_automatic_context_is_for_a_load_plan_to_size(tiny_pair):
+    with pytest.raises(EngineError, match=r"automatic: a load plan sizes it.*256 to 131072"):
+        Engine(tiny_pair.model, tiny_pair.mmproj, EngineSettings())
 
 
 def test_ctrl_c_inside_a_llama_cpp_log_callback_is_delivered_not_dropped(monkeypatch):

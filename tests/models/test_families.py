@@ -384,14 +384,14 @@ def test_the_tiny_model_prompt_is_unchanged(engine):
     for text in ("What is red?", user_text("Why?", StageMode.PROMPTED), "a\n\nb  "):
         for with_image in (True, False):
             assert engine.chat_prompt(text, with_image=with_image) == (
-                engine._native_chat_prompt(text, with_image=with_image))
+                engine.prompts.native_chat_prompt(text, with_image=with_image))
     assert engine.chat_prompt("Hi?") == (
         f"<|im_start|>user\n{engine.media_marker}\nHi?<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_a_broken_template_falls_back_to_llama_cpp(engine, monkeypatch):
-    monkeypatch.setattr(engine, "_chat_template", "{{ ''.__class__ }}")
-    assert engine.chat_prompt("Hi?") == engine._native_chat_prompt("Hi?")
+    monkeypatch.setattr(engine.prompts, "template", "{{ ''.__class__ }}")
+    assert engine.chat_prompt("Hi?") == engine.prompts.native_chat_prompt("Hi?")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

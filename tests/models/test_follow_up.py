@@ -148,7 +148,7 @@ def test_llama_cpps_own_template_handling_renders_the_thread_too(tiny_pair, imag
 
     load = plan(tiny_pair.model, tiny_pair.mmproj, EngineSettings(n_ctx=4096, threads=2))
     with Session(load) as session:
-        monkeypatch.setattr(session.engine, "adapter", GENERIC)  # llama_chat_apply_template
+        monkeypatch.setattr(session.engine.prompts, "adapter", GENERIC)  # llama_chat_apply_template
         prompt = session.engine.chat_prompt("Why red?", earlier=EARLIER)
         marker = session.engine.media_marker
         at = [prompt.index(text) for text in

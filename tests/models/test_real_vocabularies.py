@@ -86,11 +86,11 @@ def test_the_end_of_turn_token_ends_generation(engine: Engine, vocab: RealVocabu
 def test_the_family_end_of_turn_texts_are_used(engine: Engine):
     plain = engine.tokenize("a")[0]
     assert not engine.is_eog(plain)
-    engine._turn_end = frozenset({plain})  # as if the family ended its turns with "a"
+    engine.tokenizer.turn_end = frozenset({plain})  # as if the family ended its turns with "a"
     try:
         assert engine.is_eog(plain)
     finally:
-        engine._turn_end = engine._turn_end_tokens()
+        engine.tokenizer.turn_end = engine.tokenizer.turn_end_tokens(engine.stop_texts)
 
 
 @pytest.mark.parametrize(("strategy", "beam", "select"), [

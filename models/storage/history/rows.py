@@ -76,11 +76,13 @@ def _result(row: sqlite3.Row, settings: dict[str, Any], candidates: list[sqlite3
 
 def _column(row: sqlite3.Row, name: str, settings: dict[str, Any], key: str,
             default: Any) -> Any:
-    """A search parameter: from the run row, else the settings the run started with."""
+    """A search parameter: from the run row, else the settings the run started with (the
+    search's own object in them, or flat as runs saved them before settings version 2)."""
     value = row[name]
     if value is not None:
         return value
-    fallback = settings.get(key)
+    search = settings.get("search")
+    fallback = search.get(key) if isinstance(search, dict) else settings.get(key)
     return fallback if isinstance(fallback, type(default)) else default
 
 

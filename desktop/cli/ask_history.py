@@ -92,6 +92,15 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
         select=selection_of(args), strategy=args.strategy, temperature=args.temperature,
         top_p=args.top_p, max_stage_tokens=args.max_stage_tokens,
         scorer_model=args.scorer_model, gpu_layers=args.gpu_layers, threads=args.threads,
-        n_ctx=args.ctx, server_url=args.server or "", server_kind=args.server_kind,
+        n_ctx=args.ctx, server_url=_address(args.server), server_kind=args.server_kind,
         server_model=args.server_model, server_stage_mode=args.stage_mode)
     return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}
+
+
+def _address(server: str | None) -> str:
+    """``--server`` as the history keeps it: without a login ("" for none)."""
+    if not server:
+        return ""
+    from stagewise.models.remote.address import parse_address
+
+    return parse_address(server).url

@@ -36,6 +36,8 @@ from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, sequences_needed
 from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
+from stagewise.models.remote.address import parse_address, redacted
+from stagewise.models.remote.http import ServerError
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
 from stagewise.models.storage.settings_values import (
     Invalid,
@@ -239,10 +241,19 @@ def _threads(value: object) -> int | None:
 
 
 def _server_url(value: object) -> str:
+    """An address :func:`~stagewise.models.remote.address.parse_address` accepts, without
+    a login (:func:`load_settings` moves one into the key store)."""
     text = text_value("server_url")(value).strip()
-    if text and not text.startswith(("http://", "https://")):
-        raise Invalid(f"server_url must start with http:// or https://, not {text!r}")
-    return text
+    if not text:
+        return ""
+    try:
+        address = parse_address(text)
+    except ServerError as error:
+        raise Invalid(f"server_url: {error}") from None
+    if address.had_login:
+        raise Invalid("server_url must not hold a user name or password (they are kept "
+                      "with the server's key)")
+    return address.url
 
 
 def _registered(name: str, registry: Registry[Any], *, none_ok: bool = False
@@ -391,15 +402,23 @@ def load_settings(path: Path | None = None) -> AppSettings:
         return AppSettings()
     try:
         data = json.loads(text)
-    except ValueError as error:
-        log.warning("%s: the settings are not valid JSON (%s); using the defaults", path, error)
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
+        problem = error if isinstance(error, ValueError) else "nested too deep"
+        log.warning("%s: the settings are not valid JSON (%s); using the defaults", path,
+                    problem)
         _move_aside(path, AppSettings())
         return AppSettings()
     if not isinstance(data, dict):
         log.warning("%s: the settings are not a JSON object; using the defaults", path)
         _move_aside(path, AppSettings())
         return AppSettings()
+    moved = _move_login(path, data)
     settings, problems, newer = settings_from_json(data)
+    if moved and not problems and not newer:  # the address without its login, at once
+        try:
+            save_settings(settings, path)
+        except (OSError, StagewiseError) as error:
+            log.warning("%s: cannot write the settings without the login (%s)", path, error)
     if problems:
         log.warning(
             "%s: some settings were unusable and are back to their defaults: %s",
@@ -464,6 +483,31 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> None:
     path = settings_path() if path is None else Path(path)
     text = json.dumps(settings.validated().to_json(), indent=2, ensure_ascii=False) + "\n"
     write_atomic(path, text.encode("utf-8"))
+
+
+def _move_login(path: Path, data: dict[str, Any]) -> bool:
+    """Move a login written into the stored server address (``http://user:pw@host``) to
+    the key store, leaving the address without it in ``data``; True if one was moved.
+    A login that cannot be stored is dropped (the server then asks for it again)."""
+    url = data.get("server_url")
+    if not isinstance(url, str):
+        return False
+    try:
+        address = parse_address(url)
+    except ServerError:
+        return False
+    if not address.had_login:
+        return False
+    data["server_url"] = address.url
+    if address.login:
+        from stagewise.models.remote.keys import KeyStore
+
+        try:
+            KeyStore.logins(path.parent).set(address.url, address.login)
+        except StagewiseError as error:
+            log.warning("%s: cannot keep the login of %s (%s)", path, address.url, error)
+    log.warning("%s: the login in %s was moved to the key store", path, redacted(url))
+    return True
 
 
 def _move_aside(path: Path, repaired: AppSettings) -> None:

@@ -403,7 +403,7 @@ class Engine:
         question, say) stay text even where they spell a control token such as
         ``<|im_end|>``. Every family's template puts the image before the question.
         """
-        head, marker, after = prompt.rpartition(self.media_marker)
+        head, marker, after = prompt.partition(self.media_marker)  # the image comes first
         if bitmap is None or not marker:
             head, after = "", prompt
         result = split_at_image(self._mctx, head + marker, bitmap if marker else None)

@@ -396,6 +396,10 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
     end = request.stop(c.text[start:])
     if end is not None:  # an OpenAI "stop" that wrote the close tag is the stop string
         c.text, c.finish = c.text[:start + end], "closed"
+    elif update.finish is not None and c.text.endswith(request.stop_strings):
+        # the server stopped at a stop string the search's own test does not take as the
+        # end (a stage closed before it was opened): the candidate was cut, not closed
+        c.finish = "length"
     elif update.finish is not None:  # the server ends a candidate at its token budget
         c.finish = update.finish
         if update.finish == "eog":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from PySide6 import QtGui
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QFont,
@@ -38,9 +39,9 @@ def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
 def plain_tip(text: str) -> str:
     """``text`` as a tooltip that shows it as written (Qt renders a tooltip that looks
     like markup as rich text)."""
-    if not Qt.mightBeRichText(text):
+    if not QtGui.Qt.mightBeRichText(text):
         return text
-    return Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
+    return QtGui.Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
 
 
 def plain_message(parent: QWidget | None, icon: QMessageBox.Icon, title: str,

@@ -12,8 +12,8 @@ stop word); the OpenAI ``/v1/models`` and ``/v1/chat/completions`` (streamed chu
 answer is a short sentence in its tags, so that ``--stage-mode native --beam 1`` answers
 all four stages.
 
-The faults (:data:`FAULTS`) hit the first streamed answer unless they name another
-request; every response is chunked and closes its connection.
+The faults (:data:`FAULTS`) hit every streamed answer unless they name another request;
+every response closes its connection.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ FAULTS: dict[str, str] = {
     "ok": "answers well",
     "no-logprobs": "answers well, without log-probabilities",
     "cut": "the connection closes mid-answer (after three tokens; no length, not chunked)",
+    "cut-late": "answers the summary and caption well, then the connection closes mid-way "
+                "through the reasoning",
     "no-end": "the stream ends cleanly, without its end (no stop, no finish reason)",
     "html": "200 with an HTML page instead of the stream",
     "html-as-events": "200 text/event-stream, but an HTML page in it",
@@ -58,19 +60,22 @@ FAULTS: dict[str, str] = {
     "endless": "text past the request's token cap, without end",
     "big-event": "one 50 MB event",
     "slow": "no answer at all to the streamed request (it waits)",
-    "marker": "answers well (the question holds the media marker)",
+    "marker": "answers well (for a question that spells the media marker)",
+    "markup": "answers well, with HTML in every stage's text",
+    "close-first": "a stage's answer that closes it before opening it, then opens it",
 }
+HOSTILE = "<h1>HOSTILE</h1><a href='file:///etc/passwd'>link</a><img src='file:///etc/hosts'>"
 BIG_EVENT = 50 * 2**20
 TICK = 0.25
 
 
 class FakeServer:
-    """The server; use as a context manager. :attr:`requests` records (path, body)."""
+    """The server; use as a context manager. :attr:`requests` records (path, body) of
+    each POST, :attr:`authorizations` the ``Authorization`` header of every request."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.streamed: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
+        self.authorizations: list[str] = []
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -97,12 +102,6 @@ class FakeServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def first_stream(self, fault: str, kind: str) -> bool:
-        """Whether this is the first streamed request to this fault's server (counted)."""
-        with self._lock:
-            self.streamed[fault, kind] = self.streamed.get((fault, kind), 0) + 1
-            return self.streamed[fault, kind] == 1
-
     def stopping(self, seconds: float) -> bool:
         """Sleep; True when the server is shutting down."""
         return self._stopping.wait(seconds)
@@ -118,13 +117,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # -- routing --------------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        self.fake.authorizations.append(self.headers.get("Authorization", ""))
         fault, kind, route = self._route()
         if route in ("/props", "/models"):
             self._json(_props(fault) if kind == "llama-server" else _models(fault))
+        elif route == "/deep":  # JSON nested deeper than Python's recursion limit
+            data = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
         else:
             self._json({"error": {"message": "not found"}}, 404)
 
     def do_POST(self) -> None:
+        self.fake.authorizations.append(self.headers.get("Authorization", ""))
         fault, kind, route = self._route()
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         self.fake.requests.append((self.path, body))
@@ -135,9 +144,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif route in ("/completion", "/chat/completions"):
             if not body.get("stream"):
                 self._json(_start(fault, kind))
-            elif self.fake.first_stream(fault, kind) and fault not in ("ok", "no-logprobs",
-                                                                   "marker"):
-                self._fault(fault, kind, body)
+            elif fault == "markup":
+                self._events(_answer(kind, body, words=[HOSTILE, " is ", "shown."]))
+            elif fault == "close-first" and _stage_of(body) is Stage.CAPTION:
+                self._events(_close_first(kind))
+            elif fault == "cut-late" and _stage_of(body) in (Stage.SUMMARY, Stage.CAPTION):
+                self._events(_answer(kind, body))
+            elif fault not in _WELL_BEHAVED:
+                self._fault("cut" if fault == "cut-late" else fault, kind, body)
             else:
                 self._events(_answer(kind, body, logprobs=fault != "no-logprobs"))
         else:
@@ -308,32 +322,51 @@ def _stage_of(body: dict[str, Any]) -> Stage:
     return next((s for s in STAGES if s.close_tag in stops), Stage.CONCLUSION)
 
 
-def _answer(kind: str, body: dict[str, Any], *, logprobs: bool = True) -> Iterator[bytes]:
-    """A well-behaved stream: the stage's open tag, a sentence, its close tag."""
+def _answer(kind: str, body: dict[str, Any], *, logprobs: bool = True,
+            words: list[str] | None = None) -> Iterator[bytes]:
+    """A well-behaved stream: for each candidate asked for, the stage's open tag, a
+    sentence and its close tag."""
     stage = _stage_of(body)
-    words = [stage.open_tag, f"The {stage.value} ", "is ", "short."]
-    for n, word in enumerate(words):
-        yield _piece(kind, word, n, logprobs=logprobs)
-    if kind == "llama-server":
-        yield _event({"index": 0, "content": "", "stop": True, "stop_type": "word",
-                      "stopping_word": stage.close_tag,
-                      "timings": {"prompt_n": 4, "cache_n": 40}})
-    else:
-        yield _event({"choices": [{"index": 0, "delta": {"content": stage.close_tag},
-                                   "finish_reason": "stop"}]})
+    words = [stage.open_tag, *(words or [f"The {stage.value} ", "is ", "short."])]
+    n = body.get("n_cmpl" if kind == "llama-server" else "n") or 1
+    for i in range(n):
+        for k, word in enumerate(words):
+            yield _piece(kind, word, k, logprobs=logprobs, index=i)
+        if kind == "llama-server":
+            yield _event({"index": i, "content": "", "stop": True, "stop_type": "word",
+                          "stopping_word": stage.close_tag,
+                          "timings": {"prompt_n": 4, "cache_n": 40}})
+        else:
+            yield _event({"choices": [{"index": i, "delta": {"content": stage.close_tag},
+                                       "finish_reason": "stop"}]})
+    if kind == "openai":
         yield _event({"choices": [], "usage": {"prompt_tokens": 44}})
         yield b"data: [DONE]\n\n"
 
 
-def _piece(kind: str, text: str, n: int, *, logprobs: bool = True) -> bytes:
+def _close_first(kind: str) -> Iterator[bytes]:
+    """The caption closed first. A server stops at its stop string (the close tag), so
+    only the close tag comes, and the candidate ends there."""
+    close = Stage.CAPTION.close_tag
     if kind == "llama-server":
-        event: dict[str, Any] = {"index": 0, "content": text, "tokens": [100 + n],
+        yield _event({"index": 0, "content": "", "stop": True, "stop_type": "word",
+                      "stopping_word": close, "timings": {"prompt_n": 4, "cache_n": 40}})
+    else:
+        yield _event({"choices": [{"index": 0, "delta": {"content": close},
+                                   "finish_reason": "stop"}]})
+        yield b"data: [DONE]\n\n"
+
+
+def _piece(kind: str, text: str, n: int, *, logprobs: bool = True, index: int = 0) -> bytes:
+    if kind == "llama-server":
+        event: dict[str, Any] = {"index": index, "content": text, "tokens": [100 + n],
                                  "stop": False}
         if logprobs:
             event["completion_probabilities"] = [{"id": 100 + n, "token": text,
                                                   "logprob": -0.5}]
         return _event(event)
-    choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+    choice: dict[str, Any] = {"index": index, "delta": {"content": text},
+                              "finish_reason": None}
     if logprobs:
         choice["logprobs"] = {"content": [{"token": text, "logprob": -0.5}]}
     return _event({"choices": [choice]})
@@ -370,6 +403,7 @@ def _bad_choices(kind: str) -> bytes:
     return b'{"choices": "x"}'
 
 
+_WELL_BEHAVED = ("ok", "no-logprobs", "marker", "markup", "close-first")
 _BAD_EVENTS = {
     "index-text": _bad_index,
     "logprob-text": _bad_logprob,

@@ -117,6 +117,7 @@ class Stream:
         kind = http.client.HTTPSConnection if parts.scheme == "https" else \
             http.client.HTTPConnection
         self._conn = kind(parts.hostname, parts.port, timeout=CONNECT_TIMEOUT)
+        self._sock: socket.socket | None = None  # kept: http.client lets go of it
         self._closed = threading.Event()
         headers = {"Accept": "text/event-stream" if streaming else "application/json",
                    **endpoint.headers()}
@@ -128,16 +129,18 @@ class Stream:
             opened(self)
         try:
             self._conn.connect()
+            self._sock = self._conn.sock
             if self._closed.is_set():  # closed while connecting
                 raise ConnectionAbortedError("closed")
-            if self._conn.sock is not None:
-                self._conn.sock.settimeout(endpoint.stall_timeout)
+            if self._sock is not None:
+                self._sock.settimeout(endpoint.stall_timeout)
             self._conn.request("POST" if body is not None else "GET", self._path, data,
                                headers)
             self._response = self._conn.getresponse()
         except (OSError, http.client.HTTPException, ValueError) as e:
+            failure = self._failure(e)
             self.close()
-            raise self._failure(e) from None
+            raise failure from None
         if self._response.status != 200:
             detail = self._error_text()
             self.close()
@@ -243,7 +246,9 @@ class Stream:
     def close(self) -> None:
         """Stop reading and drop the connection; safe from any thread, and twice."""
         self._closed.set()
-        sock = self._conn.sock
+        # the connection's own socket: once the answer says it closes the connection,
+        # http.client hands it to the answer and forgets it (conn.sock is None)
+        sock = self._sock or self._conn.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -290,7 +295,7 @@ class Stream:
     def _error_text(self) -> str:
         with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
             raw = self._response.read(4096)
-            if b"<html" in raw[:512].lower() or b"<!doctype" in raw[:512].lower():
+            if _is_page(raw) or b"<html" in raw[:512].lower():
                 return "(a web page)"
             return self._error_of(raw)
         return ""
@@ -377,5 +382,13 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def _shown(raw: bytes) -> str:
-    """The start of a server's bytes, as a message can show them."""
+    """The start of a server's bytes, as a message can show them ("a web page" for one)."""
+    if _is_page(raw):
+        return "a web page"
     return repr(raw[:80])
+
+
+def _is_page(raw: bytes) -> bool:
+    """Whether bytes start like HTML."""
+    head = raw[:512].lstrip().lower()
+    return head.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<?xml"))

@@ -90,7 +90,11 @@ def test_missing_file_gives_defaults_without_a_warning(tmp_path, caplog):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", ["{not json", "", "[1, 2, 3]", '"text"', "null"])
+DEEP = '{"beam": ' * 100_000 + "1" + "}" * 100_000  # deeper than Python's recursion limit
+
+
+@pytest.mark.parametrize("content", ["{not json", "", "[1, 2, 3]", '"text"', "null", DEEP],
+                         ids=["not json", "empty", "list", "text", "null", "nested too deep"])
 def test_corrupt_file_is_moved_aside(tmp_path, caplog, content):
     path = tmp_path / "settings.json"
     path.write_text(content, encoding="utf-8")

@@ -58,7 +58,7 @@ FAULTS: dict[str, str] = {
     "empty-events": "empty events, four a second, and nothing else",
     "drip": "an event a byte at a time, five bytes a second",
     "endless": "text past the request's token cap, without end",
-    "big-event": "one 50 MB event",
+    "big-event": "one 50 MB event: a token with three million log-probabilities",
     "slow": "no answer at all to the streamed request (it waits)",
     "marker": "answers well (for a question that spells the media marker)",
     "markup": "answers well, with HTML in every stage's text",
@@ -267,15 +267,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             while not self.fake.stopping(0):
                 self._chunk(_piece(kind, "more and more text ", n))
                 n += 1
-        elif fault == "big-event":
+        elif fault == "big-event":  # small objects: parsed whole, many times its size
             self._chunk(good[0])
-            prefix = b'data: {"content": "' if kind == "llama-server" else \
-                b'data: {"choices": [{"index": 0, "delta": {"content": "'
-            self._chunk(prefix)
-            block = b"x" * 2**20
+            if kind == "llama-server":
+                self._chunk(b'data: {"index": 0, "content": "x", "stop": false, '
+                            b'"completion_probabilities": [')
+            else:
+                self._chunk(b'data: {"choices": [{"index": 0, "delta": {"content": "x"}, '
+                            b'"logprobs": {"content": [')
+            item = b'{"logprob": -0.5}, '
+            block = item * (2**20 // len(item))
             for _ in range(BIG_EVENT // len(block)):
                 self._chunk(block)
-            self._chunk(b'"}}\n\n' if kind == "llama-server" else b'"}}]}\n\n')
+            self._chunk(b'{"logprob": -0.5}]}\n\n' if kind == "llama-server" else
+                        b'{"logprob": -0.5}]}}]}\n\n')
             for event in good[1:]:
                 self._chunk(event)
             self._end()

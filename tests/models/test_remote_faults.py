@@ -291,3 +291,32 @@ def test_endpoint_errors_never_show_the_login():
     with pytest.raises(StagewiseError) as raised:
         Endpoint("http://ana:s3cret@127.0.0.1:9/x").get("/props")
     assert "s3cret" not in str(raised.value) and "127.0.0.1:9" in str(raised.value)
+
+
+def test_ctrl_c_in_ask_against_a_server_that_never_answers(fake, tmp_path):
+    """SIGINT once the streamed request waits for the server: "cancelled", exit 130, at
+    once (ask waited 5 s for the request's thread before)."""
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stagewise.desktop.cli", "ask", "--image",
+         str(ROOT / "models/data/example.png"), "--question", "Slow?", "--server",
+         fake.url("slow"), "--stage-mode", "native", "--beam", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "STAGEWISE_API_KEY": "", "STAGEWISE_DATA_DIR": str(tmp_path)})
+    deadline = time.monotonic() + 60
+    while not any(path.startswith("/slow/completion") and body.get("stream")
+                  for path, body in list(fake.requests)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.2)  # the request is waiting for its answer
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "cancelled in" in err
+    assert took < 4  # the interpreter's exit included; 5 s and more before
+    with History(tmp_path / "history") as history:
+        entry, = history.entries()
+    assert entry.status == "cancelled"

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from stagewise.models.reasoning.stages import STAGES, Stage
+from stagewise.models.stages import STAGES, Stage
 
 MODEL = "fake/model"
 TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.reasoning.run_view import RunStatus
-from stagewise.models.reasoning.stages import STAGES
+from stagewise.models.stages import STAGES
 from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop.test_main_window import ANSWER_MS
 from tests.remote_fake import FakeServer
@@ -176,8 +176,8 @@ def test_an_unusable_address_in_the_settings_is_one_message_not_loading_forever(
 def test_the_settings_dialog_refuses_an_unusable_address_and_keeps_a_login_apart(
         qtbot, tmp_path, monkeypatch):
     from stagewise.desktop.settings_dialog import SettingsDialog
+    from stagewise.models.disk.paths import CONFIG_DIR_ENV
     from stagewise.models.remote.keys import KeyStore
-    from stagewise.models.storage.paths import CONFIG_DIR_ENV
 
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "config"))
     dialog = SettingsDialog(AppSettings())

@@ -24,10 +24,10 @@ from stagewise.models.events import AnswerFinished, SegmentStarted, TokenStreame
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_settings import SearchSettings
-from stagewise.models.reasoning.stages import STAGES, Stage, parse_answer
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.session import Session
+from stagewise.models.stages import STAGES, Stage, parse_answer
 from stagewise.models.storage.history import History
 from tests.remote_fake import MODEL, FakeServer
 

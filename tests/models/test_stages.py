@@ -714,7 +714,7 @@ def test_markers_end_a_stage_as_close_tags_do() -> None:
 def test_a_native_stage_closed_before_it_is_opened_is_not_ended():
     """A model that writes ``</CAPTION>`` first has not written a caption: the close tag
     ends nothing (the stop test of a stage the model opens itself)."""
-    from stagewise.models.reasoning.stages import opened_stage_end
+    from stagewise.models.stages import opened_stage_end
 
     caption = Stage.CAPTION
     assert opened_stage_end("</CAPTION>", caption) is None

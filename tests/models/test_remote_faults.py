@@ -298,6 +298,11 @@ def test_ctrl_c_in_ask_against_a_server_that_never_answers(fake, tmp_path):
     once (ask waited 5 s for the request's thread before)."""
     import signal
 
+    def streamed() -> int:
+        return sum(path.startswith("/slow/completion") and bool(body.get("stream"))
+                   for path, body in list(fake.requests))
+
+    before = streamed()
     process = subprocess.Popen(
         [sys.executable, "-m", "stagewise.desktop.cli", "ask", "--image",
          str(ROOT / "models/data/example.png"), "--question", "Slow?", "--server",
@@ -305,8 +310,7 @@ def test_ctrl_c_in_ask_against_a_server_that_never_answers(fake, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "STAGEWISE_API_KEY": "", "STAGEWISE_DATA_DIR": str(tmp_path)})
     deadline = time.monotonic() + 60
-    while not any(path.startswith("/slow/completion") and body.get("stream")
-                  for path, body in list(fake.requests)):
+    while streamed() == before:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.02)
     time.sleep(0.2)  # the request is waiting for its answer

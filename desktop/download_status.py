@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
 
 from stagewise.desktop.downloads import Downloads, State
 from stagewise.desktop.formatting import format_bytes, progress_text
+from stagewise.desktop.widgets import plain_label
 from stagewise.models.library.hub_transfer import DownloadProgress
 
 __all__ = ["DownloadStatus"]
@@ -19,7 +20,7 @@ class DownloadStatus(QWidget):
         super().__init__(parent)
         self.downloads = downloads
         self.setAccessibleName("Download")
-        self.label = QLabel()
+        self.label = plain_label()  # names files
         self.label.setAccessibleName("Download status")
         self.bar = QProgressBar()
         self.bar.setAccessibleName("Download progress")

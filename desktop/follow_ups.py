@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
+from stagewise.desktop.widgets import plain_tip
 from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.storage.history import HistoryEntry
@@ -149,8 +150,8 @@ class ThreadView(QWidget):
         if self.note:
             lines.append(f"<i>{html.escape(self.note)}</i>")
         self.label.setText("<br>".join(lines))
-        self.label.setToolTip("\n\n".join(f"{t.question}\n→ {t.answer or 'no answer'}"
-                                          for t in self.turns))
+        self.label.setToolTip(plain_tip("\n\n".join(
+            f"{t.question}\n→ {t.answer or 'no answer'}" for t in self.turns)))
 
 
 def _short(text: str, limit: int = 70) -> str:

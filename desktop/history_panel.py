@@ -15,7 +15,6 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from stagewise.desktop.widgets import plain_label, plain_message, plain_tip
 from stagewise.models.errors import StagewiseError
 from stagewise.models.storage.history import (
     READ_ONLY_NOTICE,
@@ -76,11 +76,12 @@ class HistoryPanel(QWidget):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.empty = QLabel("Questions you ask are kept here.")
+        self.empty = plain_label("Questions you ask are kept here.")  # or a file's error
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.notice = QLabel(history.notice or (READ_ONLY_NOTICE if history.read_only else ""))
+        self.notice = plain_label(history.notice or (READ_ONLY_NOTICE if history.read_only
+                                                     else ""))
         self.notice.setWordWrap(True)
         self.notice.setAccessibleName("History notice")
         self.notice.setVisible(bool(self.notice.text()))
@@ -173,12 +174,12 @@ class HistoryPanel(QWidget):
         try:
             summary = self.export_damaged_to(Path(name))
         except StagewiseError as error:
-            QMessageBox.warning(self, "Export from the damaged history", str(error))
+            plain_message(self, QMessageBox.Icon.Warning, "Export from the damaged history",
+                          str(error))
             return
         lost = (" Some damaged parts could not be read." if summary.unreadable else "")
-        QMessageBox.information(
-            self, "Export from the damaged history",
-            f"{summary.runs} past questions were saved to {summary.target}.{lost}")
+        plain_message(self, QMessageBox.Icon.Information, "Export from the damaged history",
+                      f"{summary.runs} past questions were saved to {summary.target}.{lost}")
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()
@@ -196,7 +197,7 @@ class HistoryPanel(QWidget):
         try:
             self.history.delete(ids)
         except StagewiseError as error:
-            QMessageBox.warning(self, "Delete from history", str(error))
+            plain_message(self, QMessageBox.Icon.Warning, "Delete from history", str(error))
             return
         self.refresh()
         self.deleted.emit(ids)
@@ -216,7 +217,7 @@ class HistoryPanel(QWidget):
         item.setData(Qt.ItemDataRole.UserRole, entry.id)
         item.setData(THREAD_ROLE, entry.thread_id)
         tip = entry.question + (f"\n\n{entry.conclusion}" if entry.conclusion else "")
-        item.setToolTip(f"{tip}\n\n{entry.model} · {detail}")
+        item.setToolTip(plain_tip(f"{tip}\n\n{entry.model} · {detail}"))
         if entry.thumbnail is not None:
             item.setIcon(self._thumb(str(entry.thumbnail)))
         return item

@@ -225,6 +225,7 @@ class MessageBar(QFrame):
         self._warning = True
         self._icon = QLabel(self)
         self._label = QLabel(self)
+        self._label.setTextFormat(Qt.TextFormat.PlainText)  # it names files
         self._label.setWordWrap(True)
         self._label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

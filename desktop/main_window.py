@@ -11,7 +11,6 @@ from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -30,6 +29,7 @@ from stagewise.desktop.question_box import QuestionBox
 from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
 from stagewise.desktop.welcome_panel import WelcomePanel
+from stagewise.desktop.widgets import plain_label, plain_tip
 from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
@@ -110,7 +110,7 @@ class MainWindow(QMainWindow):
         self.image_pane = ImagePane()
         self.question_box = QuestionBox()
         self.question_box.beam.setValue(self.settings.search.beam)
-        self.message = QLabel()
+        self.message = plain_label()  # a server's error page is text, not markup
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Message")
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -148,9 +148,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(container)
 
         bar = self.statusBar()
-        self.model_label = QLabel("No model loaded")
+        self.model_label = plain_label("No model loaded")
         self.model_label.setAccessibleName("Model")
-        self.timing_label = QLabel()
+        self.timing_label = plain_label()
         self.timing_label.setAccessibleName("Timings")
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Progress")
@@ -344,13 +344,13 @@ class MainWindow(QMainWindow):
         self.loaded = loaded
         if loaded.server:  # the name says which server answers
             self.model_label.setText(loaded.name)
-            self.model_label.setToolTip(f"Answers come from {loaded.server}; Preferences "
-                                        "→ Remote model changes it.")
+            self.model_label.setToolTip(plain_tip(f"Answers come from {loaded.server}; "
+                                                  "Preferences → Remote model changes it."))
         else:
             where = "GPU" if loaded.gpu_offload else "CPU"
             self.model_label.setText(f"{loaded.name} · {where}")
-            self.model_label.setToolTip(f"{loaded.model}\n{loaded.mmproj}\n"
-                                        f"loaded in {loaded.seconds:.1f} s")
+            self.model_label.setToolTip(plain_tip(f"{loaded.model}\n{loaded.mmproj}\n"
+                                                  f"loaded in {loaded.seconds:.1f} s"))
         self.demo_notice.show_for(bool(loaded.note) and self.welcome.isHidden())
         if loaded.note:  # the built-in model: say what it can do
             self.model_label.setText(f"{loaded.name} · {where} · built-in model")
@@ -598,8 +598,8 @@ class MainWindow(QMainWindow):
         self.collapse_action.setChecked(settings.stages_collapsed)
         self.thread_view.set_supported(settings.server_settings() is None)
         self._save_settings()
-        changed = ((old.model, old.mmproj, old.server_settings())
-                   != (settings.model, settings.mmproj, settings.server_settings()))
+        changed = ((old.model, old.mmproj, old.server)
+                   != (settings.model, settings.mmproj, settings.server))
         if changed or old.engine_settings() != settings.engine_settings():
             self._load_cancel = self.host.load(settings)  # runs after a running answer
         if self.model_setup is not None:
@@ -682,3 +682,4 @@ def _first_size(available: QSize) -> QSize:
     """The window's size on a first run: 1280×800, but never larger than the screen's
     usable area (a 1024×640 laptop screen gets the window whole)."""
     return QSize(min(1280, available.width()), min(800, available.height()))
+

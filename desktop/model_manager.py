@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from stagewise.desktop.downloads import Downloads, State
 from stagewise.desktop.formatting import fits_text, format_bytes, progress_text
 from stagewise.desktop.import_files import choose_model_files
+from stagewise.desktop.widgets import plain_label, plain_tip
 from stagewise.models.errors import StagewiseError
 from stagewise.models.hardware import Hardware
 from stagewise.models.library.catalogue import CatalogueEntry, source_link
@@ -108,9 +109,9 @@ class ModelManager(QDialog):
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Download progress")
         self.progress.hide()
-        self.progress_label = QLabel()
+        self.progress_label = plain_label()  # names files
         self.progress_label.setAccessibleName("Download status")
-        self.message = QLabel()
+        self.message = plain_label()  # an error's own words
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Message")
 
@@ -356,7 +357,7 @@ class ModelManager(QDialog):
     def show_message(self, text: str, detail: str = "") -> None:
         """Show ``text`` below the table; ``detail`` (an error's own words) as its tooltip."""
         self.message.setText(text)
-        self.message.setToolTip(detail)
+        self.message.setToolTip(plain_tip(detail))
         self.message.show()
 
     def hide_message(self) -> None:

@@ -2,7 +2,9 @@
 
 llama.cpp's ``llama-server`` or an OpenAI-compatible server such as vLLM (which runs the
 released LLaVA-CoT 11B model). The API key is shown masked and kept in the key store
-(:mod:`stagewise.models.remote.keys`), never in the settings file.
+(:mod:`stagewise.models.remote.keys`), never in the settings file; a user name and
+password typed into the address (``http://user:pw@host``) are taken out of it and kept
+there too (an address with ``@`` and no login forgets the one kept).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.remote.address import ServerAddress, parse_address
+from stagewise.models.remote.http import ServerError
 from stagewise.models.remote.server import ServerSettings
 
 KINDS = (("llama-server", "llama.cpp llama-server"),
@@ -54,7 +58,9 @@ class RemoteModelGroup(QGroupBox):
             self.mode.addItem(text, value)
         self.kind.setToolTip("llama.cpp's own server, or a server with an OpenAI-compatible "
                              "chat API such as vLLM.")
-        self.url.setToolTip("The server's address; for vLLM, with its /v1 path.")
+        self.url.setToolTip("The server's address; for vLLM, with its /v1 path. A user name "
+                            "and password in it (http://user:password@host) are kept with "
+                            "the key, not in the settings, and not shown here again.")
         self.model.setToolTip("The model's name on an OpenAI-compatible server (llama-server "
                               "serves one model and needs none).")
         self.mode.setToolTip("A LLaVA-CoT model writes the Summary, Caption, Reasoning and "
@@ -84,10 +90,20 @@ class RemoteModelGroup(QGroupBox):
         self.mode.setCurrentIndex(max(0, self.mode.findData(server.stage_mode.value)))
         self._update_enabled()
 
+    def address(self) -> ServerAddress | None:
+        """The address as typed, checked (None when off or unusable)."""
+        if not self.enabled.isChecked():
+            return None
+        try:
+            return parse_address(self.url.text())
+        except ServerError:
+            return None
+
     def values(self, original: ServerSettings) -> ServerSettings:
-        """``original`` as edited (an unchecked box clears the address)."""
-        return replace(original,
-                       url=self.url.text().strip() if self.enabled.isChecked() else "",
+        """``original`` as edited (an unchecked box clears the address, which is kept
+        without any login typed into it: that goes to the key store)."""
+        address = self.address()
+        return replace(original, url=address.url if address else "", login="",
                        kind=self.kind.currentData(),
                        model=self.model.text().strip(),
                        stage_mode=StageMode(self.mode.currentData()))
@@ -96,9 +112,10 @@ class RemoteModelGroup(QGroupBox):
         """Why these values cannot be used, or None."""
         if not self.enabled.isChecked():
             return None
-        url = self.url.text().strip()
-        if not url.startswith(("http://", "https://")):
-            return "The server address must start with http:// or https://."
+        try:
+            parse_address(self.url.text())
+        except ServerError as error:
+            return f"{str(error)[:1].upper()}{str(error)[1:]}."
         if self.kind.currentData() == "openai" and not self.model.text().strip():
             return "An OpenAI-compatible server needs the model's name."
         return None

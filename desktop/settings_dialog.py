@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from stagewise.desktop.remote_model_group import RemoteModelGroup
+from stagewise.desktop.widgets import plain_label, plain_tip
 from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
@@ -86,7 +87,7 @@ class _FileField(QWidget):
         self.reset_button = QPushButton(reset_text, self)
         self.reset_button.setAccessibleName(reset_text)
         self.reset_button.setToolTip(reset_tip)
-        self.error = QLabel(self)
+        self.error = plain_label("", self)  # names files
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.setStyleSheet("color: #c62828;")
@@ -107,7 +108,7 @@ class _FileField(QWidget):
     def show_path(self, path: Path | None, placeholder: str) -> None:
         self.edit.setText("" if path is None else str(path))
         self.edit.setPlaceholderText(placeholder)
-        self.edit.setToolTip(f"{self.tip}\n{path if path is not None else placeholder}")
+        self.edit.setToolTip(plain_tip(f"{self.tip}\n{path if path is not None else placeholder}"))
         self.edit.setCursorPosition(len(self.edit.text()))  # the file name is what matters
 
     def show_error(self, message: str | None) -> None:
@@ -149,7 +150,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self._build_display_group())
         layout.addStretch(1)
 
-        self.status_label = QLabel(self)
+        self.status_label = plain_label("", self)  # a key store's error names its file
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #c62828;")
         self.status_label.setAccessibleName("Why OK is unavailable")
@@ -433,13 +434,16 @@ class SettingsDialog(QDialog):
         )
 
     def accept(self) -> None:
-        """Apply: the server's key goes to the key store (never into the settings)."""
-        url = self.remote_group.values(self._original.server).url
-        if url:
+        """Apply: the server's key, and any login typed into its address, go to the key
+        store (never into the settings)."""
+        address = self.remote_group.address()
+        if address is not None:
             from stagewise.models.remote.keys import KeyStore
 
             try:
-                KeyStore().set(url, self.remote_group.key.text())
+                KeyStore().set(address.url, self.remote_group.key.text())
+                if address.had_login:
+                    KeyStore.logins().set(address.url, address.login)
             except StagewiseError as error:
                 self.status_label.setText(str(error))
                 self.status_label.show()

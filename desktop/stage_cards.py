@@ -205,6 +205,7 @@ class StageCard(QFrame):
             self.text.setFont(small_font(self.text, ANSWER_SCALE))  # the answer: larger
         body.addWidget(self.text)
         self.doubt = QLabel(self.body)  # the Conclusion's: why to trust it less
+        self.doubt.setTextFormat(Qt.TextFormat.PlainText)
         self.doubt.setWordWrap(True)
         self.doubt.setStyleSheet("color: #b26a00;")
         self.doubt.setAccessibleName(f"{stage.title} warning")

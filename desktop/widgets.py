@@ -2,15 +2,17 @@
 
 :class:`GrowingText` (read-only, selectable text that grows with its content),
 :class:`ElidedLabel` (one line, shortened to fit), :class:`Chip` (a small rounded label),
-:func:`muted_label` for metadata, and the fonts they use (:func:`small_font`,
-:func:`bold_font`). Colours come from the palette only, so light and dark system palettes
-both work.
+:func:`muted_label` for metadata, :func:`plain_label` and :func:`plain_tip` for text
+that came from a model, a server, a file or a question (shown as written, never as
+markup), and the fonts they use (:func:`small_font`, :func:`bold_font`). Colours come from
+the palette only, so light and dark system palettes both work.
 """
 
 from __future__ import annotations
 
 import math
 
+from PySide6 import QtGui
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QFont,
@@ -22,7 +24,34 @@ from PySide6.QtGui import (
     QTextOption,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QTextEdit, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QMessageBox, QSizePolicy, QTextEdit, QWidget
+
+
+def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    """A label that shows its text as written: Qt would render text that looks like
+    markup (a server's HTML error page, say) as rich text, links and images included."""
+    label = QLabel(parent)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setText(text)
+    return label
+
+
+def plain_tip(text: str) -> str:
+    """``text`` as a tooltip that shows it as written (Qt renders a tooltip that looks
+    like markup as rich text)."""
+    if not QtGui.Qt.mightBeRichText(text):
+        return text
+    return QtGui.Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
+
+
+def plain_message(parent: QWidget | None, icon: QMessageBox.Icon, title: str,
+                  text: str) -> None:
+    """A modal message box whose text is shown as written (an error's text may hold
+    anything a file or a server wrote)."""
+    box = QMessageBox(icon, title, "", QMessageBox.StandardButton.Ok, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setText(text)
+    box.exec()
 
 
 def small_font(widget: QWidget, scale: float = 0.9) -> QFont:
@@ -170,7 +199,7 @@ class ElidedLabel(QLabel):
         if text != self._full:
             self._full = text
             if self._tooltip:
-                self.setToolTip(text)
+                self.setToolTip(plain_tip(text))
                 self.setAccessibleDescription(text)
             self._elide()
             self.updateGeometry()

@@ -161,7 +161,11 @@ class EngineWorker(QObject):
         from stagewise.models.inference.llama_runtime import supports_gpu_offload
         from stagewise.models.session import Session, plan
 
-        server = settings.server_settings()
+        try:
+            server = settings.server_settings()
+        except StagewiseError as error:  # an address the settings cannot use
+            self.model_failed.emit(str(error))
+            raise
         if server is not None:
             return self._ensure_server(server)
         if self._hardware is None:
@@ -204,11 +208,11 @@ class EngineWorker(QObject):
 
     def _ensure_server(self, server: ServerSettings) -> Session:
         """The session on ``server``, connected unless it is the one in place."""
-        from stagewise.models.remote.keys import KeyStore
+        from stagewise.models.remote.keys import with_secrets
         from stagewise.models.session import Session
 
         try:
-            key = KeyStore().get(server.url)
+            server, key = with_secrets(server)
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise

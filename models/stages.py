@@ -33,6 +33,7 @@ __all__ = [
     "Stage",
     "StageDelta",
     "StageParser",
+    "opened_stage_end",
     "parse_answer",
     "sentence_end",
     "stage_end",
@@ -436,6 +437,26 @@ def stage_end(text: str, stage: Stage) -> int | None:
     while (found := _find_tag(text, pos)) is not None:
         _, tag = found
         if tag.closing and tag.stage is stage:
+            return tag.end
+        pos = tag.end
+    return None
+
+
+def opened_stage_end(text: str, stage: Stage) -> int | None:
+    """:func:`stage_end` for a candidate that opens its stage itself (a model that writes
+    the stages natively): a close tag that comes first, before the stage's open tag or any
+    text (``</CAPTION>`` as the stage's first words), closes nothing and is not its end.
+
+    ``text`` may be the candidate's newest text only (see :data:`TAG_WINDOW`): a close tag
+    with text before it is an end, as for :func:`stage_end`.
+    """
+    pos = 0
+    opened = False
+    while (found := _find_tag(text, pos)) is not None:
+        start, tag = found
+        if tag.stage is stage and not tag.closing:
+            opened = True
+        elif tag.stage is stage and (opened or text[:start].strip()):
             return tag.end
         pos = tag.end
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,35 @@ def checked_question(text: str) -> str:
     return text
 
 
+QUESTION_FILE_MAX = 2**20
+
+
+def question_file(text: str) -> str:
+    """``--question-file``: the question a UTF-8 text file holds (``-``: standard input),
+    its last line end left out. The command line caps one argument at 128 KiB; a file
+    may hold up to 1 MiB.
+
+    Raises:
+        argparse.ArgumentTypeError: It cannot be read, is over 1 MiB or is not UTF-8 text.
+    """
+    try:
+        if text == "-":
+            data = sys.stdin.buffer.read(QUESTION_FILE_MAX + 1)
+        else:
+            with open(text, "rb") as file:
+                data = file.read(QUESTION_FILE_MAX + 1)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot read {text}: {error.strerror or error}") from None
+    if len(data) > QUESTION_FILE_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is over {QUESTION_FILE_MAX // 2**20} MiB")
+    try:
+        question = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{text} is not UTF-8 text") from None
+    return question.removesuffix("\n").removesuffix("\r")
+
+
 beam_width = setting(BEAM)
 """``--beam``: a width that :data:`~stagewise.models.reasoning.search_settings.BEAM` allows."""
 
@@ -171,17 +201,23 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                        default=ServerSettings.stage_mode.value,
                        help="whether the served model writes the four stages itself (native: "
                             "a LLaVA-CoT model) or is prompted for them (default %(default)s)")
+    group.add_argument("--server-timeout", type=number_in(0.1, 86400.0), metavar="SECONDS",
+                       default=ServerSettings.stall_timeout,
+                       help="give up on a server that answers nothing, or streams no text, "
+                            "for this long (default %(default)g)")
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings | None:
-    """The server the options name, or None for a model in this process.
+    """The server the options name, or None for a model in this process. A login in the
+    address (``http://user:pw@host``) is moved into the settings' ``login``.
 
     Raises:
         StagewiseError: Both --server and --model were given.
+        ServerError: --server is not a usable address.
     """
     if not args.server:
         return None
     if getattr(args, "model", None) is not None:
         raise StagewiseError("give --server or --model, not both")
     return ServerSettings(args.server, args.server_kind, args.server_model,
-                          StageMode(args.stage_mode))
+                          StageMode(args.stage_mode), args.server_timeout)

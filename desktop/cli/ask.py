@@ -23,6 +23,7 @@ from stagewise.desktop.cli.args import (
     beam_width,
     checked_question,
     context_size,
+    question_file,
     retrace_settings,
     selection_of,
     server_settings,
@@ -71,9 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``ask`` command to the ``stagewise`` parser."""
     ask = sub.add_parser("ask", help="answer one question about one image")
     ask.add_argument("--image", required=True, type=Path, help="the image file")
-    ask.add_argument("--question", required=True, action="append",
+    ask.add_argument("--question", action="append",
                      help="the question; give it again for more questions about the same "
                           "image, answered in turn without encoding the image again")
+    ask.add_argument("--question-file", action="append", dest="question", type=question_file,
+                     metavar="FILE",
+                     help="a question read from a UTF-8 text file (- for standard input), "
+                          "for questions longer than a command line takes; may be given "
+                          "with or instead of --question, in the order asked")
     ask.add_argument("--follow-up", action="store_true",
                      help="ask each --question after the first as a follow-up: the earlier "
                           "questions and their answers (conclusions) go into its prompt")
@@ -135,15 +141,17 @@ def run(args: argparse.Namespace) -> int:
     """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.inference.images import load_image
-    from stagewise.models.remote.keys import KeyStore
+    from stagewise.models.remote.keys import with_secrets
     from stagewise.models.session import Session, plan
 
+    if not args.question:
+        raise StagewiseError("no question: give one with --question or --question-file")
     questions = [checked_question(q) for q in args.question]
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = search_settings(args)
     server = server_settings(args)
     if server is not None:
-        session = Session.connect(server, KeyStore().get(server.url))
+        session = Session.connect(*with_secrets(server))
         model = session.served_by
     else:
         load = plan(args.model, args.mmproj, engine_settings(args), settings)
@@ -172,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:
-        payload = [r.to_json() for r in results]
+        from stagewise.models.storage.export import finite_json
+
+        payload = [finite_json(r.to_json()) for r in results]  # JSON has no -Infinity
         json.dump(payload[0] if len(args.question) == 1 else payload, sys.stdout,
-                  ensure_ascii=False, indent=2)
+                  ensure_ascii=False, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     return EXIT_CANCELLED if results[-1].status == "cancelled" else 0
 

@@ -92,6 +92,15 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     settings = AppSettings(
         model=args.model, mmproj=args.mmproj, search=search_settings(args),
         engine=engine_settings(args),
-        server=ServerSettings(args.server or "", args.server_kind, args.server_model,
+        server=ServerSettings(_address(args.server), args.server_kind, args.server_model,
                               StageMode(args.stage_mode)))
     return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}
+
+
+def _address(server: str | None) -> str:
+    """``--server`` as the history keeps it: without a login ("" for none)."""
+    if not server:
+        return ""
+    from stagewise.models.remote.address import parse_address
+
+    return parse_address(server).url

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.evaluation import format_report, make_configs, read_items
     from stagewise.models.evaluation.runner import evaluate
-    from stagewise.models.remote.keys import KeyStore
+    from stagewise.models.remote.keys import with_secrets
     from stagewise.models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     server = server_settings(args)
     if server is not None:
         model, mmproj = server.describe(), None
-        session = Session.connect(server, KeyStore().get(server.url))
+        session = Session.connect(*with_secrets(server))
     else:
         model, mmproj = _model_pair(args, err)
         widest = max(configs, key=lambda c: c.beam)
@@ -187,7 +187,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if args.json:
         payload = {"data": str(data), "model": str(model),
                    "mmproj": str(mmproj) if mmproj else None, **report.to_json()}
-        json.dump(payload, out, ensure_ascii=False, indent=2)
+        from stagewise.models.storage.export import finite_json
+
+        json.dump(finite_json(payload), out, ensure_ascii=False, indent=2, allow_nan=False)
         out.write("\n")
     else:
         out.write(format_report(report))

@@ -152,7 +152,7 @@ def tokenize_prompt(mctx: mtmd.mtmd_context_p, tokenizer: Tokenizer, marker: str
     Raises:
         EngineError: libmtmd refused the prompt or the image, or the prompt is empty.
     """
-    head, found, after = prompt.rpartition(marker)
+    head, found, after = prompt.partition(marker)  # the image is the first marker
     if bitmap is None or not found:
         head, after = "", prompt
     result = split_at_image(mctx, head + found, bitmap if found else None)

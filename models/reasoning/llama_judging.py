@@ -36,7 +36,7 @@ class ImagePrefix:
         self.bitmap = bitmap
         self.prompt = prompt
         self.shared_pos = prompt.shared_pos
-        self.before_image: str | None = prompt_text.rpartition(engine.media_marker)[0]
+        self.before_image: str | None = prompt_text.partition(engine.media_marker)[0]
         self.image_end = prompt.image_end
 
     def tail_after_image(self, prompt_text: str, plain: tuple[str, ...]) -> list[int]:
@@ -46,7 +46,7 @@ class ImagePrefix:
             EngineError: The chat template puts other text before the image.
         """
         engine = self.engine
-        before, _, after = prompt_text.rpartition(engine.media_marker)
+        before, _, after = prompt_text.partition(engine.media_marker)
         if before == self.before_image:
             return self.image_end + engine.tokenize_plain(after, plain)
         tp = engine.tokenize_prompt(prompt_text, self.bitmap, plain)  # preprocesses it

@@ -49,7 +49,7 @@ class ModelVerifier:
         self._question = question
         self._bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
         text = engine.chat_prompt(scoring_text(Stage.CAPTION, question, "", "x"))
-        self._before = text.rpartition(engine.media_marker)[0]
+        self._before = text.partition(engine.media_marker)[0]
         prompt = engine.tokenize_prompt(text, self._bitmap, (question,))
         try:
             self._shared = prompt.shared_pos
@@ -66,7 +66,7 @@ class ModelVerifier:
         scores = []
         for response in responses:
             text = engine.chat_prompt(scoring_text(stage, self._question, so_far, response))
-            before, _, after = text.rpartition(engine.media_marker)
+            before, _, after = text.partition(engine.media_marker)
             if before != self._before:
                 raise StagewiseError("the scorer's template changes the text before the image")
             tail = self._image_end + engine.tokenize_plain(after, (self._question, so_far,

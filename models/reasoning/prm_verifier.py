@@ -116,7 +116,7 @@ class PrmVerifier:
         self._question = question
         self._bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
         text = self._render([("x", "")])
-        self._before = text.rpartition(engine.media_marker)[0]
+        self._before = text.partition(engine.media_marker)[0]
         prompt = engine.tokenize_prompt(text, self._bitmap, (question,))
         try:
             if not any(c.is_image for c in prompt.chunks):
@@ -144,7 +144,7 @@ class PrmVerifier:
         pos, scores, done = self._shared, [], ""
         for text in texts:
             if not done:
-                before, _, after = text.rpartition(engine.media_marker)
+                before, _, after = text.partition(engine.media_marker)
                 if before != self._before:
                     raise StagewiseError("the PRM's template changes the text before the image")
                 tokens = self._image_end + engine.tokenize_plain(after, plain)

@@ -16,7 +16,13 @@ from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_backend import SampleRequest, StageBudget
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.stage_grammar import answer_grammar, stage_grammar
-from stagewise.models.stages import STAGES, Stage, StageParser, stage_end
+from stagewise.models.stages import (
+    STAGES,
+    Stage,
+    StageParser,
+    opened_stage_end,
+    stage_end,
+)
 
 __all__ = ["Segment", "paper_sentence_stop", "sentence_segments", "stage_segment",
            "whole_answer_segment"]
@@ -63,8 +69,10 @@ def stage_segment(stage: Stage, settings: SearchSettings, mode: StageMode,
     """One stage as a segment, as stage-level search samples it after ``answer``."""
     prompted = mode is StageMode.PROMPTED
     opened = stage.open_tag if not answer else f"\n\n{stage.open_tag}"
+    # a native stage is opened by the model: a close tag before its open tag ends nothing
+    end = stage_end if prompted else opened_stage_end
     return Segment(stage, stage_grammar(stage, opened=True) if prompted else None,
-                   lambda t: stage_end(t, stage), (stage.close_tag,),
+                   lambda t: end(t, stage), (stage.close_tag,),
                    settings.max_stage_tokens, opened if prompted else "")
 
 

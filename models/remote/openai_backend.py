@@ -28,6 +28,7 @@ from stagewise.models.reasoning.search_backend import (
     ReplyRequest,
     SampleRequest,
 )
+from stagewise.models.remote.fields import Fields
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.server_backend import png_base64
 from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
@@ -37,6 +38,7 @@ __all__ = ["OpenAIBackend"]
 
 _TOP = 20
 _FINISH = {"length": "length"}
+MAX_CHOICES = 4096
 
 
 class OpenAIBackend(RemoteBackend):
@@ -52,10 +54,13 @@ class OpenAIBackend(RemoteBackend):
         """
         super().__init__(endpoint, stage_mode)
         self.model = model
-        served = [str(m.get("id")) for m in endpoint.get("/models").get("data") or []]
+        models = Fields(endpoint.get("/models"), f"{endpoint.url}/models")
+        served = [m.text("id") for m in models.objects("data")]
         if model not in served:
+            names = ", ".join(" ".join(name.split())[:80] for name in served[:8]) + (
+                ", …" if len(served) > 8 else "")
             raise ServerError(f"{endpoint.url} does not serve {model!r} (it serves: "
-                              f"{', '.join(served) or 'nothing'})")
+                              f"{names or 'nothing'})")
         self._image = ""
         self._question = ""
 
@@ -63,7 +68,7 @@ class OpenAIBackend(RemoteBackend):
         self._image = png_base64(image)
         self._question = user_text(question, mode)
         done = self._chat(self._messages(Prompt(self._question), ""), {"max_tokens": 1})
-        n = int((done.get("usage") or {}).get("prompt_tokens") or 0)
+        n = done.object("usage").integer("prompt_tokens")
         return PromptInfo(n, n)
 
     def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
@@ -77,18 +82,19 @@ class OpenAIBackend(RemoteBackend):
         return [Job("/chat/completions", body, tuple(range(request.n)))]
 
     def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
-        if event.get("usage"):
-            self._count(event["usage"])
+        fields = Fields(event, f"{self.endpoint.url}{job.path}")
+        if fields.has("usage"):
+            self._count(fields.object("usage"))
         found = []
-        for choice in event.get("choices") or []:
-            index = int(choice.get("index", 0))
+        for choice in fields.objects("choices"):
+            index = choice.integer("index", 0, 0, MAX_CHOICES)
             if index not in job.indexes:
                 raise ServerError(f"{self.endpoint.url} answered a choice {index} it was not "
                                   "asked for")
-            text = str((choice.get("delta") or {}).get("content") or "")
-            content = (choice.get("logprobs") or {}).get("content") or []
-            logprobs = tuple(float(t["logprob"]) for t in content if "logprob" in t)
-            reason = choice.get("finish_reason")
+            text = choice.object("delta").text("content")
+            logprobs = tuple(lp for t in choice.object("logprobs").objects("content")
+                             if (lp := t.number("logprob")) is not None)
+            reason = choice.text("finish_reason")
             # "stop" is the end of the turn or a stop string (kept in the text, which the
             # search's stop test then finds)
             finish = _FINISH.get(reason, "eog") if reason else None
@@ -99,24 +105,22 @@ class OpenAIBackend(RemoteBackend):
                reply: str = "") -> str:
         options = {"max_tokens": max_tokens, "temperature": 0, **_grammar(grammar)}
         done = self._chat(self._messages(prompt, reply, image=image), options)
-        choices = done.get("choices") or [{}]
-        return str((choices[0].get("message") or {}).get("content") or "")
+        return _first_choice(done).object("message").text("content")
 
     def top_logprobs(self, prompt: Prompt, reply: str = "") -> dict[str, float]:
         done = self._chat(self._messages(prompt, reply), {
             "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": _TOP})
-        choices = done.get("choices") or [{}]
-        content = (choices[0].get("logprobs") or {}).get("content") or [{}]
-        return {str(t.get("token", "")).strip(): float(t["logprob"])
-                for t in content[0].get("top_logprobs") or [] if "logprob" in t}
+        content = _first_choice(done).object("logprobs").objects("content")
+        first = content[0] if content else Fields({}, done.where)
+        return {t.text("token").strip(): lp for t in first.objects("top_logprobs")
+                if (lp := t.number("logprob")) is not None}
 
     def sampled(self, prompt: Prompt, request: ReplyRequest, seed: int) -> str:
         options = {"max_tokens": request.max_tokens, "seed": seed,
                    "stop": list(request.stop_strings), "include_stop_str_in_output": True,
                    **_sampling(request)}
         done = self._chat(self._messages(prompt, "", image=prompt.image), options)
-        choices = done.get("choices") or [{}]
-        return str((choices[0].get("message") or {}).get("content") or "")
+        return _first_choice(done).object("message").text("content")
 
     # -- requests -------------------------------------------------------------------------
 
@@ -136,16 +140,22 @@ class OpenAIBackend(RemoteBackend):
         return {"model": self.model, "messages": messages,
                 "continue_final_message": continuing, "add_generation_prompt": not continuing}
 
-    def _chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> dict[str, Any]:
-        done = self.post("/chat/completions", self._request(messages) | options)
-        self._count(done.get("usage") or {})
+    def _chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Fields:
+        done = Fields(self.post("/chat/completions", self._request(messages) | options),
+                      f"{self.endpoint.url}/chat/completions")
+        self._count(done.object("usage"))
         return done
 
-    def _count(self, usage: dict[str, Any]) -> None:
-        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if cached is not None and int(cached) == 0:
+    def _count(self, usage: Fields) -> None:
+        self.prompt_tokens += usage.integer("prompt_tokens")
+        details = usage.object("prompt_tokens_details")
+        if details.has("cached_tokens") and details.integer("cached_tokens") == 0:
             self.image_encodes += 1
+
+
+def _first_choice(done: Fields) -> Fields:
+    choices = done.objects("choices")
+    return choices[0] if choices else Fields({}, done.where)
 
 
 def _sampling(request: SampleRequest | ReplyRequest) -> dict[str, Any]:

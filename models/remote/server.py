@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from stagewise.models.bounds import FloatRange
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_backend import SearchBackend
-from stagewise.models.remote.http import Endpoint
+from stagewise.models.remote.address import parse_address
+from stagewise.models.remote.http import Endpoint, ServerError
 
 __all__ = ["SERVER_KINDS", "STALL_TIMEOUT", "ServerKind", "ServerSettings", "connect"]
 
 ServerKind = Literal["llama-server", "openai"]
 SERVER_KINDS: tuple[ServerKind, ...] = ("llama-server", "openai")
 
-STALL_TIMEOUT = FloatRange("stall_timeout", 0.1, 3600.0)
+STALL_TIMEOUT = FloatRange("stall_timeout", 0.1, 86400.0)
 """Seconds a read may wait for the server."""
 
 
@@ -32,7 +33,14 @@ class ServerSettings:
         model: The model's name on the server ("" for llama-server, which serves one).
         stage_mode: Whether the model writes the four stages itself (a LLaVA-CoT model,
             such as Xkev/Llama-3.2V-11B-cot) or must be prompted for them.
-        stall_timeout: Seconds a read may wait for the server before giving up.
+        stall_timeout: Seconds a read may wait for the server before giving up, and a
+            stream may go without sending text.
+        login: ``user:password`` for HTTP Basic authentication. One written into ``url``
+            is moved here, so that the address shown, saved and named in errors never
+            holds it; it is never in a repr.
+
+    Raises:
+        ServerError: ``url`` is not a usable server address (one line saying why).
     """
 
     url: str
@@ -40,6 +48,18 @@ class ServerSettings:
     model: str = ""
     stage_mode: StageMode = StageMode.PROMPTED
     stall_timeout: float = 60.0
+    login: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.url:  # a server switched off in the window keeps its other values
+            return
+        address = parse_address(self.url)
+        object.__setattr__(self, "url", address.url)
+        if address.login and not self.login:
+            object.__setattr__(self, "login", address.login)
+        if not 0 < self.stall_timeout <= 86400:
+            raise ServerError(f"the stall timeout must be from 0 to 86400 s, not "
+                              f"{self.stall_timeout!r}")
 
     def validate(self) -> None:
         """Checks the values: the address's scheme (an empty address is allowed: the
@@ -77,7 +97,7 @@ def connect(server: ServerSettings, api_key: str = "") -> SearchBackend:
         StagewiseError: The settings are not usable.
     """
     server.validate()
-    endpoint = Endpoint(server.url, api_key, server.stall_timeout)
+    endpoint = Endpoint(server.url, api_key, server.stall_timeout, server.login)
     if server.kind == "llama-server":
         from stagewise.models.remote.server_backend import ServerBackend
 

@@ -37,6 +37,7 @@ from stagewise.models.reasoning.search_backend import (
     ReplyRequest,
     SampleRequest,
 )
+from stagewise.models.remote.fields import Fields
 from stagewise.models.remote.http import Endpoint, ServerError
 from stagewise.models.remote.text_backend import Job, RemoteBackend, Update
 from stagewise.models.stages import user_text
@@ -46,6 +47,8 @@ __all__ = ["ServerBackend", "png_base64"]
 MARKER = "<__media__>"  # libmtmd's default marker, for a server that does not say its own
 _TOP = 20
 _FINISH = {"eos": "eog", "word": "closed", "limit": "length"}
+MAX_SLOTS = 4096
+MAX_TOKEN_ID = 2**31 - 1
 
 
 class ServerBackend(RemoteBackend):
@@ -58,14 +61,15 @@ class ServerBackend(RemoteBackend):
             ServerError: It cannot be reached, refuses the key, or takes no images.
         """
         super().__init__(endpoint, stage_mode)
-        props = endpoint.get("/props")
-        if not (props.get("modalities") or {}).get("vision", False):
+        props = Fields(endpoint.get("/props"), f"{endpoint.url}/props")
+        if not props.object("modalities").flag("vision"):
             raise ServerError(f"the model at {endpoint.url} takes no images: start "
                               "llama-server with --mmproj")
-        self.slots = max(int(props.get("total_slots") or 1), 1)
-        self._marker = str(props.get("media_marker") or MARKER)
-        self._chat_template = props.get("chat_template") or None
-        self._eos = str(props.get("eos_token") or "")
+        self.slots = max(props.integer("total_slots", 1, 0, MAX_SLOTS), 1)
+        marker = props.text("media_marker")
+        self._marker = marker if 0 < len(marker) <= 64 and marker.strip() else MARKER
+        self._chat_template = props.text("chat_template") or None
+        self._eos = props.text("eos_token")
         self._family = detect_family({"tokenizer.chat_template": self._chat_template or ""})
         self._image = ""
         self._prompt = ""
@@ -73,11 +77,15 @@ class ServerBackend(RemoteBackend):
 
     def start(self, image: PreparedImage, question: str, mode: StageMode) -> PromptInfo:
         self._image = png_base64(image)
+        # the server takes every media marker for an image: one the question spells stays text
+        question = question.replace(self._marker, f"{self._marker[:1]}\u200b{self._marker[1:]}")
         self._prompt = self._template(Prompt(user_text(question, mode)), True)
         head = self._prompt.partition(self._marker)[0]
-        self._before_image = len(self.post("/tokenize", {"content": head}).get("tokens") or [])
+        tokenized = Fields(self.post("/tokenize", {"content": head}),
+                           f"{self.endpoint.url}/tokenize")
+        self._before_image = len(tokenized.integers("tokens", MAX_TOKEN_ID))
         done = self._complete(self._prompt, {"n_predict": 0}, image=True, slot=0)
-        n = int(done.get("tokens_evaluated") or 0)
+        n = done.integer("tokens_evaluated")
         return PromptInfo(n, n)
 
     def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
@@ -93,18 +101,19 @@ class ServerBackend(RemoteBackend):
         return [Job("/completion", body, tuple(range(request.n)))]
 
     def updates(self, event: dict[str, Any], job: Job) -> list[Update]:
-        text = str(event.get("content") or "")
-        logprobs = tuple(float(p["logprob"]) for p in event.get("completion_probabilities") or []
-                         if isinstance(p.get("logprob"), int | float))
+        fields = Fields(event, f"{self.endpoint.url}{job.path}")
+        text = fields.text("content")
+        logprobs = tuple(lp for p in fields.objects("completion_probabilities")
+                         if (lp := p.number("logprob")) is not None)
         finish = None
-        if event.get("stop"):
-            kind = str(event.get("stop_type") or "limit")
+        if fields.flag("stop"):
+            kind = fields.text("stop_type", "limit")
             finish = _FINISH.get(kind, "length")
             if kind == "word":  # the server leaves the stop word out of the text
-                text += str(event.get("stopping_word") or "")
-            self._count(event)
-        tokens = tuple(int(t) for t in event.get("tokens") or [])
-        index = int(event.get("index") or 0)
+                text += fields.text("stopping_word")
+            self._count(fields)
+        tokens = fields.integers("tokens", MAX_TOKEN_ID)
+        index = fields.integer("index", 0, 0, MAX_SLOTS)
         if index not in job.indexes:
             raise ServerError(f"{self.endpoint.url} answered a completion {index} it was not "
                               "asked for")
@@ -114,22 +123,22 @@ class ServerBackend(RemoteBackend):
                reply: str = "") -> str:
         options = {"n_predict": max_tokens, "grammar": grammar, "temperature": 0}
         done = self._complete(self._template(prompt, image) + reply, options, image=image)
-        return str(done.get("content") or "")
+        return done.text("content")
 
     def top_logprobs(self, prompt: Prompt, reply: str = "") -> dict[str, float]:
         done = self._complete(self._template(prompt, True) + reply,
                               {"n_predict": 1, "n_probs": _TOP, "temperature": 0}, image=True)
-        first = (done.get("completion_probabilities") or [{}])[0]
-        return {str(t.get("token", "")).strip(): float(t["logprob"])
-                for t in first.get("top_logprobs") or [] if "logprob" in t}
+        first = (done.objects("completion_probabilities") or [Fields({}, done.where)])[0]
+        return {t.text("token").strip(): lp for t in first.objects("top_logprobs")
+                if (lp := t.number("logprob")) is not None}
 
     def sampled(self, prompt: Prompt, request: ReplyRequest, seed: int) -> str:
         options = {"n_predict": request.max_tokens, "seed": seed,
                    "stop": list(request.stop_strings), **_sampling(request)}
         done = self._complete(self._template(prompt, prompt.image), options,
                               image=prompt.image)
-        stop = done.get("stopping_word") if done.get("stopped_word") else ""
-        return str(done.get("content") or "") + (stop if isinstance(stop, str) else "")
+        stop = done.text("stopping_word") if done.flag("stopped_word") else ""
+        return done.text("content") + stop
 
     # -- requests -------------------------------------------------------------------------
 
@@ -145,10 +154,11 @@ class ServerBackend(RemoteBackend):
         if image:
             content.insert(0, {"type": "image_url",
                                "image_url": {"url": f"data:image/png;base64,{self._image}"}})
-        done = self.endpoint.post("/apply-template",
-                                  {"messages": [{"role": "user", "content": content}]})
-        rendered = done.get("prompt")
-        if not isinstance(rendered, str) or (image and self._marker not in rendered):
+        done = Fields(self.post("/apply-template",
+                                {"messages": [{"role": "user", "content": content}]}),
+                      f"{self.endpoint.url}/apply-template")
+        rendered = done.text("prompt")
+        if not rendered or (image and self._marker not in rendered):
             raise ServerError(f"{self.endpoint.url}/apply-template gave no prompt with an "
                               "image marker")
         return rendered
@@ -159,17 +169,18 @@ class ServerBackend(RemoteBackend):
         return {"prompt": data, "cache_prompt": True, "id_slot": slot}
 
     def _complete(self, prompt: str, options: dict[str, Any], *, image: bool,
-                  slot: int = -1) -> dict[str, Any]:
-        done = self.post("/completion", self._body(prompt, image=image, slot=slot) | options)
+                  slot: int = -1) -> Fields:
+        done = Fields(self.post("/completion", self._body(prompt, image=image, slot=slot) |
+                                options), f"{self.endpoint.url}/completion")
         if image:
             self._count(done)
         return done
 
-    def _count(self, done: dict[str, Any]) -> None:
+    def _count(self, done: Fields) -> None:
         """Note the prompt tokens the server evaluated, and whether it encoded the image."""
-        timings = done.get("timings") or {}
-        self.prompt_tokens += int(timings.get("prompt_n") or 0)
-        if int(timings.get("cache_n") or 0) <= self._before_image:
+        timings = done.object("timings")
+        self.prompt_tokens += timings.integer("prompt_n")
+        if timings.integer("cache_n") <= self._before_image:
             self.image_encodes += 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -35,11 +36,19 @@ from stagewise.models.reasoning.search_backend import (
 from stagewise.models.remote.http import Endpoint, ServerError, Stream
 from stagewise.models.stages import TAG_WINDOW
 
-__all__ = ["MAX_CANDIDATES", "Job", "RemoteBackend", "Update"]
+__all__ = ["MAX_CANDIDATES", "Job", "RemoteBackend", "Requests", "Update"]
 
 MAX_CANDIDATES = 64  # requests queue on the server beyond what it runs at once
+MAX_TOKEN_CHARS = 256
+"""More characters than any one token writes: a candidate's text is capped at this many
+per token it may write."""
+POLL_S = 0.05
+"""How often a waiting search looks at its cancel event."""
+JOIN_S = 0.5
+"""How long ending a request's threads may take, all together, once they are closed."""
 
 _Queue = queue.Queue["tuple[int, str] | BaseException | None"]
+_watched = threading.local()  # set in parallel()'s threads, whose requests it watches
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,35 @@ class Job:
     indexes: tuple[int, ...]
 
 
+class Requests:
+    """A backend's open requests, so that a cancel closes them all at once (also those
+    still waiting for the server's first byte)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Stream] = set()
+        self._cancel = threading.Event()
+
+    def watch(self, cancel: threading.Event) -> None:
+        """Close every request opened while ``cancel`` is set."""
+        self._cancel = cancel
+
+    def opened(self, stream: Stream) -> None:
+        """Keep ``stream`` (the requests' ``opened`` callback); closed at once when the
+        cancel is set already."""
+        with self._lock:
+            self._open = {s for s in self._open if not s.closed}
+            self._open.add(stream)
+        if self._cancel.is_set():
+            stream.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            streams, self._open = list(self._open), set()
+        for stream in streams:
+            stream.close()
+
+
 @dataclass
 class _Candidate:
     index: int
@@ -78,6 +116,7 @@ class _Candidate:
     logprob_sum: float = 0.0
     n_scored: int = 0
     finish: Finish | None = None
+    received: int = 0  # tokens (or text events) the server sent
 
     def sampled(self) -> Sampled:
         mean = self.logprob_sum / self.n_scored if self.n_scored else float("-inf")
@@ -97,6 +136,7 @@ class RemoteBackend:
         self._chosen = ""
         self._last: list[_Candidate] = []
         self._in_flight: list[_Candidate] = []
+        self._requests = Requests()
         self.image_encodes = self.prompt_tokens = self.requests = 0
 
     # -- what a dialect provides ----------------------------------------------------------
@@ -149,6 +189,7 @@ class RemoteBackend:
             raise StagewiseError("follow-ups with the earlier questions in context need a "
                                  "model on this computer; ask it as a new question instead")
         self._cancel = cancel
+        self._requests.watch(cancel)
         self._chosen, self._last, self._in_flight = "", [], []
         return self.start(image, question, mode)
 
@@ -180,20 +221,16 @@ class RemoteBackend:
         self._last = self._in_flight = candidates
         deltas: _Queue = queue.Queue()
         jobs = self.jobs(request, self._chosen)
-        streams: list[Stream | None] = [None] * len(jobs)
         threads = [threading.Thread(target=self._run_job, daemon=True,
-                                    args=(k, job, request, candidates, streams, deltas),
+                                    args=(job, request, candidates, deltas),
                                     name=f"stagewise-remote-{k}") for k, job in enumerate(jobs)]
         for thread in threads:
             thread.start()
         try:
             yield from self._drain(deltas, len(jobs))
         finally:
-            for stream in streams:
-                if stream is not None:
-                    stream.close()
-            for thread in threads:
-                thread.join(timeout=5)
+            self._requests.close_all()
+            _join(threads)
         self._in_flight = []
         return [c.sampled() for c in candidates]
 
@@ -222,66 +259,91 @@ class RemoteBackend:
     # -- running requests -----------------------------------------------------------------
 
     def parallel(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
-        """Run blocking requests side by side; a cancel ends the wait at once."""
+        """Run blocking requests side by side; a cancel closes them and ends the wait at
+        once. The first error any of them raised is raised here."""
         results: list[Any] = [None] * len(jobs)
         errors: list[BaseException] = []
 
         def run(i: int) -> None:
+            _watched.on = True
             try:
                 results[i] = jobs[i]()
-            except ServerError as error:
+            except BaseException as error:  # raised again in the caller's thread
                 errors.append(error)
 
         threads = [threading.Thread(target=run, args=(i,), daemon=True)
                    for i in range(len(jobs))]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                if self._cancel.is_set():
-                    raise Cancelled()
-                thread.join(timeout=0.05)
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    if self._cancel.is_set():
+                        raise Cancelled()
+                    thread.join(timeout=POLL_S)
+        finally:
+            if self._cancel.is_set():
+                self._requests.close_all()
         if errors:
             raise errors[0]
         return results
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request, answered as a JSON object; a cancel closes it at once.
+
+        Raises:
+            Cancelled: The cancel was set.
+            ServerError: The server failed or answered nonsense.
+        """
         if self._cancel.is_set():
             raise Cancelled()
         self.requests += 1
-        return self.endpoint.post(path, body)
+        if getattr(_watched, "on", False):  # in one of parallel()'s threads: it watches
+            return self.endpoint.post(path, body, opened=self._requests.opened)
+        return self.parallel([lambda: self.endpoint.post(path, body,
+                                                         opened=self._requests.opened)])[0]
 
     def _drain(self, deltas: _Queue, jobs: int) -> Iterator[Delta]:
+        """The candidates' text as it arrives; a stream that sends no text for the stall
+        timeout (whatever else it sends: comments, empty events, a drip) is given up."""
         ended = 0
+        stall = self.endpoint.stall_timeout
+        last = time.monotonic()
         while ended < jobs:
             if self._cancel.is_set():
                 raise Cancelled()
             try:
-                item = deltas.get(timeout=0.05)
+                item = deltas.get(timeout=POLL_S)
             except queue.Empty:
+                if time.monotonic() - last > stall:
+                    raise ServerError(f"{self.endpoint.url} sent no text for {stall:g} s: is "
+                                      "it overloaded?") from None
                 continue
             if item is None:
                 ended += 1
             elif isinstance(item, BaseException):
                 raise item
             else:
+                last = time.monotonic()
                 yield Delta(*item)
 
-    def _run_job(self, k: int, job: Job, request: SampleRequest, candidates: list[_Candidate],
-                 streams: list[Stream | None], deltas: _Queue) -> None:
+    def _run_job(self, job: Job, request: SampleRequest, candidates: list[_Candidate],
+                 deltas: _Queue) -> None:
         try:
             self.requests += 1
-            stream = streams[k] = self.endpoint.stream(job.path, job.body)
-            with stream:
+            with self.endpoint.stream(job.path, job.body,
+                                      opened=self._requests.opened) as stream:
                 for event in stream.events():
                     for update in self.updates(event, job):
-                        _apply(update, candidates[update.index], request, deltas)
+                        _apply(update, candidates[update.index], request, deltas,
+                               self.endpoint.url)
                     if all(candidates[i].finish is not None for i in job.indexes):
                         break
-            if any(candidates[i].finish is None for i in job.indexes) and not stream.closed:
-                raise ServerError(f"{self.endpoint.url} closed the connection mid-answer: "
-                                  "did the server stop?")
-        except ServerError as error:
+                # checked before the stream closes: closed here means closed from outside
+                if any(candidates[i].finish is None for i in job.indexes) and \
+                        not stream.closed:
+                    raise ServerError(_cut_short(self.endpoint.url, stream.done))
+        except BaseException as error:  # in the search's thread, raised again
             if not self._cancel.is_set():
                 deltas.put(error)
         finally:
@@ -307,11 +369,21 @@ def _kept(text: str, request: ReplyRequest) -> str:
     return text if end is None else text[:end]
 
 
-def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue) -> None:
+def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue,
+           where: str) -> None:
     """Add an update to its candidate. The stop test is the search's own: the server's stop
-    words are exact strings, and a close tag written in another case ends a candidate here."""
+    words are exact strings, and a close tag written in another case ends a candidate here.
+
+    Raises:
+        ServerError: The server sent more tokens, or more text, than the request allows.
+    """
     if c.finish is not None:
         return
+    c.received += len(update.tokens) or len(update.logprobs) or (
+        1 if update.text and update.finish is None else 0)
+    if c.received > request.max_tokens or \
+            len(c.text) + len(update.text) > request.max_tokens * MAX_TOKEN_CHARS:
+        raise ServerError(f"{where} sent more than the {request.max_tokens} tokens asked for")
     c.tokens += update.tokens
     for logprob in update.logprobs:
         if math.isfinite(logprob):
@@ -324,12 +396,32 @@ def _apply(update: Update, c: _Candidate, request: SampleRequest, deltas: _Queue
     end = request.stop(c.text[start:])
     if end is not None:  # an OpenAI "stop" that wrote the close tag is the stop string
         c.text, c.finish = c.text[:start + end], "closed"
+    elif update.finish is not None and c.text.endswith(request.stop_strings):
+        # the server stopped at a stop string the search's own test does not take as the
+        # end (a stage closed before it was opened): the candidate was cut, not closed
+        c.finish = "length"
     elif update.finish is not None:  # the server ends a candidate at its token budget
         c.finish = update.finish
         if update.finish == "eog":
             c.n_scored += 1  # the end-of-turn token was sampled too
     if len(c.text) > before:
         deltas.put((c.index, c.text[before:]))
+
+
+def _cut_short(url: str, done: bool) -> str:
+    """Why a stream that ended before its candidates did is an error."""
+    if done:
+        return (f"{url} ended the stream before the answer was finished (no finish reason): "
+                "is it a compatible server?")
+    return f"{url} closed the connection mid-answer: did the server stop?"
+
+
+def _join(threads: Sequence[threading.Thread]) -> None:
+    """Wait for closed requests' threads, :data:`JOIN_S` at most in all (they are daemons,
+    and end as their closed connections fail)."""
+    deadline = time.monotonic() + JOIN_S
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _shares(top: dict[str, float], choices: Sequence[str]) -> tuple[float, ...]:

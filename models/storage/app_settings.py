@@ -43,6 +43,8 @@ from stagewise.models.inference.engine_settings import (
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
+from stagewise.models.remote.address import parse_address, redacted
+from stagewise.models.remote.http import ServerError
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.storage.settings_values import Invalid, decode, encode, supported
 
@@ -152,7 +154,9 @@ class AppSettings:
     def to_json(self) -> dict[str, Any]:
         """The stored form: a JSON-ready dict starting with ``version``, each of the
         core's dataclasses an object under its name."""
-        return typing.cast(dict[str, Any], encode(dataclasses.asdict(self)))
+        data = typing.cast(dict[str, Any], encode(dataclasses.asdict(self)))
+        del data["server"]["login"]  # kept in the key store, never in the settings file
+        return data
 
 
 # --------------------------------------------------------------------------- reading
@@ -381,15 +385,23 @@ def load_settings(path: Path | None = None) -> AppSettings:
         return AppSettings()
     try:
         data = json.loads(text)
-    except ValueError as error:
-        log.warning("%s: the settings are not valid JSON (%s); using the defaults", path, error)
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
+        problem = error if isinstance(error, ValueError) else "nested too deep"
+        log.warning("%s: the settings are not valid JSON (%s); using the defaults", path,
+                    problem)
         _move_aside(path, AppSettings())
         return AppSettings()
     if not isinstance(data, dict):
         log.warning("%s: the settings are not a JSON object; using the defaults", path)
         _move_aside(path, AppSettings())
         return AppSettings()
+    moved = _move_login(path, data)
     settings, problems, newer = settings_from_json(data)
+    if moved and not problems and not newer:  # the address without its login, at once
+        try:
+            save_settings(settings, path)
+        except (OSError, StagewiseError) as error:
+            log.warning("%s: cannot write the settings without the login (%s)", path, error)
     if problems:
         log.warning(
             "%s: some settings were unusable and are back to their defaults: %s",
@@ -446,6 +458,36 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> None:
     path = settings_path() if path is None else Path(path)
     text = json.dumps(settings.validated().to_json(), indent=2, ensure_ascii=False) + "\n"
     write_atomic(path, text.encode("utf-8"))
+
+
+def _move_login(path: Path, data: dict[str, Any]) -> bool:
+    """Move a login written into the stored server address (``http://user:pw@host``), or
+    stored beside it, to the key store, leaving ``data`` without it; True if one was moved.
+    Both layouts are read: ``server_url`` (versions 1 and 2) and ``server.url``. A login
+    that cannot be stored is dropped (the server then asks for it again)."""
+    server = data.get("server")
+    holder, key = (server, "url") if isinstance(server, dict) else (data, "server_url")
+    url = holder.get(key)
+    stored = holder.pop("login", "") if holder is server else ""
+    if not isinstance(url, str) or not url.strip():
+        return bool(stored)
+    try:
+        address = parse_address(url)
+    except ServerError:
+        return bool(stored)
+    login = address.login or (stored if isinstance(stored, str) else "")
+    if not address.had_login and not login:
+        return bool(stored)
+    holder[key] = address.url
+    if login:
+        from stagewise.models.remote.keys import KeyStore
+
+        try:
+            KeyStore.logins(path.parent).set(address.url, login)
+        except StagewiseError as error:
+            log.warning("%s: cannot keep the login of %s (%s)", path, address.url, error)
+    log.warning("%s: the login of %s was moved to the key store", path, redacted(url))
+    return True
 
 
 def _move_aside(path: Path, repaired: AppSettings) -> None:

@@ -24,7 +24,7 @@ from stagewise.models.storage.export_html import to_html
 from stagewise.models.storage.export_markdown import to_markdown
 from stagewise.models.storage.history import StoredRun, describe_error
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "ExportFormat", "export", "to_json"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "ExportFormat", "export", "finite_json", "to_json"]
 
 ExportFormat = Literal["markdown", "html", "json"]
 EXPORT_FORMAT = "stagewise-export"
@@ -40,14 +40,14 @@ _SUFFIXES: dict[str, ExportFormat] = {
 # JSON
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """``value`` with every infinite or NaN float replaced by None (JSON has neither)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 
@@ -81,7 +81,7 @@ def to_json(runs: Sequence[StoredRun]) -> str:
     """
     data = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
             "runs": [_json_run(run) for run in runs]}
-    return json.dumps(_finite(data), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite_json(data), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------------------------

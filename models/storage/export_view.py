@@ -138,14 +138,20 @@ def status_line(run: StoredRun) -> str:
 
 
 
+NAME_WORDS_MAX = 60
+"""The most characters of a question's words in a suggested export name."""
+
+
 def suggested_name(runs: Sequence[StoredRun], suffix: str = ".md") -> str:
     """A file name for an export: the question's first words and the day it was asked
     (``stagewise-how-many-red-circles-2026-12-03.md``), or the number of questions and
-    the last day for several."""
+    the last day for several. The words are cut to :data:`NAME_WORDS_MAX` characters, so
+    that the name stays far below the file systems' 255 bytes."""
     if not runs:
         return f"stagewise{suffix}"
     day = max(run.entry.created for run in runs).strftime("%Y-%m-%d")
     if len(runs) > 1:
         return f"stagewise-{len(runs)}-questions-{day}{suffix}"
     words = re.findall(r"[a-z0-9]+", runs[0].entry.question.lower())[:6]
-    return f"stagewise-{'-'.join(words) or 'question'}-{day}{suffix}"
+    slug = "-".join(words)[:NAME_WORDS_MAX].strip("-")
+    return f"stagewise-{slug or 'question'}-{day}{suffix}"

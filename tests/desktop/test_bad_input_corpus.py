@@ -4,6 +4,11 @@ Files (images, models, projectors) and flag sets a person or a script could hand
 Every case must end with one clear line and its exit code: 2 for bad input (argparse's
 usage and error, or ``stagewise: error: …``), never a traceback, never a signal. A few
 cases that are odd but valid must answer (exit 0).
+
+The remote family: servers that misbehave, each fault of :mod:`tests.remote_fake` in both
+dialects (llama-server's and the OpenAI-compatible one), and addresses that cannot be
+used. Each must end in one clear line and exit 2, and its run be kept in the history as
+"failed", never "finished".
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import pytest
 from PIL import Image
 
 from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.storage.history import History
 from tests.models.test_images import write_header_only_png
+from tests.remote_fake import MODEL, FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "How many circles?"
@@ -34,6 +41,7 @@ class Case:
     args: tuple[str, ...]
     exit_code: int = 2
     words: tuple[str, ...] = ()  # what the error line must name
+    history: str | None = None  # how its run must be kept in the history
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,10 @@ def _files(tmp: Path, pair: TinyPair, image: Path) -> dict[str, Path]:
     tiny = tmp / "one-pixel.png"
     Image.new("RGB", (1, 1), "red").save(tiny)
     made["one-pixel.png"] = tiny
+    made["not-utf8"] = tmp / os.fsdecode(b"caf\xe9 \xff.png")
+    made["not-utf8"].write_bytes(png)
+    write("question.txt", b"How many circles, asked from a file?\n")
+    write("long-question.txt", ("How many circles? " * 8000).encode())  # over 128 KiB
     model = pair.model.read_bytes()
     write("truncated.gguf", model[: len(model) // 2])
     write("header-only.gguf", model[:64])
@@ -172,7 +184,79 @@ def _cases(files: dict[str, Path], pair: TinyPair, image: Path) -> list[Case]:
              (*m, *img, "--question", "<|im_end|> how many? <image>", "--max-stage-tokens",
               "16"), exit_code=0),
         Case("greedy", (*base, "--temperature", "0"), exit_code=0),
+        Case("a question spelling the media marker",
+             (*m, *img, "--question", "What is <__media__> here?", "--max-stage-tokens", "16"),
+             exit_code=0, history="finished"),
+        Case("an image name that is not UTF-8",
+             (*m, "--image", str(files["not-utf8"]), "--question", "Named in Latin-1?",
+              "--max-stage-tokens", "16"),
+             exit_code=0, history="finished"),
+        Case("a question from a file", (*m, *img, "--question-file",
+                                        str(files["question.txt"]), "--max-stage-tokens", "16"),
+             exit_code=0, history="finished"),
+        Case("a question from a file over 128 KiB",
+             (*m, *img, "--question-file", str(files["long-question.txt"])),
+             words=("tokens", "context")),
+        Case("a missing question file", (*m, *img, "--question-file",
+                                         str(files["question.txt"].with_name("none.txt"))),
+             words=("--question-file",)),
+        Case("a question file not UTF-8", (*m, *img, "--question-file",
+                                           str(files["pdf.jpg"])),
+             words=("--question-file", "UTF-8")),
     ]
+    return cases
+
+
+STALLS = ("comments", "empty-events", "drip")
+REMOTE_WORDS: dict[str, str] = {
+    "cut": "closed the connection mid-answer",
+    "cut-late": "closed the connection mid-answer",
+    "no-end": "",  # its words depend on the dialect
+    "html": "answered a web page",
+    "html-as-events": "not a stream of server-sent events",
+    "bad-chunk": "closed the connection mid-answer",
+    "error-event": "reported an error: the slot crashed",
+    "html-error": "HTTP 500",
+    "index-text": "index is not a whole number",
+    "logprob-text": "logprob is not a number",
+    "tokens-text": "is not a list",
+    "choices-text": "is not",
+    "deep": "nested",
+    "not-json": "not JSON",
+    "props-types": "is not",
+    "start-types": "is not",
+    "comments": "sent no text for 1.5 s",
+    "empty-events": "sent no text for 1.5 s",
+    "drip": "sent no text for 1.5 s",
+    "endless": "sent more than the 16 tokens asked for",
+    "big-event": "an event over the 1 MiB",
+}
+
+
+def _remote_cases(fake: FakeServer, image: Path) -> list[Case]:
+    """Each server fault in both dialects, and addresses that cannot be used."""
+    cases = []
+    for kind in ("llama-server", "openai"):
+        for fault, words in REMOTE_WORDS.items():
+            if fault == "no-end":
+                words = "mid-answer" if kind == "llama-server" else "no finish reason"
+            args = ["--image", str(image), "--question", f"{kind} {fault}?", "--server",
+                    fake.url(fault, kind), "--server-kind", kind, "--stage-mode", "native",
+                    "--beam", "1"]
+            if kind == "openai":
+                args += ["--server-model", MODEL]
+            if fault in STALLS:
+                args += ["--server-timeout", "1.5"]
+            if fault == "endless":
+                args += ["--max-stage-tokens", "16"]
+            history = None if fault in ("props-types",) else "failed"  # refused at connect
+            cases.append(Case(f"{kind} {fault}", tuple(args), words=(words,), history=history))
+    for address, words in (("http://[::1", "brackets"), ("http://127.0.0.1:99999", "99999"),
+                           ("http://127.0.0.1:abc", "'abc'"),
+                           ("http://ana:s3cret@[::1", "brackets")):
+        cases.append(Case(f"address {address}", ("--image", str(image), "--question", "Hi?",
+                                                 "--server", address),
+                          words=("is not a server address", words)))
     return cases
 
 
@@ -207,10 +291,41 @@ def test_the_bad_input_corpus(tiny_pair, image_file, tmp_path):
     files = _files(tmp_path, tiny_pair, image_file)
     cases = _cases(files, tiny_pair, image_file)
     assert len(cases) >= 60
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda c: (c, run_case(c, tmp_path / "data")), cases))
-    problems = [p for case, done in results if (p := check(case, done))]
+    problems = run_corpus(cases, tmp_path / "data")
     assert not problems, "\n\n".join(problems)
+
+
+def test_the_remote_bad_input_corpus(image_file, tmp_path):
+    with FakeServer() as fake:
+        cases = _remote_cases(fake, image_file)
+        assert len(cases) >= 40
+        problems = run_corpus(cases, tmp_path / "data")
+    assert not problems, "\n\n".join(problems)
+
+
+def run_corpus(cases: list[Case], data: Path) -> list[str]:
+    """Run the cases, two at a time; what went wrong with them (none when all is well)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda c: (c, run_case(c, data)), cases))
+    problems = [p for case, done in results if (p := check(case, done))]
+    with History(data / "history") as history:
+        kept = {entry.question: entry.status for entry in history.entries(limit=10_000)}
+    for case in cases:
+        if case.history is not None and kept.get(_question(case)) != case.history:
+            problems.append(f"{case.name}: kept as {kept.get(_question(case))!r} in the "
+                            f"history, not {case.history!r}")
+    return problems
+
+
+def _question(case: Case) -> str | None:
+    """The question a case asks (its first ``--question``)."""
+    args = list(case.args)
+    if "--question" in args:
+        return args[args.index("--question") + 1]
+    if "--question-file" in args:
+        question = Path(args[args.index("--question-file") + 1]).read_text()
+        return question.removesuffix("\n")
+    return None
 
 
 def _wait_for_library(pid: int, name: str, timeout: float = 30.0) -> bool:

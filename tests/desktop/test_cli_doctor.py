@@ -106,3 +106,13 @@ def test_help_diagnostics_shows_the_report_and_copies_it(qtbot, tmp_path):
     assert "passed" in dialog.status.text()
     dialog.copy_button.click()
     assert QGuiApplication.clipboard().text() == text
+
+
+def test_settings_nested_too_deep_are_set_aside_not_a_crash(tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.json").write_text('{"beam": ' * 100_000 + "1" + "}" * 100_000)
+    done = doctor("--no-smoke", data_dir=tmp_path / "data", STAGEWISE_CONFIG_DIR=str(config))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "nested too deep" in done.stderr
+    assert (config / "settings.json.bad").is_file()

@@ -108,7 +108,11 @@ def test_missing_file_gives_defaults_without_a_warning(tmp_path, caplog):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", ["{not json", "", "[1, 2, 3]", '"text"', "null"])
+DEEP = '{"beam": ' * 100_000 + "1" + "}" * 100_000  # deeper than Python's recursion limit
+
+
+@pytest.mark.parametrize("content", ["{not json", "", "[1, 2, 3]", '"text"', "null", DEEP],
+                         ids=["not json", "empty", "list", "text", "null", "nested too deep"])
 def test_corrupt_file_is_moved_aside(tmp_path, caplog, content):
     path = tmp_path / "settings.json"
     path.write_text(content, encoding="utf-8")
@@ -417,18 +421,18 @@ def test_module_does_not_load_qt_or_llama():
     ("engine", {"gpu_layers": -5}, "gpu_layers"),
     ("engine", {"threads": 0}, "threads"),
     ("engine", {"n_ctx": 255}, "n_ctx"),
-    ("server", {"url": "gpu-box:8080"}, "url"),
+    ("server", {"url": "gpu-box:8080"}, "is not a server address"),  # refused at once
     ("", {"version": SCHEMA_VERSION + 1}, "version"),
 ])
 def test_validated_names_the_bad_value(section, change, word):
-    if section == "search":
-        bad = search(**change)
-    elif section:
-        bad = replace(AppSettings(), **{section: replace(getattr(AppSettings(), section),
-                                                         **change)})
-    else:
-        bad = replace(AppSettings(), **change)
     with pytest.raises(StagewiseError) as info:
+        if section == "search":
+            bad = search(**change)
+        elif section:
+            bad = replace(AppSettings(), **{section: replace(getattr(AppSettings(), section),
+                                                             **change)})
+        else:
+            bad = replace(AppSettings(), **change)
         bad.validated()
     assert word in str(info.value)
     assert repr(next(iter(change.values()))) in str(info.value)

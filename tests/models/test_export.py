@@ -257,3 +257,16 @@ def test_an_export_is_named_after_its_question_and_day(runs):
     assert suggested_name([runs[1]]) == f"stagewise-what-colour-{day}.md"
     assert suggested_name(runs, ".html") == f"stagewise-3-questions-{day}.html"
     assert suggested_name([]) == "stagewise.md"
+
+
+def test_a_long_question_gives_an_export_name_a_file_system_takes(runs, tmp_path):
+    """Six words of 55 letters made a 330-character name: "File name too long"."""
+    import dataclasses
+
+    from stagewise.models.storage.export_view import suggested_name
+
+    long = dataclasses.replace(runs[1], entry=dataclasses.replace(
+        runs[1].entry, question=" ".join(["x" * 55] * 6)))
+    name = suggested_name([long], ".html")
+    assert len(name.encode()) <= 100 and name.endswith(".html")
+    (tmp_path / name).write_text("ok")  # the file system takes it

@@ -504,3 +504,36 @@ def test_a_history_that_cannot_open_is_off_but_does_not_stop_the_app(tmp_path):
             history.entries()
     finally:
         history.close()
+
+
+def test_a_file_name_that_is_not_utf8_is_saved_with_replacement_characters(tmp_path,
+                                                                            image_file):
+    """A name the file system gave as bytes that are not UTF-8 (Python holds them as
+    surrogate escapes): SQLite refused the text, and ``ask`` ended in a traceback."""
+    name = os.fsdecode(b"caf\xe9 \xff.png")
+    with History(tmp_path) as history:
+        run_id = history.start(load_image(image_file), image_file.read_bytes(), name,
+                               "How many?", os.fsdecode(b"mod\xe8le.gguf"),
+                               {"model": Path(os.fsdecode(b"/m/mod\xe8le.gguf"))})
+        run = history.load(run_id)
+    assert run.image_name == "caf\ufffd \ufffd.png"
+    assert run.entry.model == "mod\ufffdle.gguf"
+    assert run.settings["model"] == "/m/mod\ufffdle.gguf"
+
+
+def test_the_database_is_readable_by_its_owner_only_like_the_images(tmp_path, image_file):
+    old = os.umask(0o022)
+    try:
+        with History(tmp_path / "new") as history:
+            run_id = history.start(load_image(image_file), image_file.read_bytes(), "a.png",
+                                   "How many?", "m", {})
+            image = history.load(run_id).image_path
+        files = [history.database, image, *history.database.parent.glob("*-wal")]
+        assert all(path.stat().st_mode & 0o777 == 0o600 for path in files), [
+            (path.name, oct(path.stat().st_mode)) for path in files]
+        # one an older version left readable by others is narrowed at the next opening
+        history.database.chmod(0o644)
+        History(tmp_path / "new").close()
+        assert history.database.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

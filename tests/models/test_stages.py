@@ -709,3 +709,27 @@ def test_markers_end_a_stage_as_close_tags_do() -> None:
     assert text[: stage_end(text, C)].endswith("STAGE)")
     assert stage_end("(Here ends the CAPTION stag", C) is None
     assert parse_answer("(Here begins the summary) x").stages[S] == ""
+
+
+def test_a_native_stage_closed_before_it_is_opened_is_not_ended():
+    """A model that writes ``</CAPTION>`` first has not written a caption: the close tag
+    ends nothing (the stop test of a stage the model opens itself)."""
+    from stagewise.models.stages import opened_stage_end
+
+    caption = Stage.CAPTION
+    assert opened_stage_end("</CAPTION>", caption) is None
+    assert opened_stage_end("\n\n</CAPTION>", caption) is None
+    assert opened_stage_end("</caption >", caption) is None
+    assert opened_stage_end("<CAPTION>A red circle.</CAPTION>", caption) == 32
+    assert opened_stage_end("<CAPTION></CAPTION>", caption) == 19  # opened, then closed
+    assert opened_stage_end("</CAPTION>\n<CAPTION>Two.</CAPTION>", caption) == 34
+    # a tail of a longer candidate, with text before the tag, ends as stage_end says
+    assert opened_stage_end("ircles on the left.</CAPTION>", caption) == \
+        stage_end("ircles on the left.</CAPTION>", caption)
+    # the stage-level search uses it for a native stage, and stage_end for a prompted one
+    from stagewise.models.reasoning.search_settings import SearchSettings
+    from stagewise.models.reasoning.segments import stage_segment
+
+    native = stage_segment(caption, SearchSettings(), StageMode.NATIVE, "<SUMMARY>x</SUMMARY>")
+    prompted = stage_segment(caption, SearchSettings(), StageMode.PROMPTED, "")
+    assert native.stop("</CAPTION>") is None and prompted.stop("</CAPTION>") == 10

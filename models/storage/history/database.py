@@ -34,6 +34,20 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
+def _keep_private(database: Path) -> None:
+    """Make the database readable by its owner only, as the stored images are (0600):
+    created so when new (SQLite gives its WAL files the database's mode), narrowed when
+    an older version left it readable by others. A file that cannot be changed is left
+    as it is (the opening then says what is wrong)."""
+    with suppress(OSError):  # FileExistsError included
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for path in (database, database.with_name(database.name + "-wal"),
+                 database.with_name(database.name + "-shm")):
+        with suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 def _open_database(database: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """A connection to ``database`` in WAL mode, autocommit, with ``sw_fold`` registered.
 
@@ -44,6 +58,7 @@ def _open_database(database: Path, *, read_only: bool = False) -> sqlite3.Connec
     """
     if read_only:
         return _open_read_only(database)
+    _keep_private(database)
     db = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                          check_same_thread=False)
     try:

@@ -67,6 +67,21 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _text(value: str) -> str:
+    """``value`` as SQLite can store it: a file name that is not UTF-8 (Python holds its
+    bytes as surrogate escapes) gets U+FFFD where those bytes were."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        raw = value.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -206,7 +221,8 @@ class History:
         if sha != image.sha256:
             raise ValueError("the original bytes do not match the prepared image's SHA-256")
         ext = image_extension(original)
-        settings_json = json.dumps(settings, default=_jsonable, ensure_ascii=False)
+        settings_json = _text(json.dumps(settings, default=_jsonable, ensure_ascii=False))
+        question, model, image_name = _text(question), _text(model), _text(image_name)
         with self._write() as db:  # files are written under the write lock: see delete()
             self._store_image(db, image, original, ext)
             root = None if thread is None else thread_root(db, thread)

@@ -262,7 +262,6 @@ class LocalGrader:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.name = engine.name
 
     def reply(self, prompt: str, *, max_tokens: int, temperature: float, seed: int) -> str:
         from stagewise.models.inference.sampling_settings import GREEDY, SamplingSettings

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the runner loads llama.cpp
     from stagewise.models.session import LoadPlan, Session
 
 EXIT_CANCELLED = 130
+EXIT_GRADING_FAILED = 1
 EVAL_STAGE_TOKENS = 2048
 """The stage budget when none is given: the LLaVA-CoT reference's ``max_new_tokens`` for
 each stage's generation (``inference/VLMEvalKit/inference_demo.py``); the window keeps its
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     meter.done()
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
-    graded = _graded(report, items, grader, cancel, err)
+    graded, grading_failed = _graded(report, items, grader, cancel, err)
     scores = figures(graded, items, benchmark)
     if args.json:
         payload = {"data": str(data), "model": str(model),
@@ -238,6 +239,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if args.csv is not None:
         for written in scores.write_csv(args.csv):
             print(f"stagewise: wrote {written}", file=err)
+    if grading_failed:
+        return EXIT_GRADING_FAILED
     cancelled = report.status == "cancelled" or graded.stopped
     return EXIT_CANCELLED if cancelled else 0
 
@@ -253,31 +256,41 @@ def _check_csv(path: Path | None) -> None:
 
 
 def _graded(report: EvalReport, items: list[EvalItem], grader: LoadPlan | None,
-            cancel: threading.Event, err: TextIO) -> GradedReport:
+            cancel: threading.Event, err: TextIO) -> tuple[GradedReport, bool]:
     """The report scored by VLMEvalKit's rules, the grader loaded (after the evaluated
-    model is closed) only when some answer needs it."""
+    model is closed) only when some answer needs it; and whether the grader failed (then
+    the answers are reported as matching alone reads them, not lost)."""
     from stagewise.models.evaluation.grader import LocalGrader, grade_report
     from stagewise.models.session import Session
 
     plain = grade_report(report, items, None)
     needed = sum(g.undecided or g.points is not None for g in plain.grades.values())
     if grader is None or not needed:
-        return plain
+        return plain, False
     if cancel.is_set():  # stopped during the evaluation: no grader is loaded
         print(f"stagewise: {needed} answers left ungraded count as wrong", file=err)
-        return plain
+        return plain, False
     print(f"stagewise: grading {needed} answers with {grader.model.name}", file=err)
     line = ProgressLine(err)
-    with _sigint_sets(cancel), Session(grader) as session:
-        graded = grade_report(report, items, LocalGrader(session.engine),
-                              grader=grader.model.name, cancel=cancel,
-                              progress=lambda done, total: line.show(
-                                  f"grading {done}/{total}"))
+
+    def show(done: int, total: int) -> None:  # in place, or a line every 10%
+        if line.tty or done % max(1, math.ceil(total / 10)) == 0 or done == total:
+            line.show(f"grading {done}/{total}")
+
+    try:
+        with _sigint_sets(cancel), Session(grader) as session:
+            graded = grade_report(report, items, LocalGrader(session.engine),
+                                  grader=grader.model.name, cancel=cancel, progress=show)
+    except StagewiseError as error:
+        line.clear()
+        print(f"stagewise: error: grading failed ({error}); the {needed} answers it was for "
+              "count as wrong", file=err)
+        return plain, True
     line.clear()
     if graded.stopped:
         print(f"stagewise: grading stopped; {graded.stopped} answers left ungraded count as "
               "wrong", file=err)
-    return graded
+    return graded, False
 
 
 def _calibrated(session: Session, configs: tuple[EvalConfig, ...], base: SearchSettings,

@@ -180,3 +180,24 @@ def test_the_stage_budget_follows_the_reference_unless_set():
         == 64
     assert parser.parse_args(["ask", "--image", "x.png", "--question", "q"]) \
         .max_stage_tokens == 256  # the window's and ask's stay shorter
+
+
+def test_a_grader_that_cannot_load_loses_no_answers(tmp_path, capsys, tiny_pair):
+    demo = demo_pair()
+    assert demo is not None
+    vet = write_tsv(tmp_path / "MMVet.tsv", ("index", "question", "answer", "category",
+                                             "image"),
+                    [{"index": "0", "question": "What colour is the circle?", "answer": "red",
+                      "category": "rec", "image": picture()}])
+    # the tiny text model with the demo's projector: planned, but the pair does not load
+    status, out, err = eval_cli(capsys, vet, "--model", tiny_pair.model, "--mmproj",
+                                tiny_pair.mmproj, "--strategy", "single", "--grader",
+                                tiny_pair.model, "--grader-mmproj", demo.mmproj, "--json",
+                                *TINY)
+    assert status == 1
+    assert "stagewise: error: grading failed (" in err and "do not belong together" in err
+    report = json.loads(out)  # the answers are still reported
+    (item,) = report["items"]
+    assert isinstance(item["prediction"], str) and not item["correct"]
+    assert item["points"] == 0.0 and "grader_output" not in item  # as without a grader
+    assert report["benchmark"]["grader"] is None and "Traceback" not in err

@@ -139,7 +139,8 @@ class BenchmarkFigures:
                   else "no grader: answers matching could not read count as wrong")
         lines = ["", f"VLMEvalKit's figures for {name} ({grader}):"]
         for strategy, row in self.summary.items():
-            lines.append(f"  {strategy}: " + " · ".join(_words(row)))
+            words = _words(row) or ["accuracy as in the table above"]
+            lines.append(f"  {strategy}: " + " · ".join(words))
         return lines
 
     def write_csv(self, path: Path) -> list[Path]:

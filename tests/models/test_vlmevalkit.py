@@ -291,3 +291,5 @@ def test_stagewise_eval_runs_on_a_tsv(tmp_path, tiny_pair: TinyPair):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("2 questions · ")
     assert any(line.split()[:1] == ["single"] for line in done.stdout.splitlines())
+    assert "VLMEvalKit's figures for MMStar (no grader: " in done.stdout
+    assert "  single: " in done.stdout.split("VLMEvalKit's figures")[1]

@@ -12,8 +12,8 @@ import pytest
 
 from stagewise.desktop.cli import build_parser
 from stagewise.models.build.tiny_vlm import TinyPair
+from stagewise.models.disk.paths import CACHE_DIR_ENV
 from stagewise.models.library.demo import demo_pair
-from stagewise.models.storage.paths import CACHE_DIR_ENV
 from tests.desktop.test_cli_eval import eval_cli
 from tests.models.test_vlmevalkit import MC_HEADER, mc_row, picture, write_tsv
 

@@ -3,6 +3,10 @@
 Loads one model, answers every question with every strategy asked (question by
 question, side by side) and prints a table, or one JSON object with ``--json``. Progress
 goes to stderr. Ctrl+C stops after the question in progress and reports what was done.
+
+A VLMEvalKit benchmark is scored by VLMEvalKit's rules; with ``--grader`` a second, local
+model then reads what the rules cannot (MathVista and MMVet need one), after the evaluated
+model is closed. ``--csv`` writes VLMEvalKit's score table.
 """
 
 from __future__ import annotations
@@ -47,11 +51,18 @@ from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES
 
 if TYPE_CHECKING:  # the runner loads llama.cpp
-    from stagewise.models.evaluation.results import EvalConfig
+    from stagewise.models.evaluation.data import EvalItem
+    from stagewise.models.evaluation.grader import GradedReport
+    from stagewise.models.evaluation.results import EvalConfig, EvalReport
     from stagewise.models.evaluation.runner import EvalProgress
-    from stagewise.models.session import Session
+    from stagewise.models.session import LoadPlan, Session
 
 EXIT_CANCELLED = 130
+EXIT_GRADING_FAILED = 1
+EVAL_STAGE_TOKENS = 2048
+"""The stage budget when none is given: the LLaVA-CoT reference's ``max_new_tokens`` for
+each stage's generation (``inference/VLMEvalKit/inference_demo.py``); the window keeps its
+own, shorter default."""
 EVAL_BEAM = 4
 """The searches' beam width when none is given: the paper's N = 4 (a single pass is one of
 the strategies compared, so the window's default of 1 would compare nothing)."""
@@ -71,11 +82,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "(id, image, conversations) or {image, question, answer(s)}; "
                          "image paths are relative to the file's folder; or a benchmark "
                          ".tsv from VLMEvalKit (MMStar, MMBench, AI2D, ScienceQA, "
-                         "HallusionBench)")
+                         "HallusionBench; MathVista and MMVet with --grader), scored by "
+                         "VLMEvalKit's rules")
     ev.add_argument("--demo", action="store_true",
                     help="instead of DATA: the demo model's held-out test split, answered "
                          "by the demo model unless --model is given")
-    ev.add_argument("--limit", type=positive_int, metavar="K", help="only the first K questions")
+    ev.add_argument("--limit", type=positive_int, metavar="K",
+                    help="only the first K questions (MMBench and other CircularEval "
+                         "benchmarks: with all their rotated copies)")
     ev.add_argument("--strategy", type=_strategies, action="append", metavar="NAMES",
                     help=f"what to compare: {', '.join(strategy_names())}; repeat it or "
                          "separate names with commas (default: all of them, in that order); "
@@ -99,8 +113,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="question i is answered with seed + i by every strategy "
                          "(default %(default)s)")
     ev.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
-                    default=SearchSettings.max_stage_tokens, metavar="N",
-                    help="token budget per stage (default %(default)s)")
+                    default=EVAL_STAGE_TOKENS, metavar="N",
+                    help="token budget per stage (default %(default)s, the LLaVA-CoT "
+                         "reference's; the window's is "
+                         f"{SearchSettings.max_stage_tokens})")
     ev.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, metavar="N",
                     help=CTX_HELP)
     ev.add_argument("--threads", type=setting(THREADS), metavar="N",
@@ -120,8 +136,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_judge_arguments(ev)
     add_retrace_arguments(ev)
     add_server_arguments(ev)
+    grading = ev.add_argument_group("grading a VLMEvalKit benchmark")
+    grading.add_argument("--grader", type=Path, metavar="GGUF",
+                         help="a local model (text GGUF with its projector, or library id) "
+                              "asked what VLMEvalKit asks GPT: which option or yes/no an "
+                              "answer means when matching cannot tell, MathVista's answer, "
+                              "MMVet's score; the figures then depend on this model. "
+                              "Needed for MathVista and MMVet")
+    grading.add_argument("--grader-mmproj", type=Path, metavar="GGUF",
+                         help="the grader's projector (default: the one beside --grader)")
     ev.add_argument("--json", action="store_true",
                     help="print one JSON object: the summary and every question's results")
+    ev.add_argument("--csv", type=Path, metavar="PATH",
+                    help="also write the scores per category as VLMEvalKit's score CSV "
+                         "(one block per strategy; MMVet: PATH_fine.csv beside it too)")
 
 
 def _strategies(text: str) -> list[str]:
@@ -146,13 +174,25 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     """Run ``stagewise eval``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.evaluation import format_report, make_configs, read_items
+    from stagewise.models.evaluation.benchmark_figures import figures
+    from stagewise.models.evaluation.benchmarks import benchmark_of
+    from stagewise.models.evaluation.grader import plan_grader
     from stagewise.models.evaluation.runner import evaluate
     from stagewise.models.remote.keys import with_secrets
     from stagewise.models.session import Session, plan
 
     out, err = out or sys.stdout, err or sys.stderr
     data = _data_file(args)
+    benchmark = benchmark_of(data) if data.suffix.lower() == ".tsv" else None
+    if benchmark is not None and benchmark.needs_grader and args.grader is None:
+        raise StagewiseError(f"{benchmark.label} is scored by an LLM in VLMEvalKit: give "
+                             "--grader GGUF, a local model to grade its answers")
+    if args.grader_mmproj is not None and args.grader is None:
+        raise StagewiseError("--grader-mmproj needs --grader")
+    _check_csv(args.csv)
     items = read_items(data, args.limit)  # before the model: bad data fails fast
+    grader = None if args.grader is None else plan_grader(  # fits? before the long run
+        args.grader, args.grader_mmproj, threads=args.threads, gpu_layers=args.gpu_layers)
     names = [n for group in (args.strategy or [list(strategy_names())]) for n in group]
     selects = [n for group in (args.select or []) for n in group]
     if args.scorer:  # retrace's scorer, by its older name
@@ -184,17 +224,75 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     meter.done()
     if report.status == "cancelled":
         print(f"stopped after {report.done} of {report.total} questions", file=err)
+    graded, grading_failed = _graded(report, items, grader, cancel, err)
+    scores = figures(graded, items, benchmark)
     if args.json:
         payload = {"data": str(data), "model": str(model),
-                   "mmproj": str(mmproj) if mmproj else None, **report.to_json()}
+                   "mmproj": str(mmproj) if mmproj else None, **graded.report.to_json()}
+        scores.add_to_json(payload, graded)
         from stagewise.models.storage.export import finite_json
 
         json.dump(finite_json(payload), out, ensure_ascii=False, indent=2, allow_nan=False)
         out.write("\n")
     else:
-        out.write(format_report(report))
+        out.write(format_report(graded.report))
+        out.write("".join(f"{line}\n" for line in scores.lines()))
     out.flush()
-    return EXIT_CANCELLED if report.status == "cancelled" else 0
+    if args.csv is not None:
+        for written in scores.write_csv(args.csv):
+            print(f"stagewise: wrote {written}", file=err)
+    if grading_failed:
+        return EXIT_GRADING_FAILED
+    cancelled = report.status == "cancelled" or graded.stopped
+    return EXIT_CANCELLED if cancelled else 0
+
+
+def _check_csv(path: Path | None) -> None:
+    """A CSV path that can be written: checked before the run, not after it."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise StagewiseError(f"{path}: this is a folder; --csv names a file")
+    if not path.parent.is_dir():
+        raise StagewiseError(f"{path.parent}: no such folder for --csv")
+
+
+def _graded(report: EvalReport, items: list[EvalItem], grader: LoadPlan | None,
+            cancel: threading.Event, err: TextIO) -> tuple[GradedReport, bool]:
+    """The report scored by VLMEvalKit's rules, the grader loaded (after the evaluated
+    model is closed) only when some answer needs it; and whether the grader failed (then
+    the answers are reported as matching alone reads them, not lost)."""
+    from stagewise.models.evaluation.grader import LocalGrader, grade_report
+    from stagewise.models.session import Session
+
+    plain = grade_report(report, items, None)
+    needed = sum(g.undecided or g.points is not None for g in plain.grades.values())
+    if grader is None or not needed:
+        return plain, False
+    if cancel.is_set():  # stopped during the evaluation: no grader is loaded
+        print(f"stagewise: {needed} answers left ungraded count as wrong", file=err)
+        return plain, False
+    print(f"stagewise: grading {needed} answers with {grader.model.name}", file=err)
+    line = ProgressLine(err)
+
+    def show(done: int, total: int) -> None:  # in place, or a line every 10%
+        if line.tty or done % max(1, math.ceil(total / 10)) == 0 or done == total:
+            line.show(f"grading {done}/{total}")
+
+    try:
+        with _sigint_sets(cancel), Session(grader) as session:
+            graded = grade_report(report, items, LocalGrader(session.engine),
+                                  grader=grader.model.name, cancel=cancel, progress=show)
+    except StagewiseError as error:
+        line.clear()
+        print(f"stagewise: error: grading failed ({error}); the {needed} answers it was for "
+              "count as wrong", file=err)
+        return plain, True
+    line.clear()
+    if graded.stopped:
+        print(f"stagewise: grading stopped; {graded.stopped} answers left ungraded count as "
+              "wrong", file=err)
+    return graded, False
 
 
 def _calibrated(session: Session, configs: tuple[EvalConfig, ...], base: SearchSettings,

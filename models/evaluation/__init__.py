@@ -8,6 +8,14 @@ scores the conclusions (:mod:`~stagewise.models.evaluation.scoring`), and report
 (:mod:`~stagewise.models.evaluation.judge_accuracy`) and a breakdown by question kind
 (:mod:`~stagewise.models.evaluation.results`, :mod:`~stagewise.models.evaluation.report`).
 
+A VLMEvalKit benchmark TSV (:mod:`~stagewise.models.evaluation.vlmevalkit`,
+:mod:`~stagewise.models.evaluation.benchmarks`) is asked and scored by VLMEvalKit's rules
+(:mod:`~stagewise.models.evaluation.vlmeval_rules`,
+:mod:`~stagewise.models.evaluation.vlmeval_scoring`); what they cannot read a local grader
+model reads (:mod:`~stagewise.models.evaluation.grader`), and its figures (CircularEval,
+aAcc/fAcc/qAcc, MathVista, MMVet) and score CSV come from
+:mod:`~stagewise.models.evaluation.benchmark_figures`.
+
 Importing this package does not load llama.cpp; :mod:`~stagewise.models.evaluation.runner` does.
 Qt-free.
 """

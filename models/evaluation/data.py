@@ -50,6 +50,11 @@ class EvalItem:
             ``category``); ``""`` if none.
         line: The line of the jsonl file it came from (1-based; for a TSV, the row, the
             header not counted).
+        benchmark: The VLMEvalKit rules its answers are read by ("mcq", "yes-no",
+            "mathvista", "mmvet"; see :mod:`~stagewise.models.evaluation.benchmarks`), or
+            "" for Stagewise's own (every jsonl record).
+        fields: A TSV row's cells but the picture, by column ("" for a missing one), as
+            those rules read them (options, index, ``l2-category``...); empty for jsonl.
     """
 
     id: str
@@ -59,6 +64,8 @@ class EvalItem:
     stages: dict[Stage, str] = field(default_factory=dict)
     kind: str = ""
     line: int = 0
+    benchmark: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 _KIND_ID = re.compile(r"[A-Za-z]+-\d+-(?:[\w-]*-)?([A-Za-z][A-Za-z0-9_]*)")

@@ -1,5 +1,9 @@
 """Is a predicted answer right? Normalised exact match, and option letters for multiple choice.
 
+An item read from a VLMEvalKit benchmark (its ``benchmark`` set) is scored by VLMEvalKit's
+rules instead (:mod:`~stagewise.models.evaluation.vlmeval_scoring`); what follows is
+Stagewise's own scoring, for jsonl question files and TSVs VLMEvalKit has no rules for.
+
 Normalisation (:func:`normalise`): lower case, punctuation at the ends dropped, the articles
 "a", "an" and "the" dropped, blanks collapsed, and the number words zero to twenty written as
 digits, so ``"Two."`` matches ``"2"`` and ``"The dog"`` matches ``"dog"``.
@@ -9,9 +13,9 @@ Multiple choice: when the question lists options, on lines of their own (``"A. r
 "Options:" or "Choices:" (``"Options: A: 15 MPa, B: 5 MPa, …"`` as MMStar does, ``"A. 4, B. 8"``),
 and the gold answer is one of their letters, a prediction is right if the letter it gives
 (``"B"``, ``"(B)"``, ``"B: 5 MPa"``, ``"The answer is B."``) is the gold letter, or if it
-states exactly the text of the right option (``"5 MPa"``), as VLMEvalKit's option matching
-counts it. A gold answer that is a bare letter is matched by the letter a prediction gives
-even when the question lists no options.
+states exactly the text of the right option (``"5 MPa"``): stricter than VLMEvalKit's
+``can_infer``. A gold answer that is a bare letter is matched by the letter a prediction
+gives even when the question lists no options.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import re
 
 from stagewise.models.evaluation.data import EvalItem
+from stagewise.models.evaluation.vlmeval_scoring import read_answer
 
 __all__ = ["answer_letter", "is_correct", "normalise", "options", "score"]
 
@@ -141,7 +146,11 @@ def is_correct(prediction: str, gold: str, question: str = "") -> bool:
 
 
 def score(prediction: str, item: EvalItem) -> bool:
-    """Whether ``prediction`` is right for ``item`` (any of its gold answers counts)."""
+    """Whether ``prediction`` is right for ``item``: by VLMEvalKit's rules for an item of a
+    VLMEvalKit benchmark (undecided counts as wrong until a grader reads it), else when it
+    matches any of its gold answers."""
+    if item.benchmark:
+        return read_answer(prediction, item).correct
     return any(is_correct(prediction, gold, item.question) for gold in item.answers)
 
 

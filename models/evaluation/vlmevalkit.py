@@ -3,21 +3,26 @@
 VLMEvalKit keeps one tab-separated file per benchmark, header row first, with the columns
 ``index``, ``question``, ``answer`` and ``image`` (the picture itself, base64-encoded), and
 optionally option columns ``A``, ``B``, ... (an empty cell: no such option), ``hint``,
-``category``, ``image_path``... An ``image`` cell that is a short all-digit string is the
-``index`` of another row whose picture this row reuses (as in MMBench).
+``category``, ``l2-category``, ``image_path``... An ``image`` cell that is a short all-digit
+string is the ``index`` of another row whose picture this row reuses (as in MMBench).
 
 Which benchmark a file holds is told by its name (``MMStar.tsv``, ``MMBench_DEV_EN.tsv``,
-``AI2D_TEST.tsv``, ``ScienceQA_VAL.tsv``, ``HallusionBench.tsv``...):
+``AI2D_TEST.tsv``, ``HallusionBench.tsv``, ``MathVista_MINI.tsv``, ``MMVet.tsv``...; see
+:mod:`~stagewise.models.evaluation.benchmarks`), and so are the question asked and the rules
+its answers are read by (the item's ``benchmark``; its ``fields`` keep the row's cells):
 
-* Multiple choice (MMStar, MMBench, AI2D, ScienceQA, and any file with option columns): the
-  question is built as VLMEvalKit builds it (``Hint: …``, ``Question: …``, ``Options:`` and
-  one ``A. text`` line per option, then ``Please select the correct answer from the options
-  above.``), and the gold answer is the option letter, which
-  :mod:`~stagewise.models.evaluation.scoring` matches by letter or by the option's text.
+* Multiple choice (any file with option columns and a gold option letter): the question as
+  VLMEvalKit or the LLaVA-CoT reference asks it
+  (:func:`~stagewise.models.evaluation.benchmarks.build_question`), read by VLMEvalKit's
+  ``can_infer``. For a CircularEval benchmark (MMBench...) the index must be a whole number,
+  and ``limit`` counts questions with all their rotated copies (index ``i + k·1,000,000``).
 * Yes/no (HallusionBench): the question as is; the gold answer ``"Yes"`` or ``"No"`` (``1``
-  and ``0`` mean yes and no).
-* Benchmarks graded by an LLM (MMVet, MathVista) are refused: Stagewise does not run one.
-* Any other file without option columns: plain question and answer.
+  and ``0`` mean yes and no); the index must name set, figure and question as VLMEvalKit's
+  ``Hallusion_rating`` reads them (its 4th, 5th and 6th ``_``-separated parts).
+* MathVista and MMVet: the question as is, scored by an LLM grader
+  (:mod:`~stagewise.models.evaluation.grader`); a MathVista row needs ``question_type`` and
+  ``answer_type``, and a multiple-choice one ``choices`` and ``answer_option``.
+* Any other file: plain question and answer, scored by Stagewise's normalised match.
 
 The pictures are written once, as files named by the row's index, to a folder under
 :func:`stagewise.models.disk.paths.cache_dir` named after the TSV (its stem and a hash of its
@@ -37,20 +42,22 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from stagewise.models.disk.paths import cache_dir
+from stagewise.models.evaluation.benchmarks import Benchmark, Rules, benchmark_of, build_question
 from stagewise.models.evaluation.data import EvalDataError, EvalItem
+from stagewise.models.evaluation.vlmeval_rules import circular_group, mathvista_choices
 
-__all__ = ["GRADED_BENCHMARKS", "image_folder", "read_tsv"]
+__all__ = ["HALLUSION_ID_PARTS", "image_folder", "read_tsv"]
 
-GRADED_BENCHMARKS = ("MMVet", "MathVista")
-"""Benchmarks (file name prefixes) whose answers only an LLM grader can score."""
+HALLUSION_ID_PARTS = 6
+"""A HallusionBench index splits on "_" into at least this many parts: VLMEvalKit's
+``Hallusion_rating`` reads set, figure and question ids from parts 4, 5 and 6."""
 
-_YES_NO_BENCHMARKS = ("HallusionBench",)
 _OPTION_COLUMN = re.compile(r"[A-Z]")
 _MAX_REFERENCE = 64  # VLMEvalKit: an image cell this short names another row's index
 _YES_NO = {"yes": "Yes", "1": "Yes", "1.0": "Yes", "no": "No", "0": "No", "0.0": "No"}
@@ -68,6 +75,8 @@ class _Row:
     kind: str
     image: Path | None = None
     reference: str = ""  # the index of the row whose picture this row reuses
+    rules: Rules = ""
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def read_tsv(path: Path, limit: int | None = None) -> list[EvalItem]:
@@ -76,27 +85,22 @@ def read_tsv(path: Path, limit: int | None = None) -> list[EvalItem]:
     Args:
         path: The TSV file; its name tells the benchmark (see the module docstring).
         limit: Read only the first ``limit`` rows (pictures of later rows are not decoded,
-            except one that an earlier row reuses).
+            except one that an earlier row reuses); for a CircularEval benchmark, the first
+            ``limit`` questions and all their rotated copies.
 
     Returns:
         The questions, in file order: id ``"<stem>-<index>"``, kind the row's ``category``
         (``""`` if none), line the row's number (1-based, the header not counted).
 
     Raises:
-        EvalDataError: The file is missing or unreadable, holds a benchmark that needs an LLM
-            grader, lacks a needed column, or a row has no question or answer, an image that
-            is not base64 of a picture, or reuses the picture of an index not in the file.
-            The message names the file and row.
+        EvalDataError: The file is missing or unreadable, lacks a needed column, or a row
+            has no question or answer, an image that is not base64 of a picture, reuses the
+            picture of an index not in the file, or lacks what its benchmark's rules read
+            (see the module docstring). The message names the file and row.
     """
-    graded = next((name for name in GRADED_BENCHMARKS
-                   if path.stem.lower().startswith(name.lower())), None)
     if not path.is_file():
         raise EvalDataError(f"{path}: no such file")
-    if graded:
-        raise EvalDataError(f"{path}: {graded} needs an LLM grader to score its answers, "
-                            "which Stagewise does not run; use a benchmark with option "
-                            "letters or yes/no answers")
-    yes_no = path.stem.lower().startswith(tuple(n.lower() for n in _YES_NO_BENCHMARKS))
+    benchmark = benchmark_of(path)
     try:
         folder = image_folder(path)
     except OSError as error:
@@ -104,10 +108,13 @@ def read_tsv(path: Path, limit: int | None = None) -> list[EvalItem]:
                             f"({error.strerror or error})") from None
     _raise_field_limit()
     try:
+        keep = None
+        if benchmark.circular and limit is not None:
+            keep, limit = _circular_selection(path, limit), None
         with path.open(encoding="utf-8-sig", newline="") as file:
             rows = _rows(file)
             header = _header(path, rows)
-            items = _read(path, header, rows, folder, yes_no, limit)
+            items = _read(path, header, rows, folder, benchmark, limit, keep)
     except UnicodeDecodeError:
         raise EvalDataError(f"{path}: not a UTF-8 text file") from None
     except csv.Error as error:
@@ -140,6 +147,43 @@ def _rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     return enumerate(row for row in csv.reader(lines, delimiter="\t") if any(row))
 
 
+def _rows_after_header(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The file's rows read afresh, the header skipped."""
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        rows = _rows(file)
+        next(rows, None)
+        yield from rows
+
+
+def _circular_selection(path: Path, limit: int) -> set[str]:
+    """The indexes of the first ``limit`` CircularEval questions and their rotated copies.
+
+    A question is a row whose index is its own group (VLMEvalKit's ``g_index``); its
+    rotated copies are the rows of that group anywhere in the file.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        rows = _rows(file)
+        header = _header(path, rows)
+        groups: dict[int, list[str]] = {}
+        questions: list[int] = []
+        for number, cells in rows:
+            index = _cell(header, cells, "index").strip() or str(number)
+            group = _group(path, number, index)
+            groups.setdefault(group, []).append(index)
+            if str(group) == index and group not in questions:
+                questions.append(group)
+    return {index for group in questions[:limit] for index in groups[group]}
+
+
+def _group(path: Path, number: int, index: str) -> int:
+    try:
+        return circular_group(index)
+    except ValueError:
+        raise EvalDataError(f"{path}: row {number} (index {index}): a CircularEval benchmark's "
+                            "index must be a whole number (VLMEvalKit groups rotated copies "
+                            "by index modulo 1,000,000)") from None
+
+
 def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> dict[str, int]:
     first = next(rows, None)
     if first is None:
@@ -156,14 +200,18 @@ def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> dict[str, int]
 
 
 def _read(path: Path, header: dict[str, int], rows: Iterator[tuple[int, list[str]]],
-          folder: Path, yes_no: bool, limit: int | None) -> list[EvalItem]:
+          folder: Path, benchmark: Benchmark, limit: int | None,
+          keep: set[str] | None) -> list[EvalItem]:
     option_columns = sorted(c for c in header if _OPTION_COLUMN.fullmatch(c))
     read: list[_Row] = []
     pictures: dict[str, Path] = {}  # index -> its picture file
     for number, cells in rows:
         if limit is not None and len(read) >= limit:
             break
-        row = _row(path, header, option_columns, yes_no, number, cells)
+        if keep is not None and (_cell(header, cells, "index").strip() or str(number)) \
+                not in keep:
+            continue
+        row = _row(path, header, option_columns, benchmark, number, cells)
         if any(r.index == row.index for r in read):
             raise EvalDataError(f"{_where(path, row)}: index {row.index} is used by "
                                 "an earlier row too")
@@ -175,8 +223,9 @@ def _read(path: Path, header: dict[str, int], rows: Iterator[tuple[int, list[str
             pictures[row.index] = row.image
         read.append(row)
     missing = {r.reference for r in read if r.reference and r.reference not in pictures}
-    if missing:  # reused pictures of rows after the limit
-        pictures.update(_later_pictures(path, header, rows, missing, folder))
+    if missing:  # reused pictures of rows after the limit, or of rows not kept
+        source = rows if keep is None else _rows_after_header(path)
+        pictures.update(_later_pictures(path, header, source, missing, folder))
     items = []
     for row in read:
         image = row.image or pictures.get(row.reference)
@@ -184,11 +233,11 @@ def _read(path: Path, header: dict[str, int], rows: Iterator[tuple[int, list[str
             raise EvalDataError(f"{_where(path, row)}: the image cell names index "
                                 f"{row.reference}, which has no picture in this file")
         items.append(EvalItem(f"{path.stem}-{row.index}", image, row.question, row.answers,
-                              {}, row.kind, row.number))
+                              {}, row.kind, row.number, row.rules, row.fields))
     return items
 
 
-def _row(path: Path, header: dict[str, int], option_columns: list[str], yes_no: bool,
+def _row(path: Path, header: dict[str, int], option_columns: list[str], benchmark: Benchmark,
          number: int, cells: list[str]) -> _Row:
     index = _cell(header, cells, "index").strip() or str(number)
     row = _Row(number, index, "", (), _cell(header, cells, "category").strip())
@@ -199,31 +248,56 @@ def _row(path: Path, header: dict[str, int], option_columns: list[str], yes_no: 
     answer = _cell(header, cells, "answer").strip()
     if not answer:
         raise EvalDataError(f"{where}: the row has no answer")
-    options = {c: " ".join(_cell(header, cells, c).split()) for c in option_columns}
-    options = {letter: text for letter, text in options.items() if text.lower() not in _EMPTY}
-    if yes_no and not options:
+    row.fields = {column: _clean(_cell(header, cells, column)) for column in header
+                  if column not in ("image", "")}
+    row.fields["index"] = index
+    options = {c: row.fields[c] for c in option_columns if row.fields[c]}
+    if benchmark.needs_grader:
+        if benchmark.rules == "mathvista":
+            _check_mathvista(where, row.fields)
+        row.question, row.answers, row.rules = question, (answer,), benchmark.rules
+    elif benchmark.rules == "yes-no" and not options:
         gold = _YES_NO.get(answer.lower())
         if gold is None:
             raise EvalDataError(f"{where}: the answer {answer!r} is not Yes or No")
-        row.question, row.answers = question, (gold,)
+        if len(index.split("_")) < HALLUSION_ID_PARTS:
+            raise EvalDataError(f"{where}: a HallusionBench index names its set, figure and "
+                                "question as its 4th to 6th '_'-separated parts, as "
+                                "VLMEvalKit reads them")
+        row.question, row.answers, row.rules = question, (gold,), "yes-no"
     elif options:
         if _OPTION_COLUMN.fullmatch(answer) and answer not in options:
             raise EvalDataError(f"{where}: the answer {answer!r} is not one of the options "
                                 f"{', '.join(options)}")
-        hint = _cell(header, cells, "hint").strip()
-        row.question, row.answers = _multiple_choice(question, options, hint), (answer,)
+        if benchmark.circular:
+            _group(path, number, index)
+        row.question = build_question(benchmark, question, options, row.fields.get("hint", ""))
+        row.answers = (answer,)
+        row.rules = "mcq" if answer in options else ""  # an option's text: Stagewise's rules
     else:
         row.question, row.answers = question, (answer,)
     return row
 
 
-def _multiple_choice(question: str, options: dict[str, str], hint: str) -> str:
-    """The prompt as VLMEvalKit builds it for a multiple-choice question."""
-    lines = [] if hint.lower() in _EMPTY else [f"Hint: {hint}"]
-    lines += [f"Question: {question}", "Options:"]
-    lines += [f"{letter}. {text}" for letter, text in options.items()]
-    lines.append("Please select the correct answer from the options above.")
-    return "\n".join(lines)
+def _clean(cell: str) -> str:
+    """A cell as VLMEvalKit reads it, without blanks at its ends; "" for a missing one."""
+    text = cell.strip()
+    return "" if text.lower() in _EMPTY else text
+
+
+def _check_mathvista(where: str, fields: dict[str, str]) -> None:
+    """A MathVista row holds what ``post_check`` reads."""
+    for column in ("question_type", "answer_type"):
+        if not fields.get(column):
+            raise EvalDataError(f"{where}: a MathVista row needs a {column!r} cell")
+    if fields["question_type"] == "multi_choice":
+        if not fields.get("answer_option"):
+            raise EvalDataError(f"{where}: a multiple-choice MathVista row needs an "
+                                "'answer_option' cell")
+        try:
+            mathvista_choices(fields)
+        except ValueError as error:
+            raise EvalDataError(f"{where}: {error}") from None
 
 
 def _cell(header: dict[str, int], cells: list[str], column: str) -> str:

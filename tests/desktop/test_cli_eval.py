@@ -51,7 +51,7 @@ def test_json_has_every_strategy_and_every_question(tmp_path, capsys):
     assert (single["beam"], stage["beam"], stage["select"]) == (1, 2, "judge")
     for s in report["strategies"]:
         assert {"n", "correct", "accuracy", "ci95", "seconds_per_question",
-                "tokens_per_question", "by_kind", "judge"} <= set(s)
+                "tokens_per_question", "by_kind", "picks"} <= set(s)
         assert s["n"] == 2 and s["seconds_per_question"] > 0
     assert report["comparisons"][0]["strategy"] == "stage"
     assert len(report["items"]) == 4

@@ -223,3 +223,31 @@ def test_stagewise_eval_runs_through_the_server(server):
     assert report["model"] == f"llama-server at {server.url}" and report["mmproj"] is None
     assert report["status"] == "finished" and report["done"] == 3
     assert len(report["items"]) == 6  # two strategies for each question
+
+
+def test_eval_reports_vlmevalkits_figures_through_the_server(server, tmp_path):
+    from tests.desktop.test_cli_eval_benchmarks import (
+        circular_accuracy,
+        hallusion_figures,
+        hallusionbench,
+        mmbench,
+    )
+
+    env = {**os.environ, "STAGEWISE_API_KEY": "", "STAGEWISE_CACHE_DIR": str(tmp_path / "c")}
+    reports = []
+    for data in (mmbench(tmp_path), hallusionbench(tmp_path)):
+        done = subprocess.run(
+            [sys.executable, "-m", "stagewise.desktop.cli", "eval", str(data), "--strategy",
+             "single", "--server", server.url, "--stage-mode", "native", "--json"],
+            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    circular, hallusion = reports
+    assert circular["model"] == f"llama-server at {server.url}"
+    assert circular["settings"]["max_stage_tokens"] == 2048  # the reference's budget
+    (single,) = circular["strategies"]
+    assert single["circular_questions"] == 2
+    assert single["circular_accuracy"] == circular_accuracy(circular["items"])
+    (single,) = hallusion["strategies"]
+    assert {k: single[k] for k in ("aAcc", "fAcc", "qAcc")} == hallusion_figures(
+        hallusion["items"])

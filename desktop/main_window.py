@@ -33,6 +33,7 @@ from stagewise.desktop.welcome_panel import WelcomePanel
 from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
@@ -157,8 +158,11 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(160)
         self.progress.setTextVisible(False)
         self.progress.hide()
+        self.beam_label = QLabel()
+        self.beam_label.setAccessibleName("Beam")
         bar.addWidget(self.model_label)
         bar.addWidget(self.timing_label, 1)
+        bar.addPermanentWidget(self.beam_label)
         bar.addPermanentWidget(self.progress)
 
         self._render_timer = QTimer(self, singleShot=True, interval=RENDER_MS)
@@ -254,6 +258,7 @@ class MainWindow(QMainWindow):
         w.run_failed.connect(self._on_run_failed)
         w.run_finished.connect(self._on_run_finished)
         w.notice.connect(self.show_message)
+        w.beam_chosen.connect(self._on_beam_chosen)
         self.image_pane.image_changed.connect(self._on_image)
         self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
@@ -604,7 +609,15 @@ class MainWindow(QMainWindow):
         if self.model_setup is not None:
             self.model_setup.refresh()  # a real model now: no first-run panel
 
+    def _on_beam_chosen(self, reason: str) -> None:
+        """Beam "auto" chose a width: the status bar says which and why."""
+        head, _, why = reason.partition(": ")
+        self.beam_label.setText(head)
+        self.beam_label.setToolTip(why or head)
+
     def _on_beam(self, beam: int) -> None:
+        if beam != AUTO_BEAM:
+            self.beam_label.clear()  # a set width always wins
         if beam != self.settings.beam:
             self.settings = dataclasses.replace(self.settings, beam=beam)
 

@@ -214,8 +214,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout(group)
 
         self.beam_spin = QSpinBox(group)
-        self.beam_spin.setRange(1, MAX_BEAM)
-        self.beam_spin.setSpecialValueText("1 (single pass)")
+        self.beam_spin.setRange(0, MAX_BEAM)
+        self.beam_spin.setSpecialValueText("auto")  # 0: the core's AutoBeam chooses
         self._describe(self.beam_spin, "Beam width",
                        f"Candidates sampled for each stage, 1 to {MAX_BEAM}; 1 = single pass. "
                        "Wider beams are slower and use more memory.")
@@ -580,7 +580,7 @@ class SettingsDialog(QDialog):
         if current is not None and pointwise_only and current.pairwise:
             self.select_combo.setCurrentIndex(0)  # automatic: the strategy's own
             return  # the change calls back here
-        self.select_combo.setEnabled(self.beam_spin.value() > 1 or not uses_beam)
+        self.select_combo.setEnabled(self.beam_spin.value() != 1 or not uses_beam)
         self.beam_spin.setEnabled(uses_beam)
         name = self.select_combo.currentData() or (
             default_selection(strategy.name) if strategy is not None else "")

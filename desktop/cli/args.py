@@ -94,6 +94,18 @@ def checked_question(text: str) -> str:
 def beam_width(text: str) -> int:
     """A beam width from 1 to :data:`MAX_BEAM`."""
     value = positive_int(text)
+    return _at_most_max_beam(value)
+
+
+def beam_width_or_auto(text: str) -> int:
+    """A beam width from 1 to :data:`MAX_BEAM`, or "auto" (0,
+    :data:`~stagewise.models.reasoning.auto_beam.AUTO_BEAM`)."""
+    if text.strip().lower() in ("auto", "0"):
+        return 0
+    return beam_width(text)
+
+
+def _at_most_max_beam(value: int) -> int:
     if value > MAX_BEAM:
         raise argparse.ArgumentTypeError(f"at most {MAX_BEAM}, not {value}")
     return value

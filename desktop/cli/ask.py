@@ -21,7 +21,7 @@ from stagewise.desktop.cli.args import (
     add_retrace_arguments,
     add_search_arguments,
     add_server_arguments,
-    beam_width,
+    beam_width_or_auto,
     checked_question,
     context_size,
     int_in,
@@ -45,8 +45,11 @@ from stagewise.models.events import (
     SegmentStarted,
     TokenStreamed,
 )
+from stagewise.models.hardware.process_memory import memory_report
 from stagewise.models.inference.engine_settings import FLASH_ATTENTION, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM, AutoBeam
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.conversation import Turn, turns_of
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.reasoning.strategies import strategy
@@ -79,9 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
     # the defaults are the settings dataclasses' own, as the window's are
-    ask.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
-                     help=f"candidates per stage, 1 to {MAX_BEAM}; 1 is a single pass "
-                          "(default %(default)s)")
+    ask.add_argument("--beam", type=beam_width_or_auto, default=AUTO_BEAM,
+                     help=f"candidates per stage, 1 to {MAX_BEAM} (1 is a single pass), or "
+                          "auto (the default): a single pass first, then the widest of 1, 2 "
+                          "and 4 that this machine runs within twice a single pass")
     add_search_arguments(ask)
     ask.add_argument("--max-stage-tokens", type=int_in(1, MAX_STAGE_TOKENS_MAX),
                      default=SearchSettings.max_stage_tokens,
@@ -109,10 +113,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_server_arguments(ask)
 
 
-def search_settings(args: argparse.Namespace) -> SearchSettings:
-    """The search ``ask``'s options ask for."""
+def search_settings(args: argparse.Namespace, beam: int | None = None) -> SearchSettings:
+    """The search ``ask``'s options ask for; with ``--beam auto``, of width ``beam`` (None:
+    auto's widest, what a load is planned for)."""
+    if args.beam != AUTO_BEAM:
+        beam = args.beam
     return SearchSettings(
-        strategy=args.strategy, beam=args.beam, select=selection_of(args), seed=args.seed,
+        strategy=args.strategy, beam=beam or max(AUTO_WIDTHS), select=selection_of(args),
+        seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
         **retrace_settings(args),
@@ -150,9 +158,14 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
+    auto = AutoBeam() if args.beam == AUTO_BEAM else None
     try:
         with session:
             for number, question in enumerate(questions, 1):
+                if auto is not None:
+                    choice = auto.choice()
+                    settings = search_settings(args, choice.beam)
+                    print(f"stagewise: {choice.reason}", file=sys.stderr)
                 earlier = turns_of(results) if args.follow_up else ()
                 if len(questions) > 1 and not args.json:
                     print(_heading(number, question, args.follow_up, len(earlier)),
@@ -161,13 +174,16 @@ def run(args: argparse.Namespace) -> int:
                                    follow_up=bool(earlier))
                 results.append(_answer(args, session, image, question, settings, record,
                                        cancel, earlier))
+                if auto is not None and number < len(questions):
+                    auto.observe(results[-1], session.engine)
                 thread = record.run_id if record.run_id >= 0 else thread
                 if results[-1].status == "cancelled":
                     break
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:
-        payload = [r.to_json() for r in results]
+        memory = memory_report(session.plan.fit.need if session.plan else None)
+        payload = [{**r.to_json(), "memory": memory} for r in results]
         json.dump(payload[0] if len(args.question) == 1 else payload, sys.stdout,
                   ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -195,7 +211,7 @@ def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, qu
             earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""
     printer = None if args.json else _StagePrinter(
-        sys.stdout, sys.stderr, args.beam, final_only=strategy(args.strategy).final_only)
+        sys.stdout, sys.stderr, settings.beam, final_only=strategy(args.strategy).final_only)
     result = None
     try:
         for event in session.ask(image, question, settings, cancel, earlier=earlier):

@@ -31,6 +31,8 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.registry import Registry
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.reasoning.selections import SELECTIONS
@@ -91,8 +93,9 @@ class AppSettings:
         mmproj: Projector GGUF; None means the one beside ``model`` (or the built-in
             model's projector when ``model`` is None).
         beam: Candidates per segment, 1 to
-            :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM`;
-            1 is a single pass.
+            :data:`~stagewise.models.reasoning.search_settings.MAX_BEAM` (1 is a single
+            pass), or 0: auto, the widest of 1, 2, 4 this machine runs within twice a
+            single pass (:mod:`~stagewise.models.reasoning.auto_beam`).
         select: How a candidate is chosen: a selection's name
             (:data:`~stagewise.models.reasoning.selections.SELECTIONS`), or None for the
             default (the strategy's, or the measured best).
@@ -126,7 +129,7 @@ class AppSettings:
     version: int = SCHEMA_VERSION
     model: Path | None = None
     mmproj: Path | None = None
-    beam: int = SearchSettings.beam
+    beam: int = AUTO_BEAM
     select: str | None = SearchSettings.select
     strategy: str = SearchSettings.strategy
     temperature: float = SamplingSettings.temperature
@@ -153,7 +156,7 @@ class AppSettings:
         """
         return EngineSettings(
             n_ctx=self.n_ctx,
-            n_seq_max=sequences_needed(self.beam, self.strategy),
+            n_seq_max=sequences_needed(self.planned_beam, self.strategy),
             threads=self.threads,
             gpu_layers=self.gpu_layers,
             allow_amx=self.cpu_amx,
@@ -166,18 +169,25 @@ class AppSettings:
         return ServerSettings(self.server_url, self.server_kind,  # type: ignore[arg-type]
                               self.server_model, StageMode(self.server_stage_mode))
 
-    def search_settings(self, seed: int = 0) -> SearchSettings:
+    @property
+    def planned_beam(self) -> int:
+        """The beam a load is planned for: the set one, or auto's widest."""
+        return max(AUTO_WIDTHS) if self.beam == AUTO_BEAM else self.beam
+
+    def search_settings(self, seed: int = 0, beam: int | None = None) -> SearchSettings:
         """The search settings for one run.
 
         Args:
             seed: Seed of the run's random choices.
+            beam: The width auto chose (the set beam wins when there is one); None plans
+                for auto's widest.
 
         Returns:
             The run's search parameters.
         """
         return SearchSettings(
             strategy=self.strategy,
-            beam=self.beam,
+            beam=self.beam if self.beam != AUTO_BEAM else (beam or self.planned_beam),
             select=self.select,
             sampling=SamplingSettings(temperature=self.temperature, top_p=self.top_p),
             max_stage_tokens=self.max_stage_tokens,
@@ -265,7 +275,7 @@ def _registered(name: str, registry: Registry[Any], *, none_ok: bool = False
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "model": path_value("model"),
     "mmproj": path_value("mmproj"),
-    "beam": int_value("beam", 1, MAX_BEAM, " (1 is a single pass)"),
+    "beam": int_value("beam", AUTO_BEAM, MAX_BEAM, " (0 is auto, 1 a single pass)"),
     "select": _registered("select", SELECTIONS, none_ok=True),
     "strategy": _registered("strategy", STRATEGIES),
     "temperature": float_value("temperature", 0.0, TEMPERATURE_MAX),

@@ -12,6 +12,8 @@ import pytest
 from stagewise.models.disk.paths import CONFIG_DIR_ENV
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.sampling_settings import SamplingSettings
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.storage import app_settings
@@ -52,8 +54,11 @@ def test_defaults_are_valid_and_match_the_core_defaults():
     defaults = AppSettings()
     assert defaults.validated() == defaults
     assert defaults.version == SCHEMA_VERSION == 2
-    search = defaults.search_settings()
-    assert search == SearchSettings()
+    assert defaults.beam == AUTO_BEAM  # the window's default is beam "auto"
+    # a load is planned for auto's widest; each answer gets the width auto chose
+    assert defaults.search_settings() == SearchSettings(beam=max(AUTO_WIDTHS))
+    assert defaults.search_settings(beam=1) == SearchSettings()
+    assert AppSettings(beam=2).search_settings(beam=4).beam == 2  # a set number wins
 
 
 def test_round_trip_keeps_every_value(tmp_path):
@@ -142,7 +147,7 @@ def test_bad_values_are_defaulted_one_by_one(tmp_path, caplog):
 
 
 @pytest.mark.parametrize(("key", "value"), [
-    ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", 0),
+    ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", -1),
     ("temperature", float("nan")), ("temperature", "0.5"), ("temperature", 2.5),
     ("threads", False), ("select", "coin"), ("n_ctx", 2047),
 ])
@@ -253,7 +258,7 @@ def test_engine_settings_follow_the_cli_rules():
     assert engine.threads == 3
     assert engine.gpu_layers == 20
     default = AppSettings().engine_settings()
-    assert default.n_seq_max == sequences_needed(1)
+    assert default.n_seq_max == sequences_needed(max(AUTO_WIDTHS))  # auto: room for 4
     assert default.threads is None and default.gpu_layers == -1
 
 
@@ -282,7 +287,7 @@ def test_module_does_not_load_qt_or_llama():
 
 
 @pytest.mark.parametrize(("change", "word"), [
-    ({"beam": 0}, "beam"),
+    ({"beam": -1}, "beam"),
     ({"beam": MAX_BEAM + 1}, "beam"),
     ({"select": "vote"}, "select"),
     ({"strategy": "tree"}, "strategy"),
@@ -313,7 +318,7 @@ def test_validated_normalises_paths():
 def test_save_refuses_invalid_settings_and_writes_nothing(tmp_path):
     path = tmp_path / "settings.json"
     with pytest.raises(StagewiseError):
-        save_settings(AppSettings(beam=0), path)
+        save_settings(AppSettings(beam=-1), path)
     assert list(tmp_path.iterdir()) == []
 
 

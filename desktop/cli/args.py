@@ -98,9 +98,9 @@ def beam_width(text: str) -> int:
 
 
 def beam_width_or_auto(text: str) -> int:
-    """A beam width from 1 to :data:`MAX_BEAM`, or "auto" (0,
-    :data:`~stagewise.models.reasoning.auto_beam.AUTO_BEAM`)."""
-    if text.strip().lower() in ("auto", "0"):
+    """A beam width from 1 to :data:`MAX_BEAM`, or "auto" (read as 0,
+    :data:`~stagewise.models.reasoning.auto_beam.AUTO_BEAM`, as the settings store it)."""
+    if text.strip().lower() == "auto":
         return 0
     return beam_width(text)
 

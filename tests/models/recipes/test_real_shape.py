@@ -8,18 +8,18 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from safetensors import safe_open  # noqa: E402
+from safetensors import safe_open
 
-from stagewise.models.recipes.real_shape.build import _renamer  # noqa: E402
-from stagewise.models.recipes.real_shape.checkpoint import write_random_checkpoint  # noqa: E402
-from stagewise.models.recipes.real_shape.shapes import SCALED, SHAPES  # noqa: E402
+from stagewise.models.recipes.real_shape.build import _renamer
+from stagewise.models.recipes.real_shape.checkpoint import write_random_checkpoint
+from stagewise.models.recipes.real_shape.shapes import SCALED, SHAPES
 
 
 def _saved(folder):
     shapes = {}
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(str(path), "pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (a safetensors file, not a dict)
                 shapes[key] = tuple(f.get_slice(key).get_shape())
     return shapes
 
@@ -61,7 +61,7 @@ def test_streamed_weights_are_what_save_pretrained_writes(tmp_path, name):
     with safe_open(str(ours / index["weight_map"]["model.embed_tokens.weight" if "qwen" in name
                                                   else "model.text_model.embed_tokens.weight"]),
                    "pt") as f:
-        key = next(k for k in f.keys() if k.endswith("embed_tokens.weight"))
+        key = next(k for k in f.keys() if  # noqa: SIM118 k.endswith("embed_tokens.weight"))
         weights = f.get_tensor(key).float()
     assert weights.dtype == torch.float32 and 0.015 < weights.std().item() < 0.025
     assert json.loads((ours / "config.json").read_text())["architectures"] == [

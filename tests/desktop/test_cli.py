@@ -66,7 +66,7 @@ def test_json_output_has_stages_candidates_verdicts_and_timings(tiny_pair, image
 
 def test_beam_auto_measures_a_single_pass_first_then_chooses(tiny_pair, image_file):
     result = ask(tiny_pair, image_file, "--question", "And the square?",
-                 "--max-stage-tokens", "8", "--json")
+                 "--max-stage-tokens", "4", "--select", "logprob", "--json")
     assert result.returncode == 0, result.stderr
     first, second = json.loads(result.stdout)
     assert first["beam"] == 1 and "a single pass first" in result.stderr

@@ -4,12 +4,17 @@ Usage::
 
     QT_QPA_PLATFORM=offscreen python bench/gui_latency.py [--model tiny|bench] [--beam 4]
         [--tokens 64] [--seconds 3]
+    QT_QPA_PLATFORM=offscreen python bench/gui_latency.py --real-shape qwen2.5-vl-3b \
+        [--beam 4] [--tokens 16]
 
 A GUI-thread timer asks to tick every 5 ms; every gap between two ticks is recorded,
 first with the window idle for ``--seconds``, then while the real window answers a question
 with the real engine (beam search, judge selection, a random-weight model that always
 spends its whole token budget). The longest gap is what a user feels as a stall; the target
-is under 50 ms. The tiny model streams the most tokens per second, which is the hardest
+is under 50 ms for the small models, and at most 16 ms (one frame at 60 Hz) for a real-size
+model (``--real-shape``: the catalogue's model at its real shape, random weights,
+:mod:`stagewise.models.recipes.real_shape`), where llama.cpp keeps the engine thread busy
+for seconds at a time. The tiny model streams the most tokens per second, which is the hardest
 case for the GUI thread; the bench model keeps the engine thread busier for longer.
 """
 
@@ -28,6 +33,7 @@ from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 TARGET_MS = 50.0
+REAL_SIZE_TARGET_MS = 16.0
 TICK_MS = 5
 
 
@@ -68,6 +74,8 @@ def summary(gaps: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("tiny", "bench"), default="tiny")
+    parser.add_argument("--real-shape", metavar="NAME",
+                        help="a real-shape pair instead (qwen2.5-vl-3b, gemma3-4b, ...)")
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64, help="token budget per stage")
     parser.add_argument("--seconds", type=float, default=3.0, help="idle measurement length")
@@ -87,7 +95,14 @@ def main() -> int:
     from stagewise.models.stages import STAGES
     from stagewise.models.storage.app_settings import AppSettings
 
-    pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)
+    if args.real_shape:
+        from stagewise.models.recipes.real_shape import SCALED, SHAPES, build_pair
+
+        pair = build_pair({**SHAPES, **SCALED}[args.real_shape])
+        args.model = args.real_shape
+    else:
+        pair = write_tiny_pair(folder / "model", TINY if args.model == "tiny" else BENCH)
+    target = REAL_SIZE_TARGET_MS if args.real_shape else TARGET_MS
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (kept alive)
     settings = AppSettings(model=pair.model, mmproj=pair.mmproj,
                            search=SearchSettings(beam=args.beam, max_stage_tokens=args.tokens,
@@ -105,7 +120,7 @@ def main() -> int:
         loop.exec()
 
     if window.loaded is None:
-        run_loop(60, window.host.worker.model_loaded)
+        run_loop(600, window.host.worker.model_loaded)
     window.image_pane.open_file(example_image())
 
     recorder.start()
@@ -141,8 +156,8 @@ def main() -> int:
     print(f"while answering  {summary(busy)}")
     if idle and busy:
         print(f"longest gap while answering / idle: {max(busy) / max(idle):.2f}")
-        verdict = "met" if max(busy) < TARGET_MS else "MISSED"
-        print(f"target: longest gap under {TARGET_MS:.0f} ms: {verdict}")
+        verdict = "met" if max(busy) <= target else "MISSED"
+        print(f"target: longest gap at most {target:.0f} ms: {verdict}")
     return 0 if busy else 1
 
 

@@ -102,5 +102,5 @@ def _for_session(settings: AppSettings, options: WindowOptions) -> AppSettings:
         settings = replace(settings, model=options.model or settings.model,
                            mmproj=options.mmproj)
     if options.beam is not None:
-        settings = replace(settings, search=replace(settings.search, beam=options.beam))
+        settings = settings.with_beam_choice(options.beam)  # 0: auto
     return settings

@@ -33,6 +33,7 @@ from stagewise.desktop.widgets import plain_label, plain_tip
 from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
@@ -109,7 +110,7 @@ class MainWindow(QMainWindow):
     def _build_widgets(self) -> None:
         self.image_pane = ImagePane()
         self.question_box = QuestionBox()
-        self.question_box.beam.setValue(self.settings.search.beam)
+        self.question_box.beam.setValue(self.settings.beam_choice)
         self.message = plain_label()  # a server's error page is text, not markup
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Message")
@@ -157,8 +158,11 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(160)
         self.progress.setTextVisible(False)
         self.progress.hide()
+        self.beam_label = plain_label()
+        self.beam_label.setAccessibleName("Beam")
         bar.addWidget(self.model_label)
         bar.addWidget(self.timing_label, 1)
+        bar.addPermanentWidget(self.beam_label)
         bar.addPermanentWidget(self.progress)
 
         self._render_timer = QTimer(self, singleShot=True, interval=RENDER_MS)
@@ -254,6 +258,7 @@ class MainWindow(QMainWindow):
         w.run_failed.connect(self._on_run_failed)
         w.run_finished.connect(self._on_run_finished)
         w.notice.connect(self.show_message)
+        w.beam_chosen.connect(self._on_beam_chosen)
         self.image_pane.image_changed.connect(self._on_image)
         self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
@@ -510,8 +515,8 @@ class MainWindow(QMainWindow):
             return
         search = dataclasses.replace(restored.search,
                                      scorer_model=self.settings.search.scorer_model)
-        self.settings = dataclasses.replace(self.settings, search=search)
-        self.question_box.beam.setValue(search.beam)
+        self.settings = dataclasses.replace(self.settings, search=search, auto_beam=False)
+        self.question_box.beam.setValue(search.beam)  # the width it was asked with
 
     def export_selected(self) -> None:
         self.export_runs(self.history_panel.selected_ids())
@@ -593,7 +598,7 @@ class MainWindow(QMainWindow):
         """Use new settings from now on (and load another model if they name one)."""
         old = self.settings
         self.settings = settings
-        self.question_box.beam.setValue(settings.search.beam)
+        self.question_box.beam.setValue(settings.beam_choice)
         self.reasoning.set_collapsed_default(settings.stages_collapsed)
         self.collapse_action.setChecked(settings.stages_collapsed)
         self.thread_view.set_supported(settings.server_settings() is None)
@@ -605,10 +610,17 @@ class MainWindow(QMainWindow):
         if self.model_setup is not None:
             self.model_setup.refresh()  # a real model now: no first-run panel
 
+    def _on_beam_chosen(self, reason: str) -> None:
+        """Beam "auto" chose a width: the status bar says which and why."""
+        head, _, why = reason.partition(": ")
+        self.beam_label.setText(head)
+        self.beam_label.setToolTip(why or head)
+
     def _on_beam(self, beam: int) -> None:
-        if beam != self.settings.search.beam:
-            self.settings = dataclasses.replace(
-                self.settings, search=dataclasses.replace(self.settings.search, beam=beam))
+        if beam != AUTO_BEAM:
+            self.beam_label.clear()  # a set width always wins
+        if beam != self.settings.beam_choice:
+            self.settings = self.settings.with_beam_choice(beam)
 
     def _toggle_collapsed(self) -> None:
         collapsed = self.collapse_action.isChecked()

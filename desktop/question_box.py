@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.search_settings import BEAM
 
 
@@ -69,9 +70,12 @@ class QuestionBox(QWidget):
         self.edit.setFixedHeight(line * 3 + 16)
 
         self.beam = QSpinBox()
-        self.beam.setRange(BEAM.low, BEAM.high)
+        self.beam.setRange(AUTO_BEAM, BEAM.high)
+        self.beam.setSpecialValueText("auto")  # 0: chosen from this machine's measured speed
         self.beam.setAccessibleName("Beam width")
-        self.beam.setToolTip("Candidates sampled per stage; the best is kept. 1 = single pass.")
+        self.beam.setToolTip("Candidates sampled per stage; the best is kept. 1 = single pass; "
+                             "auto = the widest of 1, 2, 4 this computer runs within twice a "
+                             "single pass (the status bar says which and why).")
         beam_label = QLabel("&Beam")
         beam_label.setBuddy(self.beam)
 

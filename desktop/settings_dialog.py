@@ -48,6 +48,7 @@ from stagewise.models.inference.engine_settings import GPU_LAYERS as GPU_LAYER_R
 from stagewise.models.inference.gguf_check import check_pair, check_projector, check_text_model
 from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P
 from stagewise.models.library.files import find_mmproj
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.search_settings import BEAM, MAX_STAGE_TOKENS
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
@@ -212,8 +213,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout(group)
 
         self.beam_spin = QSpinBox(group)
-        self.beam_spin.setRange(BEAM.low, BEAM.high)
-        self.beam_spin.setSpecialValueText("1 (single pass)")
+        self.beam_spin.setRange(AUTO_BEAM, BEAM.high)
+        self.beam_spin.setSpecialValueText("auto")  # 0: the core's AutoBeam chooses
         self._describe(self.beam_spin, "Beam width",
                        f"Candidates sampled for each stage, {BEAM.low} to {BEAM.high}; "
                        "1 = single pass. Wider beams are slower and use more memory.")
@@ -372,7 +373,8 @@ class SettingsDialog(QDialog):
             and settings.mmproj.parent == settings.model.parent
         )
         search, engine = settings.search, settings.engine
-        self.beam_spin.setValue(search.beam)
+        self._set_beam = settings.search.beam  # the width kept while auto is chosen
+        self.beam_spin.setValue(settings.beam_choice)
         self.select_combo.setCurrentIndex(
             max(0, self.select_combo.findData(search.select or "")))
         self.strategy_combo.setCurrentIndex(
@@ -406,7 +408,7 @@ class SettingsDialog(QDialog):
         original = self._original
         search = replace(
             original.search,
-            beam=self.beam_spin.value(),
+            beam=self._set_beam,
             select=self.select_combo.currentData() or None,
             strategy=self.strategy_combo.currentData(),
             sampling=replace(original.search.sampling,
@@ -431,7 +433,7 @@ class SettingsDialog(QDialog):
             engine=engine,
             server=self.remote_group.values(original.server),
             stages_collapsed=self.collapse_check.isChecked(),
-        )
+        ).with_beam_choice(self.beam_spin.value())
 
     def accept(self) -> None:
         """Apply: the server's key, and any login typed into its address, go to the key
@@ -592,7 +594,7 @@ class SettingsDialog(QDialog):
         if current is not None and pointwise_only and current.pairwise:
             self.select_combo.setCurrentIndex(0)  # automatic: the strategy's own
             return  # the change calls back here
-        self.select_combo.setEnabled(self.beam_spin.value() > 1 or not uses_beam)
+        self.select_combo.setEnabled(self.beam_spin.value() != 1 or not uses_beam)
         self.beam_spin.setEnabled(uses_beam)
         name = self.select_combo.currentData() or (
             default_selection(strategy.name) if strategy is not None else "")

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from stagewise.desktop.threads import keep_alive, register_thread
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
+from stagewise.models.reasoning.auto_beam import AutoBeam
 from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.storage.app_settings import AppSettings
 
@@ -80,6 +81,7 @@ class EngineWorker(QObject):
     run_failed = Signal(str, bool)  # the message; True if it was stopped, not broken
     run_finished = Signal(object)  # SearchResult
     notice = Signal(str)  # something went wrong but the answer goes on
+    beam_chosen = Signal(str)  # beam "auto": the width it chose, and why
     idle = Signal(object)  # the finished job's cancel event
 
     def __init__(self, history_folder: Path | None = None) -> None:
@@ -90,6 +92,7 @@ class EngineWorker(QObject):
         self._server: tuple[ServerSettings, str] | None = None  # what _session is connected to
         self._loaded: LoadedModel | None = None
         self._hardware: Hardware | None = None
+        self._auto = AutoBeam()  # beam "auto" for the loaded model; new with each model
 
     # -- jobs (engine thread) -------------------------------------------------------------
 
@@ -140,7 +143,14 @@ class EngineWorker(QObject):
         batch: list[Event] = []
         last_flush = time.perf_counter()
         result: SearchResult | None = None
-        for event in session.ask(image, job.question, job.settings.search_settings(job.seed),
+        auto = job.settings.auto_beam
+        beam = None
+        if auto:
+            choice = self._auto.choice()
+            beam = choice.beam
+            self.beam_chosen.emit(choice.reason)
+        search = job.settings.search_settings(job.seed, beam)
+        for event in session.ask(image, job.question, search,
                                  job.cancel, earlier=[Turn(*t) for t in job.earlier]):
             batch.append(event)
             self._record(run_id, event)
@@ -153,6 +163,8 @@ class EngineWorker(QObject):
         if batch:
             self.events.emit(batch)
         self.run_finished.emit(result)
+        if auto and result is not None:
+            self.beam_chosen.emit(self._auto.observe(result, session.engine).reason)
 
     def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Session:
         """The session for these settings: planned as every front end plans a load
@@ -194,6 +206,7 @@ class EngineWorker(QObject):
         try:
             self._session = Session(load, progress=progress)
             self._server = None
+            self._auto = AutoBeam()
         except Cancelled:
             self.model_failed.emit("loading the model was stopped")
             raise
@@ -225,6 +238,7 @@ class EngineWorker(QObject):
         start = time.perf_counter()
         try:
             self._session = Session.connect(server, key)
+            self._auto = AutoBeam()
         except StagewiseError as error:
             self.model_failed.emit(str(error))
             raise

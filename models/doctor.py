@@ -45,6 +45,8 @@ class SmokeResult:
         weight_buffers: MiB of weights per llama.cpp buffer type, as the load reported.
         buffer_reason: The engine's weight-buffer decision.
         error: Why it failed; "" when it did not.
+        memory: The load plan's estimated bytes and the child's measured peak resident
+            bytes (:func:`~stagewise.models.hardware.process_memory.memory_report`).
     """
 
     ok: bool
@@ -54,6 +56,7 @@ class SmokeResult:
     weight_buffers: dict[str, float] = field(default_factory=dict)
     buffer_reason: str = ""
     error: str = ""
+    memory: dict[str, int | None] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -79,6 +82,11 @@ class SmokeResult:
                      ("conclusion", self.conclusion)]
         else:
             rows.append(("result", f"FAILED: {self.error}"))
+        estimated, peak = self.memory.get("estimated_bytes"), self.memory.get("peak_rss_bytes")
+        if estimated and peak:
+            rows.append(("memory", f"estimated {estimated / 2**20:.0f} MiB, peak resident "
+                                   f"{peak / 2**20:.0f} MiB (the process's; estimate / peak "
+                                   f"{estimated / peak:.2f})"))
         if self.weight_buffers:
             rows.append(("weights in", ", ".join(f"{name} {mib:.1f} MiB" for name, mib
                                                  in self.weight_buffers.items())))
@@ -216,6 +224,7 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
     Never raises for a model or engine failure: the result says what went wrong.
     """
     from stagewise.models.events import AnswerFinished
+    from stagewise.models.hardware.process_memory import memory_report
     from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.inference.images import load_image
     from stagewise.models.inference.sampling_settings import SamplingSettings
@@ -237,6 +246,7 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
                     result = event.result
             engine = session.engine
             buffers, reason = dict(engine.weight_buffers), engine.buffer_choice.reason
+        memory = memory_report(load.fit.need)
     except (StagewiseError, OSError, MemoryError) as error:
         return SmokeResult(False, name, time.perf_counter() - start, error=str(error))
     seconds = time.perf_counter() - start
@@ -244,7 +254,8 @@ def smoke_answer(model: Path | None = None, mmproj: Path | None = None,
     missing = [s for s in STAGE_NAMES if not str(stages.get(s, "")).strip()]
     return SmokeResult(
         not missing, name, seconds, str(stages.get("conclusion", "")).strip(), buffers,
-        reason, error=f"stages missing: {', '.join(missing)}" if missing else "")
+        reason, error=f"stages missing: {', '.join(missing)}" if missing else "",
+        memory=memory)
 
 
 def render(sections: list[Section]) -> str:

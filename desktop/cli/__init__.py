@@ -40,7 +40,7 @@ def ensure_std_streams() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the window's options and of every command."""
     from stagewise.desktop.cli import ask, doctor, evaluate, model_library
-    from stagewise.desktop.cli.args import beam_width
+    from stagewise.desktop.cli.args import beam_width_or_auto
 
     parser = argparse.ArgumentParser(
         prog="stagewise",
@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text model GGUF for this session (default: the one in Settings)")
     window.add_argument("--mmproj", dest="window_mmproj", type=Path, metavar="GGUF",
                         help="projector GGUF for this session")
-    window.add_argument("--beam", dest="window_beam", type=beam_width, metavar="N",
-                        help="candidates per stage for this session (default: Settings)")
+    window.add_argument("--beam", dest="window_beam", type=beam_width_or_auto, metavar="N",
+                        help="candidates per stage for this session, or auto (default: "
+                             "Settings)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
     model_library.add_parser(sub)

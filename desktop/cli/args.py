@@ -132,6 +132,14 @@ beam_width = setting(BEAM)
 """``--beam``: a width that :data:`~stagewise.models.reasoning.search_settings.BEAM` allows."""
 
 
+def beam_width_or_auto(text: str) -> int:
+    """``--beam``: a width :data:`~stagewise.models.reasoning.search_settings.BEAM` allows,
+    or "auto" (read as :data:`~stagewise.models.reasoning.auto_beam.AUTO_BEAM`, 0)."""
+    if text.strip().lower() == "auto":
+        return 0
+    return beam_width(text)
+
+
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     """The judge's wording and reply budget, shared by ``ask`` and ``eval``."""
     parser.add_argument("--judge-prompt", choices=WORDINGS, default=SearchSettings.judge_prompt,

@@ -20,7 +20,7 @@ from stagewise.desktop.cli.args import (
     add_retrace_arguments,
     add_search_arguments,
     add_server_arguments,
-    beam_width,
+    beam_width_or_auto,
     checked_question,
     context_size,
     question_file,
@@ -44,6 +44,7 @@ from stagewise.models.events import (
     SegmentStarted,
     TokenStreamed,
 )
+from stagewise.models.hardware.process_memory import memory_report
 from stagewise.models.inference.engine_settings import (
     FLASH_ATTENTION,
     GPU_LAYERS,
@@ -51,6 +52,8 @@ from stagewise.models.inference.engine_settings import (
     EngineSettings,
 )
 from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P, SamplingSettings
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM, AutoBeam
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.conversation import Turn, turns_of
 from stagewise.models.reasoning.search_settings import (
     BEAM,
@@ -87,9 +90,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--mmproj", type=Path,
                      help="projector GGUF (default: the one beside --model)")
     # the defaults are the settings dataclasses' own, as the window's are
-    ask.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
-                     help=f"candidates per stage, {BEAM.low} to {BEAM.high}; 1 is a single "
-                          "pass (default %(default)s)")
+    ask.add_argument("--beam", type=beam_width_or_auto, default=AUTO_BEAM,
+                     help=f"candidates per stage, {BEAM.low} to {BEAM.high} (1 is a single "
+                          "pass), or auto (the default): a single pass first, then the widest "
+                          "of 1, 2 and 4 that this machine runs within twice a single pass")
     add_search_arguments(ask)
     ask.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
                      default=SearchSettings.max_stage_tokens,
@@ -120,10 +124,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_server_arguments(ask)
 
 
-def search_settings(args: argparse.Namespace) -> SearchSettings:
-    """The search ``ask``'s options ask for."""
+def search_settings(args: argparse.Namespace, beam: int | None = None) -> SearchSettings:
+    """The search ``ask``'s options ask for; with ``--beam auto``, of width ``beam`` (None:
+    auto's widest, what a load is planned for)."""
+    if args.beam != AUTO_BEAM:
+        beam = args.beam
     return SearchSettings(
-        strategy=args.strategy, beam=args.beam, select=selection_of(args), seed=args.seed,
+        strategy=args.strategy, beam=beam or max(AUTO_WIDTHS), select=selection_of(args),
+        seed=args.seed,
         max_stage_tokens=args.max_stage_tokens,
         sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p),
         **retrace_settings(args),
@@ -163,9 +171,16 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
+    auto = AutoBeam() if args.beam == AUTO_BEAM else None
     try:
         with session:
+            if auto is not None:  # auto's first pass needs no second model; its later do
+                session.verifier(session.settled(settings))
             for number, question in enumerate(questions, 1):
+                if auto is not None:
+                    choice = auto.choice()
+                    settings = search_settings(args, choice.beam)
+                    print(f"stagewise: {choice.reason}", file=sys.stderr)
                 earlier = turns_of(results) if args.follow_up else ()
                 if len(questions) > 1 and not args.json:
                     print(_heading(number, question, args.follow_up, len(earlier)),
@@ -174,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
                                    follow_up=bool(earlier))
                 results.append(_answer(args, session, image, question, settings, record,
                                        cancel, earlier))
+                if auto is not None and number < len(questions):
+                    auto.observe(results[-1], session.engine)
                 thread = record.run_id if record.run_id >= 0 else thread
                 if results[-1].status == "cancelled":
                     break
@@ -182,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from stagewise.models.storage.export import finite_json
 
-        payload = [finite_json(r.to_json()) for r in results]  # JSON has no -Infinity
+        memory = memory_report(session.plan.fit.need if session.plan else None)
+        payload = [finite_json({**r.to_json(), "memory": memory})  # JSON has no -Infinity
+                   for r in results]
         json.dump(payload[0] if len(args.question) == 1 else payload, sys.stdout,
                   ensure_ascii=False, indent=2, allow_nan=False)
         sys.stdout.write("\n")
@@ -210,7 +229,7 @@ def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, qu
             earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""
     printer = None if args.json else _StagePrinter(
-        sys.stdout, sys.stderr, args.beam, final_only=strategy(args.strategy).final_only)
+        sys.stdout, sys.stderr, settings.beam, final_only=strategy(args.strategy).final_only)
     result = None
     try:
         for event in session.ask(image, question, settings, cancel, earlier=earlier):

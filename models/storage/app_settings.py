@@ -40,6 +40,8 @@ from stagewise.models.inference.engine_settings import (
     GPU_LAYERS,
     EngineSettings,
 )
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.reasoning.strategies.retrace import RetraceStrategy
@@ -81,7 +83,11 @@ class AppSettings:
         search: How to search: the strategy and the selection by their names in the
             registries (:data:`~stagewise.models.reasoning.strategies.STRATEGIES`,
             :data:`~stagewise.models.reasoning.selections.SELECTIONS`); its seed is each
-            run's own (:meth:`search_settings`).
+            run's own (:meth:`search_settings`). Its beam is the width used when
+            ``auto_beam`` is off.
+        auto_beam: Beam "auto": each answer's width is the widest of 1, 2, 4 this machine
+            runs within twice a single pass (:mod:`~stagewise.models.reasoning.auto_beam`);
+            a load is planned for the widest.
         engine: How to load the model; its sequences follow the search
             (:meth:`engine_settings`), its context 0 is automatic (a load plan sizes it).
         server: A server that answers instead of a model in this process: llama.cpp's
@@ -98,6 +104,7 @@ class AppSettings:
     model: Path | None = None
     mmproj: Path | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
+    auto_beam: bool = True
     engine: EngineSettings = field(default_factory=EngineSettings)
     server: ServerSettings = field(default_factory=lambda: ServerSettings(""))
     stages_collapsed: bool = False
@@ -111,22 +118,42 @@ class AppSettings:
             :attr:`engine` with room for the beam's sequences (:func:`sequences_needed`).
         """
         return replace(self.engine,
-                       n_seq_max=sequences_needed(self.search.beam, self.search.strategy))
+                       n_seq_max=sequences_needed(self.planned_beam, self.search.strategy))
 
     def server_settings(self) -> ServerSettings | None:
         """The server that answers, or None for a model in this process."""
         return self.server if self.server.url else None
 
-    def search_settings(self, seed: int = 0) -> SearchSettings:
+    @property
+    def planned_beam(self) -> int:
+        """The beam a load is planned for: the set one, or auto's widest."""
+        return max(AUTO_WIDTHS) if self.auto_beam else self.search.beam
+
+    @property
+    def beam_choice(self) -> int:
+        """The beam as the window's spin boxes show it: :data:`AUTO_BEAM` (0) for auto."""
+        return AUTO_BEAM if self.auto_beam else self.search.beam
+
+    def with_beam_choice(self, beam: int) -> AppSettings:
+        """These settings with the beam a spin box shows (0: auto, which keeps the set
+        width for when auto is turned off)."""
+        if beam == AUTO_BEAM:
+            return replace(self, auto_beam=True)
+        return replace(self, auto_beam=False, search=replace(self.search, beam=beam))
+
+    def search_settings(self, seed: int = 0, beam: int | None = None) -> SearchSettings:
         """The search settings for one run.
 
         Args:
             seed: Seed of the run's random choices.
+            beam: The width auto chose (the set beam wins when there is one); None plans
+                for auto's widest.
 
         Returns:
             The run's search parameters.
         """
-        return replace(self.search, seed=seed)
+        beam = self.search.beam if not self.auto_beam else (beam or self.planned_beam)
+        return replace(self.search, seed=seed, beam=beam)
 
     def validated(self) -> AppSettings:
         """Checks every value and returns the settings in their normal form.
@@ -332,8 +359,17 @@ _V2_KEYS: dict[str, tuple[str, ...]] = {
 def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 kept every setting flat, copied from the core's dataclasses under names of
     its own; version 3 stores the dataclasses themselves, each under its name. Keys that
-    version 2 did not know stay where they are, and are reported as unknown."""
+    version 2 did not know stay where they are, and are reported as unknown.
+
+    A beam of 1, the default of the time, becomes beam "auto" (the default now), as a
+    context of 8192 became automatic; a beam a person widened stays as set.
+    """
     out: dict[str, Any] = {"version": 3}
+    beam = data.get("beam")
+    if isinstance(beam, int) and not isinstance(beam, bool):
+        out["auto_beam"] = beam in (0, 1)  # 0: auto, as a preview of version 2 stored it
+        if beam == 0:
+            data = {k: v for k, v in data.items() if k != "beam"}
     for key, value in data.items():
         if key == "version":
             continue

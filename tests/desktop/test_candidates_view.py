@@ -181,7 +181,7 @@ def test_the_keyboard_steps_through_the_candidates(panel: ReasoningPanel, search
 def wide_beam_window(qtbot: QtBot, tiny_pair: TinyPair,
                      tmp_path: Path) -> Iterator[MainWindow]:
     """The real window at 1024 × 640 with the tiny model and four candidates a stage."""
-    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                            search=SearchSettings(beam=BEAM, max_stage_tokens=24,
                                                  select="logprob"),
                            engine=EngineSettings(threads=2, n_ctx=4096))

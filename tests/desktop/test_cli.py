@@ -59,6 +59,20 @@ def test_json_output_has_stages_candidates_verdicts_and_timings(tiny_pair, image
     assert len(data["verdicts"]) == 4
     assert data["timings"]["image_encodes"] == 1
     assert data["status"] == "finished"
+    memory = data["memory"]  # the plan's estimate beside what the process really held
+    assert memory["estimated_bytes"] > tiny_pair.model.stat().st_size
+    assert memory["peak_rss_bytes"] > 10 * 2**20
+
+
+def test_beam_auto_measures_a_single_pass_first_then_chooses(tiny_pair, image_file):
+    result = ask(tiny_pair, image_file, "--question", "And the square?",
+                 "--max-stage-tokens", "4", "--select", "logprob", "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)
+    assert first["beam"] == 1 and "a single pass first" in result.stderr
+    chosen = [line for line in result.stderr.splitlines() if "(auto, " in line]
+    assert len(chosen) == 1 and f"beam {second['beam']} (auto" in chosen[0]
+    assert second["beam"] in (1, 2, 4)
 
 
 def test_streaming_output_shows_the_four_stage_headers(tiny_pair, image_file):

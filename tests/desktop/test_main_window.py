@@ -33,7 +33,7 @@ def tuned(settings: AppSettings, n_ctx: int | None = None, **search: object) -> 
 
 @pytest.fixture
 def settings(tiny_pair) -> AppSettings:
-    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                        search=SearchSettings(beam=2, max_stage_tokens=16, select="judge"),
                        engine=EngineSettings(threads=2, n_ctx=4096))
 
@@ -301,6 +301,7 @@ def test_closing_mid_answer_in_a_real_process_is_clean(tiny_pair, image_file, tm
         settings = AppSettings(model=Path({str(tiny_pair.model)!r}),
                                mmproj=Path({str(tiny_pair.mmproj)!r}),
                                search=SearchSettings(beam=2, max_stage_tokens=1024),
+                               auto_beam=False,
                                engine=EngineSettings(n_ctx=16384))
         window = MainWindow(settings)
         window.show()

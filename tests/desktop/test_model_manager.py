@@ -124,7 +124,7 @@ def test_closing_mid_download_stops_it(qtbot, manager, served_catalogue, tiny_pa
 
 
 def test_the_window_uses_the_chosen_model(qtbot, served_catalogue, tiny_pair, tmp_path):
-    window = MainWindow(AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+    window = MainWindow(AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                                     engine=EngineSettings(threads=2, n_ctx=4096)),
                         settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")

@@ -37,7 +37,7 @@ def small_gpu_machine() -> Hardware:
 
 @pytest.fixture
 def settings(tiny_pair) -> AppSettings:
-    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+    return AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                        search=SearchSettings(beam=2, max_stage_tokens=16),
                        engine=EngineSettings(threads=2, n_ctx=4096))
 

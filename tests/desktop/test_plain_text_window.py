@@ -113,7 +113,8 @@ def hostile_image(image_file, tmp_path) -> Path:
 
 def window_on(qtbot, tmp_path, url: str, **changes) -> MainWindow:
     settings = replace(AppSettings(), server=ServerSettings(url, stage_mode=StageMode.NATIVE),
-                       search=SearchSettings(beam=2, max_stage_tokens=16), **changes)
+                       search=SearchSettings(beam=2, max_stage_tokens=16), auto_beam=False,
+                       **changes)
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)

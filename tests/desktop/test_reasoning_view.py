@@ -229,7 +229,7 @@ def test_after_stop_only_finished_stages_fold_and_the_rest_say_so(
 def small_window(qtbot: QtBot, tiny_pair: TinyPair,
                  tmp_path: Path) -> Iterator[MainWindow]:
     """The real window at 1024 × 640 with the tiny model, answering at length."""
-    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj,
+    settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                            search=SearchSettings(beam=2, max_stage_tokens=96, select="logprob"),
                            engine=EngineSettings(threads=2, n_ctx=4096))
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",

@@ -28,7 +28,7 @@ def server(tmp_path_factory) -> Iterator[RunningServer]:
 
 def test_the_window_answers_through_a_remote_model(qtbot, server, tmp_path):
     settings = AppSettings(server=ServerSettings(server.url, stage_mode=StageMode.NATIVE),
-                           search=SearchSettings(beam=2, max_stage_tokens=48))
+                           search=SearchSettings(beam=2, max_stage_tokens=48), auto_beam=False)
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)

@@ -17,6 +17,7 @@ from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import AUTO_CTX, N_CTX, EngineSettings
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import BEAM, SearchSettings
@@ -74,8 +75,9 @@ def test_the_beam_width_has_one_range(qtbot, tiny_pair, capsys):
     box = QuestionBox()
     qtbot.addWidget(dialog)
     qtbot.addWidget(box)
-    assert (dialog.beam_spin.minimum(), dialog.beam_spin.maximum()) == bounds
-    assert (box.beam.minimum(), box.beam.maximum()) == bounds
+    for spin in (dialog.beam_spin, box.beam):  # below the range, one more value: auto
+        assert (spin.minimum(), spin.maximum()) == (bounds[0] - 1, bounds[1])
+        assert spin.minimum() == AUTO_BEAM and spin.specialValueText() == "auto"
 
 
 def test_the_context_size_has_one_range(qtbot, tiny_pair, tmp_path, capsys):

@@ -65,6 +65,7 @@ def test_starts_from_the_given_settings(make_dialog):
                               max_stage_tokens=128),
         engine=EngineSettings(gpu_layers=12, threads=4, n_ctx=16384, allow_amx=True),
         stages_collapsed=True, window_geometry="Z2VvbQ==", window_state="c3RhdGU=",
+        auto_beam=False,
     )
     dialog = make_dialog(settings)
     assert dialog.beam_spin.value() == 5
@@ -87,7 +88,7 @@ def test_defaults_round_trip_and_built_in_model_is_valid(make_dialog):
     assert "Built-in" in dialog.model_edit.placeholderText()
     assert not dialog.model_field.reset_button.isEnabled()
     assert dialog.threads_spin.text() == "Automatic"
-    assert "single pass" in dialog.beam_spin.text()
+    assert dialog.beam_spin.text() == "auto"  # the default beam is auto
 
 
 def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
@@ -105,6 +106,7 @@ def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
     qtbot.mouseClick(dialog.collapse_check, Qt.MouseButton.LeftButton)
 
     assert dialog.settings() == AppSettings(
+        auto_beam=False,
         search=SearchSettings(beam=6, select="logprob", strategy="best-of-n",
                               sampling=SamplingSettings(temperature=0.25, top_p=0.8),
                               max_stage_tokens=512),
@@ -130,7 +132,7 @@ def test_gpu_layers_combo_and_spin(make_dialog):
 
 def test_ranges_match_the_settings_limits(qtbot, make_dialog):
     dialog = make_dialog()
-    assert (dialog.beam_spin.minimum(), dialog.beam_spin.maximum()) == (1, MAX_BEAM)
+    assert (dialog.beam_spin.minimum(), dialog.beam_spin.maximum()) == (0, MAX_BEAM)  # 0: auto
     assert (dialog.temperature_spin.minimum(), dialog.temperature_spin.maximum()) == (0, 2)
     assert (dialog.top_p_spin.minimum(), dialog.top_p_spin.maximum()) == (0, 1)
     assert (dialog.max_tokens_spin.minimum(), dialog.max_tokens_spin.maximum()) == (1, 4096)
@@ -149,6 +151,8 @@ def test_ranges_match_the_settings_limits(qtbot, make_dialog):
 
 def test_selection_only_matters_with_a_beam(make_dialog):
     dialog = make_dialog()
+    assert dialog.select_combo.isEnabled()  # auto may choose a beam
+    dialog.beam_spin.setValue(1)
     assert not dialog.select_combo.isEnabled()
     dialog.beam_spin.setValue(2)
     assert dialog.select_combo.isEnabled()

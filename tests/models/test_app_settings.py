@@ -15,6 +15,8 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
+from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.remote.server import ServerSettings
@@ -44,10 +46,11 @@ CUSTOM = AppSettings(
 
 def search(**changes: object) -> AppSettings:
     """The default settings with these search values (``temperature`` and ``top_p`` go to
-    the sampling)."""
+    the sampling); a beam given is a set width (beam "auto" off)."""
     sampling = {k: changes.pop(k) for k in ("temperature", "top_p") if k in changes}
     return AppSettings(search=SearchSettings(sampling=SamplingSettings(**sampling),  # type: ignore[arg-type]
-                                             **changes))  # type: ignore[arg-type]
+                                             **changes),  # type: ignore[arg-type]
+                       auto_beam="beam" not in changes)
 
 
 def value_at(settings: AppSettings, *path: str) -> object:
@@ -67,7 +70,14 @@ def test_defaults_are_valid_and_match_the_core_defaults():
     defaults = AppSettings()
     assert defaults.validated() == defaults
     assert defaults.version == SCHEMA_VERSION == 3
-    search = defaults.search_settings()
+    assert defaults.auto_beam and defaults.beam_choice == AUTO_BEAM  # the window's default
+    # a load is planned for auto's widest; each answer gets the width auto chose
+    assert defaults.search_settings() == SearchSettings(beam=max(AUTO_WIDTHS))
+    assert defaults.search_settings(beam=1) == SearchSettings()
+    set_two = defaults.with_beam_choice(2)
+    assert not set_two.auto_beam and set_two.search_settings(beam=4).beam == 2  # a set width wins
+    assert set_two.with_beam_choice(AUTO_BEAM).search.beam == 2  # kept for when auto is off
+    search = replace(defaults, auto_beam=False).search_settings()
     assert search == SearchSettings()
 
 
@@ -174,7 +184,7 @@ def test_bad_values_of_the_current_version_are_defaulted_one_by_one(tmp_path, ca
     })
     with caplog.at_level(logging.WARNING, "stagewise.settings"):
         settings = load_settings(path)
-    assert settings == replace(search(beam=3, temperature=0.3),
+    assert settings == replace(search(beam=3, temperature=0.3), auto_beam=True,
                                engine=EngineSettings(threads=4), stages_collapsed=True)
     message = " ".join(r.getMessage() for r in caplog.records)
     for word in ("select", "seed", "top_p", "top_k", "n_ctx", "flash_attn", "server",
@@ -189,7 +199,7 @@ WHERE = {"beam": ("search", "beam"), "temperature": ("search", "sampling", "temp
 
 
 @pytest.mark.parametrize(("key", "value"), [
-    ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", 0),
+    ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", -1),
     ("temperature", float("nan")), ("temperature", "0.5"), ("temperature", 2.5),
     ("threads", False), ("select", "coin"), ("n_ctx", 255), ("n_ctx", 131073),
 ])
@@ -313,6 +323,7 @@ def test_version_1_migrates_into_the_core_dataclasses(tmp_path, caplog):
         server=ServerSettings("http://gpu-box:8000/v1", "openai", "Xkev/Llama-3.2V-11B-cot",
                               StageMode.NATIVE),
         stages_collapsed=True, window_geometry="Z2VvbQ==", window_state="c3RhdGU=",
+        auto_beam=False,  # a beam of 3 was set; only 1, the old default, becomes auto
     )
     assert not caplog.records
     assert json.loads(path.read_text(encoding="utf-8")) == VERSION_1  # not rewritten on load
@@ -350,7 +361,8 @@ def test_newer_version_keeps_known_keys_and_is_left_alone(tmp_path, caplog):
     original = path.read_text(encoding="utf-8")
     with caplog.at_level(logging.WARNING, "stagewise.settings"):
         settings = load_settings(path)
-    assert settings == replace(search(beam=3), engine=EngineSettings(n_ctx=4096))
+    assert settings == replace(search(beam=3), engine=EngineSettings(n_ctx=4096),
+                               auto_beam=True)  # version 3 and later say auto apart
     assert settings.version == SCHEMA_VERSION
     assert path.read_text(encoding="utf-8") == original
     assert not (tmp_path / "settings.json.bad").exists()
@@ -362,7 +374,7 @@ def test_nonsense_version_is_read_as_the_layout_it_has(tmp_path, version):
     assert load_settings(flat) == search(beam=5)
     assert (tmp_path / "settings.json.bad").exists()
     nested = write_json(tmp_path / "nested.json", {"version": version, "search": {"beam": 4}})
-    assert load_settings(nested) == search(beam=4)
+    assert load_settings(nested) == replace(search(beam=4), auto_beam=True)
     assert (tmp_path / "nested.json.bad").exists()
 
 
@@ -381,7 +393,7 @@ def test_engine_settings_follow_the_cli_rules():
     assert engine.threads == 3
     assert engine.gpu_layers == 20
     default = AppSettings().engine_settings()
-    assert default.n_seq_max == sequences_needed(1)
+    assert default.n_seq_max == sequences_needed(max(AUTO_WIDTHS))  # auto: room for 4
     assert default.threads is None and default.gpu_layers == -1
 
 
@@ -504,3 +516,12 @@ def test_parse_gpu_layers_refuses_nonsense(text):
 def test_format_gpu_layers_round_trips(layers):
     assert parse_gpu_layers(format_gpu_layers(layers)) == layers
     assert format_gpu_layers(-1) == "auto"
+
+
+@pytest.mark.parametrize(("beam", "auto", "width"), [(1, True, 1), (0, True, 1), (3, False, 3)])
+def test_a_version_2_beam_of_the_old_default_becomes_auto(tmp_path, beam, auto, width):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 2, "beam": beam}))
+    settings = load_settings(path)
+    assert (settings.auto_beam, settings.search.beam) == (auto, width)
+    assert not (tmp_path / "settings.json.bad").exists()

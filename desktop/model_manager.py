@@ -50,7 +50,7 @@ class Row:
     @property
     def name(self) -> str:
         if self.entry is not None:
-            return self.entry.name
+            return self.entry.name + (" (process reward model)" if self.entry.verifier else "")
         assert self.installed is not None
         return f"{self.installed.name} (imported)"
 
@@ -244,7 +244,8 @@ class ModelManager(QDialog):
         self.cancel_button.setVisible(busy)
         self.delete_button.setEnabled(row is not None and row.installed is not None
                                       and row.id != self._downloading)
-        self.use_button.setEnabled(installed)
+        # a process reward model scores another model's steps; it does not answer
+        self.use_button.setEnabled(installed and not (row.entry and row.entry.verifier))
         self.details.setText(_details(row) if row else "Select a model to see its details.")
 
     # -- actions --------------------------------------------------------------------------
@@ -378,7 +379,14 @@ class ModelManager(QDialog):
 def _details(row: Row) -> str:
     parts = [f"<b>{escape(row.name)}</b>"]
     entry = row.entry
-    if entry is not None:
+    if entry is not None and entry.verifier:
+        parts.append(escape(f"{entry.family} · {entry.params} · {entry.quant} · a process "
+                            "reward model: it scores each stage another model writes, and "
+                            "does not answer (in Settings, choose the selection by a process "
+                            "reward model and its file below as the scorer model). "
+                            f"Built on this machine from huggingface.co/{entry.weights}: "
+                            f"{entry.build_command}"))
+    elif entry is not None:
         parts.append(escape(f"{entry.family} · {entry.params} · {entry.quant} · "
                             f"{'native' if entry.stage_mode == 'native' else 'prompted'} stages"
                             + (" · thinking model" if entry.thinking else "")))

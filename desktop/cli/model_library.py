@@ -58,9 +58,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     raise StagewiseError(f"unknown models action {args.models_command!r}")
 
 
-LOCAL_RECIPE = ("python -m stagewise.models.recipes.llava_cot all OUT --jsonl train.jsonl "
-                "--images image.zip.part-aa (see models/recipes/llava_cot/README.md)")
-"""How a local catalogue entry is built: the LLaVA-CoT recipe."""
+VERIFIER = "process reward model, scores steps for --select prm"
+"""What a verifier (a [[prm]] catalogue entry) is, beside its name."""
 
 
 def _list(library: object, installed_only: bool, out: TextIO) -> int:
@@ -76,8 +75,9 @@ def _list(library: object, installed_only: bool, out: TextIO) -> int:
             continue
         mark = "*" if entry.id in installed else ""
         size = installed[entry.id].size if entry.id in installed else entry.total_bytes
+        name = f"{entry.name}: {VERIFIER}" if entry.verifier else entry.name
         rows.append((mark, entry.id, format_bytes(size) if size else "?",
-                     fits_text(rough_fit(size, hardware)), entry.name))
+                     fits_text(rough_fit(size, hardware)), name))
     for model in installed.values():
         if model.source == "imported":
             fit = rough_fit(model.size, hardware)
@@ -105,8 +105,12 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
         entry = None
     if entry is not None:
         print(f"{entry.name}  [{entry.id}]", file=out)
-        print(f"  family {entry.family}, {entry.params}, {entry.quant}, "
-              f"stages {entry.stage_mode}" + (", thinking" if entry.thinking else ""), file=out)
+        if entry.verifier:
+            _verifier_lines(entry, out)
+        else:
+            print(f"  family {entry.family}, {entry.params}, {entry.quant}, "
+                  f"stages {entry.stage_mode}" + (", thinking" if entry.thinking else ""),
+                  file=out)
         if entry.repo:
             print(f"  from https://huggingface.co/{entry.repo} ({entry.revision})", file=out)
         unknown = "built on this machine" if entry.local else "size from the hub"
@@ -123,10 +127,21 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
         print(f"  {state}: {installed.model}\n  {' ' * len(state)}  {installed.mmproj}",
               file=out)
     elif entry is not None and entry.local:
-        print(f"  not built yet: {LOCAL_RECIPE}", file=out)
+        print(f"  not built yet: {entry.build_command}", file=out)
     else:
         print(f"  not installed: stagewise models pull {model_id}", file=out)
     return 0
+
+
+def _verifier_lines(entry: object, out: TextIO) -> None:
+    """What a process reward model is for, where its weights are and its prompt."""
+    print(f"  {VERIFIER} --scorer-model {entry.id}; it does not answer questions", file=out)
+    print(f"  family {entry.family}, {entry.params}, {entry.quant}", file=out)
+    print(f"  weights https://huggingface.co/{entry.weights}, converted on this machine",
+          file=out)
+    if entry.system_prompt:
+        first = entry.system_prompt.splitlines()[0]
+        print(f"  its own system message, written into the GGUF: {first[:72]}…", file=out)
 
 
 def _pull(library: object, model_id: str, out: TextIO, err: TextIO) -> int:

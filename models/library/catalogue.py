@@ -5,6 +5,14 @@ llama.cpp's libmtmd runs. Entries live in ``models/data/catalogue.toml``, one
 ``[[model]]`` table per Hugging Face download and one ``[[local]]`` table per model that
 is built on this machine (the LLaVA-CoT fine-tune), which has no repository.
 
+A ``[[prm]]`` table is a process reward model: a verifier that scores the stages another
+model writes (the ``prm`` selection's ``--scorer-model``), never a model to answer with
+(its :attr:`CatalogueEntry.role` is "verifier"). No GGUF of one is published, so it is built
+on this machine too, from the Hugging Face repository of its published weights
+(``weights``) by the PRM recipe (:mod:`stagewise.models.recipes.prm`); a PRM whose own
+system message differs from the one the ``prm`` selection assumes names it in
+``system_prompt``, which the recipe writes into the GGUF.
+
 Sizes and SHA-256 digests are recorded where a source was found for them; an unknown
 size is ``0`` and an unknown digest ``""``. The downloader then takes them from the
 hub's metadata at download time, and it always checks the file against the hub, so the
@@ -33,6 +41,7 @@ from stagewise.models.errors import StagewiseError
 __all__ = [
     "CATALOGUE_RESOURCE",
     "FAMILIES",
+    "ROLES",
     "SCHEMA_VERSION",
     "STAGE_MODES",
     "CatalogueEntry",
@@ -57,13 +66,17 @@ LOCAL_FAMILY = "llava-cot-local"
 STAGE_MODES = frozenset({"prompted", "native"})
 """``prompted``: told to answer in stages; ``native``: a LLaVA-CoT fine-tune."""
 
+ROLES = frozenset({"answer", "verifier"})
+"""``answer``: a model that answers questions; ``verifier``: a process reward model that
+only scores another model's steps ([[prm]] tables)."""
+
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SOURCE_RE = re.compile(r"^(?P<url>https?://[^\s/]+\S*)(?:\s+(?P<note>.*))?$", re.DOTALL)
 
-_KINDS = ("model", "local")
+_KINDS = ("model", "local", "prm")
 _TOP_LEVEL_KEYS = frozenset({"schema", *_KINDS})
 _REQUIRED = (
     "id",
@@ -84,7 +97,13 @@ _REQUIRED = (
     "sources",
 )
 _OPTIONAL = ("repo", "revision", "context", "notes")
-_KNOWN_KEYS = frozenset(_REQUIRED + _OPTIONAL)
+_PRM_REQUIRED = (*(key for key in _REQUIRED if key not in ("stage_mode", "thinking")),
+                 "weights")
+"""A verifier answers no question, so it has no stage mode and writes no thinking block."""
+_PRM_OPTIONAL = ("context", "notes", "system_prompt")
+_FIELDS = {"model": (_REQUIRED, _OPTIONAL), "local": (_REQUIRED, _OPTIONAL),
+           "prm": (_PRM_REQUIRED, _PRM_OPTIONAL)}
+"""Each kind of table's required and optional fields."""
 
 
 class CatalogueError(StagewiseError):
@@ -134,6 +153,12 @@ class CatalogueEntry:
         notes: Caveats, including which facts are unknown and why.
         sources: Where each recorded fact came from or can be checked: an http(s) URL,
             optionally followed by a note (see :func:`source_link`).
+        role: "answer", or "verifier" for a process reward model (see :data:`ROLES`); a
+            verifier's ``stage_mode`` is "prompted" and means nothing.
+        weights: A verifier's published Hugging Face weights (``owner/name``), which the
+            PRM recipe converts; None for other entries.
+        system_prompt: A verifier's own system message, written into its GGUF when built;
+            "" for the ``prm`` selection's default (VL-PRM's).
     """
 
     id: str
@@ -152,6 +177,9 @@ class CatalogueEntry:
     context: int | None
     notes: str
     sources: tuple[str, ...]
+    role: str = "answer"
+    weights: str | None = None
+    system_prompt: str = ""
 
     @property
     def total_bytes(self) -> int:
@@ -164,6 +192,23 @@ class CatalogueEntry:
     def local(self) -> bool:
         """Whether the entry is built on this machine rather than downloaded."""
         return self.repo is None
+
+    @property
+    def verifier(self) -> bool:
+        """Whether it is a process reward model, which scores steps and answers nothing."""
+        return self.role == "verifier"
+
+    @property
+    def build_command(self) -> str:
+        """How a local entry is built on this machine ("" for a download)."""
+        if self.verifier:
+            return (f"python -m stagewise.models.recipes.prm download {self.id} HF_FOLDER, "
+                    f"then python -m stagewise.models.recipes.prm convert HF_FOLDER "
+                    f"--id {self.id}")
+        if self.local:
+            return ("python -m stagewise.models.recipes.llava_cot all OUT --jsonl train.jsonl "
+                    "--images image.zip.part-aa (see models/recipes/llava_cot/README.md)")
+        return ""
 
 
 CATALOGUE_ENV = "STAGEWISE_CATALOGUE"
@@ -178,7 +223,8 @@ def load_catalogue(path: Path | None = None) -> tuple[CatalogueEntry, ...]:
             catalogue packaged with Stagewise.
 
     Returns:
-        The entries in file order: every ``[[model]]`` table, then every ``[[local]]``.
+        The entries in file order: every ``[[model]]`` table, then every ``[[local]]``,
+        then every ``[[prm]]``.
 
     Raises:
         CatalogueError: The file cannot be read, is not TOML, or an entry is malformed
@@ -266,7 +312,7 @@ def _parse(data: Mapping[str, Any], source: str) -> tuple[CatalogueEntry, ...]:
     if unknown:
         raise CatalogueError(
             f"{source}: unknown top-level key(s) {', '.join(unknown)}; "
-            f"expected 'schema', [[model]] and [[local]] tables"
+            f"expected 'schema', [[model]], [[local]] and [[prm]] tables"
         )
     schema = data.get("schema", SCHEMA_VERSION)
     if type(schema) is not int or schema != SCHEMA_VERSION:
@@ -291,29 +337,33 @@ def _parse(data: Mapping[str, Any], source: str) -> tuple[CatalogueEntry, ...]:
                 )
             seen[entry.id] = label
             entries.append(entry)
-    if not entries:
+    if not any(entry.role == "answer" for entry in entries):
         raise CatalogueError(f"{source}: no [[model]] or [[local]] entries")
     return tuple(entries)
 
 
 def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEntry:
-    """One [[model]] or [[local]] table as an entry; ``where`` names it in errors."""
-    where = _check_fields(table, where)
+    """One [[model]], [[local]] or [[prm]] table as an entry; ``where`` names it in errors."""
+    where = _check_fields(table, kind, where)
     entry_id = _entry_id(table, where)
     name = _text(table, "name", where)
-    family, stage_mode = _family_and_mode(table, where)
-    local = kind == "local"
+    verifier = kind == "prm"
+    family, stage_mode = (_verifier_family(table, where) if verifier
+                          else _family_and_mode(table, where))
+    local = kind in ("local", "prm")
     repo, revision = _origin(table, local, where)
-    if family == LOCAL_FAMILY and not local:
+    if family == LOCAL_FAMILY and kind != "local":
         raise CatalogueError(f"{where}: family {LOCAL_FAMILY!r} goes in a [[local]] table")
     model, mmproj = _model_files(table, local, where)
     quant = _text(table, "quant", where)
     params = _text(table, "params", where, allow_empty=True)
     licence, licence_url = _licence(table, where)
-    thinking = table["thinking"]
+    thinking = False if verifier else table["thinking"]
     if not isinstance(thinking, bool):
         raise CatalogueError(f"{where}: thinking must be true or false, not {thinking!r}")
     context = _context(table, where)
+    weights = _weights(table, where) if verifier else None
+    system_prompt = _text(table, "system_prompt", where) if "system_prompt" in table else ""
     notes = _text(table, "notes", where, allow_empty=True) if "notes" in table else ""
     sources = _sources(table, where)
     if not local and not notes.strip():
@@ -336,18 +386,22 @@ def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEn
         context=context,
         notes=notes,
         sources=sources,
+        role="verifier" if verifier else "answer",
+        weights=weights,
+        system_prompt=system_prompt,
     )
 
 
-def _check_fields(table: Mapping[str, Any], where: str) -> str:
+def _check_fields(table: Mapping[str, Any], kind: str, where: str) -> str:
     """Refuses unknown and missing fields; returns ``where`` with the entry's id, if any."""
     raw_id = table.get("id")
     if isinstance(raw_id, str) and raw_id:
         where = f"{where} ({raw_id})"
-    unknown = sorted(set(table) - _KNOWN_KEYS)
+    required, optional = _FIELDS[kind]
+    unknown = sorted(set(table) - set(required) - set(optional))
     if unknown:
         raise CatalogueError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    missing = [key for key in _REQUIRED if key not in table]
+    missing = [key for key in required if key not in table]
     if missing:
         raise CatalogueError(f"{where}: missing field(s) {', '.join(missing)}")
     return where
@@ -372,6 +426,21 @@ def _family_and_mode(table: Mapping[str, Any], where: str) -> tuple[str, str]:
             f"it (got family {family!r}, stage_mode {stage_mode!r})"
         )
     return family, stage_mode
+
+
+def _verifier_family(table: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """A verifier's family (whose projector and chat template it has) and its nominal
+    stage mode: "prompted", which it never uses, as it answers no question."""
+    family = _choice(table, "family", FAMILIES - {LOCAL_FAMILY}, where)
+    return family, "prompted"
+
+
+def _weights(table: Mapping[str, Any], where: str) -> str:
+    """The Hugging Face repository of a verifier's published weights."""
+    weights = _text(table, "weights", where)
+    if not _REPO_RE.match(weights):
+        raise CatalogueError(f"{where}: weights {weights!r} must look like 'owner/name'")
+    return weights
 
 
 def _model_files(table: Mapping[str, Any], local: bool,

@@ -109,8 +109,8 @@ class Library:
             Cancelled: ``cancel`` was set; what was downloaded is kept for a resume.
         """
         if entry.repo is None:
-            raise StagewiseError(
-                f"{entry.id} is built locally (see the fine-tune recipe), not downloaded")
+            raise StagewiseError(f"{entry.id} is built locally, not downloaded: "
+                                 f"{entry.build_command}")
         folder = self.folder / entry.id
         folder.mkdir(parents=True, exist_ok=True)
         files = []

@@ -3,7 +3,8 @@
 A first run has only the built-in demo model; the window then suggests one download.
 :func:`recommend` picks it from the catalogue with the same memory test the model manager
 marks "fits" with (:func:`~stagewise.models.library.installed.rough_fit`): the largest
-downloadable model whose files fit this machine's free memory, preferring a model that
+downloadable model that answers (never a process reward model, which only scores
+another model's steps) whose files fit this machine's free memory, preferring a model that
 answers directly over a thinking one (a thinking block makes each stage far longer), and
 on a machine without a GPU one of at most :data:`CPU_PARAMS_LIMIT` parameters (a larger
 one fits in RAM but answers too slowly there). Qt-free.
@@ -47,8 +48,9 @@ def recommend(catalogue: tuple[CatalogueEntry, ...],
         first and, without a GPU, none above :data:`CPU_PARAMS_LIMIT` unless nothing
         else fits; ties go to the earlier entry. None when nothing fits.
     """
-    fitting = [entry for entry in catalogue
-               if not entry.local and rough_fit(entry.total_bytes, hardware)]
+    fitting = [entry for entry in catalogue  # a verifier (a PRM) answers nothing
+               if not entry.local and not entry.verifier
+               and rough_fit(entry.total_bytes, hardware)]
     if not fitting:
         return None
     gpu = hardware.gpu_offload and bool(hardware.gpus)

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -39,7 +40,8 @@ from stagewise.models.disk.paths import cache_dir
 from stagewise.models.recipes.llava_cot.converter import converter_source, llama_cpp_version
 
 __all__ = ["QWEN_SHAPES", "REAL_TINY", "REAL_VOCABULARIES", "RealVocabulary",
-           "qwen_real_vocabulary_pair", "real_vocabulary_pair", "with_tokenizer"]
+           "cached_folder", "qwen2_hf_tokenizer", "qwen_real_vocabulary_pair",
+           "real_vocabulary_pair", "with_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,39 @@ def qwen_real_vocabulary_pair(family: str = "qwen2.5-vl", *, cache: Path | None 
                    TinyPair(Path(f"{stem}-model.gguf"), Path(f"{stem}-mmproj.gguf")), write)
 
 
+def qwen2_hf_tokenizer(chat_template: str, source: Path | None = None) -> Any:
+    """Qwen2's real tokenizer as a ``transformers`` tokenizer, for a Hugging Face folder.
+
+    Rebuilt from ``ggml-vocab-qwen2.gguf``: its 151,643 byte-level BPE tokens (ids as there)
+    and merges (in rank order), NFC normalization and Qwen2's pre-tokenizer, then Qwen2.5-VL's
+    special tokens (:data:`~stagewise.models.recipes.llava_cot.tiny_qwen.SPECIAL_TOKENS`)
+    from id 151,643 on. It tokenizes llama.cpp's own test texts for that vocabulary
+    (``ggml-vocab-qwen2.gguf.inp``) to the ids it expects (``.out``), and llama.cpp's
+    converter recognises its pre-tokenizer by hash as ``qwen2``, as it does a real Qwen2.5-VL
+    download's (both checked by the tests).
+
+    Args:
+        chat_template: The chat template to give it.
+        source: llama.cpp's source folder; fetched with the converter by default.
+    """
+    from tokenizers import AddedToken, Tokenizer, models, normalizers
+
+    from stagewise.models.recipes.llava_cot import tiny_qwen
+
+    reader = gguf.GGUFReader(str(REAL_VOCABULARIES["qwen2"].files(source)[0]))
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    kinds = reader.fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(m.split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
+    vocab = {token: i for i, (token, kind) in enumerate(zip(tokens, kinds, strict=True))
+             if kind == gguf.TokenType.NORMAL}
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    bpe.normalizer = normalizers.NFC()
+    tiny_qwen.qwen2_pipeline(bpe)
+    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in tiny_qwen.SPECIAL_TOKENS])
+    return tiny_qwen.qwen_tokenizer(bpe, chat_template)
+
+
 def with_tokenizer(model: Path, vocab_file: Path, chat_template: str, out: Path,
                    seed: int = 0) -> Path:
     """Copy a text model GGUF with another tokenizer: every ``tokenizer.*`` key from
@@ -193,11 +228,18 @@ def with_tokenizer(model: Path, vocab_file: Path, chat_template: str, out: Path,
 def _cached(name: str, shape: object, cache: Path | None, files: TinyPair,
             write: Callable[[Path], None]) -> TinyPair:
     """The pair written once by ``write(folder)`` into a cache folder keyed by ``shape``."""
+    folder = cached_folder(name, shape, write, cache, marker=files.model)
+    return TinyPair(folder / files.model, folder / files.mmproj)
+
+
+def cached_folder(name: str, shape: object, write: Callable[[Path], None],
+                  cache: Path | None = None, *, marker: Path = Path("config.json")) -> Path:
+    """A folder written once by ``write(folder)`` into the cache, keyed by ``shape`` and the
+    llama-cpp-python version; whole once ``marker`` (a path inside it) exists."""
     key = hashlib.sha256(repr((shape, llama_cpp_version())).encode()).hexdigest()[:16]
     folder = (cache or cache_dir()) / "real-vocab-pairs" / f"{name}-{key}"
-    pair = TinyPair(folder / files.model, folder / files.mmproj)
-    if pair.model.is_file() and pair.mmproj.is_file():
-        return pair
+    if (folder / marker).is_file():
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -205,8 +247,8 @@ def _cached(name: str, shape: object, cache: Path | None, files: TinyPair,
         try:
             os.replace(staging, folder)  # whichever concurrent run renames first wins
         except OSError:
-            if not pair.model.is_file():
+            if not (folder / marker).is_file():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return pair
+    return folder

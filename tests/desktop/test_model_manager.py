@@ -114,6 +114,33 @@ def test_import_delete_and_bad_files(qtbot, manager, tiny_pair, tmp_path):
     assert "cut-model.gguf" in manager.message.text()
 
 
+def test_a_built_process_reward_model_is_shown_as_one_and_not_offered_to_answer(
+        qtbot, tiny_pair, tmp_path):
+    import shutil
+
+    library = Library(tmp_path / "models")
+    home = library.folder / "vl-prm-3b"
+    home.mkdir(parents=True)
+    catalogue = load_catalogue()
+    entry = next(e for e in catalogue if e.id == "vl-prm-3b")
+    library.add_built(entry, shutil.copy(tiny_pair.model, home / "vl-prm-3b-Q8_0.gguf"),
+                      shutil.copy(tiny_pair.mmproj, home / "mmproj-vl-prm-3b-f16.gguf"))
+    dialog = ModelManager(library, catalogue, detect_hardware())
+    qtbot.addWidget(dialog)
+    dialog.select("vl-prm-7b")  # not built: says how
+    assert dialog.table.item(dialog.rows.index(dialog.selected()), 0).text() == (
+        "VL-PRM 7B (process reward model)")
+    assert "build it locally" in [dialog.table.item(i, 3).text() for i in range(len(dialog.rows))]
+    assert "recipes.prm convert HF_FOLDER --id vl-prm-7b" in dialog.details.text()
+    dialog.select("vl-prm-3b")  # built and installed, yet it answers nothing
+    assert "a process reward model" in dialog.details.text() and "does not answer" in (
+        dialog.details.text())
+    assert not dialog.use_button.isEnabled() and dialog.delete_button.isEnabled()
+    dialog.select("llava-cot-local")
+    assert "prompted stages" not in dialog.details.text() and "native stages" in (
+        dialog.details.text())
+
+
 def test_closing_mid_download_stops_it(qtbot, manager, served_catalogue, tiny_pair):
     served_catalogue.hub.set_faults(REPO, tiny_pair.model.name, slow=0.05)
     manager.select(ENTRY_ID)

@@ -121,7 +121,7 @@ def test_stage_modes(catalogue: tuple[CatalogueEntry, ...]) -> None:
             assert entry.local
         else:
             assert entry.stage_mode == "prompted"
-            assert not entry.local
+            assert entry.local == entry.verifier  # a PRM is built here; the rest downloaded
 
 
 def test_local_slot_has_no_repo(catalogue: tuple[CatalogueEntry, ...]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["QWEN2_PATTERN", "SPECIAL_TOKENS", "TINY_PRE_TOKENIZER", "build_tiny_qwen3vl",
-           "build_tiny_qwen25vl"]
+           "build_tiny_qwen25vl", "qwen2_pipeline", "qwen_tokenizer"]
 
 QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
@@ -116,18 +116,34 @@ def qwen3vl_chat_template() -> str:
 def _tokenizer(texts: Iterable[str], vocab_size: int, template: str) -> Any:
     """A byte-level BPE learnt from ``texts``, with Qwen2's pre-tokenizer, Qwen's special
     tokens (after the learnt vocabulary) and ``template`` as its chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE())
+    qwen2_pipeline(bpe)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(list(texts), trainer)
+    return qwen_tokenizer(bpe, template)
+
+
+def qwen2_pipeline(bpe: Any) -> Any:
+    """Give a ``tokenizers.Tokenizer`` Qwen2's pre-tokenizer (its split pattern, then bytes)
+    and byte-level decoder; returns it."""
+    from tokenizers import Regex, decoders, pre_tokenizers
+
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(list(texts), trainer)
+    return bpe
+
+
+def qwen_tokenizer(bpe: Any, template: str) -> Any:
+    """A ``transformers`` Qwen2 tokenizer around the byte-level BPE ``bpe``, with Qwen's
+    special tokens (after its vocabulary) and ``template`` as its chat template."""
+    from transformers import Qwen2TokenizerFast
+
     tokenizer = Qwen2TokenizerFast(
         tokenizer_object=bpe, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         unk_token=None, additional_special_tokens=list(SPECIAL_TOKENS[1:]),
@@ -158,7 +174,7 @@ def _text_token_config(ids: dict[str, int]) -> dict[str, int]:
 
 
 def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 640,
-                        seed: int = 0) -> Path:
+                        seed: int = 0, tokenizer: Any = None) -> Path:
     """Write a random-weight Qwen2.5-VL, its tokenizer and processor to ``out``.
 
     Args:
@@ -167,6 +183,9 @@ def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 64
         texts: Text to learn the BPE merges from (the sample questions and answers).
         vocab_size: Target size of the learnt vocabulary, special tokens excluded.
         seed: Seeds the weights.
+        tokenizer: A ``transformers`` tokenizer with Qwen's special tokens to use instead
+            of learning one (:func:`qwen_tokenizer`, e.g. around Qwen2's real vocabulary);
+            ``texts`` and ``vocab_size`` are then unused.
 
     Returns:
         ``out``.
@@ -180,7 +199,7 @@ def build_tiny_qwen25vl(out: Path, texts: Iterable[str], *, vocab_size: int = 64
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(texts, vocab_size, chat_template())
+    tokenizer = tokenizer or _tokenizer(texts, vocab_size, chat_template())
     ids, padded = _token_ids(tokenizer)
     config = Qwen2_5_VLConfig(
         vision_config={**VISION, "out_hidden_size": TEXT["hidden_size"]},

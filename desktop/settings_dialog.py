@@ -49,6 +49,7 @@ from stagewise.models.storage.app_settings import (
     GPU_LAYERS_MAX,
     MAX_STAGE_TOKENS_MAX,
     MAX_STAGE_TOKENS_MIN,
+    PREFIX_CACHE_MIB_MAX,
     SCHEMA_VERSION,
     TEMPERATURE_MAX,
     THREADS_MAX,
@@ -334,9 +335,21 @@ class SettingsDialog(QDialog):
                        "variable (1 or 0) wins over this box. Help → Diagnostics shows "
                        "what this machine offers.")
 
+        self.prefix_cache_spin = QSpinBox(group)
+        self.prefix_cache_spin.setRange(0, PREFIX_CACHE_MIB_MAX)
+        self.prefix_cache_spin.setSingleStep(256)
+        self.prefix_cache_spin.setSuffix(" MiB")
+        self.prefix_cache_spin.setSpecialValueText("Off")
+        self._describe(self.prefix_cache_spin, "Encoded images kept",
+                       "Disk space for images the model has already encoded, so that a "
+                       "question about one of them later (reopened from the history, or "
+                       "after a restart) starts at once instead of encoding it again. The "
+                       "images used longest ago make room; Off keeps none.")
+
         self._add_row(form, "&GPU layers:", gpu_row, self.gpu_combo)
         self._add_row(form, "T&hreads:", self.threads_spin)
         self._add_row(form, "Conte&xt size:", self.ctx_spin)
+        self._add_row(form, "Encoded &images kept:", self.prefix_cache_spin)
         form.addRow(self.amx_check)
         return group
 
@@ -395,6 +408,7 @@ class SettingsDialog(QDialog):
         self.threads_spin.setValue(settings.threads or 0)
         self.ctx_spin.setValue(settings.n_ctx)
         self.amx_check.setChecked(settings.cpu_amx)
+        self.prefix_cache_spin.setValue(settings.prefix_cache_mib)
         self.collapse_check.setChecked(settings.stages_collapsed)
         self.remote_group.load(settings, _stored_key(settings.server_url))
         self._update_enabled()
@@ -420,6 +434,7 @@ class SettingsDialog(QDialog):
             threads=self.threads_spin.value() or None,
             n_ctx=_context(self.ctx_spin.value()),
             cpu_amx=self.amx_check.isChecked(),
+            prefix_cache_mib=self.prefix_cache_spin.value(),
             stages_collapsed=self.collapse_check.isChecked(),
             **self.remote_group.values(),
         )

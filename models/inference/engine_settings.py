@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "EngineSettings", "EngineStats",
-           "FlashAttention", "default_threads"]
+__all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "PREFIX_CACHE_MIB", "EngineSettings",
+           "EngineStats", "FlashAttention", "default_threads"]
 
 FlashAttention = Literal["auto", "on", "off"]
 FLASH_ATTENTION: tuple[FlashAttention, ...] = ("auto", "on", "off")
@@ -19,6 +19,11 @@ more (:func:`stagewise.models.hardware.need.choose_context`)."""
 
 FALLBACK_CTX = 8192
 """The automatic context's ceiling, and the context of an engine made without a plan."""
+
+
+PREFIX_CACHE_MIB = 2048
+"""The default cap of the encoded-image cache on disk
+(:mod:`stagewise.models.inference.prefix_cache`): a few dozen images of a 3-4 B model."""
 
 
 def default_threads() -> int:
@@ -60,3 +65,4 @@ class EngineStats:
     prompt_tokens: int = 0
     decode_calls: int = 0
     decoded_tokens: int = 0
+    encode_s: float = 0.0  # seconds spent evaluating prompts up to their image's end

@@ -28,7 +28,7 @@ from typing import Any
 from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.disk.paths import config_dir
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.engine_settings import AUTO_CTX, EngineSettings
+from stagewise.models.inference.engine_settings import AUTO_CTX, PREFIX_CACHE_MIB, EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.registry import Registry
@@ -55,6 +55,7 @@ __all__ = [
     "MAX_STAGE_TOKENS_MAX",
     "MAX_STAGE_TOKENS_MIN",
     "MIGRATIONS",
+    "PREFIX_CACHE_MIB_MAX",
     "SCHEMA_VERSION",
     "SETTINGS_FILE",
     "TEMPERATURE_MAX",
@@ -79,6 +80,7 @@ MAX_STAGE_TOKENS_MIN, MAX_STAGE_TOKENS_MAX = 16, 4096
 GPU_LAYERS_MAX = 999  # more than any model has; llama.cpp clamps to the real count
 THREADS_MAX = 256
 CTX_MIN, CTX_MAX = 2048, 131072
+PREFIX_CACHE_MIB_MAX = 1 << 20  # 1 TiB
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ class AppSettings:
             (a LLaVA-CoT model), else "prompted".
         cpu_amx: Let llama.cpp keep weights in its AMX buffers on CPUs that have AMX
             (off: it crashes on some machines; ``STAGEWISE_CPU_AMX`` wins over it).
+        prefix_cache_mib: The most disk space, in MiB, that encoded images take in the
+            cache folder (:mod:`stagewise.models.inference.prefix_cache`), so that asking
+            about an image again, after a restart too, does not encode it again; 0 keeps
+            none.
         stages_collapsed: Whether the Summary, Caption and Reasoning cards start
             collapsed.
         window_geometry: Base64 of the main window's saved geometry; opaque here.
@@ -141,6 +147,7 @@ class AppSettings:
     server_model: str = ServerSettings.model
     server_stage_mode: str = ServerSettings.stage_mode.value
     cpu_amx: bool = False
+    prefix_cache_mib: int = PREFIX_CACHE_MIB
     stages_collapsed: bool = False
     window_geometry: str = ""
     window_state: str = ""
@@ -280,6 +287,8 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "server_model": text_value("server_model"),
     "server_stage_mode": choice_value("server_stage_mode", tuple(m.value for m in StageMode)),
     "cpu_amx": bool_value("cpu_amx"),
+    "prefix_cache_mib": int_value("prefix_cache_mib", 0, PREFIX_CACHE_MIB_MAX,
+                                  " (0 keeps no encoded images)"),
     "stages_collapsed": bool_value("stages_collapsed"),
     "window_geometry": text_value("window_geometry"),
     "window_state": text_value("window_state"),

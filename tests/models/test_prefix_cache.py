@@ -33,6 +33,7 @@ from tests.models.test_families import CASES, IDS, MARKER, template
 
 SETTINGS = SearchSettings(beam=2, max_stage_tokens=12, max_judge_tokens=8, seed=11)
 QUESTION = "Which shape is blue?"
+ONE_PASS = dataclasses.replace(SETTINGS, beam=1)
 CACHE_LOG = "stagewise.prefix_cache"
 
 
@@ -377,3 +378,24 @@ def read_header(path: Path) -> dict:
 
 def header_length(data: bytes) -> int:
     return struct.unpack("<I", data[len(MAGIC): len(MAGIC) + 4])[0]
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_m_rope_families_give_the_same_answer_from_the_cache(family, image, tmp_path):
+    """Qwen2.5-VL's and Qwen3-VL's shapes (M-RoPE positions: an image spans fewer positions
+    than it has embeddings) with their real vocabulary and template, through the cache."""
+    from stagewise.models.recipes.real_vocab import qwen_real_vocabulary_pair
+
+    pair = qwen_real_vocabulary_pair(family)
+    load = load_of(pair)
+    with Session(load) as plain:
+        assert plain.engine is not None and plain.engine.uses_mrope
+        reference = answer(plain, image, settings=ONE_PASS)
+    cache = PrefixCache(tmp_path / "cache")
+    with Session(load, prefix_cache=cache) as first:
+        assert first.prepare(image).origin == "encoded"
+        prepared = answer(first, image, settings=ONE_PASS)
+    with Session(load, prefix_cache=cache) as second:
+        cached = answer(second, image, settings=ONE_PASS)
+    assert cached.timings.prefix_from == "cache"
+    assert same_answer(reference, prepared) and same_answer(reference, cached)

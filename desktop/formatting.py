@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from stagewise.models.events import Timings
     from stagewise.models.library.hub_transfer import DownloadProgress
+    from stagewise.models.reasoning.search_backend import PrefixReport
 
 
 def format_bytes(n: float) -> str:
@@ -51,3 +53,26 @@ def progress_text(p: DownloadProgress) -> str:
 def fits_text(fit: bool | None) -> str:
     """The "fits this machine" mark: yes, no, or ? while the size is unknown."""
     return {True: "yes", False: "no", None: "?"}[fit]
+
+
+def ready_text(report: PrefixReport) -> str:
+    """How an image became ready to ask about, for the status bar ("" when it did not)."""
+    if report.origin == "encoded":
+        return f"Image ready to ask: encoded in {seconds_text(report.seconds)}"
+    if report.origin == "cache":
+        return (f"Image ready to ask: read from the cache in {seconds_text(report.seconds)}"
+                f" (encoding it took {seconds_text(report.encode_s)})")
+    if report.origin == "memory":
+        return "Image ready to ask"
+    return ""
+
+
+def prefix_text(t: Timings) -> str:
+    """Where an answer's image came from, in a few words ("" for a run saved before the
+    answers said)."""
+    origin = t.prefix_from
+    if origin == "cache":
+        return f"image from the cache {seconds_text(t.cache_load_s)}"
+    if origin == "encoded":
+        return f"image encoded {seconds_text(t.encode_s)}" if t.encode_s else ""
+    return "image ready before the question"

@@ -85,6 +85,7 @@ class ImagePane(QWidget):
         self._scale = 1.0
         self._fit = True
         self._busy = False
+        self._readiness = ""
         self._drag_hover = False
         self.setAcceptDrops(True)
         self.setMinimumSize(280, 200)
@@ -138,6 +139,17 @@ class ImagePane(QWidget):
     def shown_size(self) -> QSize:
         """The size, in screen pixels, at which the image is shown (empty when no image)."""
         return self._view.shown_size() if self._current is not None else QSize()
+
+    def set_readiness(self, text: str) -> None:
+        """Say how far the image is from being ready for a question ("preparing…",
+        "ready to ask"), after its name and size; "" says nothing. A new image starts
+        with nothing said."""
+        self._readiness = text
+        self._update_caption()
+
+    def readiness(self) -> str:
+        """What :meth:`set_readiness` last said about the image shown."""
+        return self._readiness if self._current is not None else ""
 
     def set_busy(self, busy: bool) -> None:
         """Note that an answer is running. Changing the image stays possible meanwhile."""
@@ -350,6 +362,7 @@ class ImagePane(QWidget):
         """Show an accepted image, fitted, and announce it."""
         self._current = loaded.input
         self._display = loaded.display
+        self._readiness = ""
         self._message.dismiss()
         self._view.set_image(loaded.display)
         self._stack.setCurrentWidget(self._view)
@@ -395,6 +408,8 @@ class ImagePane(QWidget):
         parts = [image.name, f"{image.width} × {image.height}"]
         if round(self._scale * 100, 1) != 100:
             parts.append(f"shown at {_percent(self._scale)}")
+        if self._readiness:
+            parts.append(self._readiness)
         text = " — ".join(parts)
         self._caption.set_full_text(text)
         self.setAccessibleDescription(text)

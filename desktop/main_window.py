@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.demo_notice import DemoNotice
 from stagewise.desktop.follow_ups import ThreadView
-from stagewise.desktop.formatting import seconds_text
+from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
 from stagewise.desktop.image_pane import ImagePane
@@ -30,7 +30,7 @@ from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
 from stagewise.desktop.welcome_panel import WelcomePanel
 from stagewise.desktop.widgets import plain_label, plain_tip
-from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel
+from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel, PrepareJob
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first ope
     from stagewise.desktop.model_manager import ModelManager
     from stagewise.desktop.model_setup import ModelSetup
     from stagewise.models.library.installed import InstalledModel
+    from stagewise.models.reasoning.search_backend import PrefixReport
 
 RENDER_MS = 33
 """Stage cards are re-rendered at most this often while tokens stream."""
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.live_run_id = -1
         self._dirty: set[Stage] = set()
         self._restoring = False  # a past run's image is going in: keep its answer
+        self._preparing: PrepareJob | None = None  # the shown image, being made ready
         self.model_setup: ModelSetup | None = None  # made once the window is up
 
         self._build_widgets()
@@ -259,6 +261,7 @@ class MainWindow(QMainWindow):
         w.run_finished.connect(self._on_run_finished)
         w.notice.connect(self.show_message)
         w.beam_chosen.connect(self._on_beam_chosen)
+        w.image_ready.connect(self._on_image_ready)
         self.image_pane.image_changed.connect(self._on_image)
         self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
@@ -424,6 +427,8 @@ class MainWindow(QMainWindow):
             parts.append(f"total {seconds_text(t.total_s)}")
             if t.tokens_per_s:
                 parts.append(f"{t.tokens_per_s:.0f} tokens/s")
+            if prefix := prefix_text(t):
+                parts.append(prefix)
         elif view.status is RunStatus.RUNNING:
             active = [v.stage.title for v in view.stages.values()
                       if v.status.value in ("sampling", "judging")]
@@ -445,8 +450,10 @@ class MainWindow(QMainWindow):
 
     def _on_image(self, image: ImageInput | None) -> None:
         """A new image starts a new question: the previous image's answer goes, and the
-        keyboard goes to the question (a past run's own image, restored, keeps its run)."""
+        keyboard goes to the question (a past run's own image, restored, keeps its run).
+        Either way the engine makes the image ready for a question at once."""
         self.question_box.set_image_ready(image is not None)
+        self._prepare(image)
         if image is None or self._restoring:
             return
         self.thread_view.new_image()  # a new image starts a new thread
@@ -458,6 +465,23 @@ class MainWindow(QMainWindow):
             self.history_panel.list.clearSelection()
             self.hide_message()
         self.question_box.edit.setFocus()
+
+    def _prepare(self, image: ImageInput | None) -> None:
+        """Have the engine encode ``image`` before its question (None: stop preparing)."""
+        if image is None:
+            self.host.cancel_preparing()
+            self._preparing = None
+            return
+        self._preparing = self.host.prepare(image.data, image.name, self.settings)
+        self.image_pane.set_readiness("preparing…")
+
+    @Slot(object, object)
+    def _on_image_ready(self, job: PrepareJob, report: PrefixReport) -> None:
+        if job is not self._preparing:
+            return  # an image shown before this one
+        self.image_pane.set_readiness("ready to ask" if report.ready else "")
+        if report.ready:
+            self.statusBar().showMessage(ready_text(report), 8000)
 
     # -- history --------------------------------------------------------------------------
 
@@ -607,6 +631,7 @@ class MainWindow(QMainWindow):
                    != (settings.model, settings.mmproj, settings.server))
         if changed or old.engine_settings() != settings.engine_settings():
             self._load_cancel = self.host.load(settings)  # runs after a running answer
+            self._prepare(self.image_pane.current())  # for the model loaded next
         if self.model_setup is not None:
             self.model_setup.refresh()  # a real model now: no first-run panel
 

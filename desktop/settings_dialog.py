@@ -42,6 +42,7 @@ from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
     FALLBACK_CTX,
     N_CTX,
+    PREFIX_CACHE,
     THREADS,
 )
 from stagewise.models.inference.engine_settings import GPU_LAYERS as GPU_LAYER_RANGE
@@ -333,9 +334,21 @@ class SettingsDialog(QDialog):
                        "variable (1 or 0) wins over this box. Help → Diagnostics shows "
                        "what this machine offers.")
 
+        self.prefix_cache_spin = QSpinBox(group)
+        self.prefix_cache_spin.setRange(PREFIX_CACHE.low, PREFIX_CACHE.high)
+        self.prefix_cache_spin.setSingleStep(256)
+        self.prefix_cache_spin.setSuffix(" MiB")
+        self.prefix_cache_spin.setSpecialValueText("Off")
+        self._describe(self.prefix_cache_spin, "Encoded images kept",
+                       "Disk space for images the model has already encoded, so that a "
+                       "question about one of them later (reopened from the history, or "
+                       "after a restart) starts at once instead of encoding it again. The "
+                       "images used longest ago make room; Off keeps none.")
+
         self._add_row(form, "&GPU layers:", gpu_row, self.gpu_combo)
         self._add_row(form, "T&hreads:", self.threads_spin)
         self._add_row(form, "Conte&xt size:", self.ctx_spin)
+        self._add_row(form, "Encoded &images kept:", self.prefix_cache_spin)
         form.addRow(self.amx_check)
         return group
 
@@ -396,6 +409,7 @@ class SettingsDialog(QDialog):
         self.threads_spin.setValue(engine.threads or 0)
         self.ctx_spin.setValue(engine.n_ctx)
         self.amx_check.setChecked(engine.allow_amx)
+        self.prefix_cache_spin.setValue(settings.prefix_cache_mib)
         self.collapse_check.setChecked(settings.stages_collapsed)
         self.remote_group.load(settings.server, _stored_key(settings.server.url))
         self._update_enabled()
@@ -431,6 +445,7 @@ class SettingsDialog(QDialog):
             mmproj=self._mmproj,
             search=search,
             engine=engine,
+            prefix_cache_mib=self.prefix_cache_spin.value(),
             server=self.remote_group.values(original.server),
             stages_collapsed=self.collapse_check.isChecked(),
         ).with_beam_choice(self.beam_spin.value())

@@ -4,7 +4,13 @@
 :class:`EngineWorker`. Jobs go to the worker through a queued signal, so they run one at a
 time in the order asked; the worker sends the core's frozen events back as Signals, and no
 widget is touched off the GUI thread. Stop sets the job's ``threading.Event``, which the
-engine's abort callback reads during every decode step.
+engine's abort callback reads during every decode step (and the image encoder between
+every few graph nodes).
+
+An image is made ready before its question (:class:`PrepareJob`): when one is dropped,
+pasted, opened or restored, the worker encodes it (or reads it from the cache of encoded
+images) at once, so that the question then costs only its own tokens; a newer image, or a
+question about another one, cancels a preparation still running.
 """
 
 from __future__ import annotations
@@ -69,6 +75,16 @@ class AskJob:
     thread: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class PrepareJob:
+    """An image to make ready for its questions, with the settings it will be asked with."""
+
+    image_data: bytes
+    image_name: str
+    settings: AppSettings
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 class EngineWorker(QObject):
     """Runs in the engine thread; owns the engine and the history writer."""
 
@@ -82,6 +98,7 @@ class EngineWorker(QObject):
     run_finished = Signal(object)  # SearchResult
     notice = Signal(str)  # something went wrong but the answer goes on
     beam_chosen = Signal(str)  # beam "auto": the width it chose, and why
+    image_ready = Signal(object, object)  # PrepareJob, PrefixReport (not ready: why)
     idle = Signal(object)  # the finished job's cancel event
 
     def __init__(self, history_folder: Path | None = None) -> None:
@@ -93,6 +110,7 @@ class EngineWorker(QObject):
         self._loaded: LoadedModel | None = None
         self._hardware: Hardware | None = None
         self._auto = AutoBeam()  # beam "auto" for the loaded model; new with each model
+        self._cache_mib: int | None = None  # the cap the session's prefix cache has
 
     # -- jobs (engine thread) -------------------------------------------------------------
 
@@ -126,6 +144,29 @@ class EngineWorker(QObject):
             self._fail(run_id, f"{type(error).__name__}: {error}")
         finally:
             self.idle.emit(job.cancel)
+
+    @Slot(object)
+    def prepare(self, job: PrepareJob) -> None:
+        """Make an image ready to be asked about; says how in ``image_ready`` (a
+        preparation that was cancelled says nothing)."""
+        from stagewise.models.reasoning.search_backend import PrefixReport
+
+        try:
+            from stagewise.models.inference.images import load_image
+
+            if job.cancel.is_set():  # another image came before this one's turn
+                return
+            image = load_image(job.image_data, name=job.image_name)
+            session = self._ensure_engine(job.settings, job.cancel)
+            report = session.prepare(image, job.cancel, job.settings.search_settings())
+        except Cancelled:
+            return
+        except (StagewiseError, OSError, MemoryError) as error:
+            log.info("the image was not prepared: %s", error)  # the question will say
+            report = PrefixReport("", reason=str(error))
+        finally:
+            self.idle.emit(job.cancel)
+        self.image_ready.emit(job, report)
 
     @Slot()
     def shut_down(self) -> None:
@@ -190,6 +231,7 @@ class EngineWorker(QObject):
             raise
         current = self._session.plan if self._session is not None else None
         if current is not None and current.key == load.key:
+            self._use_prefix_cache(settings)
             return self._session
         for warning in load.fit.warnings:
             log.warning("%s: %s", load.model.name, warning)
@@ -207,6 +249,8 @@ class EngineWorker(QObject):
             self._session = Session(load, progress=progress)
             self._server = None
             self._auto = AutoBeam()
+            self._cache_mib = None
+            self._use_prefix_cache(settings)
         except Cancelled:
             self.model_failed.emit("loading the model was stopped")
             raise
@@ -218,6 +262,15 @@ class EngineWorker(QObject):
                                    time.perf_counter() - start)
         self.model_loaded.emit(self._loaded)
         return self._session
+
+    def _use_prefix_cache(self, settings: AppSettings) -> None:
+        """Give the session the cache of encoded images the settings ask for."""
+        from stagewise.models.inference.prefix_cache import PrefixCache
+
+        if self._session is None or self._cache_mib == settings.prefix_cache_mib:
+            return
+        self._session.use_prefix_cache(PrefixCache.with_cap_mib(settings.prefix_cache_mib))
+        self._cache_mib = settings.prefix_cache_mib
 
     def _ensure_server(self, server: ServerSettings) -> Session:
         """The session on ``server``, connected unless it is the one in place."""
@@ -293,6 +346,7 @@ class EngineHost(QObject):
 
     _load = Signal(object, object)
     _ask = Signal(object)
+    _prepare = Signal(object)
 
     def __init__(self, history_folder: Path | None = None,
                  parent: QObject | None = None) -> None:
@@ -303,10 +357,12 @@ class EngineHost(QObject):
         self.worker.moveToThread(self.thread)
         self._load.connect(self.worker.load)
         self._ask.connect(self.worker.ask)
+        self._prepare.connect(self.worker.prepare)
         # finished is emitted by the engine thread itself as its loop ends: the engine is
         # freed there, after the last job, whatever was still queued
         self.thread.finished.connect(self.worker.shut_down, Qt.ConnectionType.DirectConnection)
         self._cancels: list[threading.Event] = []
+        self._preparing: PrepareJob | None = None  # the last image sent to be prepared
         self.worker.idle.connect(self._forget_finished)
         register_thread(self.thread)
         self.thread.start()
@@ -319,9 +375,31 @@ class EngineHost(QObject):
         return cancel
 
     def ask(self, job: AskJob) -> None:
-        """Queue a question; :meth:`stop` or ``job.cancel`` stops it."""
+        """Queue a question; :meth:`stop` or ``job.cancel`` stops it. A preparation of
+        another image is cancelled; one of this image goes on, and the question then
+        uses what it made."""
+        if self._preparing is not None and self._preparing.image_data != job.image_data:
+            self.cancel_preparing()
         self._cancels.append(job.cancel)
         self._ask.emit(job)
+
+    def prepare(self, image_data: bytes, image_name: str, settings: AppSettings
+                ) -> PrepareJob:
+        """Queue making an image ready for its questions, cancelling the preparation of
+        the image before it (the worker answers with ``image_ready``)."""
+        self.cancel_preparing()
+        job = PrepareJob(image_data, image_name, settings)
+        self._preparing = job
+        self._cancels.append(job.cancel)
+        self._prepare.emit(job)
+        return job
+
+    def cancel_preparing(self) -> None:
+        """Stop the preparation of the last image, if it is still queued or running (an
+        encode stops within a few graph nodes)."""
+        if self._preparing is not None:
+            self._preparing.cancel.set()
+            self._preparing = None
 
     def stop(self) -> None:
         """Stop every queued or running job; the engine sees it within one decode step."""

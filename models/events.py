@@ -106,6 +106,18 @@ class Timings:
     decode_steps: int = 0
     earlier_turns: int = 0  # a follow-up: earlier turns of the thread in its prompt
     dropped_turns: int = 0  # a follow-up: its oldest turns, left out to fit the context
+    encode_s: float = 0.0  # spent encoding the image (and the prompt up to its end)
+    cache_loads: int = 0  # the image's prompt start read from the disk cache instead
+    cache_load_s: float = 0.0
+
+    @property
+    def prefix_from(self) -> str:
+        """Where the prompt up to the image's end came from: "encoded" for this answer,
+        "cache" (the disk cache), or "memory" (kept from an earlier question, or prepared
+        when the image arrived; on a server, its own prompt cache)."""
+        if self.cache_loads:
+            return "cache"
+        return "encoded" if self.image_encodes else "memory"
 
     @property
     def tokens_per_s(self) -> float:
@@ -175,6 +187,8 @@ class SearchResult:
                 "generated_tokens": t.generated_tokens, "decode_steps": t.decode_steps,
                 "tokens_per_s": round(t.tokens_per_s, 2),
                 "earlier_turns": t.earlier_turns, "dropped_turns": t.dropped_turns,
+                "prefix": {"from": t.prefix_from, "encode_s": round(t.encode_s, 4),
+                           "cache_load_s": round(t.cache_load_s, 4)},
             },
         }
 

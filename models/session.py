@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from stagewise.models.inference.engine import Engine
     from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.prefix_cache import PrefixCache
     from stagewise.models.reasoning.conversation import Turn
+    from stagewise.models.reasoning.llama_prefix import PrefixKeeper
     from stagewise.models.reasoning.search import StageSearch
-    from stagewise.models.reasoning.search_backend import SearchBackend
+    from stagewise.models.reasoning.search_backend import PrefixReport, SearchBackend
     from stagewise.models.reasoning.selections import Selection, Verifier
     from stagewise.models.remote.server import ServerSettings
 
@@ -133,8 +135,18 @@ class Session:
     """
 
     def __init__(self, load: LoadPlan,
-                 progress: Callable[[float], bool] | None = None) -> None:
+                 progress: Callable[[float], bool] | None = None, *,
+                 prefix_cache: PrefixCache | None = None) -> None:
         """Load the plan's pair.
+
+        Args:
+            load: What to load.
+            progress: Called with 0.0 to 1.0 while the weights load; False stops it.
+            prefix_cache: Where encoded images are kept between runs
+                (:class:`~stagewise.models.inference.prefix_cache.PrefixCache`); None keeps
+                them only while the session lasts. The window and ``stagewise ask`` pass
+                the user's cache; a batch over many images should too, and call
+                :meth:`prepare` for each image before its questions.
 
         Raises:
             ModelFileError: A file is missing, truncated or does not match the other.
@@ -147,7 +159,9 @@ class Session:
         self.plan: LoadPlan | None = load
         self.engine: Engine | None = Engine(load.model, load.mmproj, load.engine,
                                             progress=progress)
-        self.backend: SearchBackend = LlamaBackend(self.engine, keep_image=True)
+        backend = LlamaBackend(self.engine, keep_image=True, prefix_cache=prefix_cache)
+        self.backend: SearchBackend = backend
+        self._prefixes: PrefixKeeper | None = backend.prefixes
         self.served_by = "this computer"
         self._verifiers: dict[tuple[Path, str], tuple[Engine, Verifier]] = {}
 
@@ -165,7 +179,14 @@ class Session:
         session.backend = connect(server, api_key)
         session.served_by = server.describe()
         session._verifiers = {}
+        session._prefixes = None
         return session
+
+    def use_prefix_cache(self, cache: PrefixCache | None) -> None:
+        """Keep encoded images in ``cache`` from now on (None: only while the session
+        lasts); a server keeps its own."""
+        if self._prefixes is not None:
+            self._prefixes.cache = cache
 
     def ask(self, image: PreparedImage, question: str, search: SearchSettings,
             cancel: threading.Event | None = None, *,
@@ -182,6 +203,35 @@ class Session:
                 they go into the prompt after the image, which is not encoded again.
         """
         return self.search(search).run(image, question, cancel, earlier=earlier)
+
+    def prepare(self, image: PreparedImage, cancel: threading.Event | None = None,
+                search: SearchSettings | None = None) -> PrefixReport:
+        """Get ``image`` ready to be asked about before the question is known: the prompt
+        up to the image's end (the same for any question) evaluated now, or read from the
+        disk cache, so that :meth:`ask` then evaluates only the question's own tokens.
+
+        Args:
+            image: The image the next questions will be about.
+            cancel: Set it to stop at once (another image arrived, say); the encode stops
+                part-way and nothing of it is kept.
+            search: The search the questions will use (its stage mode); the defaults if None.
+
+        Returns:
+            Where the prefix came from and how long it took; "not ready" with the reason
+            where this model's prompt before the image depends on the question. On a
+            server, its own prompt cache keeps what it evaluated.
+
+        Raises:
+            Cancelled: ``cancel`` was set.
+            StagewiseError: The prompt could not be made or evaluated.
+        """
+        from stagewise.models.reasoning.search_backend import PrefixReport
+
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return PrefixReport("", reason="this engine cannot prepare an image")
+        mode = (search.mode if search is not None else None) or self.backend.stage_mode
+        return prepare(image, mode, cancel or threading.Event())
 
     def search(self, search: SearchSettings) -> StageSearch:
         """A search with these settings on this session's model (and its second model,

@@ -6,6 +6,7 @@ run into a temporary folder. Add new shared fixtures here; keep them small.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
-from stagewise.models.disk.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
+from stagewise.models.disk.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, PREFIX_CACHE_DIR_ENV
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
@@ -24,7 +25,8 @@ from tests.library_fixtures import served_catalogue  # noqa: F401 (a shared fixt
 @pytest.fixture(scope="session", autouse=True)
 def _private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep every test, and every process a test starts, out of the user's folders."""
-    old = {env: os.environ.get(env) for env in (DATA_DIR_ENV, CONFIG_DIR_ENV)}
+    envs = (DATA_DIR_ENV, CONFIG_DIR_ENV, PREFIX_CACHE_DIR_ENV)
+    old = {env: os.environ.get(env) for env in envs}
     for env in old:
         os.environ[env] = str(tmp_path_factory.mktemp(env.lower()))
     yield
@@ -33,6 +35,18 @@ def _private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             os.environ.pop(env, None)
         else:
             os.environ[env] = value
+
+
+_prefix_caches = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _private_prefix_cache(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test, and every process it starts, keeps encoded images in a folder of its own
+    (made on first use): none reads what another test's model encoded."""
+    folder = tmp_path_factory.getbasetemp() / f"prefix-cache-{next(_prefix_caches)}"
+    monkeypatch.setenv(PREFIX_CACHE_DIR_ENV, str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ from stagewise.models.events import (
     SearchResult,
     SegmentChosen,
     SegmentStarted,
+    Timings,
     TokenStreamed,
 )
 from stagewise.models.hardware.process_memory import memory_report
@@ -66,6 +67,7 @@ from stagewise.models.stages import StageParser
 
 if TYPE_CHECKING:
     from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.prefix_cache import PrefixCache
     from stagewise.models.session import Session
 
 EXIT_CANCELLED = 130
@@ -119,6 +121,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--no-history", action="store_true",
                      help="do not keep this question and its answer in the history (which "
                           "the window shows)")
+    ask.add_argument("--no-prefix-cache", action="store_true",
+                     help="neither read nor keep the encoded image in the cache of encoded "
+                          "images (which the window shares; its size is the window's "
+                          "Preferences → Encoded images kept)")
     add_judge_arguments(ask)
     add_retrace_arguments(ask)
     add_server_arguments(ask)
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         load = plan(args.model, args.mmproj, engine_settings(args), settings)
         if load.note:
             print(f"stagewise: {load.note}", file=sys.stderr)
-        session = Session(load)
+        session = Session(load, prefix_cache=prefix_cache(args))
         model = load.model.name
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -206,6 +212,19 @@ def run(args: argparse.Namespace) -> int:
                   ensure_ascii=False, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     return EXIT_CANCELLED if results[-1].status == "cancelled" else 0
+
+
+def prefix_cache(args: argparse.Namespace) -> PrefixCache | None:
+    """The cache of encoded images ``ask`` reads and writes: the window's, with the size
+    its settings give it (None with ``--no-prefix-cache``, or when the settings keep none).
+    A second ``ask`` about the same image with the same model reads the image from it
+    instead of encoding it."""
+    from stagewise.models.inference.prefix_cache import PrefixCache
+    from stagewise.models.storage.app_settings import load_settings
+
+    if args.no_prefix_cache:
+        return None
+    return PrefixCache.with_cap_mib(load_settings().prefix_cache_mib)
 
 
 def _heading(number: int, question: str, follow_up: bool, earlier: int) -> str:
@@ -338,7 +357,17 @@ class _StagePrinter:
         state = "cancelled" if result.status == "cancelled" else "done"
         self.err.write(
             f"{state} in {t.total_s:.2f} s · {t.generated_tokens} tokens generated · "
-            f"{t.tokens_per_s:.1f} tok/s · {t.image_encodes} image encode(s)\n"
+            f"{t.tokens_per_s:.1f} tok/s · {t.image_encodes} image encode(s)"
+            f"{_prefix_note(t)}\n"
         )
         self.err.flush()
 
+
+
+def _prefix_note(t: Timings) -> str:
+    """Where the image came from, when it was not encoded for this answer."""
+    if t.prefix_from == "cache":
+        return f" · image from the cache ({t.cache_load_s:.2f} s)"
+    if t.prefix_from == "encoded":
+        return f" ({t.encode_s:.2f} s)"
+    return ""

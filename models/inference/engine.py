@@ -20,6 +20,7 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from stagewise.models.inference.cpu_buffers import (
     choose_weight_buffers,
     parse_weight_buffers,
 )
+from stagewise.models.inference.encode_abort import EncodeAbort
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
     N_CTX,
@@ -168,8 +170,10 @@ class Engine:
         lc.llama_set_abort_callback(ctx, abort, ctypes.c_void_p(0))
         self._memory = lc.llama_get_memory(ctx)
 
-        mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), model,
-                                        projector_params(s, threads))
+        mparams = projector_params(s, threads)
+        self.encode_abort = EncodeAbort(lambda: self.cancel_event)  # kept alive with mctx
+        mparams.cb_eval = self.encode_abort.callback  # a stop reaches the image encode too
+        mctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), model, mparams)
         if not mctx:
             raise EngineError(
                 f"{self.mmproj_path}: libmtmd could not load the projector"
@@ -329,6 +333,42 @@ class Engine:
             self.eval_tokens([(seq_id, n_past, prompt.extra)])
             self.stats.prompt_tokens += len(prompt.extra)
         return n_past + len(prompt.extra)
+
+    def eval_prefix(self, prompt: TokenizedPrompt, seq_id: int) -> int:
+        """Evaluate a prompt's chunks up to the end of its last image into ``seq_id`` from
+        position 0 (the image is encoded); return the next position, ``prompt.shared_pos``.
+
+        This is the part of a question's prompt that is the same for any question about
+        the image; the tokens after it (:meth:`TokenizedPrompt.tail_tokens`) are the
+        question's own. No logits are kept.
+
+        Raises:
+            Cancelled: The cancel event was set (checked during the encode, too).
+            EngineError: The prompt has no image, does not fit, or libmtmd failed.
+        """
+        self._check_cancel()
+        end = prompt.media_end
+        if not end:
+            raise EngineError("the prompt has no image")
+        if prompt.n_tokens >= self.n_ctx:
+            raise EngineError(
+                f"the image and question need {prompt.n_tokens} tokens but the context "
+                f"holds {self.n_ctx}: raise the context size")
+        start = time.perf_counter()
+        n_past = lc.llama_pos(0)
+        for index in range(end):
+            chunk = mtmd.mtmd_input_chunks_get(prompt.handle, index)
+            rc = mtmd.mtmd_helper_eval_chunk_single(
+                self._mctx, self.ctx, chunk, n_past.value, seq_id, self.settings.n_batch,
+                False, ctypes.byref(n_past))
+            if rc != 0:
+                self._check_cancel()
+                raise EngineError(f"evaluating the image failed (libmtmd error {rc})"
+                                  + reason(native_log.last_error()))
+        self.stats.image_encodes += sum(c.is_image for c in prompt.chunks[:end])
+        self.stats.prompt_tokens += sum(c.n_tokens for c in prompt.chunks[:end])
+        self.stats.encode_s += time.perf_counter() - start
+        return int(n_past.value)
 
     # -- sequences ------------------------------------------------------------------------
 

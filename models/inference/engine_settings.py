@@ -10,8 +10,8 @@ from stagewise.models.bounds import IntRange
 from stagewise.models.errors import StagewiseError
 
 __all__ = ["AUTO_CTX", "FALLBACK_CTX", "FLASH_ATTENTION", "GPU_LAYERS", "N_BATCH", "N_CTX",
-           "N_SEQ_MAX", "THREADS", "EngineSettings", "EngineStats", "FlashAttention",
-           "default_threads"]
+           "N_SEQ_MAX", "PREFIX_CACHE", "PREFIX_CACHE_MIB", "THREADS", "EngineSettings",
+           "EngineStats", "FlashAttention", "default_threads"]
 
 FlashAttention = Literal["auto", "on", "off"]
 FLASH_ATTENTION: tuple[FlashAttention, ...] = ("auto", "on", "off")
@@ -45,6 +45,14 @@ THREADS = IntRange("threads", 1, 256, optional="automatic")
 
 GPU_LAYERS = IntRange("gpu_layers", -1, 999, note="-1 auto, 0 CPU only")
 """Layers offloaded to the GPU; 999 is more than any model has (llama.cpp clamps it)."""
+
+
+PREFIX_CACHE_MIB = 2048
+"""The default cap of the encoded-image cache on disk
+(:mod:`stagewise.models.inference.prefix_cache`): a few dozen images of a 3-4 B model."""
+
+PREFIX_CACHE = IntRange("prefix_cache_mib", 0, 1 << 20, note="0 keeps no encoded images")
+"""MiB the encoded-image cache may take on disk; 1 TiB at most."""
 
 
 def default_threads() -> int:
@@ -104,3 +112,4 @@ class EngineStats:
     prompt_tokens: int = 0
     decode_calls: int = 0
     decoded_tokens: int = 0
+    encode_s: float = 0.0  # seconds spent evaluating prompts up to their image's end

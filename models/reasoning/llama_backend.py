@@ -1,6 +1,10 @@
 """The search's backend on llama.cpp in this process: one context, many sequences.
 
-* The question's prompt, image included, is evaluated once into the *root* sequence.
+* The question's prompt, image included, is evaluated once into the *root* sequence: its
+  part up to the image's end through a
+  :class:`~stagewise.models.reasoning.llama_prefix.PrefixKeeper` (kept from an earlier
+  question, prepared when the image arrived, read from the disk cache, or encoded), then
+  the question's own tokens.
 * A sample forks the root into N candidate sequences, which share its cache cells; every
   candidate samples its first token from the root's last logits, then all live candidates
   decode together, one batch per step, each with its own sampler chain.
@@ -11,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -24,6 +27,7 @@ from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.families import fit_pixels
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
+from stagewise.models.inference.prefix_cache import PrefixCache
 from stagewise.models.inference.sampling import Sampler, mix_seed
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.llama_judging import (
@@ -33,12 +37,14 @@ from stagewise.models.reasoning.llama_judging import (
     choice_probabilities,
     yes_probability,
 )
+from stagewise.models.reasoning.llama_prefix import PrefixKeeper, image_key
 from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
 from stagewise.models.reasoning.search_backend import (
     BackendStats,
     Delta,
     JudgeSession,
     Piece,
+    PrefixReport,
     Prompt,
     PromptInfo,
     Sampled,
@@ -64,7 +70,8 @@ class LlamaBackend:
     """:class:`~stagewise.models.reasoning.search_backend.SearchBackend` over one
     :class:`Engine`."""
 
-    def __init__(self, engine: Engine, *, keep_image: bool = False) -> None:
+    def __init__(self, engine: Engine, *, keep_image: bool = False,
+                 prefix_cache: PrefixCache | None = None) -> None:
         """Answer on ``engine``.
 
         Args:
@@ -72,6 +79,7 @@ class LlamaBackend:
             keep_image: Between questions, keep the last image in the engine's cache so
                 that a next question about it does not encode it again (for an engine
                 nothing else uses between questions, such as a session's).
+            prefix_cache: Where encoded images are kept on disk (None: nowhere).
         """
         self.engine = engine
         self.keep_image = keep_image
@@ -83,7 +91,7 @@ class LlamaBackend:
         self._root = _Root(0, 0, (), None)
         self._root_logits = False  # whether the newest logits are the root's last token's
         self._branch: int | None = None  # retrace: the fork being continued
-        self._kept: tuple[object, ...] | None = None  # the image sequence 0 holds, its key
+        self.prefixes = PrefixKeeper(engine, prefix_cache)  # the image sequence 0 holds
 
     # -- what the search reads ------------------------------------------------------------
 
@@ -100,8 +108,43 @@ class LlamaBackend:
         return True
 
     def stats(self) -> BackendStats:
-        s = self.engine.stats
-        return BackendStats(s.image_encodes, s.prompt_tokens, s.decode_calls)
+        s, p = self.engine.stats, self.prefixes
+        return BackendStats(s.image_encodes, s.prompt_tokens, s.decode_calls, s.encode_s,
+                            p.cache_loads, p.cache_load_s)
+
+    # -- an image, before its question ----------------------------------------------------
+
+    def prepare(self, image: PreparedImage, mode: StageMode, cancel: threading.Event
+                ) -> PrefixReport:
+        """Evaluate the prompt up to the end of ``image`` into sequence 0, so that a
+        question about it then evaluates only its own tokens (:meth:`begin`).
+
+        Done only where the prompt before the image is the same whatever the question:
+        every family's template puts the image first in the user's turn, but a template
+        that wrote the question (or the stage instruction) before it would make the
+        prepared cells useless, and the report then says so and nothing is done.
+
+        Raises:
+            Cancelled: ``cancel`` was set (the encode stops part-way); nothing is kept.
+            EngineError, ChatTemplateError: The prompt could not be made or evaluated.
+        """
+        engine = self.engine
+        engine.cancel_event = cancel
+        texts = [engine.chat_prompt(user_text(question, each))
+                 for question in _PROBES for each in (mode, *StageMode)]
+        heads = {text.rpartition(engine.media_marker)[0] for text in texts}
+        if len(heads) != 1:
+            return PrefixReport("", reason="the chat template puts text that depends on "
+                                           "the question before the image")
+        fitted = fit_pixels(image, engine.max_image_pixels)
+        with Bitmap(fitted) as bitmap:
+            prompt = engine.tokenize_prompt(texts[0], bitmap)
+            try:
+                key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
+                self._pool.reset()
+                return self.prefixes.ensure(prompt, key, save_now=True)
+            finally:
+                prompt.close()
 
     # -- a question -----------------------------------------------------------------------
 
@@ -128,10 +171,10 @@ class LlamaBackend:
                                                             room)
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
-            key = (_image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
+            key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
             pos = self._eval_question(prompt, seq, key)
         except BaseException:
-            self._kept = None
+            self.prefixes.forget()
             self._prefix = None
             if prompt is not None:
                 prompt.close()
@@ -170,20 +213,20 @@ class LlamaBackend:
 
     def _eval_question(self, prompt: TokenizedPrompt, seq: int, key: tuple[object, ...]
                        ) -> int:
-        """Evaluate the prompt into ``seq`` (0), reusing the image kept there when ``key``
-        matches; return the next position."""
+        """Evaluate the prompt into ``seq`` (0): its part up to the image's end as
+        :meth:`PrefixKeeper.ensure` gets it there (kept, cached or encoded), then the
+        question's own tokens; return the next position."""
         engine = self.engine
         tail = prompt.tail_tokens()
-        if self._kept == key and seq == 0 and tail:
-            start = prompt.shared_pos
-            engine.eval_tokens([(seq, start, tail)])
-            engine.stats.prompt_tokens += len(tail)
-            return start + len(tail)
-        self._kept = None
-        engine.clear()
-        pos = engine.eval_prompt(prompt, seq)
-        self._kept = key
-        return pos
+        if seq != PrefixKeeper.SEQ or not tail or not prompt.media_end:
+            self.prefixes.forget()
+            engine.clear()
+            return engine.eval_prompt(prompt, seq)
+        self.prefixes.ensure(prompt, key, save_now=False)
+        start = prompt.shared_pos
+        engine.eval_tokens([(seq, start, tail)])
+        engine.stats.prompt_tokens += len(tail)
+        return start + len(tail)
 
     def end(self) -> None:
         for st in self._streams:
@@ -197,10 +240,11 @@ class LlamaBackend:
 
     def _keep_image(self) -> None:
         """Keep the question's image (its prompt up to the image's end) in sequence 0 for
-        a next question about it; forget everything else."""
-        engine, prefix = self.engine, self._prefix
-        if not self.keep_image or self._kept is None or prefix is None:
-            self._kept = None
+        a next question about it, and write it to the disk cache if it was encoded for
+        this question; forget everything else."""
+        engine, prefix, kept = self.engine, self._prefix, self.prefixes
+        if (not self.keep_image and not kept.unsaved) or kept.kept is None or prefix is None:
+            kept.forget()
             engine.clear()
             return
         root = self._root.seq
@@ -210,6 +254,10 @@ class LlamaBackend:
         engine.remove_seq(0, prefix.shared_pos, -1)
         for seq in range(1, self._pool.size):
             engine.remove_seq(seq)
+        kept.save()
+        if not self.keep_image:
+            kept.forget()
+            engine.clear()
 
     # -- the chosen text ------------------------------------------------------------------
 
@@ -346,6 +394,5 @@ class LlamaBackend:
             self._streams.remove(st)
 
 
-def _image_key(image: PreparedImage) -> tuple[int, int, str]:
-    """What identifies the pixels handed to libmtmd."""
-    return image.width, image.height, hashlib.sha256(image.rgb).hexdigest()
+_PROBES = ("What is in the picture?", "Is the second shape larger than the first one?")
+"""Two questions whose prompts must agree up to the image for it to be prepared."""

@@ -36,8 +36,9 @@ from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
 
-__all__ = ["BackendStats", "Delta", "JudgeSession", "Piece", "Prompt", "PromptInfo",
-           "ReplyRequest", "SampleRequest", "Sampled", "SearchBackend", "StageBudget"]
+__all__ = ["PREFIX_ORIGINS", "BackendStats", "Delta", "JudgeSession", "Piece", "PrefixReport",
+           "Prompt", "PromptInfo", "ReplyRequest", "SampleRequest", "Sampled", "SearchBackend",
+           "StageBudget"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,37 @@ class PromptInfo:
     dropped_turns: int = 0
 
 
+PREFIX_ORIGINS = ("encoded", "cache", "memory")
+"""Where a question's prompt up to its image's end came from: encoded now, read from the
+disk cache, or already in the engine (kept from an earlier question, or prepared when the
+image arrived; on a server, its own prompt cache)."""
+
+
+@dataclass(frozen=True)
+class PrefixReport:
+    """How an image became ready to ask about.
+
+    Attributes:
+        origin: One of :data:`PREFIX_ORIGINS`, or "" when nothing was prepared (see
+            ``reason``).
+        seconds: Seconds it took now (encoding, or reading the cache; ~0 from memory).
+        encode_s: Seconds the encode took when it was done (now, or when the cache entry
+            or the kept prefix was made).
+        saved: The encode was written to the disk cache.
+        reason: Why nothing was prepared ("" when something was).
+    """
+
+    origin: str
+    seconds: float = 0.0
+    encode_s: float = 0.0
+    saved: bool = False
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.origin)
+
+
 @dataclass(frozen=True)
 class BackendStats:
     """Work done since the backend was created; the search reports differences."""
@@ -59,6 +91,9 @@ class BackendStats:
     image_encodes: int = 0
     prompt_tokens: int = 0
     decode_steps: int = 0
+    encode_s: float = 0.0  # spent evaluating prompts up to their image's end
+    cache_loads: int = 0  # image prefixes read from the disk cache instead
+    cache_load_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ class RunRecord:
             decode_steps=stats.decode_steps - self.stats0.decode_steps,
             earlier_turns=self.earlier_turns,
             dropped_turns=self.dropped_turns,
+            encode_s=stats.encode_s - self.stats0.encode_s,
+            cache_loads=stats.cache_loads - self.stats0.cache_loads,
+            cache_load_s=stats.cache_load_s - self.stats0.cache_load_s,
         )
         parsed = parse_answer(self.answer)
         s = settings

@@ -24,14 +24,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import threading
+import time
 from typing import Any
 
+from stagewise.models.errors import Cancelled
 from stagewise.models.inference.chat_template import ChatTemplateError
 from stagewise.models.inference.families import detect_family
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.sampling import mix_seed
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_backend import (
+    PrefixReport,
     Prompt,
     PromptInfo,
     ReplyRequest,
@@ -87,6 +91,40 @@ class ServerBackend(RemoteBackend):
         done = self._complete(self._prompt, {"n_predict": 0}, image=True, slot=0)
         n = done.integer("tokens_evaluated")
         return PromptInfo(n, n)
+
+    def prepare(self, image: PreparedImage, mode: StageMode, cancel: threading.Event
+                ) -> PrefixReport:
+        """Have the server evaluate the prompt up to the end of ``image`` in slot 0, where
+        :meth:`start` evaluates every question: the server's prompt cache
+        (``cache_prompt``) keeps it, and a question about the image then evaluates only
+        its own tokens. Only the server's memory holds it: a restarted server, or a slot
+        that served another prompt since, encodes the image again.
+
+        Raises:
+            Cancelled: ``cancel`` was set before the request went.
+            ServerError: The server failed.
+        """
+        if cancel.is_set():
+            raise Cancelled()
+        self._image = png_base64(image)
+        first, second = (self._template(Prompt(user_text(question, mode)), True)
+                         for question in ("What is it?", "Where are the two shapes?"))
+        head, _, after = first.partition(self._marker)
+        if head != second.partition(self._marker)[0]:
+            return PrefixReport("", reason="the chat template puts text that depends on the "
+                                           "question before the image")
+        # a prompt that ends with the image aborts llama-server (GGML_ASSERT(batch.size()
+        # > 0) in server-context.cpp): end it with the text every question has after it
+        shared = _common_start(after, second.partition(self._marker)[2]) or "\n"
+        start = time.perf_counter()
+        done = self.post("/completion", self._body(head + self._marker + shared, image=True,
+                                                   slot=0) | {"n_predict": 0})
+        seconds = time.perf_counter() - start
+        timings = done.get("timings") or {}
+        cached = int(timings.get("cache_n") or 0)
+        before = len(self.post("/tokenize", {"content": head}).get("tokens") or [])
+        origin = "memory" if cached > before else "encoded"
+        return PrefixReport(origin, seconds, seconds if origin == "encoded" else 0.0)
 
     def jobs(self, request: SampleRequest, chosen: str) -> list[Job]:
         """One request for all candidates (``n_cmpl``): the server evaluates the prompt once,
@@ -182,6 +220,14 @@ class ServerBackend(RemoteBackend):
         self.prompt_tokens += timings.integer("prompt_n")
         if timings.integer("cache_n") <= self._before_image:
             self.image_encodes += 1
+
+
+def _common_start(a: str, b: str) -> str:
+    """The longest text both start with."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
 
 
 def png_base64(image: PreparedImage) -> str:

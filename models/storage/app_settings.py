@@ -38,6 +38,8 @@ from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
     FALLBACK_CTX,
     GPU_LAYERS,
+    PREFIX_CACHE,
+    PREFIX_CACHE_MIB,
     EngineSettings,
 )
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM
@@ -94,6 +96,10 @@ class AppSettings:
             llama-server, or an OpenAI-compatible server such as vLLM; an empty ``url``
             means none (the rest is kept for when it is switched on again). Its API key
             is kept apart (:mod:`stagewise.models.remote.keys`).
+        prefix_cache_mib: The most disk space, in MiB, that encoded images take in the
+            cache folder (:mod:`stagewise.models.inference.prefix_cache`), so that asking
+            about an image again, after a restart too, does not encode it again; 0 keeps
+            none.
         stages_collapsed: Whether the Summary, Caption and Reasoning cards start
             collapsed.
         window_geometry: Base64 of the main window's saved geometry; opaque here.
@@ -107,6 +113,7 @@ class AppSettings:
     auto_beam: bool = True
     engine: EngineSettings = field(default_factory=EngineSettings)
     server: ServerSettings = field(default_factory=lambda: ServerSettings(""))
+    prefix_cache_mib: int = PREFIX_CACHE_MIB
     stages_collapsed: bool = False
     window_geometry: str = ""
     window_state: str = ""
@@ -154,6 +161,15 @@ class AppSettings:
         """
         beam = self.search.beam if not self.auto_beam else (beam or self.planned_beam)
         return replace(self.search, seed=seed, beam=beam)
+
+    def validate(self) -> None:
+        """Checks the values kept here rather than in the core's dataclasses (which check
+        their own).
+
+        Raises:
+            StagewiseError: ``prefix_cache_mib`` is out of :data:`PREFIX_CACHE`.
+        """
+        PREFIX_CACHE.check(self.prefix_cache_mib)
 
     def validated(self) -> AppSettings:
         """Checks every value and returns the settings in their normal form.

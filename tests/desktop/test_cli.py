@@ -240,7 +240,10 @@ def test_follow_ups_see_the_earlier_answers_and_are_kept_as_one_thread(
     assert "# How many circles?" in lines
     assert ("# Follow-up 2 (1 earlier question and answer in context): Why is it red?"
             in lines)
-    assert streamed.stderr.count("0 image encode(s)") == 1
+    # the first question's image comes from the cache the first run wrote, the follow-up's
+    # from the engine's memory
+    assert streamed.stderr.count("0 image encode(s)") == 2
+    assert streamed.stderr.count("image from the cache") == 1
 
 
 def test_several_questions_about_one_image_encode_it_once(tiny_pair, image_file, tmp_path):
@@ -257,6 +260,30 @@ def test_several_questions_about_one_image_encode_it_once(tiny_pair, image_file,
                          "--max-stage-tokens", "8", "--no-history")
     assert streamed.returncode == 0, streamed.stderr
     assert "# One?" in streamed.stdout and "# Two?" in streamed.stdout
+
+
+def test_a_second_ask_about_the_same_image_reads_it_from_the_cache(
+        tiny_pair, image_file, tmp_path, monkeypatch):
+    args = ("--beam", "2", "--max-stage-tokens", "8", "--max-judge-tokens", "8", "--json",
+            "--no-history")
+    first, second = ask(tiny_pair, image_file, *args), ask(tiny_pair, image_file, *args)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["timings"]["prefix"]["from"] == "encoded" and a["timings"]["image_encodes"] == 1
+    assert a["timings"]["prefix"]["encode_s"] > 0
+    assert b["timings"]["prefix"]["from"] == "cache" and b["timings"]["image_encodes"] == 0
+    assert b["timings"]["prefix"]["encode_s"] == 0
+    assert b["timings"]["prefix"]["cache_load_s"] > 0
+    assert (a["answer_text"], a["candidates"]) == (b["answer_text"], b["candidates"])
+    skipped = ask(tiny_pair, image_file, *args, "--no-prefix-cache")
+    assert json.loads(skipped.stdout)["timings"]["prefix"]["from"] == "encoded"
+    # the window's setting "keep none" is ask's too
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.json").write_text(json.dumps({"version": 2, "prefix_cache_mib": 0}))
+    monkeypatch.setenv("STAGEWISE_CONFIG_DIR", str(config))
+    off = ask(tiny_pair, image_file, *args)
+    assert json.loads(off.stdout)["timings"]["prefix"]["from"] == "encoded", off.stderr
 
 
 def test_ctx_takes_auto_or_a_size_in_range():

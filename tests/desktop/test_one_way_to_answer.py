@@ -75,7 +75,7 @@ def test_the_same_gpu_layers(monkeypatch, capsys, qtbot, settings, image_file):
     planned = []
 
     class Recording:
-        def __init__(self, load, progress=None):
+        def __init__(self, load, progress=None, prefix_cache=None):
             planned.append(load)
             raise Cancelled("recorded")
 

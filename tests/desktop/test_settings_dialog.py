@@ -102,11 +102,12 @@ def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
     dialog.gpu_combo.setCurrentIndex(GPU_CPU)
     dialog.threads_spin.setValue(3)
     dialog.ctx_spin.setValue(4096)
+    type_into(qtbot, dialog.prefix_cache_spin, "512")
     qtbot.mouseClick(dialog.amx_check, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(dialog.collapse_check, Qt.MouseButton.LeftButton)
 
     assert dialog.settings() == AppSettings(
-        auto_beam=False,
+        auto_beam=False, prefix_cache_mib=512,
         search=SearchSettings(beam=6, select="logprob", strategy="best-of-n",
                               sampling=SamplingSettings(temperature=0.25, top_p=0.8),
                               max_stage_tokens=512),
@@ -114,6 +115,8 @@ def test_editing_the_widgets_changes_the_settings(qtbot, make_dialog):
         stages_collapsed=True, window_geometry="Z2VvbQ==",
     )
     assert dialog.settings().validated() == dialog.settings()
+    dialog.prefix_cache_spin.setValue(0)
+    assert dialog.prefix_cache_spin.text() == "Off" and dialog.settings().prefix_cache_mib == 0
 
 
 def test_gpu_layers_combo_and_spin(make_dialog):

@@ -195,13 +195,15 @@ def test_bad_values_of_the_current_version_are_defaulted_one_by_one(tmp_path, ca
 
 WHERE = {"beam": ("search", "beam"), "temperature": ("search", "sampling", "temperature"),
          "threads": ("engine", "threads"), "select": ("search", "select"),
-         "n_ctx": ("engine", "n_ctx")}
+         "n_ctx": ("engine", "n_ctx"), "prefix_cache_mib": ("prefix_cache_mib",)}
 
 
 @pytest.mark.parametrize(("key", "value"), [
     ("beam", True), ("beam", 2.0), ("beam", MAX_BEAM + 1), ("beam", -1),
     ("temperature", float("nan")), ("temperature", "0.5"), ("temperature", 2.5),
     ("threads", False), ("select", "coin"), ("n_ctx", 255), ("n_ctx", 131073),
+    ("prefix_cache_mib", -1), ("prefix_cache_mib", True), ("prefix_cache_mib", 1.5),
+    ("prefix_cache_mib", 2**21),
 ])
 @pytest.mark.parametrize("version", [1, SCHEMA_VERSION])
 def test_each_bad_value_alone_is_refused(tmp_path, key, value, version):

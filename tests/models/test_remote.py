@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from stagewise.models.build.llama_server import RunningServer, free_port, serve
+from stagewise.models.errors import Cancelled
 from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.sampling_settings import GREEDY
@@ -251,3 +252,19 @@ def test_eval_reports_vlmevalkits_figures_through_the_server(server, tmp_path):
     (single,) = hallusion["strategies"]
     assert {k: single[k] for k in ("aAcc", "fAcc", "qAcc")} == hallusion_figures(
         hallusion["items"])
+
+
+def test_an_image_prepared_on_llama_server_is_kept_by_its_prompt_cache(server, picture):
+    """The server evaluates the prompt up to the image in slot 0 when the image arrives;
+    its prompt cache keeps it for the question, which then encodes no image."""
+    settings = SearchSettings(beam=1, seed=3, max_stage_tokens=16)
+    with Session.connect(native(server.url)) as session:
+        report = session.prepare(picture)
+        assert report.ready and report.origin == "encoded" and not report.saved
+        assert session.prepare(picture).origin == "memory"
+        _, prepared = answer(session, picture, settings)
+    assert prepared.timings.image_encodes == 0 and prepared.timings.prefix_from == "memory"
+    cancel = threading.Event()
+    cancel.set()
+    with Session.connect(native(server.url)) as session, pytest.raises(Cancelled):
+        session.prepare(picture, cancel)

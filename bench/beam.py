@@ -3,6 +3,7 @@
 Usage::
 
     python bench/beam.py [--tokens 64] [--repeat 3] [--threads 2] [--vocab qwen2]
+                         [--select verdict,selfcheck,entropy,prm --scorer-model PRM.gguf]
     python bench/beam.py --server [--tokens 64] [--repeat 3]
 
 On the BENCH random-weight pair (n_embd 512, 8 layers, 256 image tokens), whose text
@@ -13,7 +14,8 @@ place with its real chat template (``qwen2``: 151,936 tokens; ``llama-bpe``: 128
 log-probabilities cost what they cost on real models.
 Prints, as ratios to a greedy single pass measured in the same run:
 
-* stage beam N=2 and N=4 with each selection strategy;
+* stage beam N=2 and N=4 with log-probability and judge selection, and N=4 with each
+  selection named by ``--select`` (``prm`` with ``--scorer-model``), each against logprob;
 * the hardware limit for N=4: one prefill plus the same decode steps as raw batches of 4
   sequences, keeping one sequence per stage as the search does, with no sampling and no
   Python logic between steps;
@@ -74,8 +76,9 @@ def make_image(folder: Path) -> PreparedImage:
 
 
 def search(session: Session, image: PreparedImage, beam: int, select: str,
-           tokens: int) -> SearchResult:
-    settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1)
+           tokens: int, scorer: Path | None = None) -> SearchResult:
+    settings = SearchSettings(beam=beam, select=select, max_stage_tokens=tokens, seed=1,
+                              scorer_model=scorer)
     for event in session.ask(image, QUESTION, settings):
         if isinstance(event, AnswerFinished):
             return event.result
@@ -196,6 +199,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--vocab", help="a real tokenizer and template instead of the tiny "
                                         "one: qwen2, llama-bpe or gemma-4")
+    parser.add_argument("--select", default="",
+                        help="more selections to time at N=4 beside logprob and judge, "
+                             "separated by commas (e.g. verdict,selfcheck,entropy,prm)")
+    parser.add_argument("--scorer-model", type=Path,
+                        help="the second model of a selection that scores with one (prm)")
     parser.add_argument("--server", action="store_true",
                         help="stage beam N=4 through a local llama-server against the "
                              "in-process engine")
@@ -231,6 +239,12 @@ def main() -> None:
                                                                        args.tokens),
             "naive N=4, logprob (reference way)": lambda: naive(engine, image, 4, args.tokens),
         }
+        for select in (n.strip() for n in args.select.split(",")):
+            if select and select not in ("logprob", "judge"):
+                search(session, image, 4, select, 4, args.scorer_model)  # loads its model
+                runs[f"stage beam N=4, {select}"] = (
+                    lambda select=select: search(session, image, 4, select, args.tokens,
+                                                 args.scorer_model))
         times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.repeat):
             for name, fn in runs.items():
@@ -266,6 +280,14 @@ def main() -> None:
         ("N=4 judge / N=4 logprob", j4 / lp4, "<= 1.50", j4 / lp4 <= 1.5),
         ("naive N=4 / N=4 logprob", nv / lp4, ">= 3.00", nv / lp4 >= 3.0),
     ]
+    budgets = {"verdict": 1.2, "selfcheck": 1.3}  # issue 26's cost budgets against logprob
+    for name, t in med.items():
+        select = name.removeprefix("stage beam N=4, ")
+        if name.startswith("stage beam N=4, ") and select not in ("logprob", "judge"):
+            budget = budgets.get(select)
+            checks.append((f"N=4 {select} / N=4 logprob", t / lp4,
+                           f"<= {budget:.2f}" if budget else "(reported)",
+                           budget is None or t / lp4 <= budget))
     for label, value, target, ok in checks:
         print(f"{label:<38}{value:>9.2f}   target {target}  {'met' if ok else 'MISSED'}")
     outside = plain.timings.total_s - plain.timings.prompt_s - plain_decode_s

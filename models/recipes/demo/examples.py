@@ -48,12 +48,15 @@ class Example:
         loss_from: Index of the first token the loss is taken on (the reply's start).
         image: Index of the puzzle's image, or -1 for a text-only example.
         kind: "answer", "judge", "check" or "follow".
+        aux: Spans ``(start, end)`` of tokens before the reply that are also predicted, at
+            the training's ``aux_weight`` (the verifier's right steps).
     """
 
     ids: np.ndarray
     loss_from: int
     image: int
     kind: str
+    aux: tuple[tuple[int, int], ...] = ()
 
 
 class ExampleBuilder:

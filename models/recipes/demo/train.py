@@ -53,6 +53,7 @@ class TrainSettings:
     vision_steps: int = 1000  # the vision tower's warm-up on the cells, before the texts
     vision_batch: int = 64
     cell_weight: float = 0.25  # the cell loss beside the text loss, after the warm-up
+    aux_weight: float = 0.0  # loss weight of the tokens in an example's ``aux`` spans
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,13 @@ class Batch:
 
 def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
                pad_id: int, judge_weight: float = 1.0,
-               cells: np.ndarray | None = None) -> Batch:
+               cells: np.ndarray | None = None, aux_weight: float = 0.0) -> Batch:
     """Right-padded tokens, next-token targets (ignored outside the replies), their loss
     weights and pixels.
 
     A verdict or a Yes/No decides in one token what an answer spreads over a hundred, so
-    judge and check replies weigh ``judge_weight`` times an answer's tokens.
+    judge and check replies weigh ``judge_weight`` times an answer's tokens. The tokens of
+    an example's ``aux`` spans are predicted too, at ``aux_weight`` (0: not at all).
     """
     length = max(len(e.ids) for e in examples)
     tokens = np.full((len(examples), length), pad_id, dtype=np.int64)
@@ -83,6 +85,9 @@ def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
         tokens[row, :n] = e.ids
         targets[row, e.loss_from - 1 : n - 1] = e.ids[e.loss_from :]
         weights[row, e.loss_from - 1 : n - 1] = judge_weight if e.kind in _VERDICTS else 1.0
+        for start, end in e.aux if aux_weight else ():
+            targets[row, start - 1 : end - 1] = e.ids[start:end]
+            weights[row, start - 1 : end - 1] = aux_weight
     index = [max(e.image, 0) for e in examples]
     return Batch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(weights),
                  normalise(images[index], model.spec),
@@ -256,7 +261,7 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
                 group["lr"] = lr
             idx = order(step)
             batch = make_batch([examples[i] for i in idx], images, model, pad_id,
-                               settings.judge_weight, cells)
+                               settings.judge_weight, cells, settings.aux_weight)
             cpu_before = time.process_time()
             loss = batch_loss(model, batch, image_at, head, settings.cell_weight)
             opt.zero_grad(set_to_none=True)

@@ -97,12 +97,34 @@ class StepExamples:
             raise AssertionError("the chat template put the image somewhere else")
         prompt = before + [self.tok.eos] * self.n_image + after
         ids = [*prompt, self.good if right else self.bad]
-        return Example(np.array(ids, dtype=np.int32), len(prompt), image, stage.value)
+        offset = len(before) + self.n_image
+        gold = [*steps, newest] if right else steps
+        aux = tuple((offset + a, offset + b) for a, b in self._spans(parts.after, after, gold))
+        return Example(np.array(ids, dtype=np.int32), len(prompt), image, stage.value, aux)
+
+    def _spans(self, text: str, ids: list[int], steps: list[str]) -> list[tuple[int, int]]:
+        """The token spans of ``steps`` (each found in turn in ``text``, tokenized as
+        ``ids``): where the tokens of the text before a step and up to its end are a prefix
+        of ``ids``, so that the span is the step's own tokens; a step that does not
+        tokenize apart from its neighbours is left out."""
+        spans, at = [], 0
+        for step in steps:
+            start = text.index(step, at)
+            at = start + len(step)
+            head, upto = self.tok.encode(text[:start]), self.tok.encode(text[:at])
+            if ids[: len(head)] == head and ids[: len(upto)] == upto and len(upto) > len(head):
+                spans.append((len(head), len(upto)))
+        return spans
 
 
 def step_examples(builder: StepExamples, puzzles: list[Puzzle], *, seed: int = 0,
                   per_puzzle: int = 2) -> list[Example]:
-    """``per_puzzle`` examples a puzzle: a stage drawn evenly, right or wrong half and half."""
+    """``per_puzzle`` examples a puzzle: a stage drawn evenly, right or wrong half and half.
+
+    Each example's gold steps (every earlier one, and the newest when it is right) are its
+    ``aux`` spans: predicting them, from the image and the steps before, gives the verifier
+    a dense signal about what is right where the "+"/"-" gives one bit.
+    """
     rng = random.Random(f"verifier-{seed}")
     return [builder.step(puzzle, index, rng.choice(STAGES), rng.random() < 0.5, rng)
             for index, puzzle in enumerate(puzzles) for _ in range(per_puzzle)]
@@ -148,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--cpu-minutes", type=float, default=0.0,
                         help="train within about this many minutes of process CPU time")
+    parser.add_argument("--aux-weight", type=float, default=0.05,
+                        help="loss weight of each token of the gold steps, predicted beside "
+                             "the \"+\"/\"-\" (weight 1; default 0.05)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -193,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {count_parameters(model) / 1e6:.2f} M parameters", flush=True)
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                              threads=args.threads, cpu_minutes=args.cpu_minutes,
-                             vision_steps=args.vision_steps)
+                             vision_steps=args.vision_steps, aux_weight=args.aux_weight)
     try:
         train(model, train_ex, images, out / "train", settings, image_at=builder.image_at,
               pad_id=tokenizer.eos, val=(val_ex, val_images), cells=cells,

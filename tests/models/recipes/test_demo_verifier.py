@@ -159,3 +159,25 @@ def test_balanced_accuracy_is_the_mean_of_both_classes(tokenizer, puzzles):
         model.output.weight[builder.good] += 1.0  # "+" outscores "-" everywhere
     accuracy = balanced_accuracy(model, examples, pictures(puzzles, MINI), builder)
     assert accuracy == {stage.value: 0.5 for stage in STAGES}
+
+
+def test_the_gold_steps_are_also_predicted_never_a_wrong_one(tokenizer, puzzles):
+    from stagewise.models.recipes.demo.train import IGNORE, make_batch
+
+    builder = StepExamples(tokenizer, MINI.n_patches)
+    puzzle = puzzles[4]
+    right = builder.step(puzzle, 0, Stage.CONCLUSION, True, random.Random(2))
+    wrong = builder.step(puzzle, 0, Stage.CAPTION, False, random.Random(2))
+    assert [tokenizer.decode(right.ids[a:b]) for a, b in right.aux] == [
+        puzzle.stages[s] for s in STAGES]
+    assert [tokenizer.decode(wrong.ids[a:b]) for a, b in wrong.aux] == [
+        puzzle.stages[Stage.SUMMARY]]
+    model = DemoModel(MINI, len(tokenizer.vocab.tokens))
+    pixels = pictures([puzzle], MINI)
+    batch = make_batch([wrong], pixels, model, tokenizer.eos, aux_weight=0.05)
+    scored = batch.targets[0] != IGNORE
+    (start, end), = wrong.aux
+    assert int(scored.sum()) == (end - start) + 1  # the summary's tokens and the label
+    assert sorted(set(batch.weights[0][scored].tolist())) == pytest.approx([0.05, 1.0])
+    plain = make_batch([wrong], pixels, model, tokenizer.eos)  # no aux weight: label alone
+    assert int((plain.targets[0] != IGNORE).sum()) == 1

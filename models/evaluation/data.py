@@ -5,7 +5,10 @@ Two jsonl formats are accepted, also mixed in one file:
 * LLaVA-CoT-100k: ``{"id", "image", "conversations": [{"from": "human", "value": Q},
   {"from": "gpt", "value": A}]}``. The gold answer is the content of A's ``<CONCLUSION>``
   stage; all four gold stages are kept for scoring the judge. A marker line ``<image>`` at
-  the start or end of Q is dropped.
+  the start or end of Q is dropped. Further human/gpt pairs after the first are
+  *follow-ups*, asked in turn with the earlier questions and the conclusions given to them
+  in the prompt, as the window asks a follow-up (``python -m
+  stagewise.models.build.puzzles OUT --follow-ups`` writes such records).
 * Plain VQA: ``{"image", "question", "answer"}`` (or ``"answers"``: a list, any of which
   counts), with an optional ``"id"``.
 
@@ -28,11 +31,20 @@ from typing import Any
 from stagewise.models.errors import StagewiseError
 from stagewise.models.stages import STAGES, Stage, parse_answer
 
-__all__ = ["EvalDataError", "EvalItem", "item_kind", "read_items", "strip_image_marker"]
+__all__ = ["EvalDataError", "EvalItem", "FollowUpItem", "item_kind", "read_items",
+           "strip_image_marker"]
 
 
 class EvalDataError(StagewiseError):
     """An evaluation file that cannot be read, or a record in it that is unusable."""
+
+
+@dataclass(frozen=True)
+class FollowUpItem:
+    """A follow-up question of an evaluation record and its gold answers."""
+
+    question: str
+    answers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ class EvalItem:
             "" for Stagewise's own (every jsonl record).
         fields: A TSV row's cells but the picture, by column ("" for a missing one), as
             those rules read them (options, index, ``l2-category``...); empty for jsonl.
+        follow_ups: Later questions about the same image, asked in turn after this one
+            (LLaVA-CoT records with more than one human/gpt pair).
     """
 
     id: str
@@ -66,6 +80,7 @@ class EvalItem:
     line: int = 0
     benchmark: str = ""
     fields: dict[str, str] = field(default_factory=dict)
+    follow_ups: tuple[FollowUpItem, ...] = ()
 
 
 _KIND_ID = re.compile(r"[A-Za-z]+-\d+-(?:[\w-]*-)?([A-Za-z][A-Za-z0-9_]*)")
@@ -134,8 +149,10 @@ def _records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _item(path: Path, number: int, record: dict[str, Any]) -> EvalItem:
     where = f"{path}:{number}"
+    follow: tuple[FollowUpItem, ...] = ()
     if "conversations" in record:
         question, answers, stages = _llava_cot(where, record["conversations"])
+        follow = _follow_ups(where, record["conversations"])
     else:
         question, answers, stages = _plain(where, record)
     image = record.get("image")
@@ -148,7 +165,8 @@ def _item(path: Path, number: int, record: dict[str, Any]) -> EvalItem:
         raise EvalDataError(f"{where}: image {image_path} does not exist")
     raw_id = record.get("id")
     item_id = str(raw_id) if raw_id not in (None, "") else f"line-{number}"
-    return EvalItem(item_id, image_path, question, answers, stages, item_kind(item_id), number)
+    return EvalItem(item_id, image_path, question, answers, stages, item_kind(item_id), number,
+                    follow_ups=follow)
 
 
 def _llava_cot(where: str, turns: object) -> tuple[str, tuple[str, ...], dict[Stage, str]]:
@@ -167,6 +185,26 @@ def _llava_cot(where: str, turns: object) -> tuple[str, tuple[str, ...], dict[St
         raise EvalDataError(f"{where}: the answer has no <CONCLUSION> stage")
     stages = {stage: parsed.stages[stage] for stage in STAGES if parsed.stages[stage]}
     return strip_image_marker(question), (parsed.conclusion,), stages
+
+
+def _follow_ups(where: str, turns: list[object]) -> tuple[FollowUpItem, ...]:
+    """The human/gpt pairs after the first: each question and its gold conclusion."""
+    said = [(t.get("from"), t.get("value")) for t in turns
+            if isinstance(t, dict) and t.get("from") in ("human", "gpt")]
+    out = []
+    for index in range(2, len(said) - 1, 2):
+        (asker, question), (answerer, answer) = said[index], said[index + 1]
+        if (asker, answerer) != ("human", "gpt") or not all(
+                isinstance(v, str) and v.strip() for v in (question, answer)):
+            raise EvalDataError(f"{where}: turn {index + 1} is not a question followed by "
+                                "its answer")
+        parsed = parse_answer(answer)
+        gold = parsed.conclusion if any(parsed.stages.values()) else answer.strip()
+        if not gold:
+            raise EvalDataError(f"{where}: the answer to follow-up {question.strip()!r} has "
+                                "no <CONCLUSION> stage")
+        out.append(FollowUpItem(strip_image_marker(question), (gold,)))
+    return tuple(out)
 
 
 def _first_turn(turns: list[object], speaker: str) -> str:

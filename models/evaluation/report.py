@@ -42,6 +42,7 @@ def format_report(report: EvalReport) -> str:
         lines.append("")
     for r in judged:
         lines.append(_judge_line(r))
+    lines += _follow_up_lines(report)
     lines += _kinds(report)
     lines += _errors(report)
     return "\n".join(lines) + "\n"
@@ -77,6 +78,20 @@ def _judge_line(r: StrategyReport) -> str:
     return (f"{select} ({r.config.name}): picked the right candidate in {right} of {counted} "
             f"comparisons between a right and a wrong one ({100 * right / counted:.1f}%): "
             f"{units}{unread}")
+
+
+def _follow_up_lines(report: EvalReport) -> list[str]:
+    tallies = [(r.config.name, t) for r in report.strategies if (t := r.follow_up_tally())]
+    if not tallies:
+        return []
+    lines = [""]
+    for name, t in tallies:
+        low, high = t.interval
+        lines.append(f"follow-ups ({name}): the second answer right in {t.right_after_right} "
+                     f"of {t.first_right} where the first was right "
+                     f"({100 * t.rate_after_right:.1f}%, 95% CI {100 * low:.1f}..{100 * high:.1f}"
+                     f"%); {t.right} of {t.asked} in all")
+    return lines
 
 
 def _kinds(report: EvalReport) -> list[str]:

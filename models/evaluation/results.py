@@ -22,6 +22,8 @@ __all__ = [
     "EvalConfig",
     "EvalReport",
     "EvalStatus",
+    "FollowUpResult",
+    "FollowUpTally",
     "ItemResult",
     "StrategyReport",
     "make_configs",
@@ -121,6 +123,52 @@ def make_configs(names: Iterable[str], beam: int,
 
 
 @dataclass(frozen=True)
+class FollowUpResult:
+    """A strategy's answer to one follow-up, asked after the question it follows.
+
+    Attributes:
+        question: The follow-up as asked.
+        prediction: The conclusion it gave ("" after an error).
+        correct: Whether it is right.
+        seconds: Wall time of its run.
+        error: Why it failed ("" if it did not).
+    """
+
+    question: str
+    prediction: str
+    correct: bool
+    seconds: float
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"question": self.question, "prediction": self.prediction,
+                                "correct": self.correct, "seconds": round(self.seconds, 4)}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class FollowUpTally:
+    """Follow-ups over a strategy's questions: how often the second answer was right, and
+    how often where the first was right too (what a follow-up can fairly be asked)."""
+
+    asked: int
+    right: int
+    first_right: int
+    right_after_right: int
+
+    @property
+    def rate_after_right(self) -> float:
+        return self.right_after_right / self.first_right if self.first_right else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of :attr:`rate_after_right`."""
+        return wilson_interval(self.right_after_right, self.first_right)
+
+
+@dataclass(frozen=True)
 class ItemResult:
     """One strategy's answer to one question.
 
@@ -136,6 +184,7 @@ class ItemResult:
         judge: The selection's comparisons of a right and a wrong candidate.
         unread: The judge's verdicts that named no response (read as the reference reads
             them).
+        follow_ups: The answers to the question's follow-ups, asked in turn after it.
     """
 
     item_id: str
@@ -148,6 +197,7 @@ class ItemResult:
     error: str = ""
     judge: tuple[JudgeCall, ...] = ()
     unread: int = 0
+    follow_ups: tuple[FollowUpResult, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -157,6 +207,8 @@ class ItemResult:
         }
         if self.error:
             data["error"] = self.error
+        if self.follow_ups:
+            data["follow_ups"] = [f.to_json() for f in self.follow_ups]
         return data
 
 
@@ -216,6 +268,15 @@ class StrategyReport:
                 counts[1] += 1
         return {u: (tally[u][0], tally[u][1]) for u in _UNITS if u in tally}
 
+    def follow_up_tally(self) -> FollowUpTally | None:
+        """The first follow-up of each question that has one (None when none has): how
+        often it was answered right, overall and where the question before it was."""
+        pairs = [(r.correct, r.follow_ups[0].correct) for r in self.items if r.follow_ups]
+        if not pairs:
+            return None
+        return FollowUpTally(len(pairs), sum(b for _, b in pairs), sum(a for a, _ in pairs),
+                             sum(a and b for a, b in pairs))
+
     @property
     def unread(self) -> int:
         """The judge's verdicts that named no response, over all questions."""
@@ -248,6 +309,9 @@ class StrategyReport:
                             for u, (r, n) in self.judge_by_unit().items()},
                 "unread_verdicts": self.unread,
             },
+            **({"follow_ups": {"asked": t.asked, "right": t.right, "first_right": t.first_right,
+                               "right_after_right": t.right_after_right}}
+               if (t := self.follow_up_tally()) else {}),
         }
 
 

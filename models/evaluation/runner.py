@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from stagewise.models.errors import StagewiseError
 from stagewise.models.evaluation.data import EvalItem
+from stagewise.models.evaluation.follow_up_runs import ask_follow_ups
 from stagewise.models.evaluation.judge_accuracy import judge_calls
 from stagewise.models.evaluation.results import EvalConfig, EvalReport, ItemResult, StrategyReport
 from stagewise.models.evaluation.scoring import score
@@ -126,11 +127,15 @@ def _one_item(session: Session, item: EvalItem, index: int,
         seconds = time.perf_counter() - t0
         if answer.status == "cancelled":
             return None
+        follow = ask_follow_ups(session, item, config.settings(base, base.seed + index),
+                                image, answer, cancel)
+        if follow is None:
+            return None
         results.append(ItemResult(
             item.id, item.kind, config.name, answer.conclusion,
             score(answer.conclusion, item), seconds, answer.timings.generated_tokens,
             judge=judge_calls(answer, item),
-            unread=sum(v.unread for v in answer.verdicts),
+            unread=sum(v.unread for v in answer.verdicts), follow_ups=follow,
         ))
     return tuple(results)
 

@@ -8,7 +8,10 @@ lives in ``models/data/demo/``:
 - ``test/test.jsonl`` and ``test/images/``: the held-out puzzles it was never trained on,
   in LLaVA-CoT-100k format, for ``stagewise eval --demo``;
 - ``val/val.jsonl`` and ``val/images/``: the first puzzles of its validation split, on
-  which ``stagewise eval --demo`` calibrates retrace's cutoff.
+  which ``stagewise eval --demo`` calibrates retrace's cutoff;
+- ``stagewise-demo-verifier-Q8_0.gguf`` and ``mmproj-stagewise-demo-verifier-f16.gguf``:
+  its process reward model (the ``prm`` selection's second model), trained by
+  :mod:`stagewise.models.recipes.demo.verifier`.
 
 ``STAGEWISE_DEMO_DIR`` points elsewhere (tests use it for a folder of their own).
 """
@@ -24,6 +27,9 @@ DEMO_MMPROJ = "mmproj-stagewise-demo-f16.gguf"
 DEMO_TEST = Path("test") / "test.jsonl"
 DEMO_VALIDATION = Path("val") / "val.jsonl"
 DEMO_VALIDATION_SIZE = 20
+DEMO_VERIFIER = "stagewise-demo-verifier-Q8_0.gguf"
+DEMO_VERIFIER_MMPROJ = "mmproj-stagewise-demo-verifier-f16.gguf"
+DEMO_VERIFIER_PARITY = "parity-verifier.json"
 
 
 @dataclass(frozen=True)
@@ -60,3 +66,10 @@ def demo_test_split() -> Path | None:
     """The held-out test split (a ``test.jsonl``), or None when this install has none."""
     path = demo_dir() / DEMO_TEST
     return path if path.is_file() else None
+
+
+def demo_verifier() -> DemoPair | None:
+    """The shipped process reward model beside the demo pair, or None."""
+    folder = demo_dir()
+    pair = DemoPair(folder / DEMO_VERIFIER, folder / DEMO_VERIFIER_MMPROJ)
+    return pair if pair.model.is_file() and pair.mmproj.is_file() else None

@@ -7,10 +7,18 @@ for training a tiny vision-language model and its judge.
 
 from stagewise.models.build.puzzles.dataset import (
     DEFAULT_SIZES,
+    follow_up_of,
     generate_split,
     puzzle_key,
     record,
     write_splits,
+)
+from stagewise.models.build.puzzles.follow_ups import (
+    FOLLOW_UP_KINDS,
+    FollowUp,
+    follow_up,
+    follow_up_text,
+    follow_ups,
 )
 from stagewise.models.build.puzzles.questions import (
     CHOICE_INSTRUCTION,
@@ -49,12 +57,14 @@ __all__ = [
     "CHOICE_INSTRUCTION",
     "COLOURS",
     "DEFAULT_SIZES",
+    "FOLLOW_UP_KINDS",
     "KINDS",
     "SHAPES",
     "SIZES",
     "Clutter",
     "Corruption",
     "Filter",
+    "FollowUp",
     "Obj",
     "Puzzle",
     "QuestionSpec",
@@ -63,6 +73,10 @@ __all__ = [
     "corrupt",
     "corrupt_with_fact",
     "draw",
+    "follow_up",
+    "follow_up_of",
+    "follow_up_text",
+    "follow_ups",
     "generate_split",
     "make_puzzle",
     "make_spec",

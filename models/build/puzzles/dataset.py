@@ -1,6 +1,7 @@
 """Writing puzzle splits in the LLaVA-CoT-100k layout: JSON lines plus PNG images.
 
-Each line is ``{"id", "image", "conversations": [human, gpt]}`` and nothing else. The splits
+Each line is ``{"id", "image", "conversations": [human, gpt]}`` and nothing else (with
+follow-ups, ``[human, gpt, human, gpt]``: the second pair a follow-up question). The splits
 draw from independent seeds; a train or validation puzzle whose scene and question equal a
 test (or, for train, a validation) puzzle's is dropped and drawn again.
 """
@@ -15,11 +16,13 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from stagewise.models.build.puzzles.follow_ups import FollowUp, follow_up, follow_up_text
 from stagewise.models.build.puzzles.questions import KINDS, Puzzle, answer_text
 from stagewise.models.build.puzzles.random_questions import make_puzzle
 from stagewise.models.build.puzzles.scenes import Scene, draw
 
-__all__ = ["DEFAULT_SIZES", "generate_split", "puzzle_key", "record", "write_splits"]
+__all__ = ["DEFAULT_SIZES", "follow_up_of", "generate_split", "puzzle_key", "record",
+           "write_splits"]
 
 DEFAULT_SIZES: dict[str, int] = {"train": 40000, "val": 500, "test": 1000}
 _PRIORITY = ("test", "val", "train")  # earlier splits win duplicates
@@ -30,16 +33,22 @@ def puzzle_key(puzzle: Puzzle) -> str:
     return hashlib.sha1(repr((puzzle.scene, puzzle.question)).encode()).hexdigest()
 
 
-def record(puzzle: Puzzle) -> dict:
-    """The LLaVA-CoT-100k record of ``puzzle``."""
-    return {
-        "id": puzzle.id,
-        "image": f"images/{puzzle.id}.png",
-        "conversations": [
-            {"from": "human", "value": puzzle.question},
-            {"from": "gpt", "value": answer_text(puzzle)},
-        ],
-    }
+def record(puzzle: Puzzle, follow: FollowUp | None = None) -> dict:
+    """The LLaVA-CoT-100k record of ``puzzle``; with ``follow``, a second human/gpt pair
+    (the follow-up and its four-stage answer) after the first."""
+    turns = [
+        {"from": "human", "value": puzzle.question},
+        {"from": "gpt", "value": answer_text(puzzle)},
+    ]
+    if follow is not None:
+        turns += [{"from": "human", "value": follow.question},
+                  {"from": "gpt", "value": follow_up_text(follow)}]
+    return {"id": puzzle.id, "image": f"images/{puzzle.id}.png", "conversations": turns}
+
+
+def follow_up_of(puzzle: Puzzle, seed: int | str) -> FollowUp:
+    """The follow-up a written record of ``puzzle`` gets (drawn from the seed and its id)."""
+    return follow_up(puzzle, random.Random(f"{seed}-follow-up-{puzzle.id}"))
 
 
 def generate_split(split: str, size: int, seed: int | str = 0,
@@ -81,7 +90,8 @@ def _chunks(items: list, count: int) -> Iterable[list]:
 
 
 def write_splits(out_dir: str | os.PathLike, sizes: dict[str, int] | None = None,
-                 seed: int | str = 0, workers: int | None = None) -> dict[str, Path]:
+                 seed: int | str = 0, workers: int | None = None, *,
+                 follow_ups: bool = False) -> dict[str, Path]:
     """Write ``out_dir/{split}.jsonl`` and ``out_dir/images/{id}.png`` for each split.
 
     Args:
@@ -89,6 +99,8 @@ def write_splits(out_dir: str | os.PathLike, sizes: dict[str, int] | None = None
         sizes: Puzzles per split (default :data:`DEFAULT_SIZES`).
         seed: The data set's seed; each split derives its own from it.
         workers: Processes drawing images (default: the CPU count, at most 8; 1: no pool).
+        follow_ups: Give every record a follow-up (:func:`follow_up_of`) as its second
+            question; the puzzles are the same as without.
 
     Returns:
         The path of each split's JSON-lines file.
@@ -113,7 +125,8 @@ def write_splits(out_dir: str | os.PathLike, sizes: dict[str, int] | None = None
         tmp = path.with_suffix(".jsonl.tmp")
         with tmp.open("w", encoding="utf-8") as handle:
             for puzzle in splits[split]:
-                handle.write(json.dumps(record(puzzle), ensure_ascii=False) + "\n")
+                follow = follow_up_of(puzzle, seed) if follow_ups else None
+                handle.write(json.dumps(record(puzzle, follow), ensure_ascii=False) + "\n")
         tmp.replace(path)
         paths[split] = path
     return paths

@@ -278,20 +278,24 @@ def _answer(spec: QuestionSpec, scene: Scene) -> str:
     return LETTERS[spec.options.index(truth)] if spec.options else truth
 
 
+def _count_facts(a: Filter, scene: Scene) -> str:
+    """Where the objects fitting ``a`` are: ``"There are 2 red circles, one at the top and
+    one at the center."``"""
+    objs = [obj for obj in scene.objects if a.matches(obj)]
+    if not objs:
+        return f"There are no {a.plural}."
+    if len(objs) == 1:
+        return f"There is 1 {a.singular}, at the {objs[0].position}."
+    where = _join([f"one at the {obj.position}" for obj in objs])
+    return f"There are {len(objs)} {a.plural}, {where}."
+
+
 def _reasoning_of(spec: QuestionSpec, scene: Scene, value: str) -> str:
     """The reasoning from the scene's facts to ``value`` (the truth, or a wrong claim)."""
     a, b, form = spec.a, spec.b, spec.form
     if form == "count":
-        objs = [obj for obj in scene.objects if a.matches(obj)]
-        n, claim = len(objs), int(value)
-        if n == 0:
-            facts = f"There are no {a.plural}."
-        elif n == 1:
-            facts = f"There is 1 {a.singular}, at the {objs[0].position}."
-        else:
-            where = _join([f"one at the {obj.position}" for obj in objs])
-            facts = f"There are {n} {a.plural}, {where}."
-        return f"{facts} So {_there(claim).lower()} {a.count_phrase(claim)}."
+        claim = int(value)
+        return f"{_count_facts(a, scene)} So {_there(claim).lower()} {a.count_phrase(claim)}."
     if form in ("color", "shape", "size"):
         obj = scene.at(spec.cell)
         return (f"The object at the {spec.position} is a {obj.size} {obj.colour} {obj.shape}, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import shutil
 import sys
 import time
@@ -17,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from stagewise.models.build.gguf_writer import Vocabulary
-from stagewise.models.build.puzzles import Puzzle, answer_text, draw, generate_split, write_splits
+from stagewise.models.build.puzzles import (
+    Puzzle,
+    answer_text,
+    follow_up,
+    follow_up_text,
+    generate_split,
+    write_splits,
+)
 from stagewise.models.library.demo import DEMO_TEST, DEMO_VALIDATION, DEMO_VALIDATION_SIZE, demo_dir
 from stagewise.models.reasoning.judge import check_text, judge_text
 from stagewise.models.recipes.demo.spec import DEMO, MINI, DemoSpec
@@ -35,6 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="train for about this long instead of --steps (the step count "
                              "is fixed after 20 steps and kept on resuming)")
+    parser.add_argument("--cpu-minutes", type=float, default=0.0,
+                        help="train within about this many minutes of process CPU time "
+                             "(all threads; the step count is fixed after "
+                             "50 steps and kept on resuming): on a shared machine, the "
+                             "compute an idle one would give")
+    parser.add_argument("--judge-share", type=float, default=0.25,
+                        help="share of puzzles that also give a judge example (default 0.25)")
+    parser.add_argument("--follow-share", type=float, default=0.15,
+                        help="share of puzzles that also give a follow-up example (counts "
+                             "and attributes: three times as many; default 0.15)")
+    parser.add_argument("--default-select", metavar="NAME",
+                        help="the selection measured best on validation, written into the "
+                             "model's metadata (stagewise.search.select)")
+    parser.add_argument("--default-scorer", metavar="FILE",
+                        help="that selection's second model, a file name beside the model "
+                             "(stagewise.search.scorer_model)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -46,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true",
                         help="copy the pair and the test split into models/data/demo/")
     args = parser.parse_args(argv)
+    # idle OpenMP threads sleep instead of spinning: spinning burns CPU time (the budget
+    # --cpu-minutes counts) and slows the other processes of a shared machine
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from stagewise.models.recipes.demo.cells import cell_classes
@@ -68,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"vocabulary: {len(vocab.tokens)} tokens ({len(vocab.merges)} merges)")
     tokenizer = Tokenizer(vocab)
     builder = ExampleBuilder(tokenizer, spec.n_patches)
-    train_ex = build_examples(builder, splits["train"], seed=args.seed)
-    val_ex = build_examples(builder, splits["val"], seed=args.seed + 1)
+    shares = {"judge_share": args.judge_share, "follow_share": args.follow_share}
+    train_ex = build_examples(builder, splits["train"], seed=args.seed, **shares)
+    val_ex = build_examples(builder, splits["val"], seed=args.seed + 1, **shares)
     lengths = [len(e.ids) for e in train_ex]
     print(f"examples: {len(train_ex)} (mean {np.mean(lengths):.0f} tokens, max {max(lengths)}), "
           f"{time.perf_counter() - t0:.0f} s")
@@ -82,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(vision and projector {count_parameters(model.vision) / 1e6:.2f} M)")
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                              threads=args.threads, minutes=args.minutes,
+                             cpu_minutes=args.cpu_minutes,
                              **({} if args.vision_steps is None
                                 else {"vision_steps": args.vision_steps}))
     try:
@@ -91,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     torch.save(model.state_dict(), out / "model.pt")
-    pair = export_pair(model, vocab, out / "gguf")
+    pair = export_pair(model, vocab, out / "gguf", metadata=_defaults(args))
     report = _parity(model, pair, splits["test"][0], spec)
     (out / "parity.json").write_text(json.dumps(report, indent=2))
     print(f"parity: {report}")
@@ -99,6 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         _ship(pair, out, args)
     tokenizer.close()
     return 0
+
+
+def _defaults(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The measured default selection (and its second model), as GGUF metadata."""
+    from stagewise.models.session import DEFAULT_SCORER_KEY, DEFAULT_SELECT_KEY
+
+    out = []
+    if args.default_select:
+        out.append((DEFAULT_SELECT_KEY, args.default_select))
+    if args.default_scorer:
+        out.append((DEFAULT_SCORER_KEY, args.default_scorer))
+    return out
 
 
 def _log(line: str) -> None:
@@ -113,6 +155,9 @@ def _vocabulary(path: Path, puzzles: list[Puzzle]) -> Vocabulary:
         return Vocabulary(tuple(data["tokens"]), tuple(data["types"]), tuple(data["merges"]),
                           data["bos"], data["eos"])
     texts = [t for p in puzzles[:20000] for t in (p.question, answer_text(p))]
+    rng = random.Random("vocabulary")
+    texts += [t for p in puzzles[:5000] for f in (follow_up(p, rng),)
+              for t in (f.question, follow_up_text(f))]
     sample = puzzles[0]
     for stage in (*STAGES, None):
         texts.append(judge_text(stage, sample.question, "x", "y", "z"))
@@ -124,22 +169,16 @@ def _vocabulary(path: Path, puzzles: list[Puzzle]) -> Vocabulary:
 
 
 def _images(puzzles: list[Puzzle], spec: DemoSpec) -> np.ndarray:
-    size = (spec.image_size, spec.image_size)
-    return np.stack([np.asarray(draw(p.scene).convert("RGB").resize(size)) for p in puzzles])
+    from stagewise.models.recipes.demo.parity import pictures
+
+    return pictures(puzzles, spec)
 
 
 def _parity(model: object, pair: object, puzzle: Puzzle, spec: DemoSpec) -> dict:
-    from stagewise.models.recipes.demo.parity import llama_logits, torch_logits
+    from stagewise.models.recipes.demo.parity import parity_report
 
-    pixels = _images([puzzle], spec)[0]
-    report = {}
-    for label, path in (("f16", pair.f16_model), ("quantized", pair.model)):
-        ll = llama_logits(path, pair.mmproj, pixels, puzzle.question)
-        tl = torch_logits(model, pixels, ll)
-        report[label] = {"max_abs_diff": float(np.abs(ll.logits - tl).max()),
-                         "logit_range": float(tl.max() - tl.min()),
-                         "same_argmax": bool(ll.logits.argmax() == tl.argmax())}
-    return report
+    return parity_report(model, (("f16", pair.f16_model), ("quantized", pair.model)),
+                         pair.mmproj, _images([puzzle], spec)[0], puzzle.question)
 
 
 def _ship(pair: object, out: Path, args: argparse.Namespace) -> None:

@@ -9,7 +9,10 @@ model learns the formats it will be asked in:
 - *judge*: image + a judge prompt comparing a right and a wrong candidate of one stage (or
   of a whole answer, for best-of-N) that differ in one thing → "Since <the true fact at the
   difference>, I choose response <n>.";
-- *check*: text only, the reasoning check → "Yes" or "No".
+- *check*: text only, the reasoning check → "Yes" or "No";
+- *follow*: a follow-up (:mod:`stagewise.models.build.puzzles.follow_ups`) in the chat
+  template's multi-turn form: image + the first question, the first answer's conclusion (what
+  the window and ``ask`` send back), then the follow-up → its four stages.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from stagewise.models.build.puzzles import (
+    FollowUp,
     Puzzle,
     answer_text,
     corrupt,
     corrupt_with_fact,
+    follow_up,
+    follow_up_text,
+    follow_ups,
     verdict_text,
 )
 from stagewise.models.inference.stage_mode import StageMode
@@ -40,13 +47,16 @@ class Example:
         ids: The tokens; where the image goes, ``n_image`` placeholder ids.
         loss_from: Index of the first token the loss is taken on (the reply's start).
         image: Index of the puzzle's image, or -1 for a text-only example.
-        kind: "answer", "judge" or "check".
+        kind: "answer", "judge", "check" or "follow".
+        aux: Spans ``(start, end)`` of tokens before the reply that are also predicted, at
+            the training's ``aux_weight`` (the verifier's right steps).
     """
 
     ids: np.ndarray
     loss_from: int
     image: int
     kind: str
+    aux: tuple[tuple[int, int], ...] = ()
 
 
 class ExampleBuilder:
@@ -100,8 +110,15 @@ class ExampleBuilder:
         reply = [*self.tok.encode("Yes" if correct else "No"), self.tok.eos]
         return Example(np.array(prompt + reply, dtype=np.int32), len(prompt), -1, "check")
 
-    def _with_image(self, user: str, reply: str, image: int, kind: str) -> Example:
-        parts = prompt_parts(user)
+    def follow(self, puzzle: Puzzle, image: int, follow: FollowUp) -> Example:
+        """A follow-up after ``puzzle``'s question, its conclusion as the earlier answer."""
+        earlier = [(puzzle.question.strip(), puzzle.answer.strip())]
+        return self._with_image(user_text(follow.question, StageMode.NATIVE),
+                                follow_up_text(follow), image, "follow", earlier)
+
+    def _with_image(self, user: str, reply: str, image: int, kind: str,
+                    earlier: list[tuple[str, str]] | None = None) -> Example:
+        parts = prompt_parts(user, earlier=earlier or ())
         before, after = self.tok.encode(parts.before), self.tok.encode(parts.after)
         if len(before) != self.image_at:
             raise AssertionError("the chat template put the image somewhere else")
@@ -120,10 +137,15 @@ def _hint(puzzle: Puzzle, stage: Stage) -> str:
 
 
 def build_examples(builder: ExampleBuilder, puzzles: list[Puzzle], *, seed: int = 0,
-                   judge_share: float = 0.5, check_share: float = 0.1) -> list[Example]:
-    """One answer per puzzle, plus judge and check examples for a share of them.
+                   judge_share: float = 0.5, check_share: float = 0.1,
+                   follow_share: float = 0.0) -> list[Example]:
+    """One answer per puzzle, plus judge, check and follow-up examples for a share of them.
 
-    Judge examples are spread evenly over the four stages and whole answers.
+    Judge examples are spread evenly over the four stages and whole answers. A puzzle that
+    only a "why" follows gets a follow-up at ``follow_share``, one that an "and" or a
+    "remove" can follow (counts and attributes, a third of the puzzles) at three times that
+    (at most always), so that those kinds are not rare: at 0.15, a quarter of the puzzles
+    get one, about 64% "why", 25% "and" and 11% "remove".
     """
     rng = random.Random(f"examples-{seed}")
     units: list[Stage | None] = [*STAGES, None]
@@ -134,4 +156,8 @@ def build_examples(builder: ExampleBuilder, puzzles: list[Puzzle], *, seed: int 
             out.append(builder.judge(puzzle, index, rng.choice(units), rng))
         if rng.random() < check_share:
             out.append(builder.check(puzzle, rng))
+        if follow_share:
+            only_why = len(follow_ups(puzzle)) == 1
+            if rng.random() < (follow_share if only_why else min(1.0, 3 * follow_share)):
+                out.append(builder.follow(puzzle, index, follow_up(puzzle, rng)))
     return out

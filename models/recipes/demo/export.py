@@ -7,6 +7,7 @@ the shipped text model. The projector stays F16, as llama.cpp's converter leaves
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,6 @@ import numpy as np
 
 from stagewise.models.build.gguf_writer import Vocabulary, write_projector, write_text_model
 from stagewise.models.build.quantize import quantize
-from stagewise.models.library.demo import DEMO_MMPROJ, DEMO_MODEL
 from stagewise.models.recipes.demo.model import DemoModel, projector_tensors, text_tensors
 from stagewise.models.recipes.demo.tokenizer import CHAT_TEMPLATE
 
@@ -29,21 +29,24 @@ class ExportedPair:
 
 
 def export_pair(model: DemoModel, vocab: Vocabulary, out_dir: Path, *, quant: str = "Q8_0",
-                name: str = "stagewise-demo") -> ExportedPair:
-    """Writes ``out_dir/{F16_MODEL, DEMO_MODEL, DEMO_MMPROJ}``.
+                name: str = "stagewise-demo",
+                metadata: Sequence[tuple[str, str]] = ()) -> ExportedPair:
+    """Writes ``out_dir/{name}-f16.gguf``, ``{name}-{quant}.gguf`` and
+    ``mmproj-{name}-f16.gguf`` (for the demo: :data:`F16_MODEL`, ``DEMO_MODEL``,
+    ``DEMO_MMPROJ``), with ``metadata`` in the text model besides its stage mode.
 
     Raises:
         StagewiseError: llama.cpp's quantizer failed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    f16 = out_dir / F16_MODEL
+    f16 = out_dir / f"{name}-f16.gguf"
     write_text_model(f16, model.spec.text, vocab, text_tensors(model, np.float16), name=name,
                      chat_template=CHAT_TEMPLATE, file_type=1,
-                     extra=[("stagewise.stage_mode", "native")])
-    mmproj = out_dir / DEMO_MMPROJ
+                     extra=[("stagewise.stage_mode", "native"), *metadata])
+    mmproj = out_dir / f"mmproj-{name}-f16.gguf"
     write_projector(mmproj, model.spec.vision_hyper(), projector_tensors(model, np.float16),
                     name=f"{name}-mmproj", file_type=1)
-    quantized = out_dir / DEMO_MODEL.replace("Q8_0", quant)
+    quantized = out_dir / f"{name}-{quant}.gguf"
     quantize(f16, quantized, quant)
     return ExportedPair(f16, quantized, mmproj)
 

@@ -6,7 +6,9 @@ puzzle gives, for each stage and for whole answers, its gold content against a w
 that differs in one thing (:func:`~stagewise.models.build.puzzles.corrupt_with_fact`). A
 pairwise selection (``judge``, ``verdict``) decides the pair shown in both orders, so that
 one that always picks a position scores 50%; a pointwise one (``selfcheck``, ``prm``,
-``model``) scores both and is right when the right one scores higher (a tie is wrong). The
+``model``) scores both and is right when the right one scores higher (a tie is wrong), and
+its *balanced accuracy* counts each candidate scored alone: a right one called right (its
+score, a probability, above 0.5) and a wrong one called wrong, the mean of the two shares. The
 prompts are the search's own, through the selections themselves and the
 :class:`~stagewise.models.reasoning.search_backend.SearchBackend` seam, with the demo model
 or ``--model`` (and ``--scorer-model`` for a second model); the accuracy per stage is
@@ -55,8 +57,8 @@ from stagewise.models.reasoning.selections import (
 from stagewise.models.session import Session, plan
 from stagewise.models.stages import STAGES, Stage
 
-__all__ = ["UNITS", "PairVerdict", "UnitAccuracy", "judge_pairs", "recipe_puzzles",
-           "summarise"]
+__all__ = ["POINTWISE_THRESHOLD", "UNITS", "PairVerdict", "UnitAccuracy", "judge_pairs",
+           "recipe_puzzles", "summarise"]
 
 UNITS: tuple[Stage | None, ...] = (*STAGES, None)
 """What is judged: each stage, then whole answers (None), as best-of-N judges them."""
@@ -73,6 +75,8 @@ class PairVerdict:
         picked_right: Whether the selection chose (or scored higher) the right one.
         unread: Whether the judge's reply named no response (read as response 2).
         text: The verdict as written, or the two scores.
+        scores: A pointwise selection's scores of the right and the wrong candidate (empty
+            for a pairwise one).
     """
 
     puzzle: str
@@ -81,16 +85,35 @@ class PairVerdict:
     picked_right: bool
     unread: bool
     text: str
+    scores: tuple[float, ...] = ()
+
+
+POINTWISE_THRESHOLD = 0.5
+"""A pointwise score (a probability: P("+"), P("Yes")) above it calls a candidate right."""
 
 
 @dataclass(frozen=True)
 class UnitAccuracy:
-    """How often a selection picked the right candidate of one unit."""
+    """How often a selection picked the right candidate of one unit; for a pointwise one,
+    also how often it called each candidate right or wrong on its own.
+
+    Attributes:
+        unit: The stage's name, or "answer".
+        right: Pairs where the right candidate won.
+        total: Pairs decided.
+        unread: Verdicts that named no response.
+        right_called: Right candidates scored above :data:`POINTWISE_THRESHOLD`.
+        wrong_called: Wrong candidates scored at or below it.
+        scored: Pairs with both scores (pointwise selections; 0 for pairwise ones).
+    """
 
     unit: str
     right: int
     total: int
     unread: int
+    right_called: int = 0
+    wrong_called: int = 0
+    scored: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -99,6 +122,24 @@ class UnitAccuracy:
     @property
     def ci95(self) -> tuple[float, float]:
         return wilson_interval(self.right, self.total)
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        """Pointwise: the mean of the shares of right candidates called right and of wrong
+        ones called wrong, each scored alone (None for a pairwise selection). The pairs
+        hold one of each, so the classes are balanced and this is also the plain share of
+        candidates called right."""
+        if not self.scored:
+            return None
+        return (self.right_called + self.wrong_called) / (2 * self.scored)
+
+    @property
+    def balanced_ci95(self) -> tuple[float, float] | None:
+        """A 95% Wilson interval of :attr:`balanced_accuracy` over the 2 × ``scored``
+        candidates."""
+        if not self.scored:
+            return None
+        return wilson_interval(self.right_called + self.wrong_called, 2 * self.scored)
 
 
 def _unit_name(unit: Stage | None) -> str:
@@ -207,7 +248,7 @@ def _decide(chosen_by: Selection, job: Choosing, puzzle: Puzzle, unit: Stage | N
         assert isinstance(chosen_by, PointwiseSelection)
         good, bad = chosen_by.score(job, [candidate(0, right), candidate(1, wrong)])
         return [PairVerdict(puzzle.id, name, True, good > bad, False,
-                            f"right {good!r}, wrong {bad!r}")]
+                            f"right {good!r}, wrong {bad!r}", (good, bad))]
     assert isinstance(chosen_by, PairwiseSelection)
     out = []
     with job.backend.judging() as session:
@@ -234,8 +275,14 @@ def summarise(verdicts: Iterable[PairVerdict]) -> list[UnitAccuracy]:
     """Accuracy per unit, in :data:`UNITS` order (units never judged are left out)."""
     counts: dict[str, list[int]] = {}
     for v in verdicts:
-        right, total, unread = counts.setdefault(v.unit, [0, 0, 0])
-        counts[v.unit] = [right + v.picked_right, total + 1, unread + v.unread]
+        c = counts.setdefault(v.unit, [0] * 6)
+        c[0] += v.picked_right
+        c[1] += 1
+        c[2] += v.unread
+        if len(v.scores) == 2:
+            c[3] += v.scores[0] > POINTWISE_THRESHOLD
+            c[4] += v.scores[1] <= POINTWISE_THRESHOLD
+            c[5] += 1
     order = [_unit_name(u) for u in UNITS]
     return [UnitAccuracy(name, *counts[name]) for name in order if name in counts]
 
@@ -299,11 +346,21 @@ def _print_table(name: str, verdicts: list[PairVerdict], puzzles: list[Puzzle],
                  args: argparse.Namespace, model: str, seconds: float) -> None:
     print(f"{name} on right-vs-wrong pairs: {len(puzzles)} puzzles of the {args.split} split "
           f"(seed {args.seed}), {model}, {seconds:.0f} s")
-    print(f"{'unit':<11} {'accuracy':>8}  {'95% CI':>11}  {'pairs':>5}  unread")
-    for row in summarise(verdicts):
+    rows = summarise(verdicts)
+    pointwise = any(row.scored for row in rows)
+    extra = f"  {'balanced':>8}  {'95% CI':>11}" if pointwise else ""
+    print(f"{'unit':<11} {'accuracy':>8}  {'95% CI':>11}  {'pairs':>5}  unread{extra}")
+    for row in rows:
         low, high = row.ci95
-        print(f"{row.unit:<11} {row.accuracy:>8.1%}  {low:>5.1%}–{high:<5.1%}  {row.total:>5}  "
-              f"{row.unread}")
+        line = (f"{row.unit:<11} {row.accuracy:>8.1%}  {low:>5.1%}–{high:<5.1%}  "
+                f"{row.total:>5}  {row.unread:>6}")
+        if row.balanced_accuracy is not None:
+            b_low, b_high = row.balanced_ci95
+            line += f"  {row.balanced_accuracy:>8.1%}  {b_low:>5.1%}–{b_high:<5.1%}"
+        print(line)
+    if pointwise:
+        print(f"(accuracy: the right candidate scored higher; balanced: each candidate scored "
+              f"alone, called right above {POINTWISE_THRESHOLD:g})")
 
 
 if __name__ == "__main__":

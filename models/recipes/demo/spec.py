@@ -43,7 +43,9 @@ class DemoSpec:
 
 
 DEMO = DemoSpec(
-    text=TextHyper(n_embd=192, n_layer=4, n_head=6, n_head_kv=2, n_ff=512, n_ctx_train=2048),
+    # the second model's decoder (4 blocks of width 192) wrote captions that missed objects
+    # the vision tower had read right: this one is deeper and wider
+    text=TextHyper(n_embd=256, n_layer=6, n_head=8, n_head_kv=2, n_ff=512, n_ctx_train=2048),
     image_size=96,
     patch_size=32,  # one patch a grid cell: every object lies inside one patch
     v_embd=128,

@@ -9,7 +9,7 @@ prompts are rendered by the same family adapter the engine uses.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +88,16 @@ class PromptParts:
     with_image: bool
 
 
-def prompt_parts(user_text: str, *, with_image: bool = True) -> PromptParts:
-    """The prompt the engine renders for this model, split at the media marker."""
+def prompt_parts(user_text: str, *, with_image: bool = True,
+                 earlier: Sequence[tuple[str, str]] = (), system: str = "") -> PromptParts:
+    """The prompt the engine renders for this model, split at the media marker.
+
+    ``earlier`` turns (a follow-up's earlier questions and the conclusions that go back in,
+    oldest first) and a ``system`` message are rendered as the engine renders them.
+    """
     prompt = family_named("chatml").render_prompt(CHAT_TEMPLATE, user_text, MEDIA_MARKER,
-                                                  with_image=with_image)
+                                                  with_image=with_image, earlier=earlier,
+                                                  system=system)
     if not with_image:
         return PromptParts("", prompt, False)
     before, _, after = prompt.partition(MEDIA_MARKER)

@@ -27,6 +27,8 @@ from stagewise.models.recipes.demo.examples import Example
 from stagewise.models.recipes.demo.model import DemoModel, normalise
 
 IGNORE = -100
+_VERDICTS = ("judge", "check")  # replies that decide in a token or two
+_VALIDATION_SHARE = 0.04  # the budget's part kept for the validation passes
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,15 @@ class TrainSettings:
     threads: int = 0  # 0: torch's default
     judge_weight: float = 8.0  # loss weight of judge and check replies against answer tokens
     minutes: float = 0.0  # > 0: after 20 steps, set ``steps`` to what fits this many minutes
+    # > 0: the run's budget in minutes of process CPU time (all threads together; the vision
+    # warm-up and the validation passes count): after ``calibration_steps``, ``steps`` is
+    # set to what fits it. On a shared machine this is the compute an idle one would give.
+    cpu_minutes: float = 0.0
+    calibration_steps: int = 50  # text steps timed before a CPU budget fixes the step count
     vision_steps: int = 1000  # the vision tower's warm-up on the cells, before the texts
     vision_batch: int = 64
     cell_weight: float = 0.25  # the cell loss beside the text loss, after the warm-up
+    aux_weight: float = 0.0  # loss weight of the tokens in an example's ``aux`` spans
 
 
 @dataclass(frozen=True)
@@ -60,12 +68,13 @@ class Batch:
 
 def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
                pad_id: int, judge_weight: float = 1.0,
-               cells: np.ndarray | None = None) -> Batch:
+               cells: np.ndarray | None = None, aux_weight: float = 0.0) -> Batch:
     """Right-padded tokens, next-token targets (ignored outside the replies), their loss
     weights and pixels.
 
     A verdict or a Yes/No decides in one token what an answer spreads over a hundred, so
-    judge and check replies weigh ``judge_weight`` times an answer's tokens.
+    judge and check replies weigh ``judge_weight`` times an answer's tokens. The tokens of
+    an example's ``aux`` spans are predicted too, at ``aux_weight`` (0: not at all).
     """
     length = max(len(e.ids) for e in examples)
     tokens = np.full((len(examples), length), pad_id, dtype=np.int64)
@@ -75,7 +84,10 @@ def make_batch(examples: list[Example], images: np.ndarray, model: DemoModel,
         n = len(e.ids)
         tokens[row, :n] = e.ids
         targets[row, e.loss_from - 1 : n - 1] = e.ids[e.loss_from :]
-        weights[row, e.loss_from - 1 : n - 1] = 1.0 if e.kind == "answer" else judge_weight
+        weights[row, e.loss_from - 1 : n - 1] = judge_weight if e.kind in _VERDICTS else 1.0
+        for start, end in e.aux if aux_weight else ():
+            targets[row, start - 1 : end - 1] = e.ids[start:end]
+            weights[row, start - 1 : end - 1] = aux_weight
     index = [max(e.image, 0) for e in examples]
     return Batch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(weights),
                  normalise(images[index], model.spec),
@@ -201,7 +213,9 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
                             weight_decay=settings.weight_decay)
     ckpt_path, log_path = out / "checkpoint.pt", out / "train-log.jsonl"
     step, spent, total = 0, 0.0, settings.steps
-    calibrated, warmed = not settings.minutes, head is None or not settings.vision_steps
+    clock = _CpuClock()
+    calibrated = not (settings.minutes or settings.cpu_minutes)
+    warmed = head is None or not settings.vision_steps
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -210,15 +224,17 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
         warmed = warmed or state.get("warmed", False)
         opt.load_state_dict(state["opt"])
         step, spent = state["step"], state["seconds"]
-        if settings.minutes:  # the step count fixed by the first run's calibration
+        clock.spent = state.get("cpu_seconds", 0.0)
+        if settings.minutes or settings.cpu_minutes:  # fixed by the first run's calibration
             total, calibrated = state.get("total", total), state.get("calibrated", True)
-        log(f"resuming at step {step} ({spent / 60:.1f} min already spent)")
+        log(f"resuming at step {step} ({spent / 60:.1f} min already spent, "
+            f"{clock.spent / 60:.1f} CPU min)")
 
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "seconds": spent, "total": total, "calibrated": calibrated,
-                    "warmed": warmed, "settings": asdict(settings),
+                    "seconds": spent, "cpu_seconds": clock.read(), "total": total,
+                    "calibrated": calibrated, "warmed": warmed, "settings": asdict(settings),
                     **({"head": head.state_dict()} if head else {})}, tmp)
         tmp.replace(ckpt_path)
 
@@ -229,13 +245,14 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
         warmed = True
         with log_path.open("a") as f:
             f.write(json.dumps({"vision_steps": settings.vision_steps, "cells_right": right,
-                                "minutes": round((time.perf_counter() - start) / 60, 2)})
-                    + "\n")
+                                "minutes": round((time.perf_counter() - start) / 60, 2),
+                                "cpu_minutes": round(clock.read() / 60, 2)}) + "\n")
         save()
 
     record: dict = {}
     order = _Order(examples, settings.batch, settings.seed)
     t0, losses = time.perf_counter(), []
+    first_step, step_cpu = step, 0.0  # CPU seconds of text steps alone, for the calibration
     model.train()
     try:
         while step < total:
@@ -244,7 +261,8 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
                 group["lr"] = lr
             idx = order(step)
             batch = make_batch([examples[i] for i in idx], images, model, pad_id,
-                               settings.judge_weight, cells)
+                               settings.judge_weight, cells, settings.aux_weight)
+            cpu_before = time.process_time()
             loss = batch_loss(model, batch, image_at, head, settings.cell_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -252,9 +270,18 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
             opt.step()
             losses.append(loss.item())
             step += 1
+            step_cpu += time.process_time() - cpu_before
             now = time.perf_counter()
             spent, t0 = spent + (now - t0), now
-            if not calibrated and step == 20:
+            if (not calibrated and settings.cpu_minutes
+                    and step - first_step == settings.calibration_steps):
+                per_step = step_cpu / settings.calibration_steps
+                room = settings.cpu_minutes * 60 * (1 - _VALIDATION_SHARE) - clock.read()
+                total = max(settings.warmup + 1, step + max(0, int(room / per_step)))
+                calibrated = True
+                log(f"{per_step:.3g} CPU s a step: {total} steps fit {settings.cpu_minutes:g} "
+                    f"CPU min ({clock.read() / 60:.3g} spent)")
+            elif not calibrated and settings.minutes and step == 20:
                 total = max(settings.warmup + 1, int(settings.minutes * 60 / (spent / step)))
                 calibrated = True
                 log(f"{spent / step:.2f} s a step: {total} steps fit {settings.minutes:g} min")
@@ -265,10 +292,12 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
                     record["val_loss"] = evaluate_loss(model, *val, image_at=image_at,
                                                        pad_id=pad_id)
                     t0 = time.perf_counter()  # validation time is not training time
-                left = spent / step * (total - step)
+                cpu = clock.read()
+                record["cpu_minutes"] = round(cpu / 60, 2)
                 log(f"step {step}/{total}  loss {record['loss']:.3f}"
                     + (f"  val {record['val_loss']:.3f}" if "val_loss" in record else "")
-                    + f"  lr {lr:.2e}  {spent / 60:.1f} min, about {left / 60:.0f} min left")
+                    + f"  lr {lr:.2e}  {spent / 60:.1f} min, {cpu / 60:.1f} CPU min, "
+                    + _left(step, total, spent, cpu, first_step, step_cpu))
                 with log_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 losses = []
@@ -278,7 +307,32 @@ def train(model: DemoModel, examples: list[Example], images: np.ndarray, out: Pa
         log(f"stopped at step {step}; run the same command again to go on")
         raise
     model.eval()
-    return record
+    return record or {"step": step, "minutes": round(spent / 60, 2),
+                      "cpu_minutes": round(clock.read() / 60, 2)}
+
+
+class _CpuClock:
+    """Process CPU seconds (all threads) spent by this run, across resumes."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._mark = time.process_time()
+
+    def read(self) -> float:
+        now = time.process_time()
+        self.spent, self._mark = self.spent + (now - self._mark), now
+        return self.spent
+
+
+def _left(step: int, total: int, wall: float, cpu: float, first_step: int,
+          step_cpu: float) -> str:
+    """What is left, in CPU minutes and (at this session's pace) wall minutes."""
+    if step >= total:
+        return "done"
+    done_here = max(1, step - first_step)
+    cpu_left = step_cpu / done_here * (total - step)
+    wall_left = wall / max(1, step) * (total - step)
+    return f"about {cpu_left / 60:.0f} CPU min ({wall_left / 60:.0f} min at this pace) left"
 
 
 @torch.no_grad()

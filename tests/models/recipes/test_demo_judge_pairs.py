@@ -42,6 +42,9 @@ def test_every_unit_is_decided_both_ways_and_scored_by_the_right_ones_place(caps
         assert f"{select} on right-vs-wrong pairs: 2 puzzles of the val split (seed 0)" in table
     for row in summarise(_decisions(out, "verdict")):
         assert re.search(rf"^{row.unit} +{row.accuracy:.1%}", table, re.MULTILINE), row.unit
+    for row in summarise(pointwise):  # the pointwise table adds the balanced accuracy
+        assert re.search(rf"^{row.unit} +{row.accuracy:.1%} .* {row.balanced_accuracy:.1%} ",
+                         table, re.MULTILINE), row.unit
 
 
 def test_a_selection_that_reads_sampling_cannot_be_measured_on_written_pairs(capsys):
@@ -80,3 +83,21 @@ def test_a_missing_model_is_one_line_not_a_traceback(capsys, tmp_path):
     assert cli.main(["--model", str(tmp_path / "missing.gguf"), "--limit", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("judge_pairs: ") and "missing.gguf" in err and "Traceback" not in err
+
+
+def test_a_pointwise_selection_is_also_scored_one_candidate_at_a_time():
+    """Balanced accuracy: right candidates called right (score above 0.5) and wrong ones
+    called wrong, each class counted alone, whatever the pair's order says."""
+    def v(right: float, wrong: float) -> PairVerdict:
+        return PairVerdict("p", "caption", True, right > wrong, False, "", (right, wrong))
+
+    # always high scores: every pair ordered right, but every wrong one called right
+    (high,) = summarise([v(0.9, 0.8), v(0.95, 0.7)])
+    assert high.accuracy == 1.0 and high.balanced_accuracy == 0.5
+    (mixed,) = summarise([v(0.9, 0.1), v(0.6, 0.4), v(0.3, 0.2), v(0.7, 0.9)])
+    assert (mixed.right_called, mixed.wrong_called, mixed.scored) == (3, 3, 4)
+    assert mixed.balanced_accuracy == 0.75
+    low, high_end = mixed.balanced_ci95
+    assert low < 0.75 < high_end
+    (pairwise,) = summarise([PairVerdict("p", "caption", True, True, False, "1")])
+    assert pairwise.balanced_accuracy is None and pairwise.balanced_ci95 is None

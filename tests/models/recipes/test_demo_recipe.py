@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -211,3 +212,83 @@ def test_training_with_cells_warms_up_once_and_keeps_the_cell_loss(tmp_path, tok
           log=again.append, **kwargs)
     assert again[0].startswith("resuming at step 4")
     assert not any(line.startswith("vision warm-up") for line in again)
+
+
+def test_follow_up_example_is_the_multi_turn_prompt_the_window_sends(tokenizer, puzzles,
+                                                                     images):
+    """The first question, its conclusion (what goes back in), then the follow-up; the loss
+    on the follow-up's answer only, weighed as an answer's tokens."""
+    from stagewise.models.build.puzzles import follow_up, follow_up_text
+    from stagewise.models.recipes.demo.train import IGNORE, make_batch
+
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    rng = random.Random(4)
+    for puzzle in puzzles[:8]:
+        follow = follow_up(puzzle, rng)
+        example = builder.follow(puzzle, 0, follow)
+        assert example.kind == "follow" and example.image == 0
+        ids = example.ids.tolist()
+        image_end = builder.image_at + MINI.n_patches
+        assert tokenizer.decode(ids[: builder.image_at]) == "<|im_start|>user\n"
+        assert tokenizer.decode(ids[image_end : example.loss_from]) == (
+            f"\n{puzzle.question}<|im_end|>\n<|im_start|>assistant\n{puzzle.answer}<|im_end|>\n"
+            f"<|im_start|>user\n{follow.question}<|im_end|>\n<|im_start|>assistant\n")
+        assert tokenizer.decode(ids[example.loss_from :]) == follow_up_text(follow) + "<|im_end|>"
+    batch = make_batch([example], images, DemoModel(MINI, len(tokenizer.vocab.tokens)),
+                       tokenizer.eos, 8.0)
+    assert set(batch.weights[0][batch.targets[0] != IGNORE].tolist()) == {1.0}
+
+
+def test_follow_up_examples_come_at_their_share_with_every_kind(tokenizer):
+    from stagewise.models.build.puzzles import FOLLOW_UP_KINDS
+
+    many = generate_split("train", 300, seed=9)
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    none = build_examples(builder, many, judge_share=0.0, check_share=0.0)
+    some = build_examples(builder, many, judge_share=0.0, check_share=0.0, follow_share=0.3)
+    assert all(e.kind == "answer" for e in none)
+    follows = [e for e in some if e.kind == "follow"]
+    assert 0.2 * len(many) < len(follows) < 0.6 * len(many)
+    texts = [tokenizer.decode(e.ids[: e.loss_from]) for e in follows]
+    asked = {"why": "user\nWhy?<|im_end|>", "remove": "if one is removed?<|im_end|>",
+             "and": "user\nAnd the "}
+    assert set(asked) == set(FOLLOW_UP_KINDS)
+    for kind, mark in asked.items():
+        assert sum(mark in t for t in texts) >= 0.05 * len(follows), kind
+
+
+def test_a_cpu_budget_fixes_the_step_count_and_keeps_it_on_resuming(tmp_path, tokenizer,
+                                                                    puzzles, images):
+    builder = ExampleBuilder(tokenizer, MINI.n_patches)
+    examples = build_examples(builder, puzzles, judge_share=0.2)
+    settings = TrainSettings(steps=10_000, batch=2, warmup=2, save_every=5, threads=1,
+                             cpu_minutes=0.1, calibration_steps=5)
+    kwargs = {"image_at": builder.image_at, "pad_id": tokenizer.eos}
+    lines: list[str] = []
+
+    def stop_after_the_first_report(line: str) -> None:
+        lines.append(line)
+        if line.startswith("step "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(DemoModel(MINI, len(tokenizer.vocab.tokens)), examples, images, tmp_path,
+              settings, log=stop_after_the_first_report, **kwargs)
+    (calibration,) = [line for line in lines if "CPU s a step" in line]
+    per_step = float(calibration.split()[0])
+    spent = float(calibration.split("(")[1].split()[0]) * 60
+    total = int(calibration.split(": ")[1].split()[0])
+    assert 5 < total < 10_000
+    # the steps left fill the budget, less validation's part and what was spent
+    assert (total - 5) * per_step == pytest.approx(0.1 * 60 * 0.96 - spent, rel=0.05,
+                                                   abs=2 * per_step)
+    assert re.search(r"step 5/\d+ .* CPU min, about \d+ CPU min \(\d+ min at this pace\) left",
+                     lines[-2]), lines
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 5 and state["total"] == total and state["cpu_seconds"] > 0
+    again: list[str] = []
+    record = train(DemoModel(MINI, len(tokenizer.vocab.tokens)), examples, images, tmp_path,
+                   settings, log=again.append, **kwargs)
+    assert record["step"] == total and "CPU min" in again[0]
+    assert not any("CPU s a step" in line for line in again)
+    assert again[-1].endswith("done")

@@ -392,6 +392,7 @@ def _details(row: Row) -> str:
                             + (" · thinking model" if entry.thinking else "")))
         if entry.repo:
             parts.append(escape(f"From huggingface.co/{entry.repo}"))
+    if entry is not None:
         parts.append(f"Licence: {escape(entry.licence)}"
                      + (f" ({escape(entry.licence_url)})" if entry.licence_url else ""))
         if entry.notes:

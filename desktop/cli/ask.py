@@ -31,7 +31,7 @@ from stagewise.desktop.cli.args import (
 )
 from stagewise.desktop.cli.ask_history import AskRecord
 from stagewise.desktop.cli.progress_line import ProgressLine
-from stagewise.models.errors import StagewiseError
+from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import (
     AnswerFinished,
     Event,
@@ -164,17 +164,30 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)  # before the model: a bad image fails fast
     settings = search_settings(args)
     server = server_settings(args)
-    if server is not None:
-        session = Session.connect(*with_secrets(server))
-        model = session.served_by
-    else:
-        load = plan(args.model, args.mmproj, engine_settings(args), settings)
-        if load.note:
-            print(f"stagewise: {load.note}", file=sys.stderr)
-        session = Session(load, prefix_cache=prefix_cache(args))
-        model = load.model.name
     cancel = threading.Event()
+    # from here Ctrl+C stops ask, also while the model loads: a KeyboardInterrupt raised
+    # inside one of llama.cpp's callbacks into Python would be printed and lost
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        if server is not None:
+            session = Session.connect(*with_secrets(server))
+            model = session.served_by
+        else:
+            load = plan(args.model, args.mmproj, engine_settings(args), settings)
+            if load.note:
+                print(f"stagewise: {load.note}", file=sys.stderr)
+            session = Session(load, lambda _done: not cancel.is_set(),
+                              prefix_cache=prefix_cache(args))
+            model = load.model.name
+    except BaseException as error:
+        signal.signal(signal.SIGINT, previous)
+        if isinstance(error, Cancelled):
+            raise KeyboardInterrupt from None  # one line, exit 130, as any Ctrl+C
+        raise
+    if cancel.is_set():  # pressed after the load's last progress report
+        signal.signal(signal.SIGINT, previous)
+        session.close()
+        raise KeyboardInterrupt
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
     auto = AutoBeam() if args.beam == AUTO_BEAM else None
@@ -186,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                 if auto is not None:
                     choice = auto.choice()
                     settings = search_settings(args, choice.beam)
-                    print(f"stagewise: {choice.reason}", file=sys.stderr)
+                    if len(questions) > 1:  # one question is always one single pass
+                        print(f"stagewise: {choice.reason}", file=sys.stderr)
                 earlier = turns_of(results) if args.follow_up else ()
                 if len(questions) > 1 and not args.json:
                     print(_heading(number, question, args.follow_up, len(earlier)),

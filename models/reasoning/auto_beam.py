@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stagewise.models.reasoning.strategies.stage import StageStrategy
+
 if TYPE_CHECKING:
     from stagewise.models.events import SearchResult
     from stagewise.models.inference.engine import Engine
@@ -136,7 +138,7 @@ class AutoBeam:
             engine: The engine that answered; None (a server) predicts nothing.
         """
         cost = answer_cost(result)
-        if cost is not None and result.strategy == "stage":
+        if cost is not None and result.strategy == StageStrategy.name:
             if result.beam == 1:
                 first = self._single is None
                 self._single = cost

@@ -48,7 +48,7 @@ def test_json_has_every_strategy_and_every_question(tmp_path, capsys):
     assert report["status"] == "finished" and report["questions"] == report["done"] == 2
     assert [s["strategy"] for s in report["strategies"]] == ["single", "stage"]
     single, stage = report["strategies"]
-    assert (single["beam"], stage["beam"], stage["select"]) == (1, 2, "judge")
+    assert (single["beam"], stage["beam"], stage["select"]) == (1, 2, "logprob")
     for s in report["strategies"]:
         assert {"n", "correct", "accuracy", "ci95", "seconds_per_question",
                 "tokens_per_question", "by_kind", "picks"} <= set(s)
@@ -74,7 +74,7 @@ def test_the_table_has_a_row_per_strategy(tmp_path, capsys, tiny_pair):
     assert "retrace's cutoff is not calibrated" in err
     assert any(line.startswith("stage vs greedy: ") and " points (95% CI " in line
                for line in lines)  # every search against greedy decoding
-    assert any(line.startswith("judge (stage):") for line in lines)
+    assert any(line.startswith("logprob (stage):") for line in lines)  # the default
     assert any(line.startswith("kind") for line in lines)
 
 

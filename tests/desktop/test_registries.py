@@ -176,7 +176,9 @@ def test_no_code_outside_the_registries_compares_a_name_to_a_literal():
                                 for c in operands if not isinstance(c, ast.Constant))
                     if named and any(isinstance(v, str) and v in REGISTERED for v in literals):
                         found.append(f"{rel}:{node.lineno}")
-                elif isinstance(node, ast.Dict):
+                elif isinstance(node, ast.Dict) and rel != "models/library/catalogue.py":
+                    # (the catalogue's table kinds, [[model]] and [[prm]], are not names
+                    # of selections, though they share two)
                     keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
                     if sum(isinstance(k, str) and k in REGISTERED for k in keys) >= 2:
                         found.append(f"{rel}:{node.lineno}")

@@ -400,7 +400,7 @@ def test_make_configs_crosses_strategies_with_selections():
         ("stage+judge", "stage", "judge"), ("stage+logprob", "stage", "logprob"),
         ("retrace+logprob", "retrace", "logprob")]  # retrace cannot judge pairs
     defaults = make_configs(["stage", "retrace"], 2)  # each strategy's own selection
-    assert [(c.name, c.select) for c in defaults] == [("stage", "judge"),
+    assert [(c.name, c.select) for c in defaults] == [("stage", "logprob"),
                                                        ("retrace", "selfcheck")]
     with pytest.raises(ValueError, match="on its own"):
         make_configs(["retrace"], 4, ["judge"])

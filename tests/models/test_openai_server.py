@@ -193,7 +193,7 @@ def test_stage_beam_4_on_an_openai_compatible_server(fake, image):
     url, requests = fake
     with Session.connect(vllm(url), KEY) as session:
         assert session.served_by == f"{MODEL} on server at {url}"
-        result = run(session, image, beam=4, seed=2)
+        result = run(session, image, beam=4, seed=2, select="judge")
     assert result.status == "finished"
     assert all(result.stages[stage] for stage in STAGES)
     assert result.stages[Stage.CONCLUSION].startswith("The conclusion of candidate")

@@ -70,7 +70,8 @@ def answer(session: Session, image: PreparedImage, settings: SearchSettings,
 def test_four_stages_at_beam_4_through_llama_server(server, picture):
     with Session.connect(native(server.url)) as session:
         assert session.served_by == f"llama-server at {server.url}"
-        events, result = answer(session, picture, SearchSettings(beam=4, seed=3))
+        events, result = answer(session, picture, SearchSettings(beam=4, seed=3,
+                                                                 select="judge"))
     assert result.status == "finished"
     assert all(result.stages[stage].strip() for stage in STAGES)
     assert len(result.candidates) == 16 and result.verdicts

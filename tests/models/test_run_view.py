@@ -95,7 +95,8 @@ def test_doubts_name_failed_checks_and_unread_verdicts(engine, image):
     seen_failed = seen_forced = False
     for seed in range(4):
         view = RunView()
-        for event in run(engine, image, beam=2, max_stage_tokens=12, seed=seed):
+        for event in run(engine, image, beam=2, max_stage_tokens=12, seed=seed,
+                         select="judge"):
             view.apply(event)
         doubts = view.doubts()
         for seg in view.segments:

@@ -171,7 +171,8 @@ def test_the_engine_runs_a_stage_beam_search_on_it(run, image):
         assert engine.uses_mrope
         assert engine.stage_mode is StageMode.NATIVE
         search = StageSearch(LlamaBackend(engine),
-                             SearchSettings(beam=2, max_stage_tokens=10, seed=1))
+                             SearchSettings(beam=2, max_stage_tokens=10, seed=1,
+                                                select="judge"))
         events = list(search.run(image, "How many red circles are there?"))
         assert engine.stats.image_encodes == 1
     result = events[-1].result

@@ -30,13 +30,14 @@ from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenSt
 from stagewise.models.reasoning.auto_beam import AutoBeam
 from stagewise.models.reasoning.conversation import Turn
 from stagewise.models.storage.app_settings import AppSettings
+from stagewise.models.storage.history.recorder import HistoryRecorder, RecordedRun, RunSettings
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
     from stagewise.models.hardware import Hardware
     from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.reasoning.search_settings import SearchSettings
     from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
-    from stagewise.models.storage.history import History
 
 log = logging.getLogger("stagewise.worker")
 
@@ -86,7 +87,7 @@ class PrepareJob:
 
 
 class EngineWorker(QObject):
-    """Runs in the engine thread; owns the engine and the history writer."""
+    """Runs in the engine thread; owns the engine and the history recorder."""
 
     model_loading = Signal(str)
     model_progress = Signal(float)
@@ -103,8 +104,7 @@ class EngineWorker(QObject):
 
     def __init__(self, history_folder: Path | None = None) -> None:
         super().__init__()
-        self._history_folder = history_folder
-        self._history: History | None = None
+        self._recorder = HistoryRecorder(history_folder, warn=self._history_notice)
         self._session: Session | None = None
         self._server: tuple[ServerSettings, str] | None = None  # what _session is connected to
         self._loaded: LoadedModel | None = None
@@ -127,21 +127,26 @@ class EngineWorker(QObject):
     @Slot(object)
     def ask(self, job: AskJob) -> None:
         """Answer one question; every outcome ends with run_finished or run_failed."""
-        run_id = -1
+        record = RecordedRun()  # not saved until the run starts
         try:
             from stagewise.models.inference.images import load_image
 
             image = load_image(job.image_data, name=job.image_name)
             session = self._ensure_engine(job.settings, job.cancel)
-            run_id = self._start_record(job, image)
-            self.run_started.emit(run_id)
-            self._run(session, job, image, run_id)
+            search = self._search(job)
+            assert self._loaded is not None
+            record = self._recorder.start(
+                image, job.image_data, job.image_name, job.question, self._loaded.name,
+                _run_settings(job.settings, search), thread=job.thread,
+                follow_up=bool(job.earlier))
+            self.run_started.emit(record.run_id)
+            self._run(session, job, image, search, record)
         except Cancelled:
-            self._fail(run_id, "stopped before the answer began", cancelled=True)
+            self._fail(record, "stopped before the answer began", cancelled=True)
         except StagewiseError as error:
-            self._fail(run_id, str(error))
+            self._fail(record, str(error))
         except (OSError, MemoryError) as error:
-            self._fail(run_id, f"{type(error).__name__}: {error}")
+            self._fail(record, f"{type(error).__name__}: {error}")
         finally:
             self.idle.emit(job.cancel)
 
@@ -174,27 +179,28 @@ class EngineWorker(QObject):
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._history is not None:
-            self._history.close()
-            self._history = None
+        self._recorder.close()
 
     # -- internals ------------------------------------------------------------------------
 
-    def _run(self, session: Session, job: AskJob, image: PreparedImage, run_id: int) -> None:
-        batch: list[Event] = []
-        last_flush = time.perf_counter()
-        result: SearchResult | None = None
-        auto = job.settings.auto_beam
+    def _search(self, job: AskJob) -> SearchSettings:
+        """The search this job runs: with beam "auto", of the width auto chooses now."""
         beam = None
-        if auto:
+        if job.settings.auto_beam:
             choice = self._auto.choice()
             beam = choice.beam
             self.beam_chosen.emit(choice.reason)
-        search = job.settings.search_settings(job.seed, beam)
+        return job.settings.search_settings(job.seed, beam)
+
+    def _run(self, session: Session, job: AskJob, image: PreparedImage,
+             search: SearchSettings, record: RecordedRun) -> None:
+        batch: list[Event] = []
+        last_flush = time.perf_counter()
+        result: SearchResult | None = None
         for event in session.ask(image, job.question, search,
                                  job.cancel, earlier=[Turn(*t) for t in job.earlier]):
             batch.append(event)
-            self._record(run_id, event)
+            record.add(event)
             now = time.perf_counter()
             if not isinstance(event, TokenStreamed) or now - last_flush >= FLUSH_S:
                 self.events.emit(batch)
@@ -204,7 +210,7 @@ class EngineWorker(QObject):
         if batch:
             self.events.emit(batch)
         self.run_finished.emit(result)
-        if auto and result is not None:
+        if job.settings.auto_beam and result is not None:
             self.beam_chosen.emit(self._auto.observe(result, session.engine).reason)
 
     def _ensure_engine(self, settings: AppSettings, cancel: threading.Event) -> Session:
@@ -301,44 +307,20 @@ class EngineWorker(QObject):
         self.model_loaded.emit(self._loaded)
         return self._session
 
-    def _history_store(self) -> History:
-        if self._history is None:
-            from stagewise.models.storage.history import History
-
-            self._history = History(self._history_folder)
-        return self._history
-
-    def _start_record(self, job: AskJob, image: PreparedImage) -> int:
-        assert self._loaded is not None
-        try:
-            return self._history_store().start(
-                image, job.image_data, job.image_name, job.question, self._loaded.name,
-                _settings_record(job.settings), thread=job.thread,
-                follow_up=bool(job.earlier))
-        except StagewiseError as error:
-            self.notice.emit(f"This answer will not be saved: {error}")
-            return -1
-
-    def _record(self, run_id: int, event: Event) -> None:
-        if run_id < 0 or isinstance(event, TokenStreamed):
-            return
-        try:
-            self._history_store().record(run_id, event)
-        except StagewiseError as error:
-            self.notice.emit(f"History: {error}")
-
-    def _fail(self, run_id: int, message: str, cancelled: bool = False) -> None:
-        if run_id >= 0:
-            try:
-                self._history_store().fail(run_id, message)
-            except StagewiseError as error:
-                log.warning("could not record the failure: %s", error)
+    def _fail(self, record: RecordedRun, message: str, cancelled: bool = False) -> None:
+        record.fail(message)
         self.run_failed.emit(message, cancelled)
 
+    def _history_notice(self, message: str) -> None:
+        """A run the history could not keep, or not in full: the window says so."""
+        self.notice.emit(message[:1].upper() + message[1:])
 
-def _settings_record(settings: AppSettings) -> dict[str, object]:
-    """The settings a run was asked with, as saved beside it (window state left out)."""
-    return {k: v for k, v in settings.to_json().items() if not k.startswith("window_")}
+
+def _run_settings(settings: AppSettings, search: SearchSettings) -> RunSettings:
+    """What a run is asked with, as the history keeps it: the window's settings with the
+    search it really ran (its seed, and with beam "auto" the width auto chose)."""
+    return RunSettings(search, settings.engine, settings.server, settings.model,
+                       settings.mmproj, auto_beam=settings.auto_beam)
 
 
 class EngineHost(QObject):

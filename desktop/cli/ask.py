@@ -29,7 +29,6 @@ from stagewise.desktop.cli.args import (
     server_settings,
     setting,
 )
-from stagewise.desktop.cli.ask_history import AskRecord
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import (
@@ -68,7 +67,9 @@ from stagewise.models.stages import StageParser
 if TYPE_CHECKING:
     from stagewise.models.inference.images import PreparedImage
     from stagewise.models.inference.prefix_cache import PrefixCache
+    from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
+    from stagewise.models.storage.history import RecordedRun, RunSettings
 
 EXIT_CANCELLED = 130
 
@@ -151,12 +152,23 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
                           flash_attn=args.flash_attn)
 
 
+def run_settings(args: argparse.Namespace, search: SearchSettings,
+                 server: ServerSettings | None) -> RunSettings:
+    """What one of ``ask``'s questions is asked with, as the history keeps it: ``search`` is
+    the search it runs (with ``--beam auto``, of the width auto chose for it)."""
+    from stagewise.models.storage.history import RunSettings
+
+    return RunSettings(search, engine_settings(args), server, model=args.model,
+                       mmproj=args.mmproj, auto_beam=args.beam == AUTO_BEAM)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``stagewise ask``; returns the exit status (errors raise StagewiseError)."""
     # imported here so that `stagewise --help` does not load llama.cpp
     from stagewise.models.inference.images import load_image
     from stagewise.models.remote.keys import with_secrets
     from stagewise.models.session import Session, plan
+    from stagewise.models.storage.history import HistoryRecorder
 
     if not args.question:
         raise StagewiseError("no question: give one with --question or --question-file")
@@ -191,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
     auto = AutoBeam() if args.beam == AUTO_BEAM else None
+    recorder = HistoryRecorder(warn=_warn, save=not args.no_history)
     try:
-        with session:
+        with session, recorder:
             if auto is not None:  # auto's first pass needs no second model; its later do
                 session.verifier(session.settled(settings))
             for number, question in enumerate(questions, 1):
@@ -205,13 +218,14 @@ def run(args: argparse.Namespace) -> int:
                 if len(questions) > 1 and not args.json:
                     print(_heading(number, question, args.follow_up, len(earlier)),
                           file=sys.stdout)
-                record = AskRecord(args, image, question, model, thread=thread,
-                                   follow_up=bool(earlier))
+                record = recorder.start(image, args.image, args.image.name, question, model,
+                                        run_settings(args, settings, server), thread=thread,
+                                        follow_up=bool(earlier))
                 results.append(_answer(args, session, image, question, settings, record,
                                        cancel, earlier))
                 if auto is not None and number < len(questions):
                     auto.observe(results[-1], session.engine)
-                thread = record.run_id if record.run_id >= 0 else thread
+                thread = record.run_id if record.saved else thread
                 if results[-1].status == "cancelled":
                     break
     finally:
@@ -241,6 +255,11 @@ def prefix_cache(args: argparse.Namespace) -> PrefixCache | None:
     return PrefixCache.with_cap_mib(load_settings().prefix_cache_mib)
 
 
+def _warn(message: str) -> None:
+    """A problem with the history: one line, and the answer goes on."""
+    print(f"stagewise: {message}", file=sys.stderr)
+
+
 def _heading(number: int, question: str, follow_up: bool, earlier: int) -> str:
     """The line before each of several questions' answers."""
     if not follow_up or number == 1:
@@ -258,7 +277,7 @@ def _context_of(session: Session, args: argparse.Namespace) -> int | str:
 
 
 def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, question: str,
-            settings: SearchSettings, record: AskRecord, cancel: threading.Event,
+            settings: SearchSettings, record: RecordedRun, cancel: threading.Event,
             earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""
     printer = None if args.json else _StagePrinter(
@@ -271,7 +290,7 @@ def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, qu
                       "were left out of this follow-up so that its answer fits the context "
                       f"({_context_of(session, args)} tokens; --ctx raises it)",
                       file=sys.stderr)
-            record.record(event)
+            record.add(event)
             if printer:
                 printer.show(event)
             if isinstance(event, AnswerFinished):

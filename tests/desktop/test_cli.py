@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
+from stagewise.models.storage.app_settings import settings_from_json
 from tests.models.test_images import write_header_only_png
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,6 +193,31 @@ def test_ask_keeps_its_answer_in_the_history_the_window_reads(tiny_pair, image_f
     assert entries[0].model == tiny_pair.model.name and entries[0].status == "finished"
     run = History(data / "history").load(entries[0].id)
     assert run.result.beam == 2 and len(run.result.candidates) == 8
+    # its settings as the window's own (schema 3), read back to ask again as it was asked
+    assert run.settings["version"] == 3 and run.settings["auto_beam"] is False
+    assert run.settings["search"]["beam"] == 2
+    assert run.settings["search"]["max_stage_tokens"] == 8
+    assert run.settings["model"] == str(tiny_pair.model) and run.settings["server"]["url"] == ""
+    restored, problems, _ = settings_from_json(run.settings)
+    assert problems == [] and restored.search.beam == 2 and not restored.auto_beam
+
+
+def test_ask_keeps_the_width_beam_auto_chose_for_each_answer(tiny_pair, image_file, tmp_path):
+    from stagewise.models.storage.history import History
+
+    data = tmp_path / "data"
+    done = stagewise("ask", "--model", tiny_pair.model, "--mmproj", tiny_pair.mmproj,
+                     "--image", image_file, "--question", "How many circles?", "--question",
+                     "Which shape is blue?", "--max-stage-tokens", "8", "--json",
+                     data_dir=data)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    with History(data / "history") as history:
+        runs = [history.load(e.id) for e in history.entries(threads=True)]
+    assert [r.entry.question for r in runs] == ["How many circles?", "Which shape is blue?"]
+    assert answers[0]["beam"] == 1  # auto's first answer is a single pass, not its widest
+    assert [r.settings["search"]["beam"] for r in runs] == [a["beam"] for a in answers]
+    assert all(r.settings["auto_beam"] is True for r in runs)
 
 
 def test_a_history_that_cannot_be_written_costs_a_warning_not_the_answer(

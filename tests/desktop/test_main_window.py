@@ -231,6 +231,20 @@ def test_a_failed_run_is_shown_and_saved_as_failed(qtbot, make_window, settings,
     assert window.history.entries()[0].status == "failed"
 
 
+def test_a_history_that_cannot_be_written_costs_a_notice_not_the_answer(
+        qtbot, make_window, settings, folders, image_file):
+    folders["history_folder"].write_text("a file where the history folder should be")
+    window = make_window(settings)
+    window.image_pane.open_file(image_file)
+    with (qtbot.waitSignal(window.host.worker.run_started, timeout=ANSWER_MS) as started,
+          qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker):
+        window.ask("Which shape is blue?")
+    assert started.args == [-1]  # not saved
+    view: RunView = blocker.args[0]
+    assert view.status is RunStatus.FINISHED and view.stages[Stage.CONCLUSION].text
+    assert window.message.text().startswith("This answer will not be saved in the history: ")
+
+
 def test_settings_and_window_geometry_are_remembered(qtbot, make_window, settings, folders):
     window = make_window(settings)
     window.resize(780, 520)  # the offscreen screen is 800 × 600
@@ -535,6 +549,24 @@ def test_history_rows_show_the_answer_beam_and_model_and_restore_the_search(
     window.history_panel.list.item(0).setSelected(True)
     assert window.settings.search.beam == 3 and window.settings.search.select == "logprob"
     assert window.question_box.beam.value() == 3
+
+
+def test_beam_auto_keeps_the_width_it_chose_and_restores_it(qtbot, make_window, settings,
+                                                            image_file):
+    window = make_window(replace(settings, auto_beam=True))  # the set width (2) is kept aside
+    window.image_pane.open_file(image_file)
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:
+        window.ask("Which shape is blue?")
+    result = blocker.args[0].result
+    assert result.beam == 1  # auto's first answer is a single pass
+    saved = window.history.load(window.history.entries()[0].id).settings
+    assert saved["auto_beam"] is True and saved["version"] == 3
+    assert saved["search"]["beam"] == 1 and saved["search"]["seed"] == result.seed
+    assert saved["model"] == str(settings.model) and "window_geometry" not in saved
+    window.history_panel.list.clearSelection()
+    window.history_panel.list.item(0).setSelected(True)  # ask again as it was asked
+    assert not window.settings.auto_beam and window.settings.search.beam == 1
+    assert window.question_box.beam.value() == 1
 
 
 def test_a_follow_up_about_the_open_image_does_not_encode_it_again(qtbot, make_window,

@@ -38,7 +38,10 @@ aside, read-only), :mod:`~stagewise.models.storage.history.salvage` (:func:`expo
 thumbnails), :mod:`~stagewise.models.storage.history.rows` (a run's records written as rows, its
 SearchResult rebuilt from them), :mod:`~stagewise.models.storage.history.database` (the connection's
 settings, migrating, keeping a damaged database aside) and
-:mod:`~stagewise.models.storage.history.store` (:class:`History`).
+:mod:`~stagewise.models.storage.history.store` (:class:`History`) and
+:mod:`~stagewise.models.storage.history.recorder` (:class:`HistoryRecorder`: how the window's
+engine thread and ``stagewise ask`` keep a run as it is answered, with its
+:class:`RunSettings`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.storage.history.errors import describe_error
 from stagewise.models.storage.history.files import MIME_TYPES, THUMBNAIL_SIZE, image_extension
 from stagewise.models.storage.history.opening import READ_ONLY_NOTICE
+from stagewise.models.storage.history.recorder import (
+    HistoryRecorder,
+    RecordedRun,
+    RunSettings,
+)
 from stagewise.models.storage.history.records import RUN_RECORD_STATUSES as RUN_RECORD_STATUSES
 from stagewise.models.storage.history.records import (
     HistoryEntry,
@@ -70,8 +78,11 @@ __all__ = [
     "ExportSummary",
     "History",
     "HistoryEntry",
+    "HistoryRecorder",
+    "RecordedRun",
     "RunNotFound",
     "RunRecordStatus",
+    "RunSettings",
     "StoredRun",
     "describe_error",
     "export_readable",

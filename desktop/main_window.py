@@ -292,6 +292,7 @@ class MainWindow(QMainWindow):
         self.shown = self.view
         self.reasoning.show_run(self.shown)
         self._set_busy(True)
+        self.statusBar().clearMessage()  # "image ready" is past once asked; timings follow
         self.timing_label.setText("Reading the image…")
         self.live_run_id = -1
         job = AskJob(image.data, image.name, question.strip(), self.settings,
@@ -480,7 +481,7 @@ class MainWindow(QMainWindow):
         if job is not self._preparing:
             return  # an image shown before this one
         self.image_pane.set_readiness("ready to ask" if report.ready else "")
-        if report.ready:
+        if report.ready and not self.busy:  # once asked, the timings say where it came from
             self.statusBar().showMessage(ready_text(report), 8000)
 
     # -- history --------------------------------------------------------------------------

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 
 from stagewise.models.errors import StagewiseError
 from stagewise.models.inference.chat_template import ChatTemplateError
-from stagewise.models.inference.families import fit_pixels
-from stagewise.models.inference.mtmd_prompt import Bitmap
 from stagewise.models.reasoning.llama_judging import yes_share
+from stagewise.models.reasoning.verifier_image import FORK, VerifierImage
 from stagewise.models.stages import STAGES, Stage, parse_answer
 
 if TYPE_CHECKING:
@@ -99,10 +98,7 @@ class PrmVerifier:
         self.good, self.bad = _single_token(engine, GOOD), _single_token(engine, BAD)
         self.system = engine.meta(SYSTEM_KEY) or VL_PRM_SYSTEM
         self._question = ""
-        self._bitmap: Bitmap | None = None
-        self._image_end: list[int] = []
-        self._shared = 0
-        self._before = ""
+        self._image = VerifierImage(engine, "the PRM")
 
     def start(self, image: PreparedImage, question: str) -> None:
         """Encode the question's image once (into sequence 0).
@@ -110,22 +106,8 @@ class PrmVerifier:
         Raises:
             StagewiseError: The PRM's chat template puts no image in its prompt.
         """
-        self.finish()
-        engine = self.engine
-        engine.clear()
         self._question = question
-        self._bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
-        text = self._render([("x", "")])
-        self._before = text.partition(engine.media_marker)[0]
-        prompt = engine.tokenize_prompt(text, self._bitmap, (question,))
-        try:
-            if not any(c.is_image for c in prompt.chunks):
-                raise StagewiseError("the PRM's chat template puts no image in its prompt")
-            self._shared = prompt.shared_pos
-            self._image_end = prompt.image_end
-            engine.eval_prompt(prompt, 0)
-        finally:
-            prompt.close()
+        self._image.encode(image, self._render([("x", "")]), (question,))
 
     def score(self, stage: Stage | None, so_far: str, responses: Sequence[str]) -> list[float]:
         """Each response's score: P("+") of its newest step, or the mean over its steps."""
@@ -134,30 +116,26 @@ class PrmVerifier:
     def _score(self, steps: list[str], last_only: bool) -> float:
         """Evaluate the solution from the cached image, reading P("+") after the assistant
         header of each step that counts."""
-        engine = self.engine
+        engine, shown = self.engine, self._image
         turns = step_turns(self._question, steps)
         counted = [len(turns) - 1] if last_only else range(len(turns))
         texts = [self._render(turns[: k + 1]) for k in counted]
         plain = (self._question, *steps)
-        engine.remove_seq(1)
-        engine.copy_seq(0, 1, 0, self._shared)
-        pos, scores, done = self._shared, [], ""
+        shown.fork()
+        pos, scores, done = shown.shared, [], ""
         for text in texts:
             if not done:
-                before, _, after = text.partition(engine.media_marker)
-                if before != self._before:
-                    raise StagewiseError("the PRM's template changes the text before the image")
-                tokens = self._image_end + engine.tokenize_plain(after, plain)
+                tokens = shown.after_image(text, plain)
             elif text.startswith(done):
                 tokens = engine.tokenize_plain(text[len(done):], plain)
             else:
                 raise StagewiseError("the PRM's chat template changes earlier turns as the "
                                      "conversation grows")
-            index = engine.eval_tokens([(1, pos, tokens)])
+            index = engine.eval_tokens([(FORK, pos, tokens)])
             pos += len(tokens)
-            scores.append(yes_share(engine.logits(index[1]), self.good, self.bad))
+            scores.append(yes_share(engine.logits(index[FORK]), self.good, self.bad))
             done = text
-        engine.remove_seq(1)
+        shown.drop_fork()
         return scores[-1] if last_only else sum(scores) / len(scores)
 
     def _render(self, turns: Sequence[tuple[str, str]]) -> str:
@@ -171,9 +149,7 @@ class PrmVerifier:
             return self.engine.chat_prompt(merged[-1][0], earlier=merged[:-1])
 
     def finish(self) -> None:
-        if self._bitmap is not None:
-            self._bitmap.close()
-            self._bitmap = None
+        self._image.close()
 
 
 def _single_token(engine: Engine, text: str) -> int:

@@ -177,29 +177,29 @@ def run(args: argparse.Namespace) -> int:
     settings = search_settings(args)
     server = server_settings(args)
     cancel = threading.Event()
+    if server is not None:  # Ctrl+C while connecting interrupts the wait for the server
+        session = Session.connect(*with_secrets(server))
+        model = session.served_by
     # from here Ctrl+C stops ask, also while the model loads: a KeyboardInterrupt raised
     # inside one of llama.cpp's callbacks into Python would be printed and lost
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    try:
-        if server is not None:
-            session = Session.connect(*with_secrets(server))
-            model = session.served_by
-        else:
+    if server is None:
+        try:
             load = plan(args.model, args.mmproj, engine_settings(args), settings)
             if load.note:
                 print(f"stagewise: {load.note}", file=sys.stderr)
             session = Session(load, lambda _done: not cancel.is_set(),
                               prefix_cache=prefix_cache(args))
             model = load.model.name
-    except BaseException as error:
-        signal.signal(signal.SIGINT, previous)
-        if isinstance(error, Cancelled):
-            raise KeyboardInterrupt from None  # one line, exit 130, as any Ctrl+C
-        raise
-    if cancel.is_set():  # pressed after the load's last progress report
-        signal.signal(signal.SIGINT, previous)
-        session.close()
-        raise KeyboardInterrupt
+        except BaseException as error:
+            signal.signal(signal.SIGINT, previous)
+            if isinstance(error, Cancelled):
+                raise KeyboardInterrupt from None  # one line, exit 130, as any Ctrl+C
+            raise
+        if cancel.is_set():  # pressed after the load's last progress report
+            signal.signal(signal.SIGINT, previous)
+            session.close()
+            raise KeyboardInterrupt
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
     auto = AutoBeam() if args.beam == AUTO_BEAM else None

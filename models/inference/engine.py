@@ -465,12 +465,6 @@ class Engine:
             raise EngineError(f"no logits at output {index}")
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    def token_logprob(self, index: int, token: int) -> float:
-        """log p(token) under the raw model distribution at output ``index``."""
-        row = self.logits(index)
-        top = float(row.max())
-        return float(row[token]) - top - float(np.log(np.exp(row - top).sum()))
-
     @property
     def _batch_handle(self) -> lc.llama_batch:
         if self._batch is None:

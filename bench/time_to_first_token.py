@@ -20,9 +20,9 @@ streamed token the window receives:
   after a restart), the last question restored from the history, and a new question
   asked at once: the image comes from the disk cache.
 
-What is left after Enter is the question's own tokens: the question alone for a LLaVA-CoT
-model (``stagewise.stage_mode`` native), the question and the stage instruction (about 230
-tokens, after the question) for any other model.
+What is left after Enter is the question's own tokens, for a LLaVA-CoT model
+(``stagewise.stage_mode`` native) and any other model alike: the stage instruction any other
+model gets comes before the question, right after the image, and is prepared with it.
 
 The answers are stopped after their first token. The target (issue 33): at most 1.5 s for
 "dropped" and "reopened" on a real-size pair (a 3-4 B text model with its projector).

@@ -90,7 +90,7 @@ PROMPTED_INSTRUCTION = (
     "<CONCLUSION>...</CONCLUSION>: the final answer only; for a multiple-choice question, only "
     "the letter of the chosen option."
 )
-"""The instruction appended to the question for a model that was not fine-tuned."""
+"""The instruction a model that was not fine-tuned gets before the question (:func:`user_text`)."""
 
 
 def user_text(question: str, mode: StageMode) -> str:
@@ -98,7 +98,10 @@ def user_text(question: str, mode: StageMode) -> str:
 
     Args:
         question: The user's question, as typed.
-        mode: NATIVE gives the question alone; PROMPTED adds a blank line and the instruction.
+        mode: NATIVE gives the question alone; PROMPTED gives the instruction, a blank
+            line, then the question. The instruction comes first so that the text right
+            after the image is the same for every question, and is evaluated with the image
+            before the question is asked (:mod:`stagewise.models.reasoning.llama_prefix`).
 
     Returns:
         The text to put next to the image in the user turn.
@@ -106,7 +109,11 @@ def user_text(question: str, mode: StageMode) -> str:
     question = question.strip()
     if StageMode(mode) is StageMode.NATIVE:
         return question
-    return f"{question}\n\n{PROMPTED_INSTRUCTION}"
+    return f"{PROMPTED_INSTRUCTION}\n\n{QUESTION_LABEL}{question}"
+
+
+QUESTION_LABEL = "Question: "
+"""What introduces the question after the instruction, in a prompted model's user turn."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ An entry is one file, ``<key digest>.kv``:
 
 * :data:`MAGIC`, then the length of a JSON header, then the header: the whole key (see
   :func:`prefix_key`), llama-cpp-python's version, the positions the state holds, the
-  payload's size and SHA-256, and how long the encode it saves took;
+  text tokens it holds after the image (a prompted model's stage instruction, which every
+  question has there), the payload's size and SHA-256, and how long the encode it saves
+  took;
 * the payload: llama.cpp's bytes for the sequence.
 
 An entry is used only when its header parses, its key is exactly the one asked for
@@ -112,11 +114,13 @@ class CachedPrefix:
         seconds: How long reading it took.
         encode_s: How long the encode it replaced took when it was made.
         n_pos: The next position after it.
+        after: The text tokens it holds after the image's end.
     """
 
     seconds: float
     encode_s: float
     n_pos: int
+    after: tuple[int, ...] = ()
 
 
 class PrefixCache:
@@ -189,7 +193,7 @@ class PrefixCache:
             return None
         _touch(path)  # used now: the last to be evicted
         return CachedPrefix(time.perf_counter() - start, float(header["encode_s"]),
-                            int(header["n_pos"]))
+                            int(header["n_pos"]), tuple(header.get("after", ())))
 
     def _discard(self, path: Path, why: str) -> None:
         log.warning("prefix cache: %s is unusable (%s); deleted it, encoding the image",
@@ -200,9 +204,10 @@ class PrefixCache:
     # -- writing --------------------------------------------------------------------------
 
     def save(self, engine: Engine, key: Mapping[str, Any], seq: int, n_pos: int,
-             encode_s: float) -> bool:
-        """Keep sequence ``seq`` (a prompt up to its image's end, ``n_pos`` positions) as
-        ``key``'s entry, then evict the least recently used entries beyond the cap.
+             encode_s: float, after: tuple[int, ...] = ()) -> bool:
+        """Keep sequence ``seq`` (a prompt up to its image's end, then the text tokens
+        ``after`` it; ``n_pos`` positions) as ``key``'s entry, then evict the least
+        recently used entries beyond the cap.
 
         Returns:
             Whether it was written. A full disk or an unwritable folder is one line in
@@ -215,6 +220,7 @@ class PrefixCache:
             return False
         header = {
             "key": dict(key), "positions": list(seq_positions(engine, seq)), "n_pos": n_pos,
+            "after": list(after),
             "payload_bytes": len(payload),
             "payload_sha256": hashlib.sha256(memoryview(payload)).hexdigest(),
             "encode_s": round(encode_s, 4), "written": time.time(),
@@ -290,7 +296,7 @@ def _read_entry(file: Any, key: Mapping[str, Any], size: int
         payload_bytes = int(header["payload_bytes"])
         stored_key, digest = header["key"], str(header["payload_sha256"])
         positions = [int(p) for p in header["positions"]]
-        int(header["n_pos"]), float(header["encode_s"])
+        int(header["n_pos"]), float(header["encode_s"]), [int(t) for t in header.get("after", ())]
     except (ValueError, KeyError, TypeError) as error:
         raise _Unusable(f"its header is damaged ({type(error).__name__})") from None
     if len(positions) != 2:

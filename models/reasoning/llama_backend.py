@@ -37,7 +37,7 @@ from stagewise.models.reasoning.llama_judging import (
     choice_probabilities,
     yes_probability,
 )
-from stagewise.models.reasoning.llama_prefix import PrefixKeeper, image_key
+from stagewise.models.reasoning.llama_prefix import PrefixKeeper, common_start, image_key
 from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
 from stagewise.models.reasoning.search_backend import (
     BackendStats,
@@ -92,6 +92,7 @@ class LlamaBackend:
         self._root_logits = False  # whether the newest logits are the root's last token's
         self._branch: int | None = None  # retrace: the fork being continued
         self.prefixes = PrefixKeeper(engine, prefix_cache)  # the image sequence 0 holds
+        self._shared_text: dict[StageMode, tuple[int, ...]] = {}  # after the image, per mode
 
     # -- what the search reads ------------------------------------------------------------
 
@@ -142,9 +143,24 @@ class LlamaBackend:
             try:
                 key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
                 self._pool.reset()
-                return self.prefixes.ensure(prompt, key, save_now=True)
+                return self.prefixes.ensure(prompt, key, after=self._after_image(mode, prompt),
+                                            save_now=True)
             finally:
                 prompt.close()
+
+    def _after_image(self, mode: StageMode, prompt: TokenizedPrompt) -> tuple[int, ...]:
+        """The text tokens every question's prompt in ``mode`` has right after the image
+        (``prompt`` is one such prompt): a prompted model's stage instruction, with the
+        tokens libmtmd puts after the image before it; none where the questions share no
+        text there (a native model's)."""
+        shared = self._shared_text.get(mode)
+        if shared is None:
+            engine = self.engine
+            tails = [engine.tokenize_plain(
+                engine.chat_prompt(user_text(question, mode)).partition(engine.media_marker)[2],
+                (question,)) for question in _PROBES]
+            shared = self._shared_text[mode] = common_start(*tails)
+        return (*prompt.image_end, *shared) if shared else ()
 
     # -- a question -----------------------------------------------------------------------
 
@@ -172,7 +188,7 @@ class LlamaBackend:
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
             key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
-            pos = self._eval_question(prompt, seq, key)
+            pos = self._eval_question(prompt, seq, key, self._after_image(mode, prompt))
         except BaseException:
             self.prefixes.forget()
             self._prefix = None
@@ -211,22 +227,24 @@ class LlamaBackend:
             prompt.close()
         raise AssertionError("unreachable: the last try has no earlier turns")
 
-    def _eval_question(self, prompt: TokenizedPrompt, seq: int, key: tuple[object, ...]
-                       ) -> int:
-        """Evaluate the prompt into ``seq`` (0): its part up to the image's end as
-        :meth:`PrefixKeeper.ensure` gets it there (kept, cached or encoded), then the
-        question's own tokens; return the next position."""
+    def _eval_question(self, prompt: TokenizedPrompt, seq: int, key: tuple[object, ...],
+                       after: tuple[int, ...]) -> int:
+        """Evaluate the prompt into ``seq`` (0): its part up to the image's end, and the
+        part of ``after`` (the text every question has after the image) it starts with,
+        as :meth:`PrefixKeeper.ensure` gets them there (kept, cached or encoded), then
+        the question's own tokens; return the next position."""
         engine = self.engine
         tail = prompt.tail_tokens()
         if seq != PrefixKeeper.SEQ or not tail or not prompt.media_end:
             self.prefixes.forget()
             engine.clear()
             return engine.eval_prompt(prompt, seq)
-        self.prefixes.ensure(prompt, key, save_now=False)
-        start = prompt.shared_pos
-        engine.eval_tokens([(seq, start, tail)])
-        engine.stats.prompt_tokens += len(tail)
-        return start + len(tail)
+        shared = common_start(tail[:-1], after)  # the question's last token gives logits
+        self.prefixes.ensure(prompt, key, after=shared, save_now=False)
+        start, rest = prompt.shared_pos + len(shared), tail[len(shared):]
+        engine.eval_tokens([(seq, start, rest)])
+        engine.stats.prompt_tokens += len(rest)
+        return start + len(rest)
 
     def end(self) -> None:
         for st in self._streams:
@@ -247,11 +265,11 @@ class LlamaBackend:
             kept.forget()
             engine.clear()
             return
-        root = self._root.seq
+        root, end = self._root.seq, kept.end_pos
         if root != 0:
             engine.remove_seq(0)
-            engine.copy_seq(root, 0, 0, prefix.shared_pos)
-        engine.remove_seq(0, prefix.shared_pos, -1)
+            engine.copy_seq(root, 0, 0, end)
+        engine.remove_seq(0, end, -1)
         for seq in range(1, self._pool.size):
             engine.remove_seq(seq)
         kept.save()

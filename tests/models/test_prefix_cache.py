@@ -28,7 +28,7 @@ from stagewise.models.inference.prefix_cache import MAGIC, PrefixCache
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.session import Session, plan
-from stagewise.models.stages import user_text
+from stagewise.models.stages import PROMPTED_INSTRUCTION, user_text
 from tests.models.test_families import CASES, IDS, MARKER, template
 
 SETTINGS = SearchSettings(beam=2, max_stage_tokens=12, max_judge_tokens=8, seed=11)
@@ -399,3 +399,40 @@ def test_m_rope_families_give_the_same_answer_from_the_cache(family, image, tmp_
         cached = answer(second, image, settings=ONE_PASS)
     assert cached.timings.prefix_from == "cache"
     assert same_answer(reference, prepared) and same_answer(reference, cached)
+
+
+def test_a_prompted_models_instruction_is_prepared_with_its_image(image, tmp_path):
+    """A prompted model's stage instruction follows the image in every question's prompt:
+    it is evaluated with the image when the image arrives, and kept with it on disk, so
+    asking evaluates only the question's own tokens; the judge's prompts still share the
+    image, a follow-up (whose first turn has no instruction there) still answers, and the
+    answers are the same as without preparing."""
+    from stagewise.models.reasoning.conversation import Turn
+    from stagewise.models.recipes.real_vocab import qwen_real_vocabulary_pair
+
+    pair = qwen_real_vocabulary_pair("qwen2.5-vl")
+    load = load_of(pair)
+    judged = dataclasses.replace(SETTINGS, select="judge")
+    earlier = (Turn("What is it?", "A square."),)
+    with Session(load) as plain:
+        assert plain.engine is not None and plain.engine.stage_mode is StageMode.PROMPTED
+        instruction = len(plain.engine.tokenize(PROMPTED_INSTRUCTION))
+        reference = answer(plain, image, settings=judged)
+        reference_follow = list(plain.ask(image, QUESTION, ONE_PASS, earlier=earlier))[-1]
+    cache = PrefixCache(tmp_path / "cache")
+    with Session(load, prefix_cache=cache) as session:
+        report = session.prepare(image)
+        assert report.origin == "encoded" and report.saved
+        prepared = answer(session, image, settings=judged)
+        follow = list(session.ask(image, QUESTION, ONE_PASS, earlier=earlier))[-1]
+        after_follow = answer(session, image, settings=judged)
+    assert prepared.timings.image_encodes == 0 and prepared.timings.prefix_from == "memory"
+    assert 0 < prepared.timings.prompt_tokens < instruction  # the question's own tokens
+    assert reference.timings.prompt_tokens > instruction
+    assert same_answer(reference, prepared) and same_answer(reference, after_follow)
+    assert same_answer(reference_follow.result, follow.result)
+    with Session(load, prefix_cache=cache) as restarted:  # the instruction came from disk
+        again = answer(restarted, image, settings=judged)
+    assert again.timings.prefix_from == "cache" and again.timings.image_encodes == 0
+    assert 0 < again.timings.prompt_tokens < instruction
+    assert same_answer(reference, again)

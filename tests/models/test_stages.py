@@ -81,7 +81,7 @@ def test_stage_mode_is_a_string_enum() -> None:
 def test_user_text() -> None:
     assert user_text("How many cats?", StageMode.NATIVE) == "How many cats?"
     prompted = user_text("How many cats?", StageMode.PROMPTED)
-    assert prompted == "How many cats?\n\n" + PROMPTED_INSTRUCTION
+    assert prompted == PROMPTED_INSTRUCTION + "\n\nQuestion: How many cats?"
 
 
 def test_prompted_instruction_names_the_tags_in_order() -> None:

@@ -2,8 +2,10 @@
 
 Every question asked about the same open image joins its thread (the history keeps them
 together); with the question box's "Follow-up" box ticked, the next question is asked with
-the thread's earlier questions and answers in context. The box turns on by itself after the
-first answer about an image, and off, greyed out, when another image arrives.
+the thread's earlier questions and answers in context. The box is ticked only by the person
+asking: it becomes available after the first answer about an image, and turns off when
+another image arrives or a past run is restored (greyed out while there is nothing to
+follow up on), so that a question never silently becomes a follow-up.
 
 :class:`ThreadView` shows the thread above the question box, a line a question, and keeps
 the state the window asks with (:meth:`ThreadView.job_fields`).
@@ -89,7 +91,6 @@ class ThreadView(QWidget):
         finished (a stopped or failed answer stays in the thread without one)."""
         if not self._pending:
             return
-        first = not self.earlier()
         conclusion = view.conclusion.strip() if view.status is RunStatus.FINISHED else ""
         self.turns.append(AskedTurn(run_id, self._pending, conclusion))
         dropped = view.result.timings.dropped_turns if view.result is not None else 0
@@ -97,9 +98,7 @@ class ThreadView(QWidget):
                      "last answer's context, so that it fits (a larger Context size in "
                      "Settings → Preferences keeps more)." if dropped else "")
         self._pending = ""
-        if first and self.earlier():  # the first answer about this image: on by default
-            self.follow_up.setChecked(True)
-        self._show()
+        self._show()  # available now; ticked only by the person asking
 
     def new_image(self) -> None:
         """Another image: a new thread, and no follow-up."""
@@ -108,13 +107,13 @@ class ThreadView(QWidget):
         self._show()
 
     def restore(self, entries: Iterable[HistoryEntry]) -> None:
-        """A past thread, restored with its image: its questions, and a follow-up goes on
-        from its last one."""
+        """A past thread, restored with its image: its questions are shown, and a follow-up
+        can go on from its last one once the box is ticked again (a restore unticks it)."""
         self.turns = [AskedTurn(e.id, e.question,
                                 e.conclusion.strip() if e.status == "finished" else "")
                       for e in entries]
         self._pending, self.note = "", ""
-        self.follow_up.setChecked(bool(self.earlier()))
+        self.follow_up.setChecked(False)
         self._show()
 
     def set_supported(self, supported: bool) -> None:

@@ -8,11 +8,13 @@ says why in a message over the image. An accepted one is announced with
 original bytes, untouched.
 
 A drop is always taken as a copy, so the program the file was dragged from never deletes it.
-The image is shown fitted to the pane; zooming steps through :data:`ZOOM_STEPS`.
+The image is shown fitted to the pane (a small one enlarged by a whole factor, its pixels
+kept sharp); zooming steps through :data:`ZOOM_STEPS`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPointF, QRectF, QSize, Qt, QUrl, Signal
@@ -49,13 +51,16 @@ from stagewise.desktop.image_input import (
 from stagewise.desktop.image_view import PLACEHOLDER, ImageView, MessageBar, Placeholder
 from stagewise.desktop.widgets import ElidedLabel
 
-__all__ = ["ZOOM_STEPS", "ImagePane"]
+__all__ = ["MAX_FIT_ENLARGE", "ZOOM_STEPS", "ImagePane"]
 
 ZOOM_STEPS = (
     0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.33, 0.5, 0.67, 0.75,
     1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0,
 )  # fmt: skip
 """The scales :meth:`ImagePane.zoom_in` and :meth:`ImagePane.zoom_out` step through."""
+
+MAX_FIT_ENLARGE = 4
+"""The most a small image is enlarged to fit the pane (by whole factors)."""
 
 
 def _percent(scale: float) -> str:
@@ -224,7 +229,8 @@ class ImagePane(QWidget):
             self._set_scale(smaller[-1], fit=False)
 
     def zoom_fit(self) -> None:
-        """Fit the image to the pane (never enlarging it), and keep fitting it on resizes."""
+        """Fit the image to the pane (a small one enlarged, see :meth:`_fit_scale`), and keep
+        fitting it on resizes."""
         self._fit = True
         self._set_scale(self._fit_scale(), fit=True)
 
@@ -372,10 +378,16 @@ class ImagePane(QWidget):
         self.image_changed.emit(loaded.input)
 
     def _fit_scale(self) -> float:
-        """The scale at which the whole image fits the view, at most 1."""
+        """The scale at which the whole image fits the view. A large image is shrunk to fit;
+        a small one (a 96 × 96 puzzle in a large pane) is enlarged by a whole factor, at most
+        :data:`MAX_FIT_ENLARGE` times, so its pixels stay square and sharp; one that fits
+        but not twice over is shown at its actual size."""
         if self._current is None:
             return 1.0
-        return min(1.0, self._view.fit_factor() * self._display.width() / self._current.width)
+        fit = self._view.fit_factor() * self._display.width() / self._current.width
+        if fit <= 1:
+            return fit
+        return float(min(MAX_FIT_ENLARGE, math.floor(fit)))
 
     def _set_scale(self, scale: float, *, fit: bool, anchor: QPointF | None = None) -> None:
         if self._current is None:

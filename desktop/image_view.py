@@ -34,9 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["PLACEHOLDER", "ImageView", "MessageBar", "Placeholder"]
+from stagewise.desktop.widgets import linked_html
+
+__all__ = ["PLACEHOLDER", "SHARP_FROM", "ImageView", "MessageBar", "Placeholder"]
 
 PLACEHOLDER = "Drop an image here, paste one (Ctrl+V) or open a file (Ctrl+O)"
+
+SHARP_FROM = 2.0
+"""From this enlargement on, an image is painted nearest-neighbour (its pixels sharp)."""
 
 _WARNING_ACCENT = QColor(224, 155, 0)
 _ANGLE_PER_STEP = 120
@@ -148,8 +153,15 @@ class ImageView(QGraphicsView):
         """Show the image ``factor`` times its decoded size, keeping ``anchor`` in place.
 
         Below 1 the pixmap is scaled once with Qt's smooth (area-averaging) scaling; above,
-        the view's transformation enlarges it, painting only what is visible.
+        the view's transformation enlarges it, painting only what is visible: smoothly up to
+        :data:`SHARP_FROM` times, beyond that nearest-neighbour, so that the pixels of a tiny
+        image show as the sharp squares they are instead of a blur.
         """
+        smooth = factor < SHARP_FROM
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        self._item.setTransformationMode(
+            Qt.TransformationMode.SmoothTransformation if smooth
+            else Qt.TransformationMode.FastTransformation)
         if self._image.isNull():
             return
         anchor = anchor if anchor is not None else QPointF(self.viewport().rect().center())
@@ -248,15 +260,29 @@ class MessageBar(QFrame):
         """The message shown, or ``""``."""
         return self._text
 
+    def label(self) -> QLabel:
+        """The label that shows the message (rich text when it has links)."""
+        return self._label
+
     def is_warning(self) -> bool:
         """Whether the message says an input was refused (rather than just informing)."""
         return self._warning
 
-    def show_message(self, text: str, *, warning: bool) -> None:
-        """Show ``text``; a warning says an input was refused."""
+    def show_message(self, text: str, *, warning: bool, links: bool = False) -> None:
+        """Show ``text``; a warning says an input was refused; with ``links`` its web
+        addresses are links that open in the browser (the text is still shown as written)."""
         self._text = text
         self._warning = warning
-        self._label.setText(text)
+        if links:
+            self._label.setTextFormat(Qt.TextFormat.RichText)
+            self._label.setText(linked_html(text))
+        else:
+            self._label.setTextFormat(Qt.TextFormat.PlainText)  # it names files
+            self._label.setText(text)
+        self._label.setOpenExternalLinks(links)
+        self._label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextBrowserInteraction if links
+            else Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setAccessibleDescription(text)
         kind = "Warning" if warning else "Note"
         self._label.setAccessibleDescription(f"{kind}: {text}")

@@ -25,7 +25,9 @@ from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
 from stagewise.desktop.image_pane import ImagePane
+from stagewise.desktop.image_view import MessageBar
 from stagewise.desktop.question_box import QuestionBox
+from stagewise.desktop.restore_notice import restored_changes, restored_text
 from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
 from stagewise.desktop.welcome_panel import WelcomePanel
@@ -93,6 +95,7 @@ class MainWindow(QMainWindow):
         self._restoring = False  # a past run's image is going in: keep its answer
         self._preparing: PrepareJob | None = None  # the shown image, being made ready
         self.model_setup: ModelSetup | None = None  # made once the window is up
+        self.close_question: QMessageBox | None = None  # "Stop the answer?", while asked
 
         self._build_widgets()
         self._build_menus()
@@ -118,9 +121,12 @@ class MainWindow(QMainWindow):
         self.message.setAccessibleName("Message")
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.hide()
+        self.notice = MessageBar()  # stays until dismissed: a failed download's next steps
+        self.notice.setAccessibleName("Notice")
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.notice)
         left_layout.addWidget(self.image_pane, 1)
         left_layout.addWidget(self.message)
         self.thread_view = ThreadView(self.question_box.follow_up)
@@ -191,7 +197,7 @@ class MainWindow(QMainWindow):
         self.export_action = action(file_menu, "&Export Selected…", self.export_selected,
                                     "Ctrl+E", "Export the selected past questions")
         file_menu.addSeparator()
-        action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        action(file_menu, "&Quit", self.quit, QKeySequence.StandardKey.Quit)
 
         ask_menu = bar.addMenu("&Question")
         self.ask_action = action(ask_menu, "&Ask", self._ask_from_box, "Ctrl+Return")
@@ -466,6 +472,7 @@ class MainWindow(QMainWindow):
             self.history_panel.list.clearSelection()
             self.hide_message()
         self.question_box.edit.setFocus()
+        self.question_box.edit.selectAll()  # the old question is there to reuse or type over
 
     def _prepare(self, image: ImageInput | None) -> None:
         """Have the engine encode ``image`` before its question (None: stop preparing)."""
@@ -510,14 +517,17 @@ class MainWindow(QMainWindow):
             self._restoring = False
         self.question_box.set_question(stored.entry.question)
         self._restore_thread(run_id)
-        self._restore_search(stored.settings)
+        changed = restored_text(self._restore_search(stored.settings))
         self.view = self.shown = view
         self.reasoning.show_run(view)
         self._show_timings(view)
+        said = [changed] if changed else []
         if stored.error:
-            self.show_message(f"This answer failed: {stored.error}")
+            said.insert(0, f"This answer failed: {stored.error}")
         elif view.status is RunStatus.INTERRUPTED:
-            self.show_message("This answer was interrupted when Stagewise closed.")
+            said.insert(0, "This answer was interrupted when Stagewise closed.")
+        if said:
+            self.show_message("\n".join(said))
         else:
             self.hide_message()
 
@@ -528,20 +538,26 @@ class MainWindow(QMainWindow):
         except StagewiseError:
             self.thread_view.new_image()
 
-    def _restore_search(self, saved: dict[str, object]) -> None:
+    def _restore_search(self, saved: dict[str, object]) -> list[str]:
         """Ask again as the past run was asked: its search (beam, selection, strategy,
         sampling, budgets; the scorer model stays the current one). Saved settings that no
         longer validate, or a run saved without them, leave the search as it is; runs saved
-        before settings version 3 (flat) are read through the settings' migrations."""
+        before settings version 3 (flat) are read through the settings' migrations.
+
+        Returns:
+            What changed, for the window to say (:func:`restored_changes`).
+        """
         if not isinstance(saved.get("search"), dict) and "beam" not in saved:
-            return
+            return []
         restored, problems, _ = settings_from_json(saved)
         if problems:
-            return
+            return []
         search = dataclasses.replace(restored.search,
                                      scorer_model=self.settings.search.scorer_model)
+        changes = restored_changes(self.settings.search, self.settings.auto_beam, search)
         self.settings = dataclasses.replace(self.settings, search=search, auto_beam=False)
         self.question_box.beam.setValue(search.beam)  # the width it was asked with
+        return changes
 
     def export_selected(self) -> None:
         self.export_runs(self.history_panel.selected_ids())
@@ -676,7 +692,14 @@ class MainWindow(QMainWindow):
         self.message.show()
 
     def hide_message(self) -> None:
+        """Hide the message line (a new image, question or run makes it stale); a notice
+        (:meth:`show_notice`) stays until dismissed."""
         self.message.hide()
+
+    def show_notice(self, text: str) -> None:
+        """Show ``text`` until it is dismissed, its web addresses as links: what the person
+        has to act on (a failed download's next steps), which a new image must not hide."""
+        self.notice.show_message(text, warning=True, links=True)
 
     def open_diagnostics(self) -> DiagnosticsDialog:
         """Show ``stagewise doctor``'s report (for bug reports); returns the dialog."""
@@ -697,7 +720,38 @@ class MainWindow(QMainWindow):
 
     # -- closing --------------------------------------------------------------------------
 
+    def quit(self) -> bool:
+        """File → Quit: close, asking first while an answer is being written; whether the
+        window closed."""
+        return self.may_close() and self.close()
+
+    def may_close(self) -> bool:
+        """Whether the person lets the window close: while an answer is being written they
+        are asked (:attr:`close_question` is the box, for tests to answer)."""
+        if not self.busy:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop the answer?",
+                          "An answer is still being written. Stop it and close Stagewise? "
+                          "What it wrote so far is kept in the history.",
+                          QMessageBox.StandardButton.NoButton, self)
+        stop = box.addButton("Stop and Close", QMessageBox.ButtonRole.AcceptRole)
+        keep = box.addButton("Keep Writing", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        self.close_question = box
+        try:
+            box.exec()
+            return box.clickedButton() is stop
+        finally:
+            self.close_question = None
+            box.deleteLater()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        # the window manager's close button asks first; a close from code (Ctrl+C in the
+        # terminal, the self-test, Quit after asking) does not
+        if event.spontaneous() and not self.may_close():
+            event.ignore()
+            return
         self.settings = dataclasses.replace(
             self.settings,
             window_geometry=bytes(self.saveGeometry().toBase64()).decode(),

@@ -97,6 +97,7 @@ class ModelSetup(QObject):
     def download(self, entry: CatalogueEntry) -> bool:
         """Start downloading ``entry`` in the background (its progress in the status bar)."""
         self.window.hide_message()
+        self.window.notice.dismiss()  # an earlier failure's advice is moot once retried
         if not self.downloads.start(entry):
             self.window.show_message("Another model is downloading: pause or cancel it first "
                                      "(in the status bar).")
@@ -150,4 +151,4 @@ class ModelSetup(QObject):
 
     @Slot(object, str)
     def _on_failed(self, entry: CatalogueEntry, advice: str) -> None:
-        self.window.show_message(f"{entry.name} was not downloaded. {advice}")
+        self.window.show_notice(f"{entry.name} was not downloaded. {advice}")

@@ -4,13 +4,15 @@
 :class:`ElidedLabel` (one line, shortened to fit), :class:`Chip` (a small rounded label),
 :func:`muted_label` for metadata, :func:`plain_label` and :func:`plain_tip` for text
 that came from a model, a server, a file or a question (shown as written, never as
-markup), and the fonts they use (:func:`small_font`, :func:`bold_font`). Colours come from
+markup), :func:`linked_html` (such text with its web addresses made links), and the fonts they use (:func:`small_font`, :func:`bold_font`). Colours come from
 the palette only, so light and dark system palettes both work.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 
 from PySide6 import QtGui
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt
@@ -42,6 +44,24 @@ def plain_tip(text: str) -> str:
     if not QtGui.Qt.mightBeRichText(text):
         return text
     return QtGui.Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
+
+
+_ADDRESS = re.compile(r"https?://[^\s<>\"']+")
+
+
+def linked_html(text: str) -> str:
+    """``text`` as rich text that shows it as written, its web addresses made links (a
+    sentence's full stop or closing bracket after an address is not part of it)."""
+    parts: list[str] = []
+    at = 0
+    for match in _ADDRESS.finditer(text):
+        address = match.group().rstrip(".,;:)")
+        end = match.start() + len(address)
+        parts.append(html.escape(text[at:match.start()], quote=False))
+        parts.append(f'<a href="{html.escape(address)}">{html.escape(address, quote=False)}</a>')
+        at = end
+    parts.append(html.escape(text[at:], quote=False))
+    return "".join(parts).replace("\n", "<br>")
 
 
 def plain_message(parent: QWidget | None, icon: QMessageBox.Icon, title: str,

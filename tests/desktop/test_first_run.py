@@ -220,8 +220,8 @@ def test_an_offline_download_says_what_to_do_next(qtbot, make_window, tiny_pair,
     downloads = window.model_setup.downloads
     qtbot.mouseClick(window.welcome.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not downloads.active, timeout=TIMEOUT_MS)
-    text = window.message.text()
-    assert window.message.isVisible()
+    text = window.notice.text()
+    assert window.notice.isVisible()
     assert "offline" in text
     page = f"http://stagewise-hub.invalid/{REPO}/tree/main"
     assert page in text and tiny_pair.model.name in text and tiny_pair.mmproj.name in text
@@ -243,7 +243,7 @@ def test_a_refused_connection_says_to_check_the_network_or_use_a_browser(
     window = make_window()
     qtbot.mouseClick(window.welcome.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.model_setup.downloads.active, timeout=TIMEOUT_MS)
-    text = window.message.text()
+    text = window.notice.text()
     assert "refused the connection" in text and "Download again" in text
     assert f"http://127.0.0.1:{port}/{REPO}/tree/main" in text and "Import Files…" in text
 
@@ -255,7 +255,7 @@ def test_hub_refusals_say_what_to_do_next(qtbot, make_window, served_catalogue, 
     window = make_window()
     qtbot.mouseClick(window.welcome.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.model_setup.downloads.active, timeout=TIMEOUT_MS)
-    text = window.message.text()
+    text = window.notice.text()
     assert words in text and "Import Files…" in text and f"/{REPO}" in text
     assert tiny_pair.model.name in text and tiny_pair.mmproj.name in text
 
@@ -275,3 +275,26 @@ def test_the_model_manager_shows_sources_as_links(make_window, served_catalogue)
         html = _details(Row(entry.id, entry, None))
         for source in entry.sources:
             assert f'<a href="{source_link(source)[0]}">' in html
+
+
+def test_a_failed_download_stays_until_dismissed_and_links_its_page(
+        qtbot, make_window, tiny_pair, image_file, tmp_path, monkeypatch):
+    """Opening an image hides the window's passing messages, not a failed download's next
+    steps; the page to download from is a link that opens in the browser."""
+    catalogue = write_catalogue(tmp_path / "catalogue.toml", tiny_pair)
+    monkeypatch.setenv(CATALOGUE_ENV, str(catalogue))
+    monkeypatch.setenv("HF_ENDPOINT", "http://stagewise-hub.invalid")
+    window = make_window()
+    qtbot.mouseClick(window.welcome.download_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.model_setup.downloads.active, timeout=TIMEOUT_MS)
+    notice = window.notice
+    assert notice.isVisible() and "was not downloaded" in notice.text()
+    page = f"http://stagewise-hub.invalid/{REPO}/tree/main"
+    label = notice.label()
+    assert f'<a href="{page}">{page}</a>' in label.text() and label.openExternalLinks()
+    window.image_pane.open_file(image_file)  # a new image: the notice stays
+    assert notice.isVisible() and "was not downloaded" in notice.text()
+    window.ask("")  # a passing message comes and goes beside it
+    assert notice.isVisible()
+    qtbot.mouseClick(notice._close, Qt.MouseButton.LeftButton)
+    assert notice.isHidden() and notice.text() == ""

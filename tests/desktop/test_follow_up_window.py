@@ -63,9 +63,13 @@ def test_ask_follow_up_one_thread_in_history_and_restore(qtbot, make_window, set
     first = asked(qtbot, window, "How many circles?")
     conclusion = first.conclusion.strip()
     assert conclusion, "the tiny model was expected to write a conclusion"
-    # after the first answer about this image, the follow-up box is on by default
-    assert box.follow_up.isVisible() and box.follow_up.isEnabled() and box.follow_up.isChecked()
+    # after the first answer about this image the follow-up box can be ticked; only the
+    # person asking ticks it
+    assert box.follow_up.isVisible() and box.follow_up.isEnabled()
+    assert not box.follow_up.isChecked()
     assert thread_view.isVisible() and "How many circles?" in thread_view.label.text()
+    qtbot.mouseClick(box.follow_up, Qt.MouseButton.LeftButton)
+    assert box.follow_up.isChecked()
 
     seen = prompts_of(window)
     follow = asked(qtbot, window, "Why is it red?")
@@ -115,7 +119,8 @@ def test_ask_follow_up_one_thread_in_history_and_restore(qtbot, make_window, set
     assert all(q in text for q in ("How many circles?", "Why is it red?",
                                    "Which shape is blue?"))
     assert window.shown.conclusion == follow.conclusion
-    assert box.follow_up.isEnabled() and box.follow_up.isChecked()
+    assert box.follow_up.isEnabled() and not box.follow_up.isChecked()  # a restore unticks
+    qtbot.mouseClick(box.follow_up, Qt.MouseButton.LeftButton)
     more = asked(qtbot, window, "And the square?")
     assert more.result.timings.earlier_turns == 3
     assert [e.question for e in window.history.thread(listed[-1][1])] == [
@@ -139,8 +144,10 @@ def test_the_follow_up_box_follows_the_thread(qtbot):
     assert not box.isEnabled()  # a stopped answer gives nothing to follow up on
     assert view.job_fields("Second?") == {"earlier": (), "thread": 7}
     view.answered(8, ended(RunStatus.FINISHED, "Two <b>circles</b>."))
-    assert box.isEnabled() and box.isChecked()  # on after the first answer
+    assert box.isEnabled() and not box.isChecked()  # available, not ticked for the person
+    assert view.job_fields("Plain first?")["earlier"] == ()
     assert "&lt;b&gt;" in view.label.text()  # answers are shown as text
+    box.setChecked(True)
     assert view.job_fields("Why?") == {"earlier": (Turn("Second?", "Two <b>circles</b>."),),
                                        "thread": 8}
     box.setChecked(False)  # the person's choice holds for the next answers

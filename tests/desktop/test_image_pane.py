@@ -27,7 +27,7 @@ from pytestqt.qtbot import QtBot
 import stagewise.desktop.image_input as image_input
 import stagewise.models.inference.images as images
 from stagewise.desktop.image_input import CLIPBOARD_NAME, DROPPED_NAME, MAX_DISPLAY_SIDE, ImageInput
-from stagewise.desktop.image_pane import ImagePane
+from stagewise.desktop.image_pane import MAX_FIT_ENLARGE, ImagePane
 from tests.models.test_images import save, write_header_only_png
 
 COPY_OR_MOVE = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
@@ -149,7 +149,7 @@ def test_png_drop(qtbot: QtBot, pane: ImagePane, tmp_path: Path) -> None:
     assert (taken.name, taken.path, taken.format) == ("a.png", path, "PNG")
     assert (taken.width, taken.height) == (40, 20)
     assert pane.current() == taken
-    assert pane.caption() == "a.png — 40 × 20"
+    assert pane.caption() == "a.png — 40 × 20 — shown at 400%"  # enlarged to fit
     assert pane.message() == ""
     assert "bytes>" in repr(taken) and str(taken.data[:8]) not in repr(taken)
 
@@ -474,10 +474,28 @@ def test_fitted_image_follows_the_pane_size(qtbot: QtBot, pane: ImagePane, tmp_p
     assert pane.scale() == 1.0
 
 
-def test_small_image_is_not_enlarged_to_fit(qtbot: QtBot, pane: ImagePane, tmp_path: Path) -> None:
-    drop_files(qtbot, pane, save(noisy((40, 30)), tmp_path / "tiny.png"))
-    assert pane.scale() == 1.0
-    assert pane.caption() == "tiny.png — 40 × 30"
+def test_small_image_is_enlarged_by_a_whole_factor_with_sharp_pixels(
+        qtbot: QtBot, pane: ImagePane, tmp_path: Path) -> None:
+    tiny = noisy((24, 16))
+    drop_files(qtbot, pane, save(tiny, tmp_path / "tiny.png"))
+    assert pane.scale() == MAX_FIT_ENLARGE and pane.is_fitted()
+    assert (pane.shown_size().width(), pane.shown_size().height()) == (96, 64)
+    assert pane.caption() == f"tiny.png — 24 × 16 — shown at {MAX_FIT_ENLARGE * 100}%"
+    # nearest-neighbour: every shown pixel is one of the image's own colours (smooth
+    # scaling would blend neighbours into colours the image does not have)
+    view = pane._view
+    shown = view.viewport().grab().toImage()
+    centre = view.mapFromScene(view.sceneRect().center())
+    own = {tiny.getpixel((x, y))[:3] for x in range(24) for y in range(16)}
+    painted = {shown.pixelColor(centre.x() + dx, centre.y() + dy).getRgb()[:3]
+               for dx in range(-40, 40, 3) for dy in range(-24, 24, 3)}
+    assert painted <= own, f"{len(painted - own)} blended colours"
+    pane.resize(2000, 1500)  # never more than MAX_FIT_ENLARGE
+    qtbot.waitUntil(lambda: pane._view.width() > 1500)
+    assert pane.scale() == MAX_FIT_ENLARGE
+    pane.resize(640, 480)
+    drop_files(qtbot, pane, save(noisy((400, 300)), tmp_path / "fits.png"))
+    assert pane.scale() == 1.0  # fits, but not twice over: its actual size
 
 
 def test_zoom_without_an_image_does_nothing(qtbot: QtBot, pane: ImagePane) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stagewise.models.errors import StagewiseError
+from stagewise.models.stages import STAGES, parse_answer
 from stagewise.models.storage.history.owners import owner_alive
 from stagewise.models.storage.history.schema import (
     _MIGRATIONS,
@@ -25,6 +26,19 @@ from stagewise.models.storage.history.schema import (
 def _fold(text: str | None) -> str:
     """Case-folded text, for case-insensitive search (registered in SQLite)."""
     return (text or "").casefold()
+
+
+def _stage_words(answer: str | None) -> str:
+    """An answer's four stage texts, case-folded, without their tags (registered in SQLite:
+    a search for "summary" finds the word, not every answer's tag)."""
+    stages = parse_answer(answer or "").stages
+    return "\n".join(stages[stage] for stage in STAGES).casefold()
+
+
+def _register_functions(db: sqlite3.Connection) -> None:
+    """The functions the history's queries call: ``sw_fold`` and ``sw_stage_words``."""
+    db.create_function("sw_fold", 1, _fold, deterministic=True)
+    db.create_function("sw_stage_words", 1, _stage_words, deterministic=True)
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -66,7 +80,7 @@ def _open_database(database: Path, *, read_only: bool = False) -> sqlite3.Connec
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.create_function("sw_fold", 1, _fold, deterministic=True)
+        _register_functions(db)
     except BaseException:
         db.close()
         raise
@@ -87,7 +101,7 @@ def _open_read_only(database: Path) -> sqlite3.Connection:
                 raise
             continue
         db.row_factory = sqlite3.Row
-        db.create_function("sw_fold", 1, _fold, deterministic=True)
+        _register_functions(db)
         return db
     raise AssertionError("unreachable")
 

@@ -373,8 +373,9 @@ class History:
         """The saved runs, newest first.
 
         Args:
-            search: Keep only runs whose question or conclusion contains this text (ignoring
-                case, Unicode-aware); ``""`` keeps all.
+            search: Keep only runs whose question or any of whose four stages (the chosen
+                text: Summary, Caption, Reasoning, Conclusion) contains this text, ignoring
+                case, Unicode-aware; ``""`` keeps all.
             limit: At most this many entries.
             threads: Keep each thread's runs together, oldest first, the threads ordered by
                 their newest run (newest first).
@@ -391,8 +392,9 @@ class History:
             params: list[Any] = []
             if search:
                 query += (" WHERE instr(sw_fold(question), ?) > 0"
-                          " OR instr(sw_fold(conclusion), ?) > 0")
-                params += [_fold(search)] * 2
+                          " OR instr(sw_fold(conclusion), ?) > 0"
+                          " OR instr(sw_stage_words(answer_text), ?) > 0")
+                params += [_fold(search)] * 3
             if threads:
                 query = (f"SELECT * FROM ({query}) ORDER BY max(id) OVER (PARTITION BY "
                          "coalesce(thread, id)) DESC, id ASC LIMIT ?")

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.cli import doctor
 from stagewise.desktop.threads import keep_alive, register_thread
+from stagewise.desktop.widgets import keep_on_screen
 from stagewise.models.storage.app_settings import AppSettings
 
 
@@ -49,6 +50,7 @@ class DiagnosticsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Diagnostics")
         self.resize(820, 620)
+        keep_on_screen(self)  # frame and title bar included
         self.status = QLabel("Gathering the report and answering a test question…", self)
         self.text = QPlainTextEdit(self)
         self.text.setReadOnly(True)

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from stagewise.desktop.widgets import keep_on_screen
+
 GETTING_STARTED = """
 <h3>Getting started</h3>
 <ol>
@@ -65,6 +67,7 @@ class HelpPage(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.resize(520, 460)
+        keep_on_screen(self)  # frame and title bar included
         self.browser = QTextBrowser(self)
         self.browser.setAccessibleName(title)
         self.browser.setHtml(text)

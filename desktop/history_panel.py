@@ -97,7 +97,7 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.search)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.empty, 1)
-        self.setMinimumWidth(180)
+        self.setMinimumWidth(150)  # a 900 px screen has room for the stages too
 
         self.delete_action = QAction("Delete", self)
         self.delete_action.setShortcut(QKeySequence.StandardKey.Delete)

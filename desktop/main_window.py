@@ -31,7 +31,14 @@ from stagewise.desktop.restore_notice import restored_changes, restored_text
 from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
 from stagewise.desktop.welcome_panel import WelcomePanel
-from stagewise.desktop.widgets import plain_label, plain_tip
+from stagewise.desktop.widgets import (
+    ElidedLabel,
+    fitted_size,
+    frame_margins,
+    keep_on_screen,
+    plain_label,
+    plain_tip,
+)
 from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel, PrepareJob
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
@@ -56,6 +63,10 @@ RENDER_MS = 33
 
 SHUTDOWN_MS = 5000
 """How long closing the window waits for the engine to stop."""
+
+FIRST_SIZE = QSize(1280, 800)
+"""The window's size on a first run, less where the screen's usable area is smaller (a
+1024 × 640 laptop screen gets the window whole, its frame and title bar included)."""
 
 SETUP_DELAY_MS = 150
 """The first-run panel and the download machinery are set up this long after launch."""
@@ -159,7 +170,7 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.model_label = plain_label("No model loaded")
         self.model_label.setAccessibleName("Model")
-        self.timing_label = plain_label()
+        self.timing_label = ElidedLabel(tooltip=True)  # all of it in the tooltip when narrow
         self.timing_label.setAccessibleName("Timings")
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Progress")
@@ -299,7 +310,7 @@ class MainWindow(QMainWindow):
         self.reasoning.show_run(self.shown)
         self._set_busy(True)
         self.statusBar().clearMessage()  # "image ready" is past once asked; timings follow
-        self.timing_label.setText("Reading the image…")
+        self.timing_label.set_full_text("Reading the image…")
         self.live_run_id = -1
         job = AskJob(image.data, image.name, question.strip(), self.settings,
                      seed=random.randrange(2**31),
@@ -309,7 +320,7 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         if self.busy:
-            self.timing_label.setText("Stopping…")
+            self.timing_label.set_full_text("Stopping…")
         self.host.stop()
 
     def new_question(self) -> None:
@@ -443,7 +454,7 @@ class MainWindow(QMainWindow):
                 parts.append(f"{', '.join(active)}…")
         if view.error:
             parts.append("failed")
-        self.timing_label.setText(" · ".join(parts))
+        self.timing_label.set_full_text(" · ".join(parts))
 
     # -- image ----------------------------------------------------------------------------
 
@@ -679,8 +690,11 @@ class MainWindow(QMainWindow):
     def _restore_window_state(self) -> None:
         if self.settings.window_geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
-        else:
-            self.resize(_first_size(self.screen().availableGeometry().size()))
+        else:  # room for the window frame and title bar on the screen
+            frame = frame_margins(self)
+            self.resize(fitted_size(FIRST_SIZE, self.screen().availableGeometry().size(),
+                                    frame))
+        keep_on_screen(self)  # a saved size from a larger screen is fitted too
         if self.settings.window_state:
             self.splitter.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
 
@@ -770,8 +784,4 @@ class MainWindow(QMainWindow):
         return not self.host.thread.isRunning()
 
 
-def _first_size(available: QSize) -> QSize:
-    """The window's size on a first run: 1280×800, but never larger than the screen's
-    usable area (a 1024×640 laptop screen gets the window whole)."""
-    return QSize(min(1280, available.width()), min(800, available.height()))
 

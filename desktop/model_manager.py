@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from stagewise.desktop.downloads import Downloads, State
 from stagewise.desktop.formatting import fits_text, format_bytes, progress_text
 from stagewise.desktop.import_files import choose_model_files
-from stagewise.desktop.widgets import plain_label, plain_tip
+from stagewise.desktop.widgets import keep_on_screen, plain_label, plain_tip
 from stagewise.models.errors import StagewiseError
 from stagewise.models.hardware import Hardware
 from stagewise.models.library.catalogue import CatalogueEntry, source_link
@@ -84,6 +84,7 @@ class ModelManager(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.setMinimumSize(720, 420)
+        keep_on_screen(self)  # frame and title bar included
         self.library, self.catalogue, self.hardware = library, catalogue, hardware
         self.current, self.endpoint = current, endpoint
         self._own_downloads = downloads is None

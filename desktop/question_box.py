@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QCheckBox,
     QHBoxLayout,
     QLabel,
@@ -39,6 +40,16 @@ class _QuestionEdit(QPlainTextEdit):
             self.submitted.emit()
             return
         super().keyPressEvent(event)
+
+
+def _text_width(widget: QAbstractButton) -> int:
+    """The least width that shows a button's whole text: a check box's box and text, a push
+    button's text and margins (less than the style's usual 80 px, which a narrow window
+    may take away)."""
+    if isinstance(widget, QCheckBox):
+        return widget.sizeHint().width()
+    text = widget.text().replace("&", "")
+    return widget.fontMetrics().horizontalAdvance(text) + 20
 
 
 def _is_image(mime: QMimeData) -> bool:
@@ -97,6 +108,8 @@ class QuestionBox(QWidget):
         self.stop_button.setToolTip("Stop the answer (Esc); what was written is kept")
         self.stop_button.setEnabled(False)
 
+        for widget in (self.attach_button, self.follow_up, self.stop_button, self.ask_button):
+            widget.setMinimumWidth(_text_width(widget))  # squeezed, never cut ("Follow-u")
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.attach_button)

@@ -28,8 +28,8 @@ from stagewise.models.remote.server import ServerSettings
 
 KINDS = (("llama-server", "llama.cpp llama-server"),
          ("openai", "OpenAI-compatible (vLLM)"))
-MODES = ((StageMode.PROMPTED.value, "Prompted for the four stages"),
-         (StageMode.NATIVE.value, "Writes the four stages itself (a LLaVA-CoT model)"))
+MODES = ((StageMode.PROMPTED.value, "Any model: Stagewise asks for the four parts"),
+         (StageMode.NATIVE.value, "A LLaVA-CoT model: writes them itself"))
 
 
 class RemoteModelGroup(QGroupBox):
@@ -63,16 +63,18 @@ class RemoteModelGroup(QGroupBox):
                             "the key, not in the settings, and not shown here again.")
         self.model.setToolTip("The model's name on an OpenAI-compatible server (llama-server "
                               "serves one model and needs none).")
-        self.mode.setToolTip("A LLaVA-CoT model writes the Summary, Caption, Reasoning and "
-                             "Conclusion tags itself; any other model is asked to.")
+        self.mode.setToolTip("An answer has four parts: Summary, Caption, Reasoning and "
+                             "Conclusion. A LLaVA-CoT model (such as Llama-3.2V-11B-cot) "
+                             "writes them by itself; any other model is asked to, in its "
+                             "prompt.")
         form.addRow(self.enabled)
         for label, widget, name in (("S&erver:", self.kind, "Server kind"),
                                     ("&Network address:", self.url, "Server address"),
                                     ("Model on the ser&ver:", self.model,
                                      "Model name on the server"),
                                     ("API &key:", self.key, "API key"),
-                                    ("Stages &written:", self.mode,
-                                     "How the model writes stages")):
+                                    ("Answer &format:", self.mode,
+                                     "How the model writes its answer")):
             widget.setAccessibleName(name)
             caption = QLabel(label, self)
             caption.setBuddy(widget)

@@ -8,15 +8,20 @@ the field; OK stays disabled, with a line saying why, until both files are usabl
 
 The file pickers call :meth:`SettingsDialog.set_model_file` and
 :meth:`SettingsDialog.set_projector_file`, which tests call directly.
+
+The groups sit on three pages (Model, Answers, This computer), each scrolling when the
+screen is smaller than it, so the dialog and its buttons fit a 1024 × 640 screen. Only what
+applies to this machine and build is offered (:class:`BuildOffers`): no GPU layers on a
+CPU-only llama.cpp, no AMX box on a CPU without AMX.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,13 +35,15 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from stagewise.desktop.remote_model_group import RemoteModelGroup
-from stagewise.desktop.widgets import plain_label, plain_tip
+from stagewise.desktop.widgets import keep_on_screen, muted_label, plain_label, plain_tip
 from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
@@ -55,11 +62,39 @@ from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.storage.app_settings import SCHEMA_VERSION, AppSettings
 
-__all__ = ["GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "SettingsDialog"]
+__all__ = ["DEMO_PLACEHOLDER", "GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "BuildOffers",
+           "SettingsDialog"]
 
 GPU_AUTO, GPU_CPU, GPU_LAYERS = range(3)  # rows of the GPU layers combo
 GGUF_FILTER = "GGUF model files (*.gguf);;All files (*)"
 _DEFAULT_GPU_LAYER_COUNT = 32
+DEMO_PLACEHOLDER = "Built-in demo model"
+DEMO_NOTE = ("The built-in demo model knows only pictures of coloured circles, squares and "
+             "triangles; choose a real model's file, or get one in Settings → Models.")
+NO_GPU_TEXT = "CPU only: this build of llama.cpp cannot use a GPU"
+
+
+@dataclass(frozen=True)
+class BuildOffers:
+    """What this machine and this llama.cpp build offer, so Preferences shows only that.
+
+    Attributes:
+        gpu_offload: The build can put layers on a GPU (``llama_supports_gpu_offload``).
+        amx: The CPU backend offers its AMX weight buffers: the build has them and the CPU
+            has AMX (Intel Sapphire Rapids and later) with the kernel's leave to use it.
+    """
+
+    gpu_offload: bool
+    amx: bool
+
+    @classmethod
+    def detect(cls) -> BuildOffers:
+        """Ask the llama.cpp this process loads."""
+        from stagewise.models.inference.cpu_buffers import AMX_BUFFER, offered_extra_buffers
+        from stagewise.models.inference.llama_runtime import supports_gpu_offload
+
+        return cls(gpu_offload=supports_gpu_offload(),
+                   amx=AMX_BUFFER in offered_extra_buffers())
 
 
 def _sentence(text: str) -> str:
@@ -96,6 +131,9 @@ class _FileField(QWidget):
         self.error.setAccessibleName(f"{what} problem")
         self.error.setToolTip(f"Why the {what.lower()} cannot be used.")
         self.error.hide()
+        self.note = muted_label("", self)  # what an empty field means, where it needs words
+        self.note.setWordWrap(True)
+        self.note.hide()
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -105,6 +143,7 @@ class _FileField(QWidget):
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(row)
+        column.addWidget(self.note)
         column.addWidget(self.error)
 
     def show_path(self, path: Path | None, placeholder: str) -> None:
@@ -112,6 +151,11 @@ class _FileField(QWidget):
         self.edit.setPlaceholderText(placeholder)
         self.edit.setToolTip(plain_tip(f"{self.tip}\n{path if path is not None else placeholder}"))
         self.edit.setCursorPosition(len(self.edit.text()))  # the file name is what matters
+
+    def show_note(self, text: str) -> None:
+        """A muted line under the field ("" hides it)."""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
 
     def show_error(self, message: str | None) -> None:
         self.error.setText(message or "")
@@ -126,12 +170,15 @@ class SettingsDialog(QDialog):
         settings: The values to start from; window geometry and state pass through
             unchanged.
         parent: The owning window.
+        offers: What this machine and build offer (default: asked of llama.cpp).
     """
 
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None, *,
+                 offers: BuildOffers | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Settings")
+        self.setWindowTitle("Preferences")
         self.setMinimumWidth(560)
+        self.offers = offers if offers is not None else BuildOffers.detect()
         self._original = settings
         self._model: Path | None = None
         self._mmproj: Path | None = None
@@ -140,17 +187,22 @@ class SettingsDialog(QDialog):
         self._mmproj_problem: str | None = None
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self._build_model_group())
         self.remote_group = RemoteModelGroup(self)
         self.remote_group.enabled.toggled.connect(self._update_ok)
         self.remote_group.url.textChanged.connect(self._update_ok)
         self.remote_group.model.textChanged.connect(self._update_ok)
         self.remote_group.kind.currentIndexChanged.connect(self._update_ok)
-        layout.addWidget(self.remote_group)
-        layout.addWidget(self._build_search_group())
-        layout.addWidget(self._build_hardware_group())
-        layout.addWidget(self._build_display_group())
-        layout.addStretch(1)
+        self.pages = QTabWidget(self)
+        self.pages.setAccessibleName("Preferences pages")
+        self.pages.setDocumentMode(True)
+        model_group = self._build_model_group()
+        self._add_page("Model", "The model that answers: a file here, or a server",
+                       model_group, self.remote_group)
+        self._add_page("Answers", "How candidates are sampled and the best one chosen",
+                       self._build_search_group())
+        self._add_page("This computer", "What the model runs on, and what the window shows",
+                       self._build_hardware_group(), self._build_display_group())
+        layout.addWidget(self.pages, 1)
 
         self.status_label = plain_label("", self)  # a key store's error names its file
         self.status_label.setWordWrap(True)
@@ -179,6 +231,32 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.button_box)
 
         self._load(settings)
+        self.resize(self._whole_size())
+        keep_on_screen(self)  # less, with scrolling pages, on a small screen
+
+    def _whole_size(self) -> QSize:
+        """The size that shows the tallest page without scrolling."""
+        scrolls = [self.pages.widget(i) for i in range(self.pages.count())]
+        tallest = max(scroll.widget().sizeHint().height() for scroll in scrolls)  # type: ignore[attr-defined]
+        hint = self.sizeHint()
+        chrome = hint.height() - self.pages.currentWidget().sizeHint().height()
+        return QSize(hint.width(), chrome + tallest + 8)
+
+    def _add_page(self, title: str, tip: str, *groups: QWidget) -> None:
+        """A page of the dialog: ``groups`` one under the other, scrolling when the screen
+        is too small for them."""
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        for group in groups:
+            column.addWidget(group)
+        column.addStretch(1)
+        scroll = QScrollArea(self.pages)
+        scroll.setWidget(inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        index = self.pages.addTab(scroll, title)
+        self.pages.setTabToolTip(index, tip)
 
     # ------------------------------------------------------------------ building
 
@@ -245,9 +323,11 @@ class SettingsDialog(QDialog):
         self.strategy_combo.currentIndexChanged.connect(self._update_enabled)
 
         self.scorer_field = _FileField(
-            "Scorer model", "None", "Use no second model.",
-            "The second vision model that scores candidates, for a selection that uses "
-            "one: a .gguf file, its projector beside it.",
+            "Second model", "None", "Use no second model.",
+            "A second vision model that checks each candidate, for the selections that "
+            "use one (\"A second model checks each candidate\", \"A process reward model "
+            "scores each step\"): a .gguf file, its projector beside it. Other selections "
+            "ignore it.",
             group)
         self.scorer_field.choose_button.clicked.connect(self._choose_scorer_model)
         self.scorer_field.reset_button.clicked.connect(lambda: self._set_scorer_model(None))
@@ -279,7 +359,7 @@ class SettingsDialog(QDialog):
         self._add_row(form, "&Beam width:", self.beam_spin)
         self._add_row(form, "Se&lection:", self.select_combo)
         self._add_row(form, "S&trategy:", self.strategy_combo)
-        self._add_row(form, "Scorer mo&del:", self.scorer_field, self.scorer_field.edit)
+        self._add_row(form, "Second mo&del:", self.scorer_field, self.scorer_field.edit)
         self._add_row(form, "Temperat&ure:", self.temperature_spin)
         self._add_row(form, "T&op-p:", self.top_p_spin)
         self._add_row(form, "Max tokens per &stage:", self.max_tokens_spin)
@@ -291,22 +371,33 @@ class SettingsDialog(QDialog):
 
         gpu_row = QWidget(group)
         self.gpu_combo = QComboBox(gpu_row)
-        self.gpu_combo.insertItem(GPU_AUTO, "Auto (offload every layer that fits)")
-        self.gpu_combo.insertItem(GPU_CPU, "CPU only")
-        self.gpu_combo.insertItem(GPU_LAYERS, "Number of layers")
+        self.gpu_combo.insertItem(GPU_AUTO, "As much as fits")
+        self.gpu_combo.insertItem(GPU_CPU, "None (CPU only)")
+        self.gpu_combo.insertItem(GPU_LAYERS, "This many layers")
         self._describe(self.gpu_combo, "GPU layers",
-                       "How much of the model runs on the GPU. Builds without GPU support "
-                       "ignore this.")
+                       "How much of the model runs on the GPU: as many of its layers as fit "
+                       "in the GPU's memory, none, or a number you choose. The rest runs on "
+                       "the CPU.")
         self.gpu_spin = QSpinBox(gpu_row)
         self.gpu_spin.setRange(1, GPU_LAYER_RANGE.high)  # -1 and 0 are the combo's rows
         self.gpu_spin.setSuffix(" layers")
         self._describe(self.gpu_spin, "Number of GPU layers",
-                       "Layers offloaded to the GPU when \"Number of layers\" is chosen.")
+                       "Layers put on the GPU when \"This many layers\" is chosen.")
         self.gpu_combo.currentIndexChanged.connect(self._update_enabled)
+        self.no_gpu_label = muted_label(NO_GPU_TEXT, gpu_row)
+        self.no_gpu_label.setWordWrap(True)
+        self.no_gpu_label.setToolTip("Where llama.cpp was built without CUDA, Metal, Vulkan "
+                                     "or the like, the model runs on the CPU; Help → "
+                                     "Diagnostics shows what this build offers.")
         row = QHBoxLayout(gpu_row)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.gpu_combo, 1)
         row.addWidget(self.gpu_spin)
+        row.addWidget(self.no_gpu_label, 1)
+        gpu = self.offers.gpu_offload  # a CPU-only build: no choice to offer
+        self.gpu_combo.setVisible(gpu)
+        self.gpu_spin.setVisible(gpu)
+        self.no_gpu_label.setVisible(not gpu)
 
         self.threads_spin = QSpinBox(group)
         self.threads_spin.setRange(0, THREADS.high)  # 0 shows None: automatic
@@ -345,11 +436,15 @@ class SettingsDialog(QDialog):
                        "after a restart) starts at once instead of encoding it again. The "
                        "images used longest ago make room; Off keeps none.")
 
-        self._add_row(form, "&GPU layers:", gpu_row, self.gpu_combo)
+        self._add_row(form, "&GPU layers:" if self.offers.gpu_offload else "GPU:", gpu_row,
+                      self.gpu_combo)
         self._add_row(form, "T&hreads:", self.threads_spin)
         self._add_row(form, "Conte&xt size:", self.ctx_spin)
         self._add_row(form, "Encoded &images kept:", self.prefix_cache_spin)
-        form.addRow(self.amx_check)
+        if self.offers.amx:  # only a CPU (and build) with AMX has the choice
+            form.addRow(self.amx_check)
+        else:
+            self.amx_check.hide()
         return group
 
     def _build_display_group(self) -> QGroupBox:
@@ -543,9 +638,8 @@ class SettingsDialog(QDialog):
     def _files_changed(self) -> None:
         model, mmproj = self._model, self._mmproj
         beside = self._beside(model) if model is not None and mmproj is None else None
-        self.model_field.show_path(
-            model, "Built-in demo model (it knows only pictures of coloured shapes)"
-        )
+        self.model_field.show_path(model, DEMO_PLACEHOLDER)
+        self.model_field.show_note(DEMO_NOTE if model is None else "")
         if model is None:
             placeholder = "The built-in model's projector"
         elif beside is not None:

@@ -348,6 +348,7 @@ class StageCard(QFrame):
         if view.status is StageStatus.WAITING and self._ended:
             text, tip = "Not written", "The answer was stopped before this stage."
         if text != self.chip.full_text():
+            self.chip.set_short_text(text.partition(" · ")[0])  # without its time
             self.chip.set_full_text(text)
             self.chip.setToolTip(f"{text}: {tip}" if text else tip)  # the chip may be elided
             self.chip.setAccessibleDescription(tip)

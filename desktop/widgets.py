@@ -4,8 +4,12 @@
 :class:`ElidedLabel` (one line, shortened to fit), :class:`Chip` (a small rounded label),
 :func:`muted_label` for metadata, :func:`plain_label` and :func:`plain_tip` for text
 that came from a model, a server, a file or a question (shown as written, never as
-markup), :func:`linked_html` (such text with its web addresses made links), and the fonts they use (:func:`small_font`, :func:`bold_font`). Colours come from
-the palette only, so light and dark system palettes both work.
+markup), :func:`linked_html` (such text with its web addresses made links), and the fonts
+they use (:func:`small_font`, :func:`bold_font`). Colours come from the palette only, so
+light and dark system palettes both work.
+
+:func:`keep_on_screen` keeps a window, its frame and title bar included, on its screen's
+available area (a 1024 × 640 laptop screen gets every dialog whole).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import re
 
 from PySide6 import QtGui
-from PySide6.QtCore import QEvent, QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QFont,
     QPainter,
@@ -257,11 +261,16 @@ class ElidedLabel(QLabel):
 
 
 class Chip(ElidedLabel):
-    """A small rounded label (a status, or the "Chosen" badge when ``accent``)."""
+    """A small rounded label (a status, or the "Chosen" badge when ``accent``).
+
+    Where its whole text does not fit, it shows its short form (:meth:`set_short_text`,
+    "Chosen" for "Chosen · 0.4 s") before it would cut a word.
+    """
 
     def __init__(self, text: str = "", parent: QWidget | None = None, *,
                  accent: bool = False) -> None:
         super().__init__(parent)
+        self._short = ""
         self._accent = accent
         self.setFont(small_font(self))
         self.setContentsMargins(8, 1, 8, 1)
@@ -270,6 +279,32 @@ class Chip(ElidedLabel):
         if accent:
             self.setForegroundRole(QPalette.ColorRole.HighlightedText)
         self.set_full_text(text)
+
+    def set_short_text(self, text: str) -> None:
+        """The form shown when the whole text does not fit ("" for none)."""
+        self._short = " ".join(text.split())
+        self._elide()
+
+    def minimumSizeHint(self) -> QSize:
+        """Room for the short form, where there is one."""
+        hint = super().minimumSizeHint()
+        short = getattr(self, "_short", "")
+        if not short:
+            return hint
+        margins = self.contentsMargins()
+        width = self.fontMetrics().horizontalAdvance(short) + margins.left() + margins.right()
+        return QSize(width + 2, hint.height())
+
+    def _elide(self) -> None:
+        short = getattr(self, "_short", "")
+        width = self.contentsRect().width()
+        if short and self.fontMetrics().horizontalAdvance(self.full_text()) > width:
+            shown = self.fontMetrics().elidedText(short, Qt.TextElideMode.ElideRight,
+                                                  max(width, 0))
+            if shown != self.text():
+                self.setText(shown)
+            return
+        super()._elide()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
@@ -296,3 +331,59 @@ def muted_label(text: str = "", parent: QWidget | None = None) -> QLabel:
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(True)
     return label
+
+
+ASSUMED_FRAME = QMargins(8, 38, 8, 8)
+"""The least a window frame is taken to need around a window (its title bar on top): the
+window system reports the real frame only once it has framed the window, and some (Xvfb
+without a window manager, the offscreen platform) report none at all."""
+
+
+def frame_margins(window: QWidget) -> QMargins:
+    """The frame around ``window``: what the window system reports, and at least
+    :data:`ASSUMED_FRAME` on each side."""
+    outer, inner = window.frameGeometry(), window.geometry()
+    reported = QMargins(inner.left() - outer.left(), inner.top() - outer.top(),
+                        outer.right() - inner.right(), outer.bottom() - inner.bottom())
+    return QMargins(max(reported.left(), ASSUMED_FRAME.left()),
+                    max(reported.top(), ASSUMED_FRAME.top()),
+                    max(reported.right(), ASSUMED_FRAME.right()),
+                    max(reported.bottom(), ASSUMED_FRAME.bottom()))
+
+
+def fitted_size(wanted: QSize, available: QSize, frame: QMargins) -> QSize:
+    """``wanted``, made small enough that it and ``frame`` fit in ``available``."""
+    return QSize(min(wanted.width(), available.width() - frame.left() - frame.right()),
+                 min(wanted.height(), available.height() - frame.top() - frame.bottom()))
+
+
+def fit_to_screen(window: QWidget, wanted: QSize | None = None) -> None:
+    """Resize ``window`` to ``wanted`` (default: its size) or less, and move it, so that it
+    lies with its frame within its screen's available area (less the task bar and menus)."""
+    screen = window.screen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    frame = frame_margins(window)
+    size = fitted_size(wanted or window.size(), area.size(), frame)
+    if size != window.size():
+        window.resize(size)
+    outer = QRect(window.geometry().topLeft(), size).marginsAdded(frame)
+    dx = max(area.left() - outer.left(), min(0, area.right() - outer.right()))
+    dy = max(area.top() - outer.top(), min(0, area.bottom() - outer.bottom()))
+    if dx or dy:
+        window.move(window.pos() + QPoint(dx, dy))  # pos() is the frame's corner
+
+
+class _ScreenFit(QObject):
+    """Fits its window to the screen (:func:`fit_to_screen`) each time it is shown."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Show and isinstance(watched, QWidget):
+            fit_to_screen(watched)
+        return False
+
+
+def keep_on_screen(window: QWidget) -> None:
+    """Fit ``window`` to its screen whenever it is shown (:func:`fit_to_screen`)."""
+    window.installEventFilter(_ScreenFit(window))

@@ -54,7 +54,7 @@ def test_a_dropped_image_is_ready_before_the_question(qtbot, make_window, settin
     view = asked(qtbot, window, "How many circles?")
     t = view.result.timings
     assert t.image_encodes == 0 and t.prefix_from == "memory"
-    assert "image ready before the question" in window.timing_label.text()
+    assert "image ready before the question" in window.timing_label.full_text()
 
 
 def test_an_image_reopened_after_a_restart_comes_from_the_cache(qtbot, make_window,

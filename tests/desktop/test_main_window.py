@@ -102,7 +102,7 @@ def test_drop_ask_and_all_four_stages_stream_in(qtbot, make_window, settings, im
         assert view.stages[stage].text in card.text_shown()
         assert len(view.stages[stage].segments[-1].candidates) == 2
     assert not window.busy and not window.question_box.stop_button.isEnabled()
-    assert "total" in window.timing_label.text()
+    assert "total" in window.timing_label.full_text()
     assert window.model_label.text().startswith(settings.model.name)
 
 
@@ -634,12 +634,14 @@ def test_help_has_getting_started_and_every_shortcut(qtbot, make_window, setting
 
 
 def test_a_first_run_window_fits_a_small_screen():
-    from PySide6.QtCore import QSize
+    from PySide6.QtCore import QMargins, QSize
 
-    from stagewise.desktop.main_window import _first_size
+    from stagewise.desktop.main_window import FIRST_SIZE
+    from stagewise.desktop.widgets import fitted_size
 
-    assert _first_size(QSize(1024, 610)) == QSize(1024, 610)  # 1024×640 less a panel
-    assert _first_size(QSize(1920, 1050)) == QSize(1280, 800)
+    frame = QMargins(4, 30, 4, 4)  # a title bar and a thin border
+    assert fitted_size(FIRST_SIZE, QSize(1024, 610), frame) == QSize(1016, 576)
+    assert fitted_size(FIRST_SIZE, QSize(1920, 1050), frame) == QSize(1280, 800)
 
 
 def test_the_image_button_opens_an_image_for_the_question(qtbot, make_window, settings,

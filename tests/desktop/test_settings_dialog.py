@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QLineEdit,
+    QTabBar,
     QWidget,
 )
 
@@ -300,7 +301,8 @@ def test_every_control_is_named_described_and_labelled(make_dialog):
     controls = [
         w for w in dialog.findChildren(QWidget)
         if isinstance(w, QAbstractButton | QAbstractSpinBox | QComboBox | QLineEdit)
-        and not isinstance(w.parent(), QAbstractSpinBox | QComboBox)  # their inner editors
+        and not isinstance(w.parent(), QAbstractSpinBox | QComboBox  # their inner editors
+                           | QTabBar)  # the pages' scroll arrows
     ]
     assert len(controls) >= 15
     for control in controls:
@@ -326,8 +328,12 @@ def test_groups_and_minimum_size(qtbot, make_dialog, tiny_pair, tmp_path):
     truncated = tmp_path / "broken-model.gguf"
     truncated.write_bytes(tiny_pair.model.read_bytes()[:100])
     dialog = make_dialog()
-    titles = [g.title() for g in dialog.findChildren(QGroupBox)]
-    assert titles == ["Model", "Remote model", "Search", "Hardware", "Display"]
+    pages = {dialog.pages.tabText(i): [g.title() for g in
+                                       dialog.pages.widget(i).findChildren(QGroupBox)]
+             for i in range(dialog.pages.count())}
+    assert {page: sorted(titles) for page, titles in pages.items()} == {
+        "Model": ["Model", "Remote model"], "Answers": ["Search"],
+        "This computer": ["Display", "Hardware"]}
     assert dialog.minimumWidth() >= 500
     dialog.show()
     qtbot.waitExposed(dialog)

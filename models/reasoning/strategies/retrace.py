@@ -82,7 +82,7 @@ class _Scored:
 
 class RetraceStrategy(Strategy):
     name = "retrace"
-    label = "Retrace stage by stage (SWIRES)"
+    label = "Stage by stage, going back when unsure (Retrace)"
     title = "stage-wise retracing search (SWIRES)"
     help = ("the final paper's search: scored captions and reasonings, going back to new "
             "captions while the second-best reasoning scores low (its own sizes; beam unused)")

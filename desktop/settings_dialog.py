@@ -21,7 +21,8 @@ import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,7 +44,13 @@ from PySide6.QtWidgets import (
 )
 
 from stagewise.desktop.remote_model_group import RemoteModelGroup
-from stagewise.desktop.widgets import keep_on_screen, muted_label, plain_label, plain_tip
+from stagewise.desktop.widgets import (
+    fit_to_screen,
+    keep_on_screen,
+    muted_label,
+    plain_label,
+    plain_tip,
+)
 from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
@@ -231,16 +238,27 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.button_box)
 
         self._load(settings)
-        self.resize(self._whole_size())
+        self._grown = False
         keep_on_screen(self)  # less, with scrolling pages, on a small screen
 
     def _whole_size(self) -> QSize:
         """The size that shows the tallest page without scrolling."""
-        scrolls = [self.pages.widget(i) for i in range(self.pages.count())]
-        tallest = max(scroll.widget().sizeHint().height() for scroll in scrolls)  # type: ignore[attr-defined]
-        hint = self.sizeHint()
-        chrome = hint.height() - self.pages.currentWidget().sizeHint().height()
-        return QSize(hint.width(), chrome + tallest + 8)
+        tallest = max(self.pages.widget(i).widget().sizeHint().height()  # type: ignore[attr-defined]
+                      for i in range(self.pages.count()))
+        shown = self.pages.currentWidget()
+        return QSize(self.width(), self.height() + max(0, tallest - shown.height()) + 4)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Once laid out (wrapped notes know their lines only then), grow to show the
+        tallest page whole, as far as the screen allows."""
+        super().showEvent(event)
+        if not self._grown:
+            self._grown = True
+            QTimer.singleShot(0, self._grow)
+
+    def _grow(self) -> None:
+        self.resize(self._whole_size())
+        fit_to_screen(self)
 
     def _add_page(self, title: str, tip: str, *groups: QWidget) -> None:
         """A page of the dialog: ``groups`` one under the other, scrolling when the screen

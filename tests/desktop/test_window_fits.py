@@ -44,6 +44,8 @@ def test_the_window_and_preferences_fit_the_screen_with_their_frames(qtbot, make
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
+    page = dialog.pages.widget(0)  # the tallest: the model and the remote model
+    qtbot.waitUntil(lambda: page.verticalScrollBar().maximum() == 0)  # room: all of it shown
     assert area.contains(outer(dialog)), (outer(dialog), area)
     ok = dialog.ok_button
     corner = ok.mapToGlobal(ok.rect().bottomRight())

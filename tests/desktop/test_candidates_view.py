@@ -188,8 +188,8 @@ def wide_beam_window(qtbot: QtBot, tiny_pair: TinyPair,
     window = MainWindow(settings, settings_path=tmp_path / "settings.json",
                         history_folder=tmp_path / "history")
     qtbot.addWidget(window)
-    window.resize(1024, 640)
-    window.show()
+    window.show()  # fitted to the offscreen screen (800 × 600) as it shows, so the size
+    window.resize(1024, 640)  # of a 1024 × 640 screen is set after
     qtbot.waitExposed(window)
     qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
     yield window

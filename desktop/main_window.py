@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         self._preparing: PrepareJob | None = None  # the shown image, being made ready
         self.model_setup: ModelSetup | None = None  # made once the window is up
         self.close_question: QMessageBox | None = None  # "Stop the answer?", while asked
+        self._asked = ""  # the question last asked (or restored), as the box had it
 
         self._build_widgets()
         self._build_menus()
@@ -305,6 +306,7 @@ class MainWindow(QMainWindow):
             self.show_message("Type a question first.")
             return False
         self.hide_message()
+        self._asked = question.strip()
         self.view = RunView()
         self.shown = self.view
         self.reasoning.show_run(self.shown)
@@ -483,7 +485,10 @@ class MainWindow(QMainWindow):
             self.history_panel.list.clearSelection()
             self.hide_message()
         self.question_box.edit.setFocus()
-        self.question_box.edit.selectAll()  # the old question is there to reuse or type over
+        if self.question_box.question() and self.question_box.question() == self._asked:
+            # the question asked about the last image: typing replaces it, Enter asks it
+            # again; one typed since (then the image attached) stays as it is
+            self.question_box.edit.selectAll()
 
     def _prepare(self, image: ImageInput | None) -> None:
         """Have the engine encode ``image`` before its question (None: stop preparing)."""
@@ -527,6 +532,7 @@ class MainWindow(QMainWindow):
         finally:
             self._restoring = False
         self.question_box.set_question(stored.entry.question)
+        self._asked = self.question_box.question()
         self._restore_thread(run_id)
         changed = restored_text(self._restore_search(stored.settings))
         self.view = self.shown = view

@@ -87,6 +87,12 @@ def test_typing_after_a_new_image_replaces_the_old_question(qtbot, make_window, 
         ask_by_keyboard(qtbot, window, "What does the sign say?")
     assert window.history.entries()[0].question == "What does the sign say?"
 
+    edit.selectAll()  # a question typed first, then an image: it stays as typed
+    qtbot.keyClicks(edit, "Which colour?")
+    window.image_pane.open_file(image_file)
+    assert not edit.textCursor().hasSelection()
+    assert window.question_box.question() == "Which colour?"
+
 
 def test_a_restore_says_what_it_changed(qtbot, make_window, settings, image_file):
     window = make_window(settings)  # beam 2

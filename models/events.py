@@ -109,6 +109,8 @@ class Timings:
     encode_s: float = 0.0  # spent encoding the image (and the prompt up to its end)
     cache_loads: int = 0  # the image's prompt start read from the disk cache instead
     cache_load_s: float = 0.0
+    image_tokens: int = 0  # tokens the image took in the prompt (0: not known, a server)
+    image_size: tuple[int, int] = (0, 0)  # width, height as handed to the encoder
 
     @property
     def prefix_from(self) -> str:
@@ -187,6 +189,7 @@ class SearchResult:
                 "generated_tokens": t.generated_tokens, "decode_steps": t.decode_steps,
                 "tokens_per_s": round(t.tokens_per_s, 2),
                 "earlier_turns": t.earlier_turns, "dropped_turns": t.dropped_turns,
+                "image_tokens": t.image_tokens, "image_size": list(t.image_size),
                 "prefix": {"from": t.prefix_from, "encode_s": round(t.encode_s, 4),
                            "cache_load_s": round(t.cache_load_s, 4)},
             },
@@ -215,6 +218,8 @@ class PromptEvaluated:
     seconds: float
     earlier_turns: int = 0  # a follow-up: earlier turns of the thread in the prompt
     dropped_turns: int = 0  # a follow-up: its oldest turns, left out to fit the context
+    image_tokens: int = 0  # tokens the image took (0: not known, as on a server)
+    image_size: tuple[int, int] = (0, 0)  # width, height of the image as sent
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from stagewise.models.hardware.devices import GiB, Hardware, detect_hardware
+from stagewise.models.hardware.image_need import capped_image_tokens
 from stagewise.models.hardware.need import CTX_PAD, Need, _text_compute, estimate_need
 from stagewise.models.reasoning.search_sizes import DEFAULT_PROMPT_TOKENS
 
@@ -256,7 +257,8 @@ def check_fit(
         search: Search settings; the defaults if None.
         hardware: The hardware; :func:`detect_hardware` if None.
         prompt_tokens: Tokens of the prompt without the image.
-        image_tokens: Tokens of the image; None estimates them.
+        image_tokens: Tokens of the image; None estimates them (at most
+            ``engine.image_tokens`` where that caps them).
 
     Returns:
         The plan; ``Fit.need`` holds the estimate.
@@ -270,6 +272,8 @@ def check_fit(
 
     engine = engine or EngineSettings()
     search = search or SearchSettings()
+    if image_tokens is None:  # the user's cap on an image's tokens, where it applies
+        image_tokens = capped_image_tokens(mmproj, engine.image_tokens)
     need = estimate_need(
         model, mmproj, n_ctx=engine.n_ctx, search=search,
         flash_attn=engine.flash_attn != "off", prompt_tokens=prompt_tokens,

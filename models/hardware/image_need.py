@@ -13,6 +13,7 @@ from stagewise.models.inference.gguf_header import GGUFInfo, LongArray, inspect_
 
 __all__ = [
     "IMAGE_MAX_SIDE",
+    "capped_image_tokens",
     "estimate_image_tokens",
     "image_tokens_and_patches",
     "vision_compute_bytes",
@@ -87,6 +88,25 @@ def image_tokens_and_patches(info: GGUFInfo) -> tuple[int, int]:
         grid = math.ceil(IMAGE_MAX_SIDE / size) ** 2
         tiles = 1 + min(max_tiles, grid)
     return tokens * tiles, patches
+
+
+def capped_image_tokens(mmproj: Path | str, cap: int) -> int | None:
+    """Tokens one image takes at most when the user caps them at ``cap``
+    (``EngineSettings.image_tokens``): for a dynamic-resolution encoder, ``cap`` kept
+    within what clip.cpp allows; None where the cap changes nothing (0, or an encoder
+    that takes every image at one size), and the estimate stands.
+
+    Raises:
+        ModelFileError: The file cannot be read.
+    """
+    if cap <= 0:
+        return None
+    info = inspect_gguf(mmproj)
+    ptype = info.projector_type or ""
+    if ptype not in _DYNAMIC_TYPES:
+        return None
+    limit = _DYNAMIC_TYPES[ptype]
+    return min(cap, limit) if limit is not None else cap
 
 
 def estimate_image_tokens(mmproj: Path | str) -> int:

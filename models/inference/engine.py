@@ -45,6 +45,7 @@ from stagewise.models.inference.engine_settings import (
 from stagewise.models.inference.families import FamilyAdapter, detect_family
 from stagewise.models.inference.families.base import chat_template
 from stagewise.models.inference.gguf_check import check_pair
+from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.llama_runtime import (
     context_params,
     init_backend,
@@ -254,6 +255,12 @@ class Engine:
     def max_image_pixels(self) -> int:
         """Largest image handed to libmtmd; larger ones are downscaled before encoding."""
         return self.adapter.max_image_pixels
+
+    def fit_image(self, image: PreparedImage) -> PreparedImage:
+        """``image`` as it is handed to libmtmd: downscaled to the family's largest picture
+        or to the settings' image-token cap
+        (:meth:`~stagewise.models.inference.families.base.FamilyAdapter.fit_image`)."""
+        return self.adapter.fit_image(image, self.settings.image_tokens)
 
     @property
     def _mctx(self) -> mtmd.mtmd_context_p:

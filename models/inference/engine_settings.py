@@ -47,6 +47,12 @@ GPU_LAYERS = IntRange("gpu_layers", -1, 999, note="-1 auto, 0 CPU only")
 """Layers offloaded to the GPU; 999 is more than any model has (llama.cpp clamps it)."""
 
 
+IMAGE_TOKENS = IntRange("image_tokens", 1, 16384, special=((0, "the model's own"),))
+"""Most tokens one image may take, for families whose token count follows the image's size
+(Qwen-VL); 0 keeps the family's own cap. Each family clamps it to what its encoder takes
+(:meth:`~stagewise.models.inference.families.base.FamilyAdapter.image_token_cap`)."""
+
+
 PREFIX_CACHE_MIB = 2048
 """The default cap of the encoded-image cache on disk
 (:mod:`stagewise.models.inference.prefix_cache`): a few dozen images of a 3-4 B model."""
@@ -76,6 +82,10 @@ class EngineSettings:
         flash_attn: Flash attention: "auto", "on" or "off".
         allow_amx: Let llama.cpp put weights in its AMX buffer type where it offers one;
             off by default (:mod:`stagewise.models.inference.cpu_buffers` says why).
+        image_tokens: Most tokens one image may take (:data:`IMAGE_TOKENS`; 0: the
+            family's own cap): a larger image is downscaled, its aspect kept, before
+            libmtmd sees it. Only families whose token count follows the image's size
+            use it; the others take every image at one size.
     """
 
     n_ctx: int = AUTO_CTX
@@ -85,6 +95,7 @@ class EngineSettings:
     gpu_layers: int = -1
     flash_attn: FlashAttention = "auto"
     allow_amx: bool = False
+    image_tokens: int = 0
 
     def validate(self) -> None:
         """Checks every value against its range (:data:`N_CTX`, :data:`THREADS`, ...).
@@ -95,7 +106,7 @@ class EngineSettings:
         """
         for bound, value in ((N_CTX, self.n_ctx), (N_BATCH, self.n_batch),
                              (N_SEQ_MAX, self.n_seq_max), (THREADS, self.threads),
-                             (GPU_LAYERS, self.gpu_layers)):
+                             (GPU_LAYERS, self.gpu_layers), (IMAGE_TOKENS, self.image_tokens)):
             bound.check(value)
         if self.flash_attn not in FLASH_ATTENTION:
             raise StagewiseError(f"flash_attn must be one of {', '.join(FLASH_ATTENTION)}, "

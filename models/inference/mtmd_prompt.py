@@ -52,6 +52,11 @@ class TokenizedPrompt:
         return sum(c.n_tokens for c in self.chunks) + len(self.extra)
 
     @property
+    def image_tokens(self) -> int:
+        """Tokens the prompt's images take (libmtmd's count of their embeddings)."""
+        return sum(c.n_tokens for c in self.chunks if c.is_image)
+
+    @property
     def media_end(self) -> int:
         """Index of the first chunk after the last image (0 when there is no image)."""
         last = max((i for i, c in enumerate(self.chunks) if c.is_image), default=-1)

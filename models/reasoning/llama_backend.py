@@ -24,7 +24,6 @@ import numpy as np
 
 from stagewise.models.errors import EngineError
 from stagewise.models.inference.engine import Engine
-from stagewise.models.inference.families import fit_pixels
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
 from stagewise.models.inference.prefix_cache import PrefixCache
@@ -137,7 +136,7 @@ class LlamaBackend:
         if len(heads) != 1:
             return PrefixReport("", reason="the chat template puts text that depends on "
                                            "the question before the image")
-        fitted = fit_pixels(image, engine.max_image_pixels)
+        fitted = engine.fit_image(image)
         with Bitmap(fitted) as bitmap:
             prompt = engine.tokenize_prompt(texts[0], bitmap)
             try:
@@ -179,7 +178,7 @@ class LlamaBackend:
         engine.cancel_event = cancel
         self._pool.reset()
         self._streams, self._last, self._in_flight, self._branch = [], [], [], None
-        fitted = fit_pixels(image, engine.max_image_pixels)
+        fitted = engine.fit_image(image)
         bitmap = Bitmap(fitted)
         prompt: TokenizedPrompt | None = None
         try:
@@ -204,7 +203,8 @@ class LlamaBackend:
         tail = prompt.tail_tokens()
         self._root = _Root(seq, pos, (), tail[-1] if tail else None)
         self._root_logits = True
-        return PromptInfo(prompt.n_tokens, prompt.n_pos, len(earlier) - dropped, dropped)
+        return PromptInfo(prompt.n_tokens, prompt.n_pos, len(earlier) - dropped, dropped,
+                          prompt.image_tokens, (fitted.width, fitted.height))
 
     def _fit_thread(self, question: str, mode: StageMode, bitmap: Bitmap,
                     earlier: Sequence[tuple[str, str]], room: int

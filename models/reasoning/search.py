@@ -88,8 +88,10 @@ class StageSearch:
             info = self._begin(image, question, cancel or threading.Event(), earlier)
             run.prompt_s = time.perf_counter() - run.start
             run.earlier_turns, run.dropped_turns = info.earlier_turns, info.dropped_turns
+            run.image_tokens, run.image_size = info.image_tokens, info.image_size
             yield PromptEvaluated(info.n_tokens, info.n_pos, run.prompt_s,
-                                  info.earlier_turns, info.dropped_turns)
+                                  info.earlier_turns, info.dropped_turns, info.image_tokens,
+                                  info.image_size)
             if verifier is not None:
                 verifier.start(image, question)
             steps = SearchSteps(backend, s, self.mode, run, self.selection, verifier)

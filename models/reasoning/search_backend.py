@@ -45,12 +45,16 @@ __all__ = ["PREFIX_ORIGINS", "BackendStats", "Delta", "JudgeSession", "Piece", "
 class PromptInfo:
     """The question's prompt, evaluated: its tokens and positions (images count as many
     tokens as they have embeddings, and as few positions as their M-RoPE grid spans), and,
-    for a follow-up, the earlier turns it holds and those left out to fit the context."""
+    for a follow-up, the earlier turns it holds and those left out to fit the context; the
+    tokens the image took and its size as sent (after any downscaling; 0 when unknown, as
+    on a server)."""
 
     n_tokens: int
     n_pos: int
     earlier_turns: int = 0
     dropped_turns: int = 0
+    image_tokens: int = 0
+    image_size: tuple[int, int] = (0, 0)
 
 
 PREFIX_ORIGINS = ("encoded", "cache", "memory")

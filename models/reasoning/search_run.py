@@ -46,6 +46,8 @@ class RunRecord:
     generated: int = 0
     earlier_turns: int = 0
     dropped_turns: int = 0
+    image_tokens: int = 0
+    image_size: tuple[int, int] = (0, 0)
 
     def chosen_so_far(self) -> tuple[str, int, bool]:
         """The chosen text, the tokens it holds, and whether it ended the turn."""
@@ -86,6 +88,8 @@ class RunRecord:
             decode_steps=stats.decode_steps - self.stats0.decode_steps,
             earlier_turns=self.earlier_turns,
             dropped_turns=self.dropped_turns,
+            image_tokens=self.image_tokens,
+            image_size=self.image_size,
             encode_s=stats.encode_s - self.stats0.encode_s,
             cache_loads=stats.cache_loads - self.stats0.cache_loads,
             cache_load_s=stats.cache_load_s - self.stats0.cache_load_s,

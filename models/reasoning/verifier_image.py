@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.families import fit_pixels
 from stagewise.models.inference.mtmd_prompt import Bitmap
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ class VerifierImage:
         self.close()
         engine = self.engine
         engine.clear()
-        self._bitmap = Bitmap(fit_pixels(image, engine.max_image_pixels))
+        self._bitmap = Bitmap(engine.fit_image(image))
         self._before = text.partition(engine.media_marker)[0]
         prompt = engine.tokenize_prompt(text, self._bitmap, plain)
         try:

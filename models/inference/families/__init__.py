@@ -23,6 +23,7 @@ from stagewise.models.inference.families.base import (
     FamilyAdapter,
     close_thinking,
     fit_pixels,
+    fit_tokens,
     opens_thinking,
 )
 from stagewise.models.inference.families.chatml import CHATML
@@ -48,5 +49,6 @@ __all__ = [
     "detect_family",
     "family_named",
     "fit_pixels",
+    "fit_tokens",
     "opens_thinking",
 ]

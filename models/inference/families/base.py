@@ -45,6 +45,7 @@ __all__ = [
     "chat_template",
     "close_thinking",
     "fit_pixels",
+    "fit_tokens",
     "opens_thinking",
     "projector_type",
 ]
@@ -112,6 +113,35 @@ def fit_pixels(image: PreparedImage, max_pixels: int | None) -> PreparedImage:
                                height=smaller.height)
 
 
+def fit_tokens(image: PreparedImage, max_tokens: int, side: int) -> PreparedImage:
+    """``image`` resized so that a dynamic-resolution encoder makes at most ``max_tokens``
+    tokens of it, where one token covers a ``side``×``side`` square of pixels (patch size ×
+    patch merge).
+
+    The encoder itself (libmtmd) rounds each side to a multiple of ``side``, up or down; so
+    the picture is handed over already rounded, its aspect kept as near as whole tokens
+    allow, and the count is exact: ``(width / side) × (height / side)`` at most
+    ``max_tokens``. A picture that already fits, rounded up, is returned as it is.
+    """
+    if max_tokens < 1 or side < 1:
+        raise ValueError("max_tokens and side must be positive")
+    if math.ceil(image.width / side) * math.ceil(image.height / side) <= max_tokens:
+        return image
+    scale = math.sqrt(max_tokens * side * side / (image.width * image.height))
+    columns = max(1, math.floor(image.width * scale / side))
+    rows = max(1, math.floor(image.height * scale / side))
+    while columns * rows > max_tokens:
+        if columns >= rows:
+            columns -= 1
+        else:
+            rows -= 1
+    source = Image.frombytes("RGB", (image.width, image.height), image.rgb)
+    smaller = source.resize((columns * side, rows * side), Image.Resampling.LANCZOS,
+                            reducing_gap=3.0)
+    return dataclasses.replace(image, rgb=smaller.tobytes(), width=smaller.width,
+                               height=smaller.height)
+
+
 def fit_picture(picture: Image.Image, max_pixels: int | None) -> Image.Image:
     """A PIL image downscaled as :func:`fit_pixels` does (the fine-tune recipe trains on
     pictures made this way, so that they match what the app hands to libmtmd)."""
@@ -156,6 +186,11 @@ class FamilyAdapter:
         stop_tokens: Text of the tokens that end the assistant's turn.
         max_image_pixels: Largest image (in pixels) handed to libmtmd; larger ones are
             downscaled first with :func:`fit_pixels`.
+        token_side: For a dynamic-resolution encoder, the side in pixels of the square one
+            image token covers (patch size × patch merge); None where every image takes
+            the same tokens whatever its size (the encoder resizes or tiles it).
+        image_token_limits: The fewest and most tokens the encoder makes of one image
+            (libmtmd's own limits), which a user's cap is kept within.
         uses_mrope: The text model uses M-RoPE (positions in 3 or 4 sections).
         native_template: Build prompts with llama.cpp's ``llama_chat_apply_template``
             (the generic fallback) instead of rendering the Jinja template here.
@@ -172,6 +207,8 @@ class FamilyAdapter:
     content_parts: bool = True
     stop_tokens: tuple[str, ...] = ()
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    token_side: int | None = None
+    image_token_limits: tuple[int, int] = (1, 4096)
     uses_mrope: bool = False
     native_template: bool = False
 
@@ -200,6 +237,34 @@ class FamilyAdapter:
                 or self.matches_template(text_meta))
 
     # -- prompts ----------------------------------------------------------------------
+
+    # -- the image ----------------------------------------------------------------------
+
+    @property
+    def image_tokens_follow_size(self) -> bool:
+        """Whether an image's token count follows its size (a user's cap then applies)."""
+        return self.token_side is not None
+
+    def image_token_cap(self, asked: int) -> int | None:
+        """The most tokens an image may take when ``asked`` (0: the family's own cap) is
+        the user's setting, kept within :attr:`image_token_limits`; None for a family
+        whose token count does not follow the image's size."""
+        if self.token_side is None:
+            return None
+        if asked <= 0:
+            return max(1, self.max_image_pixels // (self.token_side * self.token_side))
+        low, high = self.image_token_limits
+        return min(max(asked, low), high)
+
+    def fit_image(self, image: PreparedImage, image_tokens: int = 0) -> PreparedImage:
+        """``image`` as it is handed to libmtmd: downscaled, its aspect kept, to the
+        family's largest picture, or to ``image_tokens`` tokens where the user set a cap
+        (0: none) and the family's token count follows the image's size."""
+        if image_tokens > 0 and self.token_side is not None:
+            cap = self.image_token_cap(image_tokens)
+            assert cap is not None
+            return fit_tokens(image, cap, self.token_side)
+        return fit_pixels(image, self.max_image_pixels)
 
     def render_prompt(self, template: str | None, user_text: str, marker: str, *,
                       with_image: bool, bos_token: str = "", eos_token: str = "",

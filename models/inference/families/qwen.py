@@ -14,7 +14,9 @@ Facts (llama.cpp as vendored by llama-cpp-python 0.3.36):
   patches merged 2x2, one token per merged patch, up to 4096 tokens in libmtmd
   (``set_limit_image_tokens(8, 4096)`` in ``tools/mtmd/clip.cpp``). The cap here is
   1280 tokens (Qwen's own recommended ``max_pixels = 1280*28*28``), which keeps the
-  prompt small enough for a beam of candidates in one context.
+  prompt small enough for a beam of candidates in one context; a user's cap
+  (``EngineSettings.image_tokens``) may raise it up to libmtmd's 4096 or lower it to
+  its 8, and the picture is then handed over in whole 28×28 (32×32) squares.
 * M-RoPE text positions.
 * Qwen3-VL-Thinking's generation prompt opens ``<think>``;
 :mod:`stagewise.models.inference.families.base`
@@ -39,6 +41,8 @@ QWEN2_VL = FamilyAdapter(
     string_image_prefix="<|vision_start|><|image_pad|><|vision_end|>",
     stop_tokens=_STOPS,
     max_image_pixels=1280 * 28 * 28,
+    token_side=28,
+    image_token_limits=(8, 4096),
     uses_mrope=True,
 )
 
@@ -51,5 +55,7 @@ QWEN3_VL = FamilyAdapter(
     string_image_prefix="<|vision_start|><|image_pad|><|vision_end|>",
     stop_tokens=_STOPS,
     max_image_pixels=1280 * 32 * 32,
+    token_side=32,
+    image_token_limits=(8, 4096),
     uses_mrope=True,
 )

@@ -107,4 +107,7 @@ def _timings(text: str | None) -> Timings:
         return Timings()
     data = json.loads(text)
     known = {f.name for f in dataclasses.fields(Timings)}
-    return Timings(**{k: v for k, v in data.items() if k in known})
+    values = {k: v for k, v in data.items() if k in known}
+    if isinstance(values.get("image_size"), list):  # JSON keeps the pair as a list
+        values["image_size"] = tuple(values["image_size"])
+    return Timings(**values)

@@ -39,7 +39,7 @@ def ensure_std_streams() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the window's options and of every command."""
-    from stagewise.desktop.cli import ask, doctor, evaluate, model_library
+    from stagewise.desktop.cli import ask, batch, doctor, evaluate, model_library
     from stagewise.desktop.cli.args import beam_width_or_auto
 
     parser = argparse.ArgumentParser(
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "Settings)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
+    batch.add_parser(sub)
     model_library.add_parser(sub)
     evaluate.add_parser(sub)
     doctor.add_parser(sub)
@@ -105,7 +106,7 @@ def _run(argv: Sequence[str] | None) -> int:
             mmproj=args.window_mmproj, beam=args.window_beam, timeout_s=args.timeout,
             startup_report=args.startup_report,
             show_candidates=Stage(args.show_candidates) if args.show_candidates else None))
-    from stagewise.desktop.cli import ask, doctor, evaluate, model_library
+    from stagewise.desktop.cli import ask, batch, doctor, evaluate, model_library
 
     try:
         if args.command == "models":
@@ -114,6 +115,8 @@ def _run(argv: Sequence[str] | None) -> int:
             return evaluate.run(args)
         if args.command == "doctor":
             return doctor.run(args)
+        if args.command == "batch":
+            return batch.run(args)
         return ask.run(args)
     except StagewiseError as error:
         print(f"stagewise: error: {error}", file=sys.stderr)

@@ -11,10 +11,27 @@ from typing import Any
 
 from stagewise.models.bounds import FloatRange, IntRange
 from stagewise.models.errors import StagewiseError
-from stagewise.models.inference.engine_settings import AUTO_CTX, FALLBACK_CTX, N_CTX
+from stagewise.models.inference.engine_settings import (
+    AUTO_CTX,
+    FALLBACK_CTX,
+    FLASH_ATTENTION,
+    GPU_LAYERS,
+    IMAGE_TOKENS,
+    N_CTX,
+    THREADS,
+    EngineSettings,
+)
+from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P, SamplingSettings
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.judge import WORDINGS
-from stagewise.models.reasoning.search_settings import BEAM, MAX_JUDGE_TOKENS, SearchSettings
+from stagewise.models.reasoning.search_settings import (
+    BEAM,
+    MAX_JUDGE_TOKENS,
+    MAX_STAGE_TOKENS,
+    SEED,
+    SearchSettings,
+)
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.remote.server import SERVER_KINDS, ServerSettings
@@ -229,3 +246,74 @@ def server_settings(args: argparse.Namespace) -> ServerSettings | None:
         raise StagewiseError("give --server or --model, not both")
     return ServerSettings(args.server, args.server_kind, args.server_model,
                           StageMode(args.stage_mode), args.server_timeout)
+
+
+def add_answer_arguments(parser: argparse.ArgumentParser, *, auto_beam: bool) -> None:
+    """The model, search, hardware and history options that ``ask`` and ``batch`` share;
+    their defaults are the settings dataclasses' own, as the window's are.
+
+    Args:
+        parser: The command's parser.
+        auto_beam: ``--beam`` takes "auto" and is auto by default (``ask``); otherwise
+            a width, by default the settings' (``batch``, whose rows must not depend on
+            the machine's speed).
+    """
+    parser.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
+    parser.add_argument("--mmproj", type=Path,
+                        help="projector GGUF (default: the one beside --model)")
+    if auto_beam:
+        parser.add_argument(
+            "--beam", type=beam_width_or_auto, default=AUTO_BEAM,
+            help=f"candidates per stage, {BEAM.low} to {BEAM.high} (1 is a single pass), or "
+                 "auto (the default): a single pass first, then the widest of 1, 2 and 4 "
+                 "that this machine runs within twice a single pass")
+    else:
+        parser.add_argument("--beam", type=beam_width, default=SearchSettings.beam,
+                            help=f"candidates per stage, {BEAM.low} to {BEAM.high} (default "
+                                 "%(default)s, a single pass)")
+    add_search_arguments(parser)
+    parser.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
+                        default=SearchSettings.max_stage_tokens,
+                        help=f"token budget per stage, {MAX_STAGE_TOKENS.low} to "
+                             f"{MAX_STAGE_TOKENS.high} (default %(default)s)")
+    parser.add_argument("--temperature", type=setting(TEMPERATURE),
+                        default=SamplingSettings.temperature,
+                        help=f"{TEMPERATURE.low:g} to {TEMPERATURE.high:g}; 0 is greedy "
+                             "(default %(default)s)")
+    parser.add_argument("--top-p", type=setting(TOP_P), default=SamplingSettings.top_p,
+                        help=f"{TOP_P.low:g} to {TOP_P.high:g} (default %(default)s)")
+    parser.add_argument("--seed", type=setting(SEED), default=SearchSettings.seed,
+                        help=f"{SEED.low} to {SEED.high} (default %(default)s)")
+    parser.add_argument("--threads", type=setting(THREADS),
+                        help=f"CPU threads, {THREADS.low} to {THREADS.high} (default: auto)")
+    parser.add_argument("--gpu-layers", type=setting(GPU_LAYERS),
+                        default=EngineSettings.gpu_layers,
+                        help="layers to offload to the GPU: -1 all that fit (default), 0 none")
+    parser.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx,
+                        help=CTX_HELP)
+    parser.add_argument("--flash-attn", choices=FLASH_ATTENTION,
+                        default=EngineSettings.flash_attn,
+                        help="flash attention (default %(default)s)")
+    parser.add_argument("--image-tokens", type=image_tokens, default=EngineSettings.image_tokens,
+                        metavar="N", help=IMAGE_TOKENS_HELP)
+    parser.add_argument("--no-history", action="store_true",
+                        help="do not keep the questions and their answers in the history "
+                             "(which the window shows)")
+    add_judge_arguments(parser)
+    add_retrace_arguments(parser)
+
+
+IMAGE_TOKENS_HELP = (
+    f"most tokens one image may take, {IMAGE_TOKENS.low} to {IMAGE_TOKENS.high}, or 0 (the "
+    "default): the model's own cap. For models whose image tokens follow the picture's size "
+    "(Qwen-VL: one token per 28x28 pixels, 8 to 4096), a larger picture is downscaled, its "
+    "aspect kept, before it is encoded; more tokens see finer detail and need more context. "
+    "Other models take every picture at one size and ignore it")
+
+
+def image_tokens(text: str) -> int:
+    """``--image-tokens``: 0 (the model's own cap), or a count
+    :data:`~stagewise.models.inference.engine_settings.IMAGE_TOKENS` allows."""
+    if text.strip() == "0":
+        return 0
+    return int_in(IMAGE_TOKENS.low, IMAGE_TOKENS.high)(text)

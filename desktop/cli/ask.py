@@ -15,19 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from stagewise.desktop.cli.args import (
-    CTX_HELP,
-    add_judge_arguments,
-    add_retrace_arguments,
-    add_search_arguments,
+    add_answer_arguments,
     add_server_arguments,
-    beam_width_or_auto,
     checked_question,
-    context_size,
     question_file,
     retrace_settings,
     selection_of,
     server_settings,
-    setting,
 )
 from stagewise.desktop.cli.progress_line import ProgressLine
 from stagewise.models.errors import Cancelled, StagewiseError
@@ -45,22 +39,12 @@ from stagewise.models.events import (
     TokenStreamed,
 )
 from stagewise.models.hardware.process_memory import memory_report
-from stagewise.models.inference.engine_settings import (
-    FLASH_ATTENTION,
-    GPU_LAYERS,
-    THREADS,
-    EngineSettings,
-)
-from stagewise.models.inference.sampling_settings import TEMPERATURE, TOP_P, SamplingSettings
+from stagewise.models.inference.engine_settings import EngineSettings
+from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM, AutoBeam
 from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
 from stagewise.models.reasoning.conversation import Turn, turns_of
-from stagewise.models.reasoning.search_settings import (
-    BEAM,
-    MAX_STAGE_TOKENS,
-    SEED,
-    SearchSettings,
-)
+from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.strategies import strategy
 from stagewise.models.stages import StageParser
 
@@ -89,45 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--follow-up", action="store_true",
                      help="ask each --question after the first as a follow-up: the earlier "
                           "questions and their answers (conclusions) go into its prompt")
-    ask.add_argument("--model", type=Path, help="text model GGUF (default: built-in model)")
-    ask.add_argument("--mmproj", type=Path,
-                     help="projector GGUF (default: the one beside --model)")
-    # the defaults are the settings dataclasses' own, as the window's are
-    ask.add_argument("--beam", type=beam_width_or_auto, default=AUTO_BEAM,
-                     help=f"candidates per stage, {BEAM.low} to {BEAM.high} (1 is a single "
-                          "pass), or auto (the default): a single pass first, then the widest "
-                          "of 1, 2 and 4 that this machine runs within twice a single pass")
-    add_search_arguments(ask)
-    ask.add_argument("--max-stage-tokens", type=setting(MAX_STAGE_TOKENS),
-                     default=SearchSettings.max_stage_tokens,
-                     help=f"token budget per stage, {MAX_STAGE_TOKENS.low} to "
-                          f"{MAX_STAGE_TOKENS.high} (default %(default)s)")
-    ask.add_argument("--temperature", type=setting(TEMPERATURE),
-                     default=SamplingSettings.temperature,
-                     help=f"{TEMPERATURE.low:g} to {TEMPERATURE.high:g}; 0 is greedy "
-                          "(default %(default)s)")
-    ask.add_argument("--top-p", type=setting(TOP_P), default=SamplingSettings.top_p,
-                     help=f"{TOP_P.low:g} to {TOP_P.high:g} (default %(default)s)")
-    ask.add_argument("--seed", type=setting(SEED), default=SearchSettings.seed,
-                     help=f"{SEED.low} to {SEED.high} (default %(default)s)")
-    ask.add_argument("--threads", type=setting(THREADS),
-                     help=f"CPU threads, {THREADS.low} to {THREADS.high} (default: auto)")
-    ask.add_argument("--gpu-layers", type=setting(GPU_LAYERS),
-                     default=EngineSettings.gpu_layers,
-                     help="layers to offload to the GPU: -1 all that fit (default), 0 none")
-    ask.add_argument("--ctx", type=context_size, default=EngineSettings.n_ctx, help=CTX_HELP)
-    ask.add_argument("--flash-attn", choices=FLASH_ATTENTION, default=EngineSettings.flash_attn,
-                     help="flash attention (default %(default)s)")
+    add_answer_arguments(ask, auto_beam=True)
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    ask.add_argument("--no-history", action="store_true",
-                     help="do not keep this question and its answer in the history (which "
-                          "the window shows)")
     ask.add_argument("--no-prefix-cache", action="store_true",
                      help="neither read nor keep the encoded image in the cache of encoded "
                           "images (which the window shares; its size is the window's "
                           "Preferences → Encoded images kept)")
-    add_judge_arguments(ask)
-    add_retrace_arguments(ask)
     add_server_arguments(ask)
 
 
@@ -149,7 +100,7 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
     """The load ``ask``'s options ask for, before :func:`~stagewise.models.session.plan`
     fits it to the machine."""
     return EngineSettings(n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
-                          flash_attn=args.flash_attn)
+                          flash_attn=args.flash_attn, image_tokens=args.image_tokens)
 
 
 def run_settings(args: argparse.Namespace, search: SearchSettings,
@@ -200,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
             session.close()
             raise KeyboardInterrupt
+    if note := image_tokens_note(args, session):
+        print(f"stagewise: {note}", file=sys.stderr)
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
     auto = AutoBeam() if args.beam == AUTO_BEAM else None
@@ -240,6 +193,19 @@ def run(args: argparse.Namespace) -> int:
                   ensure_ascii=False, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     return EXIT_CANCELLED if results[-1].status == "cancelled" else 0
+
+
+def image_tokens_note(args: argparse.Namespace, session: Session) -> str | None:
+    """Why ``--image-tokens`` changes nothing for this session's model, if it does not."""
+    if not args.image_tokens:
+        return None
+    if session.engine is None:
+        return f"--image-tokens is for a model in this process; {session.served_by} sizes " \
+               "images itself"
+    if not session.engine.adapter.image_tokens_follow_size:
+        return (f"{session.engine.model_path.name} takes every picture at one size, so "
+                "--image-tokens changes nothing")
+    return None
 
 
 def prefix_cache(args: argparse.Namespace) -> PrefixCache | None:

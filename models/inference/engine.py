@@ -74,10 +74,14 @@ class Engine:
     Use as a context manager, or call :meth:`close`; native memory is freed at once.
 
     Attributes:
+        loads: Models loaded in this process, counted across engines (a class attribute:
+            what a batch reports as its model loads).
         buffer_choice: Which extra CPU weight buffers the load allowed, and why.
         weight_buffers: MiB of weights per llama.cpp buffer type, as the load reported
             them ("CPU_Mapped", "CPU_REPACK", "CUDA0", ...).
     """
+
+    loads = 0
 
     def __init__(
         self,
@@ -158,6 +162,7 @@ class Engine:
                 + reason(native_log.last_error())
             )
         self._model = self._owners.enter_context(ModelOwner(model))
+        Engine.loads += 1
         self.tokenizer = Tokenizer(self._model, self.adapter.stop_tokens)
 
         abort = lc.ggml_abort_callback(lambda _data: self.cancel_event.is_set())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from pathlib import Path
@@ -51,7 +52,9 @@ from stagewise.models.storage.export_view import suggested_name
 from stagewise.models.storage.history import History
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
+    from stagewise.desktop.batch_window import BatchWindow
     from stagewise.desktop.diagnostics_dialog import DiagnosticsDialog
+    from stagewise.desktop.folder_dialog import AskFolderDialog, FolderRequest
     from stagewise.desktop.help_pages import HelpPage
     from stagewise.desktop.model_manager import ModelManager
     from stagewise.desktop.model_setup import ModelSetup
@@ -101,6 +104,7 @@ class MainWindow(QMainWindow):
         self.shown = self.view  # what the cards show: the live run or a past one
         self.loaded: LoadedModel | None = None
         self.busy = False
+        self.batch: BatchWindow | None = None  # the folder being asked about, if any
         self.live_run_id = -1
         self._dirty: set[Stage] = set()
         self._restoring = False  # a past run's image is going in: keep its answer
@@ -205,6 +209,8 @@ class MainWindow(QMainWindow):
         action(file_menu, "&Open Image…", self.open_image, QKeySequence.StandardKey.Open)
         action(file_menu, "&Paste Image", self.image_pane.paste_from_clipboard,
                QKeySequence.StandardKey.Paste)
+        action(file_menu, "Ask About a &Folder…", self.ask_folder, "Ctrl+Shift+O",
+               "Ask every image in a folder the same questions, into a CSV or JSONL table")
         file_menu.addSeparator()
         self.export_action = action(file_menu, "&Export Selected…", self.export_selected,
                                     "Ctrl+E", "Export the selected past questions")
@@ -298,6 +304,9 @@ class MainWindow(QMainWindow):
         image = self.image_pane.current()
         if self.busy:
             self.show_message("An answer is already being written: stop it first.")
+            return False
+        if self.batch_running:
+            self.show_message("A folder is being asked about: stop it first.")
             return False
         if image is None:
             self.show_message("Drop, paste or open an image first.")
@@ -506,6 +515,66 @@ class MainWindow(QMainWindow):
         self.image_pane.set_readiness("ready to ask" if report.ready else "")
         if report.ready and not self.busy:  # once asked, the timings say where it came from
             self.statusBar().showMessage(ready_text(report), 8000)
+
+    # -- a folder -------------------------------------------------------------------------
+
+    @property
+    def batch_running(self) -> bool:
+        """Whether a folder is being asked about."""
+        return self.batch is not None and self.batch.running
+
+    def ask_folder(self) -> AskFolderDialog:
+        """File → Ask About a Folder…: the dialog, open (window-modal); its Ask starts the
+        folder (:meth:`start_folder`)."""
+        from stagewise.desktop.folder_dialog import AskFolderDialog
+
+        dialog = AskFolderDialog(self, questions=self.question_box.question().strip())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._start_requested(dialog))
+        dialog.open()
+        return dialog
+
+    def _start_requested(self, dialog: AskFolderDialog) -> None:
+        request = dialog.request()
+        if request is not None:
+            self.start_folder(request)
+
+    def start_folder(self, request: FolderRequest) -> BatchWindow | None:
+        """Ask every file of ``request``'s folder its questions on the engine thread, in a
+        window of its own with the progress, Stop and the table of rows; None (with a
+        message) while an answer or another folder is under way."""
+        from stagewise.desktop.batch_window import BatchWindow
+        from stagewise.desktop.worker import FolderJob
+        from stagewise.models.batch import read_rows
+
+        if self.busy or self.batch_running:
+            self.show_message("An answer is being written: stop it first.")
+            return None
+        window = BatchWindow(request.folder, request.out, self)
+        if request.out.exists():  # a file that cannot be used: the run itself says why
+            with contextlib.suppress(StagewiseError):
+                window.show_rows(read_rows(request.out))
+        job = FolderJob(request.folder, request.questions, request.out, self.settings)
+        w = self.host.worker
+        links = [(w.folder_started, window.run_started),
+                 (w.folder_progress, window.run_progress), (w.folder_row, window.add_row),
+                 (w.folder_finished, window.run_finished), (w.folder_failed, window.run_failed)]
+        for signal, slot in links:
+            signal.connect(slot)
+
+        def ended() -> None:  # in this thread: the window's own signal
+            for signal, slot in links:
+                signal.disconnect(slot)
+            self.history_panel.refresh()
+
+        window.ended.connect(ended)
+        window.stop_requested.connect(job.cancel.set)
+        window.open_run.connect(self.show_past_run)
+        window.rejected.connect(job.cancel.set)  # closing the window stops the folder
+        self.batch = window
+        self.host.ask_folder(job)
+        window.show()
+        return window
 
     # -- history --------------------------------------------------------------------------
 

@@ -86,6 +86,18 @@ class PrepareJob:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(frozen=True, eq=False)
+class FolderJob:
+    """Every file of a folder asked the same questions (File → Ask About a Folder…), the
+    rows going to ``out`` (:func:`~stagewise.models.batch.runner.run_batch`)."""
+
+    folder: Path
+    questions: tuple[str, ...]
+    out: Path
+    settings: AppSettings
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 class EngineWorker(QObject):
     """Runs in the engine thread; owns the engine and the history recorder."""
 
@@ -100,6 +112,11 @@ class EngineWorker(QObject):
     notice = Signal(str)  # something went wrong but the answer goes on
     beam_chosen = Signal(str)  # beam "auto": the width it chose, and why
     image_ready = Signal(object, object)  # PrepareJob, PrefixReport (not ready: why)
+    folder_started = Signal(object, int)  # FolderJob, the rows it makes
+    folder_progress = Signal(object)  # BatchProgress
+    folder_row = Signal(object)  # BatchRow, as written
+    folder_finished = Signal(object)  # BatchSummary (cancelled: stopped)
+    folder_failed = Signal(str)
     idle = Signal(object)  # the finished job's cancel event
 
     def __init__(self, history_folder: Path | None = None) -> None:
@@ -172,6 +189,52 @@ class EngineWorker(QObject):
         finally:
             self.idle.emit(job.cancel)
         self.image_ready.emit(job, report)
+
+    @Slot(object)
+    def ask_folder(self, job: FolderJob) -> None:
+        """Ask every file of a folder the job's questions on the loaded model (loading it
+        if needed), each image encoded once, every answer kept in the history and written
+        as a row; ends with ``folder_finished`` or ``folder_failed``."""
+        from stagewise.models.batch import (
+            BatchJob,
+            ResultsFile,
+            folder_files,
+            run_batch,
+            settings_key,
+        )
+
+        try:
+            out = job.out.absolute()
+            files = tuple(p.absolute() for p in folder_files(job.folder) if p.absolute() != out)
+            if not files:
+                raise StagewiseError(f"{job.folder} has no files")
+            with ResultsFile(out) as results:
+                session = self._ensure_engine(job.settings, job.cancel)
+                assert self._loaded is not None
+                # a folder's images would push the window's own out of the disk cache
+                session.use_prefix_cache(None)
+                self._cache_mib = None  # the next question gives the cache back
+                search = session.settled(job.settings.search_settings(
+                    job.settings.search.seed, beam=1))  # beam "auto": a single pass
+                session.verifier(search)
+                load = session.plan
+                model = str(load.model) if load is not None else self._loaded.name
+                key = settings_key(model, search,
+                                   mmproj=str(load.mmproj) if load is not None else "",
+                                   image_tokens=job.settings.engine.image_tokens)
+                batch = BatchJob(files, job.questions, _run_settings(job.settings, search),
+                                 self._loaded.name, key)
+                self.folder_started.emit(job, batch.total)
+                summary = run_batch(session, batch, results, recorder=self._recorder,
+                                    cancel=job.cancel, on_progress=self.folder_progress.emit,
+                                    on_row=self.folder_row.emit)
+            self.folder_finished.emit(summary)
+        except Cancelled:
+            self.folder_failed.emit("stopped before the first image")
+        except (StagewiseError, OSError, MemoryError) as error:
+            self.folder_failed.emit(str(error))
+        finally:
+            self.idle.emit(job.cancel)
 
     @Slot()
     def shut_down(self) -> None:
@@ -329,6 +392,7 @@ class EngineHost(QObject):
     _load = Signal(object, object)
     _ask = Signal(object)
     _prepare = Signal(object)
+    _ask_folder = Signal(object)
 
     def __init__(self, history_folder: Path | None = None,
                  parent: QObject | None = None) -> None:
@@ -340,6 +404,7 @@ class EngineHost(QObject):
         self._load.connect(self.worker.load)
         self._ask.connect(self.worker.ask)
         self._prepare.connect(self.worker.prepare)
+        self._ask_folder.connect(self.worker.ask_folder)
         # finished is emitted by the engine thread itself as its loop ends: the engine is
         # freed there, after the last job, whatever was still queued
         self.thread.finished.connect(self.worker.shut_down, Qt.ConnectionType.DirectConnection)
@@ -364,6 +429,13 @@ class EngineHost(QObject):
             self.cancel_preparing()
         self._cancels.append(job.cancel)
         self._ask.emit(job)
+
+    def ask_folder(self, job: FolderJob) -> None:
+        """Queue a folder's questions; :meth:`stop` or ``job.cancel`` stops them between
+        two decode steps, every row written before kept."""
+        self.cancel_preparing()
+        self._cancels.append(job.cancel)
+        self._ask_folder.emit(job)
 
     def prepare(self, image_data: bytes, image_name: str, settings: AppSettings
                 ) -> PrepareJob:

@@ -13,6 +13,7 @@ from stagewise.models.batch.results import (
     BatchRow,
     ResultsFile,
     RowStatus,
+    read_rows,
     row_key,
 )
 from stagewise.models.batch.runner import (
@@ -32,6 +33,7 @@ __all__ = [
     "ResultsFile",
     "RowStatus",
     "folder_files",
+    "read_rows",
     "row_key",
     "run_batch",
     "settings_key",

@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from stagewise.models.errors import StagewiseError
 
-__all__ = ["COLUMNS", "FORMATS", "BatchRow", "ResultsFile", "RowStatus", "row_key"]
+__all__ = ["COLUMNS", "FORMATS", "BatchRow", "ResultsFile", "RowStatus", "read_rows",
+           "row_key"]
 
 RowStatus = Literal["finished", "bad file", "failed"]
 """A row's outcome: answered; the file is not an image that can be read (its ``error``
@@ -186,7 +186,7 @@ class ResultsFile:
             return json.dumps(values, ensure_ascii=False) + "\n"
         return _csv_line([values[c] for c in COLUMNS])
 
-    def _read(self) -> Iterator[BatchRow]:
+    def _read(self) -> list[BatchRow]:
         """The rows the file holds; a last line a kill cut short is cut off the file."""
         try:
             data = self.path.read_bytes()
@@ -201,25 +201,47 @@ class ResultsFile:
             except OSError as error:
                 raise StagewiseError(f"{self.path}: cannot be written "
                                      f"({error.strerror or error})") from None
-        try:
-            text = whole.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self._not_ours("it is not UTF-8 text") from None
-        try:
-            if self.format == "jsonl":
-                yield from (BatchRow.from_dict(json.loads(line))
-                            for line in text.splitlines() if line.strip())
-                return
-            reader = csv.DictReader(io.StringIO(text, newline=""))
-            if text and tuple(reader.fieldnames or ()) != COLUMNS:
-                raise self._not_ours(f"its columns are not {', '.join(COLUMNS)}")
-            yield from (BatchRow.from_dict(record) for record in reader)
-        except (ValueError, csv.Error) as error:
-            raise self._not_ours(str(error)) from None
+        return _parse(self.path, self.format, whole)
 
-    def _not_ours(self, why: str) -> StagewiseError:
-        return StagewiseError(f"{self.path} is not a batch's results file ({why}): choose "
-                              "another file, or move this one away")
+
+def read_rows(path: Path) -> list[BatchRow]:
+    """The whole rows a results file holds, the file left as it is (a window showing a
+    batch's table reads it while the batch appends to it).
+
+    Raises:
+        StagewiseError: It cannot be read, or is not a results file.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise StagewiseError(f"{path}: not a .csv or .jsonl file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise StagewiseError(f"{path}: cannot be read ({error.strerror or error})") from None
+    return _parse(path, FORMATS[suffix], data[: data.rfind(b"\n") + 1])
+
+
+def _parse(path: Path, form: str, whole: bytes) -> list[BatchRow]:
+    """The rows of a results file's whole lines."""
+    try:
+        text = whole.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_ours(path, "it is not UTF-8 text") from None
+    try:
+        if form == "jsonl":
+            return [BatchRow.from_dict(json.loads(line))
+                    for line in text.splitlines() if line.strip()]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if text and tuple(reader.fieldnames or ()) != COLUMNS:
+            raise _not_ours(path, f"its columns are not {', '.join(COLUMNS)}")
+        return [BatchRow.from_dict(record) for record in reader]
+    except (ValueError, csv.Error) as error:
+        raise _not_ours(path, str(error)) from None
+
+
+def _not_ours(path: Path, why: str) -> StagewiseError:
+    return StagewiseError(f"{path} is not a batch's results file ({why}): choose another "
+                          "file, or move this one away")
 
 
 def _csv_line(values: list[object]) -> str:

@@ -23,7 +23,7 @@ from tests.desktop.test_cli import ROOT, stagewise
 from tests.models.test_images import write_header_only_png
 
 QUESTIONS = ("How many circles are there?", "What color is the square?")
-FAST = ("--max-stage-tokens", "4", "--threads", "2")  # short answers: the test is about rows
+FAST = ("--max-stage-tokens", "8", "--threads", "2")  # short answers, a conclusion still
 
 
 def scenes(folder: Path, count: int, *, bad: bool = False) -> Path:

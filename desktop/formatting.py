@@ -76,3 +76,13 @@ def prefix_text(t: Timings) -> str:
     if origin == "encoded":
         return f"image encoded {seconds_text(t.encode_s)}" if t.encode_s else ""
     return "image ready before the question"
+
+
+def sent_text(t: Timings) -> str:
+    """The picture as the model saw it: its size after any downscaling and its tokens
+    ("" when not known: a server's answer, or a run saved before the answers said)."""
+    if not t.image_tokens:
+        return ""
+    width, height = t.image_size
+    size = f"{width}×{height} px, " if width and height else ""
+    return f"image sent as {size}{t.image_tokens} tokens"

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from stagewise.desktop.demo_notice import DemoNotice
 from stagewise.desktop.follow_ups import ThreadView
-from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text
+from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text, sent_text
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
 from stagewise.desktop.image_pane import ImagePane
@@ -458,6 +458,8 @@ class MainWindow(QMainWindow):
                 parts.append(f"{t.tokens_per_s:.0f} tokens/s")
             if prefix := prefix_text(t):
                 parts.append(prefix)
+            if sent := sent_text(t):
+                parts.append(sent)
         elif view.status is RunStatus.RUNNING:
             active = [v.stage.title for v in view.stages.values()
                       if v.status.value in ("sampling", "judging")]

@@ -55,6 +55,7 @@ from stagewise.models.errors import ModelFileError, StagewiseError
 from stagewise.models.inference.engine_settings import (
     AUTO_CTX,
     FALLBACK_CTX,
+    IMAGE_TOKENS,
     N_CTX,
     PREFIX_CACHE,
     THREADS,
@@ -435,6 +436,19 @@ class SettingsDialog(QDialog):
                        f"(up to {FALLBACK_CTX}), or more when the search needs it. Larger "
                        "needs more memory.")
 
+        self.image_tokens_spin = QSpinBox(group)
+        self.image_tokens_spin.setRange(0, IMAGE_TOKENS.high)  # 0: the model's own cap
+        self.image_tokens_spin.setSingleStep(256)
+        self.image_tokens_spin.setSuffix(" tokens")
+        self.image_tokens_spin.setSpecialValueText("The model's own")
+        self._describe(self.image_tokens_spin, "Most tokens per image",
+                       "How much of a picture the model sees. For models whose image tokens "
+                       "follow the picture's size (Qwen-VL: one token per 28×28 pixels, 8 "
+                       "to 4096; their own cap is 1280), a larger picture is made smaller, "
+                       "its aspect kept, before it is encoded. More tokens see finer detail "
+                       "but take more context and memory (the fit and the automatic context "
+                       "count them). Models that take every picture at one size ignore it.")
+
         self.amx_check = QCheckBox("Use Intel &AMX for weights (experimental)", group)
         self._describe(self.amx_check, "Use Intel AMX for weights",
                        "On CPUs with AMX, let llama.cpp keep weights in its AMX buffers. "
@@ -458,6 +472,7 @@ class SettingsDialog(QDialog):
                       self.gpu_combo)
         self._add_row(form, "T&hreads:", self.threads_spin)
         self._add_row(form, "Conte&xt size:", self.ctx_spin)
+        self._add_row(form, "Most tokens pe&r image:", self.image_tokens_spin)
         self._add_row(form, "Encoded &images kept:", self.prefix_cache_spin)
         if self.offers.amx:  # only a CPU (and build) with AMX has the choice
             form.addRow(self.amx_check)
@@ -521,6 +536,7 @@ class SettingsDialog(QDialog):
             self.gpu_spin.setValue(engine.gpu_layers)
         self.threads_spin.setValue(engine.threads or 0)
         self.ctx_spin.setValue(engine.n_ctx)
+        self.image_tokens_spin.setValue(engine.image_tokens)
         self.amx_check.setChecked(engine.allow_amx)
         self.prefix_cache_spin.setValue(settings.prefix_cache_mib)
         self.collapse_check.setChecked(settings.stages_collapsed)
@@ -549,6 +565,7 @@ class SettingsDialog(QDialog):
             gpu_layers=gpu_layers,
             threads=self.threads_spin.value() or None,
             n_ctx=_context(self.ctx_spin.value()),
+            image_tokens=self.image_tokens_spin.value(),
             allow_amx=self.amx_check.isChecked(),
         )
         return replace(

@@ -50,6 +50,12 @@ from stagewise.models.storage.app_settings import AppSettings, save_settings, se
 from stagewise.models.storage.export import export
 from stagewise.models.storage.export_view import suggested_name
 from stagewise.models.storage.history import History
+from stagewise.models.storage.model_settings import (
+    MODEL_SETTINGS_FILE,
+    image_tokens_for,
+    remember_image_tokens,
+    with_model_image_tokens,
+)
 
 if TYPE_CHECKING:  # the model manager (and huggingface_hub) load when first opened
     from stagewise.desktop.batch_window import BatchWindow
@@ -93,8 +99,11 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, settings_path: Path | None = None,
                  history_folder: Path | None = None) -> None:
         super().__init__()
-        self.settings = settings
         self.settings_path = settings_path
+        # kept per model beside the settings (model-settings.json)
+        self.model_settings_path = (settings_path.parent / MODEL_SETTINGS_FILE
+                                    if settings_path is not None else None)
+        self.settings = with_model_image_tokens(settings, self.model_settings_path)
         self.setWindowTitle("Stagewise")
         self.setMinimumSize(760, 480)
 
@@ -709,19 +718,28 @@ class MainWindow(QMainWindow):
         return self.model_setup
 
     def use_model(self, model: InstalledModel) -> None:
-        """Answer with this installed model from now on."""
+        """Answer with this installed model from now on (with its own image-token cap)."""
+        tokens = image_tokens_for(model.model, self.model_settings_path) or 0
+        engine = dataclasses.replace(self.settings.engine, image_tokens=tokens)
         self.apply_settings(dataclasses.replace(
-            self.settings, model=model.model, mmproj=model.mmproj,
+            self.settings, model=model.model, mmproj=model.mmproj, engine=engine,
             server=dataclasses.replace(self.settings.server, url="")))
 
     def open_settings(self, *, remote: bool = False) -> None:
         """Open Preferences; ``remote`` starts at the remote model, switched on."""
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self,
+                                model_settings_path=self.model_settings_path)
         if remote:
             dialog.remote_group.enabled.setChecked(True)
             dialog.remote_group.url.setFocus()
         if dialog.exec():
-            self.apply_settings(dialog.settings())
+            settings = dialog.settings()
+            try:  # the image-token cap is kept for the model it was set for
+                remember_image_tokens(settings.model, settings.engine.image_tokens,
+                                      self.model_settings_path)
+            except StagewiseError as error:
+                self.show_message(f"The image-token setting is not kept: {error}")
+            self.apply_settings(settings)
 
     def apply_settings(self, settings: AppSettings) -> None:
         """Use new settings from now on (and load another model if they name one)."""

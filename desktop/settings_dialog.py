@@ -69,6 +69,7 @@ from stagewise.models.reasoning.search_settings import BEAM, MAX_STAGE_TOKENS
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES, default_selection
 from stagewise.models.storage.app_settings import SCHEMA_VERSION, AppSettings
+from stagewise.models.storage.model_settings import image_tokens_for
 
 __all__ = ["DEMO_PLACEHOLDER", "GPU_AUTO", "GPU_CPU", "GPU_LAYERS", "BuildOffers",
            "SettingsDialog"]
@@ -182,8 +183,12 @@ class SettingsDialog(QDialog):
     """
 
     def __init__(self, settings: AppSettings, parent: QWidget | None = None, *,
-                 offers: BuildOffers | None = None) -> None:
+                 offers: BuildOffers | None = None,
+                 model_settings_path: Path | None = None) -> None:
+        """Edit ``settings``; ``model_settings_path`` is where settings kept per model are
+        read (default: beside the settings in the config folder)."""
         super().__init__(parent)
+        self._model_settings_path = model_settings_path
         self.setWindowTitle("Preferences")
         self.setMinimumWidth(560)
         self.offers = offers if offers is not None else BuildOffers.detect()
@@ -442,11 +447,12 @@ class SettingsDialog(QDialog):
         self.image_tokens_spin.setSuffix(" tokens")
         self.image_tokens_spin.setSpecialValueText("The model's own")
         self._describe(self.image_tokens_spin, "Most tokens per image",
-                       "How much of a picture the model sees. For models whose image tokens "
-                       "follow the picture's size (Qwen-VL: one token per 28×28 pixels, 8 "
-                       "to 4096; their own cap is 1280), a larger picture is made smaller, "
-                       "its aspect kept, before it is encoded. More tokens see finer detail "
-                       "but take more context and memory (the fit and the automatic context "
+                       "How much of a picture this model sees (kept for each model). "
+                       "For models whose image tokens follow the picture's size (Qwen-VL: "
+                       "one token per 28×28 pixels, 8 to 4096; their own cap is 1280), a "
+                       "larger picture is made smaller, its aspect kept, before it is "
+                       "encoded. More tokens see finer detail but take more context and "
+                       "memory (the fit and the automatic context "
                        "count them). Models that take every picture at one size ignore it.")
 
         self.amx_check = QCheckBox("Use Intel &AMX for weights (experimental)", group)
@@ -626,6 +632,9 @@ class SettingsDialog(QDialog):
             if self._mmproj is None or self._mmproj_auto:
                 found = self._beside(self._model)
                 self._mmproj, self._mmproj_auto = found, found is not None
+        # the image-token cap is the model's own: show the one kept for this model
+        self.image_tokens_spin.setValue(
+            image_tokens_for(self._model, self._model_settings_path) or 0)
         self._files_changed()
 
     def set_projector_file(self, path: Path | str | None) -> None:

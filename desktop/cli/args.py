@@ -294,8 +294,8 @@ def add_answer_arguments(parser: argparse.ArgumentParser, *, auto_beam: bool) ->
     parser.add_argument("--flash-attn", choices=FLASH_ATTENTION,
                         default=EngineSettings.flash_attn,
                         help="flash attention (default %(default)s)")
-    parser.add_argument("--image-tokens", type=image_tokens, default=EngineSettings.image_tokens,
-                        metavar="N", help=IMAGE_TOKENS_HELP)
+    parser.add_argument("--image-tokens", type=image_tokens, metavar="N",
+                        help=IMAGE_TOKENS_HELP)
     parser.add_argument("--no-history", action="store_true",
                         help="do not keep the questions and their answers in the history "
                              "(which the window shows)")
@@ -304,11 +304,30 @@ def add_answer_arguments(parser: argparse.ArgumentParser, *, auto_beam: bool) ->
 
 
 IMAGE_TOKENS_HELP = (
-    f"most tokens one image may take, {IMAGE_TOKENS.low} to {IMAGE_TOKENS.high}, or 0 (the "
-    "default): the model's own cap. For models whose image tokens follow the picture's size "
+    f"most tokens one image may take, {IMAGE_TOKENS.low} to {IMAGE_TOKENS.high}, or 0: the "
+    "model's own cap (default: what the window's Preferences keep for this model, else 0). "
+    "For models whose image tokens follow the picture's size "
     "(Qwen-VL: one token per 28x28 pixels, 8 to 4096), a larger picture is downscaled, its "
     "aspect kept, before it is encoded; more tokens see finer detail and need more context. "
     "Other models take every picture at one size and ignore it")
+
+
+def image_tokens_of(args: argparse.Namespace) -> int:
+    """The image-token cap a command runs with: ``--image-tokens``, else the one the
+    window's Preferences keep for the model (``model-settings.json``), else 0.
+
+    Raises:
+        StagewiseError: ``--model`` names no model that can be found.
+    """
+    from stagewise.models.library.defaults import resolve_pair
+    from stagewise.models.storage.model_settings import image_tokens_for
+
+    if args.image_tokens is not None:
+        return args.image_tokens
+    if getattr(args, "server", None):
+        return 0  # a server sizes its images itself
+    model = resolve_pair(args.model, args.mmproj).model if args.model is not None else None
+    return image_tokens_for(model) or 0
 
 
 def image_tokens(text: str) -> int:

@@ -18,6 +18,7 @@ from stagewise.desktop.cli.args import (
     add_answer_arguments,
     add_server_arguments,
     checked_question,
+    image_tokens_of,
     question_file,
     retrace_settings,
     selection_of,
@@ -98,9 +99,10 @@ def search_settings(args: argparse.Namespace, beam: int | None = None) -> Search
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:
     """The load ``ask``'s options ask for, before :func:`~stagewise.models.session.plan`
-    fits it to the machine."""
+    fits it to the machine (``--image-tokens`` as given: :func:`run` first fills it in
+    from the model's kept value)."""
     return EngineSettings(n_ctx=args.ctx, threads=args.threads, gpu_layers=args.gpu_layers,
-                          flash_attn=args.flash_attn, image_tokens=args.image_tokens)
+                          flash_attn=args.flash_attn, image_tokens=args.image_tokens or 0)
 
 
 def run_settings(args: argparse.Namespace, search: SearchSettings,
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise StagewiseError("no question: give one with --question or --question-file")
     questions = [checked_question(q) for q in args.question]
     image = load_image(args.image)  # before the model: a bad image fails fast
+    args.image_tokens = image_tokens_of(args)
     settings = search_settings(args)
     server = server_settings(args)
     cancel = threading.Event()

@@ -15,7 +15,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from stagewise.desktop.cli.args import add_answer_arguments, checked_question, question_file
+from stagewise.desktop.cli.args import (
+    add_answer_arguments,
+    checked_question,
+    image_tokens_of,
+    question_file,
+)
 from stagewise.desktop.cli.ask import (
     EXIT_CANCELLED,
     engine_settings,
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise StagewiseError(f"{args.folder}: the folder has no files")
     settings = search_settings(args)
+    args.image_tokens = image_tokens_of(args)
     results = ResultsFile(out)  # before the model: a file that is not ours fails fast
     loads = Engine.loads
     cancel = threading.Event()

@@ -404,3 +404,19 @@ def test_a_remote_model_is_checked_and_its_key_kept_apart(qtbot, make_dialog):
     again = make_dialog(settings)  # the key is shown again, masked
     assert again.remote_group.key.text() == "s3cret"
     assert again.remote_group.key.echoMode() == again.remote_group.key.EchoMode.Password
+
+
+def test_the_image_token_cap_follows_the_model_it_is_kept_for(qtbot, pair_copy, tmp_path):
+    from stagewise.models.storage.model_settings import remember_image_tokens
+
+    kept = tmp_path / "model-settings.json"
+    remember_image_tokens(pair_copy.model, 900, kept)
+    dialog = SettingsDialog(AppSettings(engine=EngineSettings(image_tokens=64)),
+                            model_settings_path=kept)
+    qtbot.addWidget(dialog)
+    assert dialog.image_tokens_spin.value() == 64  # the built-in model's, as given
+    dialog.set_model_file(pair_copy.model)
+    assert dialog.image_tokens_spin.value() == 900
+    assert dialog.settings().engine.image_tokens == 900
+    dialog.set_model_file(None)
+    assert dialog.image_tokens_spin.value() == 0  # none kept: the model's own

@@ -114,3 +114,48 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def test_the_cap_is_kept_per_model_and_a_damaged_file_costs_nothing(tmp_path):
+    from stagewise.models.storage.app_settings import AppSettings
+    from stagewise.models.storage.model_settings import (
+        image_tokens_for,
+        remember_image_tokens,
+        with_model_image_tokens,
+    )
+
+    path = tmp_path / "model-settings.json"
+    qwen, other = tmp_path / "qwen.gguf", tmp_path / "other.gguf"
+    assert image_tokens_for(qwen, path) is None
+    remember_image_tokens(qwen, 1000, path)
+    remember_image_tokens(None, 64, path)  # the built-in model
+    assert (image_tokens_for(qwen, path), image_tokens_for(other, path),
+            image_tokens_for(None, path)) == (1000, None, 64)
+    settings = with_model_image_tokens(AppSettings(model=qwen), path)
+    assert settings.engine.image_tokens == 1000
+    assert with_model_image_tokens(AppSettings(model=other), path).engine.image_tokens == 0
+    with pytest.raises(Exception, match="image_tokens"):
+        remember_image_tokens(qwen, -5, path)
+    path.write_text("{not json")
+    assert image_tokens_for(qwen, path) is None
+
+
+def test_ask_uses_the_cap_preferences_keep_for_its_model(qwen_pair, photo, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from stagewise.models.disk.paths import CONFIG_DIR_ENV
+    from stagewise.models.storage.model_settings import remember_image_tokens
+    from tests.desktop.test_cli import ROOT
+
+    config = tmp_path / "config"
+    remember_image_tokens(qwen_pair.model, 16, config / "model-settings.json")
+    env = {**os.environ, CONFIG_DIR_ENV: str(config)}
+    result = subprocess.run(
+        [sys.executable, "-m", "stagewise.desktop.cli", "ask", "--model", str(qwen_pair.model),
+         "--image", str(photo), "--question", "How many?", "--beam", "1",
+         "--max-stage-tokens", "2", "--json", "--no-history", "--threads", "2"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert 0 < json.loads(result.stdout)["timings"]["image_tokens"] <= 16

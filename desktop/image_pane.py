@@ -87,6 +87,9 @@ class ImagePane(QWidget):
         super().__init__(parent)
         self._current: ImageInput | None = None
         self._display = QImage()
+        self._shown = QImage()  # what the view shows: the display, or the picture as sent
+        self._sent: tuple[int, int, int] | None = None  # width, height, tokens
+        self._show_sent = False
         self._scale = 1.0
         self._fit = True
         self._busy = False
@@ -156,6 +159,28 @@ class ImagePane(QWidget):
         """What :meth:`set_readiness` last said about the image shown."""
         return self._readiness if self._current is not None else ""
 
+    def set_sent(self, size: tuple[int, int], tokens: int) -> None:
+        """Say how the image was handed to the model for the answer shown: its size after
+        any downscaling and the tokens it took (a size of 0 × 0: not known). The caption
+        says it, and :meth:`show_sent` shows the picture at that size."""
+        width, height = size
+        self._sent = (width, height, tokens) if width > 0 and height > 0 else None
+        self._apply_shown()
+
+    def show_sent(self, on: bool) -> None:
+        """Show the picture as the model was sent it (View → Show Image as Sent), where
+        that is known, instead of as it is."""
+        self._show_sent = on
+        self._apply_shown()
+
+    def sent(self) -> tuple[int, int, int] | None:
+        """What :meth:`set_sent` said for the image shown: width, height, tokens."""
+        return self._sent if self._current is not None else None
+
+    def shows_sent(self) -> bool:
+        """Whether the picture is shown as it was sent."""
+        return self._current is not None and self._shown is not self._display
+
     def set_busy(self, busy: bool) -> None:
         """Note that an answer is running. Changing the image stays possible meanwhile."""
         self._busy = busy
@@ -168,7 +193,8 @@ class ImagePane(QWidget):
         """Back to the empty state; emits ``image_changed(None)`` if an image was shown."""
         had_image = self._current is not None
         self._current = None
-        self._display = QImage()
+        self._display = self._shown = QImage()
+        self._sent = None
         self._view.clear()
         self._message.dismiss()
         self._caption.hide()
@@ -367,7 +393,8 @@ class ImagePane(QWidget):
     def _show(self, loaded: Loaded) -> None:
         """Show an accepted image, fitted, and announce it."""
         self._current = loaded.input
-        self._display = loaded.display
+        self._display = self._shown = loaded.display
+        self._sent = None  # said again after an answer about it
         self._readiness = ""
         self._message.dismiss()
         self._view.set_image(loaded.display)
@@ -384,7 +411,7 @@ class ImagePane(QWidget):
         but not twice over is shown at its actual size."""
         if self._current is None:
             return 1.0
-        fit = self._view.fit_factor() * self._display.width() / self._current.width
+        fit = self._view.fit_factor() * self._shown.width() / self._current.width
         if fit <= 1:
             return fit
         return float(min(MAX_FIT_ENLARGE, math.floor(fit)))
@@ -394,7 +421,7 @@ class ImagePane(QWidget):
             return
         self._fit = fit
         self._scale = scale
-        self._view.show_at(scale * self._current.width / self._display.width(), anchor)
+        self._view.show_at(scale * self._current.width / self._shown.width(), anchor)
         self._update_caption()
         self.zoom_changed.emit(scale)
 
@@ -409,6 +436,25 @@ class ImagePane(QWidget):
         if scale != self._scale:
             self._set_scale(scale, fit=False, anchor=anchor)
 
+    def _apply_shown(self) -> None:
+        """Show the display image, or the picture as sent when asked and known: the
+        display scaled to the sent size, then shown at the pane's zoom like the original,
+        so its lost detail shows."""
+        if self._current is None:
+            return
+        shown = self._display
+        if self._show_sent and self._sent is not None:
+            width, height, _tokens = self._sent
+            if (width, height) != (self._current.width, self._current.height):
+                shown = self._display.scaled(QSize(width, height),
+                                             Qt.AspectRatioMode.IgnoreAspectRatio,
+                                             Qt.TransformationMode.SmoothTransformation)
+        if shown is not self._shown:
+            self._shown = shown
+            self._view.set_image(shown)
+            self._set_scale(self._fit_scale() if self._fit else self._scale, fit=self._fit)
+        self._update_caption()
+
     def _refit(self) -> None:
         if self._fit and self._current is not None:
             self._set_scale(self._fit_scale(), fit=True)
@@ -420,6 +466,10 @@ class ImagePane(QWidget):
         parts = [image.name, f"{image.width} × {image.height}"]
         if round(self._scale * 100, 1) != 100:
             parts.append(f"shown at {_percent(self._scale)}")
+        if self._sent is not None:
+            width, height, tokens = self._sent
+            shown = " (shown)" if self.shows_sent() else ""
+            parts.append(f"sent as {width} × {height}, {tokens} tokens{shown}")
         if self._readiness:
             parts.append(self._readiness)
         text = " — ".join(parts)

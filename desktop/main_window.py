@@ -242,6 +242,10 @@ class MainWindow(QMainWindow):
                QKeySequence.StandardKey.ZoomOut)
         action(view_menu, "&Fit Image", self.image_pane.zoom_fit, "Ctrl+0")
         action(view_menu, "&Actual Size", self.image_pane.zoom_actual, "Ctrl+1")
+        self.sent_action = action(view_menu, "Show Image as &Sent", self.image_pane.show_sent,
+                                  "Ctrl+Shift+I", "The picture at the size the model was "
+                                  "sent it for the answer shown (after any downscaling)")
+        self.sent_action.setCheckable(True)
         view_menu.addSeparator()
         self.history_action = action(view_menu, "&History", self._toggle_history, "Ctrl+H")
         self.history_action.setCheckable(True)
@@ -462,6 +466,7 @@ class MainWindow(QMainWindow):
                  if v.seconds is not None]
         if view.result is not None:
             t = view.result.timings
+            self.image_pane.set_sent(t.image_size, t.image_tokens)
             parts.append(f"total {seconds_text(t.total_s)}")
             if t.tokens_per_s:
                 parts.append(f"{t.tokens_per_s:.0f} tokens/s")

@@ -76,6 +76,9 @@ def test_the_folder_dialog_runs_a_folder_into_a_table_whose_rows_open_as_answers
     assert batch.open_row(row)
     assert window.question_box.question() == "What colour is it?"
     assert window.shown.conclusion.strip() == rows[row]["conclusion"]
+    width, height, tokens = window.image_pane.sent()  # as the model was sent it
+    assert (width, height) == (64 + 8 * int(Path(rows[row]["path"]).stem[-2:]), 48)
+    assert tokens == int(rows[row]["image_tokens"]) > 0
     bad = next(i for i, r in enumerate(rows) if r["status"] == "bad file")
     assert not batch.open_row(bad)  # nothing in the history to open
     batch.close()

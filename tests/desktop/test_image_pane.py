@@ -539,3 +539,24 @@ def test_original_files_are_left_as_they_were(
     pane.clear()
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in paths} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "keep.jpg", "keep.png"]
+
+
+def test_the_picture_as_sent_is_shown_at_its_size_with_its_tokens(pane: ImagePane,
+                                                                   tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    noisy((900, 600)).save(path)
+    pane.open_file(path)
+    pane.zoom_fit()
+    fitted = pane.shown_size()
+    pane.set_sent((252, 168), 54)
+    assert "sent as 252 × 168, 54 tokens" in pane.caption() and not pane.shows_sent()
+    pane.show_sent(True)
+    assert pane.shows_sent() and "(shown)" in pane.caption()
+    assert pane._view._image.size().toTuple() == (252, 168)  # the view's own picture
+    assert abs(pane.shown_size().width() - fitted.width()) <= 2  # at the pane's zoom
+    pane.show_sent(False)
+    assert pane._view._image.size().toTuple() != (252, 168)
+    pane.show_sent(True)
+    pane.set_image_bytes(path.read_bytes(), "again.png")  # another answer's picture
+    assert pane.sent() is None and not pane.shows_sent()
+    assert "sent as" not in pane.caption()

@@ -25,6 +25,7 @@ from stagewise.models.batch import BatchProgress, BatchRow, BatchSummary
 
 HEADERS = ("File", "Question", "Conclusion", "Confidence", "Time", "Status")
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's run in the history (-1: none)
+COLUMN_WIDTHS = (190, 220, 220, 90, 70)  # the status takes the rest
 
 
 class BatchWindow(QDialog):
@@ -62,9 +63,13 @@ class BatchWindow(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)  # the status, with why a file was skipped
+        for column, width in enumerate(COLUMN_WIDTHS):
+            self.table.setColumnWidth(column, width)
         self.table.setAccessibleName("Answers")
         self.table.cellDoubleClicked.connect(lambda row, _column: self.open_row(row))
         self.table.itemActivated.connect(lambda item: self.open_row(item.row()))
@@ -118,8 +123,9 @@ class BatchWindow(QDialog):
         parts = [f"{summary.answered} answered"]
         if summary.already_done:
             parts.append(f"{summary.already_done} already in the file")
-        if summary.bad_files:
-            parts.append(f"{len(summary.bad_files)} files are not images it can read")
+        if bad := len(summary.bad_files):
+            parts.append("1 file is not an image it can read" if bad == 1
+                         else f"{bad} files are not images it can read")
         if summary.failed:
             parts.append(f"{summary.failed} failed")
         head = "Stopped" if summary.cancelled else "Done"

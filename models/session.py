@@ -145,8 +145,10 @@ class Session:
             prefix_cache: Where encoded images are kept between runs
                 (:class:`~stagewise.models.inference.prefix_cache.PrefixCache`); None keeps
                 them only while the session lasts. The window and ``stagewise ask`` pass
-                the user's cache; a batch over many images should too, and call
-                :meth:`prepare` for each image before its questions.
+                the user's cache; a batch over many images
+                (:mod:`~stagewise.models.batch`) passes none, so as not to push the
+                window's images out of it, and calls :meth:`prepare` for each image before
+                its questions.
 
         Raises:
             ModelFileError: A file is missing, truncated or does not match the other.

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from stagewise.models.hardware import Fit, Hardware
     from stagewise.models.inference.engine import Engine
     from stagewise.models.inference.engine_settings import EngineSettings
-    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.images import Images
     from stagewise.models.inference.prefix_cache import PrefixCache
     from stagewise.models.reasoning.conversation import Turn
     from stagewise.models.reasoning.llama_prefix import PrefixKeeper
@@ -190,13 +190,14 @@ class Session:
         if self._prefixes is not None:
             self._prefixes.cache = cache
 
-    def ask(self, image: PreparedImage, question: str, search: SearchSettings,
+    def ask(self, image: Images, question: str, search: SearchSettings,
             cancel: threading.Event | None = None, *,
             earlier: Sequence[Turn] = ()) -> Iterator[Event]:
         """Answer ``question`` about ``image``; the last event is ``AnswerFinished``.
 
         Args:
-            image: The image.
+            image: The image, or several (a tuple, in order) for a model whose chat
+                template takes several in one question.
             question: The question.
             search: The search to answer with.
             cancel: Set it to stop the answer (what was chosen is kept).
@@ -206,7 +207,7 @@ class Session:
         """
         return self.search(search).run(image, question, cancel, earlier=earlier)
 
-    def prepare(self, image: PreparedImage, cancel: threading.Event | None = None,
+    def prepare(self, image: Images, cancel: threading.Event | None = None,
                 search: SearchSettings | None = None) -> PrefixReport:
         """Get ``image`` ready to be asked about before the question is known: the prompt
         up to the image's end (the same for any question) evaluated now, or read from the
@@ -227,11 +228,14 @@ class Session:
             Cancelled: ``cancel`` was set.
             StagewiseError: The prompt could not be made or evaluated.
         """
+        from stagewise.models.inference.images import image_list
         from stagewise.models.reasoning.search_backend import PrefixReport
 
         prepare = getattr(self.backend, "prepare", None)
         if prepare is None:
             return PrefixReport("", reason="this engine cannot prepare an image")
+        if len(image_list(image)) > 1 and not getattr(self.backend, "several_images", False):
+            return PrefixReport("", reason="this model takes one image per question")
         mode = (search.mode if search is not None else None) or self.backend.stage_mode
         return prepare(image, mode, cancel or threading.Event())
 

@@ -1,6 +1,8 @@
-"""``stagewise ask``: questions about one image in the terminal.
+"""``stagewise ask``: questions about an image (or several at once) in the terminal.
 
-It streams the four stages, or prints one JSON object with ``--json``.
+It streams the four stages, or prints one JSON object with ``--json``. With
+``--compare A B`` one question is answered by two configurations side by side
+(:mod:`stagewise.desktop.cli.compare`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from stagewise.models.reasoning.strategies import strategy
 from stagewise.models.stages import StageParser
 
 if TYPE_CHECKING:
-    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.images import Images
     from stagewise.models.inference.prefix_cache import PrefixCache
     from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
@@ -61,8 +63,11 @@ EXIT_CANCELLED = 130
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``ask`` command to the ``stagewise`` parser."""
-    ask = sub.add_parser("ask", help="answer one question about one image")
-    ask.add_argument("--image", required=True, type=Path, help="the image file")
+    ask = sub.add_parser("ask", help="answer questions about an image (or several at once)")
+    ask.add_argument("--image", required=True, type=Path, action="append",
+                     help="the image file; give it again to ask about several images at "
+                          "once (each encoded once, in the order given), for a model "
+                          "whose chat template takes several")
     ask.add_argument("--question", action="append",
                      help="the question; give it again for more questions about the same "
                           "image, answered in turn without encoding the image again")
@@ -76,6 +81,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "questions and their answers (conclusions) go into its prompt")
     add_answer_arguments(ask, auto_beam=True)
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ask.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                     help="answer the question twice, with configurations A and B, and "
+                          "print both in two columns stage by stage, the stage where they "
+                          "first differ marked; each is key=value pairs separated by commas "
+                          "(beam, select, strategy, seed, max_stage_tokens, temperature, "
+                          "top_p, max_judge_tokens, judge_prompt, retrace_cutoff, "
+                          "scorer_model, model, mmproj), changing the other options' search: "
+                          "--compare \"beam=1\" \"beam=4,select=verdict\"")
     ask.add_argument("--no-prefix-cache", action="store_true",
                      help="neither read nor keep the encoded image in the cache of encoded "
                           "images (which the window shares; its size is the window's "
@@ -126,8 +139,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.question:
         raise StagewiseError("no question: give one with --question or --question-file")
     questions = [checked_question(q) for q in args.question]
-    image = load_image(args.image)  # before the model: a bad image fails fast
+    if args.compare:
+        from stagewise.desktop.cli import compare
+
+        compare.configurations(args)  # a bad configuration fails before any image is read
+    loaded = [load_image(path) for path in args.image]  # a bad image fails fast
+    image = loaded[0] if len(loaded) == 1 else tuple(loaded)
     args.image_tokens = image_tokens_of(args)
+    if args.compare:
+        return compare.run(args, image, questions[0], list(zip(loaded, args.image,
+                                                                strict=True)))
     settings = search_settings(args)
     server = server_settings(args)
     cancel = threading.Event()
@@ -174,9 +195,12 @@ def run(args: argparse.Namespace) -> int:
                 if len(questions) > 1 and not args.json:
                     print(_heading(number, question, args.follow_up, len(earlier)),
                           file=sys.stdout)
-                record = recorder.start(image, args.image, args.image.name, question, model,
-                                        run_settings(args, settings, server), thread=thread,
-                                        follow_up=bool(earlier))
+                record = recorder.start(loaded[0], args.image[0], args.image[0].name, question,
+                                        model, run_settings(args, settings, server),
+                                        thread=thread, follow_up=bool(earlier),
+                                        more_images=[(m, path, path.name) for m, path in
+                                                     zip(loaded[1:], args.image[1:],
+                                                         strict=True)])
                 results.append(_answer(args, session, image, question, settings, record,
                                        cancel, earlier))
                 if auto is not None and number < len(questions):
@@ -245,7 +269,7 @@ def _context_of(session: Session, args: argparse.Namespace) -> int | str:
     return args.ctx or "auto"
 
 
-def _answer(args: argparse.Namespace, session: Session, image: PreparedImage, question: str,
+def _answer(args: argparse.Namespace, session: Session, image: Images, question: str,
             settings: SearchSettings, record: RecordedRun, cancel: threading.Event,
             earlier: Sequence[Turn] = ()) -> SearchResult:
     """One question: streamed to the terminal (unless --json) and kept in the history."""

@@ -301,11 +301,12 @@ class Engine:
         return self.tokenizer.piece(token)
 
     def chat_prompt(self, user_text: str, *, with_image: bool = True,
-                    earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
+                    earlier: Sequence[tuple[str, str]] = (), system: str = "",
+                    images: int = 1) -> str:
         """One user turn in the model's chat template, after ``earlier`` turns and a
-        ``system`` message (:meth:`PromptRenderer.chat_prompt`)."""
+        ``system`` message, with ``images`` images (:meth:`PromptRenderer.chat_prompt`)."""
         return self.prompts.chat_prompt(user_text, with_image=with_image, earlier=earlier,
-                                        system=system)
+                                        system=system, images=images)
 
     # -- prompts with images --------------------------------------------------------------
 

@@ -27,12 +27,15 @@ from stagewise.models.errors import ImageError
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_IMAGES",
     "MAX_PIXELS",
     "MAX_SIDE",
     "READABLE_FORMATS",
     "ImageHeader",
+    "Images",
     "PreparedImage",
     "decode_preview",
+    "image_list",
     "image_suffixes",
     "inspect_image",
     "load_image",
@@ -229,6 +232,37 @@ def decode_preview(data: bytes, name: str, max_side: int) -> Image.Image:
             image = _high_depth_to_l(image)
         alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
         return image.convert("RGBA" if alpha else "RGB")
+
+
+Images = PreparedImage | tuple[PreparedImage, ...]
+"""What one question is about: an image, or several in the order they were given (each
+encoded once, all in one prompt, for the model families whose chat template takes several:
+:attr:`~stagewise.models.inference.families.FamilyAdapter.several_images`)."""
+
+MAX_IMAGES = 8
+"""The most images one question may be about."""
+
+
+def image_list(images: Images) -> tuple[PreparedImage, ...]:
+    """``images`` as a tuple, one image or several.
+
+    Raises:
+        ImageError: There are none, or more than :data:`MAX_IMAGES`.
+    """
+    if isinstance(images, PreparedImage):
+        return (images,)
+    found = tuple(images)
+    if not found:
+        raise ImageError("<no image>", "a question needs at least one image")
+    if len(found) > MAX_IMAGES:
+        raise ImageError(f"{len(found)} images",
+                         f"one question takes at most {MAX_IMAGES} images")
+    return found
+
+
+def describe_images(images: Images) -> str:
+    """The image's source, or the sources of several joined with " + "."""
+    return " + ".join(image.source for image in image_list(images))
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from stagewise.models.errors import EngineError
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.tokenizer import Tokenizer
 
-__all__ = ["Bitmap", "Chunk", "TokenizedPrompt", "split_at_image", "tokenize_prompt"]
+__all__ = ["Bitmap", "Chunk", "TokenizedPrompt", "split_after_images", "split_at_image",
+           "tokenize_prompt"]
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,29 @@ class TokenizedPrompt:
 
 
 class Bitmap:
-    """An image handed to libmtmd; keep it for as long as prompts about it are built."""
+    """The images of one question handed to libmtmd (one, or several in order); keep it for
+    as long as prompts about them are built."""
 
-    def __init__(self, image: PreparedImage) -> None:
-        data = (ctypes.c_ubyte * len(image.rgb)).from_buffer_copy(image.rgb)
-        self.handle = mtmd.mtmd_bitmap_init(image.width, image.height, data)
-        if not self.handle:
-            raise EngineError(f"{image.source}: libmtmd could not take the image")
-        self.image = image
+    def __init__(self, images: PreparedImage | Sequence[PreparedImage]) -> None:
+        self.images = (images,) if isinstance(images, PreparedImage) else tuple(images)
+        self.handles: list[mtmd.mtmd_bitmap_p] = []
+        for image in self.images:
+            data = (ctypes.c_ubyte * len(image.rgb)).from_buffer_copy(image.rgb)
+            handle = mtmd.mtmd_bitmap_init(image.width, image.height, data)
+            if not handle:
+                self.close()
+                raise EngineError(f"{image.source}: libmtmd could not take the image")
+            self.handles.append(handle)
+
+    @property
+    def count(self) -> int:
+        """How many images: the prompt has as many media markers."""
+        return len(self.images)
 
     def close(self) -> None:
-        if self.handle:
-            mtmd.mtmd_bitmap_free(self.handle)
-            self.handle = None
+        for handle in self.handles:
+            mtmd.mtmd_bitmap_free(handle)
+        self.handles = []
 
     def __enter__(self) -> Bitmap:
         return self
@@ -104,10 +115,23 @@ class Bitmap:
         self.close()
 
 
+def split_after_images(text: str, marker: str, count: int) -> tuple[str, str]:
+    """``text`` cut after its ``count``-th media ``marker``: (up to and including it, the
+    rest); ("", text) when it has fewer markers (or ``count`` is 0)."""
+    end = 0
+    for _ in range(count):
+        at = text.find(marker, end)
+        if at < 0:
+            return "", text
+        end = at + len(marker)
+    return (text[:end], text[end:]) if count else ("", text)
+
+
 def split_at_image(mctx: mtmd.mtmd_context_p, text: str, bitmap: Bitmap | None
                    ) -> TokenizedPrompt:
-    """libmtmd's tokenization of ``text``, which ends at the image's media marker (or has
-    no image when ``bitmap`` is None), with the image preprocessed but not encoded.
+    """libmtmd's tokenization of ``text``, which ends at its images' last media marker (or
+    has no image when ``bitmap`` is None), the images preprocessed but not encoded: one
+    ``mtmd_tokenize`` call with every marker and bitmap, in order.
 
     Raises:
         EngineError: libmtmd refused the prompt or the image.
@@ -119,10 +143,10 @@ def split_at_image(mctx: mtmd.mtmd_context_p, text: str, bitmap: Bitmap | None
     native.text_len = len(raw)
     native.add_special = True
     native.parse_special = True
-    n_bitmaps = 1 if bitmap is not None else 0
+    n_bitmaps = bitmap.count if bitmap is not None else 0
     bitmaps = (mtmd.mtmd_bitmap_p_ctypes * max(n_bitmaps, 1))()
-    if bitmap is not None:
-        bitmaps[0] = bitmap.handle
+    for i in range(n_bitmaps):
+        bitmaps[i] = bitmap.handles[i]
     rc = mtmd.mtmd_tokenize(mctx, handle, ctypes.byref(native), bitmaps, n_bitmaps)
     result = TokenizedPrompt(handle)
     if rc != 0:
@@ -149,18 +173,20 @@ def tokenize_prompt(mctx: mtmd.mtmd_context_p, tokenizer: Tokenizer, marker: str
                     bitmap: Bitmap | None, plain: Sequence[str] = ()) -> TokenizedPrompt:
     """Split a prompt into text and image chunks (preprocessing, not encoding, the image).
 
-    libmtmd tokenizes the prompt up to the image's media ``marker``; the text after it goes
-    through :meth:`Tokenizer.tokenize_plain`, so that ``plain`` texts in it (the user's
-    question, say) stay text even where they spell a control token such as
-    ``<|im_end|>``. Every family's template puts the image before the question.
+    libmtmd tokenizes the prompt up to the last image's media ``marker`` (one marker per
+    image of ``bitmap``); the text after it goes through :meth:`Tokenizer.tokenize_plain`,
+    so that ``plain`` texts in it (the user's question, say) stay text even where they
+    spell a control token such as ``<|im_end|>``. Every family's template puts the images
+    before the question.
 
     Raises:
         EngineError: libmtmd refused the prompt or the image, or the prompt is empty.
     """
-    head, found, after = prompt.partition(marker)  # the image is the first marker
-    if bitmap is None or not found:
-        head, after = "", prompt
-    result = split_at_image(mctx, head + found, bitmap if found else None)
+    head, after = split_after_images(prompt, marker, bitmap.count if bitmap else 0)
+    if bitmap is not None and bitmap.count > 1 and not head:
+        raise EngineError(f"the prompt has fewer places for images than the {bitmap.count} "
+                          "images asked about")
+    result = split_at_image(mctx, head, bitmap if head else None)
     result.extra = tuple(tokenizer.tokenize_plain(after, plain))
     if not result.chunks and not result.extra:
         result.close()

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stagewise.models.errors import EngineError
+from stagewise.models.errors import EngineError, StagewiseError
 from stagewise.models.inference.engine import Engine
-from stagewise.models.inference.images import PreparedImage
-from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
+from stagewise.models.inference.images import Images, PreparedImage, image_list
+from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt, split_after_images
 from stagewise.models.inference.prefix_cache import PrefixCache
 from stagewise.models.inference.sampling import Sampler, mix_seed
 from stagewise.models.inference.stage_mode import StageMode
@@ -36,7 +36,7 @@ from stagewise.models.reasoning.llama_judging import (
     choice_probabilities,
     yes_probability,
 )
-from stagewise.models.reasoning.llama_prefix import PrefixKeeper, common_start, image_key
+from stagewise.models.reasoning.llama_prefix import PrefixKeeper, common_start, images_key
 from stagewise.models.reasoning.llama_streams import Stream, first_token, generate
 from stagewise.models.reasoning.search_backend import (
     BackendStats,
@@ -91,7 +91,8 @@ class LlamaBackend:
         self._root_logits = False  # whether the newest logits are the root's last token's
         self._branch: int | None = None  # retrace: the fork being continued
         self.prefixes = PrefixKeeper(engine, prefix_cache)  # the image sequence 0 holds
-        self._shared_text: dict[StageMode, tuple[int, ...]] = {}  # after the image, per mode
+        self._shared_text: dict[tuple[StageMode, int], tuple[int, ...]] = {}  # after the
+        # images, per mode and number of images
 
     # -- what the search reads ------------------------------------------------------------
 
@@ -107,6 +108,12 @@ class LlamaBackend:
     def measures_entropy(self) -> bool:
         return True
 
+    @property
+    def several_images(self) -> bool:
+        """Whether one question may be about several images (the family's template takes
+        them)."""
+        return self.engine.adapter.several_images
+
     def stats(self) -> BackendStats:
         s, p = self.engine.stats, self.prefixes
         return BackendStats(s.image_encodes, s.prompt_tokens, s.decode_calls, s.encode_s,
@@ -114,7 +121,7 @@ class LlamaBackend:
 
     # -- an image, before its question ----------------------------------------------------
 
-    def prepare(self, image: PreparedImage, mode: StageMode, cancel: threading.Event
+    def prepare(self, image: Images, mode: StageMode, cancel: threading.Event
                 ) -> PrefixReport:
         """Evaluate the prompt up to the end of ``image`` into sequence 0, so that a
         question about it then evaluates only its own tokens (:meth:`begin`).
@@ -130,17 +137,17 @@ class LlamaBackend:
         """
         engine = self.engine
         engine.cancel_event = cancel
-        texts = [engine.chat_prompt(user_text(question, each))
+        fitted = self._fitted(image)
+        texts = [engine.chat_prompt(user_text(question, each), images=len(fitted))
                  for question in _PROBES for each in (mode, *StageMode)]
         heads = {text.rpartition(engine.media_marker)[0] for text in texts}
         if len(heads) != 1:
             return PrefixReport("", reason="the chat template puts text that depends on "
                                            "the question before the image")
-        fitted = engine.fit_image(image)
         with Bitmap(fitted) as bitmap:
             prompt = engine.tokenize_prompt(texts[0], bitmap)
             try:
-                key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
+                key = (images_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
                 self._pool.reset()
                 return self.prefixes.ensure(prompt, key, after=self._after_image(mode, prompt),
                                             save_now=True)
@@ -152,18 +159,19 @@ class LlamaBackend:
         (``prompt`` is one such prompt): a prompted model's stage instruction, with the
         tokens libmtmd puts after the image before it; none where the questions share no
         text there (a native model's)."""
-        shared = self._shared_text.get(mode)
+        images = sum(chunk.is_image for chunk in prompt.chunks)
+        shared = self._shared_text.get((mode, images))
         if shared is None:
             engine = self.engine
-            tails = [engine.tokenize_plain(
-                engine.chat_prompt(user_text(question, mode)).partition(engine.media_marker)[2],
-                (question,)) for question in _PROBES]
-            shared = self._shared_text[mode] = common_start(*tails)
+            tails = [engine.tokenize_plain(split_after_images(
+                engine.chat_prompt(user_text(question, mode), images=images),
+                engine.media_marker, images)[1], (question,)) for question in _PROBES]
+            shared = self._shared_text[(mode, images)] = common_start(*tails)
         return (*prompt.image_end, *shared) if shared else ()
 
     # -- a question -----------------------------------------------------------------------
 
-    def begin(self, image: PreparedImage, question: str, mode: StageMode,
+    def begin(self, image: Images, question: str, mode: StageMode,
               cancel: threading.Event, *, earlier: Sequence[tuple[str, str]] = (),
               room: int = 0) -> PromptInfo:
         """Evaluate the question's prompt into the root sequence.
@@ -178,7 +186,7 @@ class LlamaBackend:
         engine.cancel_event = cancel
         self._pool.reset()
         self._streams, self._last, self._in_flight, self._branch = [], [], [], None
-        fitted = engine.fit_image(image)
+        fitted = self._fitted(image)
         bitmap = Bitmap(fitted)
         prompt: TokenizedPrompt | None = None
         try:
@@ -186,7 +194,7 @@ class LlamaBackend:
                                                             room)
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
-            key = (image_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
+            key = (images_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
             pos = self._eval_question(prompt, seq, key, self._after_image(mode, prompt))
         except BaseException:
             self.prefixes.forget()
@@ -204,7 +212,21 @@ class LlamaBackend:
         self._root = _Root(seq, pos, (), tail[-1] if tail else None)
         self._root_logits = True
         return PromptInfo(prompt.n_tokens, prompt.n_pos, len(earlier) - dropped, dropped,
-                          prompt.image_tokens, (fitted.width, fitted.height))
+                          prompt.image_tokens, (fitted[0].width, fitted[0].height))
+
+    def _fitted(self, image: Images) -> tuple[PreparedImage, ...]:
+        """The question's images as libmtmd gets them (each fitted to the family's size).
+
+        Raises:
+            StagewiseError: Several images for a family whose template takes one.
+        """
+        images = image_list(image)
+        engine = self.engine
+        if len(images) > 1 and not engine.adapter.several_images:
+            raise StagewiseError(
+                f"{engine.name} ({engine.family} family) takes one image per question: its "
+                f"chat template has no place for {len(images)}")
+        return tuple(engine.fit_image(each) for each in images)
 
     def _fit_thread(self, question: str, mode: StageMode, bitmap: Bitmap,
                     earlier: Sequence[tuple[str, str]], room: int
@@ -219,7 +241,7 @@ class LlamaBackend:
         user = user_text(question, mode)
         for dropped in range(len(earlier) + 1):
             kept = list(earlier[dropped:])
-            text = engine.chat_prompt(user, earlier=kept)
+            text = engine.chat_prompt(user, earlier=kept, images=bitmap.count)
             plain = (question.strip(), *(part.strip() for turn in kept for part in turn))
             prompt = engine.tokenize_prompt(text, bitmap, plain)
             if not kept or prompt.n_tokens + room <= engine.n_ctx:

@@ -16,7 +16,7 @@ import numpy as np
 
 from stagewise.models.errors import EngineError
 from stagewise.models.inference.engine import Engine
-from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt
+from stagewise.models.inference.mtmd_prompt import Bitmap, TokenizedPrompt, split_after_images
 from stagewise.models.inference.sampling import GREEDY, Sampler
 from stagewise.models.inference.sampling_settings import mix_seed
 from stagewise.models.reasoning import judge as judging
@@ -28,7 +28,8 @@ __all__ = ["ImagePrefix", "JudgeCache", "check", "choice_probabilities", "yes_pr
 
 
 class ImagePrefix:
-    """The question's prompt up to and including its image, as the cache holds it."""
+    """The question's prompt up to and including its image (or images), as the cache
+    holds it."""
 
     def __init__(self, engine: Engine, bitmap: Bitmap, prompt_text: str,
                  prompt: TokenizedPrompt) -> None:
@@ -36,8 +37,13 @@ class ImagePrefix:
         self.bitmap = bitmap
         self.prompt = prompt
         self.shared_pos = prompt.shared_pos
-        self.before_image: str | None = prompt_text.partition(engine.media_marker)[0]
+        self.before_image: str | None = split_after_images(
+            prompt_text, engine.media_marker, bitmap.count)[0]  # up to the last image's end
         self.image_end = prompt.image_end
+
+    def chat_prompt(self, text: str) -> str:
+        """A user turn about the question's images (as many as it has)."""
+        return self.engine.chat_prompt(text, images=self.bitmap.count)
 
     def tail_after_image(self, prompt_text: str, plain: tuple[str, ...]) -> list[int]:
         """Tokens of a prompt after the image; its start must match the cached prefix.
@@ -46,8 +52,9 @@ class ImagePrefix:
             EngineError: The chat template puts other text before the image.
         """
         engine = self.engine
-        before, _, after = prompt_text.partition(engine.media_marker)
-        if before == self.before_image:
+        before, after = split_after_images(prompt_text, engine.media_marker,
+                                           self.bitmap.count)
+        if before and before == self.before_image:
             return self.image_end + engine.tokenize_plain(after, plain)
         tp = engine.tokenize_prompt(prompt_text, self.bitmap, plain)  # preprocesses it
         try:
@@ -95,7 +102,7 @@ class JudgeCache:
             jobs = []
             for k, prompt in enumerate(prompts):
                 if with_image:
-                    tail = self.prefix.tail_after_image(engine.chat_prompt(prompt.text),
+                    tail = self.prefix.tail_after_image(self.prefix.chat_prompt(prompt.text),
                                                         prompt.plain)
                 else:
                     tail = engine.tokenize_plain(
@@ -187,7 +194,7 @@ def _answer_logits(engine: Engine, pool: SequencePool, prefix: ImagePrefix, root
     seqs, jobs = [], []
     try:
         for prompt in prompts:
-            text = engine.chat_prompt(prompt.text) + answer_start
+            text = prefix.chat_prompt(prompt.text) + answer_start
             jobs.append(prefix.tail_after_image(text, prompt.plain))
             seq = pool.take()
             engine.copy_seq(root, seq, 0, shared)

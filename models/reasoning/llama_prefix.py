@@ -27,7 +27,7 @@ from stagewise.models.inference.mtmd_prompt import TokenizedPrompt
 from stagewise.models.inference.prefix_cache import PrefixCache, prefix_key
 from stagewise.models.reasoning.search_backend import PrefixReport
 
-__all__ = ["PrefixKeeper", "common_start", "image_key"]
+__all__ = ["PrefixKeeper", "common_start", "image_key", "images_key"]
 
 def common_start(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """The tokens ``a`` and ``b`` both start with."""
@@ -42,6 +42,15 @@ def common_start(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
 def image_key(image: PreparedImage) -> tuple[int, int, str]:
     """What identifies the pixels handed to libmtmd."""
     return image.width, image.height, hashlib.sha256(image.rgb).hexdigest()
+
+
+def images_key(images: Sequence[PreparedImage]) -> tuple[int, int, str]:
+    """What identifies one question's images: :func:`image_key` for one; for several,
+    their count, 0, and a digest of each one's key in order."""
+    if len(images) == 1:
+        return image_key(images[0])
+    keys = "|".join(":".join(map(str, image_key(image))) for image in images)
+    return len(images), 0, hashlib.sha256(keys.encode()).hexdigest()
 
 
 class PrefixKeeper:

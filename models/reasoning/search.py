@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import AnswerFinished, Event, PromptEvaluated, RunStarted
-from stagewise.models.inference.images import PreparedImage
+from stagewise.models.inference.images import Images, image_list
 from stagewise.models.reasoning.conversation import Turn, answer_room
 from stagewise.models.reasoning.search_backend import PromptInfo, SearchBackend
 from stagewise.models.reasoning.search_run import RunRecord
@@ -62,7 +62,7 @@ class StageSearch:
         self.mode = s.mode or self.backend.stage_mode
         self.run_record: RunRecord | None = None
 
-    def run(self, image: PreparedImage, question: str,
+    def run(self, image: Images, question: str,
             cancel: threading.Event | None = None, *,
             earlier: Sequence[Turn] = ()) -> Iterator[Event]:
         """Answer ``question`` about ``image``, yielding events.
@@ -75,11 +75,18 @@ class StageSearch:
         answer would not fit the context otherwise, and the prompt's event and the
         result's timings say how many were kept and left out.
 
+        Several images (a tuple) go into one prompt, each encoded once, where the backend
+        takes several (a local model whose family's template does).
+
         Raises:
             EngineError: The backend failed (the context is full, say); nothing is
                 yielded after it.
+            StagewiseError: Several images where the backend or the selection's second
+                model takes one (before anything is yielded).
         """
         s, backend = self.settings, self.backend
+        _check_images(image_list(image), backend, self.verifier if self.selection.needs_verifier
+                      else None, s)
         run = self.run_record = RunRecord(question, backend.stats())
         yield RunStarted(question, s.strategy, s.beam, s.select, self.mode.value, s.seed)
         status = "finished"
@@ -106,7 +113,7 @@ class StageSearch:
             backend.end()
         yield AnswerFinished(run.result(s, self.mode.value, status, backend.stats()))
 
-    def _begin(self, image: PreparedImage, question: str, cancel: threading.Event,
+    def _begin(self, image: Images, question: str, cancel: threading.Event,
                earlier: Sequence[Turn]) -> PromptInfo:
         """The backend's :meth:`~SearchBackend.begin`; a follow-up's turns, and the room
         its answer needs, are passed only when there are earlier turns."""
@@ -114,6 +121,20 @@ class StageSearch:
             return self.backend.begin(image, question, self.mode, cancel)
         return self.backend.begin(image, question, self.mode, cancel,
                                   earlier=tuple(earlier), room=answer_room(self.settings))
+
+
+def _check_images(images: Sequence[object], backend: SearchBackend, verifier: Verifier | None,
+                  s: SearchSettings) -> None:
+    """Refuse several images where they cannot go (one line, before the run starts)."""
+    if len(images) <= 1:
+        return
+    if not getattr(backend, "several_images", False):
+        raise StagewiseError(f"this model takes one image per question, not {len(images)}: "
+                             "its chat template has no place for several (Qwen2.5-VL, "
+                             "Qwen3-VL, Gemma 3, InternVL and SmolVLM in this program do)")
+    if verifier is not None:
+        raise StagewiseError(f"the {s.select} selection's second model scores one image: "
+                             "ask about one image, or choose another selection")
 
 
 def _check_settings(s: SearchSettings, strategy: Strategy, selection: Selection,

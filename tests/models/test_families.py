@@ -413,9 +413,9 @@ def test_the_search_hands_libmtmd_an_image_within_the_family_cap(engine, image, 
     seen: list[tuple[int, int]] = []
 
     class Recording(Bitmap):
-        def __init__(self, prepared_image: PreparedImage) -> None:
-            seen.append((prepared_image.width, prepared_image.height))
-            super().__init__(prepared_image)
+        def __init__(self, images: PreparedImage | tuple[PreparedImage, ...]) -> None:
+            super().__init__(images)
+            seen.extend((each.width, each.height) for each in self.images)
 
     monkeypatch.setattr("stagewise.models.reasoning.llama_backend.Bitmap", Recording)
     monkeypatch.setattr(engine, "adapter", dataclasses.replace(engine.adapter,

@@ -194,6 +194,10 @@ class FamilyAdapter:
         uses_mrope: The text model uses M-RoPE (positions in 3 or 4 sections).
         native_template: Build prompts with llama.cpp's ``llama_chat_apply_template``
             (the generic fallback) instead of rendering the Jinja template here.
+        several_images: The family's chat template takes several images in one user turn
+            (one image part each, in order), so one question may be about several
+            (:meth:`render_prompt` with ``images`` above 1); families whose template takes
+            string content, with the marker put in by hand, take one.
     """
 
     name: str
@@ -211,6 +215,7 @@ class FamilyAdapter:
     image_token_limits: tuple[int, int] = (1, 4096)
     uses_mrope: bool = False
     native_template: bool = False
+    several_images: bool = False
 
     # -- detection --------------------------------------------------------------------
 
@@ -268,7 +273,8 @@ class FamilyAdapter:
 
     def render_prompt(self, template: str | None, user_text: str, marker: str, *,
                       with_image: bool, bos_token: str = "", eos_token: str = "",
-                      earlier: Sequence[tuple[str, str]] = (), system: str = "") -> str:
+                      earlier: Sequence[tuple[str, str]] = (), system: str = "",
+                      images: int = 1) -> str:
         """One user turn rendered with ``template``, ending where the assistant answers.
 
         With ``earlier`` turns the conversation is rendered in the template's multi-turn
@@ -287,9 +293,11 @@ class FamilyAdapter:
             earlier: Earlier turns of the conversation, oldest first: (the user's text, the
                 assistant's answer).
             system: A system message before the conversation ("" for none).
+            images: How many images the (first) user turn holds, each an image part in
+                order, each placeholder then replaced by a marker.
 
         Returns:
-            The prompt, with exactly one ``marker`` when ``with_image`` (none otherwise),
+            The prompt, with ``images`` markers when ``with_image`` (none otherwise),
             its generation prompt at the end, and any open ``<think>`` block closed.
 
         Raises:
@@ -300,27 +308,31 @@ class FamilyAdapter:
             raise ChatTemplateError("the model has no chat template")
         context = {"bos_token": bos_token, "eos_token": eos_token, "enable_thinking": False}
         turns = [*earlier, (user_text, None)]
+        count = images if with_image else 0
+        if count > 1 and not self.several_images:
+            raise ChatTemplateError(f"the {self.name} family's chat template takes one image "
+                                    "per question")
         if self.content_parts:
             try:
-                prompt = self._render_parts(template, turns, with_image, context, system)
+                prompt = self._render_parts(template, turns, count, context, system)
             except ChatTemplateError:
                 if self.string_image_prefix is None:
                     raise
-                prompt = self._render_string(template, turns, with_image, context,
+                prompt = self._render_string(template, turns, count, context,
                                              self.string_image_prefix, system)
         else:
-            prompt = self._render_string(template, turns, with_image, context, None, system)
-        if with_image:
+            prompt = self._render_string(template, turns, count, context, None, system)
+        for _ in range(count):
             prompt = self._place_marker(prompt, marker)
         return close_thinking(prompt)
 
     def _render_parts(self, template: str, turns: Sequence[tuple[str, str | None]],
-                      with_image: bool, context: dict[str, object], system: str = "") -> str:
+                      images: int, context: dict[str, object], system: str = "") -> str:
         messages: list[dict[str, object]] = []
         if system:
             messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
         for i, (user, answer) in enumerate(turns):
-            parts: list[dict[str, str]] = [{"type": "image"}] if with_image and i == 0 else []
+            parts: list[dict[str, str]] = [{"type": "image"}] * images if i == 0 else []
             parts.append({"type": "text", "text": user})
             messages.append({"role": "user", "content": parts})
             if answer is not None:
@@ -329,14 +341,14 @@ class FamilyAdapter:
         return render_chat(template, messages, **context)
 
     def _render_string(self, template: str, turns: Sequence[tuple[str, str | None]],
-                       with_image: bool, context: dict[str, object],
+                       images: int, context: dict[str, object],
                        image_prefix: str | None, system: str = "") -> str:
         messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
         for i, (user, answer) in enumerate(turns):
             content = user
-            if with_image and i == 0:
-                content = f"{image_prefix}{user}" if image_prefix is not None else (
-                    f"{_PENDING}\n{user}")
+            if images and i == 0:
+                content = f"{image_prefix * images}{user}" if image_prefix is not None else (
+                    f"{_PENDING}\n" * images + user)
             messages.append({"role": "user", "content": content})
             if answer is not None:
                 messages.append({"role": "assistant", "content": answer})

@@ -31,4 +31,5 @@ GEMMA3 = FamilyAdapter(
     marker_after="\n\n",
     string_image_prefix="<start_of_image>",
     stop_tokens=("<end_of_turn>", "<eos>"),
+    several_images=True,
 )

@@ -27,4 +27,5 @@ INTERNVL = FamilyAdapter(
     image_placeholders=("<img><IMG_CONTEXT></img>", "<IMG_CONTEXT>", "<image>"),
     string_image_prefix="<image>\n",
     stop_tokens=("<|im_end|>",),
+    several_images=True,
 )

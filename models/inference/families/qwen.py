@@ -44,6 +44,7 @@ QWEN2_VL = FamilyAdapter(
     token_side=28,
     image_token_limits=(8, 4096),
     uses_mrope=True,
+    several_images=True,
 )
 
 QWEN3_VL = FamilyAdapter(
@@ -58,4 +59,5 @@ QWEN3_VL = FamilyAdapter(
     token_side=32,
     image_token_limits=(8, 4096),
     uses_mrope=True,
+    several_images=True,
 )

@@ -26,4 +26,5 @@ SMOLVLM = FamilyAdapter(
     image_placeholders=("<image>",),
     string_image_prefix="<image>",
     stop_tokens=("<end_of_utterance>",),
+    several_images=True,
 )

@@ -19,7 +19,7 @@ Qt-free; use one recorder per thread, as :class:`~stagewise.models.storage.histo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -164,7 +164,9 @@ class HistoryRecorder:
 
     def start(self, image: PreparedImage, original: bytes | Path, image_name: str,
               question: str, model: str, settings: RunSettings, *, thread: int | None = None,
-              follow_up: bool = False) -> RecordedRun:
+              follow_up: bool = False,
+              more_images: Sequence[tuple[PreparedImage, bytes | Path, str]] = ()
+              ) -> RecordedRun:
         """Save a new run, status ``"running"``; never raises for the history's sake.
 
         Args:
@@ -176,6 +178,8 @@ class HistoryRecorder:
             settings: What the run is asked with.
             thread: The run this question follows about the same image, or None.
             follow_up: It is asked with the thread's earlier questions and answers in context.
+            more_images: A question about several images: the images after the first, each
+                as (prepared image, original bytes or file, name).
 
         Returns:
             The run; one not saved (``run_id`` -1) when the history cannot take it, after
@@ -187,13 +191,26 @@ class HistoryRecorder:
             if self._history is None:
                 self._history = History(self._folder)
             data = original.read_bytes() if isinstance(original, Path) else original
+            more = [(each, raw.read_bytes() if isinstance(raw, Path) else raw, name)
+                    for each, raw, name in more_images]
             run_id = self._history.start(image, data, image_name, question, model,
-                                         settings.record(), thread=thread, follow_up=follow_up)
+                                         settings.record(), thread=thread, follow_up=follow_up,
+                                         more_images=more)
         except (StagewiseError, OSError, ValueError) as error:
             # ValueError: the file's bytes changed since the image was read from them
             self._warn(f"{NOT_SAVED}: {error}")
             return RecordedRun()
         return RecordedRun(self._history, run_id, self._warn)
+
+    def link_comparison(self, first: RecordedRun, second: RecordedRun) -> None:
+        """Keep two saved runs as a compared pair (nothing when either is not saved); a
+        link that cannot be written costs one message through ``warn``."""
+        if not (first.saved and second.saved) or self._history is None:
+            return
+        try:
+            self._history.link_comparison(first.run_id, second.run_id)
+        except StagewiseError as error:
+            self._warn(f"the two answers could not be kept as a comparison: {error}")
 
     def close(self) -> None:
         """Close the history; safe to repeat. A later :meth:`start` opens it again."""

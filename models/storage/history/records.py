@@ -34,6 +34,8 @@ class HistoryEntry:
             open image, one after another); None when it is the first, or its own.
         follow_up: It was asked with the thread's earlier questions and answers in context
             (a plain question asked again about the image is in the thread, but not this).
+        compared_with: The other run of a comparison (the same question answered by
+            another configuration), or None.
     """
 
     id: int
@@ -47,6 +49,7 @@ class HistoryEntry:
     strategy: str | None = None
     thread: int | None = None
     follow_up: bool = False
+    compared_with: int | None = None
 
     @property
     def thread_id(self) -> int:
@@ -67,6 +70,8 @@ class StoredRun:
         result: The search result rebuilt from the saved rows (partial for a run that did not
             finish; its ``status`` is ``"cancelled"`` for failed, interrupted and running runs,
             whose true status is in ``entry.status``). Candidates have no ``tokens``.
+        more_images: A question about several images: the stored copies of the images
+            after the first and their names, in order (empty for one image).
     """
 
     entry: HistoryEntry
@@ -75,6 +80,12 @@ class StoredRun:
     settings: dict[str, Any]
     error: str
     result: SearchResult
+    more_images: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def images(self) -> tuple[tuple[Path, str], ...]:
+        """Every image the question was about, first to last: (stored copy, name)."""
+        return ((self.image_path, self.image_name), *self.more_images)
 
     @property
     def sha256(self) -> str:

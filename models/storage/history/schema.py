@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
 
 DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's write to finish before giving up."""
 
@@ -116,6 +116,27 @@ def _add_scores(db: sqlite3.Connection) -> None:
     """)
 
 
+def _add_pairs_and_images(db: sqlite3.Connection) -> None:
+    """Version 4 → 5: compared pairs, and questions about several images.
+
+    ``compared_with`` is the id of the other run of a comparison (one question answered by
+    two configurations; each run names the other; NULL: not compared). ``run_images``
+    holds the images of a question about several, after the first (which stays in
+    ``runs.image``), in the order they were asked about, from ``position`` 1.
+    """
+    _execute_all(db, """
+        ALTER TABLE runs ADD COLUMN compared_with INTEGER;
+        CREATE TABLE run_images (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            image TEXT NOT NULL REFERENCES images(sha256),
+            image_name TEXT NOT NULL,
+            PRIMARY KEY (run, position)
+        );
+        CREATE INDEX run_images_image ON run_images(image)
+    """)
+
+
 def _execute_all(db: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
     for statement in script.split(";"):
@@ -128,6 +149,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_owners,
     2: _add_threads,
     3: _add_scores,
+    4: _add_pairs_and_images,
 }
 """Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,12 @@ from stagewise.models.storage.history.errors import _errors
 from stagewise.models.storage.history.files import _thumbnail_png, image_extension
 from stagewise.models.storage.history.opening import _open_folder
 from stagewise.models.storage.history.owners import current_owner
+from stagewise.models.storage.history.pairs import (
+    extra_images,
+    has_pairs,
+    link_pair,
+    pair_column,
+)
 from stagewise.models.storage.history.records import HistoryEntry, RunNotFound, StoredRun
 from stagewise.models.storage.history.rows import _insert_records, _result
 from stagewise.models.storage.history.schema import DATABASE_NAME
@@ -194,7 +200,8 @@ class History:
 
     def start(self, image: PreparedImage, original: bytes, image_name: str, question: str,
               model: str, settings: dict[str, Any], *, thread: int | None = None,
-              follow_up: bool = False) -> int:
+              follow_up: bool = False,
+              more_images: Sequence[tuple[PreparedImage, bytes, str]] = ()) -> int:
         """Save a new run, status ``"running"``, with its image and thumbnail.
 
         Args:
@@ -209,6 +216,8 @@ class History:
                 run joins that run's thread. None starts a new thread.
             follow_up: The question is asked with the thread's earlier questions and
                 answers in context.
+            more_images: A question about several images: the images after the first,
+                in order, each as (prepared image, original bytes, name).
 
         Returns:
             The new run's id.
@@ -217,9 +226,11 @@ class History:
             StagewiseError: The run or its image could not be saved (e.g. disk full).
             ValueError: ``original`` is not the image's bytes (its SHA-256 differs).
         """
-        sha = hashlib.sha256(original).hexdigest()
-        if sha != image.sha256:
-            raise ValueError("the original bytes do not match the prepared image's SHA-256")
+        for each, data in ((image, original), *((m[0], m[1]) for m in more_images)):
+            if hashlib.sha256(data).hexdigest() != each.sha256:
+                raise ValueError("the original bytes do not match the prepared image's "
+                                 "SHA-256")
+        sha = image.sha256
         ext = image_extension(original)
         settings_json = _text(json.dumps(settings, default=_jsonable, ensure_ascii=False))
         question, model, image_name = _text(question), _text(model), _text(image_name)
@@ -233,8 +244,27 @@ class History:
                 (_now(), question, model, sha, image_name, settings_json, current_owner(),
                  root, int(follow_up)))
             run_id = cursor.lastrowid
-        assert run_id is not None
+            assert run_id is not None
+            for position, (more, data, name) in enumerate(more_images, 1):
+                self._store_image(db, more, data, image_extension(data))
+                db.execute("INSERT INTO run_images (run, position, image, image_name) "
+                           "VALUES (?, ?, ?, ?)", (run_id, position, more.sha256, _text(name)))
         return run_id
+
+    def link_comparison(self, first: int, second: int) -> None:
+        """Keep two runs as a compared pair: one question answered by two configurations
+        (:mod:`stagewise.models.compare`); each then names the other
+        (:attr:`HistoryEntry.compared_with`).
+
+        Raises:
+            RunNotFound: Either run is not in the history.
+            StagewiseError: It could not be saved.
+        """
+        with self._write() as db:
+            for run_id in (first, second):
+                if not self._exists(db, run_id):
+                    raise RunNotFound(run_id)
+            link_pair(db, first, second)
 
     def _store_image(self, db: sqlite3.Connection, image: PreparedImage, original: bytes,
                      ext: str) -> None:
@@ -388,7 +418,7 @@ class History:
         """
         with self._read() as db:
             query = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
-                     f"strategy, {thread_columns(db)} FROM runs")
+                     f"strategy, {thread_columns(db)}, {pair_column(db)} FROM runs")
             params: list[Any] = []
             if search:
                 query += (" WHERE instr(sw_fold(question), ?) > 0"
@@ -413,7 +443,7 @@ class History:
             StagewiseError: The history cannot be read.
         """
         with self._read() as db:
-            columns = thread_columns(db)
+            columns = f"{thread_columns(db)}, {pair_column(db)}"
             select = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
                       f"strategy, {columns} FROM runs")
             row = db.execute(f"{select} WHERE id = ?", (run_id,)).fetchone()
@@ -440,6 +470,7 @@ class History:
             strategy=row["strategy"],
             thread=row["thread"] if row["thread"] != row["id"] else None,
             follow_up=bool(row["follow_up"]),
+            compared_with=row["compared_with"],
         )
 
     def load(self, run_id: int) -> StoredRun:
@@ -456,9 +487,9 @@ class History:
             StagewiseError: The history cannot be read.
         """
         with self._read() as db:
-            row = db.execute(f"SELECT runs.*, images.ext, {thread_columns(db)} FROM runs "
-                             "JOIN images ON images.sha256 = runs.image WHERE id = ?",
-                             (run_id,)).fetchone()
+            row = db.execute(f"SELECT runs.*, images.ext, {thread_columns(db)}, "
+                             f"{pair_column(db)} FROM runs JOIN images ON images.sha256 = "
+                             "runs.image WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
             candidates = db.execute("SELECT * FROM candidates WHERE run = ? ORDER BY id",
@@ -467,6 +498,7 @@ class History:
                                   (run_id,)).fetchall()
             checks = db.execute("SELECT * FROM checks WHERE run = ? ORDER BY id",
                                 (run_id,)).fetchall()
+            more = extra_images(db, run_id)
         settings = json.loads(row["settings"])
         return StoredRun(
             entry=self._entry(row),
@@ -475,6 +507,8 @@ class History:
             settings=settings,
             error=row["error"],
             result=_result(row, settings, candidates, verdicts, checks),
+            more_images=tuple((self.image_path(m["image"], m["ext"]), m["image_name"])
+                              for m in more),
         )
 
     # -- deleting -------------------------------------------------------------------------
@@ -495,9 +529,16 @@ class History:
         with self._write("delete from the history") as db:
             shas = [r[0] for r in db.execute(
                 f"SELECT DISTINCT image FROM runs WHERE id IN ({marks})", ids)]
+            if pairs := has_pairs(db):
+                shas += [r[0] for r in db.execute(
+                    f"SELECT DISTINCT image FROM run_images WHERE run IN ({marks})", ids)]
+                db.execute(f"UPDATE runs SET compared_with = NULL WHERE compared_with IN "
+                           f"({marks})", ids)
             db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
-            db.executemany("DELETE FROM images WHERE sha256 = ? AND NOT EXISTS "
-                           "(SELECT 1 FROM runs WHERE image = ?)", [(s, s) for s in shas])
+            still_used = ("(SELECT 1 FROM runs WHERE image = ?1)" + (
+                " AND NOT EXISTS (SELECT 1 FROM run_images WHERE image = ?1)" if pairs else ""))
+            db.executemany(f"DELETE FROM images WHERE sha256 = ?1 AND NOT EXISTS {still_used}",
+                           [(s,) for s in dict.fromkeys(shas)])
         if shas:
             self._remove_orphan_files(shas)
 

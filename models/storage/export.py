@@ -60,6 +60,8 @@ def _json_run(run: StoredRun) -> dict[str, Any]:
         "status": run.entry.status,
         "error": run.error,
         "image": {"name": run.image_name, "sha256": run.sha256, "file": run.image_path.name},
+        "images": [{"name": name, "sha256": path.name.split(".", 1)[0], "file": path.name}
+                   for path, name in run.images],
         "settings": run.settings,
         "result": run.result.to_json(),
     }
@@ -70,7 +72,8 @@ def to_json(runs: Sequence[StoredRun]) -> str:
 
     The shape: ``{"format": "stagewise-export", "version": 1, "runs": [...]}``, each run with
     ``id``, ``created`` (ISO 8601), ``question``, ``model``, ``status``, ``error``, ``image``
-    (``name``, ``sha256``, ``file``: the stored file's name), ``settings`` and ``result``
+    (``name``, ``sha256``, ``file``: the stored file's name; the first image), ``images``
+    (every image of the question, the same way, in order), ``settings`` and ``result``
     (:meth:`SearchResult.to_json`). Infinite log-probabilities (no token) become null.
 
     Args:
@@ -98,11 +101,12 @@ def _format_of(path: Path) -> ExportFormat:
 
 
 def _copy_images(runs: Sequence[StoredRun], folder: Path) -> None:
-    """Copy each run's stored image into ``folder`` (once per image)."""
+    """Copy each run's stored images into ``folder`` (once per image)."""
     for run in runs:
-        target = folder / run.image_path.name
-        if run.image_path.is_file() and not target.is_file():
-            write_atomic(target, run.image_path.read_bytes())
+        for path, _name in run.images:
+            target = folder / path.name
+            if path.is_file() and not target.is_file():
+                write_atomic(target, path.read_bytes())
 
 
 def export(runs: Sequence[StoredRun], path: Path,

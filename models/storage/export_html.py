@@ -58,9 +58,9 @@ th, td { border: 1px solid var(--border); padding: 0.25rem 0.5rem; text-align: l
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def _image_data(run: StoredRun) -> bytes | None:
+def _image_data(path: Path) -> bytes | None:
     try:
-        return run.image_path.read_bytes()
+        return path.read_bytes()
     except OSError:
         return None
 
@@ -81,11 +81,16 @@ def _html_text(text: str, css: str = "text") -> str:
 
 
 def _html_image(run: StoredRun) -> str:
-    data = _image_data(run)
-    if data is None:
-        return f'<p class="none">(the image {_e(run.image_name)} is no longer stored)</p>'
-    uri = f"data:{_mime(run.image_path)};base64,{base64.b64encode(data).decode('ascii')}"
-    return f'<img src="{uri}" alt="{_e(run.image_name)}">'
+    """The run's image, or its several images one after another."""
+    shown = []
+    for path, name in run.images:
+        data = _image_data(path)
+        if data is None:
+            shown.append(f'<p class="none">(the image {_e(name)} is no longer stored)</p>')
+            continue
+        uri = f"data:{_mime(path)};base64,{base64.b64encode(data).decode('ascii')}"
+        shown.append(f'<img src="{uri}" alt="{_e(name)}">')
+    return "".join(shown)
 
 
 def _html_run(run: StoredRun) -> list[str]:
@@ -93,7 +98,9 @@ def _html_run(run: StoredRun) -> list[str]:
     status = f'<span class="error">{_e(view.status_line(run))}</span>' if run.error \
         else _e(run.entry.status)
     rows = [("Model", _e(run.entry.model)), ("Asked", _e(view.asked_date(run))),
-            ("Status", status), ("Image", _e(run.image_name)),
+            ("Status", status),
+            ("Images" if run.more_images else "Image",
+             _e(", ".join(name for _, name in run.images))),
             ("Search", _e(view.search_line(result)))]
     out = ["<article>",
            f'<h2 class="question">{_e(run.entry.question) or "(no question)"}</h2>',

@@ -59,14 +59,19 @@ def _md_quote(text: str) -> str:
 
 
 def _md_image(run: StoredRun, image_folder: str | None) -> str:
-    alt = _md_inline(run.image_name) or "image"
-    if not run.image_path.is_file():
-        return f"*(the image {alt} is no longer stored)*"
-    if image_folder is None:
-        target = run.image_path.resolve().as_uri()
-    else:
-        target = f"{quote(image_folder)}/{quote(run.image_path.name)}"
-    return f"![{alt}]({target})"
+    """The run's image, or its several images side by side."""
+    shown = []
+    for path, name in run.images:
+        alt = _md_inline(name) or "image"
+        if not path.is_file():
+            shown.append(f"*(the image {alt} is no longer stored)*")
+            continue
+        if image_folder is None:
+            target = path.resolve().as_uri()
+        else:
+            target = f"{quote(image_folder)}/{quote(path.name)}"
+        shown.append(f"![{alt}]({target})")
+    return " ".join(shown)
 
 
 def _md_run(run: StoredRun, image_folder: str | None) -> list[str]:
@@ -76,7 +81,8 @@ def _md_run(run: StoredRun, image_folder: str | None) -> list[str]:
            f"- **Model:** {_md_inline(run.entry.model)}",
            f"- **Asked:** {view.asked_date(run)}",
            f"- **Status:** {_md_inline(view.status_line(run))}",
-           f"- **Image:** {_md_inline(run.image_name)}",
+           f"- **Image{'s' if run.more_images else ''}:** "
+           f"{', '.join(_md_inline(name) for _, name in run.images)}",
            f"- **Search:** {_md_inline(view.search_line(result))}", "",
            "### Conclusion", ""]
     conclusion = result.stages.get(Stage.CONCLUSION, "")

@@ -177,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
     if note := image_tokens_note(args, session):
         print(f"stagewise: {note}", file=sys.stderr)
+    if len(loaded) > 1:
+        refuse_several(session, len(loaded), previous)
     results: list[SearchResult] = []
     thread: int | None = None  # the history's run the next question follows
     auto = AutoBeam() if args.beam == AUTO_BEAM else None
@@ -233,6 +235,24 @@ def image_tokens_note(args: argparse.Namespace, session: Session) -> str | None:
         return (f"{session.engine.model_path.name} takes every picture at one size, so "
                 "--image-tokens changes nothing")
     return None
+
+
+def refuse_several(session: Session, count: int, previous: object = None) -> None:
+    """Refuse several images, before anything is recorded, where the session's model takes
+    one (closing the session, and putting back the Ctrl+C handler ``previous``).
+
+    Raises:
+        StagewiseError: It takes one; one line.
+    """
+    if getattr(session.backend, "several_images", False):
+        return
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+    session.close()
+    name = session.served_by if session.plan is None else session.plan.model.name
+    raise StagewiseError(f"{name} takes one image per question, not {count}: its chat template has "
+                         "no place for several (Qwen2.5-VL, Qwen3-VL, Gemma 3, InternVL and "
+                         "SmolVLM do)")
 
 
 def prefix_cache(args: argparse.Namespace) -> PrefixCache | None:

@@ -24,6 +24,7 @@ from stagewise.desktop.cli.ask import (
     _warn,
     engine_settings,
     prefix_cache,
+    refuse_several,
     run_settings,
     search_settings,
 )
@@ -42,7 +43,7 @@ from stagewise.models.hardware.process_memory import memory_report
 from stagewise.models.stages import STAGES
 
 if TYPE_CHECKING:
-    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.images import Images, PreparedImage
     from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
     from stagewise.models.storage.history import HistoryRecorder, RecordedRun
@@ -70,7 +71,7 @@ def configurations(args: argparse.Namespace) -> tuple[Configuration, Configurati
     return first, second
 
 
-def run(args: argparse.Namespace, image: PreparedImage, question: str,
+def run(args: argparse.Namespace, image: Images, question: str,
         images: Sequence[tuple[PreparedImage, Path]]) -> int:
     """Answer ``question`` with both configurations; returns the exit status.
 
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace, image: PreparedImage, question: str,
                                         prefix_cache=cache))
                 if cancel.is_set():
                     raise KeyboardInterrupt
+        if len(images) > 1:
+            for session in dict.fromkeys(sessions):
+                refuse_several(session, len(images))
         recorder = HistoryRecorder(warn=_warn, save=not args.no_history)
         with recorder:
             comparison = _compare(args, sessions, image, question, (first, second), images,
@@ -133,7 +137,7 @@ def run(args: argparse.Namespace, image: PreparedImage, question: str,
     return EXIT_CANCELLED if cancelled else 0
 
 
-def _compare(args: argparse.Namespace, sessions: Sequence[Session], image: PreparedImage,
+def _compare(args: argparse.Namespace, sessions: Sequence[Session], image: Images,
              question: str, configs: tuple[Configuration, Configuration],
              images: Sequence[tuple[PreparedImage, Path]], recorder: HistoryRecorder,
              server: ServerSettings | None, cancel: threading.Event) -> Comparison:

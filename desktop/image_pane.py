@@ -1,4 +1,5 @@
-"""The image side of the main window: a drop zone that takes one image and shows it.
+"""The image side of the main window: a drop zone that takes an image (or several for one
+question) and shows it.
 
 An image comes in by a drop (files or raw image data), a paste, :meth:`ImagePane.open_file` or
 :meth:`ImagePane.set_image_bytes`. Each input is checked and decoded by
@@ -10,6 +11,11 @@ original bytes, untouched.
 A drop is always taken as a copy, so the program the file was dragged from never deletes it.
 The image is shown fitted to the pane (a small one enlarged by a whole factor, its pixels
 kept sharp); zooming steps through :data:`ZOOM_STEPS`.
+
+Several image files dropped or opened at once are all taken, in their order, for one
+question (:meth:`ImagePane.images`): the first is shown, a strip of thumbnails under it
+(:class:`~stagewise.desktop.image_strip.ImageStrip`) shows them all, and clicking one shows
+that one. ``image_changed`` carries the first.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ from stagewise.desktop.image_input import (
     load_file,
     looks_like_image,
 )
+from stagewise.desktop.image_strip import ImageStrip
 from stagewise.desktop.image_view import PLACEHOLDER, ImageView, MessageBar, Placeholder
 from stagewise.desktop.widgets import ElidedLabel
+from stagewise.models.inference.images import MAX_IMAGES
 
 __all__ = ["MAX_FIT_ENLARGE", "ZOOM_STEPS", "ImagePane"]
 
@@ -86,6 +94,9 @@ class ImagePane(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._current: ImageInput | None = None
+        self._more: list[Loaded] = []  # the question's further images, in order
+        self._first_display = QImage()
+        self._picked = 0  # which of the question's images the view shows
         self._display = QImage()
         self._shown = QImage()  # what the view shows: the display, or the picture as sent
         self._sent: tuple[int, int, int] | None = None  # width, height, tokens
@@ -111,11 +122,14 @@ class ImagePane(QWidget):
                                     tooltip=True)
         self._caption.setAccessibleName("Image details")
         self._caption.hide()
+        self._strip = ImageStrip(self)
+        self._strip.chosen.connect(self.show_image)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(6)
         layout.addWidget(self._message)
         layout.addWidget(self._stack, 1)
+        layout.addWidget(self._strip)
         layout.addWidget(self._caption)
 
     # ---------------------------------------------------------------------------- state
@@ -123,6 +137,28 @@ class ImagePane(QWidget):
     def current(self) -> ImageInput | None:
         """The image shown, or None."""
         return self._current
+
+    def images(self) -> list[ImageInput]:
+        """Every image the next question is about, in order (empty when none)."""
+        if self._current is None:
+            return []
+        return [self._current, *(loaded.input for loaded in self._more)]
+
+    def strip(self) -> ImageStrip:
+        """The thumbnails of several images."""
+        return self._strip
+
+    def show_image(self, index: int) -> None:
+        """Show the ``index``-th of the question's images (the strip's thumbnails)."""
+        if self._current is None or not 0 <= index <= len(self._more):
+            return
+        self._picked = index
+        self._display = self._first_display if index == 0 else self._more[index - 1].display
+        self._shown = self._display  # a picked image is shown as given, not as sent
+        self._view.set_image(self._display)
+        self._strip.set_current(index)
+        self._fit = True
+        self._set_scale(self._fit_scale(), fit=True)
 
     def message(self) -> str:
         """The message shown over the image, or ``""``."""
@@ -193,6 +229,8 @@ class ImagePane(QWidget):
         """Back to the empty state; emits ``image_changed(None)`` if an image was shown."""
         had_image = self._current is not None
         self._current = None
+        self._more = []
+        self._strip.set_images([])
         self._display = self._shown = QImage()
         self._sent = None
         self._view.clear()
@@ -213,13 +251,31 @@ class ImagePane(QWidget):
         """
         return self._take_paths([Path(path)], OPEN)
 
-    def set_image_bytes(self, data: bytes, name: str = "<bytes>") -> ImageInput | None:
-        """Take an encoded image given as bytes.
+    def open_files(self, paths: list[Path]) -> ImageInput | None:
+        """Take several image files for one question (File → Open with several chosen).
+
+        Returns:
+            The first image taken, or None if none could be (the message says why).
+        """
+        return self._take_paths([Path(p) for p in paths], OPEN)
+
+    def set_image_bytes(self, data: bytes, name: str = "<bytes>",
+                        more: list[tuple[bytes, str]] | None = None) -> ImageInput | None:
+        """Take an encoded image given as bytes, and ``more`` images after it for the same
+        question (a past question about several, restored).
 
         Returns:
             The image taken, or None if refused (the message says why).
         """
-        return self._take_data(bytes(data), name)
+        if not more:
+            return self._take_data(bytes(data), name)
+        try:
+            loaded = [load_bytes(bytes(raw), label, None)
+                      for raw, label in [(data, name), *more]]
+        except Refused as refusal:
+            return self._refuse(str(refusal))
+        self._show(loaded[0], loaded[1:])
+        return loaded[0].input
 
     def paste_from_clipboard(self) -> ImageInput | None:
         """Take the image on the clipboard: a file if one is there, else the image data.
@@ -354,22 +410,33 @@ class ImagePane(QWidget):
         return self._refuse(f"The {source} holds no image or image file")
 
     def _take_paths(self, paths: list[Path], action: Action) -> ImageInput | None:
-        """Take the first readable image among ``paths``; say so if there were several."""
+        """Take every readable image among ``paths`` (up to :data:`MAX_IMAGES`), in order,
+        for one question; say so if there were several files."""
         problems: list[str] = []
+        taken: list[Loaded] = []
         for path in paths:
+            if len(taken) == MAX_IMAGES:
+                problems.append(f"one question takes at most {MAX_IMAGES} images")
+                break
             try:
-                loaded = load_file(path, action)
+                taken.append(load_file(path, action))
             except Refused as refusal:
                 problems.append(str(refusal))
-                continue
-            self._show(loaded)
-            if len(paths) > 1:
+        if taken:
+            self._show(taken[0], taken[1:])
+            if len(taken) > 1:
+                names = ", ".join(loaded.input.name for loaded in taken)
+                skipped = f" ({len(problems)} skipped: {problems[0]})" if problems else ""
+                self._message.show_message(
+                    f"{len(taken)} images {action.participle}: one question about all of "
+                    f"them, in this order: {names}{skipped}", warning=False)
+            elif len(paths) > 1:
                 self._message.show_message(
                     f"{len(paths)} files {action.participle}: showing the first image, "
-                    f"{loaded.input.name}",
+                    f"{taken[0].input.name}",
                     warning=False,
                 )
-            return loaded.input
+            return taken[0].input
         if len(paths) == 1:
             return self._refuse(problems[0])
         return self._refuse(
@@ -390,9 +457,15 @@ class ImagePane(QWidget):
         self._message.show_message(message, warning=True)
         self.refused.emit(message)
 
-    def _show(self, loaded: Loaded) -> None:
-        """Show an accepted image, fitted, and announce it."""
+    def _show(self, loaded: Loaded, more: list[Loaded] | None = None) -> None:
+        """Show an accepted image (and the strip of ``more`` for the same question), fitted,
+        and announce it."""
         self._current = loaded.input
+        self._more = list(more or ())
+        self._first_display = loaded.display
+        self._picked = 0
+        self._strip.set_images([(each.display, each.input.name)
+                                for each in (loaded, *self._more)])
         self._display = self._shown = loaded.display
         self._sent = None  # said again after an answer about it
         self._readiness = ""
@@ -411,17 +484,22 @@ class ImagePane(QWidget):
         but not twice over is shown at its actual size."""
         if self._current is None:
             return 1.0
-        fit = self._view.fit_factor() * self._shown.width() / self._current.width
+        fit = self._view.fit_factor() * self._shown.width() / self._shown_input().width
         if fit <= 1:
             return fit
         return float(min(MAX_FIT_ENLARGE, math.floor(fit)))
+
+    def _shown_input(self) -> ImageInput:
+        """The image the view shows (the first, or one picked in the strip)."""
+        assert self._current is not None
+        return self._current if self._picked == 0 else self._more[self._picked - 1].input
 
     def _set_scale(self, scale: float, *, fit: bool, anchor: QPointF | None = None) -> None:
         if self._current is None:
             return
         self._fit = fit
         self._scale = scale
-        self._view.show_at(scale * self._current.width / self._shown.width(), anchor)
+        self._view.show_at(scale * self._shown_input().width / self._shown.width(), anchor)
         self._update_caption()
         self.zoom_changed.emit(scale)
 
@@ -460,10 +538,12 @@ class ImagePane(QWidget):
             self._set_scale(self._fit_scale(), fit=True)
 
     def _update_caption(self) -> None:
-        image = self._current
-        if image is None:
+        if self._current is None:
             return
+        image = self._shown_input()
         parts = [image.name, f"{image.width} × {image.height}"]
+        if self._more:
+            parts.insert(0, f"image {self._picked + 1} of {len(self._more) + 1}")
         if round(self._scale * 100, 1) != 100:
             parts.append(f"shown at {_percent(self._scale)}")
         if self._sent is not None:

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stagewise.models.compare import SIDES, Divergence, divergence
 from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
+from stagewise.models.reasoning.compare import SIDES, Divergence, divergence
 from stagewise.models.stages import STAGES
 from stagewise.models.storage import export_view as view
 from stagewise.models.storage.export import (

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from stagewise.desktop.compare_view import CompareDialog
 from stagewise.desktop.demo_notice import DemoNotice
 from stagewise.desktop.follow_ups import ThreadView
 from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text, sent_text
@@ -40,10 +41,11 @@ from stagewise.desktop.widgets import (
     plain_label,
     plain_tip,
 )
-from stagewise.desktop.worker import AskJob, EngineHost, LoadedModel, PrepareJob
+from stagewise.desktop.worker import AskJob, CompareJob, EngineHost, LoadedModel, PrepareJob
 from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM
+from stagewise.models.reasoning.compare import Comparison
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
@@ -121,6 +123,8 @@ class MainWindow(QMainWindow):
         self.model_setup: ModelSetup | None = None  # made once the window is up
         self.close_question: QMessageBox | None = None  # "Stop the answer?", while asked
         self._asked = ""  # the question last asked (or restored), as the box had it
+        self.compare_dialog: CompareDialog | None = None  # made when first opened
+        self.shown_run_id = -1  # the past run the cards show (-1: none, or the live one)
 
         self._build_widgets()
         self._build_menus()
@@ -229,6 +233,10 @@ class MainWindow(QMainWindow):
         ask_menu = bar.addMenu("&Question")
         self.ask_action = action(ask_menu, "&Ask", self._ask_from_box, "Ctrl+Return")
         self.stop_action = action(ask_menu, "&Stop", self.stop, "Esc")
+        self.compare_action = action(
+            ask_menu, "Co&mpare…", self.open_compare, "Ctrl+Shift+M",
+            "Answer the question with two configurations side by side (or show the pair "
+            "a past compared answer belongs to)")
         self.stop_action.setEnabled(False)
         action(ask_menu, "&New Question", self.new_question, QKeySequence.StandardKey.New)
         action(ask_menu, "&Copy Answer", self.copy_answer, "Ctrl+Shift+C")
@@ -299,6 +307,9 @@ class MainWindow(QMainWindow):
         w.notice.connect(self.show_message)
         w.beam_chosen.connect(self._on_beam_chosen)
         w.image_ready.connect(self._on_image_ready)
+        w.compare_progress.connect(self._on_compare_progress)
+        w.compared.connect(self._on_compared)
+        w.compare_failed.connect(self._on_compare_failed)
         self.image_pane.image_changed.connect(self._on_image)
         self.demo_notice.get_model.connect(self.open_models)
         self.question_box.ask_requested.connect(self.ask)
@@ -331,6 +342,7 @@ class MainWindow(QMainWindow):
         self._asked = question.strip()
         self.view = RunView()
         self.shown = self.view
+        self.shown_run_id = -1
         self.reasoning.show_run(self.shown)
         self._set_busy(True)
         self.statusBar().clearMessage()  # "image ready" is past once asked; timings follow
@@ -338,9 +350,85 @@ class MainWindow(QMainWindow):
         self.live_run_id = -1
         job = AskJob(image.data, image.name, question.strip(), self.settings,
                      seed=random.randrange(2**31),
-                     **self.thread_view.job_fields(question.strip()))
+                     **self.thread_view.job_fields(question.strip()),
+                     more_images=self._more_images())
         self.host.ask(job)
         return True
+
+    def _more_images(self) -> tuple[tuple[bytes, str], ...]:
+        """The further images of a question about several (the pane's strip), in order."""
+        return tuple((each.data, each.name) for each in self.image_pane.images()[1:])
+
+    # -- comparing ------------------------------------------------------------------------
+
+    def open_compare(self) -> CompareDialog:
+        """Question → Compare…: the two-column view. When the cards show a past answer that
+        is one of a compared pair, the pair is shown."""
+        if self.compare_dialog is None:
+            self.compare_dialog = CompareDialog(self.settings.search_settings(), self)
+            self.compare_dialog.compare_requested.connect(self.compare)
+            self.compare_dialog.stop_requested.connect(self.stop)
+        dialog = self.compare_dialog
+        dialog.set_base(self.settings.search_settings())
+        if self.shown_run_id >= 0 and not self.busy:
+            self._show_stored_pair(self.shown_run_id)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _show_stored_pair(self, run_id: int) -> None:
+        assert self.compare_dialog is not None
+        try:
+            first = self.history.load(run_id)
+            partner = first.entry.compared_with
+            if partner is None:
+                return
+            second = self.history.load(partner)
+        except StagewiseError as error:
+            self.compare_dialog.status.setText(f"The compared pair cannot be shown: {error}")
+            return
+        if second.entry.id < first.entry.id:
+            first, second = second, first
+        self.compare_dialog.show_pair(first.result, second.result,
+                                      (first.entry.model, second.entry.model))
+
+    def compare(self, first: str, second: str) -> bool:
+        """Answer the question in the box about the current image(s) with two
+        configurations; False (with a message) if it cannot start."""
+        image = self.image_pane.current()
+        question = self.question_box.question().strip()
+        dialog = self.open_compare() if self.compare_dialog is None else self.compare_dialog
+        problem = ("An answer is already being written: stop it first." if self.busy else
+                   "Drop, paste or open an image first." if image is None else
+                   "Type a question first." if not question else "")
+        if problem:
+            dialog.status.setText(problem)
+            return False
+        assert image is not None
+        self._set_busy(True)
+        dialog.set_busy(True, "Answering with A, then B…")
+        self.host.compare(CompareJob(image.data, image.name, question, (first, second),
+                                     self.settings, more_images=self._more_images()))
+        return True
+
+    @Slot(int, str)
+    def _on_compare_progress(self, side: int, text: str) -> None:
+        if self.compare_dialog is not None:
+            self.compare_dialog.set_progress(side, text)
+
+    @Slot(object, object)
+    def _on_compared(self, comparison: Comparison, run_ids: tuple[int, ...]) -> None:
+        self._set_busy(False)
+        if self.compare_dialog is not None:
+            self.compare_dialog.show_comparison(comparison)
+        self.history_panel.refresh(select=run_ids[-1] if run_ids and run_ids[-1] >= 0
+                                   else None)
+
+    @Slot(str)
+    def _on_compare_failed(self, message: str) -> None:
+        self._set_busy(False)
+        if self.compare_dialog is not None:
+            self.compare_dialog.set_failed(message)
 
     def stop(self) -> None:
         if self.busy:
@@ -486,12 +574,15 @@ class MainWindow(QMainWindow):
     # -- image ----------------------------------------------------------------------------
 
     def open_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
+        """File → Open Image…: one image, or several chosen together for one question."""
+        paths, _ = QFileDialog.getOpenFileNames(
             self, "Open Image", "",
             "Images (*.png *.jpg *.jpeg *.gif *.webp *.bmp *.tif *.tiff *.ppm *.ico *.qoi "
             "*.jp2 *.avif);;All files (*)")
-        if path:
-            self.image_pane.open_file(Path(path))
+        if len(paths) == 1:
+            self.image_pane.open_file(Path(paths[0]))
+        elif paths:
+            self.image_pane.open_files([Path(p) for p in paths])
 
     def _on_image(self, image: ImageInput | None) -> None:
         """A new image starts a new question: the previous image's answer goes, and the
@@ -502,6 +593,7 @@ class MainWindow(QMainWindow):
         if image is None or self._restoring:
             return
         self.thread_view.new_image()  # a new image starts a new thread
+        self.shown_run_id = -1
         if not self.busy:
             self.view = RunView()
             self.shown = self.view
@@ -521,7 +613,8 @@ class MainWindow(QMainWindow):
             self.host.cancel_preparing()
             self._preparing = None
             return
-        self._preparing = self.host.prepare(image.data, image.name, self.settings)
+        self._preparing = self.host.prepare(image.data, image.name, self.settings,
+                                            self._more_images())
         self.image_pane.set_readiness("preparing…")
 
     @Slot(object, object)
@@ -606,6 +699,7 @@ class MainWindow(QMainWindow):
         try:
             stored = self.history.load(run_id)
             data = stored.image_path.read_bytes()
+            more = [(path.read_bytes(), name) for path, name in stored.more_images]
         except (StagewiseError, OSError) as error:
             self.show_message(f"That question cannot be restored: {error}")
             return
@@ -613,9 +707,10 @@ class MainWindow(QMainWindow):
                                    stored.error)
         self._restoring = True
         try:
-            self.image_pane.set_image_bytes(data, stored.image_name)
+            self.image_pane.set_image_bytes(data, stored.image_name, more)
         finally:
             self._restoring = False
+        self.shown_run_id = run_id
         self.question_box.set_question(stored.entry.question)
         self._asked = self.question_box.question()
         self._restore_thread(run_id)

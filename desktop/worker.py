@@ -34,7 +34,7 @@ from stagewise.models.storage.history.recorder import HistoryRecorder, RecordedR
 
 if TYPE_CHECKING:  # llama.cpp is imported in the engine thread, not at GUI start-up
     from stagewise.models.hardware import Hardware
-    from stagewise.models.inference.images import PreparedImage
+    from stagewise.models.inference.images import Images, PreparedImage
     from stagewise.models.reasoning.search_settings import SearchSettings
     from stagewise.models.remote.server import ServerSettings
     from stagewise.models.session import Session
@@ -63,7 +63,8 @@ class AskJob:
 
     ``thread`` is the saved run it comes after about the same image (None: the first), and
     ``earlier`` the turns a follow-up has in context (questions and conclusions, oldest
-    first; empty for a plain question).
+    first; empty for a plain question). ``more_images`` are the further images of a question
+    about several (original bytes and name, in order).
     """
 
     image_data: bytes
@@ -74,16 +75,47 @@ class AskJob:
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
     earlier: tuple[tuple[str, str], ...] = ()
     thread: int | None = None
+    more_images: tuple[tuple[bytes, str], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
 class PrepareJob:
-    """An image to make ready for its questions, with the settings it will be asked with."""
+    """An image (or the several of one question) to make ready for its questions, with the
+    settings it will be asked with."""
 
     image_data: bytes
     image_name: str
     settings: AppSettings
     cancel: threading.Event = field(default_factory=threading.Event)
+    more_images: tuple[tuple[bytes, str], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class CompareJob:
+    """One question answered by two configurations (:mod:`stagewise.models.compare`), each
+    written as ``key=value`` pairs changing the window's search."""
+
+    image_data: bytes
+    image_name: str
+    question: str
+    configurations: tuple[str, str]
+    settings: AppSettings
+    cancel: threading.Event = field(default_factory=threading.Event)
+    more_images: tuple[tuple[bytes, str], ...] = ()
+
+
+def _images(image_data: bytes, image_name: str, more: tuple[tuple[bytes, str], ...]
+            ) -> tuple[PreparedImage, ...]:
+    """The job's images, read and checked (one, or the several of one question)."""
+    from stagewise.models.inference.images import load_image
+
+    return tuple(load_image(data, name=name)
+                 for data, name in ((image_data, image_name), *more))
+
+
+def _asked(images: tuple[PreparedImage, ...]) -> Images:
+    """What a session is asked about: the image, or the tuple of several."""
+    return images[0] if len(images) == 1 else images
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +149,9 @@ class EngineWorker(QObject):
     folder_row = Signal(object)  # BatchRow, as written
     folder_finished = Signal(object)  # BatchSummary (cancelled: stopped)
     folder_failed = Signal(str)
+    compare_progress = Signal(int, str)  # the side (0, 1) answering, and what it does
+    compared = Signal(object, object)  # Comparison, the two history ids (-1: not saved)
+    compare_failed = Signal(str)
     idle = Signal(object)  # the finished job's cancel event
 
     def __init__(self, history_folder: Path | None = None) -> None:
@@ -146,18 +181,19 @@ class EngineWorker(QObject):
         """Answer one question; every outcome ends with run_finished or run_failed."""
         record = RecordedRun()  # not saved until the run starts
         try:
-            from stagewise.models.inference.images import load_image
-
-            image = load_image(job.image_data, name=job.image_name)
+            images = _images(job.image_data, job.image_name, job.more_images)
             session = self._ensure_engine(job.settings, job.cancel)
             search = self._search(job)
             assert self._loaded is not None
+            _check_several(session, len(images))
             record = self._recorder.start(
-                image, job.image_data, job.image_name, job.question, self._loaded.name,
+                images[0], job.image_data, job.image_name, job.question, self._loaded.name,
                 _run_settings(job.settings, search), thread=job.thread,
-                follow_up=bool(job.earlier))
+                follow_up=bool(job.earlier),
+                more_images=[(image, data, name) for image, (data, name)
+                             in zip(images[1:], job.more_images, strict=True)])
             self.run_started.emit(record.run_id)
-            self._run(session, job, image, search, record)
+            self._run(session, job, _asked(images), search, record)
         except Cancelled:
             self._fail(record, "stopped before the answer began", cancelled=True)
         except StagewiseError as error:
@@ -174,13 +210,12 @@ class EngineWorker(QObject):
         from stagewise.models.reasoning.search_backend import PrefixReport
 
         try:
-            from stagewise.models.inference.images import load_image
-
             if job.cancel.is_set():  # another image came before this one's turn
                 return
-            image = load_image(job.image_data, name=job.image_name)
+            images = _images(job.image_data, job.image_name, job.more_images)
             session = self._ensure_engine(job.settings, job.cancel)
-            report = session.prepare(image, job.cancel, job.settings.search_settings())
+            report = session.prepare(_asked(images), job.cancel,
+                                     job.settings.search_settings())
         except Cancelled:
             return
         except (StagewiseError, OSError, MemoryError) as error:
@@ -236,6 +271,69 @@ class EngineWorker(QObject):
         finally:
             self.idle.emit(job.cancel)
 
+    @Slot(object)
+    def compare(self, job: CompareJob) -> None:
+        """Answer one question with two configurations; ends with ``compared`` or
+        ``compare_failed``. Both runs are kept in the history as a pair."""
+        from stagewise.models.compare import parse_configuration, run_comparison, same_model
+        from stagewise.models.session import Session, plan
+
+        extra: Session | None = None
+        records: list[RecordedRun] = []
+        try:
+            base = job.settings.search_settings()
+            first, second = (parse_configuration(text, base) for text in job.configurations)
+            images = _images(job.image_data, job.image_name, job.more_images)
+            session = self._ensure_engine(job.settings, job.cancel)
+            sessions = [session, session]
+            for side, config in enumerate((first, second)):
+                if config.model is None:
+                    continue
+                if session.plan is None:
+                    raise StagewiseError("a model= key cannot be used with a server: it "
+                                         "answers with its own model")
+                if side == 1 and same_model(first, second) and extra is not None:
+                    sessions[1] = extra
+                    continue
+                self.compare_progress.emit(side, f"loading {config.model.name}…")
+                load = plan(config.model, config.mmproj, job.settings.engine_settings(),
+                            config.search, hardware=self._hardware)
+                extra = Session(load, lambda _done: not job.cancel.is_set())
+                sessions[side] = extra
+            for each in sessions:
+                _check_several(each, len(images))
+
+            def on_event(side: int, event: Event) -> None:
+                if side == len(records):
+                    model = sessions[side].served_by if sessions[side].plan is None else \
+                        sessions[side].plan.model.name
+                    search = (first, second)[side].search
+                    records.append(self._recorder.start(
+                        images[0], job.image_data, job.image_name, job.question, model,
+                        _run_settings(job.settings, search),
+                        more_images=[(image, data, name) for image, (data, name)
+                                     in zip(images[1:], job.more_images, strict=True)]))
+                    self.compare_progress.emit(side, "answering…")
+                records[side].add(event)
+
+            comparison = run_comparison(sessions, _asked(images), job.question,
+                                        (first, second), job.cancel, on_event)
+            if len(records) == 2:
+                self._recorder.link_comparison(*records)
+            self.compared.emit(comparison, tuple(r.run_id for r in records))
+        except Cancelled:
+            for record in records:
+                record.fail("stopped")
+            self.compare_failed.emit("stopped")
+        except (StagewiseError, OSError, MemoryError) as error:
+            for record in records:
+                record.fail(str(error))
+            self.compare_failed.emit(str(error))
+        finally:
+            if extra is not None:
+                extra.close()
+            self.idle.emit(job.cancel)
+
     @Slot()
     def shut_down(self) -> None:
         """Free the engine and close the history (runs in the engine thread)."""
@@ -255,7 +353,7 @@ class EngineWorker(QObject):
             self.beam_chosen.emit(choice.reason)
         return job.settings.search_settings(job.seed, beam)
 
-    def _run(self, session: Session, job: AskJob, image: PreparedImage,
+    def _run(self, session: Session, job: AskJob, image: Images,
              search: SearchSettings, record: RecordedRun) -> None:
         batch: list[Event] = []
         last_flush = time.perf_counter()
@@ -379,6 +477,18 @@ class EngineWorker(QObject):
         self.notice.emit(message[:1].upper() + message[1:])
 
 
+def _check_several(session: Session, count: int) -> None:
+    """Refuse several images, before anything is recorded, where the model takes one.
+
+    Raises:
+        StagewiseError: It does; one line.
+    """
+    if count > 1 and not getattr(session.backend, "several_images", False):
+        raise StagewiseError(f"this model takes one image per question, not {count}: its "
+                             "chat template has no place for several (Qwen2.5-VL, Qwen3-VL, "
+                             "Gemma 3, InternVL and SmolVLM do)")
+
+
 def _run_settings(settings: AppSettings, search: SearchSettings) -> RunSettings:
     """What a run is asked with, as the history keeps it: the window's settings with the
     search it really ran (its seed, and with beam "auto" the width auto chose)."""
@@ -393,6 +503,7 @@ class EngineHost(QObject):
     _ask = Signal(object)
     _prepare = Signal(object)
     _ask_folder = Signal(object)
+    _compare = Signal(object)
 
     def __init__(self, history_folder: Path | None = None,
                  parent: QObject | None = None) -> None:
@@ -405,6 +516,7 @@ class EngineHost(QObject):
         self._ask.connect(self.worker.ask)
         self._prepare.connect(self.worker.prepare)
         self._ask_folder.connect(self.worker.ask_folder)
+        self._compare.connect(self.worker.compare)
         # finished is emitted by the engine thread itself as its loop ends: the engine is
         # freed there, after the last job, whatever was still queued
         self.thread.finished.connect(self.worker.shut_down, Qt.ConnectionType.DirectConnection)
@@ -437,12 +549,18 @@ class EngineHost(QObject):
         self._cancels.append(job.cancel)
         self._ask_folder.emit(job)
 
-    def prepare(self, image_data: bytes, image_name: str, settings: AppSettings
-                ) -> PrepareJob:
-        """Queue making an image ready for its questions, cancelling the preparation of
-        the image before it (the worker answers with ``image_ready``)."""
+    def compare(self, job: CompareJob) -> None:
+        """Queue a comparison; :meth:`stop` or ``job.cancel`` stops it."""
         self.cancel_preparing()
-        job = PrepareJob(image_data, image_name, settings)
+        self._cancels.append(job.cancel)
+        self._compare.emit(job)
+
+    def prepare(self, image_data: bytes, image_name: str, settings: AppSettings,
+                more_images: tuple[tuple[bytes, str], ...] = ()) -> PrepareJob:
+        """Queue making an image (or several) ready for its questions, cancelling the
+        preparation of the image before it (the worker answers with ``image_ready``)."""
+        self.cancel_preparing()
+        job = PrepareJob(image_data, image_name, settings, more_images=more_images)
         self._preparing = job
         self._cancels.append(job.cancel)
         self._prepare.emit(job)

@@ -221,11 +221,38 @@ def test_folder_is_refused(
     assert pane.current() == first
 
 
-def test_several_files_take_the_first_image(qtbot: QtBot, pane: ImagePane, tmp_path: Path) -> None:
+def test_several_images_are_one_question_shown_as_a_strip(
+    qtbot: QtBot, pane: ImagePane, tmp_path: Path
+) -> None:
     paths = [save(noisy((10 + i, 10), seed=i), tmp_path / f"p{i}.png") for i in range(3)]
-    taken = drop_files(qtbot, pane, *paths)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    taken = drop_files(qtbot, pane, paths[0], notes, paths[1], paths[2])
     assert taken.path == paths[0]
-    assert pane.message() == "3 files dropped: showing the first image, p0.png"
+    assert [image.path for image in pane.images()] == paths
+    assert pane.message().startswith(
+        "3 images dropped: one question about all of them, in this order: p0.png, p1.png, "
+        "p2.png (1 skipped: notes.txt")
+    strip = pane.strip()
+    assert strip.count() == 3 and strip.isVisibleTo(pane)
+    qtbot.mouseClick(strip._buttons[2], Qt.MouseButton.LeftButton)
+    assert pane.caption().startswith("image 3 of 3 — p2.png — 12 × 10")
+    assert pane.current() == taken  # the question's first image stays the first
+    drop_files(qtbot, pane, paths[1])  # one image again: no strip
+    assert pane.images() == [pane.current()] and strip.isHidden()
+    pane.clear()
+    assert pane.images() == [] and strip.count() == 0
+
+
+def test_more_images_than_a_question_takes_are_left_out_with_a_note(
+    qtbot: QtBot, pane: ImagePane, tmp_path: Path
+) -> None:
+    from stagewise.models.inference.images import MAX_IMAGES
+
+    paths = [save(noisy((8, 8), seed=i), tmp_path / f"m{i}.png") for i in range(MAX_IMAGES + 2)]
+    drop_files(qtbot, pane, *paths)
+    assert len(pane.images()) == MAX_IMAGES
+    assert f"at most {MAX_IMAGES} images" in pane.message()
 
 
 def test_several_files_skip_what_is_not_an_image(

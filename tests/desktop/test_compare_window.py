@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stagewise.desktop.compare_view import MARK
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.build.llama_server import RunningServer, serve
 from stagewise.models.inference.engine_settings import EngineSettings

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How many red circles are there?"
 
 
-def wait(condition, timeout_s: float = 300) -> None:  # noqa: ANN001
+def wait(condition, timeout_s: float = 300) -> None:
     loop = QEventLoop()
     timer = QTimer(interval=50)
     timer.timeout.connect(lambda: condition() and loop.quit())

@@ -50,6 +50,7 @@ from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
 from stagewise.models.storage.export import export
+from stagewise.models.storage.export_compare import export_comparison
 from stagewise.models.storage.export_view import suggested_name
 from stagewise.models.storage.history import History
 from stagewise.models.storage.model_settings import (
@@ -760,7 +761,8 @@ class MainWindow(QMainWindow):
         self.export_runs(self.history_panel.selected_ids())
 
     def export_runs(self, ids: list[int], path: Path | None = None) -> Path | None:
-        """Export saved runs; asks for a file when ``path`` is None."""
+        """Export saved runs; asks for a file when ``path`` is None. The two runs of a
+        compared pair, selected together, export as one comparison document."""
         if not ids:
             self.show_message("Select one or more past questions to export.")
             return None
@@ -772,7 +774,11 @@ class MainWindow(QMainWindow):
                 if not name:
                     return None
                 path = Path(name)
-            written = export(runs, path)
+            if len(runs) == 2 and runs[0].entry.compared_with == runs[1].entry.id:
+                first, second = sorted(runs, key=lambda run: run.entry.id)
+                written = export_comparison(first, second, path)
+            else:
+                written = export(runs, path)
         except (StagewiseError, OSError) as error:
             self.show_message(f"Export failed: {error}")
             return None

@@ -88,6 +88,9 @@ def test_compare_on_the_demo_model_shows_two_columns_and_keeps_the_pair(
     with History(tmp_path / "history") as history:
         a, b = (history.load(run_id) for run_id in ids)
         assert (a.entry.compared_with, b.entry.compared_with) == (b.entry.id, a.entry.id)
+    # selected together, the pair exports as one comparison document
+    written = window.export_runs(list(ids), tmp_path / "pair.html")
+    assert written is not None and "Stagewise comparison" in written.read_text()
     # the pair comes back from the history: a past answer of it, then Compare…
     dialog.close()
     window.show_past_run(ids[1])

@@ -120,3 +120,17 @@ def test_two_images_for_a_model_that_takes_one_fail_in_one_line(tmp_path, second
     assert_clean_failure(result, "takes one image per question, not 2")
     with History(tmp_path / "history") as history:
         assert history.entries() == []  # nothing recorded for a refused question
+
+
+def test_compare_two_models_loads_each_once(tmp_path, tiny_pair):
+    data = compare("--compare", "beam=1", f"model={tiny_pair.model},mmproj={tiny_pair.mmproj}",
+                   data_dir=tmp_path)
+    first, second = data["runs"]
+    assert first["model"] == "stagewise-demo-Q8_0.gguf"
+    assert second["model"] == tiny_pair.model.name
+    assert second["configuration"]["model"] == str(tiny_pair.model)
+    # each model encodes the image for itself
+    assert [r["result"]["timings"]["image_encodes"] for r in data["runs"]] == [1, 1]
+    with History(tmp_path / "history") as history:
+        assert sorted(e.model for e in history.entries()) == sorted(
+            ["stagewise-demo-Q8_0.gguf", tiny_pair.model.name])

@@ -185,7 +185,7 @@ class EngineWorker(QObject):
             session = self._ensure_engine(job.settings, job.cancel)
             search = self._search(job)
             assert self._loaded is not None
-            _check_several(session, len(images))
+            session.check_images(len(images))
             record = self._recorder.start(
                 images[0], job.image_data, job.image_name, job.question, self._loaded.name,
                 _run_settings(job.settings, search), thread=job.thread,
@@ -301,7 +301,7 @@ class EngineWorker(QObject):
                 extra = Session(load, lambda _done: not job.cancel.is_set())
                 sessions[side] = extra
             for each in sessions:
-                _check_several(each, len(images))
+                each.check_images(len(images))
 
             def on_event(side: int, event: Event) -> None:
                 if side == len(records):
@@ -475,18 +475,6 @@ class EngineWorker(QObject):
     def _history_notice(self, message: str) -> None:
         """A run the history could not keep, or not in full: the window says so."""
         self.notice.emit(message[:1].upper() + message[1:])
-
-
-def _check_several(session: Session, count: int) -> None:
-    """Refuse several images, before anything is recorded, where the model takes one.
-
-    Raises:
-        StagewiseError: It does; one line.
-    """
-    if count > 1 and not getattr(session.backend, "several_images", False):
-        raise StagewiseError(f"this model takes one image per question, not {count}: its "
-                             "chat template has no place for several (Qwen2.5-VL, Qwen3-VL, "
-                             "Gemma 3, InternVL and SmolVLM do)")
 
 
 def _run_settings(settings: AppSettings, search: SearchSettings) -> RunSettings:

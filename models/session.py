@@ -239,6 +239,17 @@ class Session:
         mode = (search.mode if search is not None else None) or self.backend.stage_mode
         return prepare(image, mode, cancel or threading.Event())
 
+    def check_images(self, count: int) -> None:
+        """Refuse ``count`` images in one question where this model takes one, before
+        anything is asked or recorded.
+
+        Raises:
+            StagewiseError: It takes one; one line.
+        """
+        from stagewise.models.reasoning.search import check_several_images
+
+        check_several_images(self.backend, count)
+
     def search(self, search: SearchSettings) -> StageSearch:
         """A search with these settings on this session's model (and its second model,
         for a selection that scores with one). With no selection asked for, the model's

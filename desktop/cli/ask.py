@@ -244,15 +244,13 @@ def refuse_several(session: Session, count: int, previous: object = None) -> Non
     Raises:
         StagewiseError: It takes one; one line.
     """
-    if getattr(session.backend, "several_images", False):
-        return
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
-    session.close()
-    name = session.served_by if session.plan is None else session.plan.model.name
-    raise StagewiseError(f"{name} takes one image per question, not {count}: its chat template has "
-                         "no place for several (Qwen2.5-VL, Qwen3-VL, Gemma 3, InternVL and "
-                         "SmolVLM do)")
+    try:
+        session.check_images(count)
+    except StagewiseError:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        session.close()
+        raise
 
 
 def prefix_cache(args: argparse.Namespace) -> PrefixCache | None:

@@ -31,7 +31,7 @@ from stagewise.models.reasoning.search_steps import SearchSteps
 from stagewise.models.reasoning.selections import Selection, Verifier, selection
 from stagewise.models.reasoning.strategies import Strategy, selection_name, strategy
 
-__all__ = ["StageSearch"]
+__all__ = ["StageSearch", "check_several_images"]
 
 
 class StageSearch:
@@ -123,16 +123,24 @@ class StageSearch:
                                   earlier=tuple(earlier), room=answer_room(self.settings))
 
 
+def check_several_images(backend: SearchBackend, count: int) -> None:
+    """Refuse ``count`` images in one question where the backend takes one.
+
+    Raises:
+        StagewiseError: It takes one (a model whose family's chat template has no place for
+            several, or a server); one line.
+    """
+    if count > 1 and not getattr(backend, "several_images", False):
+        raise StagewiseError(f"this model takes one image per question, not {count}: its "
+                             "chat template has no place for several (Qwen2.5-VL, Qwen3-VL, "
+                             "Gemma 3, InternVL and SmolVLM in this program do)")
+
+
 def _check_images(images: Sequence[object], backend: SearchBackend, verifier: Verifier | None,
                   s: SearchSettings) -> None:
     """Refuse several images where they cannot go (one line, before the run starts)."""
-    if len(images) <= 1:
-        return
-    if not getattr(backend, "several_images", False):
-        raise StagewiseError(f"this model takes one image per question, not {len(images)}: "
-                             "its chat template has no place for several (Qwen2.5-VL, "
-                             "Qwen3-VL, Gemma 3, InternVL and SmolVLM in this program do)")
-    if verifier is not None:
+    check_several_images(backend, len(images))
+    if len(images) > 1 and verifier is not None:
         raise StagewiseError(f"the {s.select} selection's second model scores one image: "
                              "ask about one image, or choose another selection")
 

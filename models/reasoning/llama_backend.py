@@ -149,17 +149,18 @@ class LlamaBackend:
             try:
                 key = (images_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
                 self._pool.reset()
-                return self.prefixes.ensure(prompt, key, after=self._after_image(mode, prompt),
+                return self.prefixes.ensure(prompt, key,
+                                            after=self._after_image(mode, prompt, bitmap.count),
                                             save_now=True)
             finally:
                 prompt.close()
 
-    def _after_image(self, mode: StageMode, prompt: TokenizedPrompt) -> tuple[int, ...]:
+    def _after_image(self, mode: StageMode, prompt: TokenizedPrompt, images: int = 1
+                     ) -> tuple[int, ...]:
         """The text tokens every question's prompt in ``mode`` has right after the image
         (``prompt`` is one such prompt): a prompted model's stage instruction, with the
         tokens libmtmd puts after the image before it; none where the questions share no
         text there (a native model's)."""
-        images = sum(chunk.is_image for chunk in prompt.chunks)
         shared = self._shared_text.get((mode, images))
         if shared is None:
             engine = self.engine
@@ -195,7 +196,8 @@ class LlamaBackend:
             self._prefix = ImagePrefix(engine, bitmap, prompt_text, prompt)
             seq = self._pool.take()
             key = (images_key(fitted), tuple(prompt.chunks[: prompt.media_end]))
-            pos = self._eval_question(prompt, seq, key, self._after_image(mode, prompt))
+            pos = self._eval_question(prompt, seq, key,
+                                      self._after_image(mode, prompt, bitmap.count))
         except BaseException:
             self.prefixes.forget()
             self._prefix = None

@@ -652,10 +652,30 @@ def test_the_image_button_opens_an_image_for_the_question(qtbot, make_window, se
 
     window = make_window(settings)
     asked: list[str] = []
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        lambda *args, **kw: (asked.append(args[1]) or str(image_file), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda *args, **kw: (asked.append(args[1]) or [str(image_file)], ""))
     assert window.question_box.attach_button.isVisible()
     qtbot.mouseClick(window.question_box.attach_button, Qt.MouseButton.LeftButton)
     assert asked == ["Open Image"]
     assert window.image_pane.current() is not None
     assert window.image_pane.current().data == image_file.read_bytes()
+
+
+def test_several_images_chosen_in_the_open_dialog_are_one_question(
+        qtbot, make_window, settings, image_file, tmp_path, monkeypatch):
+    from PIL import Image
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window(settings)
+    other = tmp_path / "other.png"
+    Image.new("RGB", (20, 20), (0, 0, 200)).save(other)
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda *args, **kw: ([str(image_file), str(other)], ""))
+    window.open_image()
+    assert [image.name for image in window.image_pane.images()] == [image_file.name, "other.png"]
+    # the tiny model's family takes one image: asking says so in one line, nothing is kept
+    window.ask("Which one?")
+    view = wait_answer(qtbot, window)
+    assert view.status is RunStatus.FAILED
+    assert "takes one image per question, not 2" in view.error
+    assert window.history.entries() == []

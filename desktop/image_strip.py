@@ -8,6 +8,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
+from stagewise.desktop.widgets import plain_tip
+
 __all__ = ["THUMB_SIDE", "ImageStrip"]
 
 THUMB_SIDE = 56
@@ -48,7 +50,7 @@ class ImageStrip(QWidget):
             button.setIconSize(QSize(THUMB_SIDE, THUMB_SIDE))
             button.setCheckable(True)
             button.setAutoRaise(True)
-            button.setToolTip(f"{index + 1}. {name}")
+            button.setToolTip(plain_tip(f"{index + 1}. {name}"))
             button.setAccessibleName(f"Image {index + 1}: {name}")
             button.clicked.connect(lambda _checked=False, i=index: self.chosen.emit(i))
             self._layout.insertWidget(index, button)

@@ -76,14 +76,17 @@ class Run:
     forced: int = 0
 
 
-def make_image(folder: Path, side: int = 448) -> Path:
-    path = folder / f"scene-{side}.png"
+def make_image(folder: Path, side: int = 448, variant: int = 0) -> Path:
+    """A scene of six shapes; each ``variant`` a different image (the session keeps the
+    last image it encoded, and each repeat must encode its own, as mtmd-cli does)."""
+    path = folder / f"scene-{side}-{variant}.png"
     img = Image.new("RGB", (side, side), "white")
     draw = ImageDraw.Draw(img)
     step = side // 8
     for i in range(6):
         draw.ellipse((step * i + 4, step, step * i + step, 2 * step + i * 8),
                      fill=("red", "blue")[i % 2])
+    draw.rectangle((4, side - step, 4 + variant * 8 + 8, side - 4), fill="green")
     img.save(path)
     return path
 
@@ -233,10 +236,12 @@ def main() -> int:
         n_ctx = session.plan.engine.n_ctx
         theirs_runs, ours_runs = [], [ours]
         for i in range(args.repeat):
-            theirs_runs.append(mtmd_cli(pair.model, pair.mmproj, image_path, args.threads,
+            image_i = image_path if i == 0 else make_image(folder, args.image_side, i)
+            theirs_runs.append(mtmd_cli(pair.model, pair.mmproj, image_i, args.threads,
                                         n_ctx, prompt, ours.tokens))
             if i + 1 < args.repeat:
-                ours_runs.append(single_pass(session, image_path, args.tokens, ours.load))
+                ours_runs.append(single_pass(session, make_image(folder, args.image_side, i + 1),
+                                             args.tokens, ours.load))
         costs = (beam_costs(session, image_path, args.tokens, args.selections.split(","),
                             args.repeat) if not args.no_beam else {})
         side, image_tokens, need, auto_ctx = largest_image(session, folder)

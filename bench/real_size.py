@@ -58,7 +58,12 @@ MEMORY_TOLERANCE = 0.10
 
 @dataclass
 class Run:
-    """One single pass's times, in seconds (decode: tokens per second)."""
+    """One single pass's times, in seconds (decode: tokens per second).
+
+    ``decode_tps`` counts every token decoded after the first one was sampled: the sampled
+    tokens and, for Stagewise, the stage tags it writes itself when a stage spends its
+    budget (``forced``; mtmd-cli has none). ``sampled_tps`` counts sampled tokens only.
+    """
 
     load: float
     encode: float
@@ -67,16 +72,21 @@ class Run:
     decode_tps: float
     prompt_tokens: int
     tokens: int
+    sampled_tps: float = 0.0
+    forced: int = 0
 
 
-def make_image(folder: Path, side: int = 448) -> Path:
-    path = folder / f"scene-{side}.png"
+def make_image(folder: Path, side: int = 448, variant: int = 0) -> Path:
+    """A scene of six shapes; each ``variant`` a different image (the session keeps the
+    last image it encoded, and each repeat must encode its own, as mtmd-cli does)."""
+    path = folder / f"scene-{side}-{variant}.png"
     img = Image.new("RGB", (side, side), "white")
     draw = ImageDraw.Draw(img)
     step = side // 8
     for i in range(6):
         draw.ellipse((step * i + 4, step, step * i + step, 2 * step + i * 8),
                      fill=("red", "blue")[i % 2])
+    draw.rectangle((4, side - step, 4 + variant * 8 + 8, side - 4), fill="green")
     img.save(path)
     return path
 
@@ -98,7 +108,10 @@ def stagewise_single(pair_model: Path, pair_mmproj: Path, image_path: Path, thre
 def single_pass(session: Session, image_path: Path, tokens: int, load: float = 0.0) -> Run:
     image = load_image(image_path)
     settings = SearchSettings(beam=1, max_stage_tokens=tokens, seed=1)
+    engine = session.engine
+    assert engine is not None
     first = prompt_done = None
+    decoded_at_first = 0
     with native_log.capture() as lines:
         start = time.perf_counter()
         for event in session.ask(image, QUESTION, settings):
@@ -107,14 +120,17 @@ def single_pass(session: Session, image_path: Path, tokens: int, load: float = 0
                 prompt_done = now
             elif isinstance(event, TokenStreamed) and first is None:
                 first = now
+                decoded_at_first = engine.stats.decoded_tokens
             elif isinstance(event, AnswerFinished):
                 result = event.result
         end = time.perf_counter()
     encode = _encode_ms(lines) / 1000
     generated = result.timings.generated_tokens
+    decoded = engine.stats.decoded_tokens - decoded_at_first
     assert first is not None and prompt_done is not None
     return Run(load, encode, prompt_done - start - encode, first - start,
-               (generated - 1) / (end - first), result.timings.prompt_tokens, generated)
+               decoded / (end - first), result.timings.prompt_tokens, generated,
+               sampled_tps=(generated - 1) / (end - first), forced=decoded - (generated - 1))
 
 
 def mtmd_cli(pair_model: Path, pair_mmproj: Path, image_path: Path, threads: int,
@@ -152,8 +168,9 @@ def mtmd_cli(pair_model: Path, pair_mmproj: Path, image_path: Path, threads: int
         r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", t)))
     prompt_s = float(prompt_m.group(1)) / 1000
     eval_s, runs = float(eval_m.group(1)) / 1000, int(eval_m.group(2))
-    return Run(ready, encode / 1000, prompt_s, encode / 1000 + prompt_s,
-               runs / eval_s if eval_s else 0.0, int(prompt_m.group(2)), runs + 1)
+    tps = runs / eval_s if eval_s else 0.0
+    return Run(ready, encode / 1000, prompt_s, encode / 1000 + prompt_s, tps,
+               int(prompt_m.group(2)), runs + 1, sampled_tps=tps)
 
 
 def beam_costs(session: Session, image_path: Path, tokens: int, selections: list[str],
@@ -219,10 +236,12 @@ def main() -> int:
         n_ctx = session.plan.engine.n_ctx
         theirs_runs, ours_runs = [], [ours]
         for i in range(args.repeat):
-            theirs_runs.append(mtmd_cli(pair.model, pair.mmproj, image_path, args.threads,
+            image_i = image_path if i == 0 else make_image(folder, args.image_side, i)
+            theirs_runs.append(mtmd_cli(pair.model, pair.mmproj, image_i, args.threads,
                                         n_ctx, prompt, ours.tokens))
             if i + 1 < args.repeat:
-                ours_runs.append(single_pass(session, image_path, args.tokens, ours.load))
+                ours_runs.append(single_pass(session, make_image(folder, args.image_side, i + 1),
+                                             args.tokens, ours.load))
         costs = (beam_costs(session, image_path, args.tokens, args.selections.split(","),
                             args.repeat) if not args.no_beam else {})
         side, image_tokens, need, auto_ctx = largest_image(session, folder)
@@ -243,11 +262,19 @@ def main() -> int:
     for label, field in rows:
         a, b = med(ours_runs, field), med(theirs_runs, field)
         print(f"{label:<24}{a:>11.2f}{b:>11.2f}{a / b if b else 0:>8.2f}")
-    a, b = med(ours_runs, "decode_tps"), med(theirs_runs, "decode_tps")
-    print(f"{'decode (tokens/s)':<24}{a:>11.2f}{b:>11.2f}{b / a if a else 0:>8.2f}"
-          "   (ratio: time per token)")
+    for label, field in (("decode (tokens/s)", "decode_tps"),
+                         ("sampled (tokens/s)", "sampled_tps")):
+        a, b = med(ours_runs, field), med(theirs_runs, field)
+        print(f"{label:<24}{a:>11.2f}{b:>11.2f}{b / a if a else 0:>8.2f}"
+              "   (ratio: time per token)")
     print(f"{'prompt tokens':<24}{ours.prompt_tokens:>11}{theirs_runs[0].prompt_tokens:>11}")
     print(f"{'generated tokens':<24}{ours.tokens:>11}{theirs_runs[0].tokens:>11}")
+    print(f"{'stage tags decoded':<24}{ours.forced:>11}{0:>11}"
+          "   (written by Stagewise when a stage spends its budget)")
+    if args.repeat > 1:
+        spread = ", ".join(f"{b.decode_tps / a.decode_tps:.2f}"
+                           for a, b in zip(ours_runs, theirs_runs, strict=True))
+        print(f"per decoded token, run by run: {spread}")
     ttft = med(ours_runs, "ttft") / med(theirs_runs, "ttft")
     per_token = med(theirs_runs, "decode_tps") / med(ours_runs, "decode_tps")
     for label, value, target in (("first token", ttft, TTFT_TARGET),

@@ -66,6 +66,16 @@ from stagewise.models.inference.tokenizer import Tokenizer
 
 log = logging.getLogger("stagewise.llama")
 
+STEP_TOKENS = 16
+"""Largest batch :meth:`Engine.decode` runs without llama.cpp's abort callback.
+
+llama.cpp asks the callback after every node of the graph (about 700 for one token of a 3B
+model), from its first compute thread while the others wait; each call enters Python and
+takes the GIL, which another Python thread (the window's) may hold for milliseconds. A step
+of the search (one token per live sequence, a stage's forced tags) lasts a fraction of a
+second even at real size, and the cancel event is checked before it; longer batches (a
+prompt, a judge's prompt) keep the callback so that a stop ends them part-way.
+"""
 
 
 class Engine:
@@ -173,7 +183,8 @@ class Engine:
                 + reason(native_log.last_error())
             )
         self._context = self._owners.enter_context(ContextOwner(ctx, abort))
-        lc.llama_set_abort_callback(ctx, abort, ctypes.c_void_p(0))
+        self._abort_checks = False
+        self._check_during_decode(True)
         self._memory = lc.llama_get_memory(ctx)
 
         mparams = projector_params(s, threads)
@@ -323,6 +334,7 @@ class Engine:
         The logits of the last token are left at output index -1.
         """
         self._check_cancel()
+        self._check_during_decode(True)
         needed = prompt.n_tokens
         if needed >= self.n_ctx:  # libmtmd would only say "failed to eval chunk"
             raise EngineError(
@@ -368,6 +380,7 @@ class Engine:
                 f"the image and question need {prompt.n_tokens} tokens but the context "
                 f"holds {self.n_ctx}: raise the context size")
         start = time.perf_counter()
+        self._check_during_decode(True)
         n_past = lc.llama_pos(0)
         for index in range(end):
             chunk = mtmd.mtmd_input_chunks_get(prompt.handle, index)
@@ -417,6 +430,7 @@ class Engine:
         if n > self.settings.n_batch:
             raise EngineError(f"batch of {n} tokens exceeds n_batch {self.settings.n_batch}")
         self._check_cancel()
+        self._check_during_decode(n > STEP_TOKENS)
         b = self._batch_handle
         for i in range(n):
             b.token[i] = tokens[i]
@@ -477,6 +491,16 @@ class Engine:
         if not ptr:
             raise EngineError(f"no logits at output {index}")
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _check_during_decode(self, on: bool) -> None:
+        """Let llama.cpp ask the cancel event during a decode, or not (:data:`STEP_TOKENS`)."""
+        if on == self._abort_checks:
+            return
+        ctx = self.ctx
+        assert self._context is not None
+        callback = self._context.abort if on else lc.ggml_abort_callback(0)
+        lc.llama_set_abort_callback(ctx, callback, ctypes.c_void_p(0))
+        self._abort_checks = on
 
     @property
     def _batch_handle(self) -> lc.llama_batch:

@@ -10,18 +10,29 @@ templates).
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+from llama_cpp import llama_cpp as lc
 
 from stagewise.models.events import AnswerFinished, Event, PromptEvaluated, SearchResult
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.inference.mtmd_prompt import Bitmap
+from stagewise.models.inference.sampling import (
+    _TOKEN_DATA,
+    GREEDY,
+    Sampler,
+    SamplingSettings,
+    _array_of,
+)
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.llama_backend import LlamaBackend
 from stagewise.models.reasoning.search import SearchSettings, StageSearch
+from stagewise.models.reasoning.stage_grammar import answer_grammar
 from stagewise.models.reasoning.strategies import sequences_needed
 from stagewise.models.recipes.real_vocab import (
     REAL_VOCABULARIES,
@@ -29,7 +40,7 @@ from stagewise.models.recipes.real_vocab import (
     qwen_real_vocabulary_pair,
     real_vocabulary_pair,
 )
-from stagewise.models.stages import STAGES, user_text
+from stagewise.models.stages import STAGES, Stage, user_text
 
 QUESTION = "How many red circles are there?"
 
@@ -172,3 +183,65 @@ def test_tags_of_several_tokens_are_found_piece_by_piece(engine: Engine):
     parsed = parse_answer(detokenized.decode("utf-8"))
     assert parsed.complete
     assert parsed.stages[STAGES[0]] == f"The {STAGES[0].value} here."
+
+
+def _full_grammar_draw(engine: Engine, sampler: Sampler, index: int) -> tuple[int, bool]:
+    """What llama.cpp's plain path draws: the grammar over the whole vocabulary, then the
+    chain, both cloned from ``sampler`` (so the same random state); and whether the
+    grammar allows every token the chain alone keeps (after top-k and top-p)."""
+    n = engine.n_vocab
+    chain, grammar = lc.llama_sampler_clone(sampler._chain), lc.llama_sampler_clone(
+        sampler._grammar)
+    keep = lc.llama_sampler_clone(sampler._chain)
+    try:
+        logits = engine.logits(index)
+        full = np.zeros(n, _TOKEN_DATA)
+        full["id"], full["logit"] = np.arange(n, dtype=np.int32), logits
+        array = _array_of(full)
+        lc.llama_sampler_apply(grammar, ctypes.byref(array))
+        lc.llama_sampler_apply(chain, ctypes.byref(array))
+        drawn = int(full["id"][array.selected])
+        free = np.zeros(n, _TOKEN_DATA)
+        free["id"], free["logit"] = np.arange(n, dtype=np.int32), logits
+        array = _array_of(free)
+        lc.llama_sampler_apply(keep, ctypes.byref(array))
+        kept = free[: array.size].copy()
+        kept_array = _array_of(kept)
+        lc.llama_sampler_apply(grammar, ctypes.byref(kept_array))  # refused: -inf
+        return drawn, bool(np.isfinite(kept["logit"]).all())
+    finally:
+        for handle in (chain, grammar, keep):
+            lc.llama_sampler_free(handle)
+
+
+@pytest.mark.parametrize("settings", [GREEDY, SamplingSettings()], ids=["greedy", "seeded"])
+def test_the_lazy_grammar_draws_what_the_grammar_first_chain_draws(
+        engine: Engine, settings: SamplingSettings):
+    """:class:`Sampler` checks only the drawn token against the stage grammar and applies
+    the grammar to the whole (real) vocabulary only when it refuses it. Step by step,
+    against a grammar-first chain in the same state: greedy always picks the same token;
+    a seeded draw picks the same token whenever the grammar refuses none of the tokens
+    top-k and top-p keep (otherwise both are tokens the grammar allows)."""
+    engine.clear()
+    prompt = engine.tokenize(engine.chat_prompt(user_text(QUESTION, StageMode.PROMPTED),
+                                                with_image=False) + "<SUMMARY>")
+    index = engine.eval_tokens([(0, 0, prompt)])[0]
+    sampler = Sampler(engine.vocab, settings, seed=7,
+                      grammar=answer_grammar(Stage.SUMMARY, opened=True))
+    same = compared = 0
+    try:
+        for pos in range(len(prompt), len(prompt) + 40):
+            expected, unrefused = _full_grammar_draw(engine, sampler, index)
+            token = sampler.sample(engine.ctx, index)
+            if settings.greedy or unrefused:
+                assert token == expected, f"step {pos - len(prompt)}"
+                same += 1
+            compared += 1
+            if engine.is_eog(token):
+                break
+            engine.decode([token], [pos], [0], [True])
+            index = 0
+    finally:
+        sampler.close()
+        engine.clear()
+    assert same >= compared // 2 > 0

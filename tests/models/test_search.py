@@ -175,6 +175,50 @@ def test_cancel_reaches_llama_decode_through_the_abort_callback(engine, image, m
     engine.clear()
 
 
+class CountingEvent(threading.Event):
+    """A cancel event that counts how often it is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def is_set(self) -> bool:
+        self.reads += 1
+        return super().is_set()
+
+
+def test_a_search_step_runs_without_the_per_node_abort_callback(engine, monkeypatch):
+    """A step of at most STEP_TOKENS tokens reads the cancel event once, before it; a
+    longer batch after it still has llama.cpp ask it node by node, and a stop ends it."""
+    from stagewise.models.errors import Cancelled
+    from stagewise.models.inference.engine import STEP_TOKENS
+
+    engine.clear()
+    tokens = engine.tokenize("hello there " * 20)
+    assert len(tokens) > STEP_TOKENS
+    engine.cancel_event = CountingEvent()
+    try:
+        engine.decode(tokens[:STEP_TOKENS], list(range(STEP_TOKENS)), [0] * STEP_TOKENS,
+                      [False] * (STEP_TOKENS - 1) + [True])
+        assert engine.cancel_event.reads == 1  # _check_cancel only
+        n = len(tokens) - STEP_TOKENS
+        engine.decode(tokens[STEP_TOKENS:], list(range(STEP_TOKENS, len(tokens))), [0] * n,
+                      [False] * n)
+        assert engine.cancel_event.reads > 10  # the callback, node by node
+        engine.cancel_event.reads = 0
+        engine.decode([tokens[0]], [len(tokens)], [0], [True])
+        assert engine.cancel_event.reads == 1
+        engine.cancel_event.set()
+        engine.clear()
+        monkeypatch.setattr(engine, "_check_cancel", lambda: None)  # only the C callback
+        with pytest.raises(Cancelled):  # is back for long batches
+            engine.decode(tokens, list(range(len(tokens))), [0] * len(tokens),
+                          [False] * len(tokens))
+    finally:
+        engine.cancel_event = threading.Event()
+        engine.clear()
+
+
 def test_a_beam_wider_than_the_engine_allows_is_refused(engine):
     with pytest.raises(StagewiseError, match="n_seq_max"):
         StageSearch(LlamaBackend(engine), SearchSettings(beam=8))

@@ -21,7 +21,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from stagewise.models.errors import Cancelled, StagewiseError
-from stagewise.models.events import AnswerFinished, Event, PromptEvaluated, RunStarted
+from stagewise.models.events import (
+    AnswerFinished,
+    Event,
+    PromptEvaluated,
+    RunStarted,
+    RunWarning,
+)
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.conversation import Turn, answer_room
 from stagewise.models.reasoning.search_backend import PromptInfo, SearchBackend
@@ -64,7 +70,8 @@ class StageSearch:
 
     def run(self, image: PreparedImage, question: str,
             cancel: threading.Event | None = None, *,
-            earlier: Sequence[Turn] = ()) -> Iterator[Event]:
+            earlier: Sequence[Turn] = (), warnings: Sequence[RunWarning] = ()
+            ) -> Iterator[Event]:
         """Answer ``question`` about ``image``, yielding events.
 
         The last event is :class:`AnswerFinished`, also when ``cancel`` is set mid-run (its
@@ -75,6 +82,10 @@ class StageSearch:
         answer would not fit the context otherwise, and the prompt's event and the
         result's timings say how many were kept and left out.
 
+        ``warnings`` (what the caller knows about the run before it starts, such as a
+        context longer than the model was trained for) follow :class:`RunStarted` as
+        events, and the result keeps them.
+
         Raises:
             EngineError: The backend failed (the context is full, say); nothing is
                 yielded after it.
@@ -82,6 +93,8 @@ class StageSearch:
         s, backend = self.settings, self.backend
         run = self.run_record = RunRecord(question, backend.stats())
         yield RunStarted(question, s.strategy, s.beam, s.select, self.mode.value, s.seed)
+        run.warnings = list(warnings)
+        yield from warnings
         status = "finished"
         verifier = self.verifier if self.selection.needs_verifier else None
         try:

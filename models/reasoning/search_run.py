@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from stagewise.models.events import Candidate, Check, SearchResult, Timings, Verdict
+from stagewise.models.events import (
+    Candidate,
+    Check,
+    RunWarning,
+    SearchResult,
+    Timings,
+    Verdict,
+)
 from stagewise.models.reasoning.search_backend import BackendStats, Sampled
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.stages import STAGES, Stage, parse_answer
@@ -46,6 +53,7 @@ class RunRecord:
     generated: int = 0
     earlier_turns: int = 0
     dropped_turns: int = 0
+    warnings: list[RunWarning] = field(default_factory=list)
 
     def chosen_so_far(self) -> tuple[str, int, bool]:
         """The chosen text, the tokens it holds, and whether it ended the turn."""
@@ -98,6 +106,7 @@ class RunRecord:
             stages={st: parsed.stages.get(st, "") for st in STAGES},
             candidates=tuple(self.candidates), chosen=tuple(self.chosen),
             verdicts=tuple(self.verdicts), checks=tuple(self.checks), timings=timings,
+            warnings=tuple(self.warnings),
         )
 
 

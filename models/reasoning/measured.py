@@ -1,0 +1,76 @@
+"""What the search's own judgements have measured to be worth, in one place.
+
+Every figure here was measured on the built-in demo model (models/data/demo) by the command
+given beside it, and the README's tables show the same numbers. They say how far the model's
+own choices and its own certainty can be trusted *on the demo*; no other model has been
+measured, and the front ends say so when another model answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONFIDENCE_COMMAND", "LEVEL_RIGHT", "PICKS_RIGHT", "SELECTION_COMMAND",
+           "LevelRecord", "level_reliability", "selection_reliability"]
+
+SELECTION_COMMAND = (
+    "stagewise eval --demo --limit 500 --strategy greedy,stage "
+    "--select judge,verdict,selfcheck,logprob,entropy --max-stage-tokens 256 --threads 1")
+"""The run that measured :data:`PICKS_RIGHT` (README, "Choosing a candidate")."""
+
+PICKS_RIGHT: dict[str, float] = {
+    "judge": 0.516,
+    "verdict": 0.451,
+    "selfcheck": 0.552,
+    "logprob": 0.612,
+    "entropy": 0.513,
+}
+"""How often each selection chose a right candidate where its set held a right and a wrong
+one, summed over the caption and reasoning stages that differed, on the demo's first 500
+held-out test puzzles at stage-level beam N=4 (the "picks right (test)" column of the
+README's selection table; chance is 50%). ``prm`` and ``model`` need a second model and are
+not measured on the demo."""
+
+CONFIDENCE_COMMAND = "python bench/confidence.py --limit 500 --threads 1"
+"""The run that measured :data:`LEVEL_RIGHT`."""
+
+
+@dataclass(frozen=True)
+class LevelRecord:
+    """How answers with one confidence level fared.
+
+    Attributes:
+        answers: How many answers had this level.
+        right: The share of them that were right.
+    """
+
+    answers: int
+    right: float
+
+
+LEVEL_RIGHT: dict[tuple[str, str], LevelRecord] = {}
+"""(run, level) → how answers with that confidence level fared on the demo's first 500
+held-out test puzzles (:data:`CONFIDENCE_COMMAND`). Runs: ``"single"`` (beam 1: the level
+comes from the conclusion's token probability), ``"stage"`` (stage-level beam N=4:
+agreement of the conclusions) and ``"best-of-n"`` (N=4 whole answers)."""
+
+
+def selection_reliability(select: str) -> str:
+    """One sentence on how often ``select`` picked right on the demo, or that it was not
+    measured."""
+    share = PICKS_RIGHT.get(select)
+    if share is None:
+        return f"The {select} selection has not been measured on any model here."
+    return (f"On the demo model's held-out puzzles the {select} selection picked the right "
+            f"candidate {share:.0%} of the time where one was right and one wrong (chance: "
+            "50%); no other model has been measured.")
+
+
+def level_reliability(run: str, level: str) -> str:
+    """One sentence on how often answers of this confidence ``level`` were right in runs
+    like ``run`` ("single", "stage", "best-of-n") on the demo; "" when not measured."""
+    record = LEVEL_RIGHT.get((run, level))
+    if record is None:
+        return ""
+    return (f"On the demo's held-out puzzles, {record.answers} answers of this kind were "
+            f"{level}, and {record.right:.0%} of them were right.")

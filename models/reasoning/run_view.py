@@ -401,6 +401,12 @@ def saved_segments(result: SearchResult) -> list[SavedSegment]:
     return ordered
 
 
+def cautions_of(result: SearchResult) -> list[str]:
+    """What to say under a finished or saved run's answer (:meth:`RunView.cautions`), for
+    those that show a result without a view (``ask``, the exports)."""
+    return RunView.from_result(result).cautions()
+
+
 def replay(result: SearchResult) -> Iterator[Event]:
     """Events that rebuild ``result``'s view (tokens arrive whole, one event per candidate)."""
     yield RunStarted(result.question, result.strategy, result.beam, result.select,

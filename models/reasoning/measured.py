@@ -48,11 +48,24 @@ class LevelRecord:
     right: float
 
 
-LEVEL_RIGHT: dict[tuple[str, str], LevelRecord] = {}
+LEVEL_RIGHT: dict[tuple[str, str], LevelRecord] = {
+    ("greedy", "sure"): LevelRecord(500, 0.582),
+    ("single", "sure"): LevelRecord(500, 0.530),
+    ("stage", "sure"): LevelRecord(470, 0.594),
+    ("stage", "unsure"): LevelRecord(30, 0.400),
+    ("best-of-n", "sure"): LevelRecord(164, 0.762),
+    ("best-of-n", "fairly sure"): LevelRecord(117, 0.573),
+    ("best-of-n", "unsure"): LevelRecord(219, 0.388),
+}
 """(run, level) → how answers with that confidence level fared on the demo's first 500
-held-out test puzzles (:data:`CONFIDENCE_COMMAND`). Runs: ``"single"`` (beam 1: the level
-comes from the conclusion's token probability), ``"stage"`` (stage-level beam N=4:
-agreement of the conclusions) and ``"best-of-n"`` (N=4 whole answers)."""
+held-out test puzzles (:data:`CONFIDENCE_COMMAND`, seed 0). Runs: ``"greedy"`` and
+``"single"`` (beam 1, greedy and sampled: the level comes from the conclusion's token
+probability), ``"stage"`` (stage-level beam N=4: agreement of four conclusions written after
+one chosen reasoning) and ``"best-of-n"`` (N=4 whole answers). A level with no answers has no
+entry: every single pass was "sure" (the demo copies its reasoning's result into the
+conclusion with near certainty), so on a single pass the label tells nothing about being
+right; agreement among best-of-N's independent answers does (76% right when all four agree,
+39% when half or fewer do)."""
 
 
 def selection_reliability(select: str) -> str:

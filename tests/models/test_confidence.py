@@ -4,6 +4,7 @@ the demo's check of a picture, and the warnings a run carries into its result an
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from stagewise.models.reasoning.measured import PICKS_RIGHT
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.session import Session, plan
 from stagewise.models.stages import Stage, parse_answer
+from stagewise.models.storage.export import to_json
+from stagewise.models.storage.export_html import to_html
+from stagewise.models.storage.export_markdown import to_markdown
 from stagewise.models.storage.history import HistoryRecorder, RunSettings
 
 QUESTION = "How many red circles are there?"
@@ -192,9 +196,23 @@ def test_the_demo_warns_about_a_picture_it_does_not_know_and_history_keeps_it(
     from stagewise.models.storage.history import History
 
     with History(tmp_path / "history") as history:
-        stored = history.load(record.run_id).result
+        run = history.load(record.run_id)
+    stored = run.result
     assert stored.warnings == result.warnings
     assert confidence_of(stored) == confidence_of(result)
+    # the exports say it as the window does: how sure, then the warnings
+    found = confidence_of(stored)
+    assert found is not None
+    data = json.loads(to_json([run]))["runs"][0]
+    assert data["confidence"] == json.loads(json.dumps(found.to_json()))
+    assert {"agreement", "margin", "label"} <= set(data["confidence"])
+    assert data["result"]["warnings"] == [{"kind": "outside", "text": warnings[0].text}]
+    assert warnings[0].text in data["cautions"]
+    markdown, html = to_markdown([run]), to_html([run])
+    assert f"**How sure:** {found.label}" in markdown
+    assert "does not look like the demo model" in markdown
+    assert f"<b>How sure:</b> {found.label}" in html
+    assert '<p class="warning">⚠ This picture does not look like' in html
 
 
 def test_a_failed_run_keeps_the_warnings_it_started_with(demo, tmp_path: Path):

@@ -5,12 +5,13 @@
 
 * **agreement**, where the search wrote several final candidates: how many of them reached
   the conclusion that was chosen. The final candidates are the last set of whole answers
-  (best-of-N, sentence-level search: each candidate's conclusion is read from the answer it
-  completes), or every candidate of the Conclusion stage (stage-level beam: N conclusions
-  written after the one chosen reasoning; retrace: one conclusion after each finalist
-  reasoning). Conclusions are compared normalised: lower case, punctuation at the ends of
-  words and the articles "a", "an", "the" dropped, spaces collapsed ("The answer: 3." is "answer
-  3"). A candidate with no conclusion never agrees.
+  (best-of-N: independent answers; sentence-level search: last sentences continuing the
+  chosen text; each candidate's conclusion is read from the answer it completes), or every
+  candidate of the Conclusion stage (stage-level beam: N conclusions written after the one
+  chosen reasoning; retrace: one conclusion after each finalist reasoning). Conclusions are
+  compared normalised: lower case, punctuation at the ends of words and the articles "a",
+  "an", "the" dropped, spaces collapsed ("The answer: 3." is "answer 3"). A candidate with no
+  conclusion never agrees.
 * **margin**: the chosen candidate's score minus the best other score, in its selection's
   units (mean log-probability, verdicts won, P(correct)…); None with a single candidate.
 * **probability**, with a single final candidate (beam 1): the geometric mean probability of
@@ -76,8 +77,9 @@ class Confidence:
         probability: A single candidate's geometric mean token probability (None when
             there were several).
         select: The selection that chose, whose units the margin is in.
-        shared_reasoning: The final candidates were all written after the same chosen
-            reasoning (stage-level beam search), so their agreement says less.
+        shared_reasoning: The final candidates all continue the same chosen text (stage-level
+            beam: the reasoning it kept; sentence-level: every sentence before the last),
+            so their agreement says less than that of independent answers.
     """
 
     level: Level
@@ -113,7 +115,7 @@ class Confidence:
             shown = "unknown" if p is None else f"{p:.2f}"
             return (f"{self.label}: the conclusion's tokens had a mean probability of "
                     f"{shown} (one candidate)")
-        after = " after one chosen reasoning" if self.shared_reasoning else ""
+        after = " continuing the answer already chosen" if self.shared_reasoning else ""
         line = (f"{self.agreeing} of {self.candidates} final candidates{after} reached this "
                 f"conclusion ({self.level})")
         if self.margin is not None:
@@ -133,8 +135,9 @@ def explain(confidence: Confidence, strategy: str) -> str:
         run = "single"
     else:
         if confidence.shared_reasoning:
-            parts.append("They were all written after the one reasoning the search kept, so "
-                         "they agree more easily than independent answers would.")
+            parts.append("They all continue the text the search had already kept (for "
+                         "stage-level beam, its one chosen reasoning), so they agree more "
+                         "easily than independent answers would.")
         parts.append("Agreement is the model's own consistency, not proof.")
         run = strategy
         parts.append(selection_reliability(confidence.select))
@@ -177,8 +180,8 @@ def confidence_of(result: SearchResult) -> Confidence | None:
         level = "fairly sure"
     else:
         level = "unsure"
-    shared = all(c.unit is Stage.CONCLUSION for c, _ in final) and len(
-        {c.segment for c, _ in final}) == 1
+    segments = {c.segment for c, _ in final}
+    shared = len(segments) == 1 and any(no < min(segments) for no, _ in result.chosen)
     return Confidence(level, f"{agreeing} of {n} agree", agreeing, n,
                       _margin(winner, [c for c, _ in final]), None, result.select, shared)
 

@@ -36,7 +36,7 @@ from stagewise.models.events import (
 )
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.reasoning.confidence import Confidence, confidence_of
-from stagewise.models.reasoning.measured import PICKS_RIGHT
+from stagewise.models.reasoning.measured import picks_right
 from stagewise.models.reasoning.selections import SELECTIONS, Selection
 from stagewise.models.reasoning.strategies import STRATEGIES, Strategy
 from stagewise.models.stages import STAGES, Stage, StageParser
@@ -440,10 +440,10 @@ def replay(result: SearchResult) -> Iterator[Event]:
 def _judge_reliability() -> str:
     """``", which picked right N% of the time on the demo's puzzles"`` for the judge's
     correctness check (the judge selection's measured figure)."""
-    share = PICKS_RIGHT.get("judge")
-    if share is None:
+    record = picks_right("judge")
+    if record is None:
         return ""
-    return (f", and its judge picked the right candidate {share:.0%} of the time on the "
+    return (f", and its judge chose right {record.picks_right:.0%} of the time on the "
             "demo's held-out puzzles (chance: 50%)")
 
 

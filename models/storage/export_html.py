@@ -103,7 +103,7 @@ def _html_run(run: StoredRun) -> list[str]:
             '<section class="conclusion"><h3>Conclusion</h3>',
             _html_text(result.stages.get(Stage.CONCLUSION, ""))]
     if sure := view.confidence_line(result):
-        out.append(f'<p class="confidence"><b>How sure:</b> {_e(sure)}</p>')
+        out.append(f'<p class="confidence"><strong>How sure:</strong> {_e(sure)}</p>')
     out += [f'<p class="warning">⚠ {_e(caution)}</p>' for caution in view.cautions(result)]
     out.append("</section>")
     for stage in view.BODY_STAGES:

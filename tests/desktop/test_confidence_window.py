@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from stagewise.desktop.main_window import MainWindow
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.library.demo import example_image
-from stagewise.models.reasoning.measured import PICKS_RIGHT
+from stagewise.models.reasoning.measured import picks_right
 from stagewise.models.reasoning.run_view import RunStatus, RunView
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.stages import Stage
@@ -88,8 +88,8 @@ def test_the_conclusion_says_how_sure_the_search_is_and_a_restored_run_does_too(
     assert card.confidence_text() == confidence.label == f"{confidence.agreeing} of 4 agree"
     tip = card.badge.toolTip()
     assert f"{confidence.agreeing} of 4 final candidates" in tip
-    assert "after one chosen reasoning" in tip  # why stage-beam conclusions agree easily
-    assert f"{PICKS_RIGHT['logprob']:.0%}" in tip and "chance: 50%" in tip
+    assert "its one chosen reasoning" in tip  # why stage-beam conclusions agree easily
+    assert f"{picks_right('logprob').picks_right:.0%}" in tip and "chance: 50%" in tip
     assert card.badge.accessibleDescription() == tip
     restored = restore_last(window)
     assert restored is not view and restored.confidence == confidence
@@ -144,7 +144,7 @@ def test_the_judge_s_reasons_are_said_to_be_its_own_with_how_reliable_it_measure
     card.set_candidates_open(True)
     why = card.candidates_view.why_text()
     assert "the model judging its own candidates" in why
-    assert f"{PICKS_RIGHT['judge']:.0%} of the time" in why
+    assert f"{picks_right('judge').picks_right:.0%} of the time" in why
     segment = view.stages[Stage.REASONING].segments[-1]
     for check in segment.checks:  # the correctness check is named as the model's own
         verb = "passed" if check.correct else "failed"

@@ -24,7 +24,7 @@ from stagewise.models.reasoning.confidence import (
     explain,
     normalise_conclusion,
 )
-from stagewise.models.reasoning.measured import PICKS_RIGHT
+from stagewise.models.reasoning.measured import LEVEL_RIGHT, level_reliability, picks_right
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.session import Session, plan
 from stagewise.models.stages import Stage, parse_answer
@@ -110,11 +110,22 @@ def test_a_single_pass_is_as_sure_as_its_conclusion_tokens(demo, example):
 def test_best_of_n_reads_each_whole_answer_s_conclusion(demo, example):
     result = answer(demo, example, beam=4, strategy="best-of-n")
     found = confidence_of(result)
-    assert found is not None and found.candidates == 4 and not found.shared_reasoning
+    assert found is not None and found.candidates == 4
+    assert not found.shared_reasoning  # independent whole answers
     conclusions = [normalise_conclusion(parse_answer(c.text).stages.get(Stage.CONCLUSION, ""))
                    for c in result.candidates]
     assert all(conclusions)
     assert found.agreeing == conclusions.count(normalise_conclusion(result.conclusion))
+
+
+def test_sentence_search_s_last_sentences_continue_the_chosen_text(demo, example):
+    result = answer(demo, example, beam=4, strategy="sentence")
+    found = confidence_of(result)
+    last = max(c.segment for c in result.candidates)
+    finals = [c for c in result.candidates if c.segment == last]
+    assert found is not None and found.candidates == len(finals) == 4
+    assert found.shared_reasoning
+    assert "continue the text the search had already kept" in explain(found, "sentence")
 
 
 def test_retrace_counts_its_finalists(demo, example):
@@ -122,6 +133,7 @@ def test_retrace_counts_its_finalists(demo, example):
     found = confidence_of(result)
     finals = [c for c in result.candidates if c.unit is Stage.CONCLUSION]
     assert found is not None and found.candidates == len(finals) == 3
+    assert not found.shared_reasoning  # each after its own caption and reasoning
 
 
 def test_a_stopped_run_has_no_confidence(demo, example):
@@ -147,9 +159,17 @@ def test_conclusions_are_compared_normalised():
 def test_the_tooltip_quotes_the_selection_s_measured_reliability():
     found = Confidence("fairly sure", "3 of 4 agree", 3, 4, 0.2, None, "judge")
     tip = explain(found, "stage")
-    assert f"{PICKS_RIGHT['judge']:.0%}" in tip and "chance: 50%" in tip
+    assert f"{picks_right('judge').picks_right:.0%}" in tip and "chance: 50%" in tip
     unmeasured = Confidence("sure", "2 of 2 agree", 2, 2, None, None, "prm")
     assert "has not been measured" in explain(unmeasured, "stage")
+    # and how answers with this label fared on the demo's held-out puzzles
+    stage_sure = Confidence("sure", "4 of 4 agree", 4, 4, 0.0, None, "logprob", True)
+    worth = level_reliability("stage", "sure")
+    assert worth and worth in explain(stage_sure, "stage")
+    record = next(r for r in LEVEL_RIGHT if (r.run, r.level) == ("stage", "sure"))
+    assert f"{record.answers} answers" in worth
+    assert f"{record.right:.0%} of them were right" in worth
+    assert level_reliability("retrace", "sure") == ""  # not measured: nothing claimed
 
 
 def test_every_shipped_puzzle_looks_like_one_and_a_photo_does_not():
@@ -211,7 +231,7 @@ def test_the_demo_warns_about_a_picture_it_does_not_know_and_history_keeps_it(
     markdown, html = to_markdown([run]), to_html([run])
     assert f"**How sure:** {found.label}" in markdown
     assert "does not look like the demo model" in markdown
-    assert f"<b>How sure:</b> {found.label}" in html
+    assert f"<strong>How sure:</strong> {found.label}" in html
     assert '<p class="warning">⚠ This picture does not look like' in html
 
 

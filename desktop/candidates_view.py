@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from stagewise.desktop.widgets import Chip, GrowingText, bold_font, muted_label
 from stagewise.models.events import Verdict
 from stagewise.models.reasoning.judge import name_candidates
+from stagewise.models.reasoning.measured import selection_reliability
 from stagewise.models.reasoning.run_view import CandidateView, SegmentView, StageView
 from stagewise.models.reasoning.selections import SELECTIONS, Selection
 from stagewise.models.reasoning.strategies import STRATEGIES
@@ -104,11 +105,12 @@ def why_lines(segment: SegmentView, select: str | None) -> list[str]:
         return []
     chosen_by = SELECTIONS.find(select)
     if chosen_by is not None and not chosen_by.pairwise:
-        return _score_lines(segment, chosen_by)
+        return _score_lines(segment, chosen_by) + _trust_lines(segment, chosen_by)
     lines = []
     for check in segment.checks:
         verb = "passed" if check.correct else "failed"
-        lines.append(f"Candidate {check.candidate + 1} {verb} the correctness check")
+        lines.append(f"Candidate {check.candidate + 1} {verb} the correctness check "
+                     "(the model's own)")
     lines += [verdict_line(v) for v in sorted(segment.verdicts, key=lambda v: v.round)]
     if segment.chosen is None:
         if segment.n_comparisons and len(segment.verdicts) < segment.n_comparisons:
@@ -118,7 +120,19 @@ def why_lines(segment: SegmentView, select: str | None) -> list[str]:
             lines.append("The judge compares the candidates in pairs once they are written.")
     elif not segment.verdicts:
         lines.append(f"Candidate {segment.chosen + 1} was kept.")
-    return lines
+    return lines + _trust_lines(segment, chosen_by)
+
+
+def _trust_lines(segment: SegmentView, chosen_by: Selection | None) -> list[str]:
+    """Under a chosen segment's reasons: whose judgement they are, and how reliable that
+    selection has measured (the model's verdicts are its own words, not facts)."""
+    if segment.chosen is None or chosen_by is None:
+        return []
+    line = selection_reliability(chosen_by.name)
+    if chosen_by.pairwise and (segment.verdicts or segment.checks):
+        line = ("The checks and verdicts are the model judging its own candidates, in its "
+                "own words; a reason may contradict what a candidate says. " + line)
+    return [line]
 
 
 def retrace_lines(segment: SegmentView) -> list[str]:

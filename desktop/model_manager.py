@@ -393,6 +393,9 @@ def _details(row: Row) -> str:
                             + (" · thinking model" if entry.thinking else "")))
         if entry.repo:
             parts.append(escape(f"From huggingface.co/{entry.repo}"))
+        parts.append(escape(f"Trained for: {entry.trained_for} Its answers about other "
+                            "kinds of pictures deserve less trust." if entry.trained_for
+                            else "Trained for: not recorded."))
     if entry is not None:
         parts.append(f"Licence: {escape(entry.licence)}"
                      + (f" ({escape(entry.licence_url)})" if entry.licence_url else ""))

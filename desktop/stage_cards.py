@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from stagewise.desktop.candidates_view import CandidatesView, plural
 from stagewise.desktop.formatting import seconds_text
 from stagewise.desktop.widgets import Chip, ElidedLabel, GrowingText, bold_font, small_font
+from stagewise.models.reasoning.confidence import explain
 from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus, StageView
 from stagewise.models.stages import STAGES, Stage
 
@@ -171,6 +172,9 @@ class StageCard(QFrame):
         self.title.setFont(bold_font(self, 1.15 if self.prominent else 1.0))
         self.chip = Chip("", self.header)
         self.chip.setAccessibleName(f"{stage.title} status")
+        self.badge = Chip("", self.header)  # the Conclusion's: how sure the search is
+        self.badge.setAccessibleName(f"{stage.title} confidence")
+        self.badge.hide()
         self.candidates_button = QToolButton(self.header)
         self.candidates_button.setCheckable(True)
         self.candidates_button.setAutoRaise(False)
@@ -188,6 +192,7 @@ class StageCard(QFrame):
         row.addWidget(self.disclosure)
         row.addWidget(self.title)
         row.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.preview, 1, Qt.AlignmentFlag.AlignVCenter)
         row.addStretch(0)
         row.addWidget(self.candidates_button)
@@ -272,7 +277,8 @@ class StageCard(QFrame):
         self.text.set_text(view.text)
         self._fold_when_finished(view)
         if self.prominent and run is not None:
-            self.show_doubts(run.doubts() if run.status is not RunStatus.RUNNING else [])
+            self.show_doubts(run.cautions())
+            self.show_confidence(run)
         if self._collapsed:
             self.preview.set_full_text(view.text)
         self._update_toggle(view.n_candidates)
@@ -282,6 +288,23 @@ class StageCard(QFrame):
         """Say, under the answer, why it deserves less trust (nothing when all went well)."""
         self.doubt.setText("⚠ " + " ".join(doubts) if doubts else "")
         self.doubt.setVisible(bool(doubts))
+
+    def show_confidence(self, run: RunView) -> None:
+        """The badge beside the Conclusion's status: how sure the finished search is
+        ("3 of 4 agree", "unsure"), its tooltip what that means and has been worth."""
+        confidence = run.confidence
+        strategy = run.result.strategy if run.result is not None else ""
+        text = confidence.label if confidence is not None else ""
+        tip = explain(confidence, strategy) if confidence is not None else ""
+        if text != self.badge.full_text() or tip != self.badge.toolTip():
+            self.badge.set_full_text(text)
+            self.badge.setToolTip(tip)
+            self.badge.setAccessibleDescription(tip)
+        self.badge.setVisible(confidence is not None)
+
+    def confidence_text(self) -> str:
+        """The badge's text; empty when none is shown."""
+        return self.badge.full_text() if self.badge.isVisibleTo(self) else ""
 
     def doubt_text(self) -> str:
         return self.doubt.text() if self.doubt.isVisibleTo(self) else ""

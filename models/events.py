@@ -4,7 +4,10 @@ A run yields, in order: :class:`RunStarted`, :class:`PromptEvaluated`, then per 
 (a stage, a sentence, or a whole answer) :class:`SegmentStarted`, many
 :class:`TokenStreamed`, one :class:`CandidateFinished` per candidate, any
 :class:`CorrectnessChecked` and :class:`JudgeVerdict`, then :class:`SegmentChosen`; finally
-exactly one :class:`AnswerFinished` holding the whole :class:`SearchResult`.
+exactly one :class:`AnswerFinished` holding the whole :class:`SearchResult`. Warnings about
+the run known before it starts (:class:`RunWarning`: a context longer than the model was
+trained for, a picture outside what the model knows) follow :class:`RunStarted`, and the
+result keeps them.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ class SearchResult:
     verdicts: tuple[Verdict, ...]
     checks: tuple[Check, ...]
     timings: Timings
+    warnings: tuple[RunWarning, ...] = ()
 
     @property
     def conclusion(self) -> str:
@@ -181,6 +185,7 @@ class SearchResult:
                 {"segment": c.segment, "candidate": c.candidate, "correct": c.correct}
                 for c in self.checks
             ],
+            "warnings": [{"kind": w.kind, "text": w.text} for w in self.warnings],
             "timings": {
                 "total_s": round(t.total_s, 4), "prompt_s": round(t.prompt_s, 4),
                 "judge_s": round(t.judge_s, 4),
@@ -209,6 +214,21 @@ class RunStarted:
     select: str
     mode: str
     seed: int
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """Something about a run that makes its answer less trustworthy, known as it starts.
+
+    Attributes:
+        kind: What it is about: ``"context"`` (one answer or judgement can run longer than
+            the model was trained for) or ``"outside"`` (the picture is not of the kind the
+            model was trained on).
+        text: One sentence for people.
+    """
+
+    kind: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -286,7 +306,7 @@ class AnswerFinished:
 
 
 Event = (
-    RunStarted | PromptEvaluated | SegmentStarted | TokenStreamed | CandidateFinished
+    RunStarted | RunWarning | PromptEvaluated | SegmentStarted | TokenStreamed | CandidateFinished
     | JudgingStarted | CorrectnessChecked | JudgeVerdict | SegmentChosen | Retraced
     | AnswerFinished
 )

@@ -30,7 +30,7 @@ from stagewise.models.inference.engine_settings import AUTO_CTX
 from stagewise.models.reasoning.search_settings import MAX_BEAM, SearchSettings
 
 if TYPE_CHECKING:
-    from stagewise.models.events import Event
+    from stagewise.models.events import Event, RunWarning
     from stagewise.models.hardware import Fit, Hardware
     from stagewise.models.inference.engine import Engine
     from stagewise.models.inference.engine_settings import EngineSettings
@@ -166,6 +166,7 @@ class Session:
         self._prefixes: PrefixKeeper | None = backend.prefixes
         self.served_by = "this computer"
         self._verifiers: dict[tuple[Path, str], tuple[Engine, Verifier]] = {}
+        self._context_warnings: dict[SearchSettings, tuple[str, ...]] = {}
 
     @classmethod
     def connect(cls, server: ServerSettings, api_key: str = "") -> Session:
@@ -182,6 +183,7 @@ class Session:
         session.served_by = server.describe()
         session._verifiers = {}
         session._prefixes = None
+        session._context_warnings = {}
         return session
 
     def use_prefix_cache(self, cache: PrefixCache | None) -> None:
@@ -204,8 +206,52 @@ class Session:
             earlier: For a follow-up, the earlier turns of its thread about the same image
                 (:func:`~stagewise.models.reasoning.conversation.turns_of`), oldest first:
                 they go into the prompt after the image, which is not encoded again.
+
+        The run's warnings (:meth:`warnings_for`) follow its first event and stay in its
+        result.
         """
-        return self.search(search).run(image, question, cancel, earlier=earlier)
+        return self.search(search).run(image, question, cancel, earlier=earlier,
+                                       warnings=self.warnings_for(image, search))
+
+    def warnings_for(self, image: Images, search: SearchSettings) -> list[RunWarning]:
+        """What is known before a run that makes its answer less trustworthy: one answer or
+        judgement of this search can run longer than the model was trained for (or the
+        context is too small for it), or the built-in demo model is asked about a picture
+        that is not one of its puzzles
+        (:func:`~stagewise.models.library.demo_pictures.outside_demo`). None for a model
+        another program serves: its context and model are its own."""
+        from stagewise.models.events import RunWarning
+
+        if self.plan is None:
+            return []
+        found = [RunWarning("context", text) for text in self._context_of(search)]
+        if _is_demo(self.plan.model):
+            from stagewise.models.inference.images import image_list
+            from stagewise.models.library.demo_pictures import outside_demo
+
+            outside = next((text for each in image_list(image)
+                            if (text := outside_demo(each)) is not None), None)
+            if outside is not None:
+                found.append(RunWarning("outside", outside))
+        return found
+
+    def _context_of(self, search: SearchSettings) -> tuple[str, ...]:
+        """The load's context warnings for ``search``, as the plan estimates them (the GGUF
+        headers are read once per search settings)."""
+        from stagewise.models.hardware.need import estimate_need
+
+        load = self.plan
+        assert load is not None
+        if search not in self._context_warnings:
+            try:
+                need = estimate_need(load.model, load.mmproj, n_ctx=load.engine.n_ctx,
+                                     search=search, flash_attn=load.engine.flash_attn != "off",
+                                     n_batch=load.engine.n_batch)
+            except StagewiseError:  # the file went since it was loaded: nothing to say
+                return ()
+            self._context_warnings[search] = tuple(
+                text[:1].upper() + text[1:] + "." for text in need.warnings)
+        return self._context_warnings[search]
 
     def prepare(self, image: Images, cancel: threading.Event | None = None,
                 search: SearchSettings | None = None) -> PrefixReport:
@@ -328,6 +374,17 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_demo(model: Path) -> bool:
+    """Whether ``model`` is the built-in demo model."""
+    from stagewise.models.library.demo import demo_pair
+
+    demo = demo_pair()
+    try:
+        return demo is not None and model.resolve() == demo.model.resolve()
+    except OSError:
+        return False
 
 
 def _load_verifier(model: Path, main: LoadPlan | None, scorer: Selection

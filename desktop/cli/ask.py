@@ -35,6 +35,7 @@ from stagewise.models.events import (
     JudgingStarted,
     PromptEvaluated,
     Retraced,
+    RunWarning,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -46,7 +47,9 @@ from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.sampling_settings import SamplingSettings
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM, AutoBeam
 from stagewise.models.reasoning.auto_beam import WIDTHS as AUTO_WIDTHS
+from stagewise.models.reasoning.confidence import confidence_of
 from stagewise.models.reasoning.conversation import Turn, turns_of
+from stagewise.models.reasoning.run_view import RunView
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.reasoning.strategies import strategy
 from stagewise.models.stages import StageParser
@@ -213,10 +216,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:
-        from stagewise.models.storage.export import finite_json
+        from stagewise.models.storage.export import confidence_json, finite_json
 
         memory = memory_report(session.plan.fit.need if session.plan else None)
-        payload = [finite_json({**r.to_json(), "memory": memory})  # JSON has no -Infinity
+        payload = [finite_json({**r.to_json(), "confidence": confidence_json(r),
+                                "cautions": RunView.from_result(r).cautions(),
+                                "memory": memory})  # JSON has no -Infinity
                    for r in results]
         json.dump(payload[0] if len(args.question) == 1 else payload, sys.stdout,
                   ensure_ascii=False, indent=2, allow_nan=False)
@@ -301,6 +306,8 @@ def _answer(args: argparse.Namespace, session: Session, image: Images, question:
                       "were left out of this follow-up so that its answer fits the context "
                       f"({_context_of(session, args)} tokens; --ctx raises it)",
                       file=sys.stderr)
+            if isinstance(event, RunWarning):  # known as it starts: said before the answer
+                print(f"stagewise: warning: {event.text}", file=sys.stderr)
             record.add(event)
             if printer:
                 printer.show(event)
@@ -404,8 +411,22 @@ class _StagePrinter:
             f"{t.tokens_per_s:.1f} tok/s · {t.image_encodes} image encode(s)"
             f"{_prefix_note(t)}\n"
         )
+        for line in _trust_lines(result):
+            self.err.write(f"{line}\n")
         self.err.flush()
 
+
+
+def _trust_lines(result: SearchResult) -> list[str]:
+    """After the answer: how sure the search was of it, then its doubts (the warnings were
+    said as the run started)."""
+    lines = []
+    found = confidence_of(result)
+    if found is not None:
+        lines.append(f"confidence: {found.summary()}")
+    view = RunView.from_result(result)
+    lines += [f"stagewise: doubt: {doubt}" for doubt in view.doubts()]
+    return lines
 
 
 def _prefix_note(t: Timings) -> str:

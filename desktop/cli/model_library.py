@@ -118,6 +118,8 @@ def _info(library: object, model_id: str, out: TextIO) -> int:
             size = format_bytes(item.size) if item.size else unknown
             print(f"  {item.name}  {size}", file=out)
         print(f"  licence {entry.licence}  {entry.licence_url}", file=out)
+        if entry.trained_for:
+            print(f"  trained for: {entry.trained_for}", file=out)
         if entry.notes:
             print(f"  note: {entry.notes}", file=out)
         for source in entry.sources:

@@ -281,10 +281,13 @@ def _row(name: str, question: str, result: SearchResult, digest: str, key: str,
 
 
 def _confidence(result: SearchResult) -> str:
-    """How sure the answer is: not measured by this version, so always ""; the column is
-    there for the runs' confidence measure (issue 30) to fill."""
-    del result
-    return ""
+    """How sure the answer is, as the window's badge says it
+    (:func:`~stagewise.models.reasoning.confidence.confidence_of`); "" when it has no
+    conclusion to be sure of."""
+    from stagewise.models.reasoning.confidence import confidence_of
+
+    confidence = confidence_of(result)
+    return confidence.label if confidence is not None else ""
 
 
 def _encodes(session: Session) -> int:

@@ -96,7 +96,7 @@ _REQUIRED = (
     "thinking",
     "sources",
 )
-_OPTIONAL = ("repo", "revision", "context", "notes")
+_OPTIONAL = ("repo", "revision", "context", "notes", "trained_for")
 _PRM_REQUIRED = (*(key for key in _REQUIRED if key not in ("stage_mode", "thinking")),
                  "weights")
 """A verifier answers no question, so it has no stage mode and writes no thinking block."""
@@ -159,6 +159,9 @@ class CatalogueEntry:
             PRM recipe converts; None for other entries.
         system_prompt: A verifier's own system message, written into its GGUF when built;
             "" for the ``prm`` selection's default (VL-PRM's).
+        trained_for: What the model was trained for, in a sentence, from its publisher's
+            card (a source says where); "" when not recorded. Its answers about other
+            kinds of pictures deserve less trust.
     """
 
     id: str
@@ -180,6 +183,7 @@ class CatalogueEntry:
     role: str = "answer"
     weights: str | None = None
     system_prompt: str = ""
+    trained_for: str = ""
 
     @property
     def total_bytes(self) -> int:
@@ -365,6 +369,7 @@ def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEn
     weights = _weights(table, where) if verifier else None
     system_prompt = _text(table, "system_prompt", where) if "system_prompt" in table else ""
     notes = _text(table, "notes", where, allow_empty=True) if "notes" in table else ""
+    trained_for = _text(table, "trained_for", where) if "trained_for" in table else ""
     sources = _sources(table, where)
     if not local and not notes.strip():
         _require_known_facts(model, mmproj, licence, where)
@@ -389,6 +394,7 @@ def _parse_entry(table: Mapping[str, Any], kind: str, where: str) -> CatalogueEn
         role="verifier" if verifier else "answer",
         weights=weights,
         system_prompt=system_prompt,
+        trained_for=trained_for,
     )
 
 

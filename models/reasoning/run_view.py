@@ -27,6 +27,7 @@ from stagewise.models.events import (
     JudgingStarted,
     Retraced,
     RunStarted,
+    RunWarning,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -34,6 +35,8 @@ from stagewise.models.events import (
     Verdict,
 )
 from stagewise.models.inference.stage_mode import StageMode
+from stagewise.models.reasoning.confidence import Confidence, confidence_of
+from stagewise.models.reasoning.measured import picks_right
 from stagewise.models.reasoning.selections import SELECTIONS, Selection
 from stagewise.models.reasoning.strategies import STRATEGIES, Strategy
 from stagewise.models.stages import STAGES, Stage, StageParser
@@ -127,29 +130,52 @@ class RunView:
         self._reset()
 
     def doubts(self) -> list[str]:
-        """Why the chosen answer deserves less trust than usual, one sentence each: every
-        candidate of a segment failed the correctness check, or the judge's reply named no
-        candidate (it was read as the reference reads it), or (runs saved before replies
-        were free) the judge ran out of words and was made to choose."""
+        """Why the chosen answer deserves less trust than usual, one sentence each: a chosen
+        candidate was cut at its token budget, the model's own correctness check said no
+        to every candidate of a segment, or the judge's reply named no candidate (it was
+        read as the reference reads it), or (runs saved before replies were free) the judge
+        ran out of words and was made to choose. Each says what it is: the model judging
+        itself, with how reliable that has measured, not a fact about the answer."""
         found = []
+        judge = _judge_reliability()
         for seg in self.segments:
             where = seg.unit.title if seg.unit else "answer"
+            if seg.chosen is not None and seg.chosen < len(seg.candidates) and \
+                    seg.candidates[seg.chosen].finish == "length":
+                what = f"The chosen {where}" if seg.unit else "The chosen answer"
+                found.append(f"{what} was cut off at its token budget (Preferences → Tokens "
+                             "per stage raises it).")
             if seg.checks and not any(c.correct for c in seg.checks):
-                found.append(f"Every {where} candidate failed the correctness check; one "
-                             "was chosen anyway.")
+                found.append(f"The model's own check called every {where} candidate wrong "
+                             f"(one was kept anyway). It is the model judging itself{judge}, "
+                             "so this is a reason for doubt, not a finding.")
             if any(v.unread for v in seg.verdicts):
-                found.append(f"A verdict on the {where} candidates named neither; it was "
-                             "read as choosing the second, as the paper's code reads it.")
+                found.append(f"The judge's verdict on the {where} candidates named neither; "
+                             "it was read as choosing the second, as the paper's code reads "
+                             "it: that pick was forced, not judged.")
             if any(v.forced for v in seg.verdicts):
                 found.append(f"The judge did not finish a verdict on the {where} candidates "
                              "and was made to choose.")
         return found
+
+    def cautions(self) -> list[str]:
+        """Everything to say under the answer: the run's warnings (known as it started),
+        then, once it is over, its :meth:`doubts`."""
+        texts = [w.text for w in self.warnings]
+        return texts + (self.doubts() if self.done else [])
+
+    @property
+    def confidence(self) -> Confidence | None:
+        """How sure the finished run is of its conclusion (None while it runs, or when
+        it has none: :func:`~stagewise.models.reasoning.confidence.confidence_of`)."""
+        return confidence_of(self.result) if self.result is not None else None
 
     def _reset(self) -> None:
         self.status = RunStatus.IDLE
         self.started: RunStarted | None = None
         self.result: SearchResult | None = None
         self.error = ""
+        self.warnings: list[RunWarning] = []
         self._stages: dict[Stage, StageView] = {s: StageView(s) for s in STAGES}
         self._texts_stale = False
         self.segments: list[SegmentView] = []
@@ -183,6 +209,9 @@ class RunView:
                 self.started = event
                 self.status = RunStatus.RUNNING
                 return set(STAGES)
+            case RunWarning():
+                self.warnings.append(event)
+                return {Stage.CONCLUSION}
             case SegmentStarted(unit=unit, segment=no, n_candidates=n, prefix=prefix):
                 seg = SegmentView(no, unit, prefix, [CandidateView(i) for i in range(n)])
                 self.segments.append(seg)
@@ -372,10 +401,17 @@ def saved_segments(result: SearchResult) -> list[SavedSegment]:
     return ordered
 
 
+def cautions_of(result: SearchResult) -> list[str]:
+    """What to say under a finished or saved run's answer (:meth:`RunView.cautions`), for
+    those that show a result without a view (``ask``, the exports)."""
+    return RunView.from_result(result).cautions()
+
+
 def replay(result: SearchResult) -> Iterator[Event]:
     """Events that rebuild ``result``'s view (tokens arrive whole, one event per candidate)."""
     yield RunStarted(result.question, result.strategy, result.beam, result.select,
                      result.mode, result.seed)
+    yield from result.warnings
     prompted = result.mode == StageMode.PROMPTED.value
     seen_units: set[Stage | None] = set()
     for seg in saved_segments(result):
@@ -399,6 +435,16 @@ def replay(result: SearchResult) -> Iterator[Event]:
             scores = _scores(cands, seg.verdicts, SELECTIONS.find(result.select))
             yield SegmentChosen(unit, no, seg.chosen, cands[seg.chosen].text, scores, 0.0)
     yield AnswerFinished(result)
+
+
+def _judge_reliability() -> str:
+    """``", which picked right N% of the time on the demo's puzzles"`` for the judge's
+    correctness check (the judge selection's measured figure)."""
+    record = picks_right("judge")
+    if record is None:
+        return ""
+    return (f", and its judge chose right {record.picks_right:.0%} of the time on the "
+            "demo's held-out puzzles (chance: 50%)")
 
 
 def _scores(cands: list[Candidate], verdicts: list[Verdict],

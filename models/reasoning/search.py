@@ -21,7 +21,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from stagewise.models.errors import Cancelled, StagewiseError
-from stagewise.models.events import AnswerFinished, Event, PromptEvaluated, RunStarted
+from stagewise.models.events import (
+    AnswerFinished,
+    Event,
+    PromptEvaluated,
+    RunStarted,
+    RunWarning,
+)
 from stagewise.models.inference.images import Images, image_list
 from stagewise.models.reasoning.conversation import Turn, answer_room
 from stagewise.models.reasoning.search_backend import PromptInfo, SearchBackend
@@ -64,7 +70,8 @@ class StageSearch:
 
     def run(self, image: Images, question: str,
             cancel: threading.Event | None = None, *,
-            earlier: Sequence[Turn] = ()) -> Iterator[Event]:
+            earlier: Sequence[Turn] = (), warnings: Sequence[RunWarning] = ()
+            ) -> Iterator[Event]:
         """Answer ``question`` about ``image``, yielding events.
 
         The last event is :class:`AnswerFinished`, also when ``cancel`` is set mid-run (its
@@ -78,6 +85,10 @@ class StageSearch:
         Several images (a tuple) go into one prompt, each encoded once, where the backend
         takes several (a local model whose family's template does).
 
+        ``warnings`` (what the caller knows about the run before it starts, such as a
+        context longer than the model was trained for) follow :class:`RunStarted` as
+        events, and the result keeps them.
+
         Raises:
             EngineError: The backend failed (the context is full, say); nothing is
                 yielded after it.
@@ -89,6 +100,8 @@ class StageSearch:
                       else None, s)
         run = self.run_record = RunRecord(question, backend.stats())
         yield RunStarted(question, s.strategy, s.beam, s.select, self.mode.value, s.seed)
+        run.warnings = list(warnings)
+        yield from warnings
         status = "finished"
         verifier = self.verifier if self.selection.needs_verifier else None
         try:

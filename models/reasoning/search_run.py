@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from stagewise.models.events import Candidate, Check, SearchResult, Timings, Verdict
+from stagewise.models.events import (
+    Candidate,
+    Check,
+    RunWarning,
+    SearchResult,
+    Timings,
+    Verdict,
+)
 from stagewise.models.reasoning.search_backend import BackendStats, Sampled
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.stages import STAGES, Stage, parse_answer
@@ -48,6 +55,7 @@ class RunRecord:
     dropped_turns: int = 0
     image_tokens: int = 0
     image_size: tuple[int, int] = (0, 0)
+    warnings: list[RunWarning] = field(default_factory=list)
 
     def chosen_so_far(self) -> tuple[str, int, bool]:
         """The chosen text, the tokens it holds, and whether it ended the turn."""
@@ -102,6 +110,7 @@ class RunRecord:
             stages={st: parsed.stages.get(st, "") for st in STAGES},
             candidates=tuple(self.candidates), chosen=tuple(self.chosen),
             verdicts=tuple(self.verdicts), checks=tuple(self.checks), timings=timings,
+            warnings=tuple(self.warnings),
         )
 
 

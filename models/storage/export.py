@@ -20,11 +20,15 @@ from typing import Any, Literal
 
 from stagewise.models.disk.atomic import write_atomic
 from stagewise.models.errors import StagewiseError
+from stagewise.models.events import SearchResult
+from stagewise.models.reasoning.confidence import confidence_of
+from stagewise.models.reasoning.run_view import cautions_of
 from stagewise.models.storage.export_html import to_html
 from stagewise.models.storage.export_markdown import to_markdown
 from stagewise.models.storage.history import StoredRun, describe_error
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "ExportFormat", "export", "finite_json", "to_json"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "ExportFormat", "confidence_json", "export",
+           "finite_json", "to_json"]
 
 ExportFormat = Literal["markdown", "html", "json"]
 EXPORT_FORMAT = "stagewise-export"
@@ -64,7 +68,17 @@ def _json_run(run: StoredRun) -> dict[str, Any]:
                    for path, name in run.images],
         "settings": run.settings,
         "result": run.result.to_json(),
+        "confidence": confidence_json(run.result),
+        "cautions": cautions_of(run.result),
     }
+
+
+def confidence_json(result: SearchResult) -> dict[str, Any] | None:
+    """The ``confidence`` object of a run (``ask --json``, the JSON export): agreement,
+    margin, label and the rest of :meth:`~stagewise.models.reasoning.confidence.Confidence.
+    to_json`; None when the run has no conclusion to be sure of."""
+    found = confidence_of(result)
+    return found.to_json() if found is not None else None
 
 
 def to_json(runs: Sequence[StoredRun]) -> str:
@@ -73,8 +87,10 @@ def to_json(runs: Sequence[StoredRun]) -> str:
     The shape: ``{"format": "stagewise-export", "version": 1, "runs": [...]}``, each run with
     ``id``, ``created`` (ISO 8601), ``question``, ``model``, ``status``, ``error``, ``image``
     (``name``, ``sha256``, ``file``: the stored file's name; the first image), ``images``
-    (every image of the question, the same way, in order), ``settings`` and ``result``
-    (:meth:`SearchResult.to_json`). Infinite log-probabilities (no token) become null.
+    (every image of the question, the same way, in order), ``settings``, ``result``
+    (:meth:`SearchResult.to_json`), ``confidence`` (:func:`confidence_json`) and ``cautions``
+    (the warnings and doubts the window shows under the answer). Infinite log-probabilities
+    (no token) become null.
 
     Args:
         runs: The runs.

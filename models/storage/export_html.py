@@ -108,7 +108,11 @@ def _html_run(run: StoredRun) -> list[str]:
     out += [f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows]
     out += ["</dl>", "</div>",
             '<section class="conclusion"><h3>Conclusion</h3>',
-            _html_text(result.stages.get(Stage.CONCLUSION, "")), "</section>"]
+            _html_text(result.stages.get(Stage.CONCLUSION, ""))]
+    if sure := view.confidence_line(result):
+        out.append(f'<p class="confidence"><strong>How sure:</strong> {_e(sure)}</p>')
+    out += [f'<p class="warning">⚠ {_e(caution)}</p>' for caution in view.cautions(result)]
+    out.append("</section>")
     for stage in view.BODY_STAGES:
         out += [f"<section><h3>{stage.title}</h3>",
                 _html_text(result.stages.get(stage, "")), "</section>"]

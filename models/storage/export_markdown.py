@@ -87,6 +87,9 @@ def _md_run(run: StoredRun, image_folder: str | None) -> list[str]:
            "### Conclusion", ""]
     conclusion = result.stages.get(Stage.CONCLUSION, "")
     out += [_md_quote(_md(conclusion, strong=True) if conclusion.strip() else "*(none)*"), ""]
+    if sure := view.confidence_line(result):
+        out += [f"**How sure:** {_md_inline(sure)}", ""]
+    out += [f"⚠ {_md_inline(caution)}" + "\n" for caution in view.cautions(result)]
     for stage in view.BODY_STAGES:
         text = result.stages.get(stage, "")
         out += [f"### {stage.title}", "", _md(text) if text.strip() else "*(none)*", ""]

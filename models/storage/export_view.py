@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 
 from stagewise.models.events import Candidate, Check, SearchResult, Verdict
+from stagewise.models.reasoning.confidence import confidence_of, explain
 from stagewise.models.reasoning.judge import name_candidates
-from stagewise.models.reasoning.run_view import SavedSegment, saved_segments
+from stagewise.models.reasoning.run_view import SavedSegment, cautions_of, saved_segments
 from stagewise.models.reasoning.selections import SELECTIONS
 from stagewise.models.reasoning.strategies import STRATEGIES
 from stagewise.models.stages import STAGES, Stage, parse_answer
@@ -25,7 +26,9 @@ __all__ = [
     "asked_date",
     "candidate_facts",
     "candidate_text",
+    "cautions",
     "check_line",
+    "confidence_line",
     "search_line",
     "search_segments",
     "selection_note",
@@ -40,6 +43,20 @@ BODY_STAGES = (Stage.SUMMARY, Stage.CAPTION, Stage.REASONING)
 
 Segment = SavedSegment
 """One segment of the search as exports show it (grouped as the run view groups it)."""
+
+
+def confidence_line(result: SearchResult) -> str:
+    """How sure the run was of its conclusion and what that has been worth, as the window's
+    badge and tooltip say it (``"3 of 4 agree: …"``); "" when it has no confidence."""
+    found = confidence_of(result)
+    if found is None:
+        return ""
+    return f"{found.label}: {explain(found, result.strategy)}"
+
+
+def cautions(result: SearchResult) -> list[str]:
+    """The run's warnings and doubts, as the window shows them under the Conclusion."""
+    return cautions_of(result)
 
 
 def search_segments(result: SearchResult) -> list[Segment]:

@@ -76,6 +76,9 @@ def test_two_hundred_images_one_load_one_encode_each_then_nothing_to_redo(tmp_pa
     assert all(float(r["seconds"]) > 0 and r["question"] == QUESTIONS[0] for r in finished)
     assert all(int(r["image_tokens"]) > 0 and len(r["sha256"]) == 64 for r in finished)
     assert all("confidence" in r for r in rows)
+    # the window's badge for each answer that has a conclusion (beam 1: its probability)
+    assert all(r["confidence"] in ("sure", "fairly sure", "unsure") for r in rows
+               if r["status"] == "finished" and r["conclusion"])
     bad = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "bad file"}
     assert set(bad) == {"notes.txt", "truncated.png", "huge.png"}
     assert "not an image" in bad["notes.txt"]

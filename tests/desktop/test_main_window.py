@@ -527,7 +527,7 @@ def test_the_conclusion_says_when_a_verdict_named_neither_or_all_failed(
     assert unread, "the tiny model was expected to write verdicts that name neither"
     card = window.reasoning.card(Stage.CONCLUSION)
     assert "named neither" in card.doubt_text()
-    assert card.doubt_text() == "⚠ " + " ".join(view.doubts())
+    assert card.doubt_text() == "⚠ " + " ".join(view.cautions())
     window.new_question()
     assert card.doubt_text() == ""
     window.history_panel.list.item(0).setSelected(True)

@@ -193,3 +193,14 @@ def test_use_a_server_opens_preferences_at_the_remote_model(qtbot, tiny_pair, tm
     assert len(opened) == 1 and opened[0].remote_group.enabled.isChecked()
     assert window.settings.server.url == ""  # nothing changes until Preferences say OK
     window.close()
+
+
+def test_a_catalogue_model_s_card_says_what_it_was_trained_for(qtbot, tmp_path):
+    catalogue = load_catalogue()
+    dialog = ModelManager(Library(tmp_path / "models"), catalogue, detect_hardware())
+    qtbot.addWidget(dialog)
+    entry = next(e for e in catalogue if e.id == "qwen2.5-vl-3b-q4")
+    dialog.select(entry.id)
+    shown = dialog.details.text()
+    assert f"Trained for: {entry.trained_for}" in shown.replace("&#x27;", "'")
+    assert "deserve less trust" in shown

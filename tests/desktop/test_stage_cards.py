@@ -29,6 +29,7 @@ from stagewise.models.events import (
 from stagewise.models.inference.engine import Engine
 from stagewise.models.inference.images import PreparedImage
 from stagewise.models.reasoning.llama_backend import LlamaBackend
+from stagewise.models.reasoning.measured import selection_reliability
 from stagewise.models.reasoning.run_view import RunView, StageStatus
 from stagewise.models.reasoning.search import StageSearch
 from stagewise.models.reasoning.search_settings import SearchSettings
@@ -169,7 +170,9 @@ def test_logprob_selection_explains_the_scores(panel: ReasoningPanel, search: Se
                         reverse=True)
         expected = (f"Highest mean log-probability: {signed(best)} vs "
                     + ", ".join(signed(s) for s in others))
-        assert candidates.why_text() == expected
+        first, trust = candidates.why_text().split("\n")
+        assert first == expected
+        assert trust == selection_reliability("logprob")  # how often it picked right
         assert "−" in expected  # log-probabilities are negative: a true minus sign
         for column in candidates.columns():
             assert "score " in column.footer.text()

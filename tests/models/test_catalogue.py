@@ -260,3 +260,16 @@ def test_find_entry_lists_ids_when_nothing_is_close(
     with pytest.raises(StagewiseError, match="known ids: ") as info:
         find_entry("zzzzzzzzzzzzzzzzzzzzzzzz", catalogue)
     assert "smolvlm2-2.2b-q4" in str(info.value)
+
+
+def test_every_answering_model_says_what_it_was_trained_for(
+        catalogue: tuple[CatalogueEntry, ...], tmp_path: Path) -> None:
+    answering = [e for e in catalogue if not e.verifier]
+    assert answering and all(e.trained_for.strip().endswith(".") for e in answering)
+    downloaded = [e for e in answering if e.repo]
+    assert all(any("trained for" in s or "over 140 languages" in s for s in e.sources)
+               for e in downloaded)  # a source says where the sentence comes from
+    entry = load_catalogue(write(tmp_path, GOOD_ENTRY.replace(
+        'notes = ""', 'notes = ""\ntrained_for = "Shape puzzles."')))[0]
+    assert entry.trained_for == "Shape puzzles."
+    assert load_catalogue(write(tmp_path, GOOD_ENTRY))[0].trained_for == ""  # optional

@@ -83,7 +83,7 @@ def test_a_schema_4_database_migrates(tmp_path, image_file, second_file):
     old = schema_4_database(folder, image_file)
     with History(folder) as history:
         assert history._connection().execute("PRAGMA user_version").fetchone()[0] == \
-            SCHEMA_VERSION == 5
+            SCHEMA_VERSION == 6
         stored = history.load(old)
         assert stored.entry.compared_with is None and stored.more_images == ()
         new = start(history, image_file, "New?", second_file)

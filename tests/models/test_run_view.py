@@ -103,12 +103,18 @@ def test_doubts_name_failed_checks_and_unread_verdicts(engine, image):
             failed = bool(seg.checks) and not any(c.correct for c in seg.checks)
             forced = any(v.unread for v in seg.verdicts)
             where = seg.unit.title if seg.unit else "answer"
-            assert failed == any(f"Every {where} candidate failed" in d for d in doubts)
+            assert failed == any(f"called every {where} candidate wrong" in d for d in doubts)
             assert forced == any(f"on the {where} candidates" in d for d in doubts)
+            cut = seg.chosen is not None and seg.candidates[seg.chosen].finish == "length"
+            assert cut == any(f"The chosen {where} was cut off at its token budget" in d
+                              for d in doubts)
             seen_failed |= failed
             seen_forced |= forced
     assert seen_forced
     if not seen_failed:  # make one segment's checks all fail and see it named
         seg = next(s for s in view.segments if s.checks)
         seg.checks = [replace(c, correct=False) for c in seg.checks if isinstance(c, Check)]
-        assert any("failed the correctness check" in d for d in view.doubts())
+    # the check is the model's own: said so, with how reliable its judge has measured, and
+    # never as a finding about the answer
+    said = next(d for d in view.doubts() if "candidate wrong" in d)
+    assert "the model judging itself" in said and "%" in said and "not a finding" in said

@@ -8,7 +8,14 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from stagewise.models.events import Candidate, Check, SearchResult, Timings, Verdict
+from stagewise.models.events import (
+    Candidate,
+    Check,
+    RunWarning,
+    SearchResult,
+    Timings,
+    Verdict,
+)
 from stagewise.models.stages import STAGES, Stage, parse_answer
 
 
@@ -71,7 +78,36 @@ def _result(row: sqlite3.Row, settings: dict[str, Any], candidates: list[sqlite3
         checks=tuple(Check(c["segment"], c["candidate"], bool(c["correct"]), c["text"])
                      for c in checks),
         timings=_timings(row["timings"]),
+        warnings=warnings_from(_optional(row, "warnings")),
     )
+
+
+def _optional(row: sqlite3.Row, name: str) -> Any:
+    """A column a history opened read-only at an older schema version may lack (None)."""
+    try:
+        return row[name]
+    except IndexError:
+        return None
+
+
+def warnings_json(warnings: Iterable[RunWarning]) -> str:
+    """A run's warnings as the ``warnings`` column keeps them."""
+    return json.dumps([{"kind": w.kind, "text": w.text} for w in warnings],
+                      ensure_ascii=False)
+
+
+def warnings_from(text: str | None) -> tuple[RunWarning, ...]:
+    """The warnings a ``warnings`` column holds (none for NULL or unreadable JSON)."""
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(data, list):
+        return ()
+    return tuple(RunWarning(str(w.get("kind", "")), str(w.get("text", "")))
+                 for w in data if isinstance(w, dict) and w.get("text"))
 
 
 def _column(row: sqlite3.Row, name: str, settings: dict[str, Any], key: str,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["BUSY_TIMEOUT_S", "DATABASE_NAME", "SCHEMA_VERSION"]
 
 DATABASE_NAME = "history.sqlite3"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another connection's write to finish before giving up."""
 
@@ -137,6 +137,13 @@ def _add_pairs_and_images(db: sqlite3.Connection) -> None:
     """)
 
 
+def _add_warnings(db: sqlite3.Connection) -> None:
+    """Version 5 → 6: each run keeps the warnings it started with (a context longer than the
+    model was trained for, a picture outside what the model knows), as a JSON list of
+    ``{"kind", "text"}`` objects (NULL: none, or a run saved before warnings were kept)."""
+    db.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+
+
 def _execute_all(db: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements in the open transaction (``executescript`` commits)."""
     for statement in script.split(";"):
@@ -150,6 +157,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_threads,
     3: _add_scores,
     4: _add_pairs_and_images,
+    5: _add_warnings,
 }
 """Schema version n → the step that brings a database from n to n + 1 (inside a transaction).
 

@@ -30,6 +30,7 @@ from stagewise.models.events import (
     Event,
     JudgeVerdict,
     RunStarted,
+    RunWarning,
     SearchResult,
     SegmentChosen,
     SegmentStarted,
@@ -55,7 +56,12 @@ from stagewise.models.storage.history.pairs import (
     pair_column,
 )
 from stagewise.models.storage.history.records import HistoryEntry, RunNotFound, StoredRun
-from stagewise.models.storage.history.rows import _insert_records, _result
+from stagewise.models.storage.history.rows import (
+    _insert_records,
+    _result,
+    warnings_from,
+    warnings_json,
+)
 from stagewise.models.storage.history.schema import DATABASE_NAME
 from stagewise.models.storage.history.threads import has_threads, thread_columns, thread_root
 
@@ -283,11 +289,12 @@ class History:
         """Save what ``event`` adds to the run; each saving call commits before returning.
 
         Saved: :class:`RunStarted` (the search parameters), :class:`CandidateFinished`,
-        :class:`JudgeVerdict`, :class:`CorrectnessChecked`, :class:`SegmentChosen` (marks the
-        winner, extends the chosen answer) and :class:`AnswerFinished` (the final status, the
-        answer, its stages and timings; candidates, verdicts and checks are replaced by the
-        result's). :class:`SegmentStarted` is remembered in memory (its prefix becomes part of
-        the answer when the segment is chosen). Other events cost nothing. Events for a run
+        :class:`JudgeVerdict`, :class:`CorrectnessChecked`, :class:`RunWarning`,
+        :class:`SegmentChosen` (marks the winner, extends the chosen answer) and
+        :class:`AnswerFinished` (the final status, the answer, its stages, timings and
+        warnings; candidates, verdicts and checks are replaced by the result's).
+        :class:`SegmentStarted` is remembered in memory (its prefix becomes part of the answer
+        when the segment is chosen). Other events cost nothing. Events for a run
         that was deleted are dropped.
 
         Args:
@@ -312,6 +319,8 @@ class History:
                 self._insert_rows(run_id, [], [v], [])
             case CorrectnessChecked(check=check):
                 self._insert_rows(run_id, [], [], [check])
+            case RunWarning():
+                self._warn_run(run_id, event)
             case SegmentChosen():
                 self._choose(run_id, event)
             case AnswerFinished(result=result):
@@ -360,6 +369,13 @@ class History:
             if self._exists(db, run_id):
                 _insert_records(db, run_id, candidates, verdicts, checks, chosen=set())
 
+    def _warn_run(self, run_id: int, warning: RunWarning) -> None:
+        with self._write() as db:
+            row = db.execute("SELECT warnings FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE runs SET warnings = ? WHERE id = ?",
+                           (warnings_json((*warnings_from(row["warnings"]), warning)), run_id))
+
     def _choose(self, run_id: int, event: SegmentChosen) -> None:
         prefix = self._prefixes.pop((run_id, event.segment), "")
         with self._write() as db:
@@ -387,10 +403,11 @@ class History:
                 return
             db.execute(
                 "UPDATE runs SET status = ?, strategy = ?, beam = ?, selection = ?, seed = ?, "
-                "mode = ?, answer_text = ?, conclusion = ?, stages = ?, timings = ? "
-                "WHERE id = ?",
+                "mode = ?, answer_text = ?, conclusion = ?, stages = ?, timings = ?, "
+                "warnings = ? WHERE id = ?",
                 (result.status, result.strategy, result.beam, result.select, result.seed,
-                 result.mode, result.answer_text, result.conclusion, stages, timings, run_id))
+                 result.mode, result.answer_text, result.conclusion, stages, timings,
+                 warnings_json(result.warnings) if result.warnings else None, run_id))
             for table in ("candidates", "verdicts", "checks"):
                 db.execute(f"DELETE FROM {table} WHERE run = ?", (run_id,))
             _insert_records(db, run_id, result.candidates, result.verdicts, result.checks,

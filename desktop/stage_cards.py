@@ -192,11 +192,17 @@ class StageCard(QFrame):
         row.addWidget(self.disclosure)
         row.addWidget(self.title)
         row.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignVCenter)
-        row.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.preview, 1, Qt.AlignmentFlag.AlignVCenter)
         row.addStretch(0)
         row.addWidget(self.candidates_button)
         top.addLayout(row)
+        # the badge on a line of its own, under the title: beside the chip it made the
+        # Conclusion's header wider than the pane at 900x600, and was cut to "4…"
+        badge_row = QHBoxLayout()
+        badge_row.setContentsMargins(0, 0, 0, 0)
+        badge_row.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignVCenter)
+        badge_row.addStretch(1)
+        top.addLayout(badge_row)
         self.header.clicked.connect(self._header_clicked)
         layout.addWidget(self.header)
 

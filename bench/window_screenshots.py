@@ -1,4 +1,5 @@
-"""The README's screenshots of Question → Compare… and of a question about several images.
+"""The README's screenshots of Question → Compare…, of a question about several images, and
+of a picture shown as the model was sent it.
 
 Usage (under Xvfb, with empty data and settings folders, as on a first run)::
 
@@ -7,6 +8,8 @@ Usage (under Xvfb, with empty data and settings folders, as on a first run)::
         compare docs/screenshot-compare.png
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python bench/window_screenshots.py \
         several docs/screenshot-several.png
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python bench/window_screenshots.py \
+        sent docs/screenshot-sent.png
 
 ``compare`` opens the real window on the shipped demo model, opens the shipped example
 picture, and compares a single pass with a beam of four judged by the model (``beam=1``
@@ -14,6 +17,8 @@ against ``beam=4,select=judge``) on the demo's example question; the shot is the
 dialog. ``several`` drops two of the demo's test pictures together on the tiny
 Qwen2.5-VL-shaped pair with Qwen2's real tokenizer (random weights: its words mean
 nothing), asks which has more red circles, and shoots the window with the strip.
+``sent`` opens the example scaled to 900×600 on the same pair with at most 64 tokens per
+image, answers, and shoots the window with View → Show Image as Sent on.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ def settle(widget: QWidget) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["compare", "several"])
+    parser.add_argument("what", choices=["compare", "several", "sent"])
     parser.add_argument("png", type=Path)
     args = parser.parse_args()
     app = QApplication(sys.argv[:1])
@@ -70,7 +75,8 @@ def main() -> int:
         model, mmproj = qwen.model, qwen.mmproj
     settings = AppSettings(model=model, mmproj=mmproj, auto_beam=False,
                            search=SearchSettings(max_stage_tokens=64),
-                           engine=EngineSettings(n_ctx=4096))
+                           engine=EngineSettings(n_ctx=4096,
+                                                 image_tokens=64 if args.what == "sent" else 0))
     window = MainWindow(settings)
     window.resize(1280, 800)
     window.show()
@@ -90,6 +96,21 @@ def main() -> int:
         settle(dialog)
         dialog.grab().save(str(args.png))
         print(dialog.status.text())
+    elif args.what == "sent":
+        from PIL import Image
+
+        large = args.png.with_name("example-900x600.png")
+        with Image.open(example_image()) as picture:
+            picture.convert("RGB").resize((900, 600), Image.Resampling.NEAREST).save(large)
+        window.image_pane.open_file(large)
+        window.question_box.set_question("How many red circles are there?")
+        window.ask(window.question_box.question())
+        wait(lambda: not window.busy)
+        window.sent_action.setChecked(True)
+        settle(window)
+        window.grab().save(str(args.png))
+        large.unlink()
+        print(window.image_pane.sent())
     else:
         images = ROOT / "models" / "data" / "demo" / "test" / "images"
         window.image_pane.open_files([images / "test-000000-count.png",

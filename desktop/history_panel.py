@@ -119,12 +119,21 @@ class HistoryPanel(QWidget):
     def selected_ids(self) -> list[int]:
         return [item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()]
 
-    def refresh(self, select: int | None = None) -> None:
-        """Reload the list (keeping the selection, or selecting ``select``)."""
+    def refresh(self, select: int | None = None, *, repair: bool = True) -> None:
+        """Reload the list (keeping the selection, or selecting ``select``).
+
+        Args:
+            select: The run to select instead of the current selection.
+            repair: First mark interrupted the runs whose writer died since (a killed
+                ``stagewise ask``). Off when the window's own run has just started: that
+                refresh happens while llama.cpp takes every core, and the check reads
+                ``/proc`` for each running run.
+        """
         keep = {select} if select is not None else set(self.selected_ids())
         problem = ""
         try:
-            self.history.repair_interrupted()  # a writer that died since (e.g. a killed CLI)
+            if repair:
+                self.history.repair_interrupted()  # a writer that died since
             entries = self.history.entries(self.search.text().strip(), threads=True)
         except StagewiseError as error:
             problem = f"History cannot be read: {error}"

@@ -511,7 +511,7 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_run_started(self, run_id: int) -> None:
         self.live_run_id = run_id
-        self.history_panel.refresh(select=run_id)
+        self.history_panel.refresh(select=run_id, repair=False)
 
     @Slot(list)
     def _on_events(self, events: list[Event]) -> None:

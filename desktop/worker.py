@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from stagewise.desktop.threads import keep_alive, register_thread
+from stagewise.desktop.threads import keep_alive, register_thread, start_in_background
 from stagewise.models.errors import Cancelled, StagewiseError
 from stagewise.models.events import AnswerFinished, Event, SearchResult, TokenStreamed
 from stagewise.models.reasoning.auto_beam import AutoBeam
@@ -512,7 +512,7 @@ class EngineHost(QObject):
         self._preparing: PrepareJob | None = None  # the last image sent to be prepared
         self.worker.idle.connect(self._forget_finished)
         register_thread(self.thread)
-        self.thread.start()
+        start_in_background(self.thread)  # llama.cpp's threads must not starve the window
 
     def load(self, settings: AppSettings) -> threading.Event:
         """Queue a model load; set the returned event to stop it."""

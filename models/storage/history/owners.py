@@ -94,6 +94,8 @@ def owner_alive(owner: str | None) -> bool:
     """
     if owner is None:
         return False
+    if owner == current_owner():
+        return True  # this process: no need to ask /proc
     parts = owner.split("/")
     if len(parts) != 4 or not parts[2].isdigit():
         return True

@@ -128,6 +128,7 @@ class History:
         self._owner: int | None = None
         self._closed = False
         self._prefixes: dict[tuple[int, int], str] = {}
+        self._columns: str | None = None  # the thread and pair columns, once read
         opened = _open_folder(self.folder, self.database, recover)
         self._off = opened.off  # why the history is off ("" when it works)
         self.notice = opened.notice  # what the app should tell the person about opening it
@@ -435,7 +436,7 @@ class History:
         """
         with self._read() as db:
             query = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
-                     f"strategy, {thread_columns(db)}, {pair_column(db)} FROM runs")
+                     f"strategy, {self._entry_columns(db)} FROM runs")
             params: list[Any] = []
             if search:
                 query += (" WHERE instr(sw_fold(question), ?) > 0"
@@ -460,9 +461,8 @@ class History:
             StagewiseError: The history cannot be read.
         """
         with self._read() as db:
-            columns = f"{thread_columns(db)}, {pair_column(db)}"
             select = (f"SELECT id, created, question, model, status, conclusion, image, beam, "
-                      f"strategy, {columns} FROM runs")
+                      f"strategy, {self._entry_columns(db)} FROM runs")
             row = db.execute(f"{select} WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
@@ -472,6 +472,14 @@ class History:
             rows = db.execute(f"{select} WHERE id = ? OR thread = ? ORDER BY id",
                               (root, root)).fetchall()
         return [self._entry(r) for r in rows]
+
+    def _entry_columns(self, db: sqlite3.Connection) -> str:
+        """The thread and compared-with columns to select. Read from the schema once: the
+        list is refreshed as every answer starts, and an open history's schema only ever
+        gains them (a newer Stagewise migrating it meanwhile)."""
+        if self._columns is None:
+            self._columns = f"{thread_columns(db)}, {pair_column(db)}"
+        return self._columns
 
     def _entry(self, row: sqlite3.Row) -> HistoryEntry:
         thumb = self.thumbnail_path(row["image"])

@@ -191,6 +191,27 @@ class DecodeClock:
         self.engine.decode = self.original  # type: ignore[method-assign]
 
 
+def verdict_floor(plain: SearchResult, logprob_s: float, prefill_s: float,
+                  prefill_tokens: int) -> str:
+    """What any verdict must cost on this machine, from figures measured in this run.
+
+    A knockout of four candidates asked in both orders is six prompts a stage, and each
+    must read at least one response it does not already hold (even one that continued a
+    candidate's own sequence would read the other candidate): six responses a stage, 1.5
+    times the tokens the four candidates generated. At the cost of a prompt token measured
+    in the verdict run, that reading alone bounds verdict / logprob from below.
+    """
+    if not prefill_tokens:
+        return "verdict run: no prompt read"
+    per_token = prefill_s / prefill_tokens
+    floor_tokens = 1.5 * plain.timings.generated_tokens
+    floor = 1 + floor_tokens * per_token / logprob_s
+    return (f"N=4 verdict run: read {prefill_tokens} prompt tokens in {prefill_s:.2f} s "
+            f"({per_token * 1e3:.3f} ms a token); any both-orders knockout reads at least "
+            f"{floor_tokens:.0f} (each response once per order), so verdict / logprob >= "
+            f"{floor:.2f} on this machine")
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -264,6 +285,9 @@ def main() -> None:
         clock.prefill_s = clock.step_s = 0.0
         judged = search(session, image, 4, "judge", args.tokens)
         judge_prefill_s, judge_prefill_tokens = clock.prefill_s, clock.prefill_tokens
+        clock.prefill_s, clock.prefill_tokens = 0.0, 0
+        search(session, image, 4, "verdict", args.tokens)
+        verdict_prefill_s, verdict_prefill_tokens = clock.prefill_s, clock.prefill_tokens
         clock.close()
         naive_encodes = naive(engine, image, 4, args.tokens)
         n_vocab = engine.n_vocab
@@ -311,6 +335,7 @@ def main() -> None:
           f"budget ({SearchSettings().max_judge_tokens} tokens); reading the judge and check "
           f"prompts ({judge_prefill_tokens} tokens) took {judge_prefill_s:.2f} s of the "
           "judging")
+    print(verdict_floor(plain, lp4, verdict_prefill_s, verdict_prefill_tokens))
     print(f"image encodes per question: ours {judged.timings.image_encodes} (N=4, judge), "
           f"naive {naive_encodes}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

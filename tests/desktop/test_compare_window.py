@@ -26,24 +26,6 @@ from tests.desktop.test_main_window import ANSWER_MS, drop_files, wait_answer
 QUESTION = "How many red circles are there?"
 
 
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows: list[MainWindow] = []
-
-    def make(settings: AppSettings) -> MainWindow:
-        window = MainWindow(settings, settings_path=tmp_path / "settings.json",
-                            history_folder=tmp_path / "history")
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
 def demo_settings() -> AppSettings:
     pair = demo_pair()
     assert pair is not None

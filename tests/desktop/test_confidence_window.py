@@ -30,24 +30,6 @@ def settings() -> AppSettings:
                        search=SearchSettings(beam=4, max_stage_tokens=64))
 
 
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows: list[MainWindow] = []
-
-    def make(settings: AppSettings) -> MainWindow:
-        window = MainWindow(settings, tmp_path / "config" / "settings.json",
-                            tmp_path / "history")
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
 def ask(qtbot, window: MainWindow, image: Path, question: str) -> RunView:
     window.image_pane.open_file(image)
     with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS) as blocker:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from stagewise.desktop.main_window import MainWindow
 from stagewise.desktop.threads import BACKGROUND_NICENESS, SWITCH_INTERVAL_S
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.reasoning.search_settings import SearchSettings
@@ -40,25 +39,18 @@ def threads_now() -> dict[int, tuple[str, int]]:
     return out
 
 
-def test_the_engine_and_its_compute_threads_run_below_the_window(qtbot, tiny_pair, tmp_path):
+def test_the_engine_and_its_compute_threads_run_below_the_window(qtbot, tiny_pair,
+                                                                 make_window):
     main_nice = os.getpriority(os.PRIO_PROCESS, 0)
     before = set(threads_now())
     settings = AppSettings(model=tiny_pair.model, mmproj=tiny_pair.mmproj, auto_beam=False,
                            search=SearchSettings(beam=2, max_stage_tokens=8, select="logprob"),
                            engine=EngineSettings(threads=2, n_ctx=4096))
-    window = MainWindow(settings, settings_path=tmp_path / "settings.json",
-                        history_folder=tmp_path / "history")
-    qtbot.addWidget(window)
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
-        window.image_pane.open_file(Path(__file__).parents[2] / "models" / "data"
-                                    / "example.png")
-        with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
-            window.ask("How many red circles?")
-        now = threads_now()
-    finally:
-        window.close()
+    window = make_window(settings)
+    window.image_pane.open_file(Path(__file__).parents[2] / "models" / "data" / "example.png")
+    with qtbot.waitSignal(window.answer_done, timeout=ANSWER_MS):
+        window.ask("How many red circles?")
+    now = threads_now()
 
     lowered = min(19, main_nice + BACKGROUND_NICENESS)
     # the engine thread, and llama.cpp's compute pool (OpenMP's threads: with two threads one

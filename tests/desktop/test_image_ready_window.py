@@ -16,7 +16,7 @@ from stagewise.models.reasoning.run_view import RunView
 from tests.desktop import test_main_window as shared
 from tests.desktop.test_main_window import ANSWER_MS, ask_by_keyboard, drop_files
 
-settings, folders, make_window = shared.settings, shared.folders, shared.make_window
+settings = shared.settings
 
 
 def one_thread(settings):

@@ -38,29 +38,6 @@ def settings(tiny_pair) -> AppSettings:
                        engine=EngineSettings(threads=2, n_ctx=4096))
 
 
-@pytest.fixture
-def folders(tmp_path) -> dict[str, Path]:
-    return {"settings_path": tmp_path / "config" / "settings.json",
-            "history_folder": tmp_path / "history"}
-
-
-@pytest.fixture
-def make_window(qtbot, folders):
-    windows: list[MainWindow] = []
-
-    def make(settings: AppSettings) -> MainWindow:
-        window = MainWindow(settings, **folders)
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.loaded is not None, timeout=ANSWER_MS)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
 def drop_files(widget, paths: list[Path]) -> None:
     """A real drag and drop of files onto ``widget``, as the platform delivers it."""
     mime = QMimeData()

@@ -27,7 +27,7 @@ from stagewise.models.storage.app_settings import AppSettings
 from tests.desktop import test_main_window as shared
 
 # the real window's fixtures, shared with its own tests
-settings, folders, make_window = shared.settings, shared.folders, shared.make_window
+settings = shared.settings  # make_window and folders: conftest
 
 JARGON = ("Scorer", "Stages written", "Prompted", "SWIRES", "offload", "Auto (")
 

@@ -15,7 +15,7 @@ from stagewise.desktop.widgets import ASSUMED_FRAME, fitted_size, frame_margins
 from tests.desktop import test_main_window as shared
 
 # the real window's fixtures, shared with its own tests
-settings, folders, make_window = shared.settings, shared.folders, shared.make_window
+settings = shared.settings  # make_window and folders: conftest
 
 
 def outer(window) -> QRect:

@@ -18,8 +18,8 @@ from stagewise.models.stages import STAGES, Stage
 from tests.desktop import test_main_window as shared
 from tests.desktop.test_main_window import ANSWER_MS, ask_by_keyboard, tuned
 
-# the real window's fixtures, shared with its own tests
-settings, folders, make_window = shared.settings, shared.folders, shared.make_window
+# the real window's settings, shared with its own tests (make_window: conftest)
+settings = shared.settings
 
 
 def answered(qtbot, window: MainWindow, question: str) -> RunView:

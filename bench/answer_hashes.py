@@ -5,7 +5,7 @@ Usage::
     python bench/answer_hashes.py > before.json      # on the old code
     python bench/answer_hashes.py --against before.json   # on the new code
 
-Runs 18 configurations (the demo pair and the tiny random-weight pair; stage, sentence,
+Runs 20 configurations (the demo pair and the tiny random-weight pair; stage, sentence,
 best-of-N and retrace; beam 1 to 4; each selection; stage budgets that cut candidates
 off) and hashes, for each, the chosen answer, every candidate (text, tokens, finish,
 mean log-probability to 4 places), every verdict and check, the chosen picks, the scores
@@ -62,6 +62,8 @@ CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
      {"strategy": "sentence", "beam": 2, "max_stage_tokens": 10}),
     ("tiny", "What is in the picture?",
      {"strategy": "retrace", "retrace_scorer": "selfcheck", "max_stage_tokens": 8}),
+    ("demo", "How many red circles are there?", {"beam": 4, "select": "verdict"}),
+    ("tiny", "What is in the picture?", {"beam": 4, "select": "verdict", "max_stage_tokens": 12}),
 ]
 
 

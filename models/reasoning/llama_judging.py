@@ -89,6 +89,55 @@ class JudgeCache:
             _release(self.engine, self.pool, seq)
         self.donors = []
 
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        """For each prompt (with the image) and its answer begun with ``answer_start``: the
+        probability of each choice's first token, among the choices.
+
+        Each prompt's sequence stays cached for the knockout's next round, whose prompts
+        begin as one of these did up to their second response (the round's winner first):
+        they read only the second response and the end. Before a round, the sequences no
+        new prompt can reuse are let go, so a round holds at most one kept sequence per
+        prompt it asks.
+        """
+        if not prompts:
+            return []
+        engine, shared = self.engine, self.prefix.shared_pos
+        jobs = [self.prefix.tail_after_image(self.prefix.chat_prompt(p.text) + answer_start,
+                                             p.plain) for p in prompts]
+        self._keep_donors_for(jobs)
+        seqs = []
+        try:
+            for _ in jobs:
+                seq = self.pool.take()
+                engine.copy_seq(self.root, seq, 0, shared)
+                seqs.append(seq)
+            index = eval_shared(engine, seqs, shared, jobs, self.donors)
+            rows = [engine.logits(index[seq]) for seq in seqs]
+            out = [_shares(row, engine, choices) for row in rows]
+        except BaseException:
+            for seq in seqs:
+                _release(engine, self.pool, seq)
+            raise
+        self.donors += list(zip(seqs, jobs, strict=True))
+        return out
+
+    def _keep_donors_for(self, runs: Sequence[list[int]]) -> None:
+        """Keep, for each run, the kept sequence that shares the most with it beyond what
+        the runs share with each other (the task, the question, the hint); let go of the
+        rest. So a round never holds more kept sequences than it asks prompts."""
+        common = len(_common_prefix(list(runs))) if len(runs) > 1 else 0
+        wanted = set()
+        for run in runs:
+            shares = [(len(_common_prefix([run, tokens])), seq) for seq, tokens in self.donors]
+            best = max(shares, default=(0, -1))
+            if best[0] > common:
+                wanted.add(best[1])
+        for seq, _ in self.donors:
+            if seq not in wanted:
+                _release(self.engine, self.pool, seq)
+        self.donors = [(seq, tokens) for seq, tokens in self.donors if seq in wanted]
+
     def reply(self, prompts: Sequence[Prompt], request: ReplyRequest) -> list[str]:
         """Write a reply to each prompt, all together: with the image, each forked from the
         cached image prefix; text only, each from the start of its own sequence."""
@@ -176,15 +225,18 @@ def choice_probabilities(engine: Engine, pool: SequencePool, prefix: ImagePrefix
                          choices: Sequence[str]) -> list[tuple[float, ...]]:
     """For each prompt (with the image forked from ``root``) and its answer begun with
     ``answer_start``: the probability of each choice's first token, among the choices."""
-    tokens = [engine.tokenize(choice, special=False)[-1] for choice in choices]
-    out = []
-    for row in _answer_logits(engine, pool, prefix, root, prompts, answer_start):
-        picked = [float(row[t]) for t in tokens]
-        top = max(picked)
-        weights = [math.exp(v - top) for v in picked]
-        total = sum(weights)
-        out.append(tuple(w / total for w in weights))
-    return out
+    with JudgeCache(engine, pool, prefix, root) as cache:
+        return cache.choice_probabilities(prompts, answer_start, choices)
+
+
+def _shares(row: np.ndarray, engine: Engine, choices: Sequence[str]) -> tuple[float, ...]:
+    """The probability of each choice's first token among the choices, from a row of
+    logits."""
+    picked = [float(row[engine.tokenize(choice, special=False)[-1]]) for choice in choices]
+    top = max(picked)
+    weights = [math.exp(v - top) for v in picked]
+    total = sum(weights)
+    return tuple(w / total for w in weights)
 
 
 def _answer_logits(engine: Engine, pool: SequencePool, prefix: ImagePrefix, root: int,

@@ -236,6 +236,12 @@ class JudgeSession(Protocol):
         """Each prompt's reply, written together."""
         ...
 
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        """As :meth:`SearchBackend.choice_probabilities`, where a later round's prompts may
+        reuse what this round's left in the cache."""
+        ...
+
 
 class SearchBackend(Protocol):
     """What the search needs of a model, one question at a time."""

@@ -362,6 +362,10 @@ class _Judge:
             for k, p in enumerate(prompts)])
         return [_kept(str(text), request) for text in replies]
 
+    def choice_probabilities(self, prompts: Sequence[Prompt], answer_start: str,
+                             choices: Sequence[str]) -> list[tuple[float, ...]]:
+        return self.backend.choice_probabilities(prompts, answer_start, choices)
+
 
 def _kept(text: str, request: ReplyRequest) -> str:
     """A reply up to its stop (a server's stop strings may leave the stop's tail out)."""

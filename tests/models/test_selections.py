@@ -106,6 +106,37 @@ def test_verdict_averages_both_orders(engine, image):
         assert str(round(v.probability, 2)) in v.reason or f"{v.probability:.2f}" in v.reason
 
 
+def test_a_later_round_reads_only_its_second_response_and_answers_the_same(engine, image):
+    """The verdict's final reuses the semifinal prompt that showed its first response
+    first: it reads less, holds no more sequences than it asks prompts, and its
+    probabilities are those of the same prompts asked afresh."""
+    responses = ["a red circle at the top left of the picture", "two blue squares side by side",
+                 "one green triangle under a red circle", "nothing but a white background"]
+
+    def pair(a: int, b: int) -> list[Prompt]:
+        return [Prompt(judging.judge_text(Stage.CAPTION, QUESTION, responses[x], responses[y]),
+                       ()) for x, y in ((a, b), (b, a))]
+
+    backend = LlamaBackend(engine)
+    backend.begin(image, QUESTION, engine.stage_mode, threading.Event())
+    try:
+        free = backend._pool.free
+        fresh = backend.choice_probabilities(pair(0, 2), judging.CHOICE_PHRASE, "12")
+        with backend.judging() as session:
+            session.choice_probabilities(pair(0, 1) + pair(2, 3), judging.CHOICE_PHRASE, "12")
+            before = engine.stats.decoded_tokens
+            final = session.choice_probabilities(pair(0, 2), judging.CHOICE_PHRASE, "12")
+            read = engine.stats.decoded_tokens - before
+            assert len(session.donors) == 2 + 2  # the two it reused, the two it asked
+        assert backend._pool.free == free  # every sequence given back
+    finally:
+        backend.end()
+    whole = len(engine.tokenize(pair(0, 2)[0].text, special=False))
+    assert read < whole  # each final prompt read about a response and the end, not the task
+    for got, want in zip(final, fresh, strict=True):
+        assert got == pytest.approx(want, abs=2e-3)
+
+
 def test_entropy_is_measured_from_the_samplers_logits(engine, image):
     rng = np.random.default_rng(0)
     row = rng.normal(size=500).astype(np.float32) * 3

@@ -4,7 +4,8 @@ Each pair is asked as the judge asks it, and the answer is begun for the model: 
 response "; the probabilities of "1" and "2" as its next token decide. Every pair is asked in
 both orders and the two are averaged, so a judge that prefers whichever response comes first
 cancels out. One prompt evaluation per order, no generation; the same knockout as the judge
-(:mod:`stagewise.models.reasoning.tournament`).
+(:mod:`stagewise.models.reasoning.tournament`). A later round's prompt reads only its second
+response and the end: it begins as the earlier prompt that showed its first response first.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class _Probabilities:
                pairs: Sequence[tuple[int, int]], prompts: Sequence[tuple[Prompt, Prompt]]
                ) -> list[Verdict]:
         asked = [p for pair in prompts for p in pair]
-        probabilities = job.backend.choice_probabilities(asked, judging.CHOICE_PHRASE, CHOICES)
+        # through the knockout's session: the next round reuses this round's prompts
+        probabilities = session.choice_probabilities(asked, judging.CHOICE_PHRASE, CHOICES)
         verdicts = []
         for k, (first, second) in enumerate(pairs):
             shown, swapped = probabilities[2 * k], probabilities[2 * k + 1]

@@ -86,6 +86,9 @@ class Hardware:
         cpu_count: CPU cores this process may run on.
         unified_memory: The GPU works in the same memory as the CPU (Apple silicon, an
             integrated GPU): what goes on the GPU also takes RAM.
+        repack: The weight types llama.cpp's CPU backend keeps a re-laid second copy of,
+            with the row multiple each needs
+            (:func:`~stagewise.models.inference.cpu_buffers.repacked_types`).
     """
 
     devices: tuple[Device, ...]
@@ -94,6 +97,7 @@ class Hardware:
     ram_available: int
     cpu_count: int
     unified_memory: bool = False
+    repack: tuple[tuple[str, int], ...] = ()
 
     @property
     def gpus(self) -> tuple[Device, ...]:
@@ -331,6 +335,7 @@ def detect_hardware() -> Hardware:
         The hardware, with the devices in ggml's order.
     """
     # loads llama.cpp; initializes the backend
+    from stagewise.models.inference.cpu_buffers import repacked_types
     from stagewise.models.inference.llama_runtime import supports_gpu_offload
 
     gpu_offload = supports_gpu_offload()
@@ -349,4 +354,5 @@ def detect_hardware() -> Hardware:
         ram_available=ram_available,
         cpu_count=_cpu_count(),
         unified_memory=unified,
+        repack=repacked_types(),
     )

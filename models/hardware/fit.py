@@ -274,10 +274,12 @@ def check_fit(
     search = search or SearchSettings()
     if image_tokens is None:  # the user's cap on an image's tokens, where it applies
         image_tokens = capped_image_tokens(mmproj, engine.image_tokens)
+    hardware = hardware or detect_hardware()
     need = estimate_need(
         model, mmproj, n_ctx=engine.n_ctx, search=search,
         flash_attn=engine.flash_attn != "off", prompt_tokens=prompt_tokens,
         image_tokens=image_tokens, n_batch=engine.n_batch,
+        repack=_repack_on_cpu(engine, hardware),
     )
     needed = sequences_needed(search.beam, search.strategy)
     if engine.n_seq_max < needed:
@@ -285,5 +287,16 @@ def check_fit(
             f"{search.strategy} search with beam width {search.beam} needs {needed} "
             f"sequences, but the engine allows {engine.n_seq_max}"
         )))
-    fit = plan_fit(need, hardware or detect_hardware(), gpu_layers=engine.gpu_layers)
+    fit = plan_fit(need, hardware, gpu_layers=engine.gpu_layers)
     return fit
+
+
+def _repack_on_cpu(engine: EngineSettings, hardware: Hardware) -> tuple[tuple[str, int], ...]:
+    """The weight types this load re-lays on the CPU: none when layers may go to a GPU (the
+    CPU keeps few), or when the engine keeps extra buffers out (the AMX choice)."""
+    if not hardware.repack or (hardware.gpu_offload and hardware.gpus
+                               and engine.gpu_layers != 0):
+        return ()
+    from stagewise.models.inference.cpu_buffers import choose_weight_buffers
+
+    return hardware.repack if choose_weight_buffers(engine.allow_amx).use_extra else ()

@@ -14,6 +14,7 @@ it is used. The estimates are meant to be a little high rather than low.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,7 +83,11 @@ class Need:
         projector: Tensor data of the projector.
         kv_cache: KV cache for :attr:`n_ctx` cells.
         compute: Compute buffers: the text model's and the image encoder's.
-        total: The sum of the four.
+        repacked: The second copy of the text model's matrices that llama.cpp's CPU backend
+            re-lays for its faster kernels (``CPU_REPACK``): at load the process holds it
+            beside the mapped file. 0 where nothing is re-laid (a GPU load, an AMX-less
+            choice of buffers, a build without them).
+        total: The sum of the five.
         context: Tokens the search needs in the context (see :func:`estimate_need`).
         n_ctx: Cells the KV cache is sized for: the larger of the requested context and
             :attr:`context`, padded to 256 as llama.cpp pads it.
@@ -100,10 +105,14 @@ class Need:
     n_ctx: int = 0
     warnings: tuple[str, ...] = ()
     detail: NeedDetail | None = None
+    repacked: int = 0
 
     def with_weights(self, weights: int) -> Need:
-        """The same need with other weights (another quantization of the model)."""
-        return replace(self, weights=weights, total=self.total - self.weights + weights)
+        """The same need with other weights (another quantization of the model; its
+        re-laid share taken as this one's)."""
+        repacked = self.repacked * weights // max(self.weights, 1)
+        return replace(self, weights=weights, repacked=repacked,
+                       total=self.total - self.weights - self.repacked + weights + repacked)
 
     def with_context(self, n_ctx: int) -> Need:
         """The same need with the KV cache and compute buffers of another context size.
@@ -115,7 +124,8 @@ class Need:
             kv = self.kv_cache * n_ctx // max(self.n_ctx, 1)
             return replace(self, kv_cache=kv, total=self.total - self.kv_cache + kv, n_ctx=n_ctx)
         return need_from_detail(self.detail, weights=self.weights, projector=self.projector,
-                                context=self.context, n_ctx=n_ctx, warnings=self.warnings)
+                                context=self.context, n_ctx=n_ctx, warnings=self.warnings,
+                                repacked=self.repacked)
 
 
 def _tensor_bytes(info: GGUFInfo) -> tuple[int, int]:
@@ -127,6 +137,22 @@ def _tensor_bytes(info: GGUFInfo) -> tuple[int, int]:
         n_params += count
         n_bytes += count * type_size // block
     return n_bytes, n_params
+
+
+def _repacked_bytes(info: GGUFInfo, repack: Sequence[tuple[str, int]]) -> int:
+    """Bytes of the matrices llama.cpp's CPU backend re-lays: those of a ``repack`` type
+    whose rows are a multiple of its number, used in matrix products (the token
+    embedding is read by rows, and stays)."""
+    multiples = dict(repack)
+    n_bytes = 0
+    for name, (dims, type_name) in info.tensors.items():
+        multiple = multiples.get(type_name)
+        if (multiple is None or len(dims) < 2 or dims[1] % multiple
+                or name == "token_embd.weight"):
+            continue
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
+        n_bytes += math.prod(dims) * type_size // block
+    return n_bytes
 
 
 def _per_layer(value: object, n_layer: int, default: int) -> list[int]:
@@ -180,7 +206,7 @@ def _text_compute(detail: NeedDetail, n_ctx: int) -> int:
 
 
 def need_from_detail(detail: NeedDetail, *, weights: int, projector: int, context: int,
-                     n_ctx: int, warnings: tuple[str, ...] = ()) -> Need:
+                     n_ctx: int, warnings: tuple[str, ...] = (), repacked: int = 0) -> Need:
     """A :class:`Need` from its model numbers, with the formulas of :func:`estimate_need`.
 
     Args:
@@ -190,13 +216,14 @@ def need_from_detail(detail: NeedDetail, *, weights: int, projector: int, contex
         context: Tokens the search needs.
         n_ctx: Cells of the KV cache (already padded).
         warnings: Carried over as they are.
+        repacked: Bytes of the re-laid second copy of weights.
     """
     kv = n_ctx * detail.kv_per_token
     compute = _text_compute(detail, n_ctx) + detail.vision_compute
     return Need(
         weights=weights, projector=projector, kv_cache=kv, compute=compute,
-        total=weights + projector + kv + compute, context=context, n_ctx=n_ctx,
-        warnings=warnings, detail=detail,
+        total=weights + projector + kv + compute + repacked, context=context, n_ctx=n_ctx,
+        warnings=warnings, detail=detail, repacked=repacked,
     )
 
 
@@ -210,6 +237,7 @@ def estimate_need(
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
     image_tokens: int | None = None,
     n_batch: int = 512,
+    repack: Sequence[tuple[str, int]] = (),
 ) -> Need:
     """Estimates the memory and the context a model pair and a search need.
 
@@ -226,6 +254,10 @@ def estimate_need(
     * **compute**: a rough allowance, calibrated on llama.cpp's CPU compute buffer and
       erring high (``_need_detail``), plus the image encoder's
       (:func:`~stagewise.models.hardware.image_need.vision_compute_bytes`).
+    * **repacked**: the matrices of the ``repack`` types, which llama.cpp's CPU backend
+      copies into its re-laid ``CPU_REPACK`` buffer at load while the file is still mapped
+      (on the catalogue's Q4_K_M models about two thirds of the weights; measured to the
+      MiB on four real-shape pairs by ``bench/real_size.py``).
 
     A context need larger than ``n_ctx``, or one sequence longer than the model's trained
     context, is reported in :attr:`Need.warnings`.
@@ -242,6 +274,9 @@ def estimate_need(
         prompt_tokens: Tokens of the prompt without the image (template and question).
         image_tokens: Tokens of the image; None estimates them from the projector.
         n_batch: The engine's batch (and micro-batch) size.
+        repack: The weight types re-laid on this CPU, each with its row multiple
+            (:attr:`~stagewise.models.hardware.devices.Hardware.repack`); empty when the
+            text model is not loaded on the CPU with extra buffers.
 
     Returns:
         The estimate.
@@ -265,7 +300,8 @@ def estimate_need(
     warnings = _context_warnings(context, n_ctx=n_ctx, beam=search.beam,
                                  n_ctx_train=detail.n_ctx_train, longest=longest)
     return need_from_detail(detail, weights=weights, projector=projector, context=context,
-                            n_ctx=_pad(max(n_ctx, context)), warnings=warnings)
+                            n_ctx=_pad(max(n_ctx, context)), warnings=warnings,
+                            repacked=_repacked_bytes(text, repack))
 
 
 def _vocab_size(text: GGUFInfo) -> int:

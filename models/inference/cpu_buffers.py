@@ -31,8 +31,8 @@ from functools import cache
 
 from stagewise.models.inference.ggml_api import bind, ggml_library
 
-__all__ = ["AMX_BUFFER", "AMX_ENV", "WeightBuffers", "choose_weight_buffers",
-           "offered_extra_buffers", "parse_weight_buffers"]
+__all__ = ["AMX_BUFFER", "AMX_ENV", "REPACK_BUFFER", "WeightBuffers", "choose_weight_buffers",
+           "offered_extra_buffers", "parse_weight_buffers", "repacked_types"]
 
 log = logging.getLogger("stagewise.hardware")
 
@@ -42,6 +42,14 @@ the ``cpu_amx`` setting."""
 
 AMX_BUFFER = "AMX"
 """The name ggml gives its AMX buffer type."""
+
+REPACK_BUFFER = "CPU_REPACK"
+"""The name ggml gives the buffer type of re-laid (interleaved) weights."""
+
+_REPACKED_X86 = {"Q4_0": 8, "Q4_K": 8, "IQ4_NL": 8, "MXFP4": 8}
+_REPACKED_AVX512 = {"Q2_K": 8}
+_REPACKED_ARM = {"Q4_0": 4, "Q4_K": 8, "Q5_K": 8, "Q6_K": 8, "IQ4_NL": 4, "MXFP4": 4,
+                 "Q8_0": 4}
 
 _CPU_DEVICE = 0  # enum ggml_backend_dev_type: GGML_BACKEND_DEVICE_TYPE_CPU
 _TRUE = {"1", "true", "yes", "on"}
@@ -104,6 +112,39 @@ def offered_extra_buffers() -> tuple[str, ...]:
         names.append((name_of(array[i]) or b"?").decode("utf-8", "replace"))
         i += 1
     return tuple(names)
+
+
+@cache
+def repacked_types() -> tuple[tuple[str, int], ...]:
+    """The weight types llama.cpp's CPU backend re-lays in its ``CPU_REPACK`` buffer on this
+    CPU, each with the row count its matrices must be a multiple of.
+
+    As ``ggml_repack_get_optimal_repack_type`` (ggml-cpu/repack.cpp) decides: with AVX2,
+    Q4_0, Q4_K, IQ4_NL and MXFP4 (and Q2_K with AVX-512); with NEON and dot products, the
+    4- to 8-bit K and legacy types. A re-laid matrix is a second copy of its bytes: at load
+    the process holds it beside the mapped file. Empty where the build offers no
+    ``CPU_REPACK``.
+    """
+    if REPACK_BUFFER not in offered_extra_buffers():
+        return ()
+    lib = ggml_library(["ggml-cpu", "ggml"])
+    if lib is None:
+        return ()
+
+    def has(feature: str) -> bool:
+        try:
+            return bool(bind(lib, f"ggml_cpu_has_{feature}", ctypes.c_int, [])())
+        except AttributeError:
+            return False
+
+    types: dict[str, int] = {}
+    if has("avx2"):
+        types |= _REPACKED_X86
+    if has("avx512"):
+        types |= _REPACKED_AVX512
+    if has("neon") and (has("dotprod") or has("matmul_int8")):
+        types |= _REPACKED_ARM
+    return tuple(sorted(types.items()))
 
 
 def _amx_from_env(environ: Mapping[str, str]) -> bool | None:

@@ -214,7 +214,7 @@ def estimate_for(session: Session, image_tokens: int) -> int:
     assert session.plan is not None
     fit = check_fit(session.plan.model, session.plan.mmproj, session.plan.engine,
                     SearchSettings(beam=4), image_tokens=image_tokens)
-    return fit.need.total if fit.need else 0
+    return fit.need.peak if fit.need else 0
 
 
 def largest_image(session: Session, folder: Path) -> tuple[int, int, int, int]:
@@ -266,7 +266,7 @@ def main() -> int:
         costs = (beam_costs(session, image_path, args.tokens, args.selections.split(","),
                             args.repeat) if not args.no_beam else {})
         side, image_tokens, need, auto_ctx = largest_image(session, folder)
-        planned = session.plan.fit.need.total if session.plan.fit.need else 0
+        planned = session.plan.fit.need.peak if session.plan.fit.need else 0
         estimate = estimate_for(session, image_and_prompt_tokens(session, image_path)[0])
         buffers = ", ".join(f"{k} {v:.0f} MiB" for k, v in engine.weight_buffers.items())
 

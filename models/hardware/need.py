@@ -83,11 +83,13 @@ class Need:
         projector: Tensor data of the projector.
         kv_cache: KV cache for :attr:`n_ctx` cells.
         compute: Compute buffers: the text model's and the image encoder's.
+        total: The sum of the four: what the run keeps using, which the fit plans with.
         repacked: The second copy of the text model's matrices that llama.cpp's CPU backend
-            re-lays for its faster kernels (``CPU_REPACK``): at load the process holds it
-            beside the mapped file. 0 where nothing is re-laid (a GPU load, an AMX-less
-            choice of buffers, a build without them).
-        total: The sum of the five.
+            re-lays for its faster kernels (``CPU_REPACK``). At load the process holds it
+            beside the mapped file (:attr:`peak`); the mapped pages of those matrices are
+            not read again, so the system can drop them when memory is short, and
+            :attr:`total` leaves them out. 0 where nothing is re-laid (a GPU load, extra
+            buffers kept out, a build without them).
         context: Tokens the search needs in the context (see :func:`estimate_need`).
         n_ctx: Cells the KV cache is sized for: the larger of the requested context and
             :attr:`context`, padded to 256 as llama.cpp pads it.
@@ -107,12 +109,18 @@ class Need:
     detail: NeedDetail | None = None
     repacked: int = 0
 
+    @property
+    def peak(self) -> int:
+        """The resident memory the process reaches, as ``ru_maxrss`` counts it: the total
+        and, during the load, the re-laid copies beside the mapped file."""
+        return self.total + self.repacked
+
     def with_weights(self, weights: int) -> Need:
         """The same need with other weights (another quantization of the model; its
         re-laid share taken as this one's)."""
         repacked = self.repacked * weights // max(self.weights, 1)
         return replace(self, weights=weights, repacked=repacked,
-                       total=self.total - self.weights - self.repacked + weights + repacked)
+                       total=self.total - self.weights + weights)
 
     def with_context(self, n_ctx: int) -> Need:
         """The same need with the KV cache and compute buffers of another context size.
@@ -222,7 +230,7 @@ def need_from_detail(detail: NeedDetail, *, weights: int, projector: int, contex
     compute = _text_compute(detail, n_ctx) + detail.vision_compute
     return Need(
         weights=weights, projector=projector, kv_cache=kv, compute=compute,
-        total=weights + projector + kv + compute + repacked, context=context, n_ctx=n_ctx,
+        total=weights + projector + kv + compute, context=context, n_ctx=n_ctx,
         warnings=warnings, detail=detail, repacked=repacked,
     )
 
@@ -256,8 +264,8 @@ def estimate_need(
       (:func:`~stagewise.models.hardware.image_need.vision_compute_bytes`).
     * **repacked**: the matrices of the ``repack`` types, which llama.cpp's CPU backend
       copies into its re-laid ``CPU_REPACK`` buffer at load while the file is still mapped
-      (on the catalogue's Q4_K_M models about two thirds of the weights; measured to the
-      MiB on four real-shape pairs by ``bench/real_size.py``).
+      (on the catalogue's Q4_K_M models about two thirds of the weights; to the MiB on four
+      real-shape pairs by ``bench/real_size.py``): in :attr:`Need.peak`, not in the total.
 
     A context need larger than ``n_ctx``, or one sequence longer than the model's trained
     context, is reported in :attr:`Need.warnings`.

@@ -28,8 +28,8 @@ def peak_rss_bytes() -> int | None:
 
 
 def memory_report(need: Need | None) -> dict[str, int | None]:
-    """``{"estimated_bytes": …, "peak_rss_bytes": …}``: the load plan's estimate of what the
-    load needs (``LoadPlan.fit.need``; None for a model another program serves) and the
-    measured peak."""
-    return {"estimated_bytes": need.total if need is not None else None,
+    """``{"estimated_bytes": …, "peak_rss_bytes": …}``: the load plan's estimate of the
+    process's resident peak (``LoadPlan.fit.need.peak``; None for a model another program
+    serves) and the measured peak."""
+    return {"estimated_bytes": need.peak if need is not None else None,
             "peak_rss_bytes": peak_rss_bytes()}

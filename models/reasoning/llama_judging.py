@@ -72,8 +72,9 @@ class ImagePrefix:
 
 
 class JudgeCache:
-    """One knockout's replies; the sequences of replies with the image stay cached until it
-    closes, so that a later round's prompts can reuse their cells."""
+    """One knockout's prompts, answered with written replies (the judge) or with the
+    probabilities of its choices (the verdict); their sequences with the image stay cached
+    until it closes, so that a later round's prompts can reuse their cells."""
 
     def __init__(self, engine: Engine, pool: SequencePool, prefix: ImagePrefix,
                  root: int) -> None:

@@ -4,36 +4,29 @@ The engine thread, downloads and the diagnostics report register here. At exit t
 ends the process at once if one is still running past its bound (:func:`running_threads`),
 and the tests fail a test that leaves one running.
 
-The engine thread runs below the window's priority, and hands the interpreter over to the
-window within half a millisecond (:func:`start_in_background`). Between llama.cpp's calls
-the engine thread runs Python (sampling, bookkeeping) holding the GIL, and by default a
-waiting thread gets the GIL only after 5 ms: every call the window's thread made into C
-(a query, a file's status) and back cost it up to that again, so a history refresh of a few
-milliseconds stalled the window for 60–125 ms on a 3B model (``bench/gui_latency.py
---real-shape``).
+The engine thread hands the interpreter over to the window within half a millisecond
+(:func:`start_in_background`). Between llama.cpp's calls the engine thread runs Python
+(sampling, bookkeeping) holding the GIL, and by default a waiting thread gets the GIL only
+after 5 ms: every call the window's thread made into C (a query, a file's status) and back
+cost it up to that again, so a history refresh of a few milliseconds stalled the window for
+60–125 ms on a 3B model (``bench/gui_latency.py --real-shape``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 import weakref
 
-from PySide6.QtCore import QObject, Qt, QThread
+from PySide6.QtCore import QObject, QThread
 
-__all__ = ["BACKGROUND_NICENESS", "SWITCH_INTERVAL_S", "keep_alive", "register_thread",
-           "running_threads", "start_in_background"]
+__all__ = ["SWITCH_INTERVAL_S", "keep_alive", "register_thread", "running_threads",
+           "start_in_background"]
 
 SWITCH_INTERVAL_S = 0.0005
 """How long a thread holding the GIL keeps it while another waits (Python's default: 5 ms).
 The engine thread's Python runs between C calls that release the GIL, so the window waits
 at most this long for it; the engine loses nothing measurable (it rarely has to give way:
 the window's thread sleeps in its event loop without the GIL)."""
-
-BACKGROUND_NICENESS = 10
-"""How much lower than the window the engine thread runs on Linux (``nice`` steps): at 10 a
-waking window thread gets about nine tenths of a core against each compute thread."""
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 _stuck: list[QObject] = []  # threads that outlived their bound: never destroyed while running
@@ -56,27 +49,12 @@ def running_threads() -> list[QThread]:
 
 
 def start_in_background(thread: QThread) -> None:
-    """Start ``thread`` below the window's priority, and every thread it creates, with the
-    GIL handed over every :data:`SWITCH_INTERVAL_S` while the window waits for it.
+    """Start ``thread``, the GIL handed over every :data:`SWITCH_INTERVAL_S` while the
+    window waits for it.
 
-    On Linux a thread's ``nice`` value is its own and new threads inherit it, so lowering
-    the engine thread as it starts lowers the compute threads llama.cpp's OpenMP pool
-    creates from it. Elsewhere Qt's thread priority does what the system allows (threads
-    llama.cpp creates there start at the normal priority).
+    The engine keeps its normal priority: ten ``nice`` steps lower took the window's
+    longest stall from about 20 to 14 ms, but under other programs' load it gave llama.cpp
+    a tenth of the cores (answers six times slower).
     """
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-    if sys.platform.startswith("linux"):
-        thread.started.connect(_lower_this_thread, Qt.ConnectionType.DirectConnection)
-    thread.start(QThread.Priority.LowPriority)
-
-
-def _lower_this_thread() -> None:
-    """Raise the calling thread's ``nice`` by :data:`BACKGROUND_NICENESS` (Linux: per
-    thread). Lowering one's own priority needs no permission; a failure leaves it as is."""
-    tid = threading.get_native_id()
-    try:
-        now = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + BACKGROUND_NICENESS))
-    except OSError:
-        pass
-
+    thread.start()

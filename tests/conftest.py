@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from stagewise.models.build.llama_server import RunningServer
 from stagewise.models.build.tiny_vlm import TINY, TinyPair, write_tiny_pair
 from stagewise.models.disk.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, PREFIX_CACHE_DIR_ENV
 from stagewise.models.inference.engine import Engine
@@ -78,6 +79,19 @@ def engine(tiny_pair: TinyPair) -> Iterator[Engine]:
     with Engine(tiny_pair.model, tiny_pair.mmproj,
                 EngineSettings(n_ctx=4096, n_seq_max=12, threads=2)) as loaded:
         yield loaded
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The shipped demo pair served by llama-server (built from the vendored sources) on
+    loopback, one per test module."""
+    from stagewise.models.build.llama_server import serve
+    from stagewise.models.library.demo import demo_pair
+
+    pair = demo_pair()
+    assert pair is not None
+    with serve(pair.model, pair.mmproj, tmp_path_factory.mktemp("server")) as running:
+        yield running
 
 
 def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:

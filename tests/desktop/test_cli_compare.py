@@ -5,13 +5,11 @@ tokenizer), a real llama-server on loopback, and the history they write."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from stagewise.models.build.llama_server import RunningServer, serve
 from stagewise.models.library.demo import demo_pair, example_image
 from stagewise.models.recipes.real_vocab import qwen_real_vocabulary_pair
 from stagewise.models.storage.history import History
@@ -68,21 +66,13 @@ def test_a_bad_configuration_fails_in_one_line_before_loading(tmp_path, configs,
     assert not (tmp_path / "history").exists()  # nothing started
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[RunningServer]:
-    pair = demo_pair()
-    assert pair is not None
-    with serve(pair.model, pair.mmproj, tmp_path_factory.mktemp("server")) as running:
-        yield running
-
-
-def test_compare_on_a_remote_llama_server(tmp_path, server):
-    data = compare("--server", server.url, "--stage-mode", "native",
+def test_compare_on_a_remote_llama_server(tmp_path, demo_server):
+    data = compare("--server", demo_server.url, "--stage-mode", "native",
                    "--compare", "beam=1", "beam=2", data_dir=tmp_path)
     assert [r["result"]["status"] for r in data["runs"]] == ["finished", "finished"]
     assert all(r["model"].startswith("llama-server") for r in data["runs"])
     refused = stagewise("ask", "--image", example_image(), "--question", QUESTION,
-                        "--server", server.url, "--compare", "beam=1", "model=x.gguf",
+                        "--server", demo_server.url, "--compare", "beam=1", "model=x.gguf",
                         data_dir=tmp_path)
     assert_clean_failure(refused, "model= key cannot be used with --server")
 

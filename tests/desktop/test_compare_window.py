@@ -4,14 +4,11 @@ Qwen2.5-VL-shaped pair with Qwen2's real tokenizer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from stagewise.desktop.main_window import MainWindow
-from stagewise.models.build.llama_server import RunningServer, serve
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.stage_mode import StageMode
 from stagewise.models.library.demo import demo_pair, example_image
@@ -95,16 +92,8 @@ def test_a_bad_configuration_is_one_line_and_compare_waits(qtbot, make_window):
     assert "image" in dialog.status.text()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[RunningServer]:
-    pair = demo_pair()
-    assert pair is not None
-    with serve(pair.model, pair.mmproj, tmp_path_factory.mktemp("server")) as running:
-        yield running
-
-
-def test_compare_through_a_remote_llama_server(qtbot, make_window, server):
-    settings = AppSettings(server=ServerSettings(server.url, stage_mode=StageMode.NATIVE),
+def test_compare_through_a_remote_llama_server(qtbot, make_window, demo_server):
+    settings = AppSettings(server=ServerSettings(demo_server.url, stage_mode=StageMode.NATIVE),
                            auto_beam=False, search=SearchSettings(max_stage_tokens=32))
     window = make_window(settings)
     dialog, comparison, _ = compare_in(qtbot, window, "beam=1", "beam=2")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from stagewise.models.build.llama_server import RunningServer, serve
 from stagewise.models.compare import (
     Comparison,
     divergence,
@@ -23,7 +22,7 @@ from stagewise.models.events import SearchResult, Timings
 from stagewise.models.inference.engine_settings import EngineSettings
 from stagewise.models.inference.images import PreparedImage, load_image
 from stagewise.models.inference.stage_mode import StageMode
-from stagewise.models.library.demo import demo_pair, example_image
+from stagewise.models.library.demo import example_image
 from stagewise.models.reasoning.search_settings import SearchSettings
 from stagewise.models.remote.server import ServerSettings
 from stagewise.models.session import Session, plan
@@ -141,16 +140,8 @@ def test_a_side_that_cannot_run_fails_before_either_answers(demo_session, pictur
     assert demo_session.engine.stats.decode_calls == before
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[RunningServer]:
-    pair = demo_pair()
-    assert pair is not None
-    with serve(pair.model, pair.mmproj, tmp_path_factory.mktemp("server")) as running:
-        yield running
-
-
-def test_two_configurations_on_llama_server(server, picture):
-    settings = ServerSettings(server.url, stage_mode=StageMode.NATIVE)
+def test_two_configurations_on_llama_server(demo_server, picture):
+    settings = ServerSettings(demo_server.url, stage_mode=StageMode.NATIVE)
     with Session.connect(settings) as session:
         comparison = compare_on([session] * 2, picture, "beam=1", "beam=2,select=logprob")
     assert [r.status for r in comparison.results] == ["finished", "finished"]

@@ -24,6 +24,7 @@ from stagewise.desktop.compare_view import CompareDialog
 from stagewise.desktop.demo_notice import DemoNotice
 from stagewise.desktop.follow_ups import ThreadView
 from stagewise.desktop.formatting import prefix_text, ready_text, seconds_text, sent_text
+from stagewise.desktop.heap import freeze_long_lived
 from stagewise.desktop.history_panel import HistoryPanel
 from stagewise.desktop.image_input import ImageInput
 from stagewise.desktop.image_pane import ImagePane
@@ -481,6 +482,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
+        freeze_long_lived()  # full collections while answers stream: 36 ms -> a few
         if loaded.server:  # the name says which server answers
             self.model_label.setText(loaded.name)
             self.model_label.setToolTip(plain_tip(f"Answers come from {loaded.server}; "

@@ -145,6 +145,10 @@ def report(number: int, run: Answer) -> None:
           f"({run.tokens / run.seconds:.0f}/s)")
     print(f"  idle window      {summary(run.idle)}")
     print(f"  while answering  {summary(run.busy)}")
+    running = sum(spent[0] for _, _, spent in run.gaps)
+    waiting = sum(spent[1] for _, _, spent in run.gaps)
+    print(f"  the window's thread ran {running:.0f} ms of the answer's {run.seconds:.1f} s "
+          f"({running / run.seconds / 10:.1f}% of a core) and waited {waiting:.0f} ms for a core")
     longest = sorted(run.gaps, reverse=True)[:5]
     if longest:
         print("  longest gaps while answering (the window's thread running / waiting for a "
@@ -272,7 +276,7 @@ def main() -> int:
         verdict = "met" if met == len(answers) else "MISSED"
         busiest = ", ".join(f"{max(run.busy):.1f}" for run in answers if run.busy)
         idlest = ", ".join(f"{max(run.idle):.1f}" for run in answers if run.idle)
-        print(f"target: longest gap at most {target:.0f} ms: {verdict} in {met} of "
+        print(f"target: longest gap at most {target:.0f} ms: {verdict}, met in {met} of "
               f"{len(answers)} answers (longest gaps {busiest} ms; the idle window's before "
               f"each {idlest} ms)")
     return 0 if busy else 1

@@ -47,7 +47,7 @@ from stagewise.models.errors import StagewiseError
 from stagewise.models.events import Event, SearchResult
 from stagewise.models.reasoning.auto_beam import AUTO_BEAM
 from stagewise.models.reasoning.compare import Comparison
-from stagewise.models.reasoning.run_view import RunStatus, RunView
+from stagewise.models.reasoning.run_view import RunStatus, RunView, StageStatus
 from stagewise.models.stages import STAGES, Stage
 from stagewise.models.storage.app_settings import AppSettings, save_settings, settings_from_json
 from stagewise.models.storage.export import export
@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self.shown = self.view  # what the cards show: the live run or a past one
         self.loaded: LoadedModel | None = None
         self.busy = False
+        self._answering = False  # busy with an answer (not a comparison)
         self.batch: BatchWindow | None = None  # the folder being asked about, if any
         self.live_run_id = -1
         self._dirty: set[Stage] = set()
@@ -346,7 +347,7 @@ class MainWindow(QMainWindow):
         self.shown = self.view
         self.shown_run_id = -1
         self.reasoning.show_run(self.shown)
-        self._set_busy(True)
+        self._set_busy(True, answering=True)
         self.statusBar().clearMessage()  # "image ready" is past once asked; timings follow
         self.timing_label.set_full_text("Reading the image…")
         self.live_run_id = -1
@@ -456,13 +457,29 @@ class MainWindow(QMainWindow):
     def _ask_from_box(self) -> None:
         self.ask(self.question_box.question())
 
-    def _set_busy(self, busy: bool) -> None:
+    def _set_busy(self, busy: bool, *, answering: bool = False) -> None:
+        """``answering``: the status bar's bar counts the answer's chosen stages."""
         self.busy = busy
+        self._answering = busy and answering
         self.question_box.set_busy(busy)
         self.stop_action.setEnabled(busy)
         self.ask_action.setEnabled(not busy)
-        self.progress.setRange(0, 0)
+        self._show_progress()
         self.progress.setVisible(busy)
+
+    def _show_progress(self) -> None:
+        """While busy, the status bar's bar: an answer's chosen stages out of four, or (a
+        comparison) a busy indicator. An answer's bar does not animate: the busy indicator
+        repainted the window 60 times a second, each time waiting for a core llama.cpp
+        keeps busy (``bench/gui_latency.py``)."""
+        if not self._answering:
+            self.progress.setRange(0, 0)
+            self.progress.setToolTip("")
+            return
+        chosen = sum(v.status is StageStatus.CHOSEN for v in self.view.stages.values())
+        self.progress.setRange(0, len(STAGES))
+        self.progress.setValue(chosen)
+        self.progress.setToolTip(f"{chosen} of {len(STAGES)} stages written and chosen")
 
     # -- worker signals -------------------------------------------------------------------
 
@@ -501,7 +518,7 @@ class MainWindow(QMainWindow):
         if not self.busy:
             self.progress.hide()
         else:
-            self.progress.setRange(0, 0)
+            self._show_progress()
 
     @Slot(str)
     def _on_model_failed(self, message: str) -> None:
@@ -525,6 +542,8 @@ class MainWindow(QMainWindow):
     def _render(self) -> None:
         if self.shown is self.view and self._dirty:
             self.reasoning.update_stages(self.view, self._dirty)
+        if self._answering:
+            self._show_progress()
         self._dirty = set()
         self._show_timings(self.view)
 

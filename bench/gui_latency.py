@@ -173,6 +173,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64, help="token budget per stage")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="idle measurement length (before each answer)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp's threads (default: the app's, every core here)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="answers to measure, one after another in the same window")
     parser.add_argument("--select", default="judge",
@@ -189,6 +191,7 @@ def main() -> int:
     from stagewise.desktop.app import SELF_TEST_QUESTION, example_image
     from stagewise.desktop.main_window import MainWindow
     from stagewise.models.build.tiny_vlm import BENCH, TINY, write_tiny_pair
+    from stagewise.models.inference.engine_settings import EngineSettings
     from stagewise.models.reasoning.search_settings import SearchSettings
     from stagewise.models.stages import STAGES
     from stagewise.models.storage.app_settings import AppSettings
@@ -204,7 +207,8 @@ def main() -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (kept alive)
     settings = AppSettings(model=pair.model, mmproj=pair.mmproj, auto_beam=False,
                            search=SearchSettings(beam=args.beam, max_stage_tokens=args.tokens,
-                                                 select=args.select))
+                                                 select=args.select),
+                           engine=EngineSettings(threads=args.threads))
     window = MainWindow(settings)
     window.show()
     recorder = GapRecorder()

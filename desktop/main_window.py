@@ -477,8 +477,14 @@ class MainWindow(QMainWindow):
             self.progress.setToolTip("")
             return
         chosen = sum(v.status is StageStatus.CHOSEN for v in self.view.stages.values())
+        if (self.progress.maximum(), self.progress.value()) == (len(STAGES), chosen):
+            return
+        # QProgressBar repaints itself at once on a new value (1-2 ms, at a stage's end when
+        # the window has the most to do); with updates off it joins the window's next paint
+        self.progress.setUpdatesEnabled(False)
         self.progress.setRange(0, len(STAGES))
         self.progress.setValue(chosen)
+        self.progress.setUpdatesEnabled(True)
         self.progress.setToolTip(f"{chosen} of {len(STAGES)} stages written and chosen")
 
     # -- worker signals -------------------------------------------------------------------

@@ -112,6 +112,24 @@ class CollectionRecorder:
                           info["generation"], threading.current_thread().name))
 
 
+def time_renders(window_class: type) -> list[float]:
+    """Record the window's thread's CPU milliseconds in each re-render of the stage cards
+    (``MainWindow._render``: the cards and the status bar, one event-loop turn); wraps the
+    class's method, so call it before the window is made."""
+    spent: list[float] = []
+    render = window_class._render
+
+    def timed(window: object) -> None:
+        began = time.thread_time()
+        try:
+            render(window)
+        finally:
+            spent.append((time.thread_time() - began) * 1e3)
+
+    window_class._render = timed
+    return spent
+
+
 def timed_collection() -> float:
     """Milliseconds one full collection takes now."""
     began = time.perf_counter()
@@ -135,6 +153,7 @@ class Answer:
     busy: list[float]  # gaps (ms) while answering
     gaps: list[tuple[float, float, tuple[float, float]]]  # gap, at (s), (running, waiting)
     collections: list[tuple[float, float, int, str]]
+    renders: list[float]  # the window's CPU (ms) in each re-render of the cards
     seconds: float
     tokens: int
 
@@ -149,6 +168,10 @@ def report(number: int, run: Answer) -> None:
     waiting = sum(spent[1] for _, _, spent in run.gaps)
     print(f"  the window's thread ran {running:.0f} ms of the answer's {run.seconds:.1f} s "
           f"({running / run.seconds / 10:.1f}% of a core) and waited {waiting:.0f} ms for a core")
+    if run.renders:
+        dearest = sorted(run.renders, reverse=True)[:4]
+        print(f"  {len(run.renders)} re-renders of the cards, {sum(run.renders):.0f} ms of the "
+              f"window's CPU; the dearest: {', '.join(f'{ms:.1f}' for ms in dearest)} ms")
     longest = sorted(run.gaps, reverse=True)[:5]
     if longest:
         print("  longest gaps while answering (the window's thread running / waiting for a "
@@ -209,6 +232,7 @@ def main() -> int:
                            search=SearchSettings(beam=args.beam, max_stage_tokens=args.tokens,
                                                  select=args.select),
                            engine=EngineSettings(threads=args.threads))
+    renders = time_renders(MainWindow)
     window = MainWindow(settings)
     window.show()
     recorder = GapRecorder()
@@ -243,6 +267,7 @@ def main() -> int:
         run_loop(args.seconds)
         idle = list(recorder.stop())
         done.clear()
+        renders.clear()
         streamed = time.perf_counter()
         recorder.start()
         collections = CollectionRecorder(recorder.clock)
@@ -253,7 +278,7 @@ def main() -> int:
         gc.callbacks.remove(collections)
         view = done[0] if done else None
         return Answer(idle, busy, list(zip(busy, recorder.at, recorder.spent, strict=True)),
-                      collections.runs, time.perf_counter() - streamed,
+                      collections.runs, list(renders), time.perf_counter() - streamed,
                       view.result.timings.generated_tokens if view and view.result else 0)
 
     answers = [answer() for _ in range(args.repeat)]

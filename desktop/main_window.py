@@ -33,6 +33,7 @@ from stagewise.desktop.question_box import QuestionBox
 from stagewise.desktop.restore_notice import restored_changes, restored_text
 from stagewise.desktop.settings_dialog import SettingsDialog
 from stagewise.desktop.stage_cards import ReasoningPanel
+from stagewise.desktop.threads import import_in_background
 from stagewise.desktop.welcome_panel import WelcomePanel
 from stagewise.desktop.widgets import (
     ElidedLabel,
@@ -82,7 +83,12 @@ FIRST_SIZE = QSize(1280, 800)
 1024 × 640 laptop screen gets the window whole, its frame and title bar included)."""
 
 SETUP_DELAY_MS = 150
-"""The first-run panel and the download machinery are set up this long after launch."""
+"""The first-run panel and the download machinery are set up this long after launch (or
+once :data:`MODEL_LIBRARY` is imported, if later)."""
+
+MODEL_LIBRARY = "stagewise.models.library.hub"
+"""What the first-run panel and the downloads need that is slow to import (huggingface_hub,
+httpx): imported in a thread of its own as the window opens."""
 
 _STATUS_OF_RECORD = {
     "finished": RunStatus.FINISHED,
@@ -139,8 +145,10 @@ class MainWindow(QMainWindow):
         if self.history.notice:
             self.show_message(self.history.notice)
         self.question_box.edit.setFocus()  # typing at launch writes the question
-        # after the first frame: the model library loads huggingface_hub (a few 100 ms)
-        QTimer.singleShot(SETUP_DELAY_MS, self, self.setup_models)
+        # the model library loads huggingface_hub (a few 100 ms): imported off this thread,
+        # then set up after the first frame
+        self._library_import = import_in_background(MODEL_LIBRARY)
+        QTimer.singleShot(SETUP_DELAY_MS, self, self._setup_models_when_imported)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -842,6 +850,14 @@ class MainWindow(QMainWindow):
         manager.open()
         return manager
 
+    def _setup_models_when_imported(self) -> None:
+        """:meth:`setup_models` once the model library is imported (checked every
+        :data:`SETUP_DELAY_MS`, so that this thread never waits for the import)."""
+        if self._library_import.is_alive():
+            QTimer.singleShot(SETUP_DELAY_MS, self, self._setup_models_when_imported)
+            return
+        self.setup_models()
+
     def setup_models(self) -> ModelSetup:
         """The first-run panel and the background download (made on first use)."""
         if self.model_setup is None:
@@ -1001,6 +1017,7 @@ class MainWindow(QMainWindow):
         )
         self._save_settings()
         self._render_timer.stop()
+        self._library_import.join(SHUTDOWN_MS / 1000)
         if self.model_setup is not None:
             self.model_setup.shut_down()
         self.host.shut_down(SHUTDOWN_MS)

@@ -14,13 +14,16 @@ cost it up to that again, so a history refresh of a few milliseconds stalled the
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import sys
+import threading
 import weakref
 
 from PySide6.QtCore import QObject, QThread
 
-__all__ = ["SWITCH_INTERVAL_S", "keep_alive", "register_thread", "running_threads",
-           "start_in_background"]
+__all__ = ["SWITCH_INTERVAL_S", "import_in_background", "keep_alive", "register_thread",
+           "running_threads", "start_in_background"]
 
 SWITCH_INTERVAL_S = 0.0005
 """How long a thread holding the GIL keeps it while another waits (Python's default: 5 ms).
@@ -58,3 +61,19 @@ def start_in_background(thread: QThread) -> None:
     """
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     thread.start()
+
+
+def import_in_background(name: str) -> threading.Thread:
+    """Import the Qt-free module ``name`` in a thread of its own, so that the window's
+    thread later finds it imported instead of running its import (the model library's
+    huggingface_hub and httpx took 250 ms of the window's thread just after launch, while
+    the user may be typing). The window's thread may still import it itself: it then waits
+    for this import to finish, as before. An error is left for that import to raise."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the window's own import raises it, seen
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name="stagewise-import", daemon=True)
+    thread.start()
+    return thread

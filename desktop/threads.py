@@ -4,6 +4,9 @@ The engine thread, downloads and the diagnostics report register here. At exit t
 ends the process at once if one is still running past its bound (:func:`running_threads`),
 and the tests fail a test that leaves one running.
 
+One plain Python thread imports the model library as the window opens
+(:func:`import_in_background`); the window joins it when it closes.
+
 The engine thread hands the interpreter over to the window within half a millisecond
 (:func:`start_in_background`). Between llama.cpp's calls the engine thread runs Python
 (sampling, bookkeeping) holding the GIL, and by default a waiting thread gets the GIL only

@@ -65,15 +65,15 @@ class GapRecorder:
     def __init__(self) -> None:
         self.clock = QElapsedTimer()
         self.gaps: list[float] = []
+        self.at: list[float] = []  # seconds since start() at the end of each gap
+        self.spent: list[tuple[float, float]] = []  # ms running, ms waiting for a core
         self.timer = QTimer(interval=TICK_MS)
         self.timer.timeout.connect(self._tick)
         self._last = 0
         self._last_sched = (0, 0)
 
     def start(self) -> None:
-        self.gaps = []
-        self.at: list[float] = []  # seconds since start() at the end of each gap
-        self.spent: list[tuple[float, float]] = []  # ms running, ms waiting for a core
+        self.gaps, self.at, self.spent = [], [], []
         self.clock.start()
         self._last = self.clock.nsecsElapsed()
         self._last_sched = thread_schedstat()
@@ -150,12 +150,16 @@ class Answer:
     """One answer's measurements."""
 
     idle: list[float]  # gaps (ms) in the idle window just before
-    busy: list[float]  # gaps (ms) while answering
     gaps: list[tuple[float, float, tuple[float, float]]]  # gap, at (s), (running, waiting)
     collections: list[tuple[float, float, int, str]]
     renders: list[float]  # the window's CPU (ms) in each re-render of the cards
     seconds: float
     tokens: int
+
+    @property
+    def busy(self) -> list[float]:
+        """The gaps (ms) while answering."""
+        return [gap for gap, _, _ in self.gaps]
 
 
 def report(number: int, run: Answer) -> None:
@@ -277,7 +281,7 @@ def main() -> int:
         busy = list(recorder.stop())
         gc.callbacks.remove(collections)
         view = done[0] if done else None
-        return Answer(idle, busy, list(zip(busy, recorder.at, recorder.spent, strict=True)),
+        return Answer(idle, list(zip(busy, recorder.at, recorder.spent, strict=True)),
                       collections.runs, list(renders), time.perf_counter() - streamed,
                       view.result.timings.generated_tokens if view and view.result else 0)
 
